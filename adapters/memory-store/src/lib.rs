@@ -1,0 +1,2 @@
+//! Thread-safe in-memory DataStore for convert-rs.
+#![doc = include_str!("../README.md")]

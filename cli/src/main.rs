@@ -1,0 +1,2 @@
+//! The `convert` command.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Runnable examples for convert-rs; see the `[[example]]` targets.
