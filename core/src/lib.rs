@@ -15,3 +15,20 @@ pub mod hash;
 pub mod js;
 pub mod keyorder;
 pub mod rules;
+pub mod config;
+pub mod engine;
+pub mod features;
+pub mod goals;
+pub mod store;
+pub mod tracking;
+
+pub use config::{ConfigError, ProjectConfig};
+pub use engine::{
+    BucketedVariation, Decision, Effects, Engine, EngineSettings, Notice, RunOptions,
+    VisitorProps, VisitorState,
+};
+pub use features::{BucketedFeature, FeatureFilter, FeatureStatus};
+pub use goals::ConversionOutcome;
+pub use rules::RuleError;
+pub use store::{StoreData, StoreOp};
+pub use tracking::{EventData, TrackingEvent, TrackingQueue};

@@ -1,0 +1,745 @@
+//! The served project config (SPEC §3), parsed from untrusted JSON into an indexed, immutable
+//! snapshot.
+//!
+//! Parsing accepts what the reference SDK accepts and rejects, with a [`ConfigError`] naming the
+//! field, what it cannot make sense of (a list that is not a list, an entity that is not an
+//! object, a missing `account_id` or `project.id`). Values inside entities follow the reference's
+//! lenient JS semantics: ids are compared as `String(id)`, absent fields are `undefined`.
+//!
+//! Everything a decision needs is computed once here: lookups by key and id, the resolved
+//! audiences, segments and locations of each experience, the compiled rule trees and the bucket
+//! layouts. A decision then only reads the snapshot.
+
+use crate::bucketing::{AnchoredLayout, ArmSpec, PackedLayout, is_anchored};
+use crate::js;
+use crate::keyorder::js_key_order;
+use crate::rules::RuleSet;
+use crate::store::strict_eq;
+use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// Why a config was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The text is not JSON.
+    #[error("config is not valid JSON: {0}")]
+    Json(String),
+    /// A field has the wrong JSON type.
+    #[error("config field `{field}` must be {expected}, found {found}")]
+    InvalidType {
+        /// Path of the field, e.g. `experiences[2].variations`.
+        field: String,
+        /// What was expected.
+        expected: &'static str,
+        /// The JSON type found.
+        found: &'static str,
+    },
+    /// A required field is absent or empty.
+    #[error("config field `{0}` is missing or empty")]
+    Missing(String),
+    /// The server answered with an error object instead of a config.
+    #[error("config is an error response: {0}")]
+    ErrorResponse(String),
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A shared string (ids and keys are cloned into every decision; this keeps that cheap).
+pub type Str = Arc<str>;
+
+fn s(v: Option<&Value>) -> Str {
+    Arc::from(js::opt_to_js_string(v).as_ref())
+}
+
+/// A variation of an experience.
+#[derive(Debug, Clone)]
+pub struct Variation {
+    /// `String(id)`.
+    pub id: Str,
+    /// Whether the config's id is a JSON string (the reference re-reads variations by strict equality
+    /// with a string id, so a non-string id can be bucketed but never returned).
+    pub id_is_string: bool,
+    /// The variation key, when it is a string.
+    pub key: Option<Str>,
+    /// The variation name, when it is a string.
+    pub name: Option<Str>,
+    /// The fullStackFeature changes it carries, in order.
+    pub features: Vec<FeatureChange>,
+    /// The config object as served.
+    pub raw: Map<String, Value>,
+}
+
+/// A `fullStackFeature` change of a variation.
+#[derive(Debug, Clone)]
+pub struct FeatureChange {
+    /// `String(data.feature_id)`.
+    pub feature_id: Str,
+    /// `data.variables_data` as served (`None` when absent).
+    pub variables: Option<Value>,
+}
+
+/// Where an experience runs.
+#[derive(Debug, Clone)]
+pub enum LocationTarget {
+    /// No `locations` and no `site_area`: runs everywhere.
+    Unrestricted,
+    /// A non-empty `locations` list, resolved to indices into [`ProjectConfig::locations`] (may be
+    /// empty when no id resolves: then the experience never matches).
+    Locations(Vec<usize>),
+    /// A `site_area` rule tree.
+    SiteArea(RuleSet),
+}
+
+/// An experience, with everything a decision needs precomputed.
+#[derive(Debug, Clone)]
+pub struct Experience {
+    /// Position in [`ProjectConfig::experiences`].
+    pub index: usize,
+    /// `String(id)`.
+    pub id: Str,
+    /// Whether the config's id is truthy (a falsy id is never decided).
+    pub has_id: bool,
+    /// `String(key)`.
+    pub key: Str,
+    /// The name, when it is a string.
+    pub name: Option<Str>,
+    /// The `environment` member when truthy.
+    pub environment: Option<Value>,
+    /// Whether the experience id is in `archived_experiences`.
+    pub archived: bool,
+    /// Whether the anchored layout applies (`Number(version) > 11`).
+    pub anchored: bool,
+    /// Location targeting.
+    pub location: LocationTarget,
+    /// Indices of the audiences named in `audiences` (config order).
+    pub audiences: Vec<usize>,
+    /// Indices of the segments named in `audiences` (config order).
+    pub segments: Vec<usize>,
+    /// Whether `settings.matching_options.audiences` is `"all"` (missing means `"any"`).
+    pub audiences_all: bool,
+    /// The variations, in config order.
+    pub variations: Vec<Variation>,
+    /// Packed walk (used when not anchored).
+    pub packed: PackedLayout,
+    /// Anchored ranges (used when anchored).
+    pub anchored_layout: AnchoredLayout,
+    /// Whether any variation carries a feature change.
+    pub carries_features: bool,
+    /// The config object as served.
+    pub raw: Map<String, Value>,
+}
+
+impl Experience {
+    /// The first variation whose config id is the string `id`.
+    pub fn variation_by_id(&self, id: &str) -> Option<usize> {
+        self.variations
+            .iter()
+            .position(|v| v.id_is_string && &*v.id == id)
+    }
+
+    /// Whether a variation of this experience carries a change for feature `feature_id`.
+    pub fn carries_feature(&self, feature_id: &str) -> bool {
+        self.variations
+            .iter()
+            .any(|v| v.features.iter().any(|f| &*f.feature_id == feature_id))
+    }
+}
+
+/// An audience, segment or location: a named rule tree.
+#[derive(Debug, Clone)]
+pub struct RuledEntity {
+    /// `String(id)`.
+    pub id: Str,
+    /// `String(key)`.
+    pub key: Str,
+    /// The name, when it is a string.
+    pub name: Option<Str>,
+    /// Whether the audience is `permanent` (audiences only).
+    pub permanent: bool,
+    /// The compiled rules; `None` when the config has none (falsy).
+    pub rules: Option<RuleSet>,
+    /// The config object as served.
+    pub raw: Map<String, Value>,
+}
+
+/// A goal.
+#[derive(Debug, Clone)]
+pub struct Goal {
+    /// The id as served (sent verbatim as `goalId`).
+    pub id: Value,
+    /// `String(key)`.
+    pub key: Str,
+    /// The compiled rules; `None` when the config has none.
+    pub rules: Option<RuleSet>,
+}
+
+/// A declared feature.
+#[derive(Debug, Clone)]
+pub struct Feature {
+    /// `String(id)`.
+    pub id: Str,
+    /// The key, when present.
+    pub key: Option<Str>,
+    /// The name, when it is a string.
+    pub name: Option<Str>,
+    /// Declared variables `(key, type)`.
+    pub variables: Vec<(String, String)>,
+}
+
+/// An indexed, immutable project config snapshot.
+#[derive(Debug, Clone)]
+pub struct ProjectConfig {
+    /// `account_id` as a string.
+    pub account_id: Str,
+    /// `project.id` as a string.
+    pub project_id: Str,
+    /// Experiences in config order.
+    pub experiences: Vec<Experience>,
+    /// Audiences in config order.
+    pub audiences: Vec<RuledEntity>,
+    /// Segments in config order.
+    pub segments: Vec<RuledEntity>,
+    /// Locations in config order.
+    pub locations: Vec<RuledEntity>,
+    /// Goals in config order.
+    pub goals: Vec<Goal>,
+    /// Declared features in config order.
+    pub features: Vec<Feature>,
+    /// Features keyed by id as a JS object: indices in JS key order (last duplicate wins).
+    pub feature_roster: Vec<usize>,
+    /// The environment named by an `{environment, data}` envelope, if any.
+    pub envelope_environment: Option<String>,
+    exp_by_key: HashMap<Str, usize>,
+    exp_by_id: HashMap<Str, usize>,
+    feature_by_id: HashMap<Str, usize>,
+    raw: Value,
+}
+
+fn list<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a [Value], ConfigError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(a)) => Ok(a),
+        Some(other) => Err(ConfigError::InvalidType {
+            field: field.to_string(),
+            expected: "an array",
+            found: type_name(other),
+        }),
+    }
+}
+
+fn entity<'a>(v: &'a Value, field: &str, i: usize) -> Result<&'a Map<String, Value>, ConfigError> {
+    v.as_object().ok_or_else(|| ConfigError::InvalidType {
+        field: format!("{field}[{i}]"),
+        expected: "an object",
+        found: type_name(v),
+    })
+}
+
+fn opt_str(v: Option<&Value>) -> Option<Str> {
+    v.and_then(Value::as_str).map(Arc::from)
+}
+
+fn rules_of(obj: &Map<String, Value>) -> Option<RuleSet> {
+    obj.get("rules")
+        .filter(|r| js::truthy(r))
+        .map(RuleSet::compile)
+}
+
+fn ruled(
+    obj: &Map<String, Value>,
+    field: &str,
+    i: usize,
+) -> Result<RuledEntity, ConfigError> {
+    let _ = (field, i);
+    Ok(RuledEntity {
+        id: s(obj.get("id")),
+        key: s(obj.get("key")),
+        name: opt_str(obj.get("name")),
+        permanent: obj.get("type").and_then(Value::as_str) == Some("permanent"),
+        rules: rules_of(obj),
+        raw: obj.clone(),
+    })
+}
+
+/// Ids of `items` (config order) strictly contained in `wanted`.
+fn resolve_ids(items: &[Value], wanted: &[Value]) -> Vec<usize> {
+    items
+        .iter()
+        .enumerate()
+        .filter(|(_, it)| {
+            it.get("id")
+                .is_some_and(|id| wanted.iter().any(|w| strict_eq(w, id)))
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+impl ProjectConfig {
+    /// Parses a config from JSON text: either the project config itself or the envelope
+    /// `{"environment": ..., "data": {...}}`.
+    pub fn from_json(text: &str) -> Result<ProjectConfig, ConfigError> {
+        let v: Value = serde_json::from_str(text).map_err(|e| ConfigError::Json(e.to_string()))?;
+        ProjectConfig::from_value(v)
+    }
+
+    /// Builds a config from a parsed JSON value (project config or envelope).
+    pub fn from_value(v: Value) -> Result<ProjectConfig, ConfigError> {
+        let Value::Object(top) = v else {
+            return Err(ConfigError::InvalidType {
+                field: "(root)".into(),
+                expected: "an object",
+                found: type_name(&v),
+            });
+        };
+        // The envelope form wraps the config under `data`.
+        let is_envelope = !top.contains_key("account_id") && top.get("data").is_some_and(Value::is_object);
+        let (data, envelope_environment) = if is_envelope {
+            let env = top
+                .get("environment")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let mut top = top;
+            match top.remove("data") {
+                Some(Value::Object(d)) => (d, env),
+                _ => (Map::new(), env),
+            }
+        } else {
+            (top, None)
+        };
+        Self::from_data(data, envelope_environment)
+    }
+
+    fn from_data(
+        data: Map<String, Value>,
+        envelope_environment: Option<String>,
+    ) -> Result<ProjectConfig, ConfigError> {
+        if let Some(err) = data.get("error").filter(|e| js::truthy(e)) {
+            return Err(ConfigError::ErrorResponse(match err {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }));
+        }
+        let account_id = data
+            .get("account_id")
+            .filter(|v| js::truthy(v))
+            .ok_or_else(|| ConfigError::Missing("account_id".into()))?;
+        if !matches!(account_id, Value::String(_) | Value::Number(_)) {
+            return Err(ConfigError::InvalidType {
+                field: "account_id".into(),
+                expected: "a string or number",
+                found: type_name(account_id),
+            });
+        }
+        let project = match data.get("project") {
+            Some(Value::Object(p)) => p,
+            None | Some(Value::Null) => return Err(ConfigError::Missing("project.id".into())),
+            Some(other) => {
+                return Err(ConfigError::InvalidType {
+                    field: "project".into(),
+                    expected: "an object",
+                    found: type_name(other),
+                });
+            }
+        };
+        let project_id = project
+            .get("id")
+            .filter(|v| js::truthy(v))
+            .ok_or_else(|| ConfigError::Missing("project.id".into()))?;
+        if !matches!(project_id, Value::String(_) | Value::Number(_)) {
+            return Err(ConfigError::InvalidType {
+                field: "project.id".into(),
+                expected: "a string or number",
+                found: type_name(project_id),
+            });
+        }
+
+        let raw_audiences = list(&data, "audiences")?;
+        let raw_segments = list(&data, "segments")?;
+        let raw_locations = list(&data, "locations")?;
+        let archived_ids: HashSet<String> = list(&data, "archived_experiences")?
+            .iter()
+            .map(|v| js::to_js_string(v).into_owned())
+            .collect();
+
+        let mut audiences = Vec::with_capacity(raw_audiences.len());
+        for (i, a) in raw_audiences.iter().enumerate() {
+            audiences.push(ruled(entity(a, "audiences", i)?, "audiences", i)?);
+        }
+        let mut segments = Vec::with_capacity(raw_segments.len());
+        for (i, a) in raw_segments.iter().enumerate() {
+            segments.push(ruled(entity(a, "segments", i)?, "segments", i)?);
+        }
+        let mut locations = Vec::with_capacity(raw_locations.len());
+        for (i, a) in raw_locations.iter().enumerate() {
+            locations.push(ruled(entity(a, "locations", i)?, "locations", i)?);
+        }
+
+        let mut experiences = Vec::new();
+        for (i, e) in list(&data, "experiences")?.iter().enumerate() {
+            let obj = entity(e, "experiences", i)?;
+            experiences.push(Self::experience(
+                obj,
+                i,
+                &archived_ids,
+                raw_audiences,
+                raw_segments,
+                raw_locations,
+            )?);
+        }
+
+        let mut goals = Vec::new();
+        for (i, g) in list(&data, "goals")?.iter().enumerate() {
+            let obj = entity(g, "goals", i)?;
+            goals.push(Goal {
+                id: obj.get("id").cloned().unwrap_or(Value::Null),
+                key: s(obj.get("key")),
+                rules: rules_of(obj),
+            });
+        }
+
+        let mut features = Vec::new();
+        for (i, f) in list(&data, "features")?.iter().enumerate() {
+            let obj = entity(f, "features", i)?;
+            let field = format!("features[{i}]");
+            let mut variables = Vec::new();
+            for (j, var) in list(obj, "variables")
+                .map_err(|e| prefix_err(e, &field))?
+                .iter()
+                .enumerate()
+            {
+                let vo = entity(var, &format!("{field}.variables"), j)?;
+                variables.push((
+                    js::opt_to_js_string(vo.get("key")).into_owned(),
+                    js::opt_to_js_string(vo.get("type")).into_owned(),
+                ));
+            }
+            features.push(Feature {
+                id: s(obj.get("id")),
+                key: obj.get("key").map(|k| Arc::from(js::to_js_string(k).as_ref())),
+                name: opt_str(obj.get("name")),
+                variables,
+            });
+        }
+
+        // Features keyed by id as a JS object: a later duplicate overwrites the earlier one in place.
+        let mut feature_by_id: HashMap<Str, usize> = HashMap::new();
+        let mut first_pos: Vec<Str> = Vec::new();
+        for (i, f) in features.iter().enumerate() {
+            if feature_by_id.insert(f.id.clone(), i).is_none() {
+                first_pos.push(f.id.clone());
+            }
+        }
+        let feature_roster = js_key_order(&first_pos)
+            .into_iter()
+            .filter_map(|p| feature_by_id.get(&first_pos[p]).copied())
+            .collect();
+
+        let mut exp_by_key = HashMap::new();
+        let mut exp_by_id = HashMap::new();
+        for (i, e) in experiences.iter().enumerate() {
+            exp_by_key.entry(e.key.clone()).or_insert(i);
+            exp_by_id.entry(e.id.clone()).or_insert(i);
+        }
+
+        Ok(ProjectConfig {
+            account_id: Arc::from(js::to_js_string(account_id).as_ref()),
+            project_id: Arc::from(js::to_js_string(project_id).as_ref()),
+            experiences,
+            audiences,
+            segments,
+            locations,
+            goals,
+            features,
+            feature_roster,
+            envelope_environment,
+            exp_by_key,
+            exp_by_id,
+            feature_by_id,
+            raw: Value::Object(data),
+        })
+    }
+
+    fn experience(
+        obj: &Map<String, Value>,
+        i: usize,
+        archived_ids: &HashSet<String>,
+        raw_audiences: &[Value],
+        raw_segments: &[Value],
+        raw_locations: &[Value],
+    ) -> Result<Experience, ConfigError> {
+        let field = format!("experiences[{i}]");
+        let id = s(obj.get("id"));
+        let raw_variations = list(obj, "variations").map_err(|e| prefix_err(e, &field))?;
+        let mut variations = Vec::with_capacity(raw_variations.len());
+        for (j, v) in raw_variations.iter().enumerate() {
+            let vo = entity(v, &format!("{field}.variations"), j)?;
+            let mut feats = Vec::new();
+            if let Some(changes) = vo.get("changes").and_then(Value::as_array) {
+                for ch in changes {
+                    if ch.get("type").and_then(Value::as_str) != Some("fullStackFeature") {
+                        continue;
+                    }
+                    let Some(data) = ch.get("data") else { continue };
+                    let Some(fid) = data.get("feature_id").filter(|f| js::truthy(f)) else {
+                        continue;
+                    };
+                    feats.push(FeatureChange {
+                        feature_id: Arc::from(js::to_js_string(fid).as_ref()),
+                        variables: data.get("variables_data").cloned(),
+                    });
+                }
+            }
+            variations.push(Variation {
+                id: s(vo.get("id")),
+                id_is_string: matches!(vo.get("id"), Some(Value::String(_))),
+                key: opt_str(vo.get("key")),
+                name: opt_str(vo.get("name")),
+                features: feats,
+                raw: vo.clone(),
+            });
+        }
+        let arms: Vec<ArmSpec<'_>> = raw_variations
+            .iter()
+            .zip(&variations)
+            .map(|(raw, v)| ArmSpec {
+                id: raw.get("id").filter(|x| js::truthy(x)).map(|_| &*v.id),
+                traffic_allocation: raw.get("traffic_allocation"),
+                status: raw.get("status"),
+            })
+            .collect();
+        let anchored = is_anchored(obj.get("version"));
+        let (packed, anchored_layout) = if anchored {
+            (PackedLayout::default(), AnchoredLayout::build(&arms))
+        } else {
+            (PackedLayout::build(&arms), AnchoredLayout::default())
+        };
+
+        let location = match obj.get("locations") {
+            Some(Value::Array(ids)) if !ids.is_empty() => {
+                LocationTarget::Locations(resolve_ids(raw_locations, ids))
+            }
+            _ => match obj.get("site_area").filter(|v| js::truthy(v)) {
+                Some(rules) => LocationTarget::SiteArea(RuleSet::compile(rules)),
+                None => LocationTarget::Unrestricted,
+            },
+        };
+        let (audiences, segments) = match obj.get("audiences") {
+            Some(Value::Array(ids)) if !ids.is_empty() => (
+                resolve_ids(raw_audiences, ids),
+                resolve_ids(raw_segments, ids),
+            ),
+            _ => (Vec::new(), Vec::new()),
+        };
+        let audiences_all = obj
+            .get("settings")
+            .and_then(|s| s.get("matching_options"))
+            .and_then(|m| m.get("audiences"))
+            .and_then(Value::as_str)
+            == Some("all");
+        let carries_features = variations.iter().any(|v| !v.features.is_empty());
+        Ok(Experience {
+            index: i,
+            archived: archived_ids.contains(&*id),
+            has_id: obj.get("id").is_some_and(js::truthy),
+            id,
+            key: s(obj.get("key")),
+            name: opt_str(obj.get("name")),
+            environment: obj.get("environment").filter(|v| js::truthy(v)).cloned(),
+            anchored,
+            location,
+            audiences,
+            segments,
+            audiences_all,
+            variations,
+            packed,
+            anchored_layout,
+            carries_features,
+            raw: obj.clone(),
+        })
+    }
+
+    /// The experience with `String(key) == key` (first in config order).
+    pub fn experience_by_key(&self, key: &str) -> Option<&Experience> {
+        self.exp_by_key.get(key).map(|&i| &self.experiences[i])
+    }
+
+    /// The experience with `String(id) == id` (first in config order).
+    pub fn experience_by_id(&self, id: &str) -> Option<&Experience> {
+        self.exp_by_id.get(id).map(|&i| &self.experiences[i])
+    }
+
+    /// The goal with `String(key) == key` (first in config order).
+    pub fn goal_by_key(&self, key: &str) -> Option<&Goal> {
+        self.goals.iter().find(|g| &*g.key == key)
+    }
+
+    /// The declared feature with `String(key) == key`.
+    pub fn feature_by_key(&self, key: &str) -> Option<&Feature> {
+        self.features
+            .iter()
+            .find(|f| f.key.as_deref() == Some(key))
+    }
+
+    /// The declared feature for `id` (the last declaration with that id, as a JS object keyed by id).
+    pub fn feature_by_id(&self, id: &str) -> Option<&Feature> {
+        self.feature_by_id.get(id).map(|&i| &self.features[i])
+    }
+
+    /// The project config as served (the `data` object).
+    pub fn raw(&self) -> &Value {
+        &self.raw
+    }
+
+    /// Looks up a config entity by key (SPEC §3.3, §1.5 `getConfigEntity`): `entity_type` is one of
+    /// `audience, location, segment, feature, goal, experience, variation`. Returns the entity as served.
+    pub fn entity_by_key(&self, key: &str, entity_type: &str) -> Option<&Value> {
+        self.entity_by_field("key", key, entity_type)
+    }
+
+    /// Looks up a config entity by id (`getConfigEntityById`).
+    pub fn entity_by_id(&self, id: &str, entity_type: &str) -> Option<&Value> {
+        self.entity_by_field("id", id, entity_type)
+    }
+
+    fn entity_by_field(&self, field: &str, wanted: &str, entity_type: &str) -> Option<&Value> {
+        if entity_type == "variation" {
+            // Variations are matched strictly against the string given.
+            return self
+                .raw
+                .get("experiences")?
+                .as_array()?
+                .iter()
+                .filter_map(|e| e.get("variations")?.as_array())
+                .flatten()
+                .find(|v| v.get(field).and_then(Value::as_str) == Some(wanted));
+        }
+        let plural = match entity_type {
+            "goal" => "goals",
+            "audience" => "audiences",
+            "location" => "locations",
+            "segment" => "segments",
+            "experience" => "experiences",
+            "feature" => "features",
+            _ => return None,
+        };
+        self.raw
+            .get(plural)?
+            .as_array()?
+            .iter()
+            .find(|e| js::opt_to_js_string(e.get(field)) == wanted)
+    }
+}
+
+fn prefix_err(e: ConfigError, prefix: &str) -> ConfigError {
+    match e {
+        ConfigError::InvalidType {
+            field,
+            expected,
+            found,
+        } => ConfigError::InvalidType {
+            field: format!("{prefix}.{field}"),
+            expected,
+            found,
+        },
+        ConfigError::Missing(f) => ConfigError::Missing(format!("{prefix}.{f}")),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base() -> Value {
+        json!({"account_id": "1", "project": {"id": "2"}})
+    }
+
+    #[test]
+    fn minimal_config_parses() {
+        let c = ProjectConfig::from_value(base());
+        assert!(c.is_ok());
+    }
+
+    #[test]
+    fn envelope_is_unwrapped() {
+        let c = ProjectConfig::from_value(json!({"environment": "live", "data": base()}));
+        let c = c.ok();
+        assert_eq!(c.as_ref().map(|c| &*c.account_id), Some("1"));
+        assert_eq!(
+            c.and_then(|c| c.envelope_environment),
+            Some("live".to_string())
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (json!([]), "(root)"),
+            (json!({"project": {"id": "2"}}), "account_id"),
+            (json!({"account_id": "1"}), "project.id"),
+            (json!({"account_id": "1", "project": {"id": ""}}), "project.id"),
+            (json!({"account_id": "1", "project": 5}), "project"),
+            (
+                json!({"account_id": "1", "project": {"id": "2"}, "experiences": {}}),
+                "experiences",
+            ),
+            (
+                json!({"account_id": "1", "project": {"id": "2"}, "experiences": [1]}),
+                "experiences[0]",
+            ),
+            (
+                json!({"account_id": "1", "project": {"id": "2"}, "experiences": [{"variations": "x"}]}),
+                "experiences[0].variations",
+            ),
+            (
+                json!({"account_id": "1", "project": {"id": "2"}, "features": [{"variables": [3]}]}),
+                "features[0].variables[0]",
+            ),
+        ];
+        for (v, field) in cases {
+            let err = ProjectConfig::from_value(v.clone()).err();
+            let msg = err.map(|e| e.to_string()).unwrap_or_default();
+            assert!(msg.contains(&format!("`{field}`")), "{v}: {msg}");
+        }
+    }
+
+    #[test]
+    fn error_response_is_rejected() {
+        let err = ProjectConfig::from_value(json!({"error": "bad key"})).err();
+        assert_eq!(err, Some(ConfigError::ErrorResponse("bad key".into())));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for text in ["", "nul", "{", "[1,2", "\"x\"", "1e999999", "{\"account_id\":{}}"] {
+            assert!(ProjectConfig::from_json(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn roster_follows_js_key_order() {
+        let mut v = base();
+        v["features"] = json!([{"id": "300"}, {"id": "20"}, {"id": "abc"}, {"id": "5"}]);
+        let c = ProjectConfig::from_value(v).ok();
+        let ids: Vec<String> = c
+            .map(|c| {
+                c.feature_roster
+                    .iter()
+                    .map(|&i| c.features[i].id.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(ids, ["5", "20", "300", "abc"]);
+    }
+}

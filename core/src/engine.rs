@@ -1,0 +1,583 @@
+//! The decision flow (SPEC §5.2–§5.7): which variation of an experience a visitor gets.
+//!
+//! The engine reads a [`ProjectConfig`] snapshot and the visitor's [`StoreData`], and records
+//! what should happen as data in [`Effects`]: store writes, tracking events, and notices for the
+//! SDK's lifecycle events. It updates the visitor state it is given as it goes, so several
+//! decisions in one call (e.g. `run_experiences`) see each other's writes, exactly as the
+//! reference SDK sees its own store.
+
+use crate::config::{Experience, LocationTarget, ProjectConfig, Str};
+use crate::hash::bucket_value;
+use crate::js;
+use crate::rules::{RuleData, RuleError, RuleOutcome};
+use crate::store::{StoreData, StoreOp, merge_into, merge_value, report_segments, strict_eq};
+use crate::tracking::{EventData, TrackingEvent};
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+/// Engine settings that come from the SDK configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineSettings {
+    /// The SDK environment (default `"staging"`), compared with `experience.environment`.
+    pub environment: String,
+    /// Hash seed (default 9999).
+    pub hash_seed: u32,
+    /// Bucket scale (default 10000).
+    pub max_traffic: f64,
+    /// Hash the visitor id alone, without the experience id prefix.
+    pub exclude_experience_id_hash: bool,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            environment: "staging".into(),
+            hash_seed: 9999,
+            max_traffic: 10000.0,
+            exclude_experience_id_hash: false,
+        }
+    }
+}
+
+/// Per-call switches (SPEC §1.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions<'a> {
+    /// Location data for `site_area` and location rules. `None` is treated as an empty map (a
+    /// deliberate fix of the reference, which then matches nothing).
+    pub location_properties: Option<&'a Map<String, Value>>,
+    /// Skip location and site-area evaluation entirely.
+    pub ignore_location_properties: bool,
+    /// Overrides the SDK environment for this call.
+    pub environment: Option<&'a str>,
+    /// Forces this variation when the experience has it (status and traffic are not checked).
+    pub force_variation_id: Option<&'a str>,
+    /// Queue a bucketing event for a fresh decision (default true).
+    pub enable_tracking: bool,
+    /// Write the decision and location list to the store (default true).
+    pub enable_storage: bool,
+    /// Suppress location activation notices.
+    pub suppress_events: bool,
+    /// Also store the merged visitor properties under `segments` on a fresh decision.
+    pub update_visitor_properties: bool,
+}
+
+impl Default for RunOptions<'_> {
+    fn default() -> Self {
+        RunOptions {
+            location_properties: None,
+            ignore_location_properties: false,
+            environment: None,
+            force_variation_id: None,
+            enable_tracking: true,
+            enable_storage: true,
+            suppress_events: false,
+            update_visitor_properties: false,
+        }
+    }
+}
+
+/// The visitor properties a rule sees: call attributes over context properties over stored
+/// segments, combined with the reference's deep merge, without copying in the common case.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VisitorProps<'a> {
+    layers: [Option<&'a Map<String, Value>>; 3],
+}
+
+impl<'a> VisitorProps<'a> {
+    /// Layers in precedence order: per-call attributes, the context's properties, stored segments.
+    pub fn new(
+        call: Option<&'a Map<String, Value>>,
+        context: Option<&'a Map<String, Value>>,
+        stored: Option<&'a Map<String, Value>>,
+    ) -> Self {
+        VisitorProps {
+            layers: [call, context, stored],
+        }
+    }
+
+    /// The merged properties as one map (`merge(stored, merge(context, call))`).
+    pub fn materialize(&self) -> Map<String, Value> {
+        let mut acc = Map::new();
+        for layer in self.layers.iter().rev().flatten() {
+            merge_into(&mut acc, layer);
+        }
+        acc
+    }
+}
+
+fn same_kind(a: &Value, b: &Value) -> bool {
+    matches!(
+        (a, b),
+        (Value::Array(_), Value::Array(_)) | (Value::Object(_), Value::Object(_))
+    )
+}
+
+impl RuleData for VisitorProps<'_> {
+    fn lookup(&self, key: &str) -> Option<Cow<'_, Value>> {
+        let mut found = self.layers.iter().flatten().filter_map(|l| l.get(key));
+        let top = found.next()?;
+        if !matches!(top, Value::Array(_) | Value::Object(_)) {
+            return Some(Cow::Borrowed(top));
+        }
+        let lower: Vec<&Value> = found.collect();
+        if !lower.iter().any(|v| same_kind(v, top)) {
+            return Some(Cow::Borrowed(top));
+        }
+        let mut acc = top.clone();
+        for lv in lower {
+            let mut o = lv.clone();
+            merge_value(&mut o, &acc);
+            acc = o;
+        }
+        Some(Cow::Owned(acc))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.layers.iter().flatten().all(|l| l.is_empty())
+    }
+}
+
+/// A decided variation (the reference's `BucketedVariation`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketedVariation {
+    /// Experience id.
+    pub experience_id: Str,
+    /// Experience key.
+    pub experience_key: Str,
+    /// Experience name.
+    pub experience_name: Option<Str>,
+    /// Variation id.
+    pub variation_id: Str,
+    /// Variation key.
+    pub variation_key: Option<Str>,
+    /// Variation name.
+    pub variation_name: Option<Str>,
+    /// The bucket value (0–9999) used for a fresh decision; `None` for a stored (sticky) one.
+    pub bucketing_allocation: Option<u32>,
+    /// Index of the experience in the config.
+    pub experience_index: usize,
+    /// Index of the variation in the experience.
+    pub variation_index: usize,
+}
+
+impl BucketedVariation {
+    /// The reference's JSON shape: `{experienceId, experienceName, experienceKey,
+    /// bucketingAllocation?, ...variation}` (variation members win on a name clash).
+    pub fn to_js_value(&self, config: &ProjectConfig) -> Value {
+        let mut m = Map::new();
+        m.insert("experienceId".into(), Value::String(self.experience_id.to_string()));
+        if let Some(exp) = config.experiences.get(self.experience_index) {
+            if let Some(n) = exp.raw.get("name") {
+                m.insert("experienceName".into(), n.clone());
+            }
+        }
+        m.insert("experienceKey".into(), Value::String(self.experience_key.to_string()));
+        if let Some(a) = self.bucketing_allocation {
+            m.insert("bucketingAllocation".into(), Value::from(a));
+        }
+        if let Some(v) = config
+            .experiences
+            .get(self.experience_index)
+            .and_then(|e| e.variations.get(self.variation_index))
+        {
+            for (k, val) in &v.raw {
+                m.insert(k.clone(), val.clone());
+            }
+        }
+        Value::Object(m)
+    }
+}
+
+/// The outcome of one experience decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// The visitor is in this variation.
+    Variation(BucketedVariation),
+    /// The experience did not match (unknown, archived, wrong environment, location, audience or
+    /// segment mismatch, no variations). The reference returns `null`.
+    NotMatched,
+    /// A rule needed data it did not have.
+    RuleError(RuleError),
+    /// The visitor qualified but no variation covers their bucket
+    /// (`"convert.com_variation_not_decided"`).
+    NotDecided,
+}
+
+/// The reference's sentinel for [`Decision::NotDecided`].
+pub const VARIATION_NOT_DECIDED: &str = "convert.com_variation_not_decided";
+
+/// A lifecycle notice the SDK turns into an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// A location became active for the visitor (index into [`ProjectConfig::locations`]).
+    LocationActivated(usize),
+    /// A location stopped being active for the visitor.
+    LocationDeactivated(usize),
+}
+
+/// Everything a call asks the SDK to do, in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Effects {
+    /// Writes to the visitor's stored record.
+    pub store: Vec<StoreOp>,
+    /// Events for the tracking queue.
+    pub tracking: Vec<TrackingEvent>,
+    /// Lifecycle notices.
+    pub notices: Vec<Notice>,
+}
+
+impl Effects {
+    /// Whether nothing is asked.
+    pub fn is_empty(&self) -> bool {
+        self.store.is_empty() && self.tracking.is_empty() && self.notices.is_empty()
+    }
+
+    /// Clears all lists, keeping their allocations.
+    pub fn clear(&mut self) {
+        self.store.clear();
+        self.tracking.clear();
+        self.notices.clear();
+    }
+}
+
+/// The decision engine over one config snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct Engine<'a> {
+    /// The config snapshot.
+    pub config: &'a ProjectConfig,
+    /// The SDK settings.
+    pub settings: &'a EngineSettings,
+}
+
+/// A visitor as the engine sees it: id and mutable stored state.
+#[derive(Debug)]
+pub struct VisitorState<'a> {
+    /// The visitor id.
+    pub id: &'a str,
+    /// The visitor's stored record (updated in place as the engine writes).
+    pub data: &'a mut StoreData,
+}
+
+impl VisitorState<'_> {
+    fn write(&mut self, op: StoreOp, fx: &mut Effects) {
+        self.data.apply(&op);
+        fx.store.push(op);
+    }
+}
+
+static EMPTY_MAP: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+
+impl<'a> Engine<'a> {
+    /// Creates an engine.
+    pub fn new(config: &'a ProjectConfig, settings: &'a EngineSettings) -> Self {
+        Engine { config, settings }
+    }
+
+    /// Decides experience `key` for the visitor (SPEC §5.2–§5.3).
+    pub fn run_experience(
+        &self,
+        visitor: &mut VisitorState<'_>,
+        key: &str,
+        props: &VisitorProps<'_>,
+        opts: &RunOptions<'_>,
+        fx: &mut Effects,
+    ) -> Decision {
+        match self.config.experience_by_key(key) {
+            Some(exp) => self.decide(visitor, exp, props, opts, fx),
+            None => Decision::NotMatched,
+        }
+    }
+
+    /// Decides every experience in config order, keeping only decided variations.
+    pub fn run_experiences(
+        &self,
+        visitor: &mut VisitorState<'_>,
+        props: &VisitorProps<'_>,
+        opts: &RunOptions<'_>,
+        fx: &mut Effects,
+    ) -> Vec<BucketedVariation> {
+        let mut out = Vec::new();
+        for exp in &self.config.experiences {
+            if let Decision::Variation(v) = self.decide(visitor, exp, props, opts, fx) {
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    /// The full decision for one experience.
+    pub fn decide(
+        &self,
+        visitor: &mut VisitorState<'_>,
+        exp: &Experience,
+        props: &VisitorProps<'_>,
+        opts: &RunOptions<'_>,
+        fx: &mut Effects,
+    ) -> Decision {
+        match self.qualify(visitor, exp, props, opts, fx) {
+            Ok(true) => self.bucket(visitor, exp, props, opts, fx),
+            Ok(false) => Decision::NotMatched,
+            Err(e) => Decision::RuleError(e),
+        }
+    }
+
+    /// Steps 2–8 of the matching: archived, environment, location, audiences, segments.
+    fn qualify(
+        &self,
+        visitor: &mut VisitorState<'_>,
+        exp: &Experience,
+        props: &VisitorProps<'_>,
+        opts: &RunOptions<'_>,
+        fx: &mut Effects,
+    ) -> Result<bool, RuleError> {
+        if exp.archived {
+            return Ok(false);
+        }
+        if let Some(env) = &exp.environment {
+            let wanted = opts.environment.unwrap_or(&self.settings.environment);
+            if env.as_str() != Some(wanted) {
+                return Ok(false);
+            }
+        }
+        let is_bucketed = visitor
+            .data
+            .bucketed_variation(&exp.id)
+            .is_some_and(|vid| exp.variation_by_id(vid).is_some());
+
+        if !opts.ignore_location_properties {
+            let loc_props = opts.location_properties.unwrap_or(&EMPTY_MAP);
+            let matched = match &exp.location {
+                LocationTarget::Unrestricted => true,
+                LocationTarget::Locations(idx) if idx.is_empty() => false,
+                LocationTarget::Locations(idx) => {
+                    self.select_locations(visitor, idx, loc_props, opts, fx)?
+                }
+                LocationTarget::SiteArea(rules) => match rules.evaluate(loc_props) {
+                    RuleOutcome::Matched => true,
+                    RuleOutcome::NotMatched => false,
+                    RuleOutcome::Error(e) => return Err(e),
+                },
+            };
+            if !matched {
+                return Ok(false);
+            }
+        }
+
+        if !exp.audiences.is_empty() {
+            let mut checked = 0usize;
+            let mut matched = 0usize;
+            let mut first_error = None;
+            for &ai in &exp.audiences {
+                let aud = &self.config.audiences[ai];
+                if is_bucketed && aud.permanent {
+                    continue;
+                }
+                checked += 1;
+                let Some(rules) = &aud.rules else { continue };
+                let outcome = match rules.exclusion_rule() {
+                    Some(rule) => {
+                        let raw = match self.config.experience_by_key(&rule.target_key) {
+                            Some(target) => visitor.data.has_bucketing(&target.id),
+                            None => false,
+                        };
+                        if raw != rule.negated {
+                            RuleOutcome::Matched
+                        } else {
+                            RuleOutcome::NotMatched
+                        }
+                    }
+                    None => rules.evaluate(props),
+                };
+                match outcome {
+                    RuleOutcome::Matched => matched += 1,
+                    RuleOutcome::NotMatched => {}
+                    RuleOutcome::Error(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+            if checked > 0 {
+                let ok = if exp.audiences_all {
+                    matched == checked
+                } else {
+                    matched > 0
+                };
+                if !ok {
+                    return Ok(false);
+                }
+            }
+        }
+
+        if !exp.segments.is_empty() {
+            let member = visitor
+                .data
+                .segments
+                .as_ref()
+                .and_then(|s| s.get("customSegments"))
+                .and_then(Value::as_array);
+            let any = exp.segments.iter().any(|&si| {
+                let id = self.config.segments[si].raw.get("id");
+                match (member, id) {
+                    (Some(list), Some(id)) => list.iter().any(|v| strict_eq(v, id)),
+                    _ => false,
+                }
+            });
+            if !any {
+                return Ok(false);
+            }
+        }
+        Ok(!exp.variations.is_empty())
+    }
+
+    /// Location activation for experiences with a `locations` list (SPEC §5.6). Returns whether
+    /// any location matched.
+    fn select_locations(
+        &self,
+        visitor: &mut VisitorState<'_>,
+        locations: &[usize],
+        loc_props: &Map<String, Value>,
+        opts: &RunOptions<'_>,
+        fx: &mut Effects,
+    ) -> Result<bool, RuleError> {
+        let mut list: Vec<Value> = visitor.data.locations.clone().unwrap_or_default();
+        let mut any = false;
+        let mut first_error = None;
+        for &li in locations {
+            let loc = &self.config.locations[li];
+            let Some(rules) = &loc.rules else { continue };
+            let identity = &*loc.key;
+            let pos = list.iter().position(|v| v.as_str() == Some(identity));
+            match rules.evaluate(loc_props) {
+                RuleOutcome::Matched => {
+                    if pos.is_none() {
+                        if !opts.suppress_events {
+                            fx.notices.push(Notice::LocationActivated(li));
+                        }
+                        list.push(Value::String(identity.to_string()));
+                    }
+                    any = true;
+                }
+                RuleOutcome::Error(e) => {
+                    first_error.get_or_insert(e);
+                }
+                RuleOutcome::NotMatched => {
+                    if let Some(p) = pos {
+                        if !opts.suppress_events {
+                            fx.notices.push(Notice::LocationDeactivated(li));
+                        }
+                        list.remove(p);
+                    }
+                }
+            }
+        }
+        if opts.enable_storage {
+            visitor.write(StoreOp::Locations(list), fx);
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(any),
+        }
+    }
+
+    /// `_retrieveBucketing`: forced, sticky or fresh decision with its effects.
+    fn bucket(
+        &self,
+        visitor: &mut VisitorState<'_>,
+        exp: &Experience,
+        props: &VisitorProps<'_>,
+        opts: &RunOptions<'_>,
+        fx: &mut Effects,
+    ) -> Decision {
+        if visitor.id.is_empty() || !exp.has_id {
+            return Decision::NotMatched;
+        }
+        let forced = opts
+            .force_variation_id
+            .filter(|f| !f.is_empty())
+            .and_then(|f| exp.variation_by_id(f));
+        if let Some(stored) = visitor.data.bucketed_variation(&exp.id) {
+            let agrees = opts
+                .force_variation_id
+                .filter(|_| forced.is_some())
+                .is_none_or(|f| f == stored);
+            if agrees {
+                if let Some(vi) = exp.variation_by_id(stored) {
+                    return Decision::Variation(self.result(exp, vi, None));
+                }
+            }
+        }
+        let prefix: &str = if self.settings.exclude_experience_id_hash {
+            ""
+        } else {
+            &exp.id
+        };
+        let value = bucket_value(
+            prefix,
+            visitor.id,
+            self.settings.hash_seed,
+            self.settings.max_traffic,
+        );
+        let chosen = forced.or_else(|| {
+            if exp.anchored {
+                exp.anchored_layout.select(f64::from(value))
+            } else {
+                exp.packed.select(f64::from(value))
+            }
+        });
+        let Some(vi) = chosen else {
+            return Decision::NotDecided;
+        };
+        let variation = &exp.variations[vi];
+        let segments_before = visitor.data.segments.as_ref().and_then(report_segments);
+        if opts.enable_storage {
+            visitor.write(
+                StoreOp::Bucketing {
+                    experience_id: exp.id.to_string(),
+                    variation_id: variation.id.to_string(),
+                },
+                fx,
+            );
+            if opts.update_visitor_properties {
+                visitor.write(StoreOp::MergeSegments(props.materialize()), fx);
+            }
+        }
+        if opts.enable_tracking {
+            fx.tracking.push(TrackingEvent {
+                visitor_id: visitor.id.to_string(),
+                data: EventData::Bucketing {
+                    experience_id: exp.id.clone(),
+                    variation_id: variation.id.clone(),
+                },
+                segments: segments_before,
+            });
+        }
+        if !variation.id_is_string {
+            // The reference re-reads the variation by a string id and finds nothing.
+            return Decision::NotMatched;
+        }
+        Decision::Variation(self.result(exp, vi, Some(value)))
+    }
+
+    fn result(&self, exp: &Experience, vi: usize, allocation: Option<u32>) -> BucketedVariation {
+        let v = &exp.variations[vi];
+        BucketedVariation {
+            experience_id: exp.id.clone(),
+            experience_key: exp.key.clone(),
+            experience_name: exp.name.clone(),
+            variation_id: v.id.clone(),
+            variation_key: v.key.clone(),
+            variation_name: v.name.clone(),
+            bucketing_allocation: allocation,
+            experience_index: exp.index,
+            variation_index: vi,
+        }
+    }
+}
+
+/// JS truthiness of an optional JSON value (re-exported for the SDK's convenience).
+pub fn truthy(v: Option<&Value>) -> bool {
+    js::opt_truthy(v)
+}
