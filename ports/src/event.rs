@@ -1,0 +1,85 @@
+//! The lifecycle-event port.
+
+use serde_json::Value;
+
+/// Something that happened in the SDK, as delivered to [`EventBus`] subscribers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SdkEvent {
+    /// A valid config is installed and the SDK can decide (`"ready"`).
+    Ready,
+    /// A refresh installed a different config (`"config.updated"`).
+    ConfigUpdated,
+    /// A decision was returned to the integrator (`"bucketing"`).
+    Bucketing {
+        /// Visitor id.
+        visitor_id: String,
+        /// Experience key (absent for a disabled feature).
+        experience_key: Option<String>,
+        /// Variation key, for experience decisions.
+        variation_key: Option<String>,
+        /// Feature key, for feature decisions.
+        feature_key: Option<String>,
+        /// `"enabled"`/`"disabled"`, for feature decisions.
+        status: Option<String>,
+    },
+    /// A conversion event was queued (`"conversion"`).
+    Conversion {
+        /// Visitor id.
+        visitor_id: String,
+        /// Goal key.
+        goal_key: String,
+    },
+    /// A location became active (`"location.activated"`).
+    LocationActivated {
+        /// Visitor id.
+        visitor_id: String,
+        /// `{id, key, name}` of the location.
+        location: Value,
+    },
+    /// A location stopped being active (`"location.deactivated"`).
+    LocationDeactivated {
+        /// Visitor id.
+        visitor_id: String,
+        /// `{id, key, name}` of the location.
+        location: Value,
+    },
+    /// A tracking batch was delivered or failed (`"api.queue.released"`).
+    QueueReleased {
+        /// Why it was released (`"size"`, `"timeout"`, `"flush"`, ...).
+        reason: String,
+        /// Visitors in the batch.
+        visitors: usize,
+        /// Events in the batch.
+        events: usize,
+        /// `None` on success, else what failed (events are kept for a retry).
+        error: Option<String>,
+    },
+    /// The data store failed; the SDK carried on without stored state.
+    DataStoreError {
+        /// What failed.
+        message: String,
+    },
+}
+
+impl SdkEvent {
+    /// The reference SDK's event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SdkEvent::Ready => "ready",
+            SdkEvent::ConfigUpdated => "config.updated",
+            SdkEvent::Bucketing { .. } => "bucketing",
+            SdkEvent::Conversion { .. } => "conversion",
+            SdkEvent::LocationActivated { .. } => "location.activated",
+            SdkEvent::LocationDeactivated { .. } => "location.deactivated",
+            SdkEvent::QueueReleased { .. } => "api.queue.released",
+            SdkEvent::DataStoreError { .. } => "datastore.error",
+        }
+    }
+}
+
+/// Receives lifecycle events. Called synchronously on the thread that produced the event; an
+/// implementation must return quickly and must not panic (the SDK's own bus isolates handlers).
+pub trait EventBus: Send + Sync + 'static {
+    /// Delivers one event.
+    fn publish(&self, event: &SdkEvent);
+}
