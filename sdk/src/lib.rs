@@ -1,2 +1,26 @@
-//! Convert Experiences Full Stack SDK for Rust: A/B testing, feature flags and conversion tracking.
 #![doc = include_str!("../README.md")]
+
+mod attributes;
+mod context;
+mod core;
+mod error;
+pub mod events;
+
+pub use crate::attributes::{BucketingAttributes, ConversionAttributes, EntityType};
+pub use crate::context::{Context, FeatureDecision, VariableError};
+pub use crate::core::{Core, CoreBuilder, EventsOptions, Metrics, USER_AGENT};
+pub use crate::error::Error;
+pub use crate::events::EventKind;
+pub use convert_core::{
+    BucketedFeature, BucketedVariation, ConfigError, ConversionOutcome, Decision, FeatureStatus,
+    ProjectConfig, RuleError, StoreData,
+};
+pub use convert_ports::{
+    DataStore, EventBus, HttpRequest, HttpResponse, Method, SdkEvent, StoreError, Transport,
+    TransportError,
+};
+
+/// Data store adapters.
+pub mod stores {
+    pub use convert_store_memory::MemoryStore;
+}

@@ -1,0 +1,131 @@
+//! `convert bench`: decisions per second for one experience (shared/BATCH-PROTOCOL.md).
+
+use crate::batch::{RequestError, build_instance};
+use convert_sdk::{BucketingAttributes, Decision};
+use serde_json::{Map, Value, json};
+use std::time::Instant;
+
+/// Runs a bench request and returns its result object.
+pub fn run(request: &Value) -> Result<Value, RequestError> {
+    let req = request
+        .as_object()
+        .ok_or_else(|| RequestError("the request must be a JSON object".into()))?;
+    let config = req
+        .get("config")
+        .ok_or_else(|| RequestError("the request must have a `config`".into()))?;
+    let bench = req
+        .get("bench")
+        .and_then(Value::as_object)
+        .ok_or_else(|| RequestError("the request must have a `bench` object".into()))?;
+    let key = bench
+        .get("key")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RequestError("`bench.key` (an experience key) is required".into()))?
+        .to_string();
+    let n = bench.get("n").and_then(Value::as_u64).unwrap_or(100_000) as usize;
+    let warmup = bench.get("warmup").and_then(Value::as_u64).unwrap_or(10_000) as usize;
+    let prefix = bench
+        .get("visitorPrefix")
+        .and_then(Value::as_str)
+        .unwrap_or("bench-visitor-")
+        .to_string();
+    let mode = bench
+        .get("mode")
+        .and_then(Value::as_str)
+        .unwrap_or("context+decide")
+        .to_string();
+    if mode != "context+decide" && mode != "decide-only" {
+        return Err(RequestError(format!(
+            "`bench.mode` must be \"context+decide\" or \"decide-only\", not {mode:?}"
+        )));
+    }
+    let threads = bench
+        .get("threads")
+        .and_then(Value::as_u64)
+        .unwrap_or(1)
+        .clamp(1, 256) as usize;
+    let attrs = BucketingAttributes {
+        visitor_properties: bench.get("attributes").and_then(Value::as_object).cloned(),
+        location_properties: bench
+            .get("locationProperties")
+            .and_then(Value::as_object)
+            .cloned(),
+        enable_tracking: Some(bench.get("enableTracking") == Some(&Value::Bool(true))),
+        ..Default::default()
+    };
+    let sdk = req.get("sdk").and_then(Value::as_object).cloned().unwrap_or_default();
+    let inst = build_instance(config, &sdk).map_err(RequestError)?;
+    let core = inst.core;
+    if core.config().experience_by_key(&key).is_none() {
+        return Err(RequestError(format!("no experience with key {key:?} in the config")));
+    }
+
+    // Warm-up on distinct visitors, so the timed ones are fresh too.
+    for i in 0..warmup {
+        let ctx = core.create_context(format!("{prefix}warmup-{i}"), None);
+        std::hint::black_box(ctx.run_experience(&key, &attrs));
+    }
+
+    let per_thread = n.div_ceil(threads);
+    let start = std::sync::Barrier::new(threads);
+    let (elapsed, bucketed) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let core = core.clone();
+                let key = &key;
+                let attrs = &attrs;
+                let prefix = &prefix;
+                let mode = &mode;
+                let start = &start;
+                s.spawn(move || {
+                    let lo = t * per_thread;
+                    let hi = ((t + 1) * per_thread).min(n);
+                    let mut bucketed = 0u64;
+                    let contexts: Vec<_> = if mode == "decide-only" {
+                        (lo..hi)
+                            .map(|i| core.create_context(format!("{prefix}{i}"), None))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    start.wait();
+                    let t0 = Instant::now();
+                    if mode == "decide-only" {
+                        for ctx in &contexts {
+                            if matches!(ctx.run_experience(key, attrs), Decision::Variation(_)) {
+                                bucketed += 1;
+                            }
+                        }
+                    } else {
+                        for i in lo..hi {
+                            let ctx = core.create_context(format!("{prefix}{i}"), None);
+                            if matches!(ctx.run_experience(key, attrs), Decision::Variation(_)) {
+                                bucketed += 1;
+                            }
+                        }
+                    }
+                    (t0.elapsed().as_secs_f64(), bucketed)
+                })
+            })
+            .collect();
+        let mut worst = 0.0f64;
+        let mut total = 0u64;
+        for h in handles {
+            let (secs, b) = h.join().unwrap_or((0.0, 0));
+            worst = worst.max(secs);
+            total += b;
+        }
+        (worst, total)
+    });
+    let mut out = Map::new();
+    out.insert("sdk".into(), json!("rust"));
+    out.insert("mode".into(), json!(mode));
+    out.insert("key".into(), json!(key));
+    out.insert("n".into(), json!(n));
+    out.insert("threads".into(), json!(threads));
+    out.insert("seconds".into(), json!(elapsed));
+    let dps = if elapsed > 0.0 { n as f64 / elapsed } else { 0.0 };
+    out.insert("decisionsPerSecond".into(), json!(dps.round()));
+    out.insert("bucketed".into(), json!(bucketed));
+    Ok(Value::Object(out))
+}

@@ -1,0 +1,501 @@
+//! The per-visitor facade.
+
+use crate::attributes::{BucketingAttributes, ConversionAttributes, EntityType};
+use crate::core::Core;
+use convert_core::engine::{Engine, Notice, RunOptions, VisitorProps, VisitorState};
+use convert_core::features::{BucketedFeature, FeatureFilter, FeatureStatus};
+use convert_core::store::{StoreOp, report_segments};
+use convert_core::{
+    BucketedVariation, ConversionOutcome, Decision, Effects, ProjectConfig, RuleError, StoreData,
+};
+use convert_ports::SdkEvent;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// One visitor's view of the SDK. Cheap to create; create one per request.
+#[derive(Debug, Clone)]
+pub struct Context {
+    core: Core,
+    visitor_id: String,
+    store_key: String,
+    properties: Map<String, Value>,
+}
+
+/// The outcome of [`Context::run_feature`]: one entry per experience that delivers the feature,
+/// or a single disabled entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureDecision {
+    /// The requested feature key.
+    pub key: String,
+    /// Enabled entries (one per delivering experience) or one disabled entry.
+    pub entries: Vec<BucketedFeature>,
+    /// Rule errors, when a rule needed data it did not have (then `entries` is empty).
+    pub rule_errors: Vec<RuleError>,
+}
+
+/// Why a typed variable could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum VariableError {
+    /// The feature is disabled for this visitor.
+    #[error("feature `{0}` is disabled for this visitor")]
+    Disabled(String),
+    /// The variation carries no variable of that name.
+    #[error("feature `{feature}` has no variable `{name}`")]
+    Missing {
+        /// Feature key.
+        feature: String,
+        /// Variable name.
+        name: String,
+    },
+    /// The value does not have the requested type.
+    #[error("variable `{name}` of feature `{feature}` is not of the requested type: {source}")]
+    Type {
+        /// Feature key.
+        feature: String,
+        /// Variable name.
+        name: String,
+        /// The deserialization error.
+        source: serde_json::Error,
+    },
+}
+
+impl FeatureDecision {
+    /// Whether the feature is on for the visitor.
+    pub fn is_enabled(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.status == FeatureStatus::Enabled)
+    }
+
+    /// The variables of the first enabled entry.
+    pub fn variables(&self) -> Option<&Map<String, Value>> {
+        self.entries
+            .iter()
+            .find(|e| e.status == FeatureStatus::Enabled)
+            .and_then(|e| e.variables.as_ref())
+            .and_then(Value::as_object)
+    }
+
+    /// Variable `name` of the first enabled entry, as `T` (`bool`, `i64`, `f64`, `String`,
+    /// `serde_json::Value`, or any `DeserializeOwned` type for JSON variables).
+    pub fn variable<T: DeserializeOwned>(&self, name: &str) -> Result<T, VariableError> {
+        if !self.is_enabled() {
+            return Err(VariableError::Disabled(self.key.clone()));
+        }
+        let v = self
+            .variables()
+            .and_then(|m| m.get(name))
+            .ok_or_else(|| VariableError::Missing {
+                feature: self.key.clone(),
+                name: name.into(),
+            })?;
+        serde_json::from_value(v.clone()).map_err(|source| VariableError::Type {
+            feature: self.key.clone(),
+            name: name.into(),
+            source,
+        })
+    }
+}
+
+impl Context {
+    pub(crate) fn new(core: Core, visitor_id: String, attributes: Option<Map<String, Value>>) -> Self {
+        let cfg = core.config();
+        let store_key = format!("{}-{}-{}", cfg.account_id, cfg.project_id, visitor_id);
+        let mut ctx = Context {
+            core,
+            visitor_id,
+            store_key,
+            properties: Map::new(),
+        };
+        if let Some(attrs) = attributes.filter(|a| !a.is_empty()) {
+            if let Some(report) = report_segments(&attrs) {
+                ctx.write(vec![StoreOp::MergeSegments(report)]);
+            }
+            ctx.properties = attrs
+                .into_iter()
+                .filter(|(k, _)| !convert_core::store::is_report_segment_key(k))
+                .collect();
+        }
+        ctx
+    }
+
+    /// The visitor id.
+    pub fn visitor_id(&self) -> &str {
+        &self.visitor_id
+    }
+
+    /// The key of this visitor's record in the data store (`{accountId}-{projectId}-{visitorId}`).
+    pub fn store_key(&self) -> &str {
+        &self.store_key
+    }
+
+    /// The context's own (non-report) visitor properties.
+    pub fn properties(&self) -> &Map<String, Value> {
+        &self.properties
+    }
+
+    fn write(&self, ops: Vec<StoreOp>) {
+        if ops.is_empty() {
+            return;
+        }
+        if let Err(e) = self
+            .core
+            .inner
+            .store
+            .update(&self.store_key, &mut |d| d.apply_all(&ops))
+        {
+            self.core.store_failed(&e.to_string());
+        }
+    }
+
+    /// Runs `f` against the visitor's stored state, then applies its effects.
+    fn with_state<R>(
+        &self,
+        f: impl FnOnce(&Engine<'_>, &mut VisitorState<'_>, &mut Effects) -> R,
+    ) -> R {
+        let cfg = self.core.config();
+        let mut data = self.core.load(&self.store_key);
+        let mut fx = Effects::default();
+        let engine = Engine::new(&cfg, &self.core.inner.settings);
+        let r = {
+            let mut vs = VisitorState {
+                id: &self.visitor_id,
+                data: &mut data,
+            };
+            f(&engine, &mut vs, &mut fx)
+        };
+        self.apply(&cfg, fx);
+        r
+    }
+
+    fn apply(&self, cfg: &ProjectConfig, fx: Effects) {
+        self.write(fx.store);
+        self.core.enqueue(fx.tracking);
+        for n in fx.notices {
+            let (li, activated) = match n {
+                Notice::LocationActivated(i) => (i, true),
+                Notice::LocationDeactivated(i) => (i, false),
+            };
+            let Some(loc) = cfg.locations.get(li) else { continue };
+            self.core.fire(|| {
+                let mut m = Map::new();
+                m.insert("id".into(), Value::String(loc.id.to_string()));
+                m.insert("key".into(), Value::String(loc.key.to_string()));
+                if let Some(n) = &loc.name {
+                    m.insert("name".into(), Value::String(n.to_string()));
+                }
+                let location = Value::Object(m);
+                let visitor_id = self.visitor_id.clone();
+                if activated {
+                    SdkEvent::LocationActivated {
+                        visitor_id,
+                        location,
+                    }
+                } else {
+                    SdkEvent::LocationDeactivated {
+                        visitor_id,
+                        location,
+                    }
+                }
+            });
+        }
+    }
+
+    fn run_options<'a>(&self, attrs: &'a BucketingAttributes, for_features: bool) -> RunOptions<'a> {
+        RunOptions {
+            location_properties: attrs.location_properties.as_ref(),
+            ignore_location_properties: !for_features && attrs.ignore_location_properties,
+            environment: attrs.environment.as_deref(),
+            force_variation_id: if for_features {
+                None
+            } else {
+                attrs.force_variation_id.as_deref()
+            },
+            enable_tracking: for_features || attrs.enable_tracking.unwrap_or(true),
+            enable_storage: true,
+            suppress_events: false,
+            update_visitor_properties: attrs.update_visitor_properties,
+        }
+    }
+
+    fn bucketing_event(&self, v: &BucketedVariation) {
+        self.core.fire(|| SdkEvent::Bucketing {
+            visitor_id: self.visitor_id.clone(),
+            experience_key: Some(v.experience_key.to_string()),
+            variation_key: v.variation_key.as_deref().map(str::to_string),
+            feature_key: None,
+            status: None,
+        });
+    }
+
+    fn feature_event(&self, feature_key: Option<&str>, f: &BucketedFeature) {
+        self.core.fire(|| SdkEvent::Bucketing {
+            visitor_id: self.visitor_id.clone(),
+            experience_key: f.experience_key.as_deref().map(str::to_string),
+            variation_key: None,
+            feature_key: feature_key
+                .map(str::to_string)
+                .or_else(|| f.feature_key.as_deref().map(str::to_string)),
+            status: Some(match f.status {
+                FeatureStatus::Enabled => "enabled".into(),
+                FeatureStatus::Disabled => "disabled".into(),
+            }),
+        });
+    }
+
+    /// Which variation of experience `key` the visitor gets.
+    pub fn run_experience(&self, key: &str, attrs: &BucketingAttributes) -> Decision {
+        if self.visitor_id.is_empty() {
+            log::debug!("convert: run_experience without a visitor id");
+            return Decision::NotMatched;
+        }
+        let opts = self.run_options(attrs, false);
+        let d = self.with_state(|engine, vs, fx| {
+            let stored = vs.data.segments.clone();
+            let props = VisitorProps::new(
+                attrs.visitor_properties.as_ref(),
+                Some(&self.properties),
+                stored.as_ref(),
+            );
+            engine.run_experience(vs, key, &props, &opts, fx)
+        });
+        if let Decision::Variation(v) = &d {
+            self.bucketing_event(v);
+        }
+        d
+    }
+
+    /// Every experience the visitor is in, in config order.
+    pub fn run_experiences(&self, attrs: &BucketingAttributes) -> Vec<BucketedVariation> {
+        if self.visitor_id.is_empty() {
+            return Vec::new();
+        }
+        let opts = self.run_options(attrs, false);
+        let list = self.with_state(|engine, vs, fx| {
+            let stored = vs.data.segments.clone();
+            let props = VisitorProps::new(
+                attrs.visitor_properties.as_ref(),
+                Some(&self.properties),
+                stored.as_ref(),
+            );
+            engine.run_experiences(vs, &props, &opts, fx)
+        });
+        for v in &list {
+            self.bucketing_event(v);
+        }
+        list
+    }
+
+    /// Whether feature `key` is on for the visitor, with its typed variables.
+    pub fn run_feature(&self, key: &str, attrs: &BucketingAttributes) -> FeatureDecision {
+        let mut out = FeatureDecision {
+            key: key.to_string(),
+            entries: Vec::new(),
+            rule_errors: Vec::new(),
+        };
+        if self.visitor_id.is_empty() {
+            return out;
+        }
+        let opts = self.run_options(attrs, true);
+        let exp_keys: Option<Vec<&str>> = attrs
+            .experience_keys
+            .as_ref()
+            .map(|v| v.iter().map(String::as_str).collect());
+        let r = self.with_state(|engine, vs, fx| {
+            let stored = vs.data.segments.clone();
+            let props = VisitorProps::new(
+                attrs.visitor_properties.as_ref(),
+                Some(&self.properties),
+                stored.as_ref(),
+            );
+            engine.run_feature(
+                vs,
+                key,
+                &props,
+                &opts,
+                exp_keys.as_deref(),
+                attrs.type_casting.unwrap_or(true),
+                fx,
+            )
+        });
+        match r {
+            Ok(entries) => {
+                for e in &entries {
+                    self.feature_event(Some(key), e);
+                }
+                out.entries = entries;
+            }
+            Err(errors) => out.rule_errors = errors,
+        }
+        out
+    }
+
+    /// Every declared feature: enabled entries first (per delivering experience), then the
+    /// disabled ones in the reference's roster order.
+    pub fn run_features(
+        &self,
+        attrs: &BucketingAttributes,
+    ) -> Result<Vec<BucketedFeature>, Vec<RuleError>> {
+        if self.visitor_id.is_empty() {
+            return Ok(Vec::new());
+        }
+        let opts = self.run_options(attrs, true);
+        let r = self.with_state(|engine, vs, fx| {
+            let stored = vs.data.segments.clone();
+            let props = VisitorProps::new(
+                attrs.visitor_properties.as_ref(),
+                Some(&self.properties),
+                stored.as_ref(),
+            );
+            engine.run_features(
+                vs,
+                &props,
+                &opts,
+                &FeatureFilter::default(),
+                attrs.type_casting.unwrap_or(true),
+                fx,
+            )
+        });
+        if let Ok(list) = &r {
+            for e in list {
+                self.feature_event(None, e);
+            }
+        }
+        r
+    }
+
+    /// Tracks a conversion of goal `goal_key`. The dedup check and the goal mark happen in one
+    /// atomic update of the visitor's record, so concurrent calls produce one conversion.
+    pub fn track_conversion(
+        &self,
+        goal_key: &str,
+        attrs: &ConversionAttributes,
+    ) -> Result<ConversionOutcome, RuleError> {
+        if self.visitor_id.is_empty() {
+            return Ok(ConversionOutcome::GoalNotFound);
+        }
+        let cfg = self.core.config();
+        let engine = Engine::new(&cfg, &self.core.inner.settings);
+        let goal_data = attrs.goal_data();
+        let mut fx = Effects::default();
+        let mut result: Result<ConversionOutcome, RuleError> =
+            Ok(ConversionOutcome::GoalNotFound);
+        let update = self.core.inner.store.update(&self.store_key, &mut |d| {
+            fx.clear();
+            let mut vs = VisitorState {
+                id: &self.visitor_id,
+                data: d,
+            };
+            result = engine.convert(
+                &mut vs,
+                goal_key,
+                attrs
+                    .rule_data
+                    .as_ref()
+                    .map(|m| m as &dyn convert_core::rules::RuleData),
+                goal_data.as_ref(),
+                attrs.force_multiple_transactions,
+                &mut fx,
+            );
+            !fx.store.is_empty()
+        });
+        if let Err(e) = update {
+            // Without the store the dedup state is unknown; decide on an empty record so the
+            // conversion is not lost (it may be counted twice if the store had it).
+            self.core.store_failed(&e.to_string());
+            let mut data = StoreData::default();
+            fx.clear();
+            let mut vs = VisitorState {
+                id: &self.visitor_id,
+                data: &mut data,
+            };
+            result = engine.convert(
+                &mut vs,
+                goal_key,
+                attrs
+                    .rule_data
+                    .as_ref()
+                    .map(|m| m as &dyn convert_core::rules::RuleData),
+                goal_data.as_ref(),
+                attrs.force_multiple_transactions,
+                &mut fx,
+            );
+        }
+        self.core.enqueue(std::mem::take(&mut fx.tracking));
+        if let Ok(o) = &result {
+            if o.fired() {
+                self.core.fire(|| SdkEvent::Conversion {
+                    visitor_id: self.visitor_id.clone(),
+                    goal_key: goal_key.to_string(),
+                });
+            }
+        }
+        result
+    }
+
+    /// Stores report segments (`country`, `browser`, `devices`, `source`, `campaign`,
+    /// `visitorType`, `customSegments`); other keys are ignored.
+    pub fn set_default_segments(&self, segments: &Map<String, Value>) {
+        if let Some(report) = report_segments(segments) {
+            self.write(vec![StoreOp::MergeSegments(report)]);
+        }
+    }
+
+    /// Evaluates custom segments `segment_keys` against the visitor's properties merged with
+    /// `rule_data`, and stores the ids that matched. Returns the visitor's updated segments, or
+    /// `None` when nothing new was added.
+    pub fn run_custom_segments(
+        &self,
+        segment_keys: &[&str],
+        rule_data: Option<&Map<String, Value>>,
+    ) -> Result<Option<Map<String, Value>>, RuleError> {
+        self.with_state(|engine, vs, fx| {
+            let stored = vs.data.segments.clone();
+            let props = VisitorProps::new(rule_data, Some(&self.properties), stored.as_ref());
+            engine.run_custom_segments(vs, segment_keys, Some(&props), true, fx)
+        })
+    }
+
+    /// Stores arbitrary visitor properties under the visitor's `segments` (they stay in the data
+    /// store and feed audience rules; only report segments are ever sent to Convert).
+    pub fn update_visitor_properties(&self, properties: &Map<String, Value>) {
+        self.write(vec![StoreOp::MergeSegments(properties.clone())]);
+    }
+
+    /// A config entity by key, as served.
+    pub fn get_config_entity(&self, key: &str, entity_type: EntityType) -> Option<Value> {
+        self.core
+            .config()
+            .entity_by_key(key, entity_type.as_str())
+            .cloned()
+    }
+
+    /// A config entity by id, as served.
+    pub fn get_config_entity_by_id(&self, id: &str, entity_type: EntityType) -> Option<Value> {
+        self.core
+            .config()
+            .entity_by_id(id, entity_type.as_str())
+            .cloned()
+    }
+
+    /// The visitor's stored record.
+    pub fn get_visitor_data(&self) -> StoreData {
+        self.core.load(&self.store_key)
+    }
+
+    /// Delivers queued tracking events now (see [`Core::flush`]).
+    pub fn release_queues(&self) -> Result<usize, crate::Error> {
+        self.core.flush()
+    }
+
+    /// The SDK this context belongs to.
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    #[doc(hidden)]
+    pub fn config_snapshot(&self) -> Arc<ProjectConfig> {
+        self.core.config()
+    }
+}

@@ -1,0 +1,30 @@
+//! The SDK's error type.
+
+use convert_core::ConfigError;
+use convert_ports::{StoreError, TransportError};
+
+/// What can go wrong building the SDK or delivering its requests.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Neither a static config nor an SDK key was given.
+    #[error("either a static config or an SDK key must be given")]
+    NoConfig,
+    /// A request was needed but no transport is configured.
+    #[error("no transport is configured")]
+    NoTransport,
+    /// The transport failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The server answered with a non-200 status.
+    #[error("HTTP status {status}")]
+    Http {
+        /// The status code.
+        status: u16,
+    },
+    /// The data store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
