@@ -581,3 +581,14 @@ impl<'a> Engine<'a> {
 pub fn truthy(v: Option<&Value>) -> bool {
     js::opt_truthy(v)
 }
+
+impl std::fmt::Display for RuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuleError::NoDataFound => f.write_str("a rule found no data to evaluate (convert.com_no_data_found)"),
+            RuleError::NeedMoreData => f.write_str("a rule needs more data (convert.com_need_more_data)"),
+        }
+    }
+}
+
+impl std::error::Error for RuleError {}

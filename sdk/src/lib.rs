@@ -24,3 +24,8 @@ pub use convert_ports::{
 pub mod stores {
     pub use convert_store_memory::MemoryStore;
 }
+
+/// The workspace README's example, compiled as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme_doctest {}
