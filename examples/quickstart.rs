@@ -83,7 +83,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     println!("\nConversions");
-    let purchase = ConversionAttributes::new().revenue(59.90).data("productsCount", 2);
+    let purchase = ConversionAttributes::new()
+        .revenue(59.90)
+        .data("productsCount", 2);
     println!(
         "  purchase        -> {:?}",
         visitor.track_conversion("purchase", &purchase)?
@@ -101,6 +103,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         println!("  {}", req.body.as_deref().unwrap_or(""));
     }
-    println!("\nStored visitor data: {}", visitor.get_visitor_data().to_json());
+    println!(
+        "\nStored visitor data: {}",
+        visitor.get_visitor_data().to_json()
+    );
     Ok(())
 }

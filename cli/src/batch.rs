@@ -80,7 +80,11 @@ pub fn build_instance(config: &Value, sdk: &Map<String, Value>) -> Result<Instan
     }
     if let Some(bk) = sdk.get("bucketing") {
         // The reference's `||` defaults: 0 means the default.
-        if let Some(seed) = bk.get("hash_seed").and_then(Value::as_f64).filter(|s| *s != 0.0) {
+        if let Some(seed) = bk
+            .get("hash_seed")
+            .and_then(Value::as_f64)
+            .filter(|s| *s != 0.0)
+        {
             b = b.hash_seed(js_to_uint32(seed));
         }
         if let Some(max) = bk.get("max_traffic").and_then(Value::as_u64) {
@@ -250,7 +254,10 @@ fn engine_op(op: &str, c: &Map<String, Value>) -> Option<Value> {
                 .get("experienceId")
                 .map(|e| convert_core::js::to_js_string(e).into_owned())
                 .unwrap_or_default();
-            let max = c.get("maxTraffic").and_then(Value::as_f64).unwrap_or(10000.0);
+            let max = c
+                .get("maxTraffic")
+                .and_then(Value::as_f64)
+                .unwrap_or(10000.0);
             json!({"type": "bucketValue", "value": bucket_value(&e, &v, seed(), max)})
         }
         "selectBucket" => {
@@ -376,7 +383,10 @@ fn visitor_op(inst: &mut Instance, op: &str, c: &Map<String, Value>) -> (Value, 
     let key = c
         .get("key")
         .map(|k| convert_core::js::to_js_string(k).into_owned());
-    let needs_key = matches!(op, "runExperience" | "runFeature" | "trackConversion" | "getConfigEntity");
+    let needs_key = matches!(
+        op,
+        "runExperience" | "runFeature" | "trackConversion" | "getConfigEntity"
+    );
     if needs_key && key.is_none() {
         return error_result("missing field `key`");
     }
@@ -407,7 +417,11 @@ fn visitor_op(inst: &mut Instance, op: &str, c: &Map<String, Value>) -> (Value, 
     let result = match op {
         "runExperience" => decision_json(&ctx.run_experience(&key, &attrs)),
         "runExperiences" => {
-            let items: Vec<Value> = ctx.run_experiences(&attrs).iter().map(variation_json).collect();
+            let items: Vec<Value> = ctx
+                .run_experiences(&attrs)
+                .iter()
+                .map(variation_json)
+                .collect();
             json!({"type": "variations", "items": items})
         }
         "runFeature" => {
@@ -474,9 +488,14 @@ fn visitor_op(inst: &mut Instance, op: &str, c: &Map<String, Value>) -> (Value, 
             ctx.update_visitor_properties(&props);
             json!({"type": "ok"})
         }
-        "getVisitorData" => json!({"type": "visitorData", "value": store_json(&ctx.get_visitor_data())}),
+        "getVisitorData" => {
+            json!({"type": "visitorData", "value": store_json(&ctx.get_visitor_data())})
+        }
         "getConfigEntity" | "getConfigEntityById" => {
-            let ty = c.get("entityType").and_then(Value::as_str).and_then(EntityType::parse);
+            let ty = c
+                .get("entityType")
+                .and_then(Value::as_str)
+                .and_then(EntityType::parse);
             let Some(ty) = ty else {
                 return error_result("missing or unknown field `entityType`");
             };
@@ -486,7 +505,11 @@ fn visitor_op(inst: &mut Instance, op: &str, c: &Map<String, Value>) -> (Value, 
                 let id = convert_core::js::opt_to_js_string(c.get("id"));
                 ctx.get_config_entity_by_id(&id, ty)
             };
-            let id = value.as_ref().and_then(|v| v.get("id")).cloned().unwrap_or(Value::Null);
+            let id = value
+                .as_ref()
+                .and_then(|v| v.get("id"))
+                .cloned()
+                .unwrap_or(Value::Null);
             json!({"type": "entity", "id": id, "value": value})
         }
         "seedBucketing" => {
@@ -503,7 +526,10 @@ fn visitor_op(inst: &mut Instance, op: &str, c: &Map<String, Value>) -> (Value, 
                 })
                 .unwrap_or_default();
             let store = inst.core.data_store();
-            if let Err(e) = store.update(ctx.store_key(), &mut |d| d.apply_all(&ops)) {
+            let Some(key) = ctx.store_key() else {
+                return error_result("the SDK has no config");
+            };
+            if let Err(e) = store.update(key, &mut |d| d.apply_all(&ops)) {
                 return error_result(&e.to_string());
             }
             json!({"type": "ok"})

@@ -23,7 +23,10 @@ pub fn run(request: &Value) -> Result<Value, RequestError> {
         .ok_or_else(|| RequestError("`bench.key` (an experience key) is required".into()))?
         .to_string();
     let n = bench.get("n").and_then(Value::as_u64).unwrap_or(100_000) as usize;
-    let warmup = bench.get("warmup").and_then(Value::as_u64).unwrap_or(10_000) as usize;
+    let warmup = bench
+        .get("warmup")
+        .and_then(Value::as_u64)
+        .unwrap_or(10_000) as usize;
     let prefix = bench
         .get("visitorPrefix")
         .and_then(Value::as_str)
@@ -53,11 +56,17 @@ pub fn run(request: &Value) -> Result<Value, RequestError> {
         enable_tracking: Some(bench.get("enableTracking") == Some(&Value::Bool(true))),
         ..Default::default()
     };
-    let sdk = req.get("sdk").and_then(Value::as_object).cloned().unwrap_or_default();
+    let sdk = req
+        .get("sdk")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let inst = build_instance(config, &sdk).map_err(RequestError)?;
     let core = inst.core;
     if core.config().experience_by_key(&key).is_none() {
-        return Err(RequestError(format!("no experience with key {key:?} in the config")));
+        return Err(RequestError(format!(
+            "no experience with key {key:?} in the config"
+        )));
     }
 
     // Warm-up on distinct visitors, so the timed ones are fresh too.
@@ -124,7 +133,11 @@ pub fn run(request: &Value) -> Result<Value, RequestError> {
     out.insert("n".into(), json!(n));
     out.insert("threads".into(), json!(threads));
     out.insert("seconds".into(), json!(elapsed));
-    let dps = if elapsed > 0.0 { n as f64 / elapsed } else { 0.0 };
+    let dps = if elapsed > 0.0 {
+        n as f64 / elapsed
+    } else {
+        0.0
+    };
     out.insert("decisionsPerSecond".into(), json!(dps.round()));
     out.insert("bucketed".into(), json!(bucketed));
     Ok(Value::Object(out))

@@ -33,7 +33,9 @@ fn read_input(args: &[String]) -> Result<String, String> {
         }
     }
     match input {
-        Some(path) => std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}")),
+        Some(path) => {
+            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))
+        }
         None => {
             let mut s = String::new();
             std::io::stdin()

@@ -1,7 +1,9 @@
 //! Hot-path costs of the pure engine (run with `cargo bench -p convert-core`).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use convert_core::engine::{Effects, Engine, EngineSettings, RunOptions, VisitorProps, VisitorState};
+use convert_core::engine::{
+    Effects, Engine, EngineSettings, RunOptions, VisitorProps, VisitorState,
+};
 use convert_core::hash::{bucket_value, murmur3_32};
 use convert_core::{ProjectConfig, StoreData};
 use serde_json::{Map, Value, json};
@@ -17,7 +19,12 @@ fn murmur3(input: &str) -> u32 {
 
 #[divan::bench]
 fn bucket_value_of_visitor() -> u32 {
-    bucket_value(divan::black_box("900100"), divan::black_box("bench-visitor-123456"), 9999, 10000.0)
+    bucket_value(
+        divan::black_box("900100"),
+        divan::black_box("bench-visitor-123456"),
+        9999,
+        10000.0,
+    )
 }
 
 fn config() -> ProjectConfig {

@@ -255,11 +255,7 @@ fn rules_of(obj: &Map<String, Value>) -> Option<RuleSet> {
         .map(RuleSet::compile)
 }
 
-fn ruled(
-    obj: &Map<String, Value>,
-    field: &str,
-    i: usize,
-) -> Result<RuledEntity, ConfigError> {
+fn ruled(obj: &Map<String, Value>, field: &str, i: usize) -> Result<RuledEntity, ConfigError> {
     let _ = (field, i);
     Ok(RuledEntity {
         id: s(obj.get("id")),
@@ -302,7 +298,8 @@ impl ProjectConfig {
             });
         };
         // The envelope form wraps the config under `data`.
-        let is_envelope = !top.contains_key("account_id") && top.get("data").is_some_and(Value::is_object);
+        let is_envelope =
+            !top.contains_key("account_id") && top.get("data").is_some_and(Value::is_object);
         let (data, envelope_environment) = if is_envelope {
             let env = top
                 .get("environment")
@@ -425,7 +422,9 @@ impl ProjectConfig {
             }
             features.push(Feature {
                 id: s(obj.get("id")),
-                key: obj.get("key").map(|k| Arc::from(js::to_js_string(k).as_ref())),
+                key: obj
+                    .get("key")
+                    .map(|k| Arc::from(js::to_js_string(k).as_ref())),
                 name: opt_str(obj.get("name")),
                 variables,
             });
@@ -568,6 +567,26 @@ impl ProjectConfig {
         })
     }
 
+    /// A config with no entities (account and project `"0"`), used before a real one is installed.
+    pub fn empty() -> ProjectConfig {
+        ProjectConfig {
+            account_id: Arc::from("0"),
+            project_id: Arc::from("0"),
+            experiences: Vec::new(),
+            audiences: Vec::new(),
+            segments: Vec::new(),
+            locations: Vec::new(),
+            goals: Vec::new(),
+            features: Vec::new(),
+            feature_roster: Vec::new(),
+            envelope_environment: None,
+            exp_by_key: HashMap::new(),
+            exp_by_id: HashMap::new(),
+            feature_by_id: HashMap::new(),
+            raw: Value::Object(Map::new()),
+        }
+    }
+
     /// The experience with `String(key) == key` (first in config order).
     pub fn experience_by_key(&self, key: &str) -> Option<&Experience> {
         self.exp_by_key.get(key).map(|&i| &self.experiences[i])
@@ -585,9 +604,7 @@ impl ProjectConfig {
 
     /// The declared feature with `String(key) == key`.
     pub fn feature_by_key(&self, key: &str) -> Option<&Feature> {
-        self.features
-            .iter()
-            .find(|f| f.key.as_deref() == Some(key))
+        self.features.iter().find(|f| f.key.as_deref() == Some(key))
     }
 
     /// The declared feature for `id` (the last declaration with that id, as a JS object keyed by id).
@@ -688,7 +705,10 @@ mod tests {
             (json!([]), "(root)"),
             (json!({"project": {"id": "2"}}), "account_id"),
             (json!({"account_id": "1"}), "project.id"),
-            (json!({"account_id": "1", "project": {"id": ""}}), "project.id"),
+            (
+                json!({"account_id": "1", "project": {"id": ""}}),
+                "project.id",
+            ),
             (json!({"account_id": "1", "project": 5}), "project"),
             (
                 json!({"account_id": "1", "project": {"id": "2"}, "experiences": {}}),
@@ -722,7 +742,15 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        for text in ["", "nul", "{", "[1,2", "\"x\"", "1e999999", "{\"account_id\":{}}"] {
+        for text in [
+            "",
+            "nul",
+            "{",
+            "[1,2",
+            "\"x\"",
+            "1e999999",
+            "{\"account_id\":{}}",
+        ] {
             assert!(ProjectConfig::from_json(text).is_err(), "{text}");
         }
     }

@@ -59,6 +59,8 @@ pub struct RunOptions<'a> {
     pub suppress_events: bool,
     /// Also store the merged visitor properties under `segments` on a fresh decision.
     pub update_visitor_properties: bool,
+    /// Cast feature variables to their declared types (default true).
+    pub type_casting: bool,
 }
 
 impl Default for RunOptions<'_> {
@@ -72,6 +74,7 @@ impl Default for RunOptions<'_> {
             enable_storage: true,
             suppress_events: false,
             update_visitor_properties: false,
+            type_casting: true,
         }
     }
 }
@@ -165,13 +168,19 @@ impl BucketedVariation {
     /// bucketingAllocation?, ...variation}` (variation members win on a name clash).
     pub fn to_js_value(&self, config: &ProjectConfig) -> Value {
         let mut m = Map::new();
-        m.insert("experienceId".into(), Value::String(self.experience_id.to_string()));
+        m.insert(
+            "experienceId".into(),
+            Value::String(self.experience_id.to_string()),
+        );
         if let Some(exp) = config.experiences.get(self.experience_index) {
             if let Some(n) = exp.raw.get("name") {
                 m.insert("experienceName".into(), n.clone());
             }
         }
-        m.insert("experienceKey".into(), Value::String(self.experience_key.to_string()));
+        m.insert(
+            "experienceKey".into(),
+            Value::String(self.experience_key.to_string()),
+        );
         if let Some(a) = self.bucketing_allocation {
             m.insert("bucketingAllocation".into(), Value::from(a));
         }
@@ -585,8 +594,12 @@ pub fn truthy(v: Option<&Value>) -> bool {
 impl std::fmt::Display for RuleError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RuleError::NoDataFound => f.write_str("a rule found no data to evaluate (convert.com_no_data_found)"),
-            RuleError::NeedMoreData => f.write_str("a rule needs more data (convert.com_need_more_data)"),
+            RuleError::NoDataFound => {
+                f.write_str("a rule found no data to evaluate (convert.com_no_data_found)")
+            }
+            RuleError::NeedMoreData => {
+                f.write_str("a rule needs more data (convert.com_need_more_data)")
+            }
         }
     }
 }

@@ -93,7 +93,6 @@ impl Engine<'_> {
         props: &VisitorProps<'_>,
         opts: &RunOptions<'_>,
         filter: &FeatureFilter<'_>,
-        type_casting: bool,
         fx: &mut Effects,
     ) -> Result<Vec<BucketedFeature>, Vec<RuleError>> {
         let config = self.config;
@@ -142,7 +141,7 @@ impl Engine<'_> {
                     }
                 }
                 let variables = change.variables.as_ref().map(|vars| match vars {
-                    Value::Object(m) if type_casting && !m.is_empty() => {
+                    Value::Object(m) if opts.type_casting && !m.is_empty() => {
                         let mut cast = Map::new();
                         for (name, raw) in m {
                             let ty = declared.and_then(|f| {
@@ -175,10 +174,7 @@ impl Engine<'_> {
         if filter.features.is_none() {
             for &fi in &config.feature_roster {
                 let f = &config.features[fi];
-                if out
-                    .iter()
-                    .any(|e| e.feature_id.as_deref() == Some(&*f.id))
-                {
+                if out.iter().any(|e| e.feature_id.as_deref() == Some(&*f.id)) {
                     continue;
                 }
                 out.push(disabled(f));
@@ -196,7 +192,6 @@ impl Engine<'_> {
         props: &VisitorProps<'_>,
         opts: &RunOptions<'_>,
         experiences: Option<&[&str]>,
-        type_casting: bool,
         fx: &mut Effects,
     ) -> Result<Vec<BucketedFeature>, Vec<RuleError>> {
         let Some(feature) = self.config.feature_by_key(key) else {
@@ -210,7 +205,7 @@ impl Engine<'_> {
             features: Some(&keys),
             experiences,
         };
-        let list = self.run_features(visitor, props, opts, &filter, type_casting, fx)?;
+        let list = self.run_features(visitor, props, opts, &filter, fx)?;
         if list.is_empty() {
             Ok(vec![disabled(feature)])
         } else {

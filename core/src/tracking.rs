@@ -40,8 +40,14 @@ impl EventData {
                 experience_id,
                 variation_id,
             } => {
-                data.insert("experienceId".into(), Value::String(experience_id.to_string()));
-                data.insert("variationId".into(), Value::String(variation_id.to_string()));
+                data.insert(
+                    "experienceId".into(),
+                    Value::String(experience_id.to_string()),
+                );
+                data.insert(
+                    "variationId".into(),
+                    Value::String(variation_id.to_string()),
+                );
                 "bucketing"
             }
             EventData::Conversion {
@@ -119,7 +125,8 @@ impl TrackingQueue {
             self.visitors[i].events.push(event.data);
             return;
         }
-        self.index.insert(event.visitor_id.clone(), self.visitors.len());
+        self.index
+            .insert(event.visitor_id.clone(), self.visitors.len());
         self.visitors.push(QueuedVisitor {
             visitor_id: event.visitor_id,
             events: vec![event.data],
@@ -357,7 +364,13 @@ mod tests {
             config_url("http://x/", "k", None, false, Some("tok+en/val=x&z")),
             "http://x/config/k?_conv_low_cache=1&debug_token=tok%2Ben%2Fval%3Dx%26z"
         );
-        assert_eq!(config_url("http://x", "k", None, true, None), "http://x/config/k?_conv_low_cache=1");
-        assert_eq!(config_url("http://x", "k", None, false, None), "http://x/config/k");
+        assert_eq!(
+            config_url("http://x", "k", None, true, None),
+            "http://x/config/k?_conv_low_cache=1"
+        );
+        assert_eq!(
+            config_url("http://x", "k", None, false, None),
+            "http://x/config/k"
+        );
     }
 }

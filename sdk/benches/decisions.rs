@@ -54,5 +54,8 @@ fn context_and_decide(bencher: divan::Bencher) {
     let (core, attrs) = sdk();
     bencher
         .with_inputs(|| format!("bench-visitor-c{}", NEXT.fetch_add(1, Ordering::Relaxed)))
-        .bench_local_values(|id| core.create_context(id, None).run_experience("three-arms", &attrs));
+        .bench_local_values(|id| {
+            core.create_context(id, None)
+                .run_experience("three-arms", &attrs)
+        });
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 pub struct Context {
     core: Core,
     visitor_id: String,
-    store_key: String,
+    store_key: std::sync::OnceLock<String>,
     properties: Map<String, Value>,
 }
 
@@ -83,13 +83,13 @@ impl FeatureDecision {
         if !self.is_enabled() {
             return Err(VariableError::Disabled(self.key.clone()));
         }
-        let v = self
-            .variables()
-            .and_then(|m| m.get(name))
-            .ok_or_else(|| VariableError::Missing {
-                feature: self.key.clone(),
-                name: name.into(),
-            })?;
+        let v =
+            self.variables()
+                .and_then(|m| m.get(name))
+                .ok_or_else(|| VariableError::Missing {
+                    feature: self.key.clone(),
+                    name: name.into(),
+                })?;
         serde_json::from_value(v.clone()).map_err(|source| VariableError::Type {
             feature: self.key.clone(),
             name: name.into(),
@@ -99,13 +99,15 @@ impl FeatureDecision {
 }
 
 impl Context {
-    pub(crate) fn new(core: Core, visitor_id: String, attributes: Option<Map<String, Value>>) -> Self {
-        let cfg = core.config();
-        let store_key = format!("{}-{}-{}", cfg.account_id, cfg.project_id, visitor_id);
+    pub(crate) fn new(
+        core: Core,
+        visitor_id: String,
+        attributes: Option<Map<String, Value>>,
+    ) -> Self {
         let mut ctx = Context {
             core,
             visitor_id,
-            store_key,
+            store_key: std::sync::OnceLock::new(),
             properties: Map::new(),
         };
         if let Some(attrs) = attributes.filter(|a| !a.is_empty()) {
@@ -125,9 +127,18 @@ impl Context {
         &self.visitor_id
     }
 
-    /// The key of this visitor's record in the data store (`{accountId}-{projectId}-{visitorId}`).
-    pub fn store_key(&self) -> &str {
-        &self.store_key
+    /// The key of this visitor's record in the data store (`{accountId}-{projectId}-{visitorId}`);
+    /// `None` until the SDK has a config.
+    pub fn store_key(&self) -> Option<&str> {
+        if let Some(k) = self.store_key.get() {
+            return Some(k);
+        }
+        let cfg = self.core.try_config()?;
+        Some(
+            self.store_key.get_or_init(|| {
+                format!("{}-{}-{}", cfg.account_id, cfg.project_id, self.visitor_id)
+            }),
+        )
     }
 
     /// The context's own (non-report) visitor properties.
@@ -139,11 +150,16 @@ impl Context {
         if ops.is_empty() {
             return;
         }
+        let Some(key) = self.store_key() else {
+            log::debug!("convert: no config yet; visitor data not stored");
+            return;
+        };
         if let Err(e) = self
             .core
             .inner
+            .shared
             .store
-            .update(&self.store_key, &mut |d| d.apply_all(&ops))
+            .update(key, &mut |d| d.apply_all(&ops))
         {
             self.core.store_failed(&e.to_string());
         }
@@ -155,7 +171,10 @@ impl Context {
         f: impl FnOnce(&Engine<'_>, &mut VisitorState<'_>, &mut Effects) -> R,
     ) -> R {
         let cfg = self.core.config();
-        let mut data = self.core.load(&self.store_key);
+        let mut data = self
+            .store_key()
+            .map(|k| self.core.load(k))
+            .unwrap_or_default();
         let mut fx = Effects::default();
         let engine = Engine::new(&cfg, &self.core.inner.settings);
         let r = {
@@ -177,7 +196,9 @@ impl Context {
                 Notice::LocationActivated(i) => (i, true),
                 Notice::LocationDeactivated(i) => (i, false),
             };
-            let Some(loc) = cfg.locations.get(li) else { continue };
+            let Some(loc) = cfg.locations.get(li) else {
+                continue;
+            };
             self.core.fire(|| {
                 let mut m = Map::new();
                 m.insert("id".into(), Value::String(loc.id.to_string()));
@@ -202,7 +223,11 @@ impl Context {
         }
     }
 
-    fn run_options<'a>(&self, attrs: &'a BucketingAttributes, for_features: bool) -> RunOptions<'a> {
+    fn run_options<'a>(
+        &self,
+        attrs: &'a BucketingAttributes,
+        for_features: bool,
+    ) -> RunOptions<'a> {
         RunOptions {
             location_properties: attrs.location_properties.as_ref(),
             ignore_location_properties: !for_features && attrs.ignore_location_properties,
@@ -216,6 +241,7 @@ impl Context {
             enable_storage: true,
             suppress_events: false,
             update_visitor_properties: attrs.update_visitor_properties,
+            type_casting: attrs.type_casting.unwrap_or(true),
         }
     }
 
@@ -309,15 +335,7 @@ impl Context {
                 Some(&self.properties),
                 stored.as_ref(),
             );
-            engine.run_feature(
-                vs,
-                key,
-                &props,
-                &opts,
-                exp_keys.as_deref(),
-                attrs.type_casting.unwrap_or(true),
-                fx,
-            )
+            engine.run_feature(vs, key, &props, &opts, exp_keys.as_deref(), fx)
         });
         match r {
             Ok(entries) => {
@@ -348,14 +366,7 @@ impl Context {
                 Some(&self.properties),
                 stored.as_ref(),
             );
-            engine.run_features(
-                vs,
-                &props,
-                &opts,
-                &FeatureFilter::default(),
-                attrs.type_casting.unwrap_or(true),
-                fx,
-            )
+            engine.run_features(vs, &props, &opts, &FeatureFilter::default(), fx)
         });
         if let Ok(list) = &r {
             for e in list {
@@ -379,9 +390,11 @@ impl Context {
         let engine = Engine::new(&cfg, &self.core.inner.settings);
         let goal_data = attrs.goal_data();
         let mut fx = Effects::default();
-        let mut result: Result<ConversionOutcome, RuleError> =
-            Ok(ConversionOutcome::GoalNotFound);
-        let update = self.core.inner.store.update(&self.store_key, &mut |d| {
+        let mut result: Result<ConversionOutcome, RuleError> = Ok(ConversionOutcome::GoalNotFound);
+        let Some(key) = self.store_key() else {
+            return Ok(ConversionOutcome::GoalNotFound);
+        };
+        let update = self.core.inner.shared.store.update(key, &mut |d| {
             fx.clear();
             let mut vs = VisitorState {
                 id: &self.visitor_id,
@@ -481,7 +494,9 @@ impl Context {
 
     /// The visitor's stored record.
     pub fn get_visitor_data(&self) -> StoreData {
-        self.core.load(&self.store_key)
+        self.store_key()
+            .map(|k| self.core.load(k))
+            .unwrap_or_default()
     }
 
     /// Delivers queued tracking events now (see [`Core::flush`]).

@@ -1,77 +1,43 @@
-//! The SDK instance: configuration, shared state and the tracking queue.
+//! The SDK instance: configuration, lifecycle, and the handle integrators share.
 
 use crate::context::Context;
 use crate::error::Error;
 use crate::events::{EventHub, EventKind};
-use convert_core::tracking::{self, PayloadMeta, TrackingQueue};
+pub use crate::runtime::{EventsOptions, Metrics, RetryPolicy, USER_AGENT};
+use crate::runtime::{NetOptions, Readiness, Shared, Workers};
+use convert_core::tracking;
 use convert_core::{EngineSettings, ProjectConfig, TrackingEvent};
-use convert_ports::{
-    DataStore, EventBus, HttpRequest, Method, SdkEvent, StoreData, Transport,
-};
+use convert_ports::{DataStore, EventBus, HttpRequest, SdkEvent, StoreData, Transport};
 use convert_store_memory::MemoryStore;
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Duration;
-
-/// The `User-Agent` sent with every request (the reference's bot-filter invariant).
-pub const USER_AGENT: &str = "ConvertAgent/1.0";
-
-/// Tracking queue settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventsOptions {
-    /// Release when this many events are queued (default 10).
-    pub batch_size: usize,
-    /// Release at least this often (default 1 s).
-    pub release_interval: Duration,
-    /// Keep at most this many events; the oldest are dropped (and counted) beyond it (default 10,000).
-    pub max_queue: usize,
-}
-
-impl Default for EventsOptions {
-    fn default() -> Self {
-        EventsOptions {
-            batch_size: 10,
-            release_interval: Duration::from_secs(1),
-            max_queue: 10_000,
-        }
-    }
-}
-
-/// Counters an integrator can watch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Metrics {
-    /// Tracking events dropped because the queue was full.
-    pub dropped_events: u64,
-    /// Data store operations that failed.
-    pub store_errors: u64,
-    /// Tracking events delivered.
-    pub delivered_events: u64,
-    /// Batches whose delivery failed (their events were kept).
-    pub failed_batches: u64,
-}
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 pub(crate) struct Inner {
-    pub(crate) config: RwLock<Arc<ProjectConfig>>,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) settings: EngineSettings,
-    pub(crate) store: Arc<dyn DataStore>,
-    pub(crate) transport: Option<Arc<dyn Transport>>,
-    pub(crate) events: EventHub,
-    pub(crate) queue: Mutex<TrackingQueue>,
-    pub(crate) events_options: EventsOptions,
-    pub(crate) tracking_enabled: bool,
-    pub(crate) sdk_key: Option<String>,
-    sdk_key_secret: Option<String>,
-    track_endpoint: String,
-    dropped: AtomicU64,
-    store_errors: AtomicU64,
-    delivered: AtomicU64,
-    failed_batches: AtomicU64,
+    workers: Mutex<Workers>,
+    close_timeout: Duration,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let mut w = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        w.stop(self.close_timeout);
+        let mut r = self
+            .shared
+            .readiness
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *r = Readiness::Closed;
+    }
 }
 
 /// The SDK: a cheap, cloneable handle (`Send + Sync`) shared by every thread of the application.
 ///
-/// Build it once with [`Core::builder`], then create a [`Context`] per visitor.
+/// Build it once with [`Core::builder`], then create a [`Context`] per visitor. Dropping the last
+/// handle stops the background threads after delivering what is queued (see [`Core::close`]).
 #[derive(Clone)]
 pub struct Core {
     pub(crate) inner: Arc<Inner>,
@@ -79,14 +45,18 @@ pub struct Core {
 
 impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let cfg = self.config();
+        let cfg = self.inner.shared.config();
+        let net = &self.inner.shared.net;
         f.debug_struct("Core")
-            .field("account_id", &cfg.account_id)
-            .field("project_id", &cfg.project_id)
+            .field("account_id", &cfg.as_ref().map(|c| c.account_id.clone()))
+            .field("project_id", &cfg.as_ref().map(|c| c.project_id.clone()))
             .field("environment", &self.inner.settings.environment)
-            .field("store", &self.inner.store.name())
-            .field("sdk_key", &self.inner.sdk_key.as_ref().map(|_| "<set>"))
-            .field("sdk_key_secret", &self.inner.sdk_key_secret.as_ref().map(|_| "<redacted>"))
+            .field("store", &self.inner.shared.store.name())
+            .field("sdk_key", &net.sdk_key.as_ref().map(|_| "<set>"))
+            .field(
+                "sdk_key_secret",
+                &net.sdk_key_secret.as_ref().map(|_| "<redacted>"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -99,12 +69,17 @@ pub struct CoreBuilder {
     config: Option<ProjectConfig>,
     sdk_key: Option<String>,
     sdk_key_secret: Option<String>,
+    debug_token: Option<String>,
+    low_cache: bool,
     environment: Option<String>,
     settings: EngineSettings,
     store: Option<Arc<dyn DataStore>>,
     transport: Option<Arc<dyn Transport>>,
     bus: Option<Arc<dyn EventBus>>,
     events: EventsOptions,
+    retry: RetryPolicy,
+    refresh_interval: Option<Duration>,
+    close_timeout: Option<Duration>,
     tracking: Option<bool>,
     config_endpoint: Option<String>,
     track_endpoint: Option<String>,
@@ -115,7 +90,14 @@ impl std::fmt::Debug for CoreBuilder {
         f.debug_struct("CoreBuilder")
             .field("environment", &self.environment)
             .field("sdk_key", &self.sdk_key.as_ref().map(|_| "<set>"))
-            .field("sdk_key_secret", &self.sdk_key_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "sdk_key_secret",
+                &self.sdk_key_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "debug_token",
+                &self.debug_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -140,7 +122,8 @@ impl CoreBuilder {
         self
     }
 
-    /// Fetches the config from Convert's CDN with this SDK key (needs a transport).
+    /// Fetches the config from Convert's CDN with this SDK key (needs a transport) and keeps it
+    /// fresh in the background.
     pub fn sdk_key(mut self, key: impl Into<String>) -> Self {
         self.sdk_key = Some(key.into());
         self
@@ -152,20 +135,32 @@ impl CoreBuilder {
         self
     }
 
+    /// Adds `debug_token` (and `_conv_low_cache=1`) to config fetches. Never logged.
+    pub fn debug_token(mut self, token: impl Into<String>) -> Self {
+        self.debug_token = Some(token.into());
+        self
+    }
+
+    /// Asks the CDN for a low-cache config (`_conv_low_cache=1`).
+    pub fn low_cache(mut self, yes: bool) -> Self {
+        self.low_cache = yes;
+        self
+    }
+
     /// The environment (default: the envelope's, else `"staging"`).
     pub fn environment(mut self, env: impl Into<String>) -> Self {
         self.environment = Some(env.into());
         self
     }
 
-    /// The hash seed (default 9999; 0 is a real seed here, unlike the reference's `||` default).
+    /// The hash seed (default 9999).
     pub fn hash_seed(mut self, seed: u32) -> Self {
         self.settings.hash_seed = seed;
         self
     }
 
-    /// The bucket scale (default 10000). Other values make bucketing inconsistent with the fixed
-    /// variation widths, exactly as in the reference; keep the default.
+    /// The bucket scale (default 10000; 0 means the default). Other values make bucketing
+    /// inconsistent with the fixed variation widths, exactly as in the reference; keep the default.
     pub fn max_traffic(mut self, max: u32) -> Self {
         self.settings.max_traffic = f64::from(if max == 0 { 10_000 } else { max });
         self
@@ -207,18 +202,42 @@ impl CoreBuilder {
         self
     }
 
-    /// Tracking queue settings.
-    pub fn events(mut self, batch_size: usize, release_interval: Duration, max_queue: usize) -> Self {
+    /// Tracking queue settings: release at `batch_size` events or every `release_interval`, keep
+    /// at most `max_queue` events.
+    pub fn events(
+        mut self,
+        batch_size: usize,
+        release_interval: Duration,
+        max_queue: usize,
+    ) -> Self {
         self.events = EventsOptions {
             batch_size: batch_size.max(1),
-            release_interval,
+            release_interval: release_interval.max(Duration::from_millis(1)),
             max_queue: max_queue.max(1),
         };
         self
     }
 
-    /// Turns automatic tracking delivery on or off (default on). When off, events are queued
-    /// and sent only by an explicit flush.
+    /// Backoff for failed deliveries and config fetches.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// How often the config is re-fetched in SDK-key mode (default 300 s).
+    pub fn refresh_interval(mut self, every: Duration) -> Self {
+        self.refresh_interval = Some(every.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// How long dropping the last handle may spend delivering queued events (default 5 s).
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = Some(timeout);
+        self
+    }
+
+    /// Turns automatic tracking delivery on or off (default on). When off, events are queued and
+    /// sent only by [`Core::flush`].
     pub fn tracking(mut self, enabled: bool) -> Self {
         self.tracking = Some(enabled);
         self
@@ -236,90 +255,106 @@ impl CoreBuilder {
         self
     }
 
-    /// Builds the SDK. Fails with a typed error when no valid config can be installed.
+    /// Builds the SDK.
+    ///
+    /// With a static config this fails with a typed error when the config is invalid, and the SDK
+    /// is ready at once. With an SDK key the first fetch happens here; when it fails the SDK starts
+    /// from the config cached in a persistent store if there is one (and is ready), otherwise it
+    /// keeps retrying in the background: see [`Core::wait_until_ready`].
     pub fn build(self) -> Result<Core, Error> {
-        let config = if let Some(c) = self.config {
-            c
+        let static_config = if let Some(c) = self.config {
+            Some(c)
         } else if let Some(v) = self.config_value {
-            ProjectConfig::from_value(v)?
+            Some(ProjectConfig::from_value(v)?)
         } else if let Some(t) = &self.config_text {
-            ProjectConfig::from_json(t)?
-        } else if let Some(key) = self.sdk_key.as_deref().filter(|k| !k.is_empty()) {
-            let Some(transport) = &self.transport else {
-                return Err(Error::NoTransport);
-            };
-            let env = self.environment.as_deref().unwrap_or("staging");
-            let url = tracking::config_url(
-                self.config_endpoint
-                    .as_deref()
-                    .unwrap_or(tracking::DEFAULT_CONFIG_ENDPOINT),
-                key,
-                Some(env),
-                false,
-                None,
-            );
-            let req = HttpRequest {
-                method: Method::Get,
-                url,
-                headers: base_headers(self.sdk_key_secret.as_deref(), false),
-                body: None,
-            };
-            let resp = transport.send(&req)?;
-            if resp.status != 200 {
-                return Err(Error::Http {
-                    status: resp.status,
-                });
-            }
-            let text = String::from_utf8_lossy(&resp.body);
-            ProjectConfig::from_json(&text)?
+            Some(ProjectConfig::from_json(t)?)
         } else {
-            return Err(Error::NoConfig);
+            None
         };
+        let sdk_key = self.sdk_key.filter(|k| !k.is_empty());
+        if static_config.is_none() {
+            if sdk_key.is_none() {
+                return Err(Error::NoConfig);
+            }
+            if self.transport.is_none() {
+                return Err(Error::NoTransport);
+            }
+        }
         let mut settings = self.settings;
         settings.environment = self
             .environment
-            .or_else(|| config.envelope_environment.clone())
+            .or_else(|| {
+                static_config
+                    .as_ref()
+                    .and_then(|c| c.envelope_environment.clone())
+            })
             .unwrap_or_else(|| "staging".into());
-        let store: Arc<dyn DataStore> = self
-            .store
-            .unwrap_or_else(|| Arc::new(MemoryStore::new()));
-        let inner = Inner {
-            config: RwLock::new(Arc::new(config)),
-            settings,
-            store,
-            transport: self.transport,
-            events: EventHub::new(self.bus),
-            queue: Mutex::new(TrackingQueue::new()),
-            events_options: self.events,
-            tracking_enabled: self.tracking.unwrap_or(true),
-            sdk_key: self.sdk_key.filter(|k| !k.is_empty()),
+        let store: Arc<dyn DataStore> = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let net = NetOptions {
+            sdk_key: sdk_key.clone(),
             sdk_key_secret: self.sdk_key_secret.filter(|k| !k.is_empty()),
+            config_endpoint: self
+                .config_endpoint
+                .unwrap_or_else(|| tracking::DEFAULT_CONFIG_ENDPOINT.into()),
             track_endpoint: self
                 .track_endpoint
                 .unwrap_or_else(|| tracking::DEFAULT_TRACK_ENDPOINT.into()),
+            environment: settings.environment.clone(),
+            debug_token: self.debug_token.filter(|t| !t.is_empty()),
+            low_cache: self.low_cache,
+            refresh_interval: self.refresh_interval.unwrap_or(Duration::from_secs(300)),
+            tracking_enabled: self.tracking.unwrap_or(true),
+            events: self.events,
+            retry: self.retry,
+        };
+        let shared = Arc::new(Shared {
+            config: RwLock::new(None),
+            readiness: Mutex::new(Readiness::Pending(None)),
+            ready_cv: Condvar::new(),
+            events: EventHub::new(self.bus),
+            queue: Mutex::new(convert_core::TrackingQueue::new()),
+            transport: self.transport,
+            store,
+            net,
             dropped: AtomicU64::new(0),
             store_errors: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             failed_batches: AtomicU64::new(0),
-        };
-        let core = Core {
-            inner: Arc::new(inner),
-        };
-        core.inner.events.fire(&SdkEvent::Ready);
-        Ok(core)
+            fetch_errors: AtomicU64::new(0),
+        });
+        let mut refresh = false;
+        let mut retry_soon = false;
+        match static_config {
+            Some(cfg) => shared.install(cfg),
+            None => {
+                refresh = true;
+                match shared.fetch_config() {
+                    Ok(cfg) => shared.install(cfg),
+                    Err(e) => {
+                        log::warn!("convert: the first config fetch failed: {e}");
+                        shared.note_fetch_failure(e.to_string());
+                        retry_soon = true;
+                        if let Some(cached) = shared.load_cached_config() {
+                            log::warn!(
+                                "convert: starting from the config cached in the `{}` store until a fetch succeeds",
+                                shared.store.name()
+                            );
+                            shared.install(cached);
+                        }
+                    }
+                }
+            }
+        }
+        let workers = Workers::start(&shared, refresh, retry_soon);
+        Ok(Core {
+            inner: Arc::new(Inner {
+                shared,
+                settings,
+                workers: Mutex::new(workers),
+                close_timeout: self.close_timeout.unwrap_or(Duration::from_secs(5)),
+            }),
+        })
     }
-}
-
-fn base_headers(secret: Option<&str>, json_body: bool) -> Vec<(String, String)> {
-    let mut h = Vec::with_capacity(3);
-    if json_body {
-        h.push(("Content-Type".into(), "application/json".into()));
-    }
-    h.push(("User-Agent".into(), USER_AGENT.into()));
-    if let Some(s) = secret.filter(|s| !s.is_empty()) {
-        h.push(("Authorization".into(), format!("Bearer {s}")));
-    }
-    h
 }
 
 impl Core {
@@ -328,35 +363,68 @@ impl Core {
         CoreBuilder::default()
     }
 
-    /// The config snapshot in use.
+    /// Whether a valid config is installed.
+    pub fn is_ready(&self) -> bool {
+        self.inner.shared.readiness() == Readiness::Ready
+    }
+
+    /// Waits until a valid config is installed. Returns at once when ready; otherwise waits up to
+    /// `timeout` and fails with [`Error::NotReady`] naming the last fetch failure.
+    pub fn wait_until_ready(&self, timeout: Duration) -> Result<(), Error> {
+        let shared = &self.inner.shared;
+        let deadline = Instant::now() + timeout;
+        let mut r = shared
+            .readiness
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        loop {
+            match &*r {
+                Readiness::Ready => return Ok(()),
+                Readiness::Closed => return Err(Error::Closed),
+                Readiness::Pending(cause) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(Error::NotReady {
+                            cause: cause
+                                .clone()
+                                .unwrap_or_else(|| "no config fetched yet".into()),
+                        });
+                    }
+                    r = shared
+                        .ready_cv
+                        .wait_timeout(r, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+    }
+
+    /// The config snapshot in use (`None` before the first valid config is installed).
+    pub fn try_config(&self) -> Option<Arc<ProjectConfig>> {
+        self.inner.shared.config()
+    }
+
+    /// The config snapshot in use. Before the SDK is ready this is an empty config (no
+    /// experiences): decisions then return "not matched".
     pub fn config(&self) -> Arc<ProjectConfig> {
-        Arc::clone(
-            &self
-                .inner
-                .config
-                .read()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
+        self.inner.shared.config().unwrap_or_else(empty_config)
     }
 
-    /// Replaces the config snapshot (decisions in flight finish on the old one).
+    /// Replaces the config snapshot (decisions in flight finish on the old one). Fires
+    /// `config.updated` when it differs, or `ready` if the SDK was not ready yet.
     pub fn set_config(&self, config: ProjectConfig) {
-        *self
-            .inner
-            .config
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
-        self.inner.events.fire(&SdkEvent::ConfigUpdated);
-    }
-
-    /// The data store behind this instance.
-    pub fn data_store(&self) -> Arc<dyn DataStore> {
-        Arc::clone(&self.inner.store)
+        self.inner.shared.install(config);
     }
 
     /// The environment decisions are made for.
     pub fn environment(&self) -> &str {
         &self.inner.settings.environment
+    }
+
+    /// The data store behind this instance.
+    pub fn data_store(&self) -> Arc<dyn DataStore> {
+        Arc::clone(&self.inner.shared.store)
     }
 
     /// Creates the context of one visitor. `attributes` are the visitor's properties: report
@@ -370,148 +438,86 @@ impl Core {
         Context::new(self.clone(), visitor_id.into(), attributes)
     }
 
-    /// Subscribes `handler` to events of `kind`. A panicking handler is contained and logged.
+    /// Subscribes `handler` to events of `kind`. A panicking handler is contained and logged. A
+    /// `Ready` subscriber added after the SDK became ready is called once, at once.
     pub fn on(&self, kind: EventKind, handler: impl Fn(&SdkEvent) + Send + Sync + 'static) {
-        self.inner.events.on(kind, Arc::new(handler));
+        self.inner.shared.events.on(kind, Arc::new(handler));
     }
 
     /// The counters.
     pub fn metrics(&self) -> Metrics {
+        let s = &self.inner.shared;
         Metrics {
-            dropped_events: self.inner.dropped.load(Ordering::Relaxed),
-            store_errors: self.inner.store_errors.load(Ordering::Relaxed),
-            delivered_events: self.inner.delivered.load(Ordering::Relaxed),
-            failed_batches: self.inner.failed_batches.load(Ordering::Relaxed),
+            dropped_events: s.dropped.load(Ordering::Relaxed),
+            store_errors: s.store_errors.load(Ordering::Relaxed),
+            delivered_events: s.delivered.load(Ordering::Relaxed),
+            failed_batches: s.failed_batches.load(Ordering::Relaxed),
+            config_fetch_errors: s.fetch_errors.load(Ordering::Relaxed),
         }
     }
 
     /// Number of tracking events waiting for delivery.
     pub fn queued_events(&self) -> usize {
-        self.lock_queue().len()
+        self.inner.shared.lock_queue().len()
     }
 
-    /// The tracking requests that would be sent now for the queued events, without sending them
-    /// or emptying the queue (for inspection and dry runs).
+    /// The tracking request that would be sent now for the queued events, without sending it or
+    /// emptying the queue (for inspection and dry runs).
     pub fn pending_requests(&self) -> Vec<HttpRequest> {
-        let q = self.lock_queue();
+        let shared = &self.inner.shared;
+        let Some(cfg) = shared.config() else {
+            return Vec::new();
+        };
+        let q = shared.lock_queue();
         if q.is_empty() {
             return Vec::new();
         }
-        vec![self.track_request(q.visitors())]
+        vec![shared.track_request(&cfg, q.visitors())]
     }
 
-    /// Delivers every queued event now through the transport. On failure the events are kept (in
-    /// order, ahead of newer ones) and the error is returned. Returns the number of events sent.
+    /// Delivers every queued event now (on the delivery thread) and waits up to 30 s for the
+    /// outcome. On failure the events are kept, in order, for a retry. Returns the number of
+    /// events sent.
     pub fn flush(&self) -> Result<usize, Error> {
-        self.release("flush")
+        self.flush_timeout(Duration::from_secs(30))
     }
 
-    pub(crate) fn release(&self, reason: &str) -> Result<usize, Error> {
-        let Some(transport) = self.inner.transport.clone() else {
-            return Err(Error::NoTransport);
-        };
-        let batch = {
-            let mut q = self.lock_queue();
-            if q.is_empty() {
-                return Ok(0);
-            }
-            q.take()
-        };
-        let events: usize = batch.iter().map(|v| v.events.len()).sum();
-        let visitors = batch.len();
-        let request = self.track_request(&batch);
-        let outcome = match transport.send(&request) {
-            Ok(r) if r.status == 200 => Ok(()),
-            Ok(r) => Err(Error::Http { status: r.status }),
-            Err(e) => Err(Error::Transport(e)),
-        };
-        match outcome {
-            Ok(()) => {
-                self.inner.delivered.fetch_add(events as u64, Ordering::Relaxed);
-                self.inner.events.fire(&SdkEvent::QueueReleased {
-                    reason: reason.into(),
-                    visitors,
-                    events,
-                    error: None,
-                });
-                Ok(events)
-            }
-            Err(e) => {
-                self.inner.failed_batches.fetch_add(1, Ordering::Relaxed);
-                log::warn!("convert: tracking delivery failed ({e}); {events} events kept for retry");
-                {
-                    let mut q = self.lock_queue();
-                    q.restore(batch);
-                    self.enforce_bound(&mut q);
-                }
-                self.inner.events.fire(&SdkEvent::QueueReleased {
-                    reason: reason.into(),
-                    visitors,
-                    events,
-                    error: Some(e.to_string()),
-                });
-                Err(e)
-            }
-        }
+    /// [`Core::flush`] with an explicit wait limit ([`Error::Timeout`] when it elapses; delivery
+    /// then goes on in the background).
+    pub fn flush_timeout(&self, timeout: Duration) -> Result<usize, Error> {
+        self.inner
+            .workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .flush(timeout)
     }
 
-    fn track_request(&self, visitors: &[convert_core::tracking::QueuedVisitor]) -> HttpRequest {
-        let cfg = self.config();
-        let default_key;
-        let sdk_key = match &self.inner.sdk_key {
-            Some(k) => k.as_str(),
-            None => {
-                default_key = format!("{}/{}", cfg.account_id, cfg.project_id);
-                default_key.as_str()
-            }
-        };
-        let meta = PayloadMeta {
-            enrich_data: !self.inner.store.is_persistent(),
-            account_id: &cfg.account_id,
-            project_id: &cfg.project_id,
-            source: tracking::SOURCE,
-        };
-        HttpRequest {
-            method: Method::Post,
-            url: tracking::track_url(&self.inner.track_endpoint, &cfg.project_id, sdk_key),
-            headers: base_headers(self.inner.sdk_key_secret.as_deref(), true),
-            body: Some(tracking::payload_json(&meta, visitors)),
-        }
-    }
-
-    fn lock_queue(&self) -> std::sync::MutexGuard<'_, TrackingQueue> {
-        self.inner.queue.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn enforce_bound(&self, q: &mut TrackingQueue) {
-        let max = self.inner.events_options.max_queue;
-        if q.len() > max {
-            let dropped = q.drop_oldest(q.len() - max);
-            self.inner.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
-            log::warn!("convert: tracking queue full ({max} events); dropped the {dropped} oldest");
-        }
+    /// Stops the background threads after delivering what can be delivered within `timeout`.
+    /// Later decisions still work; their events stay queued. Dropping the last handle does the
+    /// same with the configured close timeout.
+    pub fn close(&self, timeout: Duration) {
+        self.inner
+            .workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stop(timeout);
     }
 
     pub(crate) fn enqueue(&self, events: Vec<TrackingEvent>) {
         if events.is_empty() {
             return;
         }
-        let release = {
-            let mut q = self.lock_queue();
-            for e in events {
-                q.push(e);
-            }
-            self.enforce_bound(&mut q);
-            q.len() >= self.inner.events_options.batch_size
-        };
-        if release && self.inner.tracking_enabled && self.inner.transport.is_some() {
-            // Failures keep the events queued; they were logged and reported as an event.
-            let _ = self.release("size");
+        if self.inner.shared.enqueue(events) {
+            self.inner
+                .workers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .kick();
         }
     }
 
     pub(crate) fn load(&self, key: &str) -> StoreData {
-        match self.inner.store.get(key) {
+        match self.inner.shared.store.get(key) {
             Ok(d) => d.unwrap_or_default(),
             Err(e) => {
                 self.store_failed(&e.to_string());
@@ -521,19 +527,17 @@ impl Core {
     }
 
     pub(crate) fn store_failed(&self, message: &str) {
-        self.inner.store_errors.fetch_add(1, Ordering::Relaxed);
-        log::warn!(
-            "convert: data store `{}` failed: {message}; deciding without stored state",
-            self.inner.store.name()
-        );
-        self.inner.events.fire(&SdkEvent::DataStoreError {
-            message: message.to_string(),
-        });
+        self.inner.shared.store_failed(message);
     }
 
     pub(crate) fn fire(&self, event: impl FnOnce() -> SdkEvent) {
-        if self.inner.events.has_subscribers() {
-            self.inner.events.fire(&event());
+        if self.inner.shared.events.has_subscribers() {
+            self.inner.shared.events.fire(&event());
         }
     }
+}
+
+fn empty_config() -> Arc<ProjectConfig> {
+    static EMPTY: std::sync::OnceLock<Arc<ProjectConfig>> = std::sync::OnceLock::new();
+    Arc::clone(EMPTY.get_or_init(|| Arc::new(ProjectConfig::empty())))
 }

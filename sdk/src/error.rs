@@ -24,6 +24,18 @@ pub enum Error {
         /// The status code.
         status: u16,
     },
+    /// No valid config was installed within the wait.
+    #[error("the SDK is not ready: {cause}")]
+    NotReady {
+        /// The last config fetch failure, or why there is no config yet.
+        cause: String,
+    },
+    /// The wait for a background operation elapsed (it goes on in the background).
+    #[error("timed out waiting for the background delivery")]
+    Timeout,
+    /// The SDK was closed.
+    #[error("the SDK is closed")]
+    Closed,
     /// The data store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -103,7 +103,10 @@ impl EventHub {
         }
         if let Some(bus) = &self.bus {
             if catch_unwind(AssertUnwindSafe(|| bus.publish(event))).is_err() {
-                log::error!("convert: the event bus panicked on `{}`; ignored", event.name());
+                log::error!(
+                    "convert: the event bus panicked on `{}`; ignored",
+                    event.name()
+                );
             }
         }
     }

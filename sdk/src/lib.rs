@@ -5,10 +5,11 @@ mod context;
 mod core;
 mod error;
 pub mod events;
+mod runtime;
 
 pub use crate::attributes::{BucketingAttributes, ConversionAttributes, EntityType};
 pub use crate::context::{Context, FeatureDecision, VariableError};
-pub use crate::core::{Core, CoreBuilder, EventsOptions, Metrics, USER_AGENT};
+pub use crate::core::{Core, CoreBuilder, EventsOptions, Metrics, RetryPolicy, USER_AGENT};
 pub use crate::error::Error;
 pub use crate::events::EventKind;
 pub use convert_core::{
