@@ -2,6 +2,7 @@
 
 mod batch;
 mod bench;
+mod tools;
 
 use serde_json::Value;
 use std::io::Read;
@@ -11,9 +12,17 @@ const HELP: &str = "\
 convert — Convert Experiences Full Stack decisions, offline
 
 USAGE:
+    convert decide   --config FILE --visitor ID [--experience KEY] [--explain]
+                     [--attr KEY=VALUE]... [--location KEY=VALUE]... [--environment ENV] [--ignore-location]
+                                   one visitor's decisions (and features), with --explain the reasons
+    convert validate --config FILE  parse and lint a project config
+    convert simulate --config FILE --experience KEY [--visitors N] [--attr ..] [--location ..]
+                                   N synthetic visitors: observed split vs configured allocation
     convert batch [--input FILE]    evaluate a batch request (JSON on stdin or FILE), print results
     convert bench [--input FILE]    measure decisions per second for a bench request
     convert --help | --version
+
+VALUEs of --attr/--location are JSON when they parse (3, true, \"x\"), else strings.
 
 The request format is the batch evaluation protocol (see the project's docs/batch-protocol.md):
     {\"config\": {...}, \"sdk\": {...}, \"state\": \"isolated\"|\"shared\", \"cases\": [{\"op\": ...}]}
@@ -92,6 +101,37 @@ fn main() -> ExitCode {
                 }
             }
         }
+        "decide" | "simulate" => {
+            let r = if cmd == "decide" {
+                tools::decide(&args[1..])
+            } else {
+                tools::simulate(&args[1..])
+            };
+            match r {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("convert {cmd}: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        "validate" => match tools::validate(&args[1..]) {
+            Ok((text, failed)) => {
+                print!("{text}");
+                if failed {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("convert validate: {e}");
+                ExitCode::from(2)
+            }
+        },
         other => {
             eprintln!("convert: unknown command `{other}`\n\n{HELP}");
             ExitCode::from(2)

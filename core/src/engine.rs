@@ -215,13 +215,94 @@ pub enum Decision {
 /// The reference's sentinel for [`Decision::NotDecided`].
 pub const VARIATION_NOT_DECIDED: &str = "convert.com_variation_not_decided";
 
-/// A lifecycle notice the SDK turns into an event.
+/// A lifecycle notice the SDK turns into an event or a log line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Notice {
     /// A location became active for the visitor (index into [`ProjectConfig::locations`]).
     LocationActivated(usize),
     /// A location stopped being active for the visitor.
     LocationDeactivated(usize),
+    /// A `bucketed_into_experience_key` rule names an experience key the config does not have;
+    /// the visitor is treated as not bucketed into it (to be logged as a warning).
+    UnknownExclusionTarget(String),
+}
+
+/// Which variation layout decided a fresh bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Cumulative walk in JS key order (experience version ≤ 11).
+    Packed,
+    /// Fixed anchors per arm (experience version > 11).
+    Anchored,
+}
+
+/// One step of a decision, recorded when [`Effects::trace`] is `Some` (for `--explain` output).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// The experience was not found by key.
+    UnknownExperience(String),
+    /// The experience is archived.
+    Archived,
+    /// The experience's environment was compared with the call's.
+    Environment {
+        /// The experience's `environment`.
+        experience: String,
+        /// The environment asked for.
+        wanted: String,
+        /// Whether they are equal.
+        matched: bool,
+    },
+    /// Location targeting was skipped (`ignore_location_properties`).
+    LocationIgnored,
+    /// No location targeting.
+    LocationUnrestricted,
+    /// A location entity was evaluated.
+    Location {
+        /// Location key.
+        key: String,
+        /// Its outcome.
+        outcome: RuleOutcome,
+    },
+    /// The site-area rules were evaluated.
+    SiteArea(RuleOutcome),
+    /// An audience was evaluated (or skipped as permanent for a bucketed visitor).
+    Audience {
+        /// Audience key.
+        key: String,
+        /// Its outcome; `None` when skipped or when it has no rules.
+        outcome: Option<RuleOutcome>,
+        /// Set for a mutual-exclusion audience: the target experience key.
+        exclusion_target: Option<String>,
+    },
+    /// The audience verdict.
+    Audiences {
+        /// `"all"` or `"any"`.
+        all: bool,
+        /// Audiences that matched.
+        matched: usize,
+        /// Audiences checked.
+        checked: usize,
+    },
+    /// Custom-segment membership.
+    Segments {
+        /// Whether the visitor is in one of the experience's segments.
+        matched: bool,
+    },
+    /// The experience has no variations.
+    NoVariations,
+    /// A stored (sticky) decision was reused.
+    Sticky(String),
+    /// A forced variation was applied.
+    Forced(String),
+    /// A fresh bucket was computed.
+    Bucket {
+        /// The bucket value (0–9999).
+        value: u32,
+        /// The layout used.
+        layout: Layout,
+        /// The variation chosen, if any.
+        variation: Option<String>,
+    },
 }
 
 /// Everything a call asks the SDK to do, in order.
@@ -233,6 +314,9 @@ pub struct Effects {
     pub tracking: Vec<TrackingEvent>,
     /// Lifecycle notices.
     pub notices: Vec<Notice>,
+    /// The decision steps, recorded only when this is `Some` (set it to `Some(Vec::new())` to
+    /// explain a decision).
+    pub trace: Option<Vec<Step>>,
 }
 
 impl Effects {
@@ -246,6 +330,17 @@ impl Effects {
         self.store.clear();
         self.tracking.clear();
         self.notices.clear();
+        if let Some(t) = &mut self.trace {
+            t.clear();
+        }
+    }
+
+    /// Records a step when tracing.
+    #[inline]
+    fn step(&mut self, f: impl FnOnce() -> Step) {
+        if let Some(t) = &mut self.trace {
+            t.push(f());
+        }
     }
 }
 
@@ -293,7 +388,10 @@ impl<'a> Engine<'a> {
     ) -> Decision {
         match self.config.experience_by_key(key) {
             Some(exp) => self.decide(visitor, exp, props, opts, fx),
-            None => Decision::NotMatched,
+            None => {
+                fx.step(|| Step::UnknownExperience(key.to_string()));
+                Decision::NotMatched
+            }
         }
     }
 
@@ -340,11 +438,18 @@ impl<'a> Engine<'a> {
         fx: &mut Effects,
     ) -> Result<bool, RuleError> {
         if exp.archived {
+            fx.step(|| Step::Archived);
             return Ok(false);
         }
         if let Some(env) = &exp.environment {
             let wanted = opts.environment.unwrap_or(&self.settings.environment);
-            if env.as_str() != Some(wanted) {
+            let matched = env.as_str() == Some(wanted);
+            fx.step(|| Step::Environment {
+                experience: js::to_js_string(env).into_owned(),
+                wanted: wanted.to_string(),
+                matched,
+            });
+            if !matched {
                 return Ok(false);
             }
         }
@@ -353,19 +458,28 @@ impl<'a> Engine<'a> {
             .bucketed_variation(&exp.id)
             .is_some_and(|vid| exp.variation_by_id(vid).is_some());
 
-        if !opts.ignore_location_properties {
+        if opts.ignore_location_properties {
+            fx.step(|| Step::LocationIgnored);
+        } else {
             let loc_props = opts.location_properties.unwrap_or(&EMPTY_MAP);
             let matched = match &exp.location {
-                LocationTarget::Unrestricted => true,
+                LocationTarget::Unrestricted => {
+                    fx.step(|| Step::LocationUnrestricted);
+                    true
+                }
                 LocationTarget::Locations(idx) if idx.is_empty() => false,
                 LocationTarget::Locations(idx) => {
                     self.select_locations(visitor, idx, loc_props, opts, fx)?
                 }
-                LocationTarget::SiteArea(rules) => match rules.evaluate(loc_props) {
-                    RuleOutcome::Matched => true,
-                    RuleOutcome::NotMatched => false,
-                    RuleOutcome::Error(e) => return Err(e),
-                },
+                LocationTarget::SiteArea(rules) => {
+                    let outcome = rules.evaluate(loc_props);
+                    fx.step(|| Step::SiteArea(outcome));
+                    match outcome {
+                        RuleOutcome::Matched => true,
+                        RuleOutcome::NotMatched => false,
+                        RuleOutcome::Error(e) => return Err(e),
+                    }
+                }
             };
             if !matched {
                 return Ok(false);
@@ -379,15 +493,32 @@ impl<'a> Engine<'a> {
             for &ai in &exp.audiences {
                 let aud = &self.config.audiences[ai];
                 if is_bucketed && aud.permanent {
+                    fx.step(|| Step::Audience {
+                        key: aud.key.to_string(),
+                        outcome: None,
+                        exclusion_target: None,
+                    });
                     continue;
                 }
                 checked += 1;
-                let Some(rules) = &aud.rules else { continue };
-                let outcome = match rules.exclusion_rule() {
+                let Some(rules) = &aud.rules else {
+                    fx.step(|| Step::Audience {
+                        key: aud.key.to_string(),
+                        outcome: None,
+                        exclusion_target: None,
+                    });
+                    continue;
+                };
+                let exclusion = rules.exclusion_rule();
+                let outcome = match exclusion {
                     Some(rule) => {
                         let raw = match self.config.experience_by_key(&rule.target_key) {
                             Some(target) => visitor.data.has_bucketing(&target.id),
-                            None => false,
+                            None => {
+                                fx.notices
+                                    .push(Notice::UnknownExclusionTarget(rule.target_key.clone()));
+                                false
+                            }
                         };
                         if raw != rule.negated {
                             RuleOutcome::Matched
@@ -397,6 +528,11 @@ impl<'a> Engine<'a> {
                     }
                     None => rules.evaluate(props),
                 };
+                fx.step(|| Step::Audience {
+                    key: aud.key.to_string(),
+                    outcome: Some(outcome),
+                    exclusion_target: exclusion.map(|r| r.target_key.clone()),
+                });
                 match outcome {
                     RuleOutcome::Matched => matched += 1,
                     RuleOutcome::NotMatched => {}
@@ -409,6 +545,11 @@ impl<'a> Engine<'a> {
                 return Err(e);
             }
             if checked > 0 {
+                fx.step(|| Step::Audiences {
+                    all: exp.audiences_all,
+                    matched,
+                    checked,
+                });
                 let ok = if exp.audiences_all {
                     matched == checked
                 } else {
@@ -434,11 +575,16 @@ impl<'a> Engine<'a> {
                     _ => false,
                 }
             });
+            fx.step(|| Step::Segments { matched: any });
             if !any {
                 return Ok(false);
             }
         }
-        Ok(!exp.variations.is_empty())
+        if exp.variations.is_empty() {
+            fx.step(|| Step::NoVariations);
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// Location activation for experiences with a `locations` list (SPEC §5.6). Returns whether
@@ -459,7 +605,12 @@ impl<'a> Engine<'a> {
             let Some(rules) = &loc.rules else { continue };
             let identity = &*loc.key;
             let pos = list.iter().position(|v| v.as_str() == Some(identity));
-            match rules.evaluate(loc_props) {
+            let outcome = rules.evaluate(loc_props);
+            fx.step(|| Step::Location {
+                key: identity.to_string(),
+                outcome,
+            });
+            match outcome {
                 RuleOutcome::Matched => {
                     if pos.is_none() {
                         if !opts.suppress_events {
@@ -514,6 +665,7 @@ impl<'a> Engine<'a> {
                 .is_none_or(|f| f == stored);
             if agrees {
                 if let Some(vi) = exp.variation_by_id(stored) {
+                    fx.step(|| Step::Sticky(stored.to_string()));
                     return Decision::Variation(self.result(exp, vi, None));
                 }
             }
@@ -536,6 +688,18 @@ impl<'a> Engine<'a> {
                 exp.packed.select(f64::from(value))
             }
         });
+        fx.step(|| Step::Bucket {
+            value,
+            layout: if exp.anchored {
+                Layout::Anchored
+            } else {
+                Layout::Packed
+            },
+            variation: chosen.map(|i| exp.variations[i].id.to_string()),
+        });
+        if let Some(i) = forced {
+            fx.step(|| Step::Forced(exp.variations[i].id.to_string()));
+        }
         let Some(vi) = chosen else {
             return Decision::NotDecided;
         };

@@ -195,6 +195,12 @@ impl Context {
             let (li, activated) = match n {
                 Notice::LocationActivated(i) => (i, true),
                 Notice::LocationDeactivated(i) => (i, false),
+                Notice::UnknownExclusionTarget(key) => {
+                    log::warn!(
+                        "convert: mutual-exclusion rule target experience key {key:?} not found in the config; treating the visitor as not bucketed into it"
+                    );
+                    continue;
+                }
             };
             let Some(loc) = cfg.locations.get(li) else {
                 continue;
@@ -290,6 +296,41 @@ impl Context {
             self.bucketing_event(v);
         }
         d
+    }
+
+    /// Explains the decision for experience `key` without side effects: nothing is stored, tracked
+    /// or announced. Returns the decision the visitor would get now and the steps that led to it.
+    pub fn explain_experience(
+        &self,
+        key: &str,
+        attrs: &BucketingAttributes,
+    ) -> (Decision, Vec<convert_core::engine::Step>) {
+        let mut opts = self.run_options(attrs, false);
+        opts.enable_storage = false;
+        opts.enable_tracking = false;
+        opts.suppress_events = true;
+        let cfg = self.core.config();
+        let mut data = self
+            .store_key()
+            .map(|k| self.core.load(k))
+            .unwrap_or_default();
+        let engine = Engine::new(&cfg, &self.core.inner.settings);
+        let mut fx = Effects {
+            trace: Some(Vec::new()),
+            ..Effects::default()
+        };
+        let stored = data.segments.clone();
+        let props = VisitorProps::new(
+            attrs.visitor_properties.as_ref(),
+            Some(&self.properties),
+            stored.as_ref(),
+        );
+        let mut vs = VisitorState {
+            id: &self.visitor_id,
+            data: &mut data,
+        };
+        let d = engine.run_experience(&mut vs, key, &props, &opts, &mut fx);
+        (d, fx.trace.unwrap_or_default())
     }
 
     /// Every experience the visitor is in, in config order.
