@@ -92,6 +92,8 @@ pub struct QueuedVisitor {
     pub events: Vec<EventData>,
     /// Report segments (set when the visitor entered the queue).
     pub segments: Option<Map<String, Value>>,
+    /// Arrival sequence number of each event (parallel to `events`).
+    seqs: Vec<u64>,
 }
 
 /// The tracking queue: events grouped by visitor in arrival order (`VisitorsQueue`).
@@ -100,6 +102,7 @@ pub struct TrackingQueue {
     visitors: Vec<QueuedVisitor>,
     index: HashMap<String, usize>,
     events: usize,
+    next_seq: u64,
 }
 
 impl TrackingQueue {
@@ -121,8 +124,11 @@ impl TrackingQueue {
     /// Appends an event to its visitor's entry, creating the entry (with its segments) if needed.
     pub fn push(&mut self, event: TrackingEvent) {
         self.events += 1;
+        let seq = self.next_seq;
+        self.next_seq += 1;
         if let Some(&i) = self.index.get(&event.visitor_id) {
             self.visitors[i].events.push(event.data);
+            self.visitors[i].seqs.push(seq);
             return;
         }
         self.index
@@ -131,6 +137,7 @@ impl TrackingQueue {
             visitor_id: event.visitor_id,
             events: vec![event.data],
             segments: event.segments.filter(|s| !s.is_empty()),
+            seqs: vec![seq],
         });
     }
 
@@ -156,20 +163,43 @@ impl TrackingQueue {
         }
     }
 
-    /// Drops the `n` oldest events (for a bounded queue); returns how many were dropped.
+    /// Drops the `n` oldest events by arrival (for a bounded queue); returns how many were dropped.
     pub fn drop_oldest(&mut self, n: usize) -> usize {
-        let mut dropped = 0;
+        if n == 0 || self.events == 0 {
+            return 0;
+        }
+        let mut seqs: Vec<u64> = self
+            .visitors
+            .iter()
+            .flat_map(|v| v.seqs.iter().copied())
+            .collect();
+        seqs.sort_unstable();
+        let n = n.min(seqs.len());
+        let cutoff = seqs[n - 1]; // sequence numbers are unique
         let all = self.take();
-        let mut keep = Vec::new();
+        let mut dropped = 0;
         for mut v in all {
-            let k = (n - dropped).min(v.events.len());
-            v.events.drain(..k);
-            dropped += k;
-            if !v.events.is_empty() {
-                keep.push(v);
+            let mut kept = QueuedVisitor {
+                visitor_id: std::mem::take(&mut v.visitor_id),
+                events: Vec::new(),
+                segments: v.segments.take(),
+                seqs: Vec::new(),
+            };
+            for (data, seq) in v.events.into_iter().zip(v.seqs) {
+                if seq <= cutoff {
+                    dropped += 1;
+                } else {
+                    kept.events.push(data);
+                    kept.seqs.push(seq);
+                }
+            }
+            if !kept.events.is_empty() {
+                self.events += kept.events.len();
+                self.index
+                    .insert(kept.visitor_id.clone(), self.visitors.len());
+                self.visitors.push(kept);
             }
         }
-        self.restore(keep);
         dropped
     }
 
