@@ -15,7 +15,9 @@ fn arr(v: &Value) -> &Vec<Value> {
 
 #[test]
 fn ruby_hash_vectors() {
-    let Some(dir) = common::conformance_dir() else { return };
+    let Some(dir) = common::conformance_dir() else {
+        return;
+    };
     let file = common::load(&dir, "ruby-sdk/test-vectors.json");
     let mut n = 0;
     for v in arr(&file) {
@@ -35,7 +37,9 @@ fn ruby_hash_vectors() {
 
 #[test]
 fn python_hash_vectors() {
-    let Some(dir) = common::conformance_dir() else { return };
+    let Some(dir) = common::conformance_dir() else {
+        return;
+    };
     let file = common::load(&dir, "python-sdk/bucketing_vectors.json");
     let mut n = 0;
     for v in arr(&file["vectors"]) {
@@ -54,7 +58,9 @@ fn python_hash_vectors() {
 
 #[test]
 fn android_hash_parity_vectors() {
-    let Some(dir) = common::conformance_dir() else { return };
+    let Some(dir) = common::conformance_dir() else {
+        return;
+    };
     let file = common::load(&dir, "android-sdk/hash-parity-vectors.json");
     let mut n = 0;
     for v in arr(&file) {
@@ -65,7 +71,12 @@ fn android_hash_parity_vectors() {
             seed,
             10000.0,
         );
-        assert_eq!(u64::from(value), v["expectedValue"].as_u64().unwrap(), "{}", v["description"]);
+        assert_eq!(
+            u64::from(value),
+            v["expectedValue"].as_u64().unwrap(),
+            "{}",
+            v["description"]
+        );
         let buckets: Vec<(String, Value)> = v["buckets"]
             .as_object()
             .unwrap()
@@ -85,7 +96,9 @@ fn android_hash_parity_vectors() {
 }
 
 fn run_layout_vectors(rel: &str) {
-    let Some(dir) = common::conformance_dir() else { return };
+    let Some(dir) = common::conformance_dir() else {
+        return;
+    };
     let file = common::load(&dir, rel);
     let (mut packed, mut anchored) = (0, 0);
     let mut tags = String::new();
@@ -136,9 +149,15 @@ fn run_layout_vectors(rel: &str) {
         "boundary-hit",
         "total-weight-zero",
     ] {
-        assert!(tags.contains(&format!("[{tag}]")), "tag {tag} missing from {rel}");
+        assert!(
+            tags.contains(&format!("[{tag}]")),
+            "tag {tag} missing from {rel}"
+        );
     }
-    println!("{rel}: {} passed ({packed} packed, {anchored} anchored), 0 skipped", packed + anchored);
+    println!(
+        "{rel}: {} passed ({packed} packed, {anchored} anchored), 0 skipped",
+        packed + anchored
+    );
 }
 
 #[test]
@@ -158,7 +177,9 @@ fn js_override(method: &str, case: &Value) -> Option<bool> {
 }
 
 fn run_rule_file(rel: &str, operators: usize, trees: usize) {
-    let Some(dir) = common::conformance_dir() else { return };
+    let Some(dir) = common::conformance_dir() else {
+        return;
+    };
     let file = common::load(&dir, rel);
     let (mut ops, mut walks, mut overridden) = (0, 0, 0);
     for group in arr(&file["comparison_operators"]) {
@@ -183,7 +204,9 @@ fn run_rule_file(rel: &str, operators: usize, trees: usize) {
     }
     for case in arr(&file["rule_evaluation"]) {
         let data: Map<String, Value> = case["data"].as_object().cloned().unwrap_or_default();
-        let got = RuleSet::compile(&case["ruleSet"]).evaluate(&data).is_match();
+        let got = RuleSet::compile(&case["ruleSet"])
+            .evaluate(&data)
+            .is_match();
         let want = if case.get("keysCaseSensitive") == Some(&Value::Bool(false)) {
             // Keys are always case-sensitive, as in the reference (no switch is offered).
             overridden += 1;
@@ -213,7 +236,9 @@ fn ruby_rule_extension_vectors() {
 
 #[test]
 fn python_rule_vectors() {
-    let Some(dir) = common::conformance_dir() else { return };
+    let Some(dir) = common::conformance_dir() else {
+        return;
+    };
     let file = common::load(&dir, "python-sdk/rule_vectors.json");
     let (mut n, mut overridden) = (0, 0);
     for v in arr(&file["vectors"]) {
@@ -230,5 +255,7 @@ fn python_rule_vectors() {
         n += 1;
     }
     assert_eq!(n, 44);
-    println!("python-sdk/rule_vectors.json: {n} passed, {overridden} asserted with the reference's answer (not_exists_missing_key)");
+    println!(
+        "python-sdk/rule_vectors.json: {n} passed, {overridden} asserted with the reference's answer (not_exists_missing_key)"
+    );
 }
