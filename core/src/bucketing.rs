@@ -252,8 +252,8 @@ mod tests {
         let a = AnchoredLayout::build(&arms.specs());
         let anchors: Vec<f64> = a.ranges.iter().map(|r| r.1).collect();
         assert_eq!(anchors[0], 0.0);
-        assert!((anchors[1] - 3333.333_333_333_333).abs() < 1e-9);
-        assert!((anchors[2] - 6666.666_666_666_667).abs() < 1e-9);
+        assert!((anchors[1] - 10000.0 / 3.0).abs() < 1e-9);
+        assert!((anchors[2] - 20000.0 / 3.0).abs() < 1e-9);
         assert!(a.ranges.iter().all(|r| r.2 == 500.0));
         let b = AnchoredLayout {
             ranges: vec![(0, 1000.0, 500.0)],

@@ -90,7 +90,7 @@ pub fn value_from_hash(hash: u32, max_traffic: f64) -> u32 {
     if !val.is_finite() || val <= 0.0 {
         return 0;
     }
-    if val < 1e-6 || val >= 1e21 {
+    if !(1e-6..1e21).contains(&val) {
         // String(val) is "d.ddde±x" here and parseInt stops at the '.', leaving the leading digit.
         let exp = val.log10().floor();
         let lead = (val / 10f64.powf(exp)).trunc();

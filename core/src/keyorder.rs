@@ -26,7 +26,11 @@ pub fn array_index(key: &str) -> Option<u32> {
         }
         n = n * 10 + u64::from(b - b'0');
     }
-    if n <= 4_294_967_294 { u32::try_from(n).ok() } else { None }
+    if n <= 4_294_967_294 {
+        u32::try_from(n).ok()
+    } else {
+        None
+    }
 }
 
 /// Returns the positions of `keys` in JS property order: array-index keys ascending first, then the
@@ -95,7 +99,11 @@ mod tests {
         ]);
         assert_eq!(
             obj,
-            vec![("100".to_string(), 4), ("200".to_string(), 2), ("C".to_string(), 3)]
+            vec![
+                ("100".to_string(), 4),
+                ("200".to_string(), 2),
+                ("C".to_string(), 3)
+            ]
         );
     }
 }

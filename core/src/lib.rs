@@ -11,21 +11,21 @@
 #![doc = include_str!("../README.md")]
 
 pub mod bucketing;
-pub mod hash;
-pub mod js;
-pub mod keyorder;
-pub mod rules;
 pub mod config;
 pub mod engine;
 pub mod features;
 pub mod goals;
+pub mod hash;
+pub mod js;
+pub mod keyorder;
+pub mod rules;
 pub mod store;
 pub mod tracking;
 
 pub use config::{ConfigError, ProjectConfig};
 pub use engine::{
-    BucketedVariation, Decision, Effects, Engine, EngineSettings, Notice, RunOptions,
-    VisitorProps, VisitorState,
+    BucketedVariation, Decision, Effects, Engine, EngineSettings, Notice, RunOptions, VisitorProps,
+    VisitorState,
 };
 pub use features::{BucketedFeature, FeatureFilter, FeatureStatus};
 pub use goals::ConversionOutcome;

@@ -148,13 +148,17 @@ enum Regex {
     Unsupported(String),
 }
 
+/// An OR_WHEN block: its items, or `None` when structurally invalid.
+type OrWhen = Option<Vec<Item>>;
+/// An AND block: its OR_WHEN blocks, or `None` when structurally invalid.
+type AndBlock = Option<Vec<OrWhen>>;
+
 /// A compiled rule tree. Compiling never fails: a structurally invalid tree evaluates as the
 /// reference does (false).
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
-    /// `None` when the top level is not a non-empty `OR` list. Each AND block is `None` when
-    /// invalid; each OR_WHEN block likewise.
-    or: Option<Vec<Option<Vec<Option<Vec<Item>>>>>>,
+    /// `None` when the top level is not a non-empty `OR` list.
+    or: Option<Vec<AndBlock>>,
     exclusion: Option<ExclusionRule>,
 }
 

@@ -37,6 +37,47 @@ fn run(step: &str, cmd: &mut Command) -> Result<(), String> {
     }
 }
 
+/// Runs a test command, streaming its output, and sums the `test result:` lines.
+fn run_counting(step: &str, cmd: &mut Command) -> Result<(usize, usize), String> {
+    use std::io::{BufRead, BufReader, Write};
+    eprintln!("\n==> {step}: {cmd:?}");
+    let mut child = cmd
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{step}: cannot start: {e}"))?;
+    let (mut passed, mut failed) = (0, 0);
+    if let Some(out) = child.stdout.take() {
+        let stdout = std::io::stdout();
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = writeln!(stdout.lock(), "{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                let count = |what: &str| {
+                    rest.split(';')
+                        .find_map(|p| {
+                            p.trim()
+                                .strip_suffix(what)?
+                                .split_whitespace()
+                                .last()?
+                                .parse::<usize>()
+                                .ok()
+                        })
+                        .unwrap_or(0)
+                };
+                passed += count("passed");
+                failed += count("failed");
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| format!("{step}: {e}"))?;
+    if status.success() {
+        Ok((passed, failed))
+    } else {
+        println!("{passed} passed, {failed} failed");
+        Err(format!("{step} failed ({status})"))
+    }
+}
+
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
@@ -53,7 +94,11 @@ fn have(program: &str) -> bool {
 fn ensure_redis(cmd_env: &mut Vec<(String, String)>) -> Result<(), String> {
     if !have("redis-server") && have("apt-get") {
         eprintln!("\n==> redis-server not found; installing it with apt-get");
-        let sudo = if is_root() { vec![] } else { vec!["sudo", "-n"] };
+        let sudo = if is_root() {
+            vec![]
+        } else {
+            vec!["sudo", "-n"]
+        };
         let apt = |args: &[&str]| {
             let mut c = Command::new(if sudo.is_empty() { "apt-get" } else { "sudo" });
             if !sudo.is_empty() {
@@ -90,7 +135,10 @@ fn test() -> Result<(), String> {
     if std::env::var_os("CONVERT_CONFORMANCE_DIR").is_none() {
         let shared = root().join("../shared/conformance");
         if shared.is_dir() {
-            env.push(("CONVERT_CONFORMANCE_DIR".into(), shared.display().to_string()));
+            env.push((
+                "CONVERT_CONFORMANCE_DIR".into(),
+                shared.display().to_string(),
+            ));
         }
     }
     ensure_redis(&mut env)?;
@@ -113,15 +161,16 @@ fn test() -> Result<(), String> {
             "warnings",
         ]),
     )?;
-    run(
+    let (passed, failed) = run_counting(
         "tests",
-        &mut with_env(cargo()).args(["test", "--workspace", "--all-features"]),
+        with_env(cargo()).args(["test", "--workspace", "--all-features"]),
     )?;
     run(
         "example quickstart",
-        &mut with_env(cargo()).args(["run", "--quiet", "--example", "quickstart"]),
+        with_env(cargo()).args(["run", "--quiet", "--example", "quickstart"]),
     )?;
     eprintln!("\nxtask test: all steps passed");
+    println!("{passed} passed, {failed} failed");
     Ok(())
 }
 
@@ -147,7 +196,9 @@ fn vectors() -> Result<(), String> {
         .collect();
     entries.sort();
     for req in entries {
-        let name = req.to_string_lossy().replace(".request.json", ".js-output.json");
+        let name = req
+            .to_string_lossy()
+            .replace(".request.json", ".js-output.json");
         eprintln!("==> {} -> {name}", req.display());
         let out = Command::new("node")
             .arg(harness.join("batch.js"))
