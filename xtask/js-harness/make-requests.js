@@ -1,0 +1,264 @@
+#!/usr/bin/env node
+// Writes the golden batch requests under tests/golden/. Run by `cargo xtask vectors` before the
+// reference SDK replays them. The configs are the project's own.
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+
+const OUT = path.join(__dirname, '..', '..', 'tests', 'golden');
+fs.mkdirSync(OUT, { recursive: true });
+
+const base = (extra) => Object.assign({ account_id: '500100', project: { id: '600200' } }, extra);
+const opts = { settings: { matching_options: { audiences: 'any', locations: 'any' } } };
+const visitors = (prefix, n) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+const rule = (key, matchType, value, negated = false, ruleType = 'generic_text_key_value') =>
+  ({ rule_type: ruleType, key, matching: { match_type: matchType, negated }, value });
+const tree = (...ands) => ({ OR: ands.map((ors) => ({ AND: ors.map((items) => ({ OR_WHEN: items })) })) });
+
+function write(name, request) {
+  fs.writeFileSync(path.join(OUT, `${name}.request.json`), JSON.stringify(request, null, 1) + '\n');
+}
+
+// 1. Packed walk order and allocation edge cases (experience version <= 11).
+{
+  const exps = [
+    ['numeric-desc', [['300', 10], ['200', 80], ['100', 10]]],
+    ['named', [['C', 10], ['B', 80], ['A', 10]]],
+    ['mixed', [['20', 25], ['b', 25], ['3', 25], ['a', 25]]],
+    ['leading-zero', [['010', 50], ['9', 50]]],
+    ['beyond-index', [['4294967295', 50], ['4294967294', 50]]],
+    ['duplicates', [['7', 10], ['6', 40], ['7', 50]]],
+    ['fractions', [['1003', 33.4], ['1002', 33.3], ['1001', 33.3]]],
+    ['absent-null-string', [['41', undefined], ['42', null], ['43', '30'], ['44', 'abc']]],
+    ['stopped', [['51', 50, 'stopped'], ['52', 50], ['53', 50, 'Running']]],
+    ['under-100', [['61', 20], ['62', 20]]],
+  ];
+  const experiences = exps.map(([key, arms], i) => Object.assign({
+    id: String(910000 + i), key, name: key, type: 'a/b_fullstack',
+    version: i % 2 ? 11 : undefined, audiences: [], goals: [],
+    variations: arms.map(([id, ta, status]) => {
+      const v = { id, key: `var-${id}`, name: `Variation ${id}` };
+      if (ta !== undefined) v.traffic_allocation = ta;
+      if (status !== undefined) v.status = status;
+      return v;
+    }),
+  }, opts));
+  const cases = [];
+  for (const e of experiences) {
+    for (const v of visitors(`walk-${e.key}`, 12)) {
+      cases.push({ op: 'runExperience', visitorId: v, key: e.key, ignoreLocationProperties: true, enableTracking: false });
+    }
+  }
+  write('packed-walk', { config: base({ experiences }), captureTracking: false, cases });
+}
+
+// 2. Unicode and unusual visitor ids, raw hashes and bucket values.
+{
+  const ids = ['visitor-1', 'Ünïcødé-😀', '用户123', 'café', 'cafe\u0301', '👩🏽‍💻', '𝕏𝕐ℤ', 'مرحبا',
+    ' leading space', 'trailing space ', 'tab\there', 'a'.repeat(300), '0', '-1', '99999999999999999999', 'a"quote'];
+  const experiences = [Object.assign({
+    id: '920001', key: 'unicode', name: 'unicode', type: 'a/b_fullstack', audiences: [], goals: [],
+    variations: [{ id: '920101', key: 'one', traffic_allocation: 30 }, { id: '920102', key: 'two', traffic_allocation: 30 },
+      { id: '920103', key: 'three', traffic_allocation: 40 }],
+  }, opts)];
+  const cases = [];
+  for (const id of ids) {
+    cases.push({ op: 'runExperience', visitorId: id, key: 'unicode', locationProperties: {} });
+    cases.push({ op: 'bucketValue', visitorId: id, experienceId: '920001', seed: 9999 });
+    cases.push({ op: 'hash', input: id, seed: 9999 });
+    cases.push({ op: 'hash', input: id, seed: 1 });
+  }
+  write('unicode-visitors', { config: base({ experiences }), captureTracking: true, cases });
+}
+
+// 3. Feature roster, variable casting and typed variables.
+{
+  const features = [
+    { id: '300', key: 'f-300', name: 'Three hundred', variables: [{ key: 'on', type: 'boolean' }, { key: 'n', type: 'integer' }] },
+    { id: '20', key: 'f-20', name: 'Twenty', variables: [{ key: 'price', type: 'float' }, { key: 'cfg', type: 'json' }] },
+    { id: 'abc', key: 'f-abc', name: 'Letters', variables: [{ key: 'label', type: 'string' }] },
+    { id: '5', key: 'f-5', name: 'Five', variables: [] },
+    { id: '70', key: 'f-70', name: 'Seventy', variables: [{ key: 'a', type: 'boolean' }, { key: 'b', type: 'boolean' },
+      { key: 'c', type: 'integer' }, { key: 'd', type: 'integer' }, { key: 'e', type: 'integer' }, { key: 'f', type: 'float' },
+      { key: 'g', type: 'json' }, { key: 'h', type: 'json' }, { key: 'i', type: 'string' }, { key: 'j', type: 'float' }] },
+  ];
+  const change = (fid, vars) => ({ id: Number(fid.length), type: 'fullStackFeature', data: { feature_id: fid, variables_data: vars } });
+  const experiences = [
+    Object.assign({ id: '930001', key: 'feat-exp-a', name: 'A', type: 'a/b_fullstack', audiences: [], goals: [], variations: [
+      { id: '930101', key: 'a1', traffic_allocation: 50, changes: [change('300', { on: 'true', n: '42.9' }), change('20', { price: '9.99', cfg: '{"x":[1,2]}' })] },
+      { id: '930102', key: 'a2', traffic_allocation: 50, changes: [change('300', { on: 'false', n: '0x10' })] },
+    ] }, opts),
+    Object.assign({ id: '930002', key: 'feat-exp-b', name: 'B', type: 'a/b_fullstack', audiences: [], goals: [], variations: [
+      { id: '930201', key: 'b1', traffic_allocation: 100, changes: [
+        change('70', { a: 'False', b: '', c: '1e3', d: ' 12 ', e: 'abc', f: '3.9abc', g: '{bad', h: 12, i: 1e21, j: true }),
+        change('abc', { label: 7 }),
+      ] },
+    ] }, opts),
+  ];
+  const cases = [];
+  for (const v of visitors('feat', 10)) {
+    cases.push({ op: 'runFeatures', visitorId: v, locationProperties: {} });
+  }
+  for (const v of visitors('single', 6)) {
+    cases.push({ op: 'runFeature', visitorId: v, key: 'f-300', locationProperties: {} });
+    cases.push({ op: 'runFeature', visitorId: v, key: 'f-70', locationProperties: {} });
+    cases.push({ op: 'runFeature', visitorId: v, key: 'f-5', locationProperties: {} });
+  }
+  cases.push({ op: 'runFeature', visitorId: 'single-0', key: 'undeclared', locationProperties: {} });
+  // Feature decisions without tracking capture: convert-rs decides fewer experiences by design (Part A Q11).
+  write('features', { config: base({ features, experiences }), captureTracking: false, cases });
+}
+
+// 4. Tracking payloads: segments, batching, several visitors.
+{
+  const experiences = [1, 2, 3].map((n) => Object.assign({
+    id: String(940000 + n), key: `track-${n}`, name: `Track ${n}`, type: 'a/b_fullstack', audiences: [], goals: [],
+    variations: [{ id: String(940100 + n * 10 + 1), key: 'x', traffic_allocation: 50 }, { id: String(940100 + n * 10 + 2), key: 'y', traffic_allocation: 50 }],
+  }, opts));
+  const cases = [
+    { id: 'segments-at-creation', op: 'runExperience', visitorId: 't-1', key: 'track-1', locationProperties: {},
+      visitorAttributes: { country: 'DE', browser: 'FF', devices: ['DESK'], plan: 'pro' } },
+    { id: 'default-segments', op: 'setDefaultSegments', visitorId: 't-2', segments: { source: 'campaign', campaign: 'spring', visitorType: 'new' } },
+    { op: 'runExperience', visitorId: 't-2', key: 'track-2', locationProperties: {} },
+    { id: 'all-three', op: 'runExperiences', visitorId: 't-3', locationProperties: {} },
+    { id: 'sticky-no-event', op: 'runExperience', visitorId: 't-3', key: 'track-1', locationProperties: {} },
+    { id: 'tracking-off', op: 'runExperience', visitorId: 't-4', key: 'track-1', locationProperties: {}, enableTracking: false },
+    { id: 'forced', op: 'runExperience', visitorId: 't-5', key: 'track-2', locationProperties: {}, forceVariationId: '940122' },
+    { id: 'seeded', op: 'seedBucketing', visitorId: 't-6', bucketing: { 940003: '940131' } },
+    { op: 'runExperience', visitorId: 't-6', key: 'track-3', locationProperties: {} },
+    { op: 'getVisitorData', visitorId: 't-6' },
+    { op: 'getVisitorData', visitorId: 't-1' },
+  ];
+  write('tracking', { config: base({ experiences }), state: 'shared', captureTracking: true, cases });
+  // Size-triggered release: batch of 2 events across visitors inside one case.
+  const batched = [];
+  for (const v of visitors('batch', 4)) batched.push({ op: 'runExperiences', visitorId: v, locationProperties: {} });
+  write('tracking-batches', { config: base({ experiences }), sdk: { events: { batch_size: 2 } }, state: 'shared', captureTracking: true, cases: batched });
+}
+
+// 5. Conversions: first, repeat, forced, revenue, goal rules.
+{
+  const experiences = [Object.assign({
+    id: '950001', key: 'conv-exp', name: 'Conv', type: 'a/b_fullstack', audiences: [], goals: [],
+    variations: [{ id: '950101', key: 'c1', traffic_allocation: 50 }, { id: '950102', key: 'c2', traffic_allocation: 50 }],
+  }, opts)];
+  const goals = [
+    { id: '951', key: 'purchase', name: 'Purchase', type: 'revenue', rules: null },
+    { id: '952', key: 'signup', name: 'Signup', type: 'advanced', rules: tree([[rule('action', 'equals', 'signup'), rule('action', 'equals', 'register')]]) },
+    { id: 953, key: 'numeric-id', name: 'Numeric id', type: 'advanced' },
+  ];
+  const cases = [
+    { id: 'first', op: 'trackConversion', visitorId: 'c-1', key: 'purchase', revenue: 19.99, conversionData: [{ key: 'productsCount', value: 3 }, { key: 'transactionId', value: 'T-1' }] },
+    { id: 'repeat', op: 'trackConversion', visitorId: 'c-1', key: 'purchase', revenue: 5 },
+    { id: 'forced', op: 'trackConversion', visitorId: 'c-1', key: 'purchase', revenue: 7.5, conversionSetting: { forceMultipleTransactions: true } },
+    { id: 'forced-no-data', op: 'trackConversion', visitorId: 'c-1', key: 'purchase', conversionSetting: { forceMultipleTransactions: true } },
+    { id: 'after-bucketing', op: 'runExperience', visitorId: 'c-2', key: 'conv-exp', locationProperties: {}, visitorAttributes: { country: 'FR' } },
+    { op: 'trackConversion', visitorId: 'c-2', key: 'purchase' },
+    { id: 'rule-match', op: 'trackConversion', visitorId: 'c-3', key: 'signup', ruleData: { action: 'REGISTER' } },
+    { id: 'rule-miss', op: 'trackConversion', visitorId: 'c-4', key: 'signup', ruleData: { action: 'buy' } },
+    { id: 'rule-skipped-without-data', op: 'trackConversion', visitorId: 'c-5', key: 'signup' },
+    { id: 'ruleless-with-data', op: 'trackConversion', visitorId: 'c-6', key: 'purchase', ruleData: { action: 'buy' } },
+    { id: 'unknown-goal', op: 'trackConversion', visitorId: 'c-7', key: 'nope' },
+    { id: 'numeric-goal-id', op: 'trackConversion', visitorId: 'c-8', key: 'numeric-id', conversionData: [{ key: 'amount', value: 1e21 }, { key: 'customDimension1', value: 0.1 }] },
+    { op: 'getVisitorData', visitorId: 'c-1' },
+  ];
+  write('conversions', { config: base({ experiences, goals }), state: 'shared', captureTracking: true, cases });
+}
+
+// 6. Targeting: audiences, locations, site areas, environments, archived, forced, sticky, segments.
+{
+  const audiences = [
+    { id: '961', key: 'mobile', type: 'transient', rules: tree([[rule('device', 'equals', 'mobile')]]) },
+    { id: '962', key: 'big-cart', type: 'transient', rules: tree([[rule('cart', 'less', 3, true, 'generic_numeric_key_value')]]) },
+    { id: '963', key: 'first-visit', type: 'permanent', rules: tree([[rule('visits', 'equals', 1, false, 'generic_numeric_key_value')]]) },
+    { id: '964', key: 'lang', type: 'transient', rules: tree([[rule('lang', 'isIn', 'en|de|fr')]], [[rule('country', 'startsWith', 'u')]]) },
+  ];
+  const segments = [{ id: '971', key: 'vip', name: 'VIP', rules: tree([[rule('ltv', 'less', 1000, true, 'generic_numeric_key_value')]]) },
+    { id: '972', key: 'all', name: 'All', rules: tree([[rule('ltv', 'exists', undefined)]]) }];
+  const locations = [
+    { id: '981', key: 'cart-page', name: 'Cart', rules: tree([[rule('url', 'contains', '/cart', false, 'url')]]) },
+    { id: '982', key: 'checkout-page', name: 'Checkout', rules: tree([[rule('url', 'regexMatches', '/checkout(/|$)', false, 'url')]]) },
+  ];
+  const v = (id) => [{ id: `${id}1`, key: 'control', traffic_allocation: 50 }, { id: `${id}2`, key: 'treatment', traffic_allocation: 50 }];
+  const experiences = [
+    Object.assign({ id: '960001', key: 'any-audience', type: 'a/b_fullstack', audiences: ['961', '962'], variations: v('96001') }, opts),
+    Object.assign({ id: '960002', key: 'all-audiences', type: 'a/b_fullstack', audiences: ['961', '962'], variations: v('96002') },
+      { settings: { matching_options: { audiences: 'all', locations: 'any' } } }),
+    Object.assign({ id: '960003', key: 'permanent', type: 'a/b_fullstack', audiences: ['963'], variations: v('96003') }, opts),
+    Object.assign({ id: '960004', key: 'located', type: 'a/b_fullstack', locations: ['981', '982'], variations: v('96004') }, opts),
+    Object.assign({ id: '960005', key: 'site-area', type: 'a/b_fullstack', site_area: tree([[rule('url', 'startsWith', 'https://shop.')]]), variations: v('96005') }, opts),
+    Object.assign({ id: '960006', key: 'production-only', type: 'a/b_fullstack', environment: 'production', variations: v('96006') }, opts),
+    Object.assign({ id: '960007', key: 'archived', type: 'a/b_fullstack', variations: v('96007') }, opts),
+    Object.assign({ id: '960008', key: 'segment-gated', type: 'a/b_fullstack', audiences: ['971'], variations: v('96008') }, opts),
+    Object.assign({ id: '960009', key: 'language', type: 'a/b_fullstack', audiences: ['964'], variations: v('96009') }, opts),
+  ];
+  const L = (url) => ({ url });
+  const cases = [
+    { id: 'any-hit', op: 'runExperience', visitorId: 'g-1', key: 'any-audience', attributes: { device: 'MOBILE' }, locationProperties: {} },
+    { id: 'any-miss', op: 'runExperience', visitorId: 'g-2', key: 'any-audience', attributes: { device: 'desktop', cart: 1 }, locationProperties: {} },
+    { id: 'any-hit-cart', op: 'runExperience', visitorId: 'g-3', key: 'any-audience', attributes: { cart: '3' }, locationProperties: {} },
+    { id: 'all-miss', op: 'runExperience', visitorId: 'g-4', key: 'all-audiences', attributes: { device: 'mobile', cart: 1 }, locationProperties: {} },
+    { id: 'all-hit', op: 'runExperience', visitorId: 'g-5', key: 'all-audiences', attributes: { device: 'mobile', cart: 5 }, locationProperties: {} },
+    { id: 'missing-attr-negated', op: 'runExperience', visitorId: 'g-6', key: 'all-audiences', attributes: { device: 'mobile' }, locationProperties: {} },
+    { id: 'permanent-first', op: 'runExperience', visitorId: 'g-7', key: 'permanent', attributes: { visits: 1 }, locationProperties: {} },
+    { id: 'permanent-sticky', op: 'runExperience', visitorId: 'g-7', key: 'permanent', attributes: { visits: 5 }, locationProperties: {} },
+    { id: 'permanent-new-visitor', op: 'runExperience', visitorId: 'g-8', key: 'permanent', attributes: { visits: 5 }, locationProperties: {} },
+    { id: 'location-cart', op: 'runExperience', visitorId: 'g-9', key: 'located', locationProperties: L('https://shop.example/cart') },
+    { id: 'location-checkout', op: 'runExperience', visitorId: 'g-10', key: 'located', locationProperties: L('https://shop.example/checkout') },
+    { id: 'location-miss', op: 'runExperience', visitorId: 'g-11', key: 'located', locationProperties: L('https://shop.example/') },
+    { id: 'location-ignored', op: 'runExperience', visitorId: 'g-12', key: 'located', ignoreLocationProperties: true },
+    { op: 'getVisitorData', visitorId: 'g-10' },
+    { id: 'site-area-hit', op: 'runExperience', visitorId: 'g-13', key: 'site-area', locationProperties: L('HTTPS://SHOP.example/x') },
+    { id: 'site-area-miss', op: 'runExperience', visitorId: 'g-14', key: 'site-area', locationProperties: L('https://blog.example/') },
+    { id: 'env-miss', op: 'runExperience', visitorId: 'g-15', key: 'production-only', locationProperties: {} },
+    { id: 'env-override', op: 'runExperience', visitorId: 'g-15', key: 'production-only', locationProperties: {}, environment: 'production' },
+    { id: 'archived', op: 'runExperience', visitorId: 'g-16', key: 'archived', locationProperties: {} },
+    { id: 'forced', op: 'runExperience', visitorId: 'g-17', key: 'any-audience', attributes: { device: 'mobile' }, locationProperties: {}, forceVariationId: '960012' },
+    { id: 'forced-unknown', op: 'runExperience', visitorId: 'g-18', key: 'any-audience', attributes: { device: 'mobile' }, locationProperties: {}, forceVariationId: '1' },
+    { id: 'unknown-key', op: 'runExperience', visitorId: 'g-19', key: 'nope', locationProperties: {} },
+    { id: 'segment-before', op: 'runExperience', visitorId: 'g-20', key: 'segment-gated', locationProperties: {} },
+    { id: 'custom-segments', op: 'runCustomSegments', visitorId: 'g-20', segmentKeys: ['vip', 'all'], ruleData: { ltv: 5000 } },
+    { id: 'segment-after', op: 'runExperience', visitorId: 'g-20', key: 'segment-gated', locationProperties: {} },
+    { id: 'custom-segments-miss', op: 'runCustomSegments', visitorId: 'g-21', segmentKeys: ['vip'], ruleData: { ltv: 10 } },
+    { id: 'isin-case', op: 'runExperience', visitorId: 'g-22', key: 'language', attributes: { lang: 'EN' }, locationProperties: {} },
+    { id: 'isin-hit', op: 'runExperience', visitorId: 'g-23', key: 'language', attributes: { lang: 'de' }, locationProperties: {} },
+    { id: 'or-branch', op: 'runExperience', visitorId: 'g-24', key: 'language', attributes: { country: 'US' }, locationProperties: {} },
+    { id: 'update-props', op: 'updateVisitorProperties', visitorId: 'g-25', properties: { device: 'mobile' } },
+    { id: 'stored-props-used', op: 'runExperience', visitorId: 'g-25', key: 'any-audience', locationProperties: {}, enableTracking: false },
+    { op: 'getConfigEntity', visitorId: 'g-1', key: 'vip', entityType: 'segment' },
+    { op: 'getConfigEntityById', visitorId: 'g-1', id: '982', entityType: 'location' },
+    { op: 'getConfigEntity', visitorId: 'g-1', key: 'treatment', entityType: 'variation' },
+    { op: 'getConfigEntity', visitorId: 'g-1', key: 'nope', entityType: 'goal' },
+  ];
+  write('targeting', {
+    config: base({ experiences, audiences, segments, locations, archived_experiences: ['960007'] }),
+    state: 'shared', captureTracking: true, cases,
+  });
+}
+
+// 7. Engine operations: selectBucket, ruleMatch, compare.
+{
+  const cases = [
+    { op: 'selectBucket', buckets: { 300: 10, 200: 80, 100: 10 }, value: 102 },
+    { op: 'selectBucket', buckets: { b: 50, 10: 25, a: 25 }, value: 2600 },
+    { op: 'selectBucket', buckets: { x: 0, y: 0 }, value: 0 },
+    { op: 'selectBucket', buckets: { 1: 30, 2: 30, 3: 30 }, value: 9500 },
+    { op: 'ruleMatch', data: { a: 'X', b: 2 }, ruleSet: tree([[rule('a', 'equals', 'x')], [rule('b', 'lessEqual', '2')]]) },
+    { op: 'ruleMatch', data: {}, ruleSet: tree([[rule('a', 'doesNotExist', undefined)]]) },
+    { op: 'ruleMatch', data: { a: 1 }, ruleSet: { OR: [] } },
+    { op: 'ruleMatch', data: { A: 'x' }, ruleSet: tree([[rule('a', 'equals', 'x')]]) },
+  ];
+  const compares = [
+    ['equals', 'US', 'us', false], ['equals', ['a', 'b'], 'b', false], ['equals', { k: 1 }, 'k', false], ['equals', 10, '10.0', false],
+    ['less', '1,000.5', 1001, false], ['less', 'orange', 4, true], ['lessEqual', '0,5', 0.5, false], ['less', 'b', 'a', true],
+    ['contains', 'Hello World', 'O W', false], ['contains', 'x', '   ', false], ['isIn', 'A', 'a|b', false], ['isIn', 'b|z', ['B', 'C'], false],
+    ['startsWith', 'Prefix', 'pre', false], ['endsWith', 'suffix', 'FIX', true], ['regexMatches', 'Order-123', 'order-\\d+$', false],
+    ['regexMatches', 'abc', '[', false], ['exists', '', null, false], ['exists', 0, null, false], ['not_exists', null, null, false],
+  ];
+  compares.forEach(([method, value, testAgainst, negation], i) => {
+    const id = method === 'regexMatches' && testAgainst === '[' ? 'invalid-regex' : `compare-${i}`;
+    cases.push({ id, op: 'compare', method, value, testAgainst, negation });
+  });
+  write('engine-ops', { captureTracking: false, cases });
+}
