@@ -174,57 +174,10 @@ fn test() -> Result<(), String> {
     Ok(())
 }
 
-/// The published reference SDK the golden vectors come from, and its npm integrity.
-const JS_SDK: &str = "@convertcom/js-sdk@4.4.3";
-const JS_SDK_INTEGRITY: &str = "sha512-Tj1RdZaD3AfDF7ELMnw1LY3LgILwdQZBA3kNXrW8KrfUHREum3Y17XjuJAeGrTkUWPoTUiDaIQeexHuOg6ObeQ==";
-
 fn in_dir(program: &str, dir: &Path) -> Command {
     let mut c = Command::new(program);
     c.current_dir(dir);
     c
-}
-
-/// Unpacks the pinned SDK tarball into the harness's node_modules. Its bundle is self-contained
-/// (only Node built-ins), so its declared sub-packages are not installed.
-fn unpack_sdk(harness: &Path) -> Result<(), String> {
-    let work = harness.join("node_modules/.convert-sdk-pack");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-    let out = in_dir("npm", &work)
-        .args(["pack", JS_SDK, "--json"])
-        .output()
-        .map_err(|e| format!("npm pack: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "npm pack {JS_SDK} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let meta = String::from_utf8_lossy(&out.stdout);
-    if !meta.contains(JS_SDK_INTEGRITY) {
-        return Err(format!(
-            "{JS_SDK}: the tarball's integrity is not the pinned {JS_SDK_INTEGRITY}"
-        ));
-    }
-    let target = harness.join("node_modules/@convertcom/js-sdk");
-    let _ = std::fs::remove_dir_all(&target);
-    std::fs::create_dir_all(&target).map_err(|e| e.to_string())?;
-    let ok = in_dir("tar", &work)
-        .args([
-            "xzf",
-            "convertcom-js-sdk-4.4.3.tgz",
-            "--strip-components=1",
-            "-C",
-        ])
-        .arg(&target)
-        .status()
-        .is_ok_and(|s| s.success());
-    let _ = std::fs::remove_dir_all(&work);
-    if ok {
-        Ok(())
-    } else {
-        Err("cannot unpack the SDK tarball".into())
-    }
 }
 
 fn vectors() -> Result<(), String> {
@@ -232,6 +185,9 @@ fn vectors() -> Result<(), String> {
         return Err("`cargo xtask vectors` needs Node.js and npm on PATH".into());
     }
     let harness = root().join("xtask/js-harness");
+    // The lock file pins @convertcom/js-sdk 4.4.3 (with its integrity) and murmurhash 2.0.1;
+    // .npmrc keeps npm from chasing the SDK's open-ended peer dependencies (its bundle is
+    // self-contained).
     eprintln!("\n==> npm ci in {}", harness.display());
     if !in_dir("npm", &harness)
         .args(["ci", "--no-audit", "--no-fund"])
@@ -240,8 +196,6 @@ fn vectors() -> Result<(), String> {
     {
         return Err("npm ci failed".into());
     }
-    eprintln!("==> unpacking {JS_SDK}");
-    unpack_sdk(&harness)?;
     eprintln!("==> writing the golden requests");
     if !in_dir("node", &harness)
         .arg("make-requests.js")
