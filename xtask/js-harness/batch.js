@@ -1,102 +1,158 @@
 #!/usr/bin/env node
-// The batch evaluation protocol (docs/batch-protocol.md) on top of the published
-// @convertcom/js-sdk, so the same request can be replayed against the reference SDK and convert-rs.
+// The `convert batch` protocol (shared/BATCH-PROTOCOL.md) implemented on top of the published
+// @convertcom/js-sdk 4.4.3, so one request can be replayed against the reference SDK and convert-rs
+// and the two outputs compared record by record.
 //
-//   node batch.js < request.json > results.json
-//   node batch.js --input request.json
+//   node batch.js < request.json > output.json
+//   node batch.js --input request.json > output.json
 //
-// No request leaves the process: global fetch is replaced by a recorder that answers 200, and the
-// recorded tracking requests are attached to the case that produced them.
+// How it works
+// * Network: `globalThis.fetch` is replaced before the SDK is loaded by a recorder that stores
+//   {url, method, headers, body (parsed JSON)} and answers HTTP 200 with an empty JSON body. The
+//   SDK picks its transport per request (`typeof fetch === 'function'` -> "server-with-fetch"),
+//   so every tracking POST lands in the recorder; nothing leaves the process.
+// * Tracking per case: right after the operation returns the harness calls
+//   `context.releaseQueues()`, awaits it and lets the remaining callbacks run. The requests
+//   recorded since the case started are attached to its record. A size-triggered release made
+//   during the call is still "in flight" when the flush copies the queue, so the reference sends
+//   those events twice (SPEC Part A Q15) -- that is what 4.4.3 does when a caller flushes at once.
+//   The release timer is set to 24 h so it never fires on its own.
+// * Stored bucketing (`seedBucketing`): written with the SDK's own DataManager.putData(visitorId,
+//   {bucketing}) on the instance's in-memory store, under the same key the SDK reads
+//   (`{accountId}-{projectId}-{visitorId}`). A DataStore object would also work, but configuring
+//   one flips `enrichData` to false in every payload, so the memory store is kept.
+// * `fired` of a conversion: the instance's ApiManager.enqueue is wrapped and counts events; a
+//   conversion is "fired" when the call enqueued at least one event of type "conversion".
+// * Engine operations use the SDK's BucketingManager and RuleManager (reachable as properties of
+//   an SDK instance built from the bundle); `hash` uses the murmurhash 2.0.1 package, the one the
+//   SDK bundles.
+// * Each SDK instance gets a deep copy of the config: 4.4.3 casts feature variables in place.
 'use strict';
 
 const fs = require('fs');
-const path = require('path');
 
-const SDK_DIR = path.join(__dirname, 'node_modules', '@convertcom', 'js-sdk');
-const sdkModule = require(SDK_DIR);
-const ConvertSDK = sdkModule.default;
-const murmurhash = require('murmurhash');
-
-// ---- network recorder ---------------------------------------------------------------------
+// ---- network recorder (installed before the SDK is loaded) ------------------------------------
 let recorded = [];
-globalThis.fetch = async (url, options = {}) => {
+globalThis.fetch = async (url, init = {}) => {
   let body = null;
-  if (options.body !== undefined) {
+  if (typeof init.body === 'string') {
     try {
-      body = JSON.parse(options.body);
+      body = JSON.parse(init.body);
     } catch (_) {
-      body = options.body;
+      body = init.body;
     }
   }
   recorded.push({
     url: String(url),
-    method: String(options.method || 'GET').toUpperCase(),
-    headers: Object.assign({}, options.headers || {}),
+    method: String(init.method || 'GET').toUpperCase(),
+    headers: Object.assign({}, init.headers || {}),
     body,
   });
   return {
     status: 200,
     statusText: 'OK',
-    headers: new Map(),
+    headers: {},
     json: async () => ({}),
     text: async () => '',
     arrayBuffer: async () => new ArrayBuffer(0),
   };
 };
 
-// ---- helpers --------------------------------------------------------------------------------
-const SILENT = 5;
-const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
-const RULE_ERRORS = ['convert.com_no_data_found', 'convert.com_need_more_data'];
-const NOT_DECIDED = 'convert.com_variation_not_decided';
+const sdkPackage = require('@convertcom/js-sdk');
+const murmurhash = require('murmurhash');
 
-function fail(message) {
+const ConvertSDK = sdkPackage.default;
+const LOG_SILENT = sdkPackage.LogLevel.SILENT;
+const RULE_ERRORS = Object.values(sdkPackage.RuleError);
+const BUCKETING_ERRORS = Object.values(sdkPackage.BucketingError);
+const RELEASE_INTERVAL_MS = 24 * 3600 * 1000;
+const ENGINE_OPS = new Set(['hash', 'bucketValue', 'selectBucket', 'ruleMatch', 'compare']);
+
+// ---- small helpers -----------------------------------------------------------------------------
+const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+const orNull = (v) => (v === undefined ? null : v);
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+function die(message) {
   process.stderr.write(`batch.js: ${message}\n`);
   process.exit(2);
 }
 
+class CaseError extends Error {}
+
+/** Splits the request's config into the project data and the envelope's environment. */
 function unwrapConfig(config) {
-  if (isObject(config) && !('account_id' in config) && isObject(config.data)) {
+  if (isObject(config) && isObject(config.data) && !('account_id' in config)) {
     return { data: config.data, environment: config.environment };
   }
   return { data: config, environment: undefined };
 }
 
-function buildSdk(configValue, sdkOptions) {
-  const { data, environment } = unwrapConfig(configValue);
-  const opts = sdkOptions || {};
-  const store = opts.dataStore;
-  if (store !== undefined && store !== 'memory') {
-    throw new Error(`sdk.dataStore ${JSON.stringify(store)} is not supported by this harness`);
+/** Deep merge of the request-level and case-level `sdk` blocks (case wins). */
+function mergeOptions(base, over) {
+  const out = Object.assign({}, base || {});
+  for (const [k, v] of Object.entries(over || {})) {
+    out[k] = isObject(v) && isObject(out[k]) ? mergeOptions(out[k], v) : v;
   }
-  const batchSize = (opts.events && opts.events.batch_size) || 10;
-  const sdk = new ConvertSDK({
-    data,
-    environment: opts.environment || environment || 'staging',
-    bucketing: Object.assign({}, opts.bucketing || {}),
-    events: { batch_size: batchSize, release_interval: 3600 * 1000 },
-    logger: { logLevel: SILENT },
-  });
-  return { sdk, contexts: new Map() };
+  return out;
 }
 
-function variationRecord(v) {
+// ---- SDK instances -------------------------------------------------------------------------------
+function newInstance(configValue, options) {
+  if (configValue === undefined) throw new CaseError('no config given');
+  const { data, environment } = unwrapConfig(structuredClone(configValue));
+  if (options.dataStore !== undefined && options.dataStore !== 'memory') {
+    throw new CaseError(`sdk.dataStore ${JSON.stringify(options.dataStore)} is not supported by the JS harness (only "memory")`);
+  }
+  const events = Object.assign({}, options.events || {}, { release_interval: RELEASE_INTERVAL_MS });
+  const sdk = new ConvertSDK({
+    data,
+    environment: options.environment || environment || 'staging',
+    bucketing: Object.assign({}, options.bucketing || {}),
+    events,
+    logger: { logLevel: LOG_SILENT },
+  });
+  const inst = { sdk, contexts: new Map(), enqueued: [] };
+  const api = sdk._apiManager;
+  const enqueue = api.enqueue.bind(api);
+  api.enqueue = (visitorId, event, segments) => {
+    inst.enqueued.push(event && event.eventType);
+    return enqueue(visitorId, event, segments);
+  };
+  return inst;
+}
+
+function contextFor(inst, c) {
+  if (typeof c.visitorId !== 'string' && typeof c.visitorId !== 'number') {
+    throw new CaseError('missing field `visitorId`');
+  }
+  const visitorId = String(c.visitorId);
+  let ctx = inst.contexts.get(visitorId);
+  if (!ctx) {
+    ctx = inst.sdk.createContext(visitorId, c.visitorAttributes);
+    if (!ctx) throw new CaseError('the SDK could not create a context (config not accepted)');
+    inst.contexts.set(visitorId, ctx);
+  }
+  return { ctx, visitorId };
+}
+
+// ---- result shapes --------------------------------------------------------------------------------
+function decisionRecord(v) {
   if (v === null || v === undefined) return { type: 'none', decision: null };
-  if (v === NOT_DECIDED) return { type: 'bucketing_error', code: NOT_DECIDED, decision: null };
-  if (typeof v === 'string' && RULE_ERRORS.includes(v)) return { type: 'rule_error', code: v };
+  if (BUCKETING_ERRORS.includes(v)) return { type: 'bucketing_error', code: v, decision: null };
+  if (RULE_ERRORS.includes(v)) return { type: 'rule_error', code: v };
   return {
     type: 'variation',
-    decision: v.id,
-    experienceId: v.experienceId,
-    experienceKey: v.experienceKey,
-    variationId: v.id,
-    variationKey: v.key === undefined ? null : v.key,
-    bucketingAllocation: v.bucketingAllocation === undefined ? null : v.bucketingAllocation,
+    decision: orNull(v.id),
+    experienceId: orNull(v.experienceId),
+    experienceKey: orNull(v.experienceKey),
+    variationId: orNull(v.id),
+    variationKey: orNull(v.key),
+    bucketingAllocation: orNull(v.bucketingAllocation),
   };
 }
 
 function featureRecord(f) {
-  const orNull = (x) => (x === undefined ? null : x);
   return {
     type: 'feature',
     featureKey: orNull(f.key),
@@ -108,204 +164,226 @@ function featureRecord(f) {
   };
 }
 
-function attributes(c) {
+function featuresResult(r) {
+  const list = Array.isArray(r) ? r : [];
+  const errors = list.filter((x) => RULE_ERRORS.includes(x));
+  if (errors.length) return { type: 'rule_error', code: errors[0] };
+  return { type: 'features', items: list.map(featureRecord) };
+}
+
+/** The per-call BucketingAttributes of SPEC §1.6 from a case. */
+function bucketingAttributes(c) {
   const a = {};
   if (c.attributes !== undefined) a.visitorProperties = c.attributes;
   if (c.locationProperties !== undefined) a.locationProperties = c.locationProperties;
-  for (const k of ['ignoreLocationProperties', 'enableTracking', 'forceVariationId',
-    'updateVisitorProperties', 'environment', 'typeCasting', 'experienceKeys']) {
+  for (const k of ['ignoreLocationProperties', 'enableTracking', 'forceVariationId', 'updateVisitorProperties',
+    'environment', 'typeCasting', 'experienceKeys']) {
     if (c[k] !== undefined) a[k] = c[k];
   }
   return a;
 }
 
-function queueLength(sdk) {
-  const q = sdk._apiManager && sdk._apiManager._requestsQueue;
-  return q ? q.length : 0;
+// ---- operations -----------------------------------------------------------------------------------
+const engines = new Map();
+function engineFor(c) {
+  const maxTraffic = c.maxTraffic === undefined ? 10000 : c.maxTraffic;
+  let sdk = engines.get(maxTraffic);
+  if (!sdk) {
+    sdk = new ConvertSDK({
+      data: { account_id: '0', project: { id: '0' } },
+      bucketing: { max_traffic: maxTraffic },
+      logger: { logLevel: LOG_SILENT },
+    });
+    engines.set(maxTraffic, sdk);
+  }
+  return { buckets: sdk._dataManager._bucketingManager, rules: sdk._dataManager._ruleManager };
 }
 
-// ---- operations -----------------------------------------------------------------------------
-function engineOp(c, scratch) {
+function engineOp(c) {
+  const { buckets, rules } = engineFor(c);
   const seed = c.seed === undefined ? 9999 : c.seed;
-  const bm = scratch._dataManager._bucketingManager;
-  const rm = scratch._dataManager._ruleManager;
   switch (c.op) {
     case 'hash':
       return { type: 'hash', value: murmurhash.v3(String(c.input), seed) };
-    case 'bucketValue':
-      return {
-        type: 'bucketValue',
-        value: bm.getValueVisitorBased(c.visitorId, { experienceId: String(c.experienceId || ''), seed }),
-      };
-    case 'selectBucket': {
-      const v = bm.selectBucket(c.buckets || {}, c.value);
-      return { type: 'selectBucket', value: v === undefined ? null : v };
+    case 'bucketValue': {
+      const experienceId = c.experienceId === undefined ? '' : String(c.experienceId);
+      return { type: 'bucketValue', value: buckets.getValueVisitorBased(c.visitorId, { experienceId, seed }) };
     }
+    case 'selectBucket':
+      return { type: 'selectBucket', value: orNull(buckets.selectBucket(c.buckets || {}, c.value)) };
     case 'ruleMatch':
-      return { type: 'ruleMatch', value: rm.isRuleMatched(c.data || {}, c.ruleSet) };
+      return { type: 'ruleMatch', value: rules.isRuleMatched(isObject(c.data) ? c.data : {}, c.ruleSet) };
     case 'compare': {
-      const fn = rm._comparisonProcessor[c.method];
-      if (typeof fn !== 'function') return { type: 'compare', value: false };
-      return { type: 'compare', value: Boolean(fn.call(rm._comparisonProcessor, c.value, c.testAgainst, Boolean(c.negation))) };
+      // The raw comparator, as a rule item calls it. An unknown method answers false (a rule with
+      // one is skipped); a comparator that throws (an invalid regular expression) makes the case
+      // an error record, as the raw call throws (the rules engine would catch it: no match).
+      if (!rules.getComparisonProcessorMethods().includes(c.method)) return { type: 'compare', value: false };
+      const value = rules._comparisonProcessor[c.method](c.value, c.testAgainst, Boolean(c.negation));
+      return { type: 'compare', value };
     }
     default:
-      return null;
+      throw new CaseError(`unknown op \`${c.op}\``);
   }
 }
 
+function conversionArguments(c) {
+  const args = {};
+  if (c.ruleData !== undefined) args.ruleData = c.ruleData;
+  const data = [];
+  if (c.revenue !== undefined) data.push({ key: 'amount', value: c.revenue });
+  if (Array.isArray(c.conversionData)) data.push(...c.conversionData);
+  if (data.length) args.conversionData = data;
+  if (c.conversionSetting !== undefined) args.conversionSetting = c.conversionSetting;
+  return args;
+}
+
 function visitorOp(inst, c) {
-  const { sdk, contexts } = inst;
-  if (typeof c.visitorId !== 'string' && typeof c.visitorId !== 'number') {
-    throw new Error('missing field `visitorId`');
-  }
-  const vid = String(c.visitorId);
-  let ctx = contexts.get(vid);
-  if (!ctx) {
-    ctx = sdk.createContext(vid, c.visitorAttributes);
-    contexts.set(vid, ctx);
-  }
-  const needsKey = ['runExperience', 'runFeature', 'trackConversion', 'getConfigEntity'];
-  if (needsKey.includes(c.op) && c.key === undefined) throw new Error('missing field `key`');
+  const keyed = ['runExperience', 'runFeature', 'trackConversion', 'getConfigEntity'];
+  const known = keyed.concat(['runExperiences', 'runFeatures', 'runCustomSegments', 'setDefaultSegments',
+    'updateVisitorProperties', 'getVisitorData', 'getConfigEntityById', 'seedBucketing']);
+  if (!known.includes(c.op)) throw new CaseError(`unknown op \`${c.op}\``);
+  if (keyed.includes(c.op) && c.key === undefined) throw new CaseError('missing field `key`');
+  const { ctx, visitorId } = contextFor(inst, c);
+  const key = c.key === undefined ? undefined : String(c.key);
   switch (c.op) {
     case 'runExperience':
-      return variationRecord(ctx.runExperience(c.key, attributes(c)));
+      return decisionRecord(ctx.runExperience(key, bucketingAttributes(c)));
     case 'runExperiences':
-      return { type: 'variations', items: (ctx.runExperiences(attributes(c)) || []).map(variationRecord) };
+      return { type: 'variations', items: (ctx.runExperiences(bucketingAttributes(c)) || []).map(decisionRecord) };
     case 'runFeature': {
-      const r = ctx.runFeature(c.key, attributes(c));
-      if (typeof r === 'string') return { type: 'rule_error', code: r };
-      if (Array.isArray(r)) {
-        const err = r.find((x) => typeof x === 'string');
-        if (err) return { type: 'rule_error', code: err };
-        return { type: 'features', items: r.map(featureRecord) };
-      }
-      return featureRecord(r);
+      const r = ctx.runFeature(key, bucketingAttributes(c));
+      if (Array.isArray(r)) return featuresResult(r);
+      if (RULE_ERRORS.includes(r)) return { type: 'rule_error', code: r };
+      return r ? featureRecord(r) : { type: 'none', decision: null };
     }
-    case 'runFeatures': {
-      const r = ctx.runFeatures(attributes(c)) || [];
-      const err = r.find((x) => typeof x === 'string');
-      if (err) return { type: 'rule_error', code: err };
-      return { type: 'features', items: r.map(featureRecord) };
-    }
+    case 'runFeatures':
+      return featuresResult(ctx.runFeatures(bucketingAttributes(c)));
     case 'trackConversion': {
-      const conversionData = [];
-      if (c.revenue !== undefined) conversionData.push({ key: 'amount', value: c.revenue });
-      for (const d of c.conversionData || []) conversionData.push(d);
-      const args = {};
-      if (c.ruleData !== undefined) args.ruleData = c.ruleData;
-      if (conversionData.length) args.conversionData = conversionData;
-      if (c.conversionSetting !== undefined) args.conversionSetting = c.conversionSetting;
-      const before = queueLength(sdk) + recordedEvents();
-      const returned = ctx.trackConversion(c.key, args);
-      const after = queueLength(sdk) + recordedEvents();
-      return { type: 'conversion', returned: returned === undefined ? null : returned, fired: after > before };
+      const before = inst.enqueued.length;
+      const returned = ctx.trackConversion(key, conversionArguments(c));
+      const fired = inst.enqueued.slice(before).includes('conversion');
+      return { type: 'conversion', returned: orNull(returned), fired };
     }
     case 'runCustomSegments': {
-      const args = {};
+      const keys = Array.isArray(c.segmentKeys) ? c.segmentKeys : c.segmentKeys === undefined ? [] : [c.segmentKeys];
       const ruleData = c.ruleData !== undefined ? c.ruleData : c.attributes;
-      if (ruleData !== undefined) args.ruleData = ruleData;
-      const keys = Array.isArray(c.segmentKeys) ? c.segmentKeys : [c.segmentKeys];
-      const r = ctx.runCustomSegments(keys, args);
-      return { type: 'customSegments', returned: r === undefined ? null : r, visitorData: ctx.getVisitorData() || {} };
+      const returned = ctx.runCustomSegments(keys.map(String), ruleData === undefined ? {} : { ruleData });
+      return { type: 'customSegments', returned: orNull(returned), visitorData: ctx.getVisitorData() || {} };
     }
     case 'setDefaultSegments':
-      ctx.setDefaultSegments(c.segments || {});
+      ctx.setDefaultSegments(isObject(c.segments) ? c.segments : {});
       return { type: 'ok' };
-    case 'updateVisitorProperties':
-      ctx.updateVisitorProperties(vid, c.properties || c.visitorProperties || c.attributes || {});
+    case 'updateVisitorProperties': {
+      const props = [c.properties, c.visitorProperties, c.attributes].find(isObject) || {};
+      ctx.updateVisitorProperties(visitorId, props);
       return { type: 'ok' };
+    }
     case 'getVisitorData':
       return { type: 'visitorData', value: ctx.getVisitorData() || {} };
     case 'getConfigEntity':
     case 'getConfigEntityById': {
-      const v = c.op === 'getConfigEntity'
-        ? ctx.getConfigEntity(String(c.key), c.entityType)
+      if (typeof c.entityType !== 'string') throw new CaseError('missing or unknown field `entityType`');
+      const entity = c.op === 'getConfigEntity'
+        ? ctx.getConfigEntity(key, c.entityType)
         : ctx.getConfigEntityById(String(c.id), c.entityType);
-      const value = v === undefined ? null : v;
+      const value = orNull(entity);
       return { type: 'entity', id: value && value.id !== undefined ? value.id : null, value };
     }
-    case 'seedBucketing':
-      sdk._dataManager.putData(vid, { bucketing: Object.assign({}, c.bucketing || {}) });
+    case 'seedBucketing': {
+      const bucketing = {};
+      for (const [experienceId, variationId] of Object.entries(isObject(c.bucketing) ? c.bucketing : {})) {
+        bucketing[experienceId] = String(variationId);
+      }
+      inst.sdk._dataManager.putData(visitorId, { bucketing });
       return { type: 'ok' };
+    }
     default:
-      throw new Error(`unknown op \`${c.op}\``);
+      throw new CaseError(`unknown op \`${c.op}\``);
   }
 }
 
-function recordedEvents() {
-  let n = 0;
-  for (const r of recorded) {
-    if (r.body && Array.isArray(r.body.visitors)) {
-      for (const v of r.body.visitors) n += (v.events || []).length;
-    }
+// ---- driver ------------------------------------------------------------------------------------------
+function readRequest(argv) {
+  let file;
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--input') file = argv[++i];
+    else if (argv[i].startsWith('--input=')) file = argv[i].slice('--input='.length);
+    else if (argv[i] === '-h' || argv[i] === '--help') {
+      process.stdout.write('usage: node batch.js [--input FILE]   (default: the request on stdin)\n');
+      process.exit(0);
+    } else die(`unknown argument ${JSON.stringify(argv[i])}`);
   }
-  return n;
+  let text;
+  try {
+    text = fs.readFileSync(file === undefined ? 0 : file, 'utf8');
+  } catch (e) {
+    die(`cannot read the request: ${e.message}`);
+  }
+  let request;
+  try {
+    request = JSON.parse(text);
+  } catch (e) {
+    die(`the request is not valid JSON: ${e.message}`);
+  }
+  if (!isObject(request)) die('the request must be a JSON object');
+  if (!Array.isArray(request.cases)) die('the request must have a `cases` array');
+  if (request.state !== undefined && request.state !== 'isolated' && request.state !== 'shared') {
+    die(`\`state\` must be "isolated" or "shared", not ${JSON.stringify(request.state)}`);
+  }
+  request.cases.forEach((c, i) => {
+    if (!isObject(c)) die(`cases[${i}] must be an object`);
+  });
+  return request;
 }
 
 async function main() {
-  const args = process.argv.slice(2);
-  let text;
-  const i = args.indexOf('--input');
-  try {
-    text = i >= 0 ? fs.readFileSync(args[i + 1], 'utf8') : fs.readFileSync(0, 'utf8');
-  } catch (e) {
-    fail(`cannot read the request: ${e.message}`);
-  }
-  let req;
-  try {
-    req = JSON.parse(text);
-  } catch (e) {
-    fail(`the request is not valid JSON: ${e.message}`);
-  }
-  if (!isObject(req)) fail('the request must be a JSON object');
-  if (!Array.isArray(req.cases)) fail('the request must have a `cases` array');
-  const shared = req.state === 'shared';
-  const capture = req.captureTracking !== false;
-  const scratch = new ConvertSDK({ data: { account_id: '0', project: { id: '0' } }, logger: { logLevel: SILENT } });
+  const request = readRequest(process.argv.slice(2));
+  const shared = request.state === 'shared';
+  const capture = request.captureTracking !== false;
   const instances = new Map();
-  const out = [];
-  for (let n = 0; n < req.cases.length; n++) {
-    const c = req.cases[n] || {};
+  const output = [];
+  for (let i = 0; i < request.cases.length; i++) {
+    const c = request.cases[i];
     const record = {
-      i: n,
-      id: c.id === undefined ? null : c.id,
-      op: c.op === undefined ? null : c.op,
-      visitorId: c.visitorId === undefined ? null : c.visitorId,
-      key: c.key === undefined ? null : c.key,
+      i,
+      id: orNull(c.id),
+      op: orNull(c.op),
+      visitorId: orNull(c.visitorId),
+      key: orNull(c.key),
       result: null,
       error: null,
       tracking: [],
     };
     recorded = [];
+    const slot = c.session !== undefined ? `session:${c.session}` : shared ? 'shared' : `case:${i}`;
     try {
-      const engine = engineOp(c, scratch);
-      if (engine) {
-        record.result = engine;
+      if (ENGINE_OPS.has(c.op)) {
+        record.result = engineOp(c);
       } else {
-        const key = c.session !== undefined ? `session:${c.session}` : shared ? 'shared' : `case:${n}`;
-        let inst = instances.get(key);
+        let inst = instances.get(slot);
         if (!inst) {
-          const sdkOptions = Object.assign({}, req.sdk || {}, c.sdk || {});
-          inst = buildSdk(c.config || req.config, sdkOptions);
-          instances.set(key, inst);
+          inst = newInstance(c.config !== undefined ? c.config : request.config, mergeOptions(request.sdk, c.sdk));
+          instances.set(slot, inst);
         }
         record.result = visitorOp(inst, c);
         if (capture) {
-          const ctx = inst.contexts.get(String(c.visitorId));
+          // The queue belongs to the instance; the case's own context releases it.
+          const ctx = inst.contexts.get(String(c.visitorId)) || inst.contexts.values().next().value;
           if (ctx) await ctx.releaseQueues('flush');
-          await new Promise((r) => setImmediate(r));
+          await settle();
         }
-        if (!shared && c.session === undefined) instances.delete(key);
       }
     } catch (e) {
-      record.result = { type: 'error', message: String(e && e.message ? e.message : e) };
-      record.error = record.result.message;
+      const message = String(e && e.message !== undefined ? e.message : e);
+      record.result = { type: 'error', message };
+      record.error = message;
     }
     record.tracking = capture ? recorded : [];
-    out.push(record);
+    if (slot === `case:${i}`) instances.delete(slot);
+    output.push(record);
   }
-  // The SDK may hold release timers; the output is complete, so leave now.
-  process.stdout.write(JSON.stringify(out) + '\n', () => process.exit(0));
+  // Events left queued (captureTracking false) would otherwise keep their release timer alive.
+  process.stdout.write(JSON.stringify(output, null, 2) + '\n', () => process.exit(0));
 }
 
-main().catch((e) => fail(String(e && e.stack ? e.stack : e)));
+main().catch((e) => die(String(e && e.stack ? e.stack : e)));
