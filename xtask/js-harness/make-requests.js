@@ -16,8 +16,17 @@ const rule = (key, matchType, value, negated = false, ruleType = 'generic_text_k
   ({ rule_type: ruleType, key, matching: { match_type: matchType, negated }, value });
 const tree = (...ands) => ({ OR: ands.map((ors) => ({ AND: ors.map((items) => ({ OR_WHEN: items })) })) });
 
-function write(name, request) {
-  fs.writeFileSync(path.join(OUT, `${name}.request.json`), JSON.stringify(request, null, 1) + '\n');
+// Readable requests: everything but the cases is indented; each case is one line.
+function format(request) {
+  const { cases, ...rest } = request;
+  const lines = cases.map((c) => `    ${JSON.stringify(c)}`).join(',\n');
+  const head = Object.keys(rest).length ? `${JSON.stringify(rest, null, 2).slice(0, -2)},\n` : '{\n';
+  return `${head}  "cases": [\n${lines}\n  ]\n}\n`;
+}
+
+function write(name, request, dir = OUT) {
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, `${name}.request.json`), format(request));
 }
 
 // 1. Packed walk order and allocation edge cases (experience version <= 11).
@@ -261,4 +270,28 @@ function write(name, request) {
     cases.push({ id, op: 'compare', method, value, testAgainst, negation });
   });
   write('engine-ops', { captureTracking: false, cases });
+}
+
+// 8. Informative only (tests/golden/informative/, not compared): experiences with `version` > 11,
+// numeric or string. convert-rs uses the anchored layout there (contract "v12"); 4.4.3 has no
+// anchored layout and still walks the packed one, so these outputs record what the published SDK
+// does, not what convert-rs must do.
+{
+  const exps = [
+    ['v12-numeric-desc', 12, [['300', 10], ['200', 80], ['100', 10]]],
+    ['v12-string', '12', [['300', 10], ['200', 80], ['100', 10]]],
+    ['v13-named', 13, [['C', 10], ['B', 80], ['A', 10]]],
+    ['v20-gap', 20, [['2', 40], ['1', 40]]],
+  ];
+  const experiences = exps.map(([key, version, arms], i) => Object.assign({
+    id: String(990000 + i), key, name: key, type: 'a/b_fullstack', version, audiences: [], goals: [],
+    variations: arms.map(([id, ta]) => ({ id, key: `var-${id}`, name: `Variation ${id}`, traffic_allocation: ta })),
+  }, opts));
+  const cases = [];
+  for (const e of experiences) {
+    for (const v of visitors(`anchored-${e.key}`, 12)) {
+      cases.push({ op: 'runExperience', visitorId: v, key: e.key, ignoreLocationProperties: true, enableTracking: false });
+    }
+  }
+  write('anchored-layout', { config: base({ experiences }), captureTracking: false, cases }, path.join(OUT, 'informative'));
 }
