@@ -1,22 +1,29 @@
 //! Project automation for convert-rs, in the style of rust-analyzer's xtask: plain `std`, no
 //! dependencies.
 //!
-//! - `cargo xtask test`: formatting check, clippy with `-D warnings`, every test (unit,
-//!   conformance, golden vectors, doctests), and the examples. Installs `redis-server` with apt when
-//!   it is missing and that is possible, so the Redis tests run for real.
+//! - `cargo xtask test`: a fixed list of steps run in order, stopping at the first failure:
+//!   formatting check, clippy with `-D warnings`, every test (unit, conformance, golden vectors,
+//!   doctests), and the examples. Installs `redis-server` with apt when it is missing and that is
+//!   possible, so the Redis tests run for real.
 //! - `cargo xtask vectors`: regenerates the golden vectors under `tests/golden/` by running the
-//!   published `@convertcom/js-sdk` through the batch protocol (needs Node.js and npm).
+//!   published `@convertcom/js-sdk` through the batch protocol (the only command that needs
+//!   Node.js and npm).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 
 const HELP: &str = "\
 cargo xtask <command>
 
 COMMANDS:
     test       fmt check, clippy -D warnings, all tests (incl. conformance and golden vectors), examples
-    vectors    regenerate tests/golden/*.js-output.json with the published @convertcom/js-sdk (needs node + npm)
-    help       this text";
+    vectors    regenerate tests/golden/**/*.js-output.json with the published @convertcom/js-sdk
+               (needs node + npm; nothing else does)
+    help       this text
+
+ENVIRONMENT:
+    CONVERT_CONFORMANCE_DIR   the shared conformance data; `test` sets it to ../shared/conformance
+                              when unset and that folder exists";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -24,86 +31,157 @@ fn root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-fn run(step: &str, cmd: &mut Command) -> Result<(), String> {
-    eprintln!("\n==> {step}: {cmd:?}");
-    let status = cmd
-        .current_dir(root())
-        .status()
-        .map_err(|e| format!("{step}: cannot start: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{step} failed ({status})"))
-    }
-}
-
-/// Runs a test command, streaming its output, and sums the `test result:` lines.
-fn run_counting(step: &str, cmd: &mut Command) -> Result<(usize, usize), String> {
-    use std::io::{BufRead, BufReader, Write};
-    eprintln!("\n==> {step}: {cmd:?}");
-    let mut child = cmd
-        .current_dir(root())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{step}: cannot start: {e}"))?;
-    let (mut passed, mut failed) = (0, 0);
-    if let Some(out) = child.stdout.take() {
-        let stdout = std::io::stdout();
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = writeln!(stdout.lock(), "{line}");
-            if let Some(rest) = line.strip_prefix("test result: ") {
-                let count = |what: &str| {
-                    rest.split(';')
-                        .find_map(|p| {
-                            p.trim()
-                                .strip_suffix(what)?
-                                .split_whitespace()
-                                .last()?
-                                .parse::<usize>()
-                                .ok()
-                        })
-                        .unwrap_or(0)
-                };
-                passed += count("passed");
-                failed += count("failed");
-            }
-        }
-    }
-    let status = child.wait().map_err(|e| format!("{step}: {e}"))?;
-    if status.success() {
-        Ok((passed, failed))
-    } else {
-        println!("{passed} passed, {failed} failed");
-        Err(format!("{step} failed ({status})"))
-    }
-}
-
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn in_dir(program: &str, dir: &Path) -> Command {
+    let mut c = Command::new(program);
+    c.current_dir(dir);
+    c
 }
 
 fn have(program: &str) -> bool {
     Command::new(program)
         .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
+
+// ---- steps ----------------------------------------------------------------------------------
+
+/// How a step's output is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    /// Inherited: streamed as it comes.
+    Stream,
+    /// Streamed line by line while the `test result:` lines are summed.
+    CountTests,
+}
+
+/// One command of a pipeline, named for the messages.
+struct Step {
+    name: &'static str,
+    cmd: Command,
+    output: Output,
+}
+
+impl Step {
+    fn new(name: &'static str, cmd: Command) -> Self {
+        Self {
+            name,
+            cmd,
+            output: Output::Stream,
+        }
+    }
+
+    fn counting(mut self) -> Self {
+        self.output = Output::CountTests;
+        self
+    }
+}
+
+/// Test totals summed over `test result:` lines.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Totals {
+    passed: usize,
+    failed: usize,
+}
+
+/// Parses one line of libtest output: `test result: ok. 12 passed; 0 failed; ...`.
+fn parse_test_result(line: &str) -> Option<Totals> {
+    let rest = line.trim_start().strip_prefix("test result: ")?;
+    let count = |what: &str| {
+        rest.split(';')
+            .find_map(|part| {
+                part.trim()
+                    .strip_suffix(what)?
+                    .split_whitespace()
+                    .last()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    Some(Totals {
+        passed: count(" passed"),
+        failed: count(" failed"),
+    })
+}
+
+fn run_step(step: &mut Step, totals: &mut Totals) -> Result<(), String> {
+    use std::io::{BufRead, BufReader, Write};
+    let name = step.name;
+    eprintln!("\n==> {name}: {:?}", step.cmd);
+    let status = match step.output {
+        Output::Stream => step
+            .cmd
+            .status()
+            .map_err(|e| format!("step `{name}`: cannot start: {e}"))?,
+        Output::CountTests => {
+            let mut child = step
+                .cmd
+                .stdout(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("step `{name}`: cannot start: {e}"))?;
+            if let Some(out) = child.stdout.take() {
+                let stdout = std::io::stdout();
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    let _ = writeln!(stdout.lock(), "{line}");
+                    if let Some(t) = parse_test_result(&line) {
+                        totals.passed += t.passed;
+                        totals.failed += t.failed;
+                    }
+                }
+            }
+            child.wait().map_err(|e| format!("step `{name}`: {e}"))?
+        }
+    };
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("step `{name}` failed ({status})"))
+    }
+}
+
+/// Runs the steps in order and stops at the first failure, naming it and the steps not run.
+fn run_pipeline(what: &str, steps: Vec<Step>) -> Result<Totals, String> {
+    let mut totals = Totals::default();
+    let names: Vec<&str> = steps.iter().map(|s| s.name).collect();
+    for (i, mut step) in steps.into_iter().enumerate() {
+        if let Err(e) = run_step(&mut step, &mut totals) {
+            if step.output == Output::CountTests {
+                println!("{} passed, {} failed", totals.passed, totals.failed);
+            }
+            let skipped = &names[i + 1..];
+            return Err(if skipped.is_empty() {
+                format!("{what}: {e}")
+            } else {
+                format!("{what}: {e}; not run: {}", skipped.join(", "))
+            });
+        }
+    }
+    eprintln!("\n{what}: all {} steps passed", names.len());
+    Ok(totals)
+}
+
+// ---- cargo xtask test -----------------------------------------------------------------------
 
 /// Makes `redis-server` available for the Redis store tests: installed with apt when missing and
 /// possible. Sets `CONVERT_REQUIRE_REDIS=1` when it is there, so the tests fail instead of skipping.
-fn ensure_redis(cmd_env: &mut Vec<(String, String)>) -> Result<(), String> {
+fn ensure_redis(env: &mut Vec<(String, String)>) -> Result<(), String> {
     if !have("redis-server") && have("apt-get") {
         eprintln!("\n==> redis-server not found; installing it with apt-get");
-        let sudo = if is_root() {
-            vec![]
-        } else {
-            vec!["sudo", "-n"]
-        };
         let apt = |args: &[&str]| {
-            let mut c = Command::new(if sudo.is_empty() { "apt-get" } else { "sudo" });
-            if !sudo.is_empty() {
-                c.arg("-n").arg("apt-get");
-            }
+            let mut c = if is_root() {
+                Command::new("apt-get")
+            } else {
+                let mut c = Command::new("sudo");
+                c.args(["-n", "apt-get"]);
+                c
+            };
             c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
             c.status().is_ok_and(|s| s.success())
         };
@@ -113,7 +191,7 @@ fn ensure_redis(cmd_env: &mut Vec<(String, String)>) -> Result<(), String> {
         }
     }
     if have("redis-server") {
-        cmd_env.push(("CONVERT_REQUIRE_REDIS".into(), "1".into()));
+        env.push(("CONVERT_REQUIRE_REDIS".into(), "1".into()));
         Ok(())
     } else if std::env::var_os("CI").is_some() {
         Err("redis-server is required in CI and could not be installed (apt-get install redis-server)".into())
@@ -130,11 +208,14 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-fn test() -> Result<(), String> {
-    let mut env: Vec<(String, String)> = Vec::new();
+/// The environment every test step gets.
+fn test_env() -> Result<Vec<(String, String)>, String> {
+    let mut env = Vec::new();
     if std::env::var_os("CONVERT_CONFORMANCE_DIR").is_none() {
         let shared = root().join("../shared/conformance");
         if shared.is_dir() {
+            // Absolute: cargo runs each test binary in its own crate directory.
+            let shared = shared.canonicalize().unwrap_or(shared);
             env.push((
                 "CONVERT_CONFORMANCE_DIR".into(),
                 shared.display().to_string(),
@@ -142,81 +223,117 @@ fn test() -> Result<(), String> {
         }
     }
     ensure_redis(&mut env)?;
-    let with_env = |mut c: Command| {
-        for (k, v) in &env {
+    Ok(env)
+}
+
+/// The steps of `cargo xtask test`, in order. Add new checks here.
+fn test_steps(env: &[(String, String)]) -> Vec<Step> {
+    let cargo_with_env = |args: &[&str]| {
+        let mut c = cargo();
+        c.current_dir(root()).args(args);
+        for (k, v) in env {
             c.env(k, v);
         }
         c
     };
-    run("format", cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run(
-        "clippy",
-        cargo().args([
+    vec![
+        Step::new("format", cargo_with_env(&["fmt", "--all", "--", "--check"])),
+        Step::new(
             "clippy",
-            "--workspace",
-            "--all-targets",
-            "--all-features",
-            "--",
-            "-D",
-            "warnings",
-        ]),
-    )?;
-    let (passed, failed) = run_counting(
-        "tests",
-        with_env(cargo()).args(["test", "--workspace", "--all-features"]),
-    )?;
-    run(
-        "example quickstart",
-        with_env(cargo()).args(["run", "--quiet", "--example", "quickstart"]),
-    )?;
-    eprintln!("\nxtask test: all steps passed");
-    println!("{passed} passed, {failed} failed");
+            cargo_with_env(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        ),
+        Step::new(
+            "tests",
+            cargo_with_env(&["test", "--workspace", "--all-features"]),
+        )
+        .counting(),
+        Step::new(
+            "example quickstart",
+            cargo_with_env(&["run", "--quiet", "--example", "quickstart"]),
+        ),
+    ]
+}
+
+fn test() -> Result<(), String> {
+    let env = test_env()?;
+    let totals = run_pipeline("xtask test", test_steps(&env))?;
+    println!("{} passed, {} failed", totals.passed, totals.failed);
     Ok(())
 }
 
-fn in_dir(program: &str, dir: &Path) -> Command {
-    let mut c = Command::new(program);
-    c.current_dir(dir);
-    c
+// ---- cargo xtask vectors --------------------------------------------------------------------
+
+/// The golden requests: `tests/golden/*.request.json` (compared by `cli/tests/golden.rs`) and
+/// `tests/golden/informative/*.request.json` (recorded only).
+fn golden_requests(golden: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut found = Vec::new();
+    for dir in [golden.to_path_buf(), golden.join("informative")] {
+        if !dir.is_dir() {
+            continue;
+        }
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        found.extend(
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && p.to_string_lossy().ends_with(".request.json")),
+        );
+    }
+    found.sort();
+    Ok(found)
 }
 
 fn vectors() -> Result<(), String> {
-    if !have("node") || !have("npm") {
-        return Err("`cargo xtask vectors` needs Node.js and npm on PATH".into());
+    for tool in ["node", "npm"] {
+        if !have(tool) {
+            return Err(format!(
+                "`cargo xtask vectors` needs Node.js and npm on PATH (`{tool}` not found); \
+                 no other xtask command needs them"
+            ));
+        }
     }
     let harness = root().join("xtask/js-harness");
     // The lock file pins @convertcom/js-sdk 4.4.3 (with its integrity) and murmurhash 2.0.1;
     // .npmrc keeps npm from chasing the SDK's open-ended peer dependencies (its bundle is
     // self-contained).
-    eprintln!("\n==> npm ci in {}", harness.display());
-    if !in_dir("npm", &harness)
-        .args(["ci", "--no-audit", "--no-fund"])
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        return Err("npm ci failed".into());
+    let install: &[&str] = if harness.join("package-lock.json").is_file() {
+        &["ci", "--no-audit", "--no-fund"]
+    } else {
+        &["install", "--no-audit", "--no-fund"]
+    };
+    let mut steps = vec![Step::new("npm install", {
+        let mut c = in_dir("npm", &harness);
+        c.args(install);
+        c
+    })];
+    if harness.join("make-requests.js").is_file() {
+        steps.push(Step::new("write the golden requests", {
+            let mut c = in_dir("node", &harness);
+            c.arg("make-requests.js");
+            c
+        }));
     }
-    eprintln!("==> writing the golden requests");
-    if !in_dir("node", &harness)
-        .arg("make-requests.js")
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        return Err("make-requests.js failed".into());
+    run_pipeline("xtask vectors", steps)?;
+
+    let requests = golden_requests(&root().join("tests/golden"))?;
+    if requests.is_empty() {
+        return Err("no tests/golden/*.request.json found".into());
     }
-    let golden = root().join("tests/golden");
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(&golden)
-        .map_err(|e| format!("cannot list {}: {e}", golden.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().ends_with(".request.json"))
-        .collect();
-    entries.sort();
-    for req in entries {
-        let name = req
-            .to_string_lossy()
-            .replace(".request.json", ".js-output.json");
-        eprintln!("==> {} -> {name}", req.display());
+    for req in requests {
+        let out_path = PathBuf::from(
+            req.to_string_lossy()
+                .replace(".request.json", ".js-output.json"),
+        );
+        eprintln!("==> {} -> {}", req.display(), out_path.display());
         let out = Command::new("node")
             .arg(harness.join("batch.js"))
             .arg("--input")
@@ -230,14 +347,21 @@ fn vectors() -> Result<(), String> {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        std::fs::write(&name, &out.stdout).map_err(|e| format!("cannot write {name}: {e}"))?;
+        std::fs::write(&out_path, &out.stdout)
+            .map_err(|e| format!("cannot write {}: {e}", out_path.display()))?;
     }
+    eprintln!("\nxtask vectors: done");
     Ok(())
 }
 
 fn main() -> ExitCode {
-    let arg = std::env::args().nth(1).unwrap_or_default();
-    let result = match arg.as_str() {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_default();
+    if let Some(extra) = args.next() {
+        eprintln!("xtask: unexpected argument `{extra}`\n\n{HELP}");
+        return ExitCode::FAILURE;
+    }
+    let result = match command.as_str() {
         "test" => test(),
         "vectors" => vectors(),
         "" | "help" | "--help" | "-h" => {
@@ -252,5 +376,74 @@ fn main() -> ExitCode {
             eprintln!("\nxtask: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_libtest_summaries() {
+        assert_eq!(
+            parse_test_result(
+                "test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s"
+            ),
+            Some(Totals {
+                passed: 12,
+                failed: 0
+            })
+        );
+        assert_eq!(
+            parse_test_result("test result: FAILED. 3 passed; 2 failed; 0 ignored"),
+            Some(Totals {
+                passed: 3,
+                failed: 2
+            })
+        );
+        assert_eq!(parse_test_result("running 3 tests"), None);
+    }
+
+    fn shell(name: &'static str, script: &str) -> Step {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        Step::new(name, c)
+    }
+
+    #[test]
+    fn pipeline_stops_at_the_first_failing_step() {
+        let marker = std::env::temp_dir().join(format!("xtask-pipeline-{}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        let steps = vec![
+            shell("first", "true"),
+            shell("second", "exit 3"),
+            shell("third", &format!("touch '{}'", marker.display())),
+        ];
+        let err = run_pipeline("demo", steps).unwrap_err();
+        assert!(err.contains("step `second` failed"), "{err}");
+        assert!(err.ends_with("not run: third"), "{err}");
+        assert!(!marker.exists(), "a step after the failure ran");
+    }
+
+    #[test]
+    fn pipeline_passes_when_every_step_passes() {
+        let steps = vec![shell("a", "true"), shell("b", "true")];
+        assert_eq!(run_pipeline("demo", steps), Ok(Totals::default()));
+    }
+
+    #[test]
+    fn golden_requests_include_the_informative_folder() {
+        let found = golden_requests(&root().join("tests/golden")).unwrap();
+        assert!(
+            found
+                .iter()
+                .any(|p| p.ends_with("informative/anchored-layout.request.json"))
+        );
+        assert!(
+            found
+                .iter()
+                .all(|p| p.to_string_lossy().ends_with(".request.json"))
+        );
     }
 }
