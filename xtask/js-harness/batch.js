@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `convert batch` protocol (shared/BATCH-PROTOCOL.md) implemented on top of the published
+// The `convert batch` protocol (docs/batch-protocol.md) implemented on top of the published
 // @convertcom/js-sdk 4.4.3, so one request can be replayed against the reference SDK and convert-rs
 // and the two outputs compared record by record.
 //
