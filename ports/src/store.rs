@@ -47,12 +47,12 @@ pub trait DataStore: Send + Sync + 'static {
     /// writer of the same key may interleave between the read and the write, across threads and,
     /// for shared backends, across processes. `f` may be called more than once when an optimistic
     /// backend retries after a conflict, so it must compute its result from the record it is given
-    /// each time. Returns the record as written (or as read, when unchanged).
+    /// each time. Returns whether a record was written.
     fn update(
         &self,
         key: &str,
         f: &mut dyn FnMut(&mut StoreData) -> bool,
-    ) -> Result<StoreData, StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// A short name for logs and metrics (`"memory"`, `"redis"`, `"sqlite"`).
     fn name(&self) -> &'static str {
@@ -79,7 +79,7 @@ impl<T: DataStore + ?Sized> DataStore for std::sync::Arc<T> {
         &self,
         key: &str,
         f: &mut dyn FnMut(&mut StoreData) -> bool,
-    ) -> Result<StoreData, StoreError> {
+    ) -> Result<bool, StoreError> {
         (**self).update(key, f)
     }
     fn name(&self) -> &'static str {

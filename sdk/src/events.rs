@@ -2,6 +2,7 @@
 
 pub use convert_ports::{EventBus, SdkEvent};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// The kinds of [`SdkEvent`] a handler can subscribe to.
@@ -50,6 +51,8 @@ type Handler = Arc<dyn Fn(&SdkEvent) + Send + Sync>;
 #[derive(Default)]
 pub(crate) struct EventHub {
     handlers: Mutex<Vec<(EventKind, Handler)>>,
+    /// Number of handlers, read without locking on the decision path.
+    count: AtomicUsize,
     ready: Mutex<bool>,
     bus: Option<Arc<dyn EventBus>>,
 }
@@ -58,6 +61,7 @@ impl EventHub {
     pub(crate) fn new(bus: Option<Arc<dyn EventBus>>) -> Self {
         EventHub {
             handlers: Mutex::new(Vec::new()),
+            count: AtomicUsize::new(0),
             ready: Mutex::new(false),
             bus,
         }
@@ -70,6 +74,7 @@ impl EventHub {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((kind, Arc::clone(&f)));
+        self.count.fetch_add(1, Ordering::Release);
         let ready = *self.ready.lock().unwrap_or_else(PoisonError::into_inner);
         if ready && matches!(kind, EventKind::Ready | EventKind::All) {
             call(&f, &SdkEvent::Ready);
@@ -77,12 +82,7 @@ impl EventHub {
     }
 
     pub(crate) fn has_subscribers(&self) -> bool {
-        self.bus.is_some()
-            || !self
-                .handlers
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .is_empty()
+        self.bus.is_some() || self.count.load(Ordering::Acquire) > 0
     }
 
     pub(crate) fn fire(&self, event: &SdkEvent) {

@@ -1,7 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 use convert_ports::{DataStore, StoreData, StoreError};
-use std::collections::{HashMap, VecDeque};
+use hashlink::LinkedHashMap;
 use std::sync::{Mutex, MutexGuard};
 
 const SHARDS: usize = 16;
@@ -9,16 +9,13 @@ const SHARDS: usize = 16;
 /// Default number of visitors kept (the reference SDK's bound).
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
-#[derive(Debug, Default)]
-struct Shard {
-    map: HashMap<String, StoreData>,
-    order: VecDeque<String>,
-}
-
 /// A thread-safe, bounded, in-memory [`DataStore`].
+///
+/// Each shard is an insertion-ordered hash map, so evicting the first-inserted visitor is O(1) and a
+/// key is stored once.
 #[derive(Debug)]
 pub struct MemoryStore {
-    shards: Vec<Mutex<Shard>>,
+    shards: Vec<Mutex<LinkedHashMap<Box<str>, StoreData>>>,
     per_shard: usize,
 }
 
@@ -37,14 +34,16 @@ impl MemoryStore {
     /// A store keeping up to `capacity` visitors (at least one per shard).
     pub fn with_capacity(capacity: usize) -> Self {
         MemoryStore {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(LinkedHashMap::new()))
+                .collect(),
             per_shard: capacity.div_ceil(SHARDS).max(1),
         }
     }
 
     /// Number of visitors stored.
     pub fn len(&self) -> usize {
-        (0..SHARDS).map(|i| self.lock(i).map.len()).sum()
+        (0..SHARDS).map(|i| self.lock(i).len()).sum()
     }
 
     /// Whether no visitor is stored.
@@ -55,9 +54,7 @@ impl MemoryStore {
     /// Removes every record.
     pub fn clear(&self) {
         for i in 0..SHARDS {
-            let mut s = self.lock(i);
-            s.map.clear();
-            s.order.clear();
+            self.lock(i).clear();
         }
     }
 
@@ -71,7 +68,7 @@ impl MemoryStore {
         h as usize % SHARDS
     }
 
-    fn lock(&self, i: usize) -> MutexGuard<'_, Shard> {
+    fn lock(&self, i: usize) -> MutexGuard<'_, LinkedHashMap<Box<str>, StoreData>> {
         // A poisoned lock only means another thread panicked while holding it; the map itself is
         // still consistent (every mutation is a single insert/remove), so keep serving.
         self.shards[i]
@@ -79,19 +76,16 @@ impl MemoryStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn insert(&self, shard: &mut Shard, key: &str, value: StoreData) {
-        if let Some(slot) = shard.map.get_mut(key) {
+    fn insert(&self, shard: &mut LinkedHashMap<Box<str>, StoreData>, key: &str, value: StoreData) {
+        if let Some(slot) = shard.get_mut(key) {
+            // Updates keep the visitor's position (FIFO by first insertion, as in the reference).
             *slot = value;
             return;
         }
-        shard.map.insert(key.to_string(), value);
-        shard.order.push_back(key.to_string());
-        while shard.map.len() > self.per_shard {
-            match shard.order.pop_front() {
-                Some(old) => {
-                    shard.map.remove(&old);
-                }
-                None => break,
+        shard.insert(Box::from(key), value);
+        while shard.len() > self.per_shard {
+            if shard.pop_front().is_none() {
+                break;
             }
         }
     }
@@ -99,7 +93,7 @@ impl MemoryStore {
 
 impl DataStore for MemoryStore {
     fn get(&self, key: &str) -> Result<Option<StoreData>, StoreError> {
-        Ok(self.lock(Self::shard_of(key)).map.get(key).cloned())
+        Ok(self.lock(Self::shard_of(key)).get(key).cloned())
     }
 
     fn set(&self, key: &str, value: &StoreData) -> Result<(), StoreError> {
@@ -109,10 +103,7 @@ impl DataStore for MemoryStore {
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let mut shard = self.lock(Self::shard_of(key));
-        if shard.map.remove(key).is_some() {
-            shard.order.retain(|k| k != key);
-        }
+        self.lock(Self::shard_of(key)).remove(key);
         Ok(())
     }
 
@@ -120,17 +111,17 @@ impl DataStore for MemoryStore {
         &self,
         key: &str,
         f: &mut dyn FnMut(&mut StoreData) -> bool,
-    ) -> Result<StoreData, StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut shard = self.lock(Self::shard_of(key));
-        if let Some(existing) = shard.map.get_mut(key) {
-            f(existing);
-            return Ok(existing.clone());
+        if let Some(existing) = shard.get_mut(key) {
+            return Ok(f(existing));
         }
         let mut fresh = StoreData::default();
-        if f(&mut fresh) {
-            self.insert(&mut shard, key, fresh.clone());
+        let changed = f(&mut fresh);
+        if changed {
+            self.insert(&mut shard, key, fresh);
         }
-        Ok(fresh)
+        Ok(changed)
     }
 
     fn name(&self) -> &'static str {
