@@ -363,8 +363,12 @@ pub struct VisitorState<'a> {
 }
 
 impl VisitorState<'_> {
-    fn write(&mut self, op: StoreOp, fx: &mut Effects) {
-        self.data.apply(&op);
+    /// Records a write; mirrors it into the local state when later decisions of the same call must
+    /// see it.
+    fn write(&mut self, op: StoreOp, fx: &mut Effects, mirror: bool) {
+        if mirror {
+            self.data.apply(&op);
+        }
         fx.store.push(op);
     }
 }
@@ -387,7 +391,8 @@ impl<'a> Engine<'a> {
         fx: &mut Effects,
     ) -> Decision {
         match self.config.experience_by_key(key) {
-            Some(exp) => self.decide(visitor, exp, props, opts, fx),
+            // A single decision: its writes need not be mirrored into the local state.
+            Some(exp) => self.decide_with(visitor, exp, props, opts, fx, false),
             None => {
                 fx.step(|| Step::UnknownExperience(key.to_string()));
                 Decision::NotMatched
@@ -412,7 +417,8 @@ impl<'a> Engine<'a> {
         out
     }
 
-    /// The full decision for one experience.
+    /// The full decision for one experience. Its writes are also applied to `visitor.data`, so
+    /// that further decisions in the same call see them.
     pub fn decide(
         &self,
         visitor: &mut VisitorState<'_>,
@@ -421,8 +427,20 @@ impl<'a> Engine<'a> {
         opts: &RunOptions<'_>,
         fx: &mut Effects,
     ) -> Decision {
-        match self.qualify(visitor, exp, props, opts, fx) {
-            Ok(true) => self.bucket(visitor, exp, props, opts, fx),
+        self.decide_with(visitor, exp, props, opts, fx, true)
+    }
+
+    fn decide_with(
+        &self,
+        visitor: &mut VisitorState<'_>,
+        exp: &Experience,
+        props: &VisitorProps<'_>,
+        opts: &RunOptions<'_>,
+        fx: &mut Effects,
+        mirror: bool,
+    ) -> Decision {
+        match self.qualify(visitor, exp, props, opts, fx, mirror) {
+            Ok(true) => self.bucket(visitor, exp, props, opts, fx, mirror),
             Ok(false) => Decision::NotMatched,
             Err(e) => Decision::RuleError(e),
         }
@@ -436,6 +454,7 @@ impl<'a> Engine<'a> {
         props: &VisitorProps<'_>,
         opts: &RunOptions<'_>,
         fx: &mut Effects,
+        mirror: bool,
     ) -> Result<bool, RuleError> {
         if exp.archived {
             fx.step(|| Step::Archived);
@@ -469,7 +488,7 @@ impl<'a> Engine<'a> {
                 }
                 LocationTarget::Locations(idx) if idx.is_empty() => false,
                 LocationTarget::Locations(idx) => {
-                    self.select_locations(visitor, idx, loc_props, opts, fx)?
+                    self.select_locations(visitor, idx, loc_props, opts, fx, mirror)?
                 }
                 LocationTarget::SiteArea(rules) => {
                     let outcome = rules.evaluate(loc_props);
@@ -596,15 +615,18 @@ impl<'a> Engine<'a> {
         loc_props: &Map<String, Value>,
         opts: &RunOptions<'_>,
         fx: &mut Effects,
+        mirror: bool,
     ) -> Result<bool, RuleError> {
-        let mut list: Vec<Value> = visitor.data.locations.clone().unwrap_or_default();
+        let stored = visitor.data.locations.as_deref().unwrap_or_default();
+        let mut list: Option<Vec<Value>> = None; // copied only when it changes
         let mut any = false;
         let mut first_error = None;
         for &li in locations {
             let loc = &self.config.locations[li];
             let Some(rules) = &loc.rules else { continue };
             let identity = &*loc.key;
-            let pos = list.iter().position(|v| v.as_str() == Some(identity));
+            let current = list.as_deref().unwrap_or(stored);
+            let pos = current.iter().position(|v| v.as_str() == Some(identity));
             let outcome = rules.evaluate(loc_props);
             fx.step(|| Step::Location {
                 key: identity.to_string(),
@@ -616,7 +638,8 @@ impl<'a> Engine<'a> {
                         if !opts.suppress_events {
                             fx.notices.push(Notice::LocationActivated(li));
                         }
-                        list.push(Value::String(identity.to_string()));
+                        list.get_or_insert_with(|| stored.to_vec())
+                            .push(Value::String(identity.to_string()));
                     }
                     any = true;
                 }
@@ -628,13 +651,15 @@ impl<'a> Engine<'a> {
                         if !opts.suppress_events {
                             fx.notices.push(Notice::LocationDeactivated(li));
                         }
-                        list.remove(p);
+                        list.get_or_insert_with(|| stored.to_vec()).remove(p);
                     }
                 }
             }
         }
-        if opts.enable_storage {
-            visitor.write(StoreOp::Locations(list), fx);
+        // The list is written when it changed, or the first time (as the reference does).
+        if opts.enable_storage && (list.is_some() || visitor.data.locations.is_none()) {
+            let list = list.unwrap_or_else(|| stored.to_vec());
+            visitor.write(StoreOp::Locations(list), fx, mirror);
         }
         match first_error {
             Some(e) => Err(e),
@@ -650,6 +675,7 @@ impl<'a> Engine<'a> {
         props: &VisitorProps<'_>,
         opts: &RunOptions<'_>,
         fx: &mut Effects,
+        mirror: bool,
     ) -> Decision {
         if visitor.id.is_empty() || !exp.has_id {
             return Decision::NotMatched;
@@ -712,9 +738,10 @@ impl<'a> Engine<'a> {
                     variation_id: variation.id.to_string(),
                 },
                 fx,
+                mirror,
             );
             if opts.update_visitor_properties {
-                visitor.write(StoreOp::MergeSegments(props.materialize()), fx);
+                visitor.write(StoreOp::MergeSegments(props.materialize()), fx, mirror);
             }
         }
         if opts.enable_tracking {

@@ -134,11 +134,18 @@ impl Context {
             return Some(k);
         }
         let cfg = self.core.try_config()?;
-        Some(
-            self.store_key.get_or_init(|| {
-                format!("{}-{}-{}", cfg.account_id, cfg.project_id, self.visitor_id)
-            }),
-        )
+        Some(self.store_key.get_or_init(|| {
+            // `{accountId}-{projectId}-{visitorId}`, without the formatting machinery.
+            let mut key = String::with_capacity(
+                cfg.account_id.len() + cfg.project_id.len() + self.visitor_id.len() + 2,
+            );
+            key.push_str(&cfg.account_id);
+            key.push('-');
+            key.push_str(&cfg.project_id);
+            key.push('-');
+            key.push_str(&self.visitor_id);
+            key
+        }))
     }
 
     /// The context's own (non-report) visitor properties.
