@@ -141,7 +141,8 @@ impl RuleData for VisitorProps<'_> {
 }
 
 /// A decided variation (the reference's `BucketedVariation`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BucketedVariation {
     /// Experience id.
     pub experience_id: Str,
@@ -158,8 +159,10 @@ pub struct BucketedVariation {
     /// The bucket value (0–9999) used for a fresh decision; `None` for a stored (sticky) one.
     pub bucketing_allocation: Option<u32>,
     /// Index of the experience in the config.
+    #[serde(skip)]
     pub experience_index: usize,
     /// Index of the variation in the experience.
+    #[serde(skip)]
     pub variation_index: usize,
 }
 
@@ -197,8 +200,11 @@ impl BucketedVariation {
     }
 }
 
-/// The outcome of one experience decision.
-#[derive(Debug, Clone, PartialEq)]
+/// The outcome of one experience decision. Serializes as `{"type": "variation", "value": {...}}`,
+/// `{"type": "notMatched"}`, `{"type": "ruleError", "value": "convert.com_..."}` or
+/// `{"type": "notDecided"}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "type", content = "value", rename_all = "camelCase")]
 pub enum Decision {
     /// The visitor is in this variation.
     Variation(BucketedVariation),
@@ -228,7 +234,8 @@ pub enum Notice {
 }
 
 /// Which variation layout decided a fresh bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub enum Layout {
     /// Cumulative walk in JS key order (experience version ≤ 11).
     Packed,

@@ -21,7 +21,8 @@ pub enum FeatureStatus {
 }
 
 /// A feature as resolved for a visitor (the reference's `BucketedFeature`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BucketedFeature {
     /// `String(feature id)`; `None` for an undeclared key.
     pub feature_id: Option<Str>,

@@ -7,7 +7,8 @@ use crate::tracking::{EventData, TrackingEvent};
 use serde_json::{Map, Value};
 
 /// What a conversion call did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
 pub enum ConversionOutcome {
     /// No goal with that key (or it has no id).
     GoalNotFound,
@@ -15,6 +16,8 @@ pub enum ConversionOutcome {
     RulesNotMatched,
     /// The goal was already converted for this visitor and repeats were not forced.
     AlreadyConverted,
+    /// Nothing was tracked or stored: the context is in preview (QA) mode.
+    Preview,
     /// The goal is (now) marked converted; `events` tracking events were queued (0 for a forced
     /// repeat without goal data).
     Converted {

@@ -20,6 +20,39 @@ pub struct Context {
     visitor_id: String,
     store_key: std::sync::OnceLock<String>,
     properties: Map<String, Value>,
+    preview: Option<Preview>,
+}
+
+/// An active preview (QA) forcing of one variation in this context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Preview {
+    experience_key: String,
+    experience_index: usize,
+    variation_index: usize,
+}
+
+/// Why [`Context::set_preview`] refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PreviewError {
+    /// The experience id is not in the served config.
+    #[error("experience {0} is not in the config")]
+    UnknownExperience(String),
+    /// The experience has no variation with that id.
+    #[error("experience {experience} has no variation {variation}")]
+    UnknownVariation {
+        /// The experience id.
+        experience: String,
+        /// The variation id.
+        variation: String,
+    },
+}
+
+/// Parses a preview parameter of the form `"{experienceId}.{variationId}"` (both all digits, one
+/// dot), as found in QA links. Returns `None` for anything else; never panics.
+pub fn parse_preview_param(value: &str) -> Option<(String, String)> {
+    let (exp, var) = value.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(exp) && digits(var)).then(|| (exp.to_string(), var.to_string()))
 }
 
 /// The outcome of [`Context::run_feature`]: one entry per experience that delivers the feature,
@@ -109,6 +142,7 @@ impl Context {
             visitor_id,
             store_key: std::sync::OnceLock::new(),
             properties: Map::new(),
+            preview: None,
         };
         if let Some(attrs) = attributes.filter(|a| !a.is_empty()) {
             if let Some(report) = report_segments(&attrs) {
@@ -250,15 +284,19 @@ impl Context {
             } else {
                 attrs.force_variation_id.as_deref()
             },
-            enable_tracking: for_features || attrs.enable_tracking.unwrap_or(true),
-            enable_storage: true,
-            suppress_events: false,
+            enable_tracking: self.preview.is_none()
+                && (for_features || attrs.enable_tracking.unwrap_or(true)),
+            enable_storage: self.preview.is_none(),
+            suppress_events: self.preview.is_some(),
             update_visitor_properties: attrs.update_visitor_properties,
             type_casting: attrs.type_casting.unwrap_or(true),
         }
     }
 
     fn bucketing_event(&self, v: &BucketedVariation) {
+        if self.preview.is_some() {
+            return;
+        }
         self.core.fire(|| SdkEvent::Bucketing {
             visitor_id: self.visitor_id.clone(),
             experience_key: Some(v.experience_key.to_string()),
@@ -269,6 +307,9 @@ impl Context {
     }
 
     fn feature_event(&self, feature_key: Option<&str>, f: &BucketedFeature) {
+        if self.preview.is_some() {
+            return;
+        }
         self.core.fire(|| SdkEvent::Bucketing {
             visitor_id: self.visitor_id.clone(),
             experience_key: f.experience_key.as_deref().map(str::to_string),
@@ -289,6 +330,9 @@ impl Context {
             log::debug!("convert: run_experience without a visitor id");
             return Decision::NotMatched;
         }
+        if let Some(p) = self.preview.as_ref().filter(|p| p.experience_key == key) {
+            return self.preview_decision(p);
+        }
         let opts = self.run_options(attrs, false);
         let d = self.with_state(|engine, vs, fx| {
             let stored = vs.data.segments.clone();
@@ -303,6 +347,69 @@ impl Context {
             self.bucketing_event(v);
         }
         d
+    }
+
+    /// Forces `variation_id` of experience `experience_id` for this context (preview / QA mode).
+    ///
+    /// While a preview is active: `run_experience` of that experience returns the forced variation
+    /// without checking status, environment, audiences, locations or traffic; every other decision
+    /// is made normally but nothing is stored, tracked or announced; `track_conversion` and
+    /// `update_visitor_properties` do nothing; segment calls evaluate without storing. Feature
+    /// resolution does not apply the forced variation. The experience must be in the served config.
+    pub fn set_preview(
+        &mut self,
+        experience_id: &str,
+        variation_id: &str,
+    ) -> Result<(), PreviewError> {
+        let cfg = self.core.config();
+        let exp = cfg
+            .experience_by_id(experience_id)
+            .ok_or_else(|| PreviewError::UnknownExperience(experience_id.to_string()))?;
+        let vi = exp
+            .variations
+            .iter()
+            .position(|v| &*v.id == variation_id)
+            .ok_or_else(|| PreviewError::UnknownVariation {
+                experience: experience_id.to_string(),
+                variation: variation_id.to_string(),
+            })?;
+        self.preview = Some(Preview {
+            experience_key: exp.key.to_string(),
+            experience_index: exp.index,
+            variation_index: vi,
+        });
+        Ok(())
+    }
+
+    /// Ends preview mode.
+    pub fn clear_preview(&mut self) {
+        self.preview = None;
+    }
+
+    /// Whether a preview is active.
+    pub fn is_preview(&self) -> bool {
+        self.preview.is_some()
+    }
+
+    fn preview_decision(&self, p: &Preview) -> Decision {
+        let cfg = self.core.config();
+        let Some(exp) = cfg.experiences.get(p.experience_index) else {
+            return Decision::NotMatched;
+        };
+        let Some(v) = exp.variations.get(p.variation_index) else {
+            return Decision::NotMatched;
+        };
+        Decision::Variation(BucketedVariation {
+            experience_id: exp.id.clone(),
+            experience_key: exp.key.clone(),
+            experience_name: exp.name.clone(),
+            variation_id: v.id.clone(),
+            variation_key: v.key.clone(),
+            variation_name: v.name.clone(),
+            bucketing_allocation: None,
+            experience_index: exp.index,
+            variation_index: p.variation_index,
+        })
     }
 
     /// Explains the decision for experience `key` without side effects: nothing is stored, tracked
@@ -346,7 +453,7 @@ impl Context {
             return Vec::new();
         }
         let opts = self.run_options(attrs, false);
-        let list = self.with_state(|engine, vs, fx| {
+        let mut list = self.with_state(|engine, vs, fx| {
             let stored = vs.data.segments.clone();
             let props = VisitorProps::new(
                 attrs.visitor_properties.as_ref(),
@@ -355,6 +462,12 @@ impl Context {
             );
             engine.run_experiences(vs, &props, &opts, fx)
         });
+        if let Some(p) = &self.preview {
+            list.retain(|v| *v.experience_key != *p.experience_key);
+            if let Decision::Variation(v) = self.preview_decision(p) {
+                list.push(v);
+            }
+        }
         for v in &list {
             self.bucketing_event(v);
         }
@@ -434,6 +547,9 @@ impl Context {
         if self.visitor_id.is_empty() {
             return Ok(ConversionOutcome::GoalNotFound);
         }
+        if self.preview.is_some() {
+            return Ok(ConversionOutcome::Preview);
+        }
         let cfg = self.core.config();
         let engine = Engine::new(&cfg, &self.core.inner.settings);
         let goal_data = attrs.goal_data();
@@ -498,6 +614,9 @@ impl Context {
     /// Stores report segments (`country`, `browser`, `devices`, `source`, `campaign`,
     /// `visitorType`, `customSegments`); other keys are ignored.
     pub fn set_default_segments(&self, segments: &Map<String, Value>) {
+        if self.preview.is_some() {
+            return;
+        }
         if let Some(report) = report_segments(segments) {
             self.write(vec![StoreOp::MergeSegments(report)]);
         }
@@ -514,13 +633,16 @@ impl Context {
         self.with_state(|engine, vs, fx| {
             let stored = vs.data.segments.clone();
             let props = VisitorProps::new(rule_data, Some(&self.properties), stored.as_ref());
-            engine.run_custom_segments(vs, segment_keys, Some(&props), true, fx)
+            engine.run_custom_segments(vs, segment_keys, Some(&props), self.preview.is_none(), fx)
         })
     }
 
     /// Stores arbitrary visitor properties under the visitor's `segments` (they stay in the data
     /// store and feed audience rules; only report segments are ever sent to Convert).
     pub fn update_visitor_properties(&self, properties: &Map<String, Value>) {
+        if self.preview.is_some() {
+            return;
+        }
         self.write(vec![StoreOp::MergeSegments(properties.clone())]);
     }
 

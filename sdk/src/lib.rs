@@ -8,7 +8,9 @@ pub mod events;
 mod runtime;
 
 pub use crate::attributes::{BucketingAttributes, ConversionAttributes, EntityType};
-pub use crate::context::{Context, FeatureDecision, VariableError};
+pub use crate::context::{
+    Context, FeatureDecision, PreviewError, VariableError, parse_preview_param,
+};
 pub use crate::core::{Core, CoreBuilder, EventsOptions, Metrics, RetryPolicy, USER_AGENT};
 pub use crate::error::Error;
 pub use crate::events::EventKind;
