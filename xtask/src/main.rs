@@ -259,6 +259,21 @@ fn test_steps(env: &[(String, String)]) -> Vec<Step> {
             "example quickstart",
             cargo_with_env(&["run", "--quiet", "--example", "quickstart"]),
         ),
+        Step::new(
+            "example custom_transport",
+            cargo_with_env(&["run", "--quiet", "--example", "custom_transport"]),
+        ),
+        Step::new(
+            "example axum_service",
+            cargo_with_env(&[
+                "run",
+                "--quiet",
+                "--example",
+                "axum_service",
+                "--",
+                "--self-test",
+            ]),
+        ),
     ]
 }
 

@@ -1,0 +1,105 @@
+//! An axum HTTP service that picks a checkout-button variation per request.
+//!
+//! One `Core` is shared by every request (it is a cheap `Clone` handle); each request gets its own
+//! `Context`. Decisions with the default in-memory store do no I/O, so they run directly on the
+//! async worker; with a network store (Redis) call them through `tokio::task::spawn_blocking`.
+//! Tracking is delivered by the SDK's own background thread and never blocks a request.
+//!
+//! Run it with `cargo run --example axum_service` and open
+//! `http://127.0.0.1:3000/checkout?visitor=alice`. With `--self-test` it binds a free port,
+//! requests three visitors from itself and exits (that is what `cargo xtask test` runs).
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use convert_examples::DEMO_CONFIG;
+use convert_sdk::{BucketingAttributes, Core, Decision};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+/// The routes: `/checkout?visitor=ID[&cart_items=N]` answers the visitor's variation and the
+/// checkout-cta feature variables as JSON.
+pub fn app(sdk: Core) -> Router {
+    Router::new()
+        .route("/checkout", get(checkout))
+        .with_state(sdk)
+}
+
+async fn checkout(
+    State(sdk): State<Core>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Json<Value> {
+    let visitor = q
+        .get("visitor")
+        .cloned()
+        .unwrap_or_else(|| "anonymous".into());
+    let cart_items: i64 = q
+        .get("cart_items")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1);
+    let ctx = sdk.create_context(&visitor, None);
+    let attrs = BucketingAttributes::new()
+        .location_property("url", "https://shop.example/checkout")
+        .visitor_property("cart_items", cart_items);
+    let variation = match ctx.run_experience("checkout-button", &attrs) {
+        Decision::Variation(v) => {
+            json!({"id": &*v.variation_id, "key": v.variation_key.as_deref()})
+        }
+        _ => Value::Null,
+    };
+    let cta = ctx.run_feature("checkout-cta", &attrs);
+    Json(json!({
+        "visitor": visitor,
+        "variation": variation,
+        "cta": cta.variables(),
+    }))
+}
+
+fn sdk() -> Result<Core, convert_sdk::Error> {
+    // No transport is configured in this offline example, so events stay queued in memory; a real
+    // service adds the ureq transport (the default cargo feature) or an SDK key.
+    Core::builder()
+        .config_json(DEMO_CONFIG)
+        .environment("production")
+        .tracking(false)
+        .build()
+}
+
+/// Sends `GET path` to `addr` over a plain TCP connection and returns the response body.
+async fn get_body(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await?;
+    Ok(buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let self_test = std::env::args().any(|a| a == "--self-test");
+    let addr = if self_test {
+        "127.0.0.1:0"
+    } else {
+        "127.0.0.1:3000"
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let server = tokio::spawn(axum::serve(listener, app(sdk()?)).into_future());
+    if !self_test {
+        println!("listening on http://{local}/checkout?visitor=alice");
+        server.await??;
+        return Ok(());
+    }
+    for visitor in ["alice", "bob", "carol"] {
+        let body = get_body(local, &format!("/checkout?visitor={visitor}&cart_items=2")).await?;
+        let v: Value = serde_json::from_str(&body)?;
+        println!("{visitor}: {v}");
+        if v["visitor"] != visitor || !v["variation"]["id"].is_string() {
+            return Err(format!("unexpected answer for {visitor}: {body}").into());
+        }
+    }
+    server.abort();
+    Ok(())
+}
