@@ -1,14 +1,5 @@
-//! # convert-core
-//!
-//! The pure decision engine of the Convert Experiences Full Stack SDK for Rust. It holds the config
-//! model, bucketing, the rules engine, the decision flow, feature resolution and tracking payload
-//! building. It does no I/O, starts no threads and reads no clock: callers hand it the visitor's
-//! stored state and get back decisions plus the effects to apply (store writes, tracking events,
-//! lifecycle events) as plain data.
-//!
-//! Decisions are identical to the reference JavaScript SDK (`@convertcom/js-sdk`) except where the
-//! project's specification deliberately fixes a reference bug.
 #![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
 
 pub mod bucketing;
 pub mod config;

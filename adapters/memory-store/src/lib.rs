@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
 
 use convert_ports::{DataStore, StoreData, StoreError};
 use hashlink::LinkedHashMap;
