@@ -363,6 +363,11 @@ pub fn validate(args: &[String]) -> Result<(String, bool), String> {
             ));
         }
     }
+    for (place, pattern) in cfg.unsupported_regex_patterns() {
+        warnings.push(format!(
+            "{place}: regexMatches pattern {pattern:?} needs backtracking (backreferences or look-around), so this rule never matches"
+        ));
+    }
     for g in &cfg.goals {
         if !convert_core::js::truthy(&g.id) {
             warnings.push(format!("goal {:?} has no id: it can never convert", g.key));

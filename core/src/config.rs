@@ -587,6 +587,35 @@ impl ProjectConfig {
         }
     }
 
+    /// `regexMatches` patterns anywhere in the config that the linear-time engine cannot run (those
+    /// rules never match): `(where, pattern)`.
+    pub fn unsupported_regex_patterns(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut scan = |place: String, rules: Option<&RuleSet>| {
+            for p in rules.map(RuleSet::unsupported_patterns).unwrap_or_default() {
+                out.push((place.clone(), p.to_string()));
+            }
+        };
+        for e in &self.experiences {
+            if let LocationTarget::SiteArea(r) = &e.location {
+                scan(format!("experience {} site_area", e.key), Some(r));
+            }
+        }
+        for (kind, list) in [
+            ("audience", &self.audiences),
+            ("segment", &self.segments),
+            ("location", &self.locations),
+        ] {
+            for ent in list {
+                scan(format!("{kind} {}", ent.key), ent.rules.as_ref());
+            }
+        }
+        for g in &self.goals {
+            scan(format!("goal {}", g.key), g.rules.as_ref());
+        }
+        out
+    }
+
     /// The experience with `String(key) == key` (first in config order).
     pub fn experience_by_key(&self, key: &str) -> Option<&Experience> {
         self.exp_by_key.get(key).map(|&i| &self.experiences[i])

@@ -174,6 +174,11 @@ impl Shared {
 
     /// Installs a config; fires `ready` the first time and `config.updated` when it changed.
     pub fn install(&self, config: ProjectConfig) {
+        for (place, pattern) in config.unsupported_regex_patterns() {
+            log::warn!(
+                "convert: {place}: regexMatches pattern {pattern:?} needs backtracking (backreferences or look-around); this rule never matches"
+            );
+        }
         let changed = {
             let mut slot = self.config.write().unwrap_or_else(PoisonError::into_inner);
             let changed = slot.as_ref().is_none_or(|old| old.raw() != config.raw());
