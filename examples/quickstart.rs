@@ -9,11 +9,12 @@ use serde_json::{Map, Value, json};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // One SDK per process: a static config, the production environment, the default in-memory
-    // visitor store. No transport is configured, so nothing is sent: tracking stays queued and we
-    // print it at the end.
+    // visitor store. Tracking delivery is switched off, so nothing is sent: events stay queued and
+    // we print the request that would carry them.
     let sdk = Core::builder()
         .config_json(DEMO_CONFIG)
         .environment("production")
+        .tracking(false) // offline: keep events queued instead of sending them
         .build()?;
     let cfg = sdk.config();
     println!(

@@ -184,7 +184,7 @@ impl CoreBuilder {
         self
     }
 
-    /// How requests reach Convert.
+    /// How requests reach Convert (default with the `ureq` feature: an HTTPS `UreqTransport`).
     pub fn transport(mut self, transport: impl Transport) -> Self {
         self.transport = Some(Arc::new(transport));
         self
@@ -272,11 +272,17 @@ impl CoreBuilder {
             None
         };
         let sdk_key = self.sdk_key.filter(|k| !k.is_empty());
+        #[cfg(feature = "ureq")]
+        let transport: Option<Arc<dyn Transport>> = self
+            .transport
+            .or_else(|| Some(Arc::new(convert_transport_ureq::UreqTransport::new())));
+        #[cfg(not(feature = "ureq"))]
+        let transport: Option<Arc<dyn Transport>> = self.transport;
         if static_config.is_none() {
             if sdk_key.is_none() {
                 return Err(Error::NoConfig);
             }
-            if self.transport.is_none() {
+            if transport.is_none() {
                 return Err(Error::NoTransport);
             }
         }
@@ -313,7 +319,7 @@ impl CoreBuilder {
             ready_cv: Condvar::new(),
             events: EventHub::new(self.bus),
             queue: Mutex::new(convert_core::TrackingQueue::new()),
-            transport: self.transport,
+            transport,
             store,
             net,
             dropped: AtomicU64::new(0),

@@ -29,6 +29,12 @@ pub mod stores {
     pub use convert_store_memory::MemoryStore;
 }
 
+/// Transport adapters (the ureq transport under the default `ureq` cargo feature).
+pub mod transports {
+    #[cfg(feature = "ureq")]
+    pub use convert_transport_ureq::{UreqTransport, UreqTransportBuilder};
+}
+
 /// The workspace README's example, compiled as a doctest so it cannot rot.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
