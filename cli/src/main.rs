@@ -18,6 +18,8 @@ USAGE:
     convert validate --config FILE  parse and lint a project config
     convert simulate --config FILE --experience KEY [--visitors N] [--attr ..] [--location ..]
                                    N synthetic visitors: observed split vs configured allocation
+    convert fetch    --sdk-key KEY [--environment ENV] [--secret S] [--endpoint URL] [--output FILE]
+                                   download a project config from the CDN, check it, save it
     convert batch [--input FILE]    evaluate a batch request (JSON on stdin or FILE), print results
     convert bench [--input FILE]    measure decisions per second for a bench request
     convert --help | --version
@@ -101,11 +103,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        "decide" | "simulate" => {
-            let r = if cmd == "decide" {
-                tools::decide(&args[1..])
-            } else {
-                tools::simulate(&args[1..])
+        "decide" | "simulate" | "fetch" => {
+            let r = match cmd.as_str() {
+                "decide" => tools::decide(&args[1..]),
+                "simulate" => tools::simulate(&args[1..]),
+                _ => tools::fetch(&args[1..]),
             };
             match r {
                 Ok(text) => {

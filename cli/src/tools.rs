@@ -23,6 +23,10 @@ pub struct Opts {
     location: Map<String, Value>,
     explain: bool,
     ignore_location: bool,
+    sdk_key: Option<String>,
+    secret: Option<String>,
+    endpoint: Option<String>,
+    output: Option<String>,
 }
 
 fn kv(arg: &str) -> Result<(String, Value), String> {
@@ -64,6 +68,10 @@ pub fn parse(args: &[String]) -> Result<Opts, String> {
                 let (k, v) = kv(&val(a)?)?;
                 o.location.insert(k, v);
             }
+            "--sdk-key" => o.sdk_key = Some(val(a)?),
+            "--secret" => o.secret = Some(val(a)?),
+            "--endpoint" => o.endpoint = Some(val(a)?),
+            "--output" | "-o" => o.output = Some(val(a)?),
             "--explain" => o.explain = true,
             "--ignore-location" => o.ignore_location = true,
             other => return Err(format!("unexpected argument `{other}`")),
@@ -489,4 +497,56 @@ pub fn simulate(args: &[String]) -> Result<String, String> {
         pct(none)
     );
     Ok(out)
+}
+
+/// `convert fetch`: downloads a project config by SDK key, checks it, and writes it out.
+pub fn fetch(args: &[String]) -> Result<String, String> {
+    use convert_ports::{HttpRequest, Method, Transport};
+    let o = parse(args)?;
+    let key = o.sdk_key.clone().ok_or("--sdk-key KEY is required")?;
+    let endpoint = o
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| convert_core::tracking::DEFAULT_CONFIG_ENDPOINT.to_string());
+    let env = o.environment.clone().unwrap_or_else(|| "staging".into());
+    let mut headers = vec![(
+        "User-Agent".to_string(),
+        convert_sdk::USER_AGENT.to_string(),
+    )];
+    if let Some(s) = &o.secret {
+        headers.push(("Authorization".into(), format!("Bearer {s}")));
+    }
+    let request = HttpRequest {
+        method: Method::Get,
+        url: convert_core::tracking::config_url(&endpoint, &key, Some(&env), false, None),
+        headers,
+        body: None,
+    };
+    let response = convert_transport_ureq::UreqTransport::new()
+        .send(&request)
+        .map_err(|e| format!("fetching the config failed: {e}"))?;
+    if response.status != 200 {
+        return Err(format!(
+            "the config endpoint answered HTTP {}",
+            response.status
+        ));
+    }
+    let text = String::from_utf8(response.body).map_err(|_| "the config is not UTF-8")?;
+    let cfg = ProjectConfig::from_json(&text)
+        .map_err(|e| format!("the fetched config is invalid: {e}"))?;
+    let summary = format!(
+        "account {}, project {}: {} experiences, {} features, {} goals",
+        cfg.account_id,
+        cfg.project_id,
+        cfg.experiences.len(),
+        cfg.features.len(),
+        cfg.goals.len()
+    );
+    match &o.output {
+        Some(path) => {
+            std::fs::write(path, &text).map_err(|e| format!("cannot write {path}: {e}"))?;
+            Ok(format!("wrote {path}: {summary}\n"))
+        }
+        None => Ok(text),
+    }
 }

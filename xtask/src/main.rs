@@ -264,6 +264,10 @@ fn test_steps(env: &[(String, String)]) -> Vec<Step> {
             cargo_with_env(&["run", "--quiet", "--example", "custom_transport"]),
         ),
         Step::new(
+            "example sdk_key",
+            cargo_with_env(&["run", "--quiet", "--example", "sdk_key"]),
+        ),
+        Step::new(
             "example axum_service",
             cargo_with_env(&[
                 "run",
