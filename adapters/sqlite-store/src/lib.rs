@@ -1,1 +1,207 @@
 #![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+use convert_ports::{DataStore, StoreData, StoreError};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Options of [`SqliteStore::open_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// How long a write waits for another connection's lock before failing (default 5 s).
+    pub busy_timeout: Duration,
+    /// Records not written for this long are treated as absent and removed by
+    /// [`SqliteStore::cleanup`] (default: kept forever).
+    pub ttl: Option<Duration>,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            busy_timeout: Duration::from_secs(5),
+            ttl: None,
+        }
+    }
+}
+
+/// A [`DataStore`] in one SQLite file (bundled SQLite, WAL mode), safe for several processes on
+/// one host.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    ttl: Option<Duration>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS convert_visitors (
+    key TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+)";
+
+fn map_err(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::Unavailable(format!("sqlite: {e}"))
+        }
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::DiskFull) => {
+            StoreError::Unavailable(format!("sqlite: {e}"))
+        }
+        _ => StoreError::Other(format!("sqlite: {e}")),
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path` with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        Self::open_with(path, SqliteOptions::default())
+    }
+
+    /// Opens (creating if needed) the store at `path`: WAL journal, the busy timeout, the schema.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let conn = Connection::open(&path).map_err(map_err)?;
+        conn.busy_timeout(options.busy_timeout).map_err(map_err)?;
+        // WAL lets readers proceed while one process writes; NORMAL sync is durable across
+        // application crashes (an OS crash may lose the last commits).
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(map_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(map_err)?;
+        conn.execute_batch(SCHEMA).map_err(map_err)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            path,
+            ttl: options.ttl,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Deletes records older than the TTL; returns how many. Without a TTL it deletes nothing.
+    pub fn cleanup(&self) -> Result<usize, StoreError> {
+        let Some(ttl) = self.ttl else { return Ok(0) };
+        let cutoff = now_secs() - i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        self.lock()
+            .execute(
+                "DELETE FROM convert_visitors WHERE updated_at < ?1",
+                params![cutoff],
+            )
+            .map_err(map_err)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // The connection stays usable after a panic elsewhere: every statement is atomic.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn fresh(&self, updated_at: i64) -> bool {
+        match self.ttl {
+            Some(ttl) => {
+                now_secs() - updated_at <= i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)
+            }
+            None => true,
+        }
+    }
+
+    fn read(&self, conn: &Connection, key: &str) -> Result<Option<StoreData>, StoreError> {
+        let row: Option<(String, i64)> = conn
+            .query_row(
+                "SELECT value, updated_at FROM convert_visitors WHERE key = ?1",
+                params![key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(map_err)?;
+        match row {
+            Some((text, at)) if self.fresh(at) => {
+                StoreData::from_json(&text)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        key: key.to_string(),
+                        reason: e.to_string(),
+                    })
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn write(conn: &Connection, key: &str, value: &StoreData) -> Result<(), StoreError> {
+        conn.execute(
+            "INSERT INTO convert_visitors (key, value, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            params![key, value.to_json(), now_secs()],
+        )
+        .map(|_| ())
+        .map_err(map_err)
+    }
+}
+
+impl DataStore for SqliteStore {
+    fn get(&self, key: &str) -> Result<Option<StoreData>, StoreError> {
+        let conn = self.lock();
+        self.read(&conn, key)
+    }
+
+    fn set(&self, key: &str, value: &StoreData) -> Result<(), StoreError> {
+        let conn = self.lock();
+        Self::write(&conn, key, value)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.lock()
+            .execute("DELETE FROM convert_visitors WHERE key = ?1", params![key])
+            .map(|_| ())
+            .map_err(map_err)
+    }
+
+    fn update(
+        &self,
+        key: &str,
+        f: &mut dyn FnMut(&mut StoreData) -> bool,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        // IMMEDIATE takes the write lock up front, so no other connection (or process) can write
+        // between our read and our write.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let mut data = self.read(&tx, key)?.unwrap_or_default();
+        let changed = f(&mut data);
+        if changed {
+            Self::write(&tx, key, &data)?;
+        }
+        tx.commit().map_err(map_err)?;
+        Ok(changed)
+    }
+
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn is_persistent(&self) -> bool {
+        true
+    }
+}

@@ -1,1 +1,262 @@
-#![doc = include_str!("../README.md")]
+//! The contract every `DataStore` adapter of convert-rs must meet, as reusable checks.
+//!
+//! An adapter's test file runs the whole suite with one macro line:
+//!
+//! ```ignore
+//! convert_store_tests::contract_tests!(|| my_store());
+//! ```
+//!
+//! which expands to one `#[test]` per case (so failures are reported by name). Each case uses keys
+//! with its own prefix, so the suite can run against a shared backend.
+#![deny(missing_docs)]
+// A test-support crate: failing a check means panicking, exactly like `assert!`.
+#![allow(clippy::panic)]
+
+use convert_ports::{DataStore, StoreData};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+fn sample(tag: &str) -> StoreData {
+    let obj = |v: Value| -> Map<String, Value> { v.as_object().cloned().unwrap_or_default() };
+    let mut d = StoreData {
+        bucketing: Some(obj(json!({"100218245": "100299457", "exp-b": "v-2"}))),
+        locations: Some(vec![json!("home"), json!("checkout")]),
+        segments: Some(obj(
+            json!({"country": "DE", "customSegments": ["200299434"], "plan": tag}),
+        )),
+        goals: Some(obj(json!({"purchase": true}))),
+        ..StoreData::default()
+    };
+    d.extra
+        .insert("fromAnotherSdk".into(), json!({"kept": [1, 2, 3]}));
+    d
+}
+
+fn mark_goal(d: &mut StoreData, goal: &str) -> bool {
+    let goals = d.goals.get_or_insert_with(Map::new);
+    if goals.contains_key(goal) {
+        return false;
+    }
+    goals.insert(goal.into(), Value::Bool(true));
+    true
+}
+
+fn expect<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
+/// Reading a key that was never written gives `None`.
+pub fn missing_key_is_none(s: &dyn DataStore) {
+    assert_eq!(expect(s.get("contract-missing-1-2-nobody"), "get"), None);
+}
+
+/// A full record comes back exactly as written, unknown members included.
+pub fn round_trip(s: &dyn DataStore) {
+    let d = sample("round-trip");
+    expect(s.set("contract-rt-1-2-v", &d), "set");
+    assert_eq!(expect(s.get("contract-rt-1-2-v"), "get"), Some(d));
+}
+
+/// A second `set` replaces the record.
+pub fn overwrite(s: &dyn DataStore) {
+    expect(s.set("contract-ow-1-2-v", &sample("first")), "set");
+    let second = StoreData {
+        goals: sample("x").goals,
+        ..StoreData::default()
+    };
+    expect(s.set("contract-ow-1-2-v", &second), "set");
+    assert_eq!(expect(s.get("contract-ow-1-2-v"), "get"), Some(second));
+}
+
+/// `delete` removes a record; deleting a missing key is not an error.
+pub fn delete(s: &dyn DataStore) {
+    expect(s.set("contract-del-1-2-v", &sample("d")), "set");
+    expect(s.delete("contract-del-1-2-v"), "delete");
+    assert_eq!(expect(s.get("contract-del-1-2-v"), "get"), None);
+    expect(s.delete("contract-del-1-2-never"), "delete missing");
+}
+
+/// `update` on a missing key creates it only when the closure reports a change, and reports
+/// whether it wrote.
+pub fn update_creates_only_when_changed(s: &dyn DataStore) {
+    let wrote = expect(s.update("contract-up-1-2-none", &mut |_| false), "update");
+    assert!(!wrote);
+    assert_eq!(expect(s.get("contract-up-1-2-none"), "get"), None);
+    let wrote = expect(
+        s.update("contract-up-1-2-some", &mut |d| mark_goal(d, "signup")),
+        "update",
+    );
+    assert!(wrote);
+    let got = expect(s.get("contract-up-1-2-some"), "get").unwrap_or_default();
+    assert!(got.goal_triggered("signup"));
+}
+
+/// `update` sees the current record and keeps what it does not change.
+pub fn update_merges_into_the_current_record(s: &dyn DataStore) {
+    let mut d = sample("merge");
+    expect(s.set("contract-merge-1-2-v", &d), "set");
+    expect(
+        s.update("contract-merge-1-2-v", &mut |r| mark_goal(r, "second")),
+        "update",
+    );
+    mark_goal(&mut d, "second");
+    assert_eq!(expect(s.get("contract-merge-1-2-v"), "get"), Some(d));
+}
+
+/// Concurrent read-modify-writes of one key lose nothing: 8 threads × 25 increments.
+pub fn concurrent_updates_are_atomic(s: Arc<dyn DataStore>) {
+    let key = "contract-atomic-1-2-counter";
+    expect(s.delete(key), "delete");
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    expect(
+                        s.update(key, &mut |d| {
+                            let n = d.extra.get("n").and_then(Value::as_u64).unwrap_or(0);
+                            d.extra.insert("n".into(), json!(n + 1));
+                            true
+                        }),
+                        "update",
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        assert!(t.join().is_ok(), "a writer thread panicked");
+    }
+    let d = expect(s.get(key), "get").unwrap_or_default();
+    assert_eq!(d.extra.get("n"), Some(&json!(200)));
+}
+
+/// Two instances (clients, connections) racing to mark the same goal: exactly one wins.
+pub fn one_winner_across_instances(a: Arc<dyn DataStore>, b: Arc<dyn DataStore>) {
+    for round in 0..20 {
+        let key = format!("contract-race-1-2-visitor-{round}");
+        expect(a.delete(&key), "delete");
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let handles: Vec<_> = [Arc::clone(&a), Arc::clone(&b)]
+            .into_iter()
+            .map(|s| {
+                let key = key.clone();
+                let barrier = Arc::clone(&barrier);
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let mut won = false;
+                    expect(
+                        s.update(&key, &mut |d| {
+                            won = mark_goal(d, "purchase");
+                            won
+                        }),
+                        "update",
+                    );
+                    won
+                })
+            })
+            .collect();
+        let winners = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(false))
+            .filter(|w| *w)
+            .count();
+        assert_eq!(winners, 1, "round {round}");
+    }
+}
+
+/// Keys with non-ASCII characters, spaces and quotes are distinct and round-trip.
+pub fn unicode_keys(s: &dyn DataStore) {
+    let keys = [
+        "contract-uni-1-2-😀",
+        "contract-uni-1-2-用户123",
+        "contract-uni-1-2-with space",
+        "contract-uni-1-2-\"quoted\"",
+        "contract-uni-1-2-café",
+        "contract-uni-1-2-cafe\u{301}",
+    ];
+    for (i, k) in keys.iter().enumerate() {
+        expect(s.set(k, &sample(&format!("u{i}"))), "set");
+    }
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(
+            expect(s.get(k), "get"),
+            Some(sample(&format!("u{i}"))),
+            "{k}"
+        );
+    }
+}
+
+/// A record of about 1 MiB round-trips.
+pub fn large_values(s: &dyn DataStore) {
+    let mut d = sample("large");
+    let seg = d.segments.get_or_insert_with(Map::new);
+    for i in 0..10_000 {
+        seg.insert(format!("prop-{i:05}"), json!("x".repeat(100)));
+    }
+    expect(s.set("contract-large-1-2-v", &d), "set");
+    assert_eq!(expect(s.get("contract-large-1-2-v"), "get"), Some(d));
+}
+
+/// Keys that share a prefix do not see each other.
+pub fn keys_are_isolated(s: &dyn DataStore) {
+    expect(s.set("contract-iso-1-2-a", &sample("a")), "set");
+    expect(s.set("contract-iso-1-2-ab", &sample("ab")), "set");
+    expect(s.delete("contract-iso-1-2-a"), "delete");
+    assert_eq!(expect(s.get("contract-iso-1-2-a"), "get"), None);
+    assert_eq!(
+        expect(s.get("contract-iso-1-2-ab"), "get"),
+        Some(sample("ab"))
+    );
+}
+
+/// One `#[test]` per contract case for the store built by `$make` (an expression returning a
+/// `DataStore`). Put it at the top level of a test file.
+#[macro_export]
+macro_rules! contract_tests {
+    ($make:expr) => {
+        #[test]
+        fn contract_missing_key_is_none() {
+            $crate::missing_key_is_none(&($make)());
+        }
+        #[test]
+        fn contract_round_trip() {
+            $crate::round_trip(&($make)());
+        }
+        #[test]
+        fn contract_overwrite() {
+            $crate::overwrite(&($make)());
+        }
+        #[test]
+        fn contract_delete() {
+            $crate::delete(&($make)());
+        }
+        #[test]
+        fn contract_update_creates_only_when_changed() {
+            $crate::update_creates_only_when_changed(&($make)());
+        }
+        #[test]
+        fn contract_update_merges_into_the_current_record() {
+            $crate::update_merges_into_the_current_record(&($make)());
+        }
+        #[test]
+        fn contract_concurrent_updates_are_atomic() {
+            $crate::concurrent_updates_are_atomic(::std::sync::Arc::new(($make)()));
+        }
+        #[test]
+        fn contract_unicode_keys() {
+            $crate::unicode_keys(&($make)());
+        }
+        #[test]
+        fn contract_large_values() {
+            $crate::large_values(&($make)());
+        }
+        #[test]
+        fn contract_keys_are_isolated() {
+            $crate::keys_are_isolated(&($make)());
+        }
+    };
+}
