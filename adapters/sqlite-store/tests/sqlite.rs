@@ -38,13 +38,10 @@ fn two_connections_to_one_file_have_one_winner() {
 #[test]
 fn data_survives_reopening_the_file() {
     let path = temp_db("reopen");
-    let mut d = StoreData::default();
-    d.goals = Some(
-        serde_json::json!({"purchase": true})
-            .as_object()
-            .cloned()
-            .unwrap(),
-    );
+    let d = StoreData {
+        goals: serde_json::json!({"purchase": true}).as_object().cloned(),
+        ..StoreData::default()
+    };
     {
         let s = SqliteStore::open(&path).unwrap();
         s.set("1-2-visitor", &d).unwrap();
