@@ -215,48 +215,78 @@ pub fn keys_are_isolated(s: &dyn DataStore) {
 
 /// One `#[test]` per contract case for the store built by `$make` (an expression returning a
 /// `DataStore`). Put it at the top level of a test file.
+///
+/// `contract_tests!(optional $make)` takes a maker returning `Option<impl DataStore>`: when it
+/// returns `None` (a backend that is not available and not required), each case returns at once;
+/// the maker is expected to say why.
 #[macro_export]
 macro_rules! contract_tests {
+    (optional $make:expr) => {
+        $crate::contract_tests!(@cases (|| ($make)()));
+    };
     ($make:expr) => {
+        $crate::contract_tests!(@cases (|| Some(($make)())));
+    };
+    (@cases $make:tt) => {
         #[test]
         fn contract_missing_key_is_none() {
-            $crate::missing_key_is_none(&($make)());
+            if let Some(s) = $make() {
+                $crate::missing_key_is_none(&s);
+            }
         }
         #[test]
         fn contract_round_trip() {
-            $crate::round_trip(&($make)());
+            if let Some(s) = $make() {
+                $crate::round_trip(&s);
+            }
         }
         #[test]
         fn contract_overwrite() {
-            $crate::overwrite(&($make)());
+            if let Some(s) = $make() {
+                $crate::overwrite(&s);
+            }
         }
         #[test]
         fn contract_delete() {
-            $crate::delete(&($make)());
+            if let Some(s) = $make() {
+                $crate::delete(&s);
+            }
         }
         #[test]
         fn contract_update_creates_only_when_changed() {
-            $crate::update_creates_only_when_changed(&($make)());
+            if let Some(s) = $make() {
+                $crate::update_creates_only_when_changed(&s);
+            }
         }
         #[test]
         fn contract_update_merges_into_the_current_record() {
-            $crate::update_merges_into_the_current_record(&($make)());
+            if let Some(s) = $make() {
+                $crate::update_merges_into_the_current_record(&s);
+            }
         }
         #[test]
         fn contract_concurrent_updates_are_atomic() {
-            $crate::concurrent_updates_are_atomic(::std::sync::Arc::new(($make)()));
+            if let Some(s) = $make() {
+                $crate::concurrent_updates_are_atomic(::std::sync::Arc::new(s));
+            }
         }
         #[test]
         fn contract_unicode_keys() {
-            $crate::unicode_keys(&($make)());
+            if let Some(s) = $make() {
+                $crate::unicode_keys(&s);
+            }
         }
         #[test]
         fn contract_large_values() {
-            $crate::large_values(&($make)());
+            if let Some(s) = $make() {
+                $crate::large_values(&s);
+            }
         }
         #[test]
         fn contract_keys_are_isolated() {
-            $crate::keys_are_isolated(&($make)());
+            if let Some(s) = $make() {
+                $crate::keys_are_isolated(&s);
+            }
         }
     };
 }
