@@ -107,9 +107,23 @@ pub fn build_instance(config: &Value, sdk: &Map<String, Value>) -> Result<Instan
     );
     match sdk.get("dataStore").and_then(Value::as_str) {
         None | Some("memory") => {}
+        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            let store = convert_sdk::stores::RedisStore::open(url).map_err(|e| e.to_string())?;
+            b = b.data_store(store);
+        }
+        Some(url) if url.starts_with("sqlite://") => {
+            let path = &url["sqlite://".len()..];
+            if path.is_empty() {
+                return Err(
+                    "sdk.dataStore: sqlite:// needs a file path (sqlite:///path/to/file.db)".into(),
+                );
+            }
+            let store = convert_sdk::stores::SqliteStore::open(path).map_err(|e| e.to_string())?;
+            b = b.data_store(store);
+        }
         Some(other) => {
             return Err(format!(
-                "sdk.dataStore `{other}` is not supported yet (only \"memory\")"
+                "sdk.dataStore must be \"memory\", a redis:// URL or a sqlite:// path, not {other:?}"
             ));
         }
     }

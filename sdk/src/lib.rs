@@ -24,9 +24,13 @@ pub use convert_ports::{
     TransportError,
 };
 
-/// Data store adapters.
+/// Data store adapters (Redis and SQLite under the `redis` and `sqlite` cargo features).
 pub mod stores {
     pub use convert_store_memory::MemoryStore;
+    #[cfg(feature = "redis")]
+    pub use convert_store_redis::{RedisOptions, RedisStore};
+    #[cfg(feature = "sqlite")]
+    pub use convert_store_sqlite::{SqliteOptions, SqliteStore};
 }
 
 /// Transport adapters (the ureq transport under the default `ureq` cargo feature).

@@ -12,6 +12,8 @@
 // A test-support crate: failing a check means panicking, exactly like `assert!`.
 #![allow(clippy::panic)]
 
+pub mod redis_server;
+
 use convert_ports::{DataStore, StoreData};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
