@@ -9,7 +9,6 @@ use convert_sdk::{
     HttpResponse, Transport, TransportError,
 };
 use convert_store_tests::redis_server::{RedisServer, redis_available};
-use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
