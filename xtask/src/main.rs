@@ -268,6 +268,28 @@ fn test_steps(env: &[(String, String)]) -> Vec<Step> {
             cargo_with_env(&["run", "--quiet", "--example", "sdk_key"]),
         ),
         Step::new(
+            "example sqlite_store",
+            cargo_with_env(&[
+                "run",
+                "--quiet",
+                "--example",
+                "sqlite_store",
+                "--features",
+                "convert-sdk/sqlite",
+            ]),
+        ),
+        Step::new(
+            "example redis_dedup",
+            cargo_with_env(&[
+                "run",
+                "--quiet",
+                "--example",
+                "redis_dedup",
+                "--features",
+                "convert-sdk/redis",
+            ]),
+        ),
+        Step::new(
             "example axum_service",
             cargo_with_env(&[
                 "run",
