@@ -303,7 +303,58 @@ fn test_steps(env: &[(String, String)]) -> Vec<Step> {
     ]
 }
 
+/// The crates that must not appear in a crate's normal dependency tree with some features.
+const BOUNDARIES: &[(&str, &[&str], &[&str])] = &[
+    // The pure core: no I/O, no threads.
+    (
+        "convert-core",
+        &[],
+        &["ureq", "redis", "rusqlite", "crossbeam-channel"],
+    ),
+    // The SDK without features: no transport or store backend compiled.
+    (
+        "convert-sdk",
+        &["--no-default-features"],
+        &["ureq", "redis", "rusqlite"],
+    ),
+    (
+        "convert-sdk",
+        &["--no-default-features", "--features", "redis"],
+        &["ureq", "rusqlite"],
+    ),
+    (
+        "convert-sdk",
+        &["--no-default-features", "--features", "sqlite"],
+        &["ureq", "redis"],
+    ),
+];
+
+/// Checks the dependency boundaries with `cargo tree`.
+fn check_boundaries() -> Result<(), String> {
+    eprintln!("\n==> dependency boundaries");
+    for (krate, flags, forbidden) in BOUNDARIES {
+        let out = cargo()
+            .current_dir(root())
+            .args(["tree", "-p", krate, "-e", "normal", "--prefix", "none"])
+            .args(*flags)
+            .output()
+            .map_err(|e| format!("cargo tree: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("cargo tree -p {krate} {flags:?} failed"));
+        }
+        let tree = String::from_utf8_lossy(&out.stdout);
+        for dep in *forbidden {
+            if tree.lines().any(|l| l.starts_with(&format!("{dep} "))) {
+                return Err(format!("{krate} {flags:?} depends on {dep}"));
+            }
+        }
+        eprintln!("    {krate} {flags:?}: none of {forbidden:?}");
+    }
+    Ok(())
+}
+
 fn test() -> Result<(), String> {
+    check_boundaries()?;
     let env = test_env()?;
     let totals = run_pipeline("xtask test", test_steps(&env))?;
     println!("{} passed, {} failed", totals.passed, totals.failed);
