@@ -3,7 +3,7 @@
 #![cfg(all(feature = "redis", feature = "sqlite"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use convert_sdk::stores::{RedisOptions, RedisStore, SqliteStore};
+use convert_sdk::stores::{RedisOptions, RedisStore, SqliteOptions, SqliteStore};
 use convert_sdk::{
     BucketingAttributes, ConversionAttributes, Core, DataStore, Decision, EventKind, HttpRequest,
     HttpResponse, Transport, TransportError,
@@ -227,5 +227,57 @@ fn the_last_good_config_is_used_when_the_cdn_is_down_at_boot() {
         .build()
         .unwrap();
     assert!(!cold.is_ready());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn decisions_survive_a_locked_sqlite_database() {
+    let dir = std::env::temp_dir().join(format!("convert-sdk-locked-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("locked.db");
+    let store = SqliteStore::open_with(
+        &db,
+        SqliteOptions {
+            busy_timeout: Duration::from_millis(50),
+            ttl: None,
+        },
+    )
+    .unwrap();
+    let rec = Arc::new(Recorder::default());
+    let core = sdk(Arc::new(store), &rec);
+    let attrs = BucketingAttributes::new();
+
+    // Another process holds the write lock.
+    let other = rusqlite::Connection::open(&db).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let ctx = core.create_context("locked-visitor", None);
+    let d = ctx.run_experience("exp", &attrs);
+    let Decision::Variation(v) = &d else {
+        panic!("{d:?}")
+    };
+    assert!(
+        core.metrics().store_errors >= 1,
+        "the failed write is counted"
+    );
+    let c = ctx
+        .track_conversion("purchase", &ConversionAttributes::new())
+        .unwrap();
+    assert!(
+        c.fired(),
+        "the conversion is not lost while the store is locked"
+    );
+    other.execute_batch("COMMIT").unwrap();
+
+    // After the lock is released, the next decision stores normally and later reads are sticky.
+    let again = ctx.run_experience("exp", &attrs);
+    let Decision::Variation(w) = &again else {
+        panic!("{again:?}")
+    };
+    assert_eq!(w.variation_id, v.variation_id);
+    let third = ctx.run_experience("exp", &attrs);
+    let Decision::Variation(x) = &third else {
+        panic!("{third:?}")
+    };
+    assert_eq!(x.bucketing_allocation, None, "stored after recovery");
     let _ = std::fs::remove_dir_all(&dir);
 }
