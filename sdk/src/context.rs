@@ -678,9 +678,4 @@ impl Context {
     pub fn core(&self) -> &Core {
         &self.core
     }
-
-    #[doc(hidden)]
-    pub fn config_snapshot(&self) -> Arc<ProjectConfig> {
-        self.core.config()
-    }
 }
