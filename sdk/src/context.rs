@@ -11,7 +11,6 @@ use convert_core::{
 use convert_ports::SdkEvent;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use std::sync::Arc;
 
 /// One visitor's view of the SDK. Cheap to create; create one per request.
 #[derive(Debug, Clone)]
