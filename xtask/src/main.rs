@@ -250,6 +250,17 @@ fn test_steps(env: &[(String, String)]) -> Vec<Step> {
                 "warnings",
             ]),
         ),
+        Step::new("docs", {
+            let mut c = cargo_with_env(&[
+                "doc",
+                "--workspace",
+                "--no-deps",
+                "--all-features",
+                "--quiet",
+            ]);
+            c.env("RUSTDOCFLAGS", "-D warnings");
+            c
+        }),
         Step::new(
             "tests",
             cargo_with_env(&["test", "--workspace", "--all-features"]),
