@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 use convert_ports::{DataStore, StoreData, StoreError};
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -127,22 +128,34 @@ impl SqliteStore {
     }
 
     fn read(&self, conn: &Connection, key: &str) -> Result<Option<StoreData>, StoreError> {
-        let row: Option<(String, i64)> = conn
+        let corrupt = |reason: String| StoreError::Corrupt {
+            key: key.to_string(),
+            reason,
+        };
+        let row: Option<(Result<String, String>, Option<i64>)> = conn
             .query_row(
                 "SELECT value, updated_at FROM convert_visitors WHERE key = ?1",
                 params![key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| {
+                    // Another writer may have stored a blob, a number or bytes that are not UTF-8.
+                    let text = match r.get_ref(0)? {
+                        ValueRef::Text(b) | ValueRef::Blob(b) => std::str::from_utf8(b)
+                            .map(str::to_string)
+                            .map_err(|e| e.to_string()),
+                        other => Err(format!("the value is {:?}, not text", other.data_type())),
+                    };
+                    Ok((text, r.get(1).ok().flatten()))
+                },
             )
             .optional()
             .map_err(map_err)?;
         match row {
-            Some((text, at)) if self.fresh(at) => {
+            // A row without a time (written by another tool) never expires.
+            Some((text, at)) if at.is_none_or(|at| self.fresh(at)) => {
+                let text = text.map_err(corrupt)?;
                 StoreData::from_json(&text)
                     .map(Some)
-                    .map_err(|e| StoreError::Corrupt {
-                        key: key.to_string(),
-                        reason: e.to_string(),
-                    })
+                    .map_err(|e| corrupt(e.to_string()))
             }
             _ => Ok(None),
         }

@@ -1,13 +1,4 @@
-//! The contract every `DataStore` adapter of convert-rs must meet, as reusable checks.
-//!
-//! An adapter's test file runs the whole suite with one macro line:
-//!
-//! ```ignore
-//! convert_store_tests::contract_tests!(|| my_store());
-//! ```
-//!
-//! which expands to one `#[test]` per case (so failures are reported by name). Each case uses keys
-//! with its own prefix, so the suite can run against a shared backend.
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 // A test-support crate: failing a check means panicking, exactly like `assert!`.
 #![allow(clippy::panic)]
@@ -108,6 +99,47 @@ pub fn update_merges_into_the_current_record(s: &dyn DataStore) {
     assert_eq!(expect(s.get("contract-merge-1-2-v"), "get"), Some(d));
 }
 
+/// `update` returning `false` on a stored record leaves it exactly as it was.
+pub fn update_without_change_keeps_the_record(s: &dyn DataStore) {
+    let d = sample("unchanged");
+    expect(s.set("contract-nochange-1-2-v", &d), "set");
+    let mut seen = None;
+    let wrote = expect(
+        s.update("contract-nochange-1-2-v", &mut |r| {
+            seen = Some(r.clone());
+            false
+        }),
+        "update",
+    );
+    assert!(!wrote);
+    assert_eq!(seen, Some(d.clone()), "the closure sees the stored record");
+    assert_eq!(expect(s.get("contract-nochange-1-2-v"), "get"), Some(d));
+}
+
+/// Edits a closure makes are discarded when it returns `false` (it claims nothing changed).
+///
+/// Not part of [`contract_tests!`]: the in-memory store hands the closure its record in place.
+/// The persistent stores (which read, call, then write) guarantee it.
+pub fn update_discards_changes_when_false(s: &dyn DataStore) {
+    let d = sample("discard");
+    expect(s.set("contract-discard-1-2-v", &d), "set");
+    let wrote = expect(
+        s.update("contract-discard-1-2-v", &mut |r| {
+            mark_goal(r, "not-written");
+            false
+        }),
+        "update",
+    );
+    assert!(!wrote);
+    assert_eq!(expect(s.get("contract-discard-1-2-v"), "get"), Some(d));
+}
+
+fn increment(d: &mut StoreData) -> bool {
+    let n = d.extra.get("n").and_then(Value::as_u64).unwrap_or(0);
+    d.extra.insert("n".into(), json!(n + 1));
+    true
+}
+
 /// Concurrent read-modify-writes of one key lose nothing: 8 threads × 25 increments.
 pub fn concurrent_updates_are_atomic(s: Arc<dyn DataStore>) {
     let key = "contract-atomic-1-2-counter";
@@ -117,14 +149,7 @@ pub fn concurrent_updates_are_atomic(s: Arc<dyn DataStore>) {
             let s = Arc::clone(&s);
             std::thread::spawn(move || {
                 for _ in 0..25 {
-                    expect(
-                        s.update(key, &mut |d| {
-                            let n = d.extra.get("n").and_then(Value::as_u64).unwrap_or(0);
-                            d.extra.insert("n".into(), json!(n + 1));
-                            true
-                        }),
-                        "update",
-                    );
+                    expect(s.update(key, &mut increment), "update");
                 }
             })
         })
@@ -134,6 +159,67 @@ pub fn concurrent_updates_are_atomic(s: Arc<dyn DataStore>) {
     }
     let d = expect(s.get(key), "get").unwrap_or_default();
     assert_eq!(d.extra.get("n"), Some(&json!(200)));
+}
+
+/// 8 threads of one instance racing to mark the same goal: exactly one sees it first.
+pub fn one_winner_among_threads(s: Arc<dyn DataStore>) {
+    for round in 0..5 {
+        let key = format!("contract-threads-1-2-visitor-{round}");
+        expect(s.delete(&key), "delete");
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let s = Arc::clone(&s);
+                let key = key.clone();
+                let barrier = Arc::clone(&barrier);
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let mut won = false;
+                    expect(
+                        s.update(&key, &mut |d| {
+                            won = mark_goal(d, "purchase");
+                            won
+                        }),
+                        "update",
+                    );
+                    won
+                })
+            })
+            .collect();
+        let winners = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(false))
+            .filter(|w| *w)
+            .count();
+        assert_eq!(winners, 1, "round {round}");
+    }
+}
+
+/// Several instances on one backend, two threads each, incrementing one counter 25 times per
+/// thread: no increment is lost.
+pub fn counter_across_instances(stores: Vec<Arc<dyn DataStore>>) {
+    let key = "contract-xcounter-1-2-counter";
+    let Some(first) = stores.first() else { return };
+    expect(first.delete(key), "delete");
+    let barrier = Arc::new(std::sync::Barrier::new(stores.len() * 2));
+    let threads: Vec<_> = stores
+        .iter()
+        .flat_map(|s| [Arc::clone(s), Arc::clone(s)])
+        .map(|s| {
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                for _ in 0..25 {
+                    expect(s.update(key, &mut increment), "update");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        assert!(t.join().is_ok(), "a writer thread panicked");
+    }
+    let d = expect(first.get(key), "get").unwrap_or_default();
+    assert_eq!(d.extra.get("n"), Some(&json!(stores.len() * 50)));
 }
 
 /// Two instances (clients, connections) racing to mark the same goal: exactly one wins.
@@ -215,6 +301,23 @@ pub fn keys_are_isolated(s: &dyn DataStore) {
     );
 }
 
+/// Runs every case of [`contract_tests!`] in turn, each on a fresh store from `make`; panics at
+/// the first failure (use the macro for one test per case).
+pub fn run_all<S: DataStore>(make: impl Fn() -> S) {
+    missing_key_is_none(&make());
+    round_trip(&make());
+    overwrite(&make());
+    delete(&make());
+    update_creates_only_when_changed(&make());
+    update_merges_into_the_current_record(&make());
+    update_without_change_keeps_the_record(&make());
+    concurrent_updates_are_atomic(Arc::new(make()));
+    one_winner_among_threads(Arc::new(make()));
+    unicode_keys(&make());
+    large_values(&make());
+    keys_are_isolated(&make());
+}
+
 /// One `#[test]` per contract case for the store built by `$make` (an expression returning a
 /// `DataStore`). Put it at the top level of a test file.
 ///
@@ -264,6 +367,18 @@ macro_rules! contract_tests {
         fn contract_update_merges_into_the_current_record() {
             if let Some(s) = $make() {
                 $crate::update_merges_into_the_current_record(&s);
+            }
+        }
+        #[test]
+        fn contract_update_without_change_keeps_the_record() {
+            if let Some(s) = $make() {
+                $crate::update_without_change_keeps_the_record(&s);
+            }
+        }
+        #[test]
+        fn contract_one_winner_among_threads() {
+            if let Some(s) = $make() {
+                $crate::one_winner_among_threads(::std::sync::Arc::new(s));
             }
         }
         #[test]

@@ -5,13 +5,15 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running `redis-server` (append-only persistence on). It is started through `sh` with a
-/// watchdog that stops it when the test process exits, so no server outlives the tests; dropping
-/// it shuts it down and removes its directory.
+/// A running `redis-server` (append-only persistence on). Dropping it stops the server (`SHUTDOWN`,
+/// then a kill if it does not exit within 5 s) and removes its directory; a watchdog process also
+/// kills it when the test process exits without dropping it (a leaked or shared server).
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
-    child: Option<Child>,
+    extra: Vec<String>,
+    server: Option<Child>,
+    watchdog: Option<Child>,
 }
 
 /// Whether `redis-server` is on PATH. When it is not and `CONVERT_REQUIRE_REDIS` is set (as
@@ -21,7 +23,7 @@ pub fn redis_available() -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !ok && std::env::var_os("CONVERT_REQUIRE_REDIS").is_some() {
+    if !ok && std::env::var_os("CONVERT_REQUIRE_REDIS").is_some_and(|v| v != "0") {
         panic!(
             "CONVERT_REQUIRE_REDIS is set but redis-server is not on PATH (apt-get install redis-server)"
         );
@@ -43,6 +45,11 @@ pub fn free_port() -> u16 {
 impl RedisServer {
     /// Starts a server (panics when it does not come up within 10 s).
     pub fn start(tag: &str) -> RedisServer {
+        Self::start_with(tag, &[])
+    }
+
+    /// Starts a server with extra `redis-server` arguments (e.g. `--tls-port`).
+    pub fn start_with(tag: &str, extra: &[String]) -> RedisServer {
         let dir = std::env::temp_dir().join(format!("convert-redis-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -51,7 +58,9 @@ impl RedisServer {
         let mut s = RedisServer {
             port: free_port(),
             dir,
-            child: None,
+            extra: extra.to_vec(),
+            server: None,
+            watchdog: None,
         };
         s.launch();
         s
@@ -59,25 +68,54 @@ impl RedisServer {
 
     /// (Re)starts the server process on the same port and directory.
     pub fn launch(&mut self) {
-        let script = format!(
-            "redis-server --port {port} --bind 127.0.0.1 --dir '{dir}' --appendonly yes --save '' \
-             --daemonize no --protected-mode no & rp=$!; \
-             while kill -0 {parent} 2>/dev/null && kill -0 $rp 2>/dev/null; do sleep 0.2; done; \
-             kill $rp 2>/dev/null; wait $rp",
-            port = self.port,
-            dir = self.dir.display(),
-            parent = std::process::id()
-        );
-        match Command::new("sh")
-            .arg("-c")
-            .arg(script)
+        let port = self.port.to_string();
+        let dir = self.dir.display().to_string();
+        let mut args: Vec<&str> = vec![
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            &dir,
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "no",
+        ];
+        args.extend(self.extra.iter().map(String::as_str));
+        let server = match Command::new("redis-server")
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
         {
-            Ok(c) => self.child = Some(c),
+            Ok(c) => c,
             Err(e) => panic!("cannot start redis-server: {e}"),
-        }
+        };
+        // Stops the server and removes its directory when the test process goes away without
+        // dropping us (a server shared by a whole test binary).
+        let watchdog = format!(
+            "while kill -0 {parent} 2>/dev/null && kill -0 {rp} 2>/dev/null; do sleep 0.2; done; \
+             if ! kill -0 {parent} 2>/dev/null; then \
+               kill -CONT {rp} 2>/dev/null; kill {rp} 2>/dev/null; i=0; \
+               while kill -0 {rp} 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; \
+               kill -9 {rp} 2>/dev/null; rm -rf '{dir}'; \
+             fi",
+            parent = std::process::id(),
+            rp = server.id(),
+        );
+        self.watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(watchdog)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok();
+        self.server = Some(server);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
@@ -88,14 +126,46 @@ impl RedisServer {
         panic!("redis-server did not start on port {}", self.port);
     }
 
-    /// Stops the server gracefully (`SHUTDOWN` writes the append-only file).
+    /// Stops the server gracefully (`SIGTERM`: Redis flushes the append-only file and exits, also
+    /// when a password is set); kills it when it has not exited 5 s later.
     pub fn stop(&mut self) {
-        let _ = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "shutdown"])
-            .output();
-        if let Some(mut c) = self.child.take() {
-            let _ = c.wait();
+        if let Some(mut server) = self.server.take() {
+            let pid = server.id().to_string();
+            for signal in ["-CONT", "-TERM"] {
+                let _ = Command::new("kill")
+                    .args([signal, &pid])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(server.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if matches!(server.try_wait(), Ok(None)) {
+                let _ = server.kill();
+            }
+            let _ = server.wait();
         }
+        if let Some(mut w) = self.watchdog.take() {
+            // It notices the server is gone within 0.2 s.
+            let _ = w.wait();
+        }
+    }
+
+    /// The `redis-server` process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Child::id)
+    }
+
+    /// The plain-text port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's working directory (removed on drop).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// `redis://127.0.0.1:{port}/`.
