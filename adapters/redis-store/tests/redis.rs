@@ -6,7 +6,7 @@
 
 use convert_ports::{DataStore, StoreData, StoreError};
 use convert_store_redis::{RedisOptions, RedisStore};
-use convert_store_tests::redis_server::{RedisServer as Server, free_port, redis_available};
+use convert_store_tests::redis_server::{RedisServer as Server, redis_available};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,26 @@ fn store() -> Option<RedisStore> {
 }
 
 convert_store_tests::contract_tests!(optional store);
+
+/// A plain redis-rs connection, to look at what the store wrote.
+fn raw(url: &str) -> redis::Connection {
+    redis::Client::open(url).unwrap().get_connection().unwrap()
+}
+
+#[test]
+fn contract_update_discards_changes_when_false() {
+    let Some(s) = store() else { return };
+    convert_store_tests::update_discards_changes_when_false(&s);
+}
+
+#[test]
+fn four_clients_incrementing_one_counter_lose_nothing() {
+    let Some(url) = shared() else { return };
+    let stores: Vec<Arc<dyn DataStore>> = (0..4)
+        .map(|_| Arc::new(RedisStore::open(url).unwrap()) as Arc<dyn DataStore>)
+        .collect();
+    convert_store_tests::counter_across_instances(stores);
+}
 
 #[test]
 fn two_clients_racing_on_a_goal_have_one_winner() {
@@ -135,7 +155,12 @@ fn data_and_the_client_survive_a_redis_restart() {
         store.get("1-2-visitor"),
         Err(StoreError::Unavailable(_))
     ));
-    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(matches!(
+        store.update("1-2-visitor", &mut |_| true),
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(store.ping().is_err());
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     server.launch();
     // The same store reconnects; the append-only file kept the data.
     let d = store.get("1-2-visitor").unwrap().unwrap();
@@ -147,9 +172,9 @@ fn data_and_the_client_survive_a_redis_restart() {
 
 #[test]
 fn an_unreachable_server_is_unavailable() {
-    let port = free_port();
+    // Port 1 on loopback is never a Redis (an ephemeral port could be taken by a parallel test).
     let store = RedisStore::open_with(
-        &format!("redis://127.0.0.1:{port}/"),
+        "redis://127.0.0.1:1/",
         RedisOptions {
             connect_timeout: Duration::from_millis(200),
             ..RedisOptions::default()
@@ -169,4 +194,272 @@ fn an_unreachable_server_is_unavailable() {
         )
         .contains("hunter2")
     );
+}
+
+#[test]
+fn wrong_types_and_bytes_under_a_key_are_corrupt() {
+    let Some(url) = shared() else { return };
+    let mut raw = raw(url);
+    redis::cmd("HSET")
+        .arg("convert:hash-1-2-v")
+        .arg("goals")
+        .arg("x")
+        .query::<()>(&mut raw)
+        .unwrap();
+    redis::cmd("SET")
+        .arg("convert:bytes-1-2-v")
+        .arg(&[0xff_u8, 0xfe, b'{'][..])
+        .query::<()>(&mut raw)
+        .unwrap();
+    redis::cmd("SET")
+        .arg("convert:array-1-2-v")
+        .arg("[1,2]")
+        .query::<()>(&mut raw)
+        .unwrap();
+    let store = RedisStore::open(url).unwrap();
+    for key in ["hash-1-2-v", "bytes-1-2-v", "array-1-2-v"] {
+        match store.get(key) {
+            Err(StoreError::Corrupt { key: k, .. }) => assert_eq!(k, key),
+            other => panic!("{key}: {other:?}"),
+        }
+        assert!(
+            matches!(
+                store.update(key, &mut |_| true),
+                Err(StoreError::Corrupt { .. })
+            ),
+            "{key}"
+        );
+    }
+    // The store keeps working on the same connections afterwards.
+    store.set("fine-1-2-v", &StoreData::default()).unwrap();
+    assert_eq!(store.get("fine-1-2-v").unwrap(), Some(StoreData::default()));
+}
+
+#[test]
+fn password_and_database_come_from_the_url() {
+    if !redis_available() {
+        return;
+    }
+    let server = Server::start_with("auth", &["--requirepass".into(), "s3cret".into()]);
+    let port = server.port();
+    let store = RedisStore::open(&format!("redis://:s3cret@127.0.0.1:{port}/3")).unwrap();
+    let data = StoreData {
+        goals: serde_json::json!({"g": true}).as_object().cloned(),
+        ..StoreData::default()
+    };
+    store.set("1-2-v", &data).unwrap();
+    assert_eq!(store.get("1-2-v").unwrap(), Some(data));
+    let mut db3 = raw(&format!("redis://:s3cret@127.0.0.1:{port}/3"));
+    let value: Option<String> = redis::cmd("GET")
+        .arg("convert:1-2-v")
+        .query(&mut db3)
+        .unwrap();
+    assert_eq!(value.as_deref(), Some(r#"{"goals":{"g":true}}"#));
+    let mut db0 = raw(&format!("redis://:s3cret@127.0.0.1:{port}/0"));
+    let value: Option<String> = redis::cmd("GET")
+        .arg("convert:1-2-v")
+        .query(&mut db0)
+        .unwrap();
+    assert_eq!(value, None, "written to database 3 only");
+
+    let wrong = RedisStore::open(&format!("redis://:nope@127.0.0.1:{port}/3")).unwrap();
+    let err = wrong.get("1-2-v").unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(!err.to_string().contains("nope"), "{err}");
+    assert!(!format!("{wrong:?}").contains("nope"));
+}
+
+#[test]
+fn a_hung_server_times_out_instead_of_blocking() {
+    if !redis_available() {
+        return;
+    }
+    let server = Server::start("hung");
+    let store = RedisStore::open_with(
+        &server.url(),
+        RedisOptions {
+            connect_timeout: Duration::from_millis(300),
+            io_timeout: Duration::from_millis(300),
+            ..RedisOptions::default()
+        },
+    )
+    .unwrap();
+    store.set("1-2-v", &StoreData::default()).unwrap();
+    let pid = server.pid().unwrap().to_string();
+    /// Resumes the server even when an assertion fails, so it can be shut down.
+    struct Resume(String);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &self.0])
+                .status();
+        }
+    }
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let resume = Resume(pid);
+    // The pooled connection times out (not retried: a timeout is no stale connection); a new
+    // connection's setup times out too.
+    for _ in 0..2 {
+        let t = Instant::now();
+        assert!(matches!(
+            store.get("1-2-v"),
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(
+            t.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+    let t = Instant::now();
+    assert!(matches!(
+        store.update("1-2-v", &mut |_| true),
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+    drop(resume);
+    // Once the server runs again, so does the store.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match store.get("1-2-v") {
+            Ok(v) => {
+                assert_eq!(v, Some(StoreData::default()));
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn many_threads_share_a_small_pool() {
+    let Some(url) = shared() else { return };
+    let store = Arc::new(
+        RedisStore::open_with(
+            url,
+            RedisOptions {
+                max_idle_connections: 2,
+                ..RedisOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for j in 0..20 {
+                    let key = format!("pool-1-2-v{i}-{j}");
+                    store.set(&key, &StoreData::default()).unwrap();
+                    assert!(store.get(&key).unwrap().is_some());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(store.ping().is_ok());
+}
+
+#[test]
+fn rediss_needs_the_tls_feature() {
+    let r = RedisStore::open("rediss://127.0.0.1:6380/");
+    if cfg!(feature = "tls") {
+        assert!(r.is_ok());
+    } else {
+        let err = r.unwrap_err().to_string();
+        assert!(err.contains("`tls` feature"), "{err}");
+    }
+}
+
+/// `rediss://` against a TLS `redis-server` with a throw-away CA (`cargo test --features tls`).
+#[cfg(feature = "tls")]
+#[test]
+fn tls_with_a_private_ca() {
+    use std::process::Command;
+    if !redis_available() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("convert-redis-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = "set -e
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+          -keyout ca.key -out ca.crt -days 1 -subj /CN=convert-test-ca
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+          -keyout server.key -out server.csr -subj /CN=127.0.0.1
+        printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > ext.cnf
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+          -out server.crt -days 1 -extfile ext.cnf";
+    let made = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(&dir)
+        .output();
+    if !made.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED: openssl could not make test certificates: {made:?}");
+        return;
+    }
+    let tls_port = convert_store_tests::redis_server::free_port();
+    let file = |name: &str| dir.join(name).display().to_string();
+    let server = Server::start_with(
+        "tls",
+        &[
+            "--tls-port".into(),
+            tls_port.to_string(),
+            "--tls-cert-file".into(),
+            file("server.crt"),
+            "--tls-key-file".into(),
+            file("server.key"),
+            "--tls-ca-cert-file".into(),
+            file("ca.crt"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ],
+    );
+    let url = format!("rediss://127.0.0.1:{tls_port}/");
+    let store = RedisStore::open_with(
+        &url,
+        RedisOptions {
+            tls_ca_pem: Some(std::fs::read(dir.join("ca.crt")).unwrap()),
+            ..RedisOptions::default()
+        },
+    )
+    .unwrap();
+    let data = StoreData {
+        goals: serde_json::json!({"tls": true}).as_object().cloned(),
+        ..StoreData::default()
+    };
+    store.set("1-2-v", &data).unwrap();
+    assert!(store.update("1-2-v", &mut |_| false).is_ok());
+    assert_eq!(store.get("1-2-v").unwrap(), Some(data));
+    // The same key seen over the plain port.
+    let value: Option<String> = redis::cmd("GET")
+        .arg("convert:1-2-v")
+        .query(&mut raw(&server.url()))
+        .unwrap();
+    assert_eq!(value.as_deref(), Some(r#"{"goals":{"tls":true}}"#));
+    // Without the CA the certificate is not trusted: an error, not a panic.
+    let untrusted = RedisStore::open(&url).unwrap();
+    let err = untrusted.get("1-2-v").unwrap_err();
+    eprintln!("untrusted: {err}");
+    assert!(
+        matches!(err, StoreError::Unavailable(_) | StoreError::Other(_)),
+        "{err:?}"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
 }
