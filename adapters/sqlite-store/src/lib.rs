@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub struct SqliteOptions {
     /// How long a write waits for another connection's lock before failing (default 5 s).
     pub busy_timeout: Duration,
-    /// Records not written for this long are treated as absent and removed by
-    /// [`SqliteStore::cleanup`] (default: kept forever).
+    /// Records not written for this long (counted in whole seconds) are treated as absent and
+    /// removed by [`SqliteStore::cleanup`] (default: kept forever).
     pub ttl: Option<Duration>,
 }
 
@@ -29,6 +29,10 @@ impl Default for SqliteOptions {
 
 /// A [`DataStore`] in one SQLite file (bundled SQLite, WAL mode), safe for several processes on
 /// one host.
+///
+/// Each store holds one connection behind a mutex; `update` is a `BEGIN IMMEDIATE` transaction.
+/// A database locked by another writer for longer than the busy timeout gives
+/// [`StoreError::Unavailable`].
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
