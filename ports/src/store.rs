@@ -43,7 +43,9 @@ pub trait DataStore: Send + Sync + 'static {
     /// Atomically reads, modifies and writes one visitor's record.
     ///
     /// `f` receives the current record (an empty one when absent) and changes it in place,
-    /// returning whether anything changed; nothing is written when it returns `false`. No other
+    /// returning whether anything changed; nothing is written when it returns `false`, so `f` must
+    /// return `true` whenever it changed the record (an in-memory store may already hold the
+    /// edit, a persistent one discards it). No other
     /// writer of the same key may interleave between the read and the write, across threads and,
     /// for shared backends, across processes. `f` may be called more than once when an optimistic
     /// backend retries after a conflict, so it must compute its result from the record it is given
