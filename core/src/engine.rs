@@ -167,6 +167,23 @@ pub struct BucketedVariation {
 }
 
 impl BucketedVariation {
+    /// The decision for variation `vi` of `exp`; `allocation` is the bucket value of a fresh
+    /// decision (`None` for a stored or forced-preview one).
+    pub fn of(exp: &Experience, vi: usize, allocation: Option<u32>) -> BucketedVariation {
+        let v = &exp.variations[vi];
+        BucketedVariation {
+            experience_id: exp.id.clone(),
+            experience_key: exp.key.clone(),
+            experience_name: exp.name.clone(),
+            variation_id: v.id.clone(),
+            variation_key: v.key.clone(),
+            variation_name: v.name.clone(),
+            bucketing_allocation: allocation,
+            experience_index: exp.index,
+            variation_index: vi,
+        }
+    }
+
     /// The reference's JSON shape: `{experienceId, experienceName, experienceKey,
     /// bucketingAllocation?, ...variation}` (variation members win on a name clash).
     pub fn to_js_value(&self, config: &ProjectConfig) -> Value {
@@ -769,18 +786,7 @@ impl<'a> Engine<'a> {
     }
 
     fn result(&self, exp: &Experience, vi: usize, allocation: Option<u32>) -> BucketedVariation {
-        let v = &exp.variations[vi];
-        BucketedVariation {
-            experience_id: exp.id.clone(),
-            experience_key: exp.key.clone(),
-            experience_name: exp.name.clone(),
-            variation_id: v.id.clone(),
-            variation_key: v.key.clone(),
-            variation_name: v.name.clone(),
-            bucketing_allocation: allocation,
-            experience_index: exp.index,
-            variation_index: vi,
-        }
+        BucketedVariation::of(exp, vi, allocation)
     }
 }
 

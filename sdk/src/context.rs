@@ -392,23 +392,12 @@ impl Context {
 
     fn preview_decision(&self, p: &Preview) -> Decision {
         let cfg = self.core.config();
-        let Some(exp) = cfg.experiences.get(p.experience_index) else {
-            return Decision::NotMatched;
-        };
-        let Some(v) = exp.variations.get(p.variation_index) else {
-            return Decision::NotMatched;
-        };
-        Decision::Variation(BucketedVariation {
-            experience_id: exp.id.clone(),
-            experience_key: exp.key.clone(),
-            experience_name: exp.name.clone(),
-            variation_id: v.id.clone(),
-            variation_key: v.key.clone(),
-            variation_name: v.name.clone(),
-            bucketing_allocation: None,
-            experience_index: exp.index,
-            variation_index: p.variation_index,
-        })
+        match cfg.experiences.get(p.experience_index) {
+            Some(exp) if p.variation_index < exp.variations.len() => {
+                Decision::Variation(BucketedVariation::of(exp, p.variation_index, None))
+            }
+            _ => Decision::NotMatched,
+        }
     }
 
     /// Explains the decision for experience `key` without side effects: nothing is stored, tracked
@@ -557,46 +546,34 @@ impl Context {
         let Some(key) = self.store_key() else {
             return Ok(ConversionOutcome::GoalNotFound);
         };
-        let update = self.core.inner.shared.store.update(key, &mut |d| {
+        let rule_data = attrs
+            .rule_data
+            .as_ref()
+            .map(|m| m as &dyn convert_core::rules::RuleData);
+        let convert = |data: &mut StoreData, fx: &mut Effects| {
             fx.clear();
             let mut vs = VisitorState {
                 id: &self.visitor_id,
-                data: d,
+                data,
             };
-            result = engine.convert(
+            engine.convert(
                 &mut vs,
                 goal_key,
-                attrs
-                    .rule_data
-                    .as_ref()
-                    .map(|m| m as &dyn convert_core::rules::RuleData),
+                rule_data,
                 goal_data.as_ref(),
                 attrs.force_multiple_transactions,
-                &mut fx,
-            );
+                fx,
+            )
+        };
+        let update = self.core.inner.shared.store.update(key, &mut |d| {
+            result = convert(d, &mut fx);
             !fx.store.is_empty()
         });
         if let Err(e) = update {
             // Without the store the dedup state is unknown; decide on an empty record so the
             // conversion is not lost (it may be counted twice if the store had it).
             self.core.store_failed(&e.to_string());
-            let mut data = StoreData::default();
-            fx.clear();
-            let mut vs = VisitorState {
-                id: &self.visitor_id,
-                data: &mut data,
-            };
-            result = engine.convert(
-                &mut vs,
-                goal_key,
-                attrs
-                    .rule_data
-                    .as_ref()
-                    .map(|m| m as &dyn convert_core::rules::RuleData),
-                goal_data.as_ref(),
-                attrs.force_multiple_transactions,
-                &mut fx,
-            );
+            result = convert(&mut StoreData::default(), &mut fx);
         }
         self.core.enqueue(std::mem::take(&mut fx.tracking));
         if let Ok(o) = &result {
