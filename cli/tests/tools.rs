@@ -1,0 +1,136 @@
+//! The user commands: decide --explain, validate, simulate.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::process::Command;
+
+fn demo() -> String {
+    format!(
+        "{}/../examples/data/demo-config.json",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn convert(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_convert"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn decide_explains_each_step() {
+    let (code, out, err) = convert(&[
+        "decide",
+        "--config",
+        &demo(),
+        "--visitor",
+        "alice",
+        "--environment",
+        "production",
+        "--experience",
+        "checkout-button",
+        "--location",
+        "url=https://shop.example/checkout",
+        "--attr",
+        "cart_items=2",
+        "--explain",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for needle in [
+        "environment: experience runs in \"production\"",
+        "location \"checkout-page\": matched",
+        "audience \"shoppers\": matched",
+        "(packed layout) -> variation",
+    ] {
+        assert!(out.contains(needle), "{needle} missing from:\n{out}");
+    }
+    // Elsewhere the location does not match, and the explanation says so.
+    let (_, out, _) = convert(&[
+        "decide",
+        "--config",
+        &demo(),
+        "--visitor",
+        "alice",
+        "--environment",
+        "production",
+        "--experience",
+        "checkout-button",
+        "--location",
+        "url=https://shop.example/",
+        "--explain",
+    ]);
+    assert!(
+        out.contains("not matched") && out.contains("location \"checkout-page\": not matched"),
+        "{out}"
+    );
+}
+
+#[test]
+fn validate_reports_errors_and_warnings() {
+    let (code, out, _) = convert(&["validate", "--config", &demo()]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("2 experiences") && out.contains("no problems"),
+        "{out}"
+    );
+    let dir = std::env::temp_dir().join(format!("convert-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"account_id":"1","project":{"id":"2"},"experiences":[{"variations":{}}]}"#,
+    )
+    .unwrap();
+    let (code, out, _) = convert(&["validate", "--config", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(out.contains("experiences[0].variations"), "{out}");
+    let warn = dir.join("warn.json");
+    std::fs::write(
+        &warn,
+        r#"{"account_id":"1","project":{"id":"2"},"audiences":[{"id":"a","key":"aud","rules":null}],
+            "experiences":[{"id":"1","key":"e","audiences":["a","ghost"],
+              "variations":[{"id":"v","traffic_allocation":60},{"id":"w","traffic_allocation":60}]}]}"#,
+    )
+    .unwrap();
+    let (code, out, _) = convert(&["validate", "--config", warn.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("add up to 120%"), "{out}");
+    assert!(out.contains("no settings.matching_options"), "{out}");
+    assert!(out.contains("only 1 resolve"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn simulate_matches_the_configured_split() {
+    let bench = format!(
+        "{}/../examples/data/bench-3arm.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (code, out, err) = convert(&[
+        "simulate",
+        "--config",
+        &bench,
+        "--experience",
+        "three-arms",
+        "--location",
+        "page=pricing",
+        "--visitors",
+        "30000",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // Each arm's observed share is within 1.5 points of its configured ~33.3 %.
+    let shares: Vec<f64> = out
+        .lines()
+        .filter(|l| l.starts_with("a (") || l.starts_with("b (") || l.starts_with("c ("))
+        .map(|l| l.split_whitespace().rev().nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(shares.len(), 3, "{out}");
+    for s in shares {
+        assert!((s - 33.33).abs() < 1.5, "{s} in\n{out}");
+    }
+}

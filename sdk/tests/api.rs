@@ -1,0 +1,147 @@
+//! The integrator-facing API: thread-safety, typed variables and their errors, lifecycle events
+//! through handlers and an external EventBus.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use convert_sdk::{
+    BucketingAttributes, Context, Core, EventBus, EventKind, SdkEvent, VariableError,
+};
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+
+fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+
+#[test]
+fn core_and_context_can_be_shared() {
+    assert_send_sync_clone::<Core>();
+    assert_send_sync_clone::<Context>();
+}
+
+fn config() -> serde_json::Value {
+    json!({
+        "account_id": "1", "project": {"id": "2"},
+        "features": [{"id": "9", "key": "banner", "variables": [
+            {"key": "on", "type": "boolean"}, {"key": "max", "type": "integer"},
+            {"key": "ratio", "type": "float"}, {"key": "label", "type": "string"},
+            {"key": "cfg", "type": "json"}]}],
+        "experiences": [{"id": "100", "key": "exp", "locations": ["50"], "variations": [
+            {"id": "101", "key": "only", "traffic_allocation": 100, "changes": [
+                {"type": "fullStackFeature", "data": {"feature_id": 9, "variables_data": {
+                    "on": "true", "max": "7", "ratio": "0.25", "label": 3, "cfg": "{\"depth\":2,\"tags\":[\"a\"]}"}}}]}]}],
+        "locations": [{"id": "50", "key": "home", "name": "Home", "rules": {"OR": [{"AND": [{"OR_WHEN": [
+            {"key": "page", "matching": {"match_type": "equals", "negated": false}, "value": "home"}]}]}]}}]
+    })
+}
+
+#[derive(serde::Deserialize, Debug, PartialEq)]
+struct Cfg {
+    depth: u8,
+    tags: Vec<String>,
+}
+
+#[test]
+fn typed_variables_and_their_errors() {
+    let sdk = Core::builder()
+        .config(config())
+        .tracking(false)
+        .build()
+        .unwrap();
+    let ctx = sdk.create_context("v", None);
+    let home = BucketingAttributes::new().location_property("page", "home");
+    let f = ctx.run_feature("banner", &home);
+    assert!(f.is_enabled());
+    assert!(f.variable::<bool>("on").unwrap());
+    assert_eq!(f.variable::<i64>("max").unwrap(), 7);
+    assert_eq!(f.variable::<f64>("ratio").unwrap(), 0.25);
+    assert_eq!(f.variable::<String>("label").unwrap(), "3");
+    assert_eq!(
+        f.variable::<Cfg>("cfg").unwrap(),
+        Cfg {
+            depth: 2,
+            tags: vec!["a".into()]
+        }
+    );
+    assert!(matches!(
+        f.variable::<i64>("label"),
+        Err(VariableError::Type { .. })
+    ));
+    assert!(matches!(
+        f.variable::<i64>("nope"),
+        Err(VariableError::Missing { .. })
+    ));
+    let off = ctx.run_feature(
+        "banner",
+        &BucketingAttributes::new().location_property("page", "cart"),
+    );
+    assert!(!off.is_enabled());
+    assert!(matches!(
+        off.variable::<bool>("on"),
+        Err(VariableError::Disabled(_))
+    ));
+}
+
+#[derive(Default)]
+struct Bus(Mutex<Vec<String>>);
+
+impl EventBus for Bus {
+    fn publish(&self, event: &SdkEvent) {
+        self.0.lock().unwrap().push(event.name().to_string());
+    }
+}
+
+#[test]
+fn location_and_bucketing_events_reach_handlers_and_the_bus() {
+    let bus = Arc::new(Bus::default());
+    struct Shared(Arc<Bus>);
+    impl EventBus for Shared {
+        fn publish(&self, e: &SdkEvent) {
+            self.0.publish(e);
+        }
+    }
+    let sdk = Core::builder()
+        .config(config())
+        .event_bus(Shared(Arc::clone(&bus)))
+        .tracking(false)
+        .build()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    sdk.on(EventKind::LocationActivated, move |e| {
+        if let SdkEvent::LocationActivated { location, .. } = e {
+            s.lock().unwrap().push(format!("on:{}", location["key"]));
+        }
+    });
+    let s = Arc::clone(&seen);
+    sdk.on(EventKind::LocationDeactivated, move |e| {
+        if let SdkEvent::LocationDeactivated { location, .. } = e {
+            s.lock().unwrap().push(format!("off:{}", location["key"]));
+        }
+    });
+    let ctx = sdk.create_context("walker", None);
+    ctx.run_experience(
+        "exp",
+        &BucketingAttributes::new().location_property("page", "home"),
+    );
+    ctx.run_experience(
+        "exp",
+        &BucketingAttributes::new().location_property("page", "home"),
+    );
+    ctx.run_experience(
+        "exp",
+        &BucketingAttributes::new().location_property("page", "cart"),
+    );
+    assert_eq!(*seen.lock().unwrap(), ["on:\"home\"", "off:\"home\""]);
+    let names = bus.0.lock().unwrap().clone();
+    assert_eq!(names[0], "ready");
+    assert_eq!(
+        names.iter().filter(|n| *n == "location.activated").count(),
+        1
+    );
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| *n == "location.deactivated")
+            .count(),
+        1
+    );
+    assert_eq!(names.iter().filter(|n| *n == "bucketing").count(), 2);
+}
