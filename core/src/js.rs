@@ -1,71 +1,206 @@
 //! JavaScript value semantics the reference SDK leaks into decisions and payloads (SPEC §0).
 //!
-//! Config values are JSON; the reference evaluates them with JavaScript's coercions. This module
-//! reproduces the ones that matter: `String(x)` (with ECMAScript number formatting), `Number(x)`,
-//! `isNaN`, truthiness, `parseInt`/`parseFloat`, and `JSON.stringify` with JavaScript's property
-//! order and number formatting.
+//! Config values are JSON, but the reference SDK evaluates them with JavaScript's coercions. This
+//! module reproduces the ones that matter, for [`serde_json::Value`]s (`None` stands for
+//! `undefined` wherever an `Option<&Value>` is taken):
+//!
+//! * `String(x)` — [`to_js_string`], [`js_str`] (no heap allocation for numbers), with ECMAScript
+//!   `Number::toString` formatting ([`number_to_string`]);
+//! * `Number(x)` — [`to_number`], [`string_to_number`]; the coercing global `isNaN` — [`is_nan`];
+//! * truthiness — [`truthy`]; strict equality `===` — [`strict_equals`];
+//! * `parseInt(s)` / `parseFloat(s)` — [`parse_int`], [`parse_float`];
+//! * `String.prototype.trim` / `toLowerCase` — [`js_trim`], [`js_lowercase`];
+//! * `JSON.stringify` with JavaScript's property order and number formatting — [`json_stringify`].
+//!
+//! JSON numbers may be held by `serde_json` as `i64`, `u64` or `f64`; JavaScript has only
+//! doubles, so every number is first converted to `f64` (rounding to nearest, exactly as a JS
+//! engine parsing the same JSON would).
 
-use crate::keyorder::js_key_order;
+use crate::keyorder::{array_index, js_key_order};
 use serde_json::{Number, Value};
 use std::borrow::Cow;
+use std::fmt;
+use std::ops::Deref;
 
 /// ECMAScript `Number::toString` of `n` (`100.0` → `"100"`, `1e21` → `"1e+21"`, NaN → `"NaN"`).
 pub fn number_to_string(n: f64) -> String {
-    let mut s = String::new();
-    write_number(&mut s, n);
-    s
+    NumberStr::new(n).as_str().to_string()
 }
 
 /// Appends the ECMAScript `Number::toString` form of `n` to `out`.
 pub fn write_number(out: &mut String, n: f64) {
-    if n.is_nan() {
-        out.push_str("NaN");
-    } else if n.is_infinite() {
-        out.push_str(if n > 0.0 { "Infinity" } else { "-Infinity" });
-    } else if n == 0.0 {
-        out.push('0'); // -0 prints as "0"
-    } else {
-        let mut buf = ryu_js::Buffer::new();
-        out.push_str(buf.format_finite(n));
+    out.push_str(NumberStr::new(n).as_str());
+}
+
+/// The ECMAScript `Number::toString` form of a double, held inline (no heap allocation).
+///
+/// The longest form ECMAScript produces is 25 bytes (`"-0.0000012345678901234567"`), so the
+/// text always fits the inline buffer.
+#[derive(Clone, Copy)]
+pub struct NumberStr {
+    buf: [u8; 32],
+    len: u8,
+    fixed: Option<&'static str>,
+}
+
+impl NumberStr {
+    /// Formats `n` as JavaScript's `String(n)` would.
+    pub fn new(n: f64) -> NumberStr {
+        let fixed = if n.is_nan() {
+            Some("NaN")
+        } else if n == f64::INFINITY {
+            Some("Infinity")
+        } else if n == f64::NEG_INFINITY {
+            Some("-Infinity")
+        } else if n == 0.0 {
+            Some("0") // -0 prints as "0" too
+        } else {
+            None
+        };
+        let mut out = NumberStr {
+            buf: [0; 32],
+            len: 0,
+            fixed,
+        };
+        if fixed.is_none() {
+            let mut b = ryu_js::Buffer::new();
+            let s = b.format_finite(n).as_bytes();
+            let len = s.len().min(out.buf.len());
+            out.buf[..len].copy_from_slice(&s[..len]);
+            out.len = u8::try_from(len).unwrap_or(0);
+        }
+        out
     }
-}
 
-fn number_f64(n: &Number) -> f64 {
-    // JS holds every number as a double; large integers lose precision exactly as they would there.
-    n.as_f64().unwrap_or(f64::NAN)
-}
-
-/// JS `String(v)` of a JSON value.
-pub fn to_js_string(v: &Value) -> Cow<'_, str> {
-    match v {
-        Value::String(s) => Cow::Borrowed(s),
-        Value::Null => Cow::Borrowed("null"),
-        Value::Bool(true) => Cow::Borrowed("true"),
-        Value::Bool(false) => Cow::Borrowed("false"),
-        Value::Number(n) => Cow::Owned(number_to_string(number_f64(n))),
-        Value::Object(_) => Cow::Borrowed("[object Object]"),
-        Value::Array(items) => {
-            // Array.prototype.join(","): null and undefined elements become "".
-            let mut s = String::new();
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    s.push(',');
-                }
-                if !item.is_null() {
-                    s.push_str(&to_js_string(item));
-                }
-            }
-            Cow::Owned(s)
+    /// The formatted text.
+    pub fn as_str(&self) -> &str {
+        match self.fixed {
+            Some(s) => s,
+            None => std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("NaN"),
         }
     }
 }
 
-/// JS `String(v)` where `None` is `undefined`.
-pub fn opt_to_js_string(v: Option<&Value>) -> Cow<'_, str> {
-    v.map_or(Cow::Borrowed("undefined"), to_js_string)
+impl Deref for NumberStr {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
 }
 
-/// JS truthiness of a JSON value.
+impl fmt::Debug for NumberStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for NumberStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// JS `String(v)` as a string that borrows when it can and never heap-allocates for scalars.
+///
+/// Dereferences to `&str`. Only arrays (joined with `,`) produce an owned string.
+#[derive(Debug, Clone)]
+pub enum JsStr<'a> {
+    /// Borrowed from the value, or a static string (`"null"`, `"true"`, `"[object Object]"`...).
+    Borrowed(&'a str),
+    /// A number, formatted inline.
+    Number(NumberStr),
+    /// A joined array.
+    Owned(String),
+}
+
+impl Deref for JsStr<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            JsStr::Borrowed(s) => s,
+            JsStr::Number(n) => n.as_str(),
+            JsStr::Owned(s) => s,
+        }
+    }
+}
+
+impl<'a> JsStr<'a> {
+    /// Converts into a `Cow` (a number becomes an owned string).
+    pub fn into_cow(self) -> Cow<'a, str> {
+        match self {
+            JsStr::Borrowed(s) => Cow::Borrowed(s),
+            JsStr::Number(n) => Cow::Owned(n.as_str().to_string()),
+            JsStr::Owned(s) => Cow::Owned(s),
+        }
+    }
+}
+
+/// The JS double held by a JSON number (`i64`/`u64` rounded to the nearest double, as JS would).
+pub fn number_f64(n: &Number) -> f64 {
+    n.as_f64().unwrap_or(f64::NAN)
+}
+
+/// JS `String(v)` of a JSON value without heap allocation for scalars (see [`JsStr`]).
+pub fn js_str(v: &Value) -> JsStr<'_> {
+    match v {
+        Value::String(s) => JsStr::Borrowed(s),
+        Value::Null => JsStr::Borrowed("null"),
+        Value::Bool(true) => JsStr::Borrowed("true"),
+        Value::Bool(false) => JsStr::Borrowed("false"),
+        Value::Number(n) => JsStr::Number(NumberStr::new(number_f64(n))),
+        Value::Object(_) => JsStr::Borrowed("[object Object]"),
+        Value::Array(items) => match items.as_slice() {
+            [] => JsStr::Borrowed(""),
+            [Value::Null] => JsStr::Borrowed(""),
+            [Value::String(s)] => JsStr::Borrowed(s),
+            _ => {
+                let mut s = String::new();
+                write_js_string(&mut s, v);
+                JsStr::Owned(s)
+            }
+        },
+    }
+}
+
+/// JS `String(v)` where `None` is `undefined` (see [`js_str`]).
+pub fn opt_js_str(v: Option<&Value>) -> JsStr<'_> {
+    v.map_or(JsStr::Borrowed("undefined"), js_str)
+}
+
+/// JS `String(v)` of a JSON value.
+///
+/// `null` → `"null"`, booleans → `"true"`/`"false"`, numbers in ECMAScript format, objects →
+/// `"[object Object]"`, arrays → elements joined with `,` (a `null` element becomes `""`, nested
+/// arrays are joined recursively).
+pub fn to_js_string(v: &Value) -> Cow<'_, str> {
+    js_str(v).into_cow()
+}
+
+/// Appends JS `String(v)` to `out`.
+pub fn write_js_string(out: &mut String, v: &Value) {
+    match v {
+        Value::Array(items) => {
+            // Array.prototype.join(","): null (and undefined) elements become "".
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                if !item.is_null() {
+                    write_js_string(out, item);
+                }
+            }
+        }
+        other => out.push_str(&js_str(other)),
+    }
+}
+
+/// JS `String(v)` where `None` is `undefined` (→ `"undefined"`).
+pub fn opt_to_js_string(v: Option<&Value>) -> Cow<'_, str> {
+    opt_js_str(v).into_cow()
+}
+
+/// JS truthiness of a JSON value: `null`, `false`, `0`, `-0`, NaN and `""` are falsy; every
+/// object and array (even empty) is truthy.
 pub fn truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
@@ -84,7 +219,22 @@ pub fn opt_truthy(v: Option<&Value>) -> bool {
     v.is_some_and(truthy)
 }
 
-/// Whether `c` is JS whitespace or a line terminator (what `String.prototype.trim` removes).
+/// JS strict equality `a === b` of two JSON values: numbers compare as doubles (whatever their
+/// JSON representation), strings and booleans by value, `null === null`; arrays and objects are
+/// never equal (distinct JS objects compare by identity), nor are values of different types.
+pub fn strict_equals(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => number_f64(x) == number_f64(y),
+        (Value::String(x), Value::String(y)) => x == y,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::Null, Value::Null) => true,
+        _ => false,
+    }
+}
+
+/// Whether `c` is JS whitespace or a line terminator (what `String.prototype.trim` and the `\s`
+/// regex class match): TAB, VT, FF, SP, NBSP, ZWNBSP (U+FEFF), the Unicode `Zs` category, LF, CR,
+/// LS (U+2028) and PS (U+2029).
 pub fn is_js_whitespace(c: char) -> bool {
     matches!(
         c,
@@ -112,47 +262,126 @@ pub fn js_trim(s: &str) -> &str {
     s.trim_matches(is_js_whitespace)
 }
 
-/// ECMAScript `StringToNumber`: the whole (trimmed) string must be a numeric literal.
+/// JS `s.toLowerCase()` (Unicode default lower-casing via Rust's `str::to_lowercase`), borrowing
+/// when the string is already lower-case.
+pub fn js_lowercase(s: &str) -> Cow<'_, str> {
+    if s.is_ascii() {
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(s.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(s)
+        }
+    } else if s.chars().all(|c| {
+        // Unchanged when every character maps to itself (the final-sigma rule only rewrites
+        // capital sigma, which does not map to itself).
+        let mut l = c.to_lowercase();
+        l.next() == Some(c) && l.next().is_none()
+    }) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.to_lowercase())
+    }
+}
+
+/// ECMAScript `StringToNumber` (what `Number(s)` does with a string): the trimmed string must be
+/// entirely a numeric literal — `""` → 0, decimal literals (`"12"`, `".5"`, `"5."`, `"1e3"`, with
+/// an optional sign), `"Infinity"` (optionally signed), or an unsigned `0x`/`0o`/`0b` literal —
+/// anything else is NaN.
 pub fn string_to_number(s: &str) -> f64 {
     let t = js_trim(s);
     if t.is_empty() {
         return 0.0;
     }
-    for (prefix, radix) in [
-        ("0x", 16),
-        ("0X", 16),
-        ("0o", 8),
-        ("0O", 8),
-        ("0b", 2),
-        ("0B", 2),
-    ] {
-        if let Some(digits) = t.strip_prefix(prefix) {
-            return radix_digits(digits, radix).unwrap_or(f64::NAN);
+    let b = t.as_bytes();
+    if b.len() >= 2 && b[0] == b'0' {
+        let radix = match b[1] {
+            b'x' | b'X' => 16,
+            b'o' | b'O' => 8,
+            b'b' | b'B' => 2,
+            _ => 0,
+        };
+        if radix != 0 {
+            let digits = &t[2..];
+            return if !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix)) {
+                radix_to_f64(digits, radix)
+            } else {
+                f64::NAN
+            };
         }
     }
-    let (sign, body) = match t.as_bytes()[0] {
-        b'+' => (1.0, &t[1..]),
-        b'-' => (-1.0, &t[1..]),
-        _ => (1.0, t),
-    };
+    let (sign, body) = split_sign(t);
     if body == "Infinity" {
         return sign * f64::INFINITY;
     }
     match decimal_prefix_len(body) {
-        Some(len) if len == body.len() => sign * body.parse::<f64>().unwrap_or(f64::NAN),
+        Some(len) if len == body.len() => sign * parse_decimal(body),
         _ => f64::NAN,
     }
 }
 
-fn radix_digits(digits: &str, radix: u32) -> Option<f64> {
-    if digits.is_empty() {
-        return None;
+fn split_sign(t: &str) -> (f64, &str) {
+    if let Some(rest) = t.strip_prefix('+') {
+        (1.0, rest)
+    } else if let Some(rest) = t.strip_prefix('-') {
+        (-1.0, rest)
+    } else {
+        (1.0, t)
     }
-    let mut v = 0.0f64;
+}
+
+/// Parses a string already known to be a decimal literal (as accepted by [`decimal_prefix_len`]).
+fn parse_decimal(s: &str) -> f64 {
+    s.parse::<f64>().unwrap_or(f64::NAN)
+}
+
+/// The correctly rounded value of a run of digits in a power-of-two radix (2, 8 or 16), as JS
+/// computes it. `digits` must consist of valid digits only.
+fn radix_to_f64(digits: &str, radix: u32) -> f64 {
+    let bits_per_digit = radix.trailing_zeros();
+    // Accumulate the leading 64 significant bits exactly; remember whether any 1 bit follows.
+    let mut mantissa: u64 = 0;
+    let mut used_bits: u32 = 0; // significant bits held in `mantissa`
+    let mut extra_bits: u64 = 0; // bits shifted out below `mantissa`
+    let mut sticky = false;
     for c in digits.chars() {
-        v = v * f64::from(radix) + f64::from(c.to_digit(radix)?);
+        let d = u64::from(c.to_digit(radix).unwrap_or(0));
+        if used_bits == 0 && d == 0 {
+            continue; // leading zero
+        }
+        let d_bits = 64 - d.leading_zeros();
+        let add = if used_bits == 0 {
+            d_bits
+        } else {
+            bits_per_digit
+        };
+        if used_bits + add <= 64 {
+            mantissa = (mantissa << add) | d;
+            used_bits += add;
+        } else {
+            // Keep the top bits of `d` that still fit, fold the rest into the sticky bit.
+            let fit = 64 - used_bits;
+            let drop = add - fit;
+            if fit > 0 {
+                mantissa = (mantissa << fit) | (d >> drop);
+                used_bits = 64;
+            }
+            sticky |= d & ((1u64 << drop) - 1) != 0;
+            extra_bits += u64::from(drop);
+        }
     }
-    Some(v)
+    if used_bits == 0 {
+        return 0.0;
+    }
+    // 64 bits hold more than the 53-bit significand plus guard bits, so folding the sticky bit
+    // into the lowest bit keeps round-to-nearest-even correct.
+    let m = mantissa | u64::from(sticky);
+    let v = m as f64;
+    if extra_bits == 0 {
+        v
+    } else {
+        let e = i32::try_from(extra_bits).unwrap_or(i32::MAX);
+        v * 2f64.powi(e)
+    }
 }
 
 /// Length of the longest prefix of `s` that is a `StrUnsignedDecimalLiteral` without "Infinity":
@@ -160,11 +389,10 @@ fn radix_digits(digits: &str, radix: u32) -> Option<f64> {
 fn decimal_prefix_len(s: &str) -> Option<usize> {
     let b = s.as_bytes();
     let mut i = 0;
-    let int_start = i;
     while i < b.len() && b[i].is_ascii_digit() {
         i += 1;
     }
-    let int_digits = i - int_start;
+    let int_digits = i;
     let mut frac_digits = 0;
     if i < b.len() && b[i] == b'.' {
         let mut j = i + 1;
@@ -195,7 +423,8 @@ fn decimal_prefix_len(s: &str) -> Option<usize> {
     Some(i)
 }
 
-/// JS `Number(v)` where `None` is `undefined` (→ NaN).
+/// JS `Number(v)` where `None` is `undefined` (→ NaN): `null` → 0, booleans → 0/1, strings via
+/// [`string_to_number`], arrays via `Number(String(array))`, objects → NaN.
 pub fn to_number(v: Option<&Value>) -> f64 {
     match v {
         None => f64::NAN,
@@ -203,91 +432,106 @@ pub fn to_number(v: Option<&Value>) -> f64 {
         Some(Value::Bool(b)) => f64::from(u8::from(*b)),
         Some(Value::Number(n)) => number_f64(n),
         Some(Value::String(s)) => string_to_number(s),
-        Some(a @ Value::Array(_)) => string_to_number(&to_js_string(a)),
+        Some(a @ Value::Array(_)) => string_to_number(&js_str(a)),
         Some(Value::Object(_)) => f64::NAN,
     }
 }
 
-/// JS global `isNaN(v)` (coercing) where `None` is `undefined`.
+/// JS global `isNaN(v)` (coercing) where `None` is `undefined`: `isNaN(undefined)` and
+/// `isNaN("abc")` are true, `isNaN(null)` and `isNaN("50")` false.
 pub fn is_nan(v: Option<&Value>) -> bool {
     to_number(v).is_nan()
 }
 
-/// JS `parseInt(s)` without a radix: leading whitespace, optional sign, `0x` for hex, the longest
-/// run of digits; NaN when there is none.
+/// JS `parseInt(s)` without a radix: skips leading JS whitespace, takes an optional sign, a
+/// `0x`/`0X` prefix selects hexadecimal, then the longest run of digits; NaN when there is none.
+/// Long digit runs give the nearest double (`"1e3"` → 1, `"42.9"` → 42, `"0x1F"` → 31).
 pub fn parse_int(s: &str) -> f64 {
     let t = s.trim_start_matches(is_js_whitespace);
-    let (sign, body) = match t.as_bytes().first() {
-        Some(b'+') => (1.0, &t[1..]),
-        Some(b'-') => (-1.0, &t[1..]),
-        _ => (1.0, t),
-    };
-    let (digits, radix) = match body.get(..2) {
-        Some("0x" | "0X") => (&body[2..], 16),
+    let (sign, body) = split_sign(t);
+    let (digits, radix) = match body.as_bytes() {
+        [b'0', b'x' | b'X', ..] => (&body[2..], 16),
         _ => (body, 10),
     };
     let end = digits
-        .char_indices()
-        .find(|(_, c)| !c.is_digit(radix))
-        .map_or(digits.len(), |(i, _)| i);
+        .bytes()
+        .position(|c| !char::from(c).is_digit(radix))
+        .unwrap_or(digits.len());
     if end == 0 {
         return f64::NAN;
     }
     let digits = &digits[..end];
     let v = if radix == 10 {
-        digits.parse::<f64>().unwrap_or(f64::NAN)
+        parse_decimal(digits)
     } else {
-        radix_digits(digits, radix).unwrap_or(f64::NAN)
+        radix_to_f64(digits, radix)
     };
     sign * v
 }
 
-/// JS `parseFloat(s)`: leading whitespace, then the longest decimal-literal prefix (or
-/// `Infinity`); NaN when there is none.
+/// JS `parseFloat(s)`: skips leading JS whitespace, then the longest prefix that is a decimal
+/// literal (optional sign, digits, fraction, exponent) or `Infinity`; NaN when there is none
+/// (`"3.9abc"` → 3.9, `".5"` → 0.5, `"1e"` → 1, `"0x10"` → 0).
 pub fn parse_float(s: &str) -> f64 {
     let t = s.trim_start_matches(is_js_whitespace);
-    let (sign, body) = match t.as_bytes().first() {
-        Some(b'+') => (1.0, &t[1..]),
-        Some(b'-') => (-1.0, &t[1..]),
-        _ => (1.0, t),
-    };
+    let (sign, body) = split_sign(t);
     if body.starts_with("Infinity") {
         return sign * f64::INFINITY;
     }
     match decimal_prefix_len(body) {
-        Some(len) => sign * body[..len].parse::<f64>().unwrap_or(f64::NAN),
+        Some(len) => sign * parse_decimal(&body[..len]),
         None => f64::NAN,
     }
 }
 
-/// `JSON.stringify(v)` with JS key order and JS number formatting.
+/// `JSON.stringify(v)` with JS key order and JS number formatting (see [`write_json`]).
 pub fn json_stringify(v: &Value) -> String {
     let mut s = String::new();
     write_json(&mut s, v);
     s
 }
 
-fn write_json_string(out: &mut String, s: &str) {
+fn hex_digit(n: u32) -> char {
+    char::from_digit(n & 0xF, 16).unwrap_or('0')
+}
+
+/// Appends `s` as a JSON string literal, escaped as `JSON.stringify` does.
+pub fn write_json_string(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0C}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let short = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0C => "\\f",
+            0x00..=0x1F => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if short.is_empty() {
+            out.push_str("\\u00");
+            out.push(hex_digit(u32::from(b) >> 4));
+            out.push(hex_digit(u32::from(b)));
+        } else {
+            out.push_str(short);
         }
+        start = i + 1;
     }
+    out.push_str(&s[start..]);
     out.push('"');
 }
 
 /// Appends `JSON.stringify(v)` to `out`.
+///
+/// Object members are listed in JS property order (array-index keys ascending, then insertion
+/// order — see [`crate::keyorder`]); numbers use ECMAScript formatting (`1.0` → `1`,
+/// `12345678901234567890` → `12345678901234567000`, `1e21` → `1e+21`; non-finite → `null`);
+/// strings are escaped like `JSON.stringify` (short escapes, `\u00XX` for other control
+/// characters, everything else verbatim).
 pub fn write_json(out: &mut String, v: &Value) {
     match v {
         Value::Null => out.push_str("null"),
@@ -313,15 +557,24 @@ pub fn write_json(out: &mut String, v: &Value) {
         }
         Value::Object(m) => {
             out.push('{');
-            let keys: Vec<&str> = m.keys().map(String::as_str).collect();
-            for (n, i) in js_key_order(&keys).into_iter().enumerate() {
+            let member = |out: &mut String, n: usize, k: &str, val: &Value| {
                 if n > 0 {
                     out.push(',');
                 }
-                write_json_string(out, keys[i]);
+                write_json_string(out, k);
                 out.push(':');
-                if let Some(val) = m.get(keys[i]) {
-                    write_json(out, val);
+                write_json(out, val);
+            };
+            if m.keys().any(|k| array_index(k).is_some()) {
+                let entries: Vec<(&String, &Value)> = m.iter().collect();
+                let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+                for (n, i) in js_key_order(&keys).into_iter().enumerate() {
+                    let (k, val) = entries[i];
+                    member(out, n, k, val);
+                }
+            } else {
+                for (n, (k, val)) in m.iter().enumerate() {
+                    member(out, n, k, val);
                 }
             }
             out.push('}');
@@ -330,7 +583,7 @@ pub fn write_json(out: &mut String, v: &Value) {
 }
 
 /// A JSON number for a JS double: integral values within ±2^53 become integers, NaN and
-/// infinities become `null`.
+/// infinities become `null` (as `JSON.stringify` would write them), other values stay doubles.
 pub fn number_value(n: f64) -> Value {
     if n.is_finite() && n.fract() == 0.0 && n.abs() <= 9_007_199_254_740_992.0 {
         // Exact: |n| ≤ 2^53 and integral.
@@ -351,42 +604,100 @@ mod tests {
             (-0.0, "0"),
             (0.1 + 0.2, "0.30000000000000004"),
             (1e21, "1e+21"),
+            (1e20, "100000000000000000000"),
             (1e-7, "1e-7"),
+            (1e-6, "0.000001"),
+            (-1.5e-7, "-1.5e-7"),
             (123456789.0, "123456789"),
             (2.5, "2.5"),
             (f64::NAN, "NaN"),
+            (f64::INFINITY, "Infinity"),
             (f64::NEG_INFINITY, "-Infinity"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (5e-324, "5e-324"),
+            (-1.2345678901234567e-6, "-0.0000012345678901234567"),
         ] {
             assert_eq!(number_to_string(n), s, "{n}");
+            let mut out = String::from(">");
+            write_number(&mut out, n);
+            assert_eq!(out, format!(">{s}"));
         }
     }
 
     #[test]
     fn string_of_values() {
         assert_eq!(to_js_string(&json!(null)), "null");
+        assert_eq!(to_js_string(&json!(true)), "true");
         assert_eq!(to_js_string(&json!(30.0)), "30");
+        assert_eq!(
+            to_js_string(&json!(12345678901234567890u64)),
+            "12345678901234567000"
+        );
+        assert_eq!(
+            to_js_string(&json!(-9007199254740993i64)),
+            "-9007199254740992"
+        );
         assert_eq!(to_js_string(&json!([1, null, "a", [2, 3]])), "1,,a,2,3");
+        assert_eq!(to_js_string(&json!([[null], [], {}])), ",,[object Object]"); // [[null],[],{}]
+        assert_eq!(to_js_string(&json!(["x"])), "x");
         assert_eq!(to_js_string(&json!({"a": 1})), "[object Object]");
         assert_eq!(opt_to_js_string(None), "undefined");
+        assert!(matches!(js_str(&json!(1.5)), JsStr::Number(_)));
+        assert_eq!(&*js_str(&json!(1.5)), "1.5");
+    }
+
+    #[test]
+    fn lowercase_borrows_when_unchanged() {
+        assert!(matches!(js_lowercase("abc"), Cow::Borrowed(_)));
+        assert!(matches!(js_lowercase("straße σ"), Cow::Borrowed(_)));
+        assert_eq!(js_lowercase("ABC"), "abc");
+        assert_eq!(js_lowercase("ǅ"), "ǆ"); // titlecase letter
+        assert_eq!(js_lowercase("ΟΔΟΣ"), "οδος");
+        assert_eq!(js_lowercase("İ"), "i\u{307}");
+    }
+
+    #[test]
+    fn radix_rounding() {
+        // 2^53 + 1 rounds to even (2^53), 2^53 + 3 rounds up to 2^53 + 4.
+        assert_eq!(string_to_number("0x20000000000001"), 9007199254740992.0);
+        assert_eq!(string_to_number("0x20000000000003"), 9007199254740996.0);
+        // Exactly halfway above 2^64 with a sticky bit far below: rounds up.
+        assert_eq!(
+            string_to_number("0x1000000000000080000000000000001"),
+            2f64.powi(120) + 2f64.powi(68)
+        );
+        assert_eq!(string_to_number("0b101"), 5.0);
+        assert_eq!(string_to_number("0o777"), 511.0);
+        assert_eq!(string_to_number("0x0000000000000000000000000000001"), 1.0);
+        assert_eq!(
+            string_to_number(&format!("0x1{}", "0".repeat(300))),
+            f64::INFINITY
+        );
     }
 
     #[test]
     fn numbers_of_values() {
         assert_eq!(to_number(Some(&json!("12"))), 12.0);
         assert_eq!(to_number(Some(&json!(""))), 0.0);
+        assert_eq!(to_number(Some(&json!(" \n\u{feff}"))), 0.0);
         assert_eq!(to_number(Some(&json!(" 12 "))), 12.0);
         assert_eq!(to_number(Some(&json!(null))), 0.0);
         assert!(to_number(None).is_nan());
         assert_eq!(to_number(Some(&json!("0x10"))), 16.0);
         assert!(to_number(Some(&json!("-0x10"))).is_nan());
+        assert!(to_number(Some(&json!("0x"))).is_nan());
         assert_eq!(to_number(Some(&json!("5."))), 5.0);
         assert_eq!(to_number(Some(&json!(".5"))), 0.5);
         assert!(to_number(Some(&json!("."))).is_nan());
+        assert!(to_number(Some(&json!("1e"))).is_nan());
         assert!(to_number(Some(&json!("abc"))).is_nan());
+        assert!(to_number(Some(&json!("infinity"))).is_nan());
         assert_eq!(to_number(Some(&json!("-Infinity"))), f64::NEG_INFINITY);
+        assert_eq!(to_number(Some(&json!("+Infinity"))), f64::INFINITY);
         assert_eq!(to_number(Some(&json!("1e3"))), 1000.0);
         assert_eq!(to_number(Some(&json!([5]))), 5.0);
         assert_eq!(to_number(Some(&json!([]))), 0.0);
+        assert!(to_number(Some(&json!([1, 2]))).is_nan());
         assert!(to_number(Some(&json!({}))).is_nan());
         assert_eq!(to_number(Some(&json!(true))), 1.0);
         assert!(is_nan(None));
@@ -399,17 +710,27 @@ mod tests {
     fn parse_int_and_float() {
         assert_eq!(parse_int("42.9"), 42.0);
         assert_eq!(parse_int("0x10"), 16.0);
+        assert_eq!(parse_int("-0X1f"), -31.0);
+        assert!(parse_int("0x").is_nan());
         assert_eq!(parse_int("1e3"), 1.0);
         assert_eq!(parse_int(" 12 "), 12.0);
         assert_eq!(parse_int("-7px"), -7.0);
         assert!(parse_int("abc").is_nan());
         assert!(parse_int("").is_nan());
+        assert!(parse_int("-").is_nan());
         assert_eq!(parse_int("1e+21"), 1.0);
+        assert_eq!(
+            parse_int("123456789012345678901234567890"),
+            1.2345678901234568e29
+        );
         assert_eq!(parse_float("3.9abc"), 3.9);
         assert_eq!(parse_float("  -.5e1x"), -5.0);
         assert_eq!(parse_float("Infinity"), f64::INFINITY);
+        assert_eq!(parse_float("-Infinityx"), f64::NEG_INFINITY);
         assert!(parse_float("abc").is_nan());
+        assert!(parse_float("+-1").is_nan());
         assert_eq!(parse_float("5e"), 5.0);
+        assert_eq!(parse_float("0x10"), 0.0);
     }
 
     #[test]
@@ -420,24 +741,44 @@ mod tests {
         for v in [json!({}), json!([]), json!("0"), json!(1), json!("false")] {
             assert!(truthy(&v), "{v}");
         }
+        assert!(!opt_truthy(None));
+    }
+
+    #[test]
+    fn strict_equality() {
+        assert!(strict_equals(&json!(2), &json!(2.0)));
+        assert!(!strict_equals(&json!(2), &json!("2")));
+        assert!(!strict_equals(&json!([]), &json!([])));
+        assert!(strict_equals(&json!(null), &json!(null)));
     }
 
     #[test]
     fn stringify_uses_js_key_order_and_numbers() {
         let v: Value = serde_json::from_str(
-            r#"{"b":1.0,"300":"x","20":[1.5,2.0,1e21],"a":{"2":true,"1":null},"s":"q\"\n\u0001é"}"#,
+            r#"{"b":1.0,"300":"x","20":[1.5,2.0,1e21],"a":{"2":true,"1":null},"s":"q\"\n\u0001\u007fé"}"#,
         )
         .unwrap_or(Value::Null);
         assert_eq!(
             json_stringify(&v),
-            r#"{"20":[1.5,2,1e+21],"300":"x","b":1,"a":{"1":null,"2":true},"s":"q\"\n\u0001é"}"#
+            "{\"20\":[1.5,2,1e+21],\"300\":\"x\",\"b\":1,\"a\":{\"1\":null,\"2\":true},\"s\":\"q\\\"\\n\\u0001\u{7f}é\"}"
+        );
+        assert_eq!(
+            json_stringify(&json!(12345678901234567890u64)),
+            "12345678901234567000"
+        );
+        assert_eq!(
+            json_stringify(&json!("\u{1f}\u{8}\u{c}\\")),
+            r#""\u001f\b\f\\""#
         );
     }
 
     #[test]
     fn number_values() {
         assert_eq!(number_value(40.0), json!(40));
+        assert_eq!(number_value(-0.0), json!(0));
         assert_eq!(number_value(f64::NAN), json!(null));
+        assert_eq!(number_value(f64::INFINITY), json!(null));
         assert_eq!(number_value(3.9), json!(3.9));
+        assert_eq!(number_value(1e300), json!(1e300));
     }
 }
