@@ -1,32 +1,102 @@
 //! Rule trees and comparison operators (SPEC §6).
 //!
-//! A rule tree is `{"OR": [{"AND": [{"OR_WHEN": [rule, ...]}, ...]}, ...]}`: any AND block whose
-//! OR_WHEN blocks all have a matching rule. Trees are compiled once when the config is loaded
-//! (structure checked, operators resolved, regular expressions built) and evaluated without
-//! allocating in the common cases.
+//! Audiences, segments, locations, site areas and goals carry a rule tree
 //!
-//! The reference's semantics are kept exactly, quirks included: a rule without a boolean
-//! `negated` never matches; a missing attribute makes a rule false *without* applying negation
-//! (only `exists` and `doesNotExist` look at missing keys); `less`/`lessEqual` on operands of
-//! different JS types are false even when negated; `isIn` lower-cases only the rule's side; keys
-//! are case-sensitive.
+//! ```text
+//! {"OR": [ {"AND": [ {"OR_WHEN": [rule, …]}, … ]}, … ]}
+//! ```
+//!
+//! which matches when any AND block matches, an AND block matching when every one of its OR_WHEN
+//! blocks has a matching rule. A rule is
+//! `{"rule_type": …, "key": K, "matching": {"match_type": M, "negated": bool}, "value": V}`: the
+//! operator `M` compares the visitor's datum stored under `K` with the rule's value `V`.
+//!
+//! [`RuleSet::compile`] turns the JSON once (when the config is loaded) into a structure that is
+//! evaluated without allocating in the common cases: structure checked, operators resolved, the
+//! rule side of every comparison prepared (stringified, lower-cased, split, parsed as a number,
+//! regular expression built). [`compare`] runs a single operator.
+//!
+//! # Semantics
+//!
+//! The reference JavaScript SDK's behaviour is kept exactly, quirks included.
+//!
+//! * **Structure.** A tree without an own `OR` member holding a non-empty array is false, and so
+//!   is an AND (OR_WHEN) block without a non-empty `AND` (`OR_WHEN`) array. Evaluation
+//!   short-circuits like the reference: OR_WHEN and OR stop at the first match, AND at the first
+//!   non-match (which may be a [`RuleError`]); when an OR_WHEN or OR list ends without a match,
+//!   the outcome of its *last* element is returned if that was an error.
+//! * **Valid rules.** `matching` must be an object with a string `match_type` and a **boolean**
+//!   `negated`; the rule needs a `value` member unless the operator is `exists` or
+//!   `doesNotExist`. Anything else never matches — in particular a rule whose `negated` is missing
+//!   or not a boolean. An unknown `match_type` never matches.
+//! * **Key lookup.** The datum is the member of the data whose key equals the rule's `key`
+//!   exactly (case-sensitive; there is no case-insensitive mode). When the data is empty or the
+//!   key is missing, `exists` and `doesNotExist` run with an `undefined` datum and **every other
+//!   operator is false without negation being applied**: a negated `equals` on a missing key is
+//!   false, and so is `not_exists` (unlike its alias-looking `doesNotExist`).
+//! * **Negation** flips the operator's result, except where noted below.
+//! * **Custom rule data.** Data with a member `name` equal to `"RuleData"` is what the reference
+//!   takes for a custom rule-data object: rules are then resolved by `rule_type` through
+//!   [`RuleData::custom_value`] (none for plain maps, so every rule is false). This is also the
+//!   only source of [`RuleError`]s.
+//!
+//! The operators (`value` is the visitor's datum, `test` the rule's value, `String()`, `Number()`
+//! and lower-casing as in JavaScript — see [`crate::js`]):
+//!
+//! | operator | result |
+//! |---|---|
+//! | `equals`, `equalsNumber`, `matches` | `value` an array: it holds an element strictly equal to `test` (`===`: numbers by value, no cross-type). `value` a non-empty object: `String(test)` is one of its keys. Otherwise `String(value)` and `String(test)` are equal ignoring case. |
+//! | `less`, `lessEqual` | each side that is *numeric* (a finite number, or a string like `-1,234.5`, `12`, `.5` — see [`is_numeric_str`]) becomes a number (`"0,500"` → 0.5: when the part before the first comma is `0` the commas are decimal points, otherwise they are dropped). If the two sides then have different JS types the result is **false whatever the negation**; otherwise JS `<` / `<=` (strings by UTF-16 code units, booleans as numbers, `null`/arrays/objects through `ToPrimitive`). |
+//! | `contains` | `test` empty after trimming JS whitespace → true; otherwise case-insensitive substring. |
+//! | `isIn` | `String(value)` split on `\|`, **case kept**; `test` split on `\|` (string), taken as is (array) or empty (anything else), each element lower-cased; true when any value part is among them. |
+//! | `startsWith`, `endsWith` | case-insensitive prefix / suffix. |
+//! | `regexMatches` | `RegExp(String(test), "i")` tested against the lower-cased `String(value)`; see below. |
+//! | `exists` | `value` is not undefined, `null` or `""`. `not_exists` / `doesNotExist`: the inverse. |
+//! | `_returnNegationCheck` | `test` truthy ? `!value` : `value`, as booleans; `negated` is ignored (the reference exposes this helper by accident). |
 //!
 //! # Regular expressions
 //!
-//! `regexMatches` compiles the rule's pattern as the reference does (`new RegExp(pattern, "i")`,
-//! tested against the lower-cased value), but on the linear-time `regex` engine with a size limit,
-//! so a hostile pattern or input can never stall a decision. ECMAScript syntax is translated where
-//! the meaning differs (`\d`, `\w`, `\s`, `\b`, `.`, identity escapes, literal braces). Patterns
-//! that need backtracking — backreferences (`\1`, `\k<name>`) and look-around (`(?=`, `(?!`,
-//! `(?<=`, `(?<!`) — or that the engine rejects are **not supported: such a rule does not match**.
-//! [`RuleSet::unsupported_patterns`] lists them so the SDK can report them.
+//! `regexMatches` patterns are ECMAScript regular expressions (flag `i`, no `u`: the web-compatible
+//! Annex B syntax). They are run on the linear-time [`regex`] engine — no backtracking, compiled
+//! size limited to 1 MiB, group nesting to 64 levels — so no pattern or input can stall a
+//! decision. Each pattern is translated once, at compile time, so that it means what it means in
+//! JavaScript:
+//!
+//! * `\d`, `\w`, `\s`, `\b` and their negations have their ECMAScript meaning (ASCII digits and
+//!   word characters, the JS whitespace set, ASCII word boundaries); `.` excludes only the four JS
+//!   line terminators; `[]` matches nothing and `[^]` anything;
+//! * escapes: `\/` and other identity escapes (`\a` is `a`), `\cX`, `\xHH`, `\uHHHH`, legacy
+//!   octal escapes (`\0`, `\012`, and `\N` beyond the number of groups), `\8`, `\9`;
+//! * Annex B literals: `]`, `}`, and a `{` that does not start a quantifier (`a{,2}`); a `\c`
+//!   without a control letter is a backslash; a class escape as a range end (`[\d-z]`) makes the
+//!   dash literal; `[a-]`, `[!--]` are ranges or literals exactly as in JS;
+//! * named groups `(?<name>…)` (names validated as JS does);
+//! * matching is by UTF-16 code unit, as in a non-Unicode JS pattern: an astral character is two
+//!   units (`/^.$/` does not match `"😀"`, `/^..$/` does), and surrogate escapes (`\uD83D`) work;
+//! * case-insensitive matching follows ECMAScript's `Canonicalize`: the few characters on which
+//!   the engine's Unicode simple case folding disagrees (such as `ſ` U+017F against `s`, the Kelvin
+//!   sign against `k`, `Ω` U+2126 against `ω`) match only themselves, as in JS.
+//!
+//! Patterns JavaScript rejects (unbalanced groups or classes, nothing to repeat as in `a**` or
+//! `^*`, out-of-order ranges, `(?i)`, bad group names…) throw in the reference, which makes the rule
+//! false. **Not supported — the rule does not match either, negated or not:**
+//!
+//! * backreferences (`\1` when that group exists, `\k<name>`);
+//! * look-ahead and look-behind assertions (`(?=`, `(?!`, `(?<=`, `(?<!`);
+//! * patterns beyond the engine's limits (e.g. `(?:a{1000}){1000}`, very deep nesting).
+//!
+//! [`RuleSet::unsupported_patterns`] lists the patterns of a tree that cannot run (unsupported or
+//! invalid), so the SDK can report them. Remaining differences are limited to characters whose
+//! case mappings changed between the Unicode versions of Rust's tables and of the JS engine.
 
 use crate::js;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+use std::cmp::Ordering;
 
-/// The two rule errors of the reference SDK. With plain key/value data they never occur; they come from
-/// custom rule-data providers (the web tracker's data object in JS).
+/// The two rule errors of the reference SDK. With plain key/value data they never occur; they come
+/// from custom rule-data providers (the web tracker's data object in JS), see
+/// [`RuleData::custom_value`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum RuleError {
     /// `"convert.com_no_data_found"`.
@@ -63,14 +133,41 @@ impl RuleOutcome {
     pub fn is_match(self) -> bool {
         matches!(self, RuleOutcome::Matched)
     }
+
+    fn from_bool(b: bool) -> RuleOutcome {
+        if b {
+            RuleOutcome::Matched
+        } else {
+            RuleOutcome::NotMatched
+        }
+    }
 }
 
 /// The data a rule tree is evaluated against (visitor properties, location properties, rule data).
 pub trait RuleData {
     /// The value stored under exactly `key` (case-sensitive), if present.
     fn lookup(&self, key: &str) -> Option<Cow<'_, Value>>;
+
     /// Whether the data holds no key at all.
     fn is_empty(&self) -> bool;
+
+    /// Whether this is a *custom rule-data provider* (the reference's `RuleData` objects): rules
+    /// are then resolved by their `rule_type` through [`RuleData::custom_value`] instead of by
+    /// key. Plain data returns `false` (the default); data holding `name: "RuleData"` is treated
+    /// as custom whatever this says, as in the reference.
+    fn is_custom(&self) -> bool {
+        false
+    }
+
+    /// For a custom provider, the datum for rules of type `rule_type` (the reference calls the
+    /// provider's getter `get<RuleType>`): `None` when there is no such getter (the rule is
+    /// false), `Some(Err(_))` to report a [`RuleError`] (returned as the rule's outcome),
+    /// `Some(Ok(value))` to compare `value` with the rule's operator. For `js_condition` rules the
+    /// value itself is the outcome: it matches when it is `true`. The default has no getters.
+    fn custom_value(&self, rule_type: &str) -> Option<Result<Cow<'_, Value>, RuleError>> {
+        let _ = rule_type;
+        None
+    }
 }
 
 impl RuleData for Map<String, Value> {
@@ -91,39 +188,202 @@ pub struct ExclusionRule {
     pub negated: bool,
 }
 
-/// The comparison operators (the reference's `Comparisons` methods).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Equals,
-    Less,
-    LessEqual,
-    Contains,
-    IsIn,
-    StartsWith,
-    EndsWith,
-    RegexMatches,
-    Exists,
-    NotExists,
-    NegationCheck,
+/// The `String()` of a rule value, and its lower-cased form.
+#[derive(Debug, Clone)]
+struct TestText {
+    text: String,
+    lower: String,
 }
 
-impl Op {
-    fn parse(name: &str) -> Option<Op> {
-        Some(match name {
-            "equals" | "equalsNumber" | "matches" => Op::Equals,
-            "less" => Op::Less,
-            "lessEqual" => Op::LessEqual,
-            "contains" => Op::Contains,
-            "isIn" => Op::IsIn,
-            "startsWith" => Op::StartsWith,
-            "endsWith" => Op::EndsWith,
-            "regexMatches" => Op::RegexMatches,
-            "exists" => Op::Exists,
-            "not_exists" | "doesNotExist" => Op::NotExists,
-            "_returnNegationCheck" => Op::NegationCheck,
+impl TestText {
+    fn new(test: Option<&Value>) -> TestText {
+        let text = js::opt_js_str(test).to_string();
+        let lower = js::js_lowercase(&text).into_owned();
+        TestText { text, lower }
+    }
+}
+
+/// The rule side of `less`/`lessEqual`, after `isNumeric`/`toNumber`.
+#[derive(Debug, Clone)]
+enum RelTest {
+    Undefined,
+    Number(f64),
+    Str(String),
+    Bool(bool),
+    Object(Value),
+}
+
+impl RelTest {
+    fn new(test: Option<&Value>) -> RelTest {
+        match rel(test) {
+            Rel::Undefined => RelTest::Undefined,
+            Rel::Number(n) => RelTest::Number(n),
+            Rel::Str(s) => RelTest::Str(s.to_string()),
+            Rel::Bool(b) => RelTest::Bool(b),
+            Rel::Object(v) => RelTest::Object(v.clone()),
+        }
+    }
+
+    fn as_rel(&self) -> Rel<'_> {
+        match self {
+            RelTest::Undefined => Rel::Undefined,
+            RelTest::Number(n) => Rel::Number(*n),
+            RelTest::Str(s) => Rel::Str(s),
+            RelTest::Bool(b) => Rel::Bool(*b),
+            RelTest::Object(v) => Rel::Object(v),
+        }
+    }
+}
+
+/// A `regexMatches` pattern: compiled, or kept as text when it cannot run.
+#[derive(Debug, Clone)]
+enum Pattern {
+    Ok(regex::Regex),
+    Unsupported(String),
+}
+
+/// A comparison operator with its rule-side operand prepared.
+#[derive(Debug, Clone)]
+enum Check {
+    Equals {
+        /// The rule value when it is a scalar (for strict array membership).
+        test: Option<Value>,
+        text: TestText,
+    },
+    Less {
+        or_equal: bool,
+        test: RelTest,
+    },
+    Contains {
+        /// The test is empty after trimming: always true.
+        blank: bool,
+        lower: String,
+    },
+    IsIn {
+        /// Lower-cased rule items, sorted and de-duplicated.
+        items: Vec<String>,
+    },
+    StartsWith(String),
+    EndsWith(String),
+    Regex(Pattern),
+    Exists,
+    NotExists,
+    NegationHelper {
+        test_truthy: bool,
+    },
+}
+
+impl Check {
+    /// Resolves operator `method` (the reference's `Comparisons` function properties) and
+    /// prepares `test`. `None` for an unknown operator.
+    fn new(method: &str, test: Option<&Value>) -> Option<Check> {
+        Some(match method {
+            "equals" | "equalsNumber" | "matches" => Check::Equals {
+                // Only scalars can be strictly equal to an array element (arrays and objects
+                // compare by identity), so composite rule values need not be kept.
+                test: test.filter(|t| !t.is_array() && !t.is_object()).cloned(),
+                text: TestText::new(test),
+            },
+            "less" | "lessEqual" => Check::Less {
+                or_equal: method == "lessEqual",
+                test: RelTest::new(test),
+            },
+            "contains" => {
+                let lower = TestText::new(test).lower;
+                Check::Contains {
+                    blank: js::js_trim(&lower).is_empty(),
+                    lower,
+                }
+            }
+            "isIn" => {
+                let mut items: Vec<String> = match test {
+                    Some(Value::String(s)) => s
+                        .split('|')
+                        .map(|p| js::js_lowercase(p).into_owned())
+                        .collect(),
+                    Some(Value::Array(a)) => a
+                        .iter()
+                        .map(|i| js::js_lowercase(&js::js_str(i)).into_owned())
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                items.sort_unstable();
+                items.dedup();
+                Check::IsIn { items }
+            }
+            "startsWith" => Check::StartsWith(TestText::new(test).lower),
+            "endsWith" => Check::EndsWith(TestText::new(test).lower),
+            "regexMatches" => {
+                let pattern = js::opt_js_str(test);
+                Check::Regex(match compile_js_regex(&pattern) {
+                    Some(re) => Pattern::Ok(re),
+                    None => Pattern::Unsupported(pattern.to_string()),
+                })
+            }
+            "exists" => Check::Exists,
+            "not_exists" | "doesNotExist" => Check::NotExists,
+            "_returnNegationCheck" => Check::NegationHelper {
+                test_truthy: js::opt_truthy(test),
+            },
             _ => return None,
         })
     }
+
+    /// Runs the operator on the visitor's `value` (`None` = undefined), negation included.
+    fn apply(&self, value: Option<&Value>, negated: bool) -> bool {
+        let r = match self {
+            Check::Equals { test, text } => equals(value, test.as_ref(), text),
+            Check::Less { or_equal, test } => {
+                // A typeof mismatch is false before negation (the reference returns early).
+                return match less(rel(value), test.as_rel(), *or_equal) {
+                    Some(r) => r != negated,
+                    None => false,
+                };
+            }
+            Check::Contains { blank, lower } => {
+                *blank || {
+                    let s = js::opt_js_str(value);
+                    js::js_lowercase(&s).contains(lower.as_str())
+                }
+            }
+            Check::IsIn { items } => {
+                let s = js::opt_js_str(value);
+                s.split('|').any(|part| {
+                    items
+                        .binary_search_by(|item| item.as_str().cmp(part))
+                        .is_ok()
+                })
+            }
+            Check::StartsWith(t) => starts_with_ci(&js::opt_js_str(value), t),
+            Check::EndsWith(t) => ends_with_ci(&js::opt_js_str(value), t),
+            Check::Regex(Pattern::Ok(re)) => {
+                let s = js::opt_js_str(value);
+                re.is_match(&utf16_units(&js::js_lowercase(&s)))
+            }
+            // The reference throws on the pattern: the rule is false, negation not applied.
+            Check::Regex(Pattern::Unsupported(_)) => return false,
+            Check::Exists => exists(value),
+            Check::NotExists => !exists(value),
+            Check::NegationHelper { test_truthy } => {
+                // `_returnNegationCheck(value, negation)` receives the rule value as `negation`
+                // and never sees `negated`.
+                let v = js::opt_truthy(value);
+                return if *test_truthy { !v } else { v };
+            }
+        };
+        r != negated
+    }
+}
+
+/// A compiled, valid rule element.
+#[derive(Debug, Clone)]
+struct Rule {
+    key: Option<String>,
+    rule_type: Option<String>,
+    /// `exists` / `doesNotExist` by name: the only operators run on a missing key.
+    runs_on_missing: bool,
+    negated: bool,
+    check: Check,
 }
 
 /// A compiled rule element.
@@ -131,21 +391,7 @@ impl Op {
 enum Item {
     /// Structurally invalid or with an unknown operator: never matches.
     Never,
-    Rule {
-        key: Option<String>,
-        op: Op,
-        /// `exists` / `doesNotExist` by name: the only operators run on a missing key.
-        runs_on_missing: bool,
-        negated: bool,
-        value: Option<Value>,
-        regex: Option<Regex>,
-    },
-}
-
-#[derive(Debug, Clone)]
-enum Regex {
-    Ok(regex::Regex),
-    Unsupported(String),
+    Rule(Box<Rule>),
 }
 
 /// An OR_WHEN block: its items, or `None` when structurally invalid.
@@ -154,7 +400,7 @@ type OrWhen = Option<Vec<Item>>;
 type AndBlock = Option<Vec<OrWhen>>;
 
 /// A compiled rule tree. Compiling never fails: a structurally invalid tree evaluates as the
-/// reference does (false).
+/// reference does (false). The default tree is invalid (never matches).
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     /// `None` when the top level is not a non-empty `OR` list.
@@ -184,32 +430,43 @@ fn compile_item(raw: &Value) -> Item {
         return Item::Never;
     };
     let runs_on_missing = matches!(match_type, "exists" | "doesNotExist");
-    let value = obj.get("value").cloned();
+    let value = obj.get("value");
     if value.is_none() && !runs_on_missing {
         return Item::Never;
     }
-    let Some(op) = Op::parse(match_type) else {
+    let Some(check) = Check::new(match_type, value) else {
         return Item::Never;
     };
-    let regex = (op == Op::RegexMatches).then(|| {
-        let pattern = js::opt_to_js_string(value.as_ref()).into_owned();
-        match compile_js_regex(&pattern) {
-            Some(r) => Regex::Ok(r),
-            None => Regex::Unsupported(pattern),
-        }
-    });
-    Item::Rule {
+    Item::Rule(Box::new(Rule {
         key: obj.get("key").and_then(Value::as_str).map(str::to_string),
-        op,
+        rule_type: obj
+            .get("rule_type")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         runs_on_missing,
         negated,
-        value,
-        regex,
-    }
+        check,
+    }))
+}
+
+fn exclusion_of(item: &Value) -> Option<ExclusionRule> {
+    (item.get("rule_type").and_then(Value::as_str) == Some("bucketed_into_experience_key")).then(
+        || ExclusionRule {
+            target_key: js::opt_js_str(item.get("value")).to_string(),
+            negated: js::opt_truthy(item.get("matching").and_then(|m| m.get("negated"))),
+        },
+    )
+}
+
+/// What a rule item is evaluated against.
+struct Ctx<'d> {
+    data: &'d dyn RuleData,
+    empty: bool,
+    custom: bool,
 }
 
 impl RuleSet {
-    /// Compiles a raw rule tree (any JSON).
+    /// Compiles a raw rule tree (any JSON). Never fails.
     pub fn compile(raw: &Value) -> RuleSet {
         let mut exclusion = None;
         let or = non_empty_list(raw, "OR").map(|ors| {
@@ -220,20 +477,8 @@ impl RuleSet {
                             .iter()
                             .map(|block| {
                                 non_empty_list(block, "OR_WHEN").map(|items| {
-                                    for it in items {
-                                        if exclusion.is_none()
-                                            && it.get("rule_type").and_then(Value::as_str)
-                                                == Some("bucketed_into_experience_key")
-                                        {
-                                            exclusion = Some(ExclusionRule {
-                                                target_key: js::opt_to_js_string(it.get("value"))
-                                                    .into_owned(),
-                                                negated: js::opt_truthy(
-                                                    it.get("matching")
-                                                        .and_then(|m| m.get("negated")),
-                                                ),
-                                            });
-                                        }
+                                    if exclusion.is_none() {
+                                        exclusion = items.iter().find_map(exclusion_of);
                                     }
                                     items.iter().map(compile_item).collect()
                                 })
@@ -251,61 +496,66 @@ impl RuleSet {
         let Some(ors) = &self.or else {
             return RuleOutcome::NotMatched;
         };
+        let empty = data.is_empty();
         // A map carrying `name: "RuleData"` is taken by the reference for a custom rule-data
         // object; a plain map has no getters, so nothing matches.
-        let custom_marker = data
-            .lookup("name")
-            .is_some_and(|v| v.as_str() == Some("RuleData"));
+        let custom = data.is_custom()
+            || (!empty
+                && data
+                    .lookup("name")
+                    .is_some_and(|v| v.as_str() == Some("RuleData")));
+        let ctx = Ctx {
+            data,
+            empty,
+            custom,
+        };
         let mut last = RuleOutcome::NotMatched;
         for and in ors {
-            let r = eval_and(and.as_deref(), data, custom_marker);
-            if r == RuleOutcome::Matched {
-                return r;
+            last = eval_and(and.as_deref(), &ctx);
+            if last == RuleOutcome::Matched {
+                return last;
             }
-            last = r;
         }
-        match last {
-            RuleOutcome::Error(_) => last,
-            _ => RuleOutcome::NotMatched,
-        }
+        last
     }
 
-    /// The first `bucketed_into_experience_key` element, scanning OR → AND → OR_WHEN in order.
+    /// The first `bucketed_into_experience_key` element, scanning OR → AND → OR_WHEN in order
+    /// (precomputed at compile time).
     pub fn exclusion_rule(&self) -> Option<&ExclusionRule> {
         self.exclusion.as_ref()
     }
 
-    /// `regexMatches` patterns of this tree that the linear-time engine cannot run (those rules
+    /// `regexMatches` patterns of this tree that cannot be run (see the module docs: such rules
     /// never match).
     pub fn unsupported_patterns(&self) -> Vec<&str> {
         let mut out = Vec::new();
         for and in self.or.iter().flatten().flatten() {
             for block in and.iter().flatten() {
                 for item in block {
-                    if let Item::Rule {
-                        regex: Some(Regex::Unsupported(p)),
-                        ..
-                    } = item
-                    {
-                        out.push(p.as_str());
+                    if let Item::Rule(rule) = item {
+                        if let Check::Regex(Pattern::Unsupported(p)) = &rule.check {
+                            out.push(p.as_str());
+                        }
                     }
                 }
             }
         }
         out
     }
+
+    /// Whether the tree is structurally valid at the top level (an own `OR` holding a non-empty
+    /// array). An invalid tree never matches.
+    pub fn is_valid(&self) -> bool {
+        self.or.is_some()
+    }
 }
 
-fn eval_and(
-    blocks: Option<&[Option<Vec<Item>>]>,
-    data: &dyn RuleData,
-    custom: bool,
-) -> RuleOutcome {
+fn eval_and(blocks: Option<&[OrWhen]>, ctx: &Ctx<'_>) -> RuleOutcome {
     let Some(blocks) = blocks else {
         return RuleOutcome::NotMatched;
     };
     for block in blocks {
-        let r = eval_or_when(block.as_deref(), data, custom);
+        let r = eval_or_when(block.as_deref(), ctx);
         if r != RuleOutcome::Matched {
             return r;
         }
@@ -313,179 +563,169 @@ fn eval_and(
     RuleOutcome::Matched
 }
 
-fn eval_or_when(items: Option<&[Item]>, data: &dyn RuleData, custom: bool) -> RuleOutcome {
+fn eval_or_when(items: Option<&[Item]>, ctx: &Ctx<'_>) -> RuleOutcome {
     let Some(items) = items else {
         return RuleOutcome::NotMatched;
     };
+    let mut last = RuleOutcome::NotMatched;
     for item in items {
-        if !custom && eval_item(item, data) {
-            return RuleOutcome::Matched;
+        last = eval_item(item, ctx);
+        if last == RuleOutcome::Matched {
+            return last;
         }
     }
-    RuleOutcome::NotMatched
+    last
 }
 
-fn eval_item(item: &Item, data: &dyn RuleData) -> bool {
-    let Item::Rule {
-        key,
-        op,
-        runs_on_missing,
-        negated,
-        value,
-        regex,
-    } = item
-    else {
-        return false;
+fn eval_item(item: &Item, ctx: &Ctx<'_>) -> RuleOutcome {
+    let Item::Rule(rule) = item else {
+        return RuleOutcome::NotMatched;
     };
-    let found = if data.is_empty() {
+    if ctx.custom {
+        let Some(rule_type) = rule.rule_type.as_deref().filter(|t| !t.is_empty()) else {
+            return RuleOutcome::NotMatched;
+        };
+        return match ctx.data.custom_value(rule_type) {
+            None => RuleOutcome::NotMatched,
+            Some(Err(e)) => RuleOutcome::Error(e),
+            Some(Ok(v)) if rule_type == "js_condition" => {
+                RuleOutcome::from_bool(*v == Value::Bool(true))
+            }
+            Some(Ok(v)) => RuleOutcome::from_bool(rule.check.apply(Some(&v), rule.negated)),
+        };
+    }
+    let found = if ctx.empty {
         None
     } else {
-        key.as_deref().and_then(|k| data.lookup(k))
+        rule.key.as_deref().and_then(|k| ctx.data.lookup(k))
     };
-    match found {
-        Some(v) => apply(*op, Some(&v), value.as_ref(), *negated, regex.as_ref()),
-        None if *runs_on_missing => apply(*op, None, value.as_ref(), *negated, regex.as_ref()),
+    RuleOutcome::from_bool(match found {
+        Some(v) => rule.check.apply(Some(&v), rule.negated),
+        None if rule.runs_on_missing => rule.check.apply(None, rule.negated),
         None => false,
-    }
+    })
 }
 
 /// Applies comparison operator `method` to the visitor's `value` and the rule's `test` value
-/// (`None` = JS undefined). An unknown method gives `false`.
+/// (`None` = JS undefined), with negation as a rule would (see the module docs). An unknown
+/// method gives `false`.
 pub fn compare(method: &str, value: Option<&Value>, test: Option<&Value>, negated: bool) -> bool {
-    let Some(op) = Op::parse(method) else {
-        return false;
-    };
-    let regex = (op == Op::RegexMatches).then(|| {
-        let pattern = js::opt_to_js_string(test).into_owned();
-        match compile_js_regex(&pattern) {
-            Some(r) => Regex::Ok(r),
-            None => Regex::Unsupported(pattern),
-        }
-    });
-    apply(op, value, test, negated, regex.as_ref())
+    Check::new(method, test).is_some_and(|c| c.apply(value, negated))
 }
 
-fn apply(
-    op: Op,
-    value: Option<&Value>,
-    test: Option<&Value>,
-    negated: bool,
-    regex: Option<&Regex>,
-) -> bool {
-    let r = match op {
-        Op::Equals => equals(value, test),
-        Op::Less | Op::LessEqual => {
-            // A type mismatch is false before negation (the reference returns early).
-            return match less(value, test, op == Op::LessEqual) {
-                Some(r) => r != negated,
-                None => false,
-            };
-        }
-        Op::Contains => {
-            let t = lower(test);
-            js::js_trim(&t).is_empty() || lower(value).contains(t.as_ref())
-        }
-        Op::IsIn => is_in(value, test),
-        Op::StartsWith => lower(value).starts_with(lower(test).as_ref()),
-        Op::EndsWith => lower(value).ends_with(lower(test).as_ref()),
-        Op::RegexMatches => match regex {
-            Some(Regex::Ok(re)) => re.is_match(&lower(value)),
-            _ => false,
-        },
-        Op::Exists => exists(value),
-        Op::NotExists => !exists(value),
-        Op::NegationCheck => {
-            let v = js::opt_truthy(value);
-            if js::opt_truthy(test) { !v } else { v }
-        }
-    };
-    r != negated
-}
-
-fn lower(v: Option<&Value>) -> Cow<'_, str> {
-    let s = js::opt_to_js_string(v);
-    if s.chars().any(|c| c.is_uppercase()) {
-        Cow::Owned(s.to_lowercase())
-    } else {
-        s
-    }
+/// Whether `method` names one of the reference's comparison operators (valid `match_type`s).
+pub fn is_operator(method: &str) -> bool {
+    matches!(
+        method,
+        "equals"
+            | "equalsNumber"
+            | "matches"
+            | "less"
+            | "lessEqual"
+            | "contains"
+            | "isIn"
+            | "startsWith"
+            | "endsWith"
+            | "regexMatches"
+            | "exists"
+            | "not_exists"
+            | "doesNotExist"
+            | "_returnNegationCheck"
+    )
 }
 
 fn exists(v: Option<&Value>) -> bool {
-    !matches!(v, None | Some(Value::Null)) && v != Some(&Value::String(String::new()))
-}
-
-fn equals(value: Option<&Value>, test: Option<&Value>) -> bool {
-    match value {
-        Some(Value::Array(items)) => {
-            test.is_some_and(|t| items.iter().any(|i| crate::store::strict_eq(i, t)))
-        }
-        Some(Value::Object(m)) if !m.is_empty() => {
-            m.contains_key(js::opt_to_js_string(test).as_ref())
-        }
-        _ => {
-            let a = js::opt_to_js_string(value);
-            let b = js::opt_to_js_string(test);
-            if a.is_ascii() && b.is_ascii() {
-                a.eq_ignore_ascii_case(&b)
-            } else {
-                a.to_lowercase() == b.to_lowercase()
-            }
-        }
+    match v {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(_) => true,
     }
 }
 
-fn is_in(value: Option<&Value>, test: Option<&Value>) -> bool {
-    let data = js::opt_to_js_string(value);
-    let rule: Vec<String> = match test {
-        Some(Value::String(s)) => s.split('|').map(str::to_lowercase).collect(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|i| js::to_js_string(i).to_lowercase())
-            .collect(),
-        _ => Vec::new(),
-    };
-    data.split('|').any(|part| rule.iter().any(|r| r == part))
+/// `String(value).toLowerCase() === lower` where `lower` is already lower-cased.
+fn eq_lower(value: &str, lower: &str) -> bool {
+    if value.is_ascii() {
+        // ASCII lower-casing is per byte; a non-ASCII `lower` can never equal it.
+        value.eq_ignore_ascii_case(lower)
+    } else {
+        js::js_lowercase(value) == lower
+    }
+}
+
+fn starts_with_ci(value: &str, lower: &str) -> bool {
+    if value.is_ascii() {
+        value.len() >= lower.len()
+            && value.as_bytes()[..lower.len()].eq_ignore_ascii_case(lower.as_bytes())
+    } else {
+        js::js_lowercase(value).starts_with(lower)
+    }
+}
+
+fn ends_with_ci(value: &str, lower: &str) -> bool {
+    if value.is_ascii() {
+        value.len() >= lower.len()
+            && value.as_bytes()[value.len() - lower.len()..].eq_ignore_ascii_case(lower.as_bytes())
+    } else {
+        js::js_lowercase(value).ends_with(lower)
+    }
+}
+
+fn equals(value: Option<&Value>, test: Option<&Value>, text: &TestText) -> bool {
+    match value {
+        Some(Value::Array(items)) => {
+            test.is_some_and(|t| items.iter().any(|i| js::strict_equals(i, t)))
+        }
+        Some(Value::Object(m)) if !m.is_empty() => m.contains_key(text.text.as_str()),
+        _ => eq_lower(&js::opt_js_str(value), &text.lower),
+    }
 }
 
 /// A JS value as the relational operators see it after `isNumeric`/`toNumber`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Rel<'a> {
     Undefined,
     Number(f64),
-    Str(Cow<'a, str>),
+    Str(&'a str),
     Bool(bool),
     /// `typeof` "object": null, arrays, objects.
     Object(&'a Value),
 }
 
-fn is_numeric_str(s: &str) -> bool {
-    // ^-?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)$
+/// Whether `s` matches `^-?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)$` — the string half of
+/// the reference's `isNumeric` (an optional minus, then digits, optionally grouped by threes with
+/// commas, with an optional fraction; or a bare fraction `.5`). No `+`, exponent, spaces or
+/// trailing `.`.
+pub fn is_numeric_str(s: &str) -> bool {
     let b = s.strip_prefix('-').unwrap_or(s).as_bytes();
-    let digits =
-        |b: &[u8], from: usize| b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let digits = |from: usize| {
+        b.get(from..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
     if b.first() == Some(&b'.') {
-        let n = digits(b, 1);
+        let n = digits(1);
         return n > 0 && 1 + n == b.len();
     }
-    let lead = digits(b, 0);
+    let lead = digits(0);
     if lead == 0 {
         return false;
     }
     let mut i = lead;
-    if i < b.len() && b[i] == b',' {
+    if b.get(i) == Some(&b',') {
         if lead > 3 {
             return false;
         }
-        while i < b.len() && b[i] == b',' {
-            if digits(b, i + 1) < 3 || (i + 4 < b.len() && b[i + 4].is_ascii_digit()) {
+        while b.get(i) == Some(&b',') {
+            if digits(i + 1) != 3 {
                 return false;
             }
             i += 4;
         }
     }
-    if i < b.len() && b[i] == b'.' {
-        let n = digits(b, i + 1);
+    if b.get(i) == Some(&b'.') {
+        let n = digits(i + 1);
         if n == 0 {
             return false;
         }
@@ -494,37 +734,52 @@ fn is_numeric_str(s: &str) -> bool {
     i == b.len()
 }
 
-fn comma_number(s: &str) -> f64 {
-    let first = s.split(',').next().unwrap_or("");
-    let normalized = if first == "0" {
-        s.replace(',', ".")
+/// The reference's `isNumeric` + `toNumber` on a string: the number it stands for, or `None` when
+/// it is not numeric (including when it is too large to be finite).
+fn numeric_string_value(s: &str) -> Option<f64> {
+    if !is_numeric_str(s) {
+        return None;
+    }
+    if !s.contains(',') {
+        let n = js::parse_float(s);
+        return n.is_finite().then_some(n);
+    }
+    let stripped: String = s.chars().filter(|&c| c != ',').collect();
+    let n = js::parse_float(&stripped);
+    if !n.is_finite() {
+        return None;
+    }
+    // toNumber: a leading "0" group makes every comma a decimal point ("0,500" → 0.5).
+    if s.split(',').next() == Some("0") {
+        Some(js::parse_float(&s.replace(',', ".")))
     } else {
-        s.replace(',', "")
-    };
-    js::parse_float(&normalized)
+        Some(n)
+    }
 }
 
 fn rel(v: Option<&Value>) -> Rel<'_> {
     match v {
         None => Rel::Undefined,
-        Some(Value::Number(n)) => Rel::Number(n.as_f64().unwrap_or(f64::NAN)),
-        Some(Value::String(s)) => {
-            if is_numeric_str(s) && js::parse_float(&s.replace(',', "")).is_finite() {
-                Rel::Number(comma_number(s))
-            } else {
-                Rel::Str(Cow::Borrowed(s))
-            }
-        }
+        Some(Value::Number(n)) => Rel::Number(js::number_f64(n)),
+        Some(Value::String(s)) => numeric_string_value(s).map_or(Rel::Str(s), Rel::Number),
         Some(Value::Bool(b)) => Rel::Bool(*b),
         Some(o) => Rel::Object(o),
     }
 }
 
-fn utf16_lt(a: &str, b: &str, or_equal: bool) -> bool {
-    match a.encode_utf16().cmp(b.encode_utf16()) {
-        std::cmp::Ordering::Less => true,
-        std::cmp::Ordering::Equal => or_equal,
-        std::cmp::Ordering::Greater => false,
+fn utf16_cmp(a: &str, b: &str) -> Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        a.cmp(b)
+    } else {
+        a.encode_utf16().cmp(b.encode_utf16())
+    }
+}
+
+fn ord_lt(o: Ordering, or_equal: bool) -> bool {
+    match o {
+        Ordering::Less => true,
+        Ordering::Equal => or_equal,
+        Ordering::Greater => false,
     }
 }
 
@@ -532,186 +787,42 @@ fn num_lt(a: f64, b: f64, or_equal: bool) -> bool {
     if or_equal { a <= b } else { a < b }
 }
 
+/// JS `a < b` / `a <= b` for two `typeof "object"` JSON values, through `ToPrimitive`.
+fn object_lt(a: &Value, b: &Value, or_equal: bool) -> bool {
+    // null stays null (a primitive); arrays become their joined string; objects "[object Object]".
+    fn prim(v: &Value) -> Option<js::JsStr<'_>> {
+        (!v.is_null()).then(|| js::js_str(v))
+    }
+    match (prim(a), prim(b)) {
+        (Some(x), Some(y)) => ord_lt(utf16_cmp(&x, &y), or_equal),
+        (x, y) => {
+            let n = |p: Option<js::JsStr<'_>>| p.map_or(0.0, |s| js::string_to_number(&s));
+            num_lt(n(x), n(y), or_equal)
+        }
+    }
+}
+
 /// `value < test` (or `<=`) with the reference's coercions; `None` on a `typeof` mismatch.
-fn less(value: Option<&Value>, test: Option<&Value>, or_equal: bool) -> Option<bool> {
-    Some(match (rel(value), rel(test)) {
+fn less(value: Rel<'_>, test: Rel<'_>, or_equal: bool) -> Option<bool> {
+    Some(match (value, test) {
         (Rel::Number(a), Rel::Number(b)) => num_lt(a, b, or_equal),
-        (Rel::Str(a), Rel::Str(b)) => utf16_lt(&a, &b, or_equal),
-        (Rel::Bool(a), Rel::Bool(b)) => {
-            num_lt(f64::from(u8::from(a)), f64::from(u8::from(b)), or_equal)
-        }
+        (Rel::Str(a), Rel::Str(b)) => ord_lt(utf16_cmp(a, b), or_equal),
+        (Rel::Bool(a), Rel::Bool(b)) => ord_lt(a.cmp(&b), or_equal),
+        // undefined < undefined: NaN comparisons are false.
         (Rel::Undefined, Rel::Undefined) => false,
-        (Rel::Object(a), Rel::Object(b)) => {
-            // ToPrimitive: null stays null, arrays join, objects give "[object Object]".
-            let prim = |v: &Value| -> Option<String> {
-                match v {
-                    Value::Null => None,
-                    other => Some(js::to_js_string(other).into_owned()),
-                }
-            };
-            match (prim(a), prim(b)) {
-                (Some(x), Some(y)) => utf16_lt(&x, &y, or_equal),
-                (x, y) => {
-                    let n = |p: Option<String>| p.map_or(0.0, |s| js::string_to_number(&s));
-                    num_lt(n(x), n(y), or_equal)
-                }
-            }
-        }
+        (Rel::Object(a), Rel::Object(b)) => object_lt(a, b, or_equal),
         _ => return None,
     })
 }
 
-/// Translates an ECMAScript pattern (no `u` flag) to the `regex` crate's syntax and compiles it
-/// case-insensitively with bounded size. `None` when it cannot be run there.
+/// The JS whitespace set as the body of a `regex` character class.
+const WS_CLASS: &str = r"\t\n\x0B\x0C\r \x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}\x{FEFF}";
+
+/// Compiles an ECMAScript pattern (flags `i`, no `u`) on the `regex` engine, case-insensitively
+/// and with bounded size. `None` when it cannot be run there (see the module docs).
 fn compile_js_regex(pattern: &str) -> Option<regex::Regex> {
-    const WS: &str = r"\t\n\x0B\x0C\r \x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}\x{FEFF}";
-    let chars: Vec<char> = pattern.chars().collect();
-    let mut out = String::with_capacity(pattern.len() + 16);
-    let mut i = 0;
-    let mut in_class = false;
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            '\\' => {
-                let next = *chars.get(i + 1)?;
-                i += 2;
-                match next {
-                    'd' => out.push_str(if in_class { "0-9" } else { "[0-9]" }),
-                    'w' => out.push_str(if in_class {
-                        "A-Za-z0-9_"
-                    } else {
-                        "[A-Za-z0-9_]"
-                    }),
-                    's' => {
-                        if in_class {
-                            out.push_str(WS);
-                        } else {
-                            out.push('[');
-                            out.push_str(WS);
-                            out.push(']');
-                        }
-                    }
-                    'D' | 'W' | 'S' if in_class => return None,
-                    'D' => out.push_str("[^0-9]"),
-                    'W' => out.push_str("[^A-Za-z0-9_]"),
-                    'S' => {
-                        out.push_str("[^");
-                        out.push_str(WS);
-                        out.push(']');
-                    }
-                    'b' if in_class => out.push_str(r"\x08"),
-                    'b' => out.push_str(r"(?-u:\b)"),
-                    'B' => out.push_str(r"(?-u:\B)"),
-                    'v' => out.push_str(r"\x0B"),
-                    'f' | 'n' | 'r' | 't' => {
-                        out.push('\\');
-                        out.push(next);
-                    }
-                    '0' => out.push_str(r"\x00"),
-                    '1'..='9' | 'k' => return None, // backreferences need backtracking
-                    'c' => {
-                        let ctl = chars.get(i).filter(|c| c.is_ascii_alphabetic())?;
-                        out.push_str(&format!(r"\x{:02X}", (*ctl as u32) % 32));
-                        i += 1;
-                    }
-                    'x' => {
-                        let h: String = chars.get(i..i + 2)?.iter().collect();
-                        u8::from_str_radix(&h, 16).ok()?;
-                        out.push_str(r"\x");
-                        out.push_str(&h);
-                        i += 2;
-                    }
-                    'u' => {
-                        let h: String = chars.get(i..i + 4)?.iter().collect();
-                        u16::from_str_radix(&h, 16).ok()?;
-                        out.push_str(r"\x{");
-                        out.push_str(&h);
-                        out.push('}');
-                        i += 4;
-                    }
-                    c if c.is_ascii_alphanumeric() => out.push(c), // identity escape
-                    c => {
-                        // Escaped punctuation stays escaped (or literal when the engine has no escape).
-                        if regex_syntax_meta(c) {
-                            out.push('\\');
-                        }
-                        out.push(c);
-                    }
-                }
-                continue;
-            }
-            '[' if !in_class => {
-                in_class = true;
-                out.push('[');
-                if chars.get(i + 1) == Some(&'^') {
-                    out.push('^');
-                    i += 1;
-                }
-                if chars.get(i + 1) == Some(&']') {
-                    // `[]` matches nothing, `[^]` anything, in JS.
-                    let negated = out.ends_with('^');
-                    out.truncate(out.len() - if negated { 2 } else { 1 });
-                    out.push_str(if negated { r"[\s\S]" } else { r"[^\s\S]" });
-                    in_class = false;
-                    i += 2;
-                    continue;
-                }
-            }
-            '[' => out.push_str(r"\["),
-            ']' if in_class => {
-                in_class = false;
-                out.push(']');
-            }
-            '.' if !in_class => out.push_str(r"[^\n\r\x{2028}\x{2029}]"),
-            '(' if !in_class && chars.get(i + 1) == Some(&'?') => {
-                let rest: String = chars[i + 2..chars.len().min(i + 4)].iter().collect();
-                if rest.starts_with('=')
-                    || rest.starts_with('!')
-                    || rest.starts_with("<=")
-                    || rest.starts_with("<!")
-                {
-                    return None; // look-around
-                }
-                out.push('(');
-            }
-            '{' if !in_class => {
-                // A literal brace unless it starts a valid quantifier `{n}`, `{n,}`, `{n,m}`.
-                let rest: String = chars[i..].iter().collect();
-                let is_quant = rest
-                    .find('}')
-                    .map(|end| &rest[1..end])
-                    .is_some_and(|inner| {
-                        let mut parts = inner.splitn(2, ',');
-                        let a = parts.next().unwrap_or("");
-                        let b = parts.next();
-                        !a.is_empty()
-                            && a.bytes().all(|c| c.is_ascii_digit())
-                            && b.is_none_or(|b| b.bytes().all(|c| c.is_ascii_digit()))
-                    });
-                out.push_str(if is_quant { "{" } else { r"\{" });
-            }
-            '}' if !in_class => {
-                // Closing brace of a quantifier we emitted, or a literal one.
-                let opened = out
-                    .rfind('{')
-                    .filter(|&p| p == 0 || !out[..p].ends_with('\\'));
-                let closes_quant = opened.is_some_and(|p| !out[p..].contains('}'));
-                out.push_str(if closes_quant { "}" } else { r"\}" });
-            }
-            c => {
-                if in_class && (c == '&' || c == '~' || c == '-' && chars.get(i + 1) == Some(&'-'))
-                {
-                    out.push('\\'); // set operators of the regex crate are literals in JS classes
-                }
-                out.push(c);
-            }
-        }
-        i += 1;
-    }
-    if in_class {
-        return None;
-    }
-    regex::RegexBuilder::new(&out)
+    let translated = translate_js_regex(pattern)?;
+    regex::RegexBuilder::new(&translated)
         .case_insensitive(true)
         .size_limit(1 << 20)
         .dfa_size_limit(1 << 20)
@@ -720,8 +831,539 @@ fn compile_js_regex(pattern: &str) -> Option<regex::Regex> {
         .ok()
 }
 
-fn regex_syntax_meta(c: char) -> bool {
-    regex::escape(&c.to_string()).len() > c.len_utf8()
+/// Counts the capturing groups of a JS pattern and whether any is named.
+fn count_groups(chars: &[char]) -> (usize, bool) {
+    let (mut groups, mut named) = (0, false);
+    let mut in_class = false;
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' => i += 1,
+            '[' if !in_class => {
+                in_class = true;
+                if chars.get(i + 1) == Some(&'^') {
+                    i += 1;
+                }
+                if chars.get(i + 1) == Some(&']') {
+                    in_class = false; // `[]` / `[^]`
+                    i += 1;
+                }
+            }
+            ']' if in_class => in_class = false,
+            '(' if !in_class => {
+                if chars.get(i + 1) != Some(&'?') {
+                    groups += 1;
+                } else if chars.get(i + 2) == Some(&'<')
+                    && !matches!(chars.get(i + 3), Some('=' | '!'))
+                {
+                    groups += 1;
+                    named = true;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    (groups, named)
+}
+
+/// Length of a counted quantifier's tail after its `{` (`n}`, `n,}`, `n,m}`), if `rest` starts
+/// with one.
+fn quantifier_len(rest: &[char]) -> Option<usize> {
+    let digits = |from: usize| {
+        rest.get(from..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
+    let n = digits(0);
+    if n == 0 {
+        return None;
+    }
+    let mut i = n;
+    if rest.get(i) == Some(&',') {
+        i += 1 + digits(i + 1);
+    }
+    (rest.get(i) == Some(&'}')).then_some(i + 1)
+}
+
+fn hex_value(chars: &[char]) -> Option<u32> {
+    chars
+        .iter()
+        .try_fold(0u32, |acc, c| Some(acc * 16 + c.to_digit(16)?))
+}
+
+/// Appends a literal character in `regex` syntax (valid inside and outside a class).
+fn push_literal(out: &mut String, c: char) {
+    if c.is_alphanumeric() {
+        out.push(c);
+    } else {
+        out.push_str(&format!(r"\x{{{:X}}}", u32::from(c)));
+    }
+}
+
+/// First placeholder character: UTF-16 surrogate code unit `u` is represented by
+/// `SURROGATE_BASE + (u - 0xD800)`, in the plane-15 private use area. (A real plane-15 character
+/// is astral, so it is itself turned into two surrogate placeholders: no confusion is possible.)
+const SURROGATE_BASE: u32 = 0xF0000;
+
+/// First placeholder of the [`FOLD_EXCEPTIONS`].
+const FOLD_BASE: u32 = 0xF0800;
+
+/// Characters whose case-insensitive equivalents differ between ECMAScript's non-Unicode
+/// `Canonicalize` (upper-casing, but never from non-ASCII to ASCII nor to several characters) and
+/// the `regex` crate's simple case folding. In JS each of them matches only itself; here each is
+/// represented by its own placeholder (`FOLD_BASE + index`), which has no case. Sorted.
+const FOLD_EXCEPTIONS: [u32; 33] = [
+    0x017F, 0x03F4, 0x1E9E, 0x1F88, 0x1F89, 0x1F8A, 0x1F8B, 0x1F8C, 0x1F8D, 0x1F8E, 0x1F8F, 0x1F98,
+    0x1F99, 0x1F9A, 0x1F9B, 0x1F9C, 0x1F9D, 0x1F9E, 0x1F9F, 0x1FA8, 0x1FA9, 0x1FAA, 0x1FAB, 0x1FAC,
+    0x1FAD, 0x1FAE, 0x1FAF, 0x1FBC, 0x1FCC, 0x1FFC, 0x2126, 0x212A, 0x212B,
+];
+
+/// The character standing for UTF-16 code unit `u`: a placeholder for surrogates and for the
+/// [`FOLD_EXCEPTIONS`], the character itself otherwise.
+fn unit_char(u: u32) -> Option<char> {
+    if (0xD800..=0xDFFF).contains(&u) {
+        return char::from_u32(SURROGATE_BASE + (u - 0xD800));
+    }
+    match FOLD_EXCEPTIONS.binary_search(&u) {
+        Ok(i) => char::from_u32(FOLD_BASE + u32::try_from(i).ok()?),
+        Err(_) => char::from_u32(u),
+    }
+}
+
+/// The UTF-16 code unit a character of the unit form stands for (inverse of [`unit_char`]).
+fn unit_of(c: char) -> u32 {
+    let v = u32::from(c);
+    if (SURROGATE_BASE..SURROGATE_BASE + 0x800).contains(&v) {
+        0xD800 + (v - SURROGATE_BASE)
+    } else if (FOLD_BASE..FOLD_BASE + 33).contains(&v) {
+        FOLD_EXCEPTIONS[(v - FOLD_BASE) as usize]
+    } else {
+        v
+    }
+}
+
+/// Pushes the characters standing for the UTF-16 code units of `c` (one, or a surrogate pair).
+fn push_units(out: &mut impl Extend<char>, c: char) {
+    let mut buf = [0u16; 2];
+    out.extend(
+        c.encode_utf16(&mut buf)
+            .iter()
+            .filter_map(|&u| unit_char(u32::from(u))),
+    );
+}
+
+/// `s` in unit form: what a non-Unicode ECMAScript regular expression matches against (astral
+/// characters are two surrogate placeholders, fold exceptions their placeholder).
+fn utf16_units(s: &str) -> Cow<'_, str> {
+    if s.is_ascii()
+        || !s
+            .chars()
+            .any(|c| u32::from(c) > 0xFFFF || FOLD_EXCEPTIONS.binary_search(&u32::from(c)).is_ok())
+    {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        push_units(&mut out, c);
+    }
+    Cow::Owned(out)
+}
+
+/// Pushes the class range of code units `a..=b` in unit form: split around the surrogate block and
+/// the fold exceptions, whose placeholders are added separately. `None` when the range is out of
+/// order (a SyntaxError in JS).
+fn push_unit_range(out: &mut String, a: u32, b: u32) -> Option<()> {
+    if a > b {
+        return None;
+    }
+    let range = |out: &mut String, from: u32, to: u32| -> Option<()> {
+        if from <= to {
+            push_literal(out, unit_char(from)?);
+            out.push('-');
+            push_literal(out, unit_char(to)?);
+        }
+        Some(())
+    };
+    let exceptions = FOLD_EXCEPTIONS
+        .iter()
+        .copied()
+        .filter(|u| (a..=b).contains(u));
+    for (lo, hi) in [(0, 0xD7FF), (0xD800, 0xDFFF), (0xE000, 0xFFFF)] {
+        let (from, to) = (a.max(lo), b.min(hi));
+        if from > to {
+            continue;
+        }
+        if lo == 0xD800 {
+            range(out, from, to)?; // placeholders are contiguous
+            continue;
+        }
+        let mut start = from;
+        for e in exceptions.clone().filter(|e| (from..=to).contains(e)) {
+            if start < e {
+                range(out, start, e - 1)?;
+            }
+            start = e + 1;
+        }
+        range(out, start, to)?;
+    }
+    for e in exceptions {
+        push_literal(out, unit_char(e)?);
+    }
+    Some(())
+}
+
+/// A piece of a JS character class.
+enum ClassAtom {
+    Char(char),
+    /// A class escape (`\d`, `\W`, …) as `regex` class-body text.
+    Set(String),
+}
+
+/// The translation state of one pattern.
+struct Translator<'p> {
+    chars: &'p [char],
+    i: usize,
+    groups: usize,
+    named: bool,
+    out: String,
+}
+
+impl Translator<'_> {
+    fn peek(&self, ahead: usize) -> Option<char> {
+        self.chars.get(self.i + ahead).copied()
+    }
+
+    /// `\uHHHH` after the `u` (at `self.i`): the code unit, or `None` when there are not four hex
+    /// digits (an identity escape).
+    fn unicode_escape(&mut self) -> Option<char> {
+        let v = self.chars.get(self.i..self.i + 4).and_then(hex_value)?;
+        self.i += 4;
+        unit_char(v)
+    }
+
+    /// `\xHH` after the `x`: the character, or `None` for an identity escape.
+    fn hex_escape(&mut self) -> Option<char> {
+        let v = self.chars.get(self.i..self.i + 2).and_then(hex_value)?;
+        self.i += 2;
+        char::from_u32(v)
+    }
+
+    /// A legacy octal escape whose first digit is at `self.i`: up to three digits, at most 0o377.
+    fn legacy_octal(&mut self) -> char {
+        let octal = |t: &Self, k: usize| t.peek(k).and_then(|c| c.to_digit(8));
+        let first = octal(self, 0).unwrap_or(0);
+        self.i += 1;
+        let mut v = first;
+        for _ in 0..(if first <= 3 { 2 } else { 1 }) {
+            match octal(self, 0) {
+                Some(d) => {
+                    v = v * 8 + d;
+                    self.i += 1;
+                }
+                None => break,
+            }
+        }
+        char::from_u32(v).unwrap_or('\0')
+    }
+
+    /// The escape outside a class whose character is at `self.i` (after the backslash).
+    fn escape(&mut self) -> Option<()> {
+        let c = self.peek(0)?; // a trailing backslash is a SyntaxError
+        self.i += 1;
+        match c {
+            'd' => self.out.push_str("[0-9]"),
+            'D' => self.out.push_str("[^0-9]"),
+            // `(?-i:)` keeps case folding from adding non-ASCII letters (ſ, K) to \w.
+            'w' => self.out.push_str("(?-i:[A-Za-z0-9_])"),
+            'W' => self.out.push_str("(?-i:[^A-Za-z0-9_])"),
+            's' | 'S' => {
+                self.out.push_str(if c == 's' { "[" } else { "[^" });
+                self.out.push_str(WS_CLASS);
+                self.out.push(']');
+            }
+            'b' => self.out.push_str(r"(?-u:\b)"),
+            'B' => self.out.push_str(r"(?-u:\B)"),
+            'f' | 'n' | 'r' | 't' => {
+                self.out.push('\\');
+                self.out.push(c);
+            }
+            'v' => self.out.push_str(r"\x0B"),
+            'c' => match self.peek(0).filter(char::is_ascii_alphabetic) {
+                Some(l) => {
+                    self.i += 1;
+                    push_literal(&mut self.out, char::from(l as u8 % 32));
+                }
+                // Annex B: a literal backslash; the `c` is then read as an ordinary character.
+                None => {
+                    self.out.push_str(r"\\");
+                    self.i -= 1;
+                }
+            },
+            'x' => match self.hex_escape() {
+                Some(ch) => push_literal(&mut self.out, ch),
+                None => self.out.push('x'),
+            },
+            'u' => match self.unicode_escape() {
+                Some(ch) => push_literal(&mut self.out, ch),
+                None => self.out.push('u'),
+            },
+            '1'..='9' => {
+                let start = self.i - 1;
+                let n = self.chars[start..]
+                    .iter()
+                    .take_while(|d| d.is_ascii_digit())
+                    .try_fold(0usize, |acc, d| {
+                        acc.checked_mul(10)?.checked_add(d.to_digit(10)? as usize)
+                    })
+                    .unwrap_or(usize::MAX);
+                if n <= self.groups {
+                    return None; // a backreference
+                }
+                // Annex B: past the group count, a legacy octal escape or a literal 8 / 9.
+                if c == '8' || c == '9' {
+                    self.out.push(c);
+                } else {
+                    self.i = start;
+                    let ch = self.legacy_octal();
+                    push_literal(&mut self.out, ch);
+                }
+            }
+            '0' => {
+                self.i -= 1;
+                let ch = self.legacy_octal();
+                push_literal(&mut self.out, ch);
+            }
+            'k' if self.named => return None, // a named backreference (or a SyntaxError)
+            c => push_literal(&mut self.out, c), // identity escape: `\a` is `a`, `\/` is `/`
+        }
+        Some(())
+    }
+
+    /// One atom of a class body at `self.i` (not `]`).
+    fn class_atom(&mut self) -> Option<ClassAtom> {
+        let c = self.peek(0)?;
+        self.i += 1;
+        if c != '\\' {
+            return Some(ClassAtom::Char(c));
+        }
+        let e = self.peek(0)?;
+        self.i += 1;
+        let set = |s: &str| Some(ClassAtom::Set(s.to_string()));
+        Some(ClassAtom::Char(match e {
+            'd' => return set("0-9"),
+            'D' => return set("[^0-9]"),
+            'w' => return set("A-Za-z0-9_"),
+            'W' => return set("[^A-Za-z0-9_]"),
+            's' => return set(WS_CLASS),
+            'S' => return Some(ClassAtom::Set(format!("[^{WS_CLASS}]"))),
+            'b' => '\u{8}',
+            'f' => '\u{c}',
+            'n' => '\n',
+            'r' => '\r',
+            't' => '\t',
+            'v' => '\u{b}',
+            'c' => match self
+                .peek(0)
+                .filter(|l| l.is_ascii_alphanumeric() || *l == '_')
+            {
+                Some(l) => {
+                    self.i += 1;
+                    char::from(l as u8 % 32)
+                }
+                None => {
+                    self.i -= 1; // literal backslash, then `c`
+                    '\\'
+                }
+            },
+            'x' => self.hex_escape().unwrap_or('x'),
+            'u' => self.unicode_escape().unwrap_or('u'),
+            '0'..='7' => {
+                self.i -= 1;
+                self.legacy_octal()
+            }
+            'k' if self.named => return None,
+            other => other, // identity escape, `\8`, `\9`, `\B`, `\-`, `\]`…
+        }))
+    }
+
+    fn push_atom(&mut self, atom: &ClassAtom) {
+        match atom {
+            ClassAtom::Char(c) => push_literal(&mut self.out, *c),
+            ClassAtom::Set(s) => self.out.push_str(s),
+        }
+    }
+
+    /// A class whose `[` has been consumed; returns at the character after its `]`.
+    fn class(&mut self) -> Option<()> {
+        let negated = self.peek(0) == Some('^');
+        if negated {
+            self.i += 1;
+        }
+        if self.peek(0) == Some(']') {
+            // `[]` matches nothing, `[^]` any character.
+            self.i += 1;
+            self.out
+                .push_str(if negated { r"[\s\S]" } else { r"[^\s\S]" });
+            return Some(());
+        }
+        self.out.push_str(if negated { "[^" } else { "[" });
+        loop {
+            if self.peek(0)? == ']' {
+                // (`?`: an unterminated class is a SyntaxError.)
+                self.i += 1;
+                break;
+            }
+            let first = self.class_atom()?;
+            let is_range = self.peek(0) == Some('-') && !matches!(self.peek(1), None | Some(']'));
+            if !is_range {
+                self.push_atom(&first);
+                continue;
+            }
+            self.i += 1; // the dash
+            let second = self.class_atom()?;
+            match (&first, &second) {
+                (ClassAtom::Char(a), ClassAtom::Char(b)) => {
+                    push_unit_range(&mut self.out, unit_of(*a), unit_of(*b))?;
+                }
+                // Annex B: a class escape as a range end makes the dash literal.
+                _ => {
+                    self.push_atom(&first);
+                    push_literal(&mut self.out, '-');
+                    self.push_atom(&second);
+                }
+            }
+        }
+        self.out.push(']');
+        Some(())
+    }
+
+    /// A group opened by `(?` (`self.i` at the `?`): non-capturing and named groups pass, look-around and
+    /// anything else JS would reject does not.
+    fn group_prefix(&mut self, names: &mut Vec<String>) -> Option<()> {
+        match (self.peek(1), self.peek(2)) {
+            (Some(':'), _) => {
+                self.out.push_str("(?:");
+                self.i += 2;
+            }
+            (Some('<'), Some(c2)) if c2 != '=' && c2 != '!' => {
+                // Named group: JS rejects bad or duplicate names; the name itself does not
+                // matter to `is_match`, so a plain group is emitted.
+                let start = self.i + 2;
+                let len = self.chars[start..].iter().position(|&c| c == '>')?;
+                let name: String = self.chars[start..start + len].iter().collect();
+                let mut it = name.chars();
+                let first_ok = it
+                    .next()
+                    .is_some_and(|c| c.is_alphabetic() || c == '_' || c == '$');
+                if !first_ok
+                    || !it.all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+                    || names.contains(&name)
+                {
+                    return None;
+                }
+                names.push(name);
+                self.out.push('(');
+                self.i = start + len + 1;
+            }
+            // Look-ahead, look-behind, or group syntax JavaScript rejects (`(?i)`…).
+            _ => return None,
+        }
+        Some(())
+    }
+}
+
+/// What the previous term was, for the quantifier rules of ECMAScript.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Last {
+    /// Start of a pattern, alternative or group, or an assertion (`^`, `$`, `\b`, `\B`):
+    /// a quantifier here is a SyntaxError ("nothing to repeat").
+    Nothing,
+    /// An atom: may be quantified.
+    Atom,
+    /// A quantifier: only a lazy `?` may follow.
+    Quantifier,
+    /// A lazy quantifier: nothing more may follow.
+    Lazy,
+}
+
+/// Translates an ECMAScript pattern (Annex B, non-Unicode mode) into `regex` syntax, in linear
+/// time. `None` when the pattern needs backtracking or is invalid in JavaScript.
+fn translate_js_regex(pattern: &str) -> Option<String> {
+    // Work on UTF-16 code units, as a non-Unicode JS pattern does.
+    let mut chars: Vec<char> = Vec::with_capacity(pattern.len());
+    for c in pattern.chars() {
+        push_units(&mut chars, c);
+    }
+    let (groups, named) = count_groups(&chars);
+    let mut t = Translator {
+        chars: &chars,
+        i: 0,
+        groups,
+        named,
+        out: String::with_capacity(pattern.len() + 16),
+    };
+    let mut names: Vec<String> = Vec::new();
+    let mut last = Last::Nothing;
+    while let Some(c) = t.peek(0) {
+        t.i += 1;
+        // A quantifier token, if `c` starts one.
+        let quantifier = match c {
+            '*' | '+' | '?' => Some(0),
+            '{' => quantifier_len(&chars[t.i..]),
+            _ => None,
+        };
+        if let Some(len) = quantifier {
+            match (last, c) {
+                (Last::Atom, _) => last = Last::Quantifier,
+                (Last::Quantifier, '?') => last = Last::Lazy,
+                _ => return None, // nothing to repeat
+            }
+            t.out.push(c);
+            t.out.extend(&chars[t.i..t.i + len]);
+            t.i += len;
+            continue;
+        }
+        last = match c {
+            '\\' => {
+                let assertion = matches!(t.peek(0), Some('b' | 'B'));
+                t.escape()?;
+                if assertion { Last::Nothing } else { Last::Atom }
+            }
+            '[' => {
+                t.class()?;
+                Last::Atom
+            }
+            '.' => {
+                t.out.push_str(r"[^\n\r\x{2028}\x{2029}]");
+                Last::Atom
+            }
+            '(' => {
+                if t.peek(0) == Some('?') {
+                    t.group_prefix(&mut names)?;
+                } else {
+                    t.out.push('(');
+                }
+                Last::Nothing
+            }
+            ')' => {
+                t.out.push(')');
+                Last::Atom
+            }
+            '|' | '^' | '$' => {
+                t.out.push(c);
+                Last::Nothing
+            }
+            // Annex B: `]`, `}` and a `{` that does not start a quantifier are literal.
+            c => {
+                push_literal(&mut t.out, c);
+                Last::Atom
+            }
+        };
+    }
+    Some(t.out)
 }
 
 #[cfg(test)]
@@ -735,18 +1377,32 @@ mod tests {
 
     #[test]
     fn equals_family() {
+        // §6.5 examples.
         assert!(!c("equals", json!(["a", "B"]), json!("b"), false));
         assert!(!c("equals", json!(["1", 2]), json!("2"), false));
         assert!(c("equals", json!([1, 2]), json!(2), false));
+        assert!(c("equals", json!([1, 2]), json!(2.0), false));
+        assert!(!c("equals", json!([[1]]), json!([1]), false));
+        assert!(c("equals", json!([null]), json!(null), false));
+        assert!(!compare("equals", Some(&json!([1])), None, false));
         assert!(c("equals", json!({"x": 1}), json!("x"), false));
+        assert!(!c("equals", json!({"x": 1}), json!("X"), false));
+        assert!(c("equals", json!({"1": 1}), json!(1), false));
         assert!(c("equals", json!(true), json!("TRUE"), false));
         assert!(c("equals", json!(123), json!("123"), false));
         assert!(c("equals", json!(null), json!("null"), false));
         assert!(c("equals", json!({}), json!("[object Object]"), false));
+        assert!(!c("equals", json!([1, [2, null]]), json!("1,2,"), false));
         assert!(!c("equalsNumber", json!(10), json!("10.0"), false));
         assert!(c("equalsNumber", json!(10.0), json!("10"), false));
+        assert!(c("equalsNumber", json!(1e21), json!("1E+21"), false));
         assert!(c("matches", json!("ÄB"), json!("äb"), false));
+        assert!(c("matches", json!("\u{212A}"), json!("k"), false)); // Kelvin sign lower-cases to k
         assert!(!c("matches", json!("x"), json!("x"), true));
+        assert!(c("matches", json!("x"), json!("y"), true));
+        // §6.7: a boolean rule value.
+        assert!(c("equals", json!("true"), json!(true), false));
+        assert!(!c("equals", json!(1), json!(true), false));
     }
 
     #[test]
@@ -754,18 +1410,41 @@ mod tests {
         assert!(c("less", json!("122.5"), json!(123), false));
         assert!(c("less", json!("1,123.5"), json!(123), true));
         assert!(c("less", json!(123), json!(123), true));
+        assert!(!c("less", json!(123), json!(123), false));
+        assert!(c("lessEqual", json!(123), json!(123), false));
         assert!(c("lessEqual", json!("1,124,000.5"), json!(1123.5), true));
         assert!(!c("less", json!("10"), json!("9"), false));
         assert!(!c("less", json!(" 5"), json!(10), false));
+        assert!(!c("less", json!(" 5"), json!(10), true));
         assert!(!c("less", json!("orange"), json!(4), true));
+        assert!(!c("lessEqual", json!("orange"), json!(4), false));
         assert!(c("less", json!("abcde"), json!("axyz"), false));
         assert!(c("less", json!("0,500"), json!(1), false));
+        assert!(c("less", json!("-0,500"), json!(-499), false)); // "-0" is not "0": commas dropped
+        assert!(c("less", json!("1,234.5"), json!(1234.6), false));
+        assert!(c("lessEqual", json!(false), json!(true), false));
+        assert!(!c("less", json!(true), json!(true), false));
         assert!(c("lessEqual", json!(true), json!(true), false));
         assert!(!c("less", json!("1e3"), json!(2000), false));
+        assert!(!c("less", json!(true), json!(1), false)); // boolean vs number: mismatch
         assert!(c("lessEqual", json!(null), json!(null), false));
+        assert!(!c("less", json!(null), json!(null), false));
+        assert!(c("less", json!(null), json!([1]), false)); // 0 < 1
         assert!(c("less", json!([1]), json!([2]), false));
-        // UTF-16 order: U+FF5E sorts before U+1F600 (a surrogate pair starting 0xD83D)? No: 0xD83D < 0xFF5E.
+        assert!(c("less", json!([10]), json!([9]), false)); // "10" < "9" as strings
+        assert!(!c("less", json!({}), json!({}), false));
+        assert!(c("lessEqual", json!({}), json!({"a": 1}), false));
+        // Numbers from a huge numeric string are not finite: stays a string.
+        let huge = "9".repeat(400);
+        assert!(!c("less", json!(huge), json!(1), false));
+        assert!(c("less", json!(huge), json!("a"), false));
+        // undefined vs undefined: false, negation applies.
+        assert!(!compare("less", None, None, false));
+        assert!(compare("less", None, None, true));
+        assert!(!compare("less", None, Some(&json!(1)), true));
+        // UTF-16 order: U+1F600 is 0xD83D 0xDE00, below U+FF5E.
         assert!(c("less", json!("😀"), json!("～"), false));
+        assert!(!c("less", json!("～"), json!("😀"), false));
     }
 
     #[test]
@@ -780,11 +1459,13 @@ mod tests {
             "1,234,567.89",
             "0,500",
             "12345",
+            "000",
         ] {
             assert!(is_numeric_str(s), "{s}");
         }
         for s in [
             "", "-", "1.", "1e3", " 1", "1 ", "+1", "1,23", "1234,567", "1,2345", ".", "1..2", "a",
+            "1,", ",123", "--1", "1.5.5", "1,234.", "١",
         ] {
             assert!(!is_numeric_str(s), "{s}");
         }
@@ -794,57 +1475,171 @@ mod tests {
     fn string_family() {
         assert!(c("contains", json!(12345), json!(23), false));
         assert!(c("contains", json!("abc"), json!(""), false));
-        assert!(c("contains", json!("abc"), json!(" \u{a0}"), false));
+        assert!(c("contains", json!("abc"), json!(" "), false));
+        assert!(c(
+            "contains",
+            json!("abc"),
+            json!(" \u{a0}\u{feff}\u{2028}\t"),
+            false
+        ));
+        assert!(!c("contains", json!("abc"), json!(" "), true));
         assert!(c("contains", json!("ABC"), json!("b"), false));
+        assert!(c("contains", json!("abc"), json!("B"), false));
+        assert!(!c("contains", json!("abc"), json!(" b"), false));
+        assert!(c("contains", json!(["ab", "cd"]), json!("b,c"), false));
         assert!(c("isIn", json!("a|c"), json!("a|b|c|d|e"), false));
+        assert!(c("isIn", json!("a|z"), json!("a|b|c|d|e"), false)); // any part
         assert!(!c("isIn", json!("AB"), json!("ab|cd"), false));
         assert!(c("isIn", json!("ab"), json!("AB|CD"), false));
         assert!(c("isIn", json!(456), json!([123, 456, 789]), false));
+        assert!(c("isIn", json!("null"), json!([null]), false));
         assert!(!c("isIn", json!(["ab", "cd"]), json!("ab"), false));
         assert!(!c("isIn", json!(456), json!({"foo": "bar"}), false));
+        assert!(c("isIn", json!(456), json!({"foo": "bar"}), true));
+        assert!(!c("isIn", json!(456), json!(456), false)); // a number is not split
+        assert!(c("isIn", json!(""), json!(""), false));
         assert!(c("startsWith", json!("Hello"), json!("he"), false));
         assert!(c("startsWith", json!("Hello"), json!(""), false));
+        assert!(!c("startsWith", json!("He"), json!("hello"), false));
+        assert!(c("startsWith", json!("ÉCOLE"), json!("éc"), false));
         assert!(c("endsWith", json!("Hello"), json!("LO"), false));
+        assert!(c("endsWith", json!("Hello"), json!(""), false));
         assert!(!c("endsWith", json!("lo"), json!("hello"), false));
+        assert!(c("endsWith", json!("CAFÉ"), json!("fé"), false));
+        assert!(c("endsWith", json!(1.5), json!(".5"), false));
+        assert!(!c("endsWith", json!("Hello"), json!("LO"), true));
     }
 
     #[test]
     fn existence() {
         assert!(compare("exists", Some(&json!(0)), None, false));
         assert!(compare("exists", Some(&json!(false)), None, false));
+        assert!(compare("exists", Some(&json!([])), None, false));
         assert!(!compare("exists", Some(&json!("")), None, false));
         assert!(!compare("exists", Some(&json!(null)), None, false));
         assert!(!compare("exists", None, None, false));
+        assert!(compare("exists", None, None, true));
         assert!(compare("doesNotExist", None, None, false));
         assert!(compare("not_exists", Some(&json!(null)), None, false));
+        assert!(compare("not_exists", Some(&json!("")), None, false));
+        assert!(!compare("not_exists", Some(&json!(0)), None, false));
         assert!(!compare("nope", Some(&json!(1)), Some(&json!(1)), false));
+        assert!(!compare(
+            "constructor",
+            Some(&json!(1)),
+            Some(&json!(1)),
+            true
+        ));
+        assert!(is_operator("doesNotExist") && !is_operator("toString"));
+    }
+
+    #[test]
+    fn negation_check_operator() {
+        // `test ? !value : value`, negation ignored.
+        assert!(c("_returnNegationCheck", json!("x"), json!(false), false));
+        assert!(c("_returnNegationCheck", json!("x"), json!(false), true));
+        assert!(!c("_returnNegationCheck", json!("x"), json!(1), false));
+        assert!(c("_returnNegationCheck", json!(0), json!("y"), true));
+        assert!(!c("_returnNegationCheck", json!(""), json!(null), false));
+    }
+
+    fn re(pattern: &str, value: &str) -> bool {
+        c("regexMatches", json!(value), json!(pattern), false)
     }
 
     #[test]
     fn regexes() {
-        assert!(c(
-            "regexMatches",
-            json!("Hello World"),
-            json!("^hello\\s+w"),
-            false
-        ));
-        assert!(c("regexMatches", json!("ab12"), json!("\\d{2}$"), false));
-        assert!(c("regexMatches", json!("a{b"), json!("a{b"), false));
-        assert!(c("regexMatches", json!("x"), json!("[]|x"), false));
-        assert!(!c("regexMatches", json!("aa"), json!("(a)\\1"), false)); // backreference: unsupported
-        assert!(!c("regexMatches", json!("ab"), json!("a(?=b)"), false)); // look-ahead: unsupported
-        assert!(!c("regexMatches", json!("x"), json!("("), false)); // invalid
+        assert!(re("^hello\\s+w", "Hello World"));
+        assert!(re("\\d{2}$", "ab12"));
+        assert!(re("a{b", "a{b"));
+        assert!(re("a{,2}", "a{,2}"));
+        assert!(re("x{2}", "xx") && !re("^x{2}$", "x{2}"));
+        assert!(re("a}", "a}") && re("a]", "a]"));
+        assert!(re("[]|x", "x") && !re("[]", "anything"));
+        assert!(re("^[^]$", "\n"));
+        assert!(re("^.$", "é") && !re("^.$", "\u{2028}"));
+        assert!(re("^[\\w]+$", "a_1") && !re("^\\w$", "é"));
+        assert!(!re("^\\w$", "ſ")); // no case-folding of \w to non-ASCII letters
+        assert!(re("^\\W$", "ſ"));
+        assert!(re("^\\s$", "\u{feff}") && re("^[\\s]$", "\u{a0}") && !re("\\S", " \t"));
+        assert!(re("^[\\S]$", "x") && re("^[\\D]$", "x") && !re("^[\\D]$", "5"));
+        assert!(re("\\bfoo\\b", "a foo b") && !re("\\bfoo\\b", "afoo"));
+        assert!(re("a\\Bb", "ab"));
+        assert!(re("^[\\b]$", "\u{8}") && re("^[\\B]$", "b"));
+        assert!(re("\\x41\\u0042", "ab"));
+        assert!(
+            re("^\\uD83D\\uDE00$", "😀") && re("\\uDE00", "😀") && re("^[\\uD83D][\\uDE00]$", "😀")
+        );
+        // UTF-16 code units: an astral character is two units.
+        assert!(!re("^.$", "😀") && re("^..$", "😀") && re("^😀+$", "😀") && !re("^😀+$", "😀😀"));
+        assert!(re("^[\\u0000-\\uFFFF]{2}$", "😀") && !re("^[😀]$", "😀"));
+        assert!(!re("[😀-😂]", "😀")); // JS: range \uDE00-\uD83D out of order
+        // Canonicalize, not simple case folding.
+        assert!(!re("s", "ſ") && re("ſ", "ſ") && !re("\\u212A", "k") && !re("\\u2126", "\u{3c9}"));
+        assert!(re("[\\u0100-\\u0200]", "ſ") && !re("[\\u2100-\\u2200]", "k"));
+        assert!(re("\u{3a9}", "\u{3a9}") && re("\u{3c9}", "\u{2126}")); // the value is lower-cased first
+        assert!(re("\\xZZ", "xzz") && re("\\u12", "u12"));
+        assert!(re("^\\cJ$", "\n") && re("^\\c$", "\\c"));
+        assert!(re("^\\0$", "\0") && re("^\\101$", "a") && re("^\\1$", "\u{1}"));
+        assert!(re("^\\8$", "8"));
+        assert!(re("(a)\\2", "a\u{2}")); // \2 with one group: octal
+        assert!(re("\\/", "a/b") && re("\\-\\.", "-."));
+        assert!(re("\\a\\e", "ae") && re("\\k", "k") && re("\\p{L}", "p{l}"));
+        assert!(re("(?<year>\\d{4})-(?<m>\\d\\d)", "2024-05"));
+        assert!(re("[a-c&&b]", "&") && re("[~]", "~") && re("[[]", "["));
+        // JS ranges with a dash end: `[!--]` is '!'..='-', `[--a]` is '-'..='a'.
+        assert!(re("^[!--]$", "#") && re("^[--a]$", "0") && !re("^[!--]$", "a"));
+        assert!(re("^[\\d-z]+$", "5-z") && !re("^[\\d-z]$", "y")); // Annex B: literal dash
+        assert!(re("#", "#") && re("a&b", "a&b"));
+        assert!(re("ABC", "xabcx")); // value lower-cased, pattern case-insensitive
+        // Not supported or invalid: false whether negated or not.
+        for p in [
+            "(a)\\1",
+            "(?<n>a)\\k<n>",
+            "a(?=b)",
+            "a(?!b)",
+            "(?<=a)b",
+            "(?<!a)b",
+            "(",
+            "[a",
+            "a\\",
+            "(?i)a",
+            "*a",
+            "(?<1a>x)",
+            "(?<n>a)(?<n>b)",
+            "(?:a{1000}){1000}",
+            "[a--]",
+            "[z-a]",
+        ] {
+            assert!(!re(p, "aab"), "{p}");
+            assert!(
+                !c("regexMatches", json!("aab"), json!(p), true),
+                "negated {p}"
+            );
+        }
         assert!(c(
             "regexMatches",
             json!("line\nbreak"),
             json!("line.break"),
             true
         ));
-        assert!(c("regexMatches", json!("A/B"), json!("a\\/b"), false));
         let rs = RuleSet::compile(&json!({"OR": [{"AND": [{"OR_WHEN": [
-            {"key": "k", "matching": {"match_type": "regexMatches", "negated": false}, "value": "(x)\\1"}
+            {"key": "k", "matching": {"match_type": "regexMatches", "negated": false}, "value": "(x)\\1"},
+            {"key": "k", "matching": {"match_type": "regexMatches", "negated": false}, "value": "x+"}
         ]}]}]}));
         assert_eq!(rs.unsupported_patterns(), vec!["(x)\\1"]);
+    }
+
+    #[test]
+    fn group_counting() {
+        assert_eq!(
+            count_groups(&"(a)(?:b)(?<n>c)[(](?=d)\\(".chars().collect::<Vec<_>>()),
+            (2, true)
+        );
+        assert_eq!(
+            count_groups(&"[]](a)".chars().collect::<Vec<_>>()),
+            (1, false)
+        );
     }
 
     fn tree(items: Value) -> RuleSet {
@@ -855,99 +1650,203 @@ mod tests {
         v.as_object().cloned().unwrap_or_default()
     }
 
+    fn rule(key: &str, op: &str, negated: Value, value: Value) -> Value {
+        json!({"rule_type": "generic_text_key_value", "key": key,
+               "matching": {"match_type": op, "negated": negated}, "value": value})
+    }
+
     #[test]
     fn tree_structure_and_quirks() {
-        let rule = |neg: Value| {
-            tree(json!([{"rule_type": "generic_text_key_value", "key": "a",
-                         "matching": {"match_type": "equals", "negated": neg}, "value": "x"}]))
-        };
-        assert!(
-            rule(json!(false))
-                .evaluate(&data(json!({"a": "X"})))
-                .is_match()
-        );
+        let eq = |neg: Value| tree(json!([rule("a", "equals", neg, json!("x"))]));
+        let m = |t: &RuleSet, d: Value| t.evaluate(&data(d)).is_match();
+        assert!(m(&eq(json!(false)), json!({"a": "X"})));
+        assert!(m(&eq(json!(true)), json!({"a": "y"})));
         // A negated rule on a missing key is false, not true.
-        assert!(
-            !rule(json!(true))
-                .evaluate(&data(json!({"b": "y"})))
-                .is_match()
-        );
+        assert!(!m(&eq(json!(true)), json!({"b": "y"})));
+        assert!(!m(&eq(json!(true)), json!({})));
         // A non-boolean `negated` never matches.
-        assert!(
-            !rule(json!("false"))
-                .evaluate(&data(json!({"a": "x"})))
-                .is_match()
-        );
+        assert!(!m(&eq(json!("false")), json!({"a": "x"})));
+        assert!(!m(&eq(json!(0)), json!({"a": "x"})));
         // Keys are case-sensitive.
-        assert!(
-            !rule(json!(false))
-                .evaluate(&data(json!({"A": "x"})))
-                .is_match()
-        );
+        assert!(!m(&eq(json!(false)), json!({"A": "x"})));
         // The RuleData marker.
-        assert!(
-            !rule(json!(false))
-                .evaluate(&data(json!({"a": "x", "name": "RuleData"})))
-                .is_match()
-        );
+        assert!(!m(&eq(json!(false)), json!({"a": "x", "name": "RuleData"})));
+        assert!(m(&eq(json!(false)), json!({"a": "x", "name": "ruledata"})));
         for bad in [
             json!(null),
             json!({}),
+            json!([]),
             json!({"OR": []}),
+            json!({"OR": {}}),
+            json!({"or": [{"AND": [{"OR_WHEN": [rule("a", "equals", json!(false), json!("x"))]}]}]}),
             json!({"OR": [{"AND": []}]}),
             json!({"OR": [{}]}),
+            json!({"OR": [{"AND": [{"OR_WHEN": []}]}]}),
+            json!({"OR": [{"AND": [{}]}]}),
         ] {
-            assert!(
-                !RuleSet::compile(&bad)
-                    .evaluate(&data(json!({"a": "x"})))
-                    .is_match(),
-                "{bad}"
-            );
+            let t = RuleSet::compile(&bad);
+            assert!(!t.evaluate(&data(json!({"a": "x"}))).is_match(), "{bad}");
         }
-        let exists_missing = tree(
-            json!([{"key": "z", "matching": {"match_type": "doesNotExist", "negated": false}}]),
+        assert!(!RuleSet::default().is_valid());
+        // Malformed items are false, the block goes on.
+        let t = tree(json!([
+            null, 5, {}, {"matching": null},
+            {"key": "a", "matching": {"negated": false}, "value": "x"},
+            {"key": "a", "matching": {"match_type": 1, "negated": false}, "value": "x"},
+            {"key": "a", "matching": {"match_type": "equals", "negated": false}},
+            {"key": "a", "matching": {"match_type": "nope", "negated": false}, "value": "x"},
+            {"key": 5, "matching": {"match_type": "equals", "negated": false}, "value": "x"},
+        ]));
+        assert!(!m(&t, json!({"a": "x", "5": "x"})));
+        let t2 = tree(json!([{}, rule("a", "equals", json!(false), json!("x"))]));
+        assert!(m(&t2, json!({"a": "x"})));
+        // Missing keys: exists / doesNotExist run, not_exists does not.
+        let op = |o: &str, neg: bool| {
+            tree(json!([{"key": "z", "matching": {"match_type": o, "negated": neg}}]))
+        };
+        assert!(m(&op("doesNotExist", false), json!({})));
+        assert!(m(&op("doesNotExist", false), json!({"a": 1})));
+        assert!(!m(&op("doesNotExist", true), json!({"a": 1})));
+        assert!(!m(&op("exists", false), json!({"a": 1})));
+        assert!(m(&op("exists", true), json!({"a": 1})));
+        assert!(!m(&op("not_exists", false), json!({"a": 1}))); // not even valid without value
+        let ne = tree(json!([rule("z", "not_exists", json!(false), json!(null))]));
+        assert!(!m(&ne, json!({"a": 1})));
+        assert!(m(&ne, json!({"z": ""})));
+        // A rule without a key only sees a missing key.
+        let nokey = tree(
+            json!([{"rule_type": "url", "matching": {"match_type": "doesNotExist", "negated": false}}]),
         );
-        assert!(exists_missing.evaluate(&data(json!({}))).is_match());
-        let not_exists_missing =
-            tree(json!([{"key": "z", "matching": {"match_type": "not_exists", "negated": false}}]));
-        assert!(
-            !not_exists_missing
-                .evaluate(&data(json!({"a": 1})))
-                .is_match()
-        );
+        assert!(m(&nokey, json!({"url": "x"})));
         let no_value =
             tree(json!([{"key": "a", "matching": {"match_type": "equals", "negated": false}}]));
-        assert!(
-            !no_value
-                .evaluate(&data(json!({"a": "undefined"})))
-                .is_match()
-        );
+        assert!(!m(&no_value, json!({"a": "undefined"})));
+        let null_value = tree(json!([rule("a", "equals", json!(false), json!(null))]));
+        assert!(m(&null_value, json!({"a": "NULL"})));
     }
 
     #[test]
     fn and_or_combinations() {
-        let r = |k: &str, v: &str| json!({"key": k, "matching": {"match_type": "equals", "negated": false}, "value": v});
+        let r = |k: &str, v: &str| rule(k, "equals", json!(false), json!(v));
         let t = RuleSet::compile(&json!({"OR": [
             {"AND": [{"OR_WHEN": [r("a", "1"), r("b", "2")]}, {"OR_WHEN": [r("c", "3")]}]},
             {"AND": [{"OR_WHEN": [r("d", "4")]}]}
         ]}));
+        assert!(t.is_valid());
         assert!(t.evaluate(&data(json!({"b": "2", "c": "3"}))).is_match());
+        assert!(t.evaluate(&data(json!({"a": 1, "c": 3}))).is_match());
         assert!(!t.evaluate(&data(json!({"b": "2"}))).is_match());
         assert!(t.evaluate(&data(json!({"d": 4}))).is_match());
+        assert!(!t.evaluate(&data(json!({}))).is_match());
+    }
+
+    /// A custom rule-data provider (the reference's RuleData objects).
+    struct Provider(Vec<(&'static str, Result<Value, RuleError>)>);
+
+    impl RuleData for Provider {
+        fn lookup(&self, _: &str) -> Option<Cow<'_, Value>> {
+            None
+        }
+        fn is_empty(&self) -> bool {
+            false
+        }
+        fn is_custom(&self) -> bool {
+            true
+        }
+        fn custom_value(&self, rule_type: &str) -> Option<Result<Cow<'_, Value>, RuleError>> {
+            self.0
+                .iter()
+                .find(|(t, _)| *t == rule_type)
+                .map(|(_, v)| v.as_ref().map(Cow::Borrowed).map_err(|e| *e))
+        }
+    }
+
+    #[test]
+    fn custom_data_and_error_propagation() {
+        let p = Provider(vec![
+            ("url", Ok(json!("https://x.test/Page"))),
+            ("cookie", Err(RuleError::NoDataFound)),
+            ("weather_condition", Err(RuleError::NeedMoreData)),
+            ("js_condition", Ok(json!(true))),
+        ]);
+        let item = |t: &str, op: &str, v: Value| json!({"rule_type": t, "matching": {"match_type": op, "negated": false}, "value": v});
+        let url = item("url", "contains", json!("page"));
+        let url_no = item("url", "contains", json!("nope"));
+        let cookie = item("cookie", "equals", json!("x"));
+        let weather = item("weather_condition", "equals", json!("x"));
+        let unknown = item("city", "equals", json!("x"));
+        let js = item("js_condition", "equals", json!("ignored"));
+        let eval = |t: Value| RuleSet::compile(&t).evaluate(&p);
+        let or_when = |items: Value| json!({"OR": [{"AND": [{"OR_WHEN": items}]}]});
+        assert_eq!(eval(or_when(json!([url]))), RuleOutcome::Matched);
+        assert_eq!(eval(or_when(json!([js]))), RuleOutcome::Matched);
+        assert_eq!(eval(or_when(json!([unknown]))), RuleOutcome::NotMatched);
+        // OR_WHEN: an error is returned only when it is the last result.
+        assert_eq!(
+            eval(or_when(json!([url_no, cookie]))),
+            RuleOutcome::Error(RuleError::NoDataFound)
+        );
+        assert_eq!(
+            eval(or_when(json!([cookie, url_no]))),
+            RuleOutcome::NotMatched
+        );
+        assert_eq!(eval(or_when(json!([cookie, url]))), RuleOutcome::Matched);
+        // AND: the first non-match (error or false) is returned.
+        let and = |blocks: Value| json!({"OR": [{"AND": blocks}]});
+        assert_eq!(
+            eval(and(json!([{"OR_WHEN": [weather]}, {"OR_WHEN": [cookie]}]))),
+            RuleOutcome::Error(RuleError::NeedMoreData)
+        );
+        assert_eq!(
+            eval(and(json!([{"OR_WHEN": [url_no]}, {"OR_WHEN": [cookie]}]))),
+            RuleOutcome::NotMatched
+        );
+        // OR: an earlier error is lost when a later entry is false; the last one is kept.
+        let ors = |entries: Value| json!({"OR": entries});
+        let entry = |i: &Value| json!({"AND": [{"OR_WHEN": [i]}]});
+        assert_eq!(
+            eval(ors(json!([entry(&cookie), entry(&url_no)]))),
+            RuleOutcome::NotMatched
+        );
+        assert_eq!(
+            eval(ors(json!([entry(&url_no), entry(&weather)]))),
+            RuleOutcome::Error(RuleError::NeedMoreData)
+        );
+        assert_eq!(
+            eval(ors(json!([entry(&cookie), entry(&url)]))),
+            RuleOutcome::Matched
+        );
+        // A rule without rule_type never matches in custom mode.
+        assert_eq!(
+            eval(or_when(
+                json!([{"key": "url", "matching": {"match_type": "exists", "negated": false}}])
+            )),
+            RuleOutcome::NotMatched
+        );
+        assert_eq!(RuleError::NeedMoreData.code(), "convert.com_need_more_data");
     }
 
     #[test]
     fn exclusion_rule_is_found() {
-        let t = RuleSet::compile(&json!({"OR": [{"AND": [{"OR_WHEN": [
-            {"rule_type": "generic_text_key_value", "key": "x", "matching": {"match_type": "equals", "negated": false}, "value": "1"},
-            {"rule_type": "bucketed_into_experience_key", "matching": {"match_type": "equals", "negated": true}, "value": "exp-a"}
-        ]}]}]}));
+        let t = RuleSet::compile(&json!({"OR": [
+            {"AND": [{"OR_WHEN": [rule("x", "equals", json!(false), json!("1"))]}]},
+            {"AND": [{"OR_WHEN": [
+                {"rule_type": "bucketed_into_experience_key", "matching": {"match_type": "equals", "negated": 1}, "value": 100},
+                {"rule_type": "bucketed_into_experience_key", "matching": {"match_type": "equals", "negated": false}, "value": "second"}
+            ]}]}
+        ]}));
         assert_eq!(
             t.exclusion_rule(),
             Some(&ExclusionRule {
-                target_key: "exp-a".into(),
+                target_key: "100".into(),
                 negated: true
             })
+        );
+        // Fed to the rule engine directly it is false (no key), negation not applied.
+        assert!(!t.evaluate(&data(json!({"a": 1}))).is_match());
+        assert_eq!(
+            tree(json!([rule("x", "equals", json!(false), json!("1"))])).exclusion_rule(),
+            None
         );
     }
 }
