@@ -206,52 +206,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reference_values() {
-        assert_eq!(murmur3_32(b"", 9999), 3_523_940_263);
-        assert_eq!(murmur3_32(b"a", 0), 1_009_084_850);
-        assert_eq!(murmur3_32(b"abc", 0), 3_017_643_002);
-        assert_eq!(murmur3_32(b"hello", 0), 613_153_351);
-        assert_eq!(
-            murmur3_32(b"The quick brown fox jumps over the lazy dog", 0x9747_b28c),
-            799_549_133
-        );
-        assert_eq!(murmur3_32(b"testString", 9999), 2_241_850_228);
-        assert_eq!(murmur3_32("é".as_bytes(), 9999), 3_298_638_250);
-        assert_eq!(murmur3_32("😀".as_bytes(), 9999), 689_720_682);
-        // A lone surrogate reaches the reference hash as U+FFFD.
-        assert_eq!(murmur3_32(&[0xEF, 0xBF, 0xBD], 9999), 4_211_015_195);
-    }
-
-    #[test]
-    fn bucket_values_of_the_spec_table() {
-        let cases = [
-            ("", "visitor-1", 1_989_218_644u32, 4631u32),
-            ("100218245", "visitor-1", 2_798_063_563, 6514),
-            ("100218245", "XXX", 86_723_030, 201),
-            ("900000001", "thirds-core-O-1", 125_967_228, 293),
-            ("900000001", "thirds-flip-V1-to-O-66", 258_163_584, 601),
-            ("900000001", "anchor-gate-visitor-106", 44_036_095, 102),
-            ("900000001", "anchor-gate-visitor-17", 2_129_288_766, 4957),
-            ("900000001", "boundary-1000-1145", 429_792_952, 1000),
-            ("900000001", "boundary-9999-5699", 4_294_809_888, 9999),
-            ("100218245", "Ünïcødé-😀", 1_880_752_625, 4378),
-            ("", "01ABCD", 2_347_149_437, 5464),
-            ("exp-anchored-1", "01ABCD", 2_951_059_126, 6870),
-        ];
-        for (e, v, hash, value) in cases {
-            let joined = format!("{e}{v}");
-            assert_eq!(murmur3_32(joined.as_bytes(), 9999), hash, "{e}+{v}");
-            assert_eq!(
-                murmur3_32_concat(e.as_bytes(), v.as_bytes(), 9999),
-                hash,
-                "concat {e}+{v}"
-            );
-            assert_eq!(value_from_hash(hash, 10000.0), value, "{e}+{v}");
-            assert_eq!(bucket_value(e, v, 9999, 10000.0), value, "{e}+{v}");
-        }
-    }
-
-    #[test]
     fn concat_matches_joined_for_every_split() {
         let s = "abcdefghij-ÅΩ😀-0123456789";
         for i in 0..=s.len() {

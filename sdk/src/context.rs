@@ -228,6 +228,21 @@ impl Context {
         r
     }
 
+    /// [`Context::with_state`] with the visitor properties of this call: the call's data over the
+    /// context's properties over the stored segments. The stored segments are a snapshot taken
+    /// before any write of this call, as the reference computes the properties once per call.
+    fn with_props<R>(
+        &self,
+        call: Option<&Map<String, Value>>,
+        f: impl FnOnce(&Engine<'_>, &mut VisitorState<'_>, &VisitorProps<'_>, &mut Effects) -> R,
+    ) -> R {
+        self.with_state(|engine, vs, fx| {
+            let stored = vs.data.segments.clone();
+            let props = VisitorProps::new(call, Some(&self.properties), stored.as_ref());
+            f(engine, vs, &props, fx)
+        })
+    }
+
     fn apply(&self, cfg: &ProjectConfig, fx: Effects) {
         self.write(fx.store);
         self.core.enqueue(fx.tracking);
@@ -333,15 +348,10 @@ impl Context {
             return self.preview_decision(p);
         }
         let opts = self.run_options(attrs, false);
-        let d = self.with_state(|engine, vs, fx| {
-            let stored = vs.data.segments.clone();
-            let props = VisitorProps::new(
-                attrs.visitor_properties.as_ref(),
-                Some(&self.properties),
-                stored.as_ref(),
-            );
-            engine.run_experience(vs, key, &props, &opts, fx)
-        });
+        let d = self.with_props(
+            attrs.visitor_properties.as_ref(),
+            |engine, vs, props, fx| engine.run_experience(vs, key, props, &opts, fx),
+        );
         if let Decision::Variation(v) = &d {
             self.bucketing_event(v);
         }
@@ -441,15 +451,10 @@ impl Context {
             return Vec::new();
         }
         let opts = self.run_options(attrs, false);
-        let mut list = self.with_state(|engine, vs, fx| {
-            let stored = vs.data.segments.clone();
-            let props = VisitorProps::new(
-                attrs.visitor_properties.as_ref(),
-                Some(&self.properties),
-                stored.as_ref(),
-            );
-            engine.run_experiences(vs, &props, &opts, fx)
-        });
+        let mut list = self.with_props(
+            attrs.visitor_properties.as_ref(),
+            |engine, vs, props, fx| engine.run_experiences(vs, props, &opts, fx),
+        );
         if let Some(p) = &self.preview {
             list.retain(|v| *v.experience_key != *p.experience_key);
             if let Decision::Variation(v) = self.preview_decision(p) {
@@ -477,15 +482,12 @@ impl Context {
             .experience_keys
             .as_ref()
             .map(|v| v.iter().map(String::as_str).collect());
-        let r = self.with_state(|engine, vs, fx| {
-            let stored = vs.data.segments.clone();
-            let props = VisitorProps::new(
-                attrs.visitor_properties.as_ref(),
-                Some(&self.properties),
-                stored.as_ref(),
-            );
-            engine.run_feature(vs, key, &props, &opts, exp_keys.as_deref(), fx)
-        });
+        let r = self.with_props(
+            attrs.visitor_properties.as_ref(),
+            |engine, vs, props, fx| {
+                engine.run_feature(vs, key, props, &opts, exp_keys.as_deref(), fx)
+            },
+        );
         match r {
             Ok(entries) => {
                 for e in &entries {
@@ -508,15 +510,12 @@ impl Context {
             return Ok(Vec::new());
         }
         let opts = self.run_options(attrs, true);
-        let r = self.with_state(|engine, vs, fx| {
-            let stored = vs.data.segments.clone();
-            let props = VisitorProps::new(
-                attrs.visitor_properties.as_ref(),
-                Some(&self.properties),
-                stored.as_ref(),
-            );
-            engine.run_features(vs, &props, &opts, &FeatureFilter::default(), fx)
-        });
+        let r = self.with_props(
+            attrs.visitor_properties.as_ref(),
+            |engine, vs, props, fx| {
+                engine.run_features(vs, props, &opts, &FeatureFilter::default(), fx)
+            },
+        );
         if let Ok(list) = &r {
             for e in list {
                 self.feature_event(None, e);
@@ -606,10 +605,8 @@ impl Context {
         segment_keys: &[&str],
         rule_data: Option<&Map<String, Value>>,
     ) -> Result<Option<Map<String, Value>>, RuleError> {
-        self.with_state(|engine, vs, fx| {
-            let stored = vs.data.segments.clone();
-            let props = VisitorProps::new(rule_data, Some(&self.properties), stored.as_ref());
-            engine.run_custom_segments(vs, segment_keys, Some(&props), self.preview.is_none(), fx)
+        self.with_props(rule_data, |engine, vs, props, fx| {
+            engine.run_custom_segments(vs, segment_keys, Some(props), self.preview.is_none(), fx)
         })
     }
 
