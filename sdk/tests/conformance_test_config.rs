@@ -200,6 +200,30 @@ fn test_config(rel: &str) -> usize {
     assert_eq!(core.queued_events(), 0, "{rel}");
     checks += 1;
 
+    // Report segments given at context creation travel with the visitor's events; other
+    // visitor properties never leave the process (Part A Q14).
+    let seg = core.create_context(
+        "with-segments",
+        Some(obj(
+            json!({"browser": "CH", "plan": "gold", "country": "US"}),
+        )),
+    );
+    let outcome = seg
+        .track_conversion("increase-engagement", &ConversionAttributes::new())
+        .unwrap();
+    assert_eq!(outcome, ConversionOutcome::Converted { events: 1 }, "{rel}");
+    assert_eq!(core.flush().unwrap(), 1, "{rel}");
+    let body = the_track_request(&recorder.take(), rel);
+    assert_eq!(
+        body,
+        concat!(
+            r#"{"enrichData":true,"accountId":"10022898","projectId":"10025986","visitors":[{"visitorId":"with-segments","events":["#,
+            r#"{"eventType":"conversion","data":{"goalId":"100215960"}}],"segments":{"browser":"CH","country":"US"}}],"source":"rust-sdk"}"#
+        ),
+        "{rel}: report segments only"
+    );
+    checks += 1;
+
     // Sticky: the same call again reuses the stored decision and queues nothing.
     match v1.run_experience("test-experience-ab-fullstack-2", &props) {
         Decision::Variation(v) => {
@@ -218,7 +242,7 @@ fn javascript_test_config() {
     let rel = "javascript-sdk/test-config.json";
     let n = test_config(rel);
     if n > 0 {
-        assert_eq!(n, 9);
+        assert_eq!(n, 10);
         println!("{rel}: {n} passed, 0 skipped");
     }
 }
@@ -228,7 +252,7 @@ fn ruby_test_config() {
     let rel = "ruby-sdk/test-config.json";
     let n = test_config(rel);
     if n > 0 {
-        assert_eq!(n, 9);
+        assert_eq!(n, 10);
         println!("{rel}: {n} passed, 0 skipped");
     }
 }
@@ -240,7 +264,7 @@ fn no_matching_options_test_config() {
     let rel = "javascript-sdk/test-config.no-matching-options.json";
     let n = test_config(rel);
     if n > 0 {
-        assert_eq!(n, 9);
+        assert_eq!(n, 10);
         println!("{rel}: {n} passed, 0 skipped (Part A Q9: missing matching_options = any)");
     }
 }
