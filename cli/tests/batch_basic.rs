@@ -7,6 +7,7 @@
 //! serialized JSON, so member order counts too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+#[path = "../../core/tests/common/mod.rs"]
 mod common;
 
 use serde_json::{Value, json};

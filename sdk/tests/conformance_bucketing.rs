@@ -8,6 +8,7 @@
 //!   queued tracking payload's `visitors[0].events[0]` equals `expected_event` exactly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+#[path = "../../core/tests/common/mod.rs"]
 mod common;
 
 use convert_sdk::{

@@ -10,6 +10,7 @@
 //! warning naming the key exactly for the rows with `expectWarn` (and no warning otherwise).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+#[path = "../../core/tests/common/mod.rs"]
 mod common;
 
 use convert_sdk::stores::MemoryStore;

@@ -4,6 +4,7 @@
 //! `run_custom_segments`, the only way to express "no rule data" (a null `segment_rule`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+#[path = "../../core/tests/common/mod.rs"]
 mod common;
 
 use convert_core::engine::{Effects, Engine, EngineSettings, VisitorState};

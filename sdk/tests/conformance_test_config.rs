@@ -8,6 +8,7 @@
 //!   full-chain test: a location-gated experience, feature-2's typed variables, conversion dedup.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+#[path = "../../core/tests/common/mod.rs"]
 mod common;
 
 use convert_sdk::{
