@@ -10,32 +10,11 @@
 
 #[path = "../../core/tests/common/mod.rs"]
 mod common;
+mod support;
 
-use convert_sdk::{
-    BucketingAttributes, Core, Decision, HttpRequest, HttpResponse, Transport, TransportError,
-};
+use convert_sdk::{BucketingAttributes, Core, Decision, HttpRequest};
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
-
-/// A transport that records every request and answers 200.
-#[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<HttpRequest>>>);
-
-impl Transport for Recorder {
-    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        self.0.lock().unwrap().push(request.clone());
-        Ok(HttpResponse {
-            status: 200,
-            body: Vec::new(),
-        })
-    }
-}
-
-impl Recorder {
-    fn requests(&self) -> Vec<HttpRequest> {
-        self.0.lock().unwrap().clone()
-    }
-}
+use support::Recorder;
 
 /// A fresh SDK on `config`; automatic delivery off, so only `flush` sends.
 fn sdk(config: Value, recorder: &Recorder) -> Core {

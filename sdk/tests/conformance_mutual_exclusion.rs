@@ -12,15 +12,14 @@
 
 #[path = "../../core/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use convert_sdk::stores::MemoryStore;
-use convert_sdk::{
-    BucketingAttributes, Core, DataStore, Decision, HttpRequest, HttpResponse, StoreData,
-    StoreError, Transport, TransportError,
-};
+use convert_sdk::{BucketingAttributes, Core, DataStore, Decision, StoreData, StoreError};
 use serde_json::{Map, Value, json};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::ThreadId;
+use support::Recorder;
 
 const EXP_A_ID: &str = "100111";
 const EXP_B_ID: &str = "100222";
@@ -98,19 +97,6 @@ impl DataStore for RecordingStore {
             self.writes.lock().unwrap().push(last.unwrap_or_default());
         }
         Ok(wrote)
-    }
-}
-
-#[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<HttpRequest>>>);
-
-impl Transport for Recorder {
-    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        self.0.lock().unwrap().push(request.clone());
-        Ok(HttpResponse {
-            status: 200,
-            body: Vec::new(),
-        })
     }
 }
 

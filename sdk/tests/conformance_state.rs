@@ -6,28 +6,13 @@
 
 #[path = "../../core/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use convert_core::engine::{Effects, Engine, EngineSettings, VisitorState};
 use convert_core::rules::RuleData;
-use convert_sdk::{
-    BucketingAttributes, Core, EntityType, FeatureStatus, HttpRequest, HttpResponse, StoreData,
-    Transport, TransportError,
-};
+use convert_sdk::{BucketingAttributes, Core, EntityType, FeatureStatus, StoreData};
 use serde_json::{Map, Value, json};
-use std::sync::{Arc, Mutex};
-
-#[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<HttpRequest>>>);
-
-impl Transport for Recorder {
-    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        self.0.lock().unwrap().push(request.clone());
-        Ok(HttpResponse {
-            status: 200,
-            body: Vec::new(),
-        })
-    }
-}
+use support::Recorder;
 
 fn sdk(config: Value) -> Core {
     Core::builder()

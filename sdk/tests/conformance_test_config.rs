@@ -10,33 +10,14 @@
 
 #[path = "../../core/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use convert_sdk::{
     BucketingAttributes, ConversionAttributes, ConversionOutcome, Core, Decision, FeatureStatus,
-    HttpRequest, HttpResponse, Method, Transport, TransportError,
+    HttpRequest, Method,
 };
 use serde_json::{Map, Value, json};
-use std::sync::{Arc, Mutex};
-
-#[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<HttpRequest>>>);
-
-impl Transport for Recorder {
-    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        self.0.lock().unwrap().push(request.clone());
-        Ok(HttpResponse {
-            status: 200,
-            body: Vec::new(),
-        })
-    }
-}
-
-impl Recorder {
-    /// Takes the requests sent so far.
-    fn take(&self) -> Vec<HttpRequest> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-}
+use support::Recorder;
 
 /// An SDK on `config` whose tracking is delivered only by `flush`, to `recorder`.
 fn sdk(config: Value, recorder: &Recorder) -> Core {

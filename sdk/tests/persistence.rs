@@ -3,6 +3,8 @@
 #![cfg(all(feature = "redis", feature = "sqlite"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod support;
+
 use convert_sdk::stores::{RedisOptions, RedisStore, SqliteOptions, SqliteStore};
 use convert_sdk::{
     BucketingAttributes, ConversionAttributes, Core, DataStore, Decision, EventKind, HttpRequest,
@@ -10,40 +12,26 @@ use convert_sdk::{
 };
 use convert_store_tests::redis_server::{RedisServer, redis_available};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier};
 use std::time::Duration;
-
-#[derive(Default)]
-struct Recorder(Mutex<Vec<HttpRequest>>);
-
-impl Transport for Recorder {
-    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        self.0.lock().unwrap().push(request.clone());
-        Ok(HttpResponse {
-            status: 200,
-            body: Vec::new(),
-        })
-    }
-}
+use support::Recorder;
 
 const CONFIG: &str = r#"{"account_id":"10","project":{"id":"20"},
   "experiences":[{"id":"100","key":"exp","variations":[{"id":"101","key":"a","traffic_allocation":50},{"id":"102","key":"b","traffic_allocation":50}]}],
   "goals":[{"id":"7","key":"purchase"}]}"#;
 
-fn sdk(store: Arc<dyn DataStore>, rec: &Arc<Recorder>) -> Core {
+fn sdk(store: Arc<dyn DataStore>, rec: &Recorder) -> Core {
     Core::builder()
         .config_json(CONFIG)
         .shared_data_store(store)
-        .shared_transport(rec.clone())
+        .transport(rec.clone())
         .tracking(false)
         .build()
         .unwrap()
 }
 
 fn conversion_events(rec: &Recorder) -> usize {
-    rec.0
-        .lock()
-        .unwrap()
+    rec.requests()
         .iter()
         .map(|r| {
             let body: serde_json::Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
@@ -61,8 +49,8 @@ fn conversion_events(rec: &Recorder) -> usize {
 /// Two SDK instances, each with its own store client, convert the same goal for the same visitors
 /// at the same moment: exactly one conversion event per visitor in total.
 fn one_conversion_across_instances(make_store: impl Fn() -> Arc<dyn DataStore>) {
-    let rec_a = Arc::new(Recorder::default());
-    let rec_b = Arc::new(Recorder::default());
+    let rec_a = Recorder::default();
+    let rec_b = Recorder::default();
     let a = sdk(make_store(), &rec_a);
     let b = sdk(make_store(), &rec_b);
     let visitors = 30;
@@ -131,7 +119,7 @@ fn decisions_survive_a_redis_outage_and_state_stays_consistent() {
         },
     )
     .unwrap();
-    let rec = Arc::new(Recorder::default());
+    let rec = Recorder::default();
     let core = sdk(Arc::new(store), &rec);
     let errors = Arc::new(AtomicUsize::new(0));
     let e = Arc::clone(&errors);
@@ -243,7 +231,7 @@ fn decisions_survive_a_locked_sqlite_database() {
         },
     )
     .unwrap();
-    let rec = Arc::new(Recorder::default());
+    let rec = Recorder::default();
     let core = sdk(Arc::new(store), &rec);
     let attrs = BucketingAttributes::new();
 
