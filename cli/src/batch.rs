@@ -533,8 +533,8 @@ fn visitor_op(inst: &mut Instance, op: &str, c: &Map<String, Value>) -> (Value, 
                 .map(|m| {
                     m.iter()
                         .map(|(e, v)| convert_core::StoreOp::Bucketing {
-                            experience_id: e.clone(),
-                            variation_id: convert_core::js::to_js_string(v).into_owned(),
+                            experience_id: e.as_str().into(),
+                            variation_id: convert_core::js::to_js_string(v).as_ref().into(),
                         })
                         .collect()
                 })

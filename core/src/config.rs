@@ -17,7 +17,6 @@ use crate::rules::RuleSet;
 use crate::store::strict_eq;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 /// Why a config was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,11 +53,13 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// A shared string (ids and keys are cloned into every decision; this keeps that cheap).
-pub type Str = Arc<str>;
+/// An immutable string that is cheap to clone: ids, keys and names are copied into every
+/// decision, so strings up to 23 bytes are stored inline (a clone is a copy, no allocation and no
+/// shared reference count touched by every thread) and longer ones are shared.
+pub type Str = smol_str::SmolStr;
 
 fn s(v: Option<&Value>) -> Str {
-    Arc::from(js::opt_to_js_string(v).as_ref())
+    Str::new(js::opt_to_js_string(v))
 }
 
 /// A variation of an experience.
@@ -246,7 +247,7 @@ fn entity<'a>(v: &'a Value, field: &str, i: usize) -> Result<&'a Map<String, Val
 }
 
 fn opt_str(v: Option<&Value>) -> Option<Str> {
-    v.and_then(Value::as_str).map(Arc::from)
+    v.and_then(Value::as_str).map(Str::new)
 }
 
 fn rules_of(obj: &Map<String, Value>) -> Option<RuleSet> {
@@ -422,9 +423,7 @@ impl ProjectConfig {
             }
             features.push(Feature {
                 id: s(obj.get("id")),
-                key: obj
-                    .get("key")
-                    .map(|k| Arc::from(js::to_js_string(k).as_ref())),
+                key: obj.get("key").map(|k| Str::new(js::to_js_string(k))),
                 name: opt_str(obj.get("name")),
                 variables,
             });
@@ -451,8 +450,8 @@ impl ProjectConfig {
         }
 
         Ok(ProjectConfig {
-            account_id: Arc::from(js::to_js_string(account_id).as_ref()),
-            project_id: Arc::from(js::to_js_string(project_id).as_ref()),
+            account_id: Str::new(js::to_js_string(account_id)),
+            project_id: Str::new(js::to_js_string(project_id)),
             experiences,
             audiences,
             segments,
@@ -493,7 +492,7 @@ impl ProjectConfig {
                         continue;
                     };
                     feats.push(FeatureChange {
-                        feature_id: Arc::from(js::to_js_string(fid).as_ref()),
+                        feature_id: Str::new(js::to_js_string(fid)),
                         variables: data.get("variables_data").cloned(),
                     });
                 }
@@ -570,8 +569,8 @@ impl ProjectConfig {
     /// A config with no entities (account and project `"0"`), used before a real one is installed.
     pub fn empty() -> ProjectConfig {
         ProjectConfig {
-            account_id: Arc::from("0"),
-            project_id: Arc::from("0"),
+            account_id: Str::new_static("0"),
+            project_id: Str::new_static("0"),
             experiences: Vec::new(),
             audiences: Vec::new(),
             segments: Vec::new(),

@@ -10,7 +10,9 @@ use crate::config::{Experience, LocationTarget, ProjectConfig, Str};
 use crate::hash::bucket_value;
 use crate::js;
 use crate::rules::{RuleData, RuleError, RuleOutcome};
-use crate::store::{StoreData, StoreOp, merge_into, merge_value, report_segments, strict_eq};
+use crate::store::{
+    StoreData, StoreOp, StoredValue, merge_into, merge_value, report_segments, strict_eq,
+};
 use crate::tracking::{EventData, TrackingEvent};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -504,7 +506,7 @@ impl<'a> Engine<'a> {
         if opts.ignore_location_properties {
             fx.step(|| Step::LocationIgnored);
         } else {
-            let loc_props = opts.location_properties.unwrap_or(&EMPTY_MAP);
+            let loc_props = opts.location_properties.unwrap_or_else(|| &EMPTY_MAP);
             let matched = match &exp.location {
                 LocationTarget::Unrestricted => {
                     fx.step(|| Step::LocationUnrestricted);
@@ -607,8 +609,7 @@ impl<'a> Engine<'a> {
         if !exp.segments.is_empty() {
             let member = visitor
                 .data
-                .segments
-                .as_ref()
+                .segments()
                 .and_then(|s| s.get("customSegments"))
                 .and_then(Value::as_array);
             let any = exp.segments.iter().any(|&si| {
@@ -641,8 +642,8 @@ impl<'a> Engine<'a> {
         fx: &mut Effects,
         mirror: bool,
     ) -> Result<bool, RuleError> {
-        let stored = visitor.data.locations.as_deref().unwrap_or_default();
-        let mut list: Option<Vec<Value>> = None; // copied only when it changes
+        let stored = visitor.data.locations().unwrap_or_default();
+        let mut list: Option<Vec<StoredValue>> = None; // copied only when it changes
         let mut any = false;
         let mut first_error = None;
         for &li in locations {
@@ -663,7 +664,7 @@ impl<'a> Engine<'a> {
                             fx.notices.push(Notice::LocationActivated(li));
                         }
                         list.get_or_insert_with(|| stored.to_vec())
-                            .push(Value::String(identity.to_string()));
+                            .push(StoredValue::Str(loc.key.clone()));
                     }
                     any = true;
                 }
@@ -681,7 +682,7 @@ impl<'a> Engine<'a> {
             }
         }
         // The list is written when it changed, or the first time (as the reference does).
-        if opts.enable_storage && (list.is_some() || visitor.data.locations.is_none()) {
+        if opts.enable_storage && (list.is_some() || visitor.data.locations().is_none()) {
             let list = list.unwrap_or_else(|| stored.to_vec());
             visitor.write(StoreOp::Locations(list), fx, mirror);
         }
@@ -754,12 +755,12 @@ impl<'a> Engine<'a> {
             return Decision::NotDecided;
         };
         let variation = &exp.variations[vi];
-        let segments_before = visitor.data.segments.as_ref().and_then(report_segments);
+        let segments_before = visitor.data.segments().and_then(report_segments);
         if opts.enable_storage {
             visitor.write(
                 StoreOp::Bucketing {
-                    experience_id: exp.id.to_string(),
-                    variation_id: variation.id.to_string(),
+                    experience_id: exp.id.clone(),
+                    variation_id: variation.id.clone(),
                 },
                 fx,
                 mirror,

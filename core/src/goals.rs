@@ -66,9 +66,9 @@ impl Engine<'_> {
         if triggered && !force {
             return Ok(ConversionOutcome::AlreadyConverted);
         }
-        let bucketing_data = visitor.data.bucketing.clone();
-        let segments = visitor.data.segments.as_ref().and_then(report_segments);
-        let op = StoreOp::Goal(goal_key.to_string());
+        let bucketing_data = visitor.data.bucketing_map();
+        let segments = visitor.data.segments().and_then(report_segments);
+        let op = StoreOp::Goal(goal.key.clone());
         visitor.data.apply(&op);
         fx.store.push(op);
         let mut events = 0;
@@ -132,8 +132,7 @@ impl Engine<'_> {
     ) -> Result<Option<Map<String, Value>>, RuleError> {
         let existing: Vec<Value> = visitor
             .data
-            .segments
-            .as_ref()
+            .segments()
             .and_then(|s| s.get("customSegments"))
             .and_then(Value::as_array)
             .cloned()
@@ -168,7 +167,7 @@ impl Engine<'_> {
         if new_ids.is_empty() {
             return Ok(None);
         }
-        let mut data = visitor.data.segments.clone().unwrap_or_default();
+        let mut data = visitor.data.segments().cloned().unwrap_or_default();
         let mut all = existing;
         all.extend(new_ids);
         data.insert("customSegments".into(), Value::Array(all));

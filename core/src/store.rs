@@ -8,27 +8,181 @@
 //! The engine never writes a store itself: it returns [`StoreOp`]s, which the SDK applies to the
 //! visitor's record inside the data store's atomic read-modify-write.
 
-use serde::{Deserialize, Serialize};
+use crate::config::Str;
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
+use std::fmt;
 
-/// One visitor's stored state.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// A JSON value as kept in a visitor record. Strings and booleans, which is what the SDKs write,
+/// are stored inline (no allocation for short ids and keys); anything else is kept as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoredValue {
+    /// A JSON string.
+    Str(Str),
+    /// A JSON boolean.
+    Bool(bool),
+    /// Any other JSON value (never a string or a boolean).
+    Json(Box<Value>),
+}
+
+impl StoredValue {
+    /// The string, when this is a JSON string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            StoredValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// JS truthiness.
+    pub fn truthy(&self) -> bool {
+        match self {
+            StoredValue::Str(s) => !s.is_empty(),
+            StoredValue::Bool(b) => *b,
+            StoredValue::Json(v) => crate::js::truthy(v),
+        }
+    }
+
+    /// The value as JSON.
+    pub fn to_value(&self) -> Value {
+        match self {
+            StoredValue::Str(s) => Value::String(s.to_string()),
+            StoredValue::Bool(b) => Value::Bool(*b),
+            StoredValue::Json(v) => (**v).clone(),
+        }
+    }
+}
+
+impl From<Value> for StoredValue {
+    fn from(v: Value) -> Self {
+        match v {
+            Value::String(s) => StoredValue::Str(Str::from(s)),
+            Value::Bool(b) => StoredValue::Bool(b),
+            other => StoredValue::Json(Box::new(other)),
+        }
+    }
+}
+
+impl From<&str> for StoredValue {
+    fn from(s: &str) -> Self {
+        StoredValue::Str(Str::from(s))
+    }
+}
+
+impl Serialize for StoredValue {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            StoredValue::Str(v) => s.serialize_str(v),
+            StoredValue::Bool(b) => s.serialize_bool(*b),
+            StoredValue::Json(v) => v.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Value::deserialize(d).map(StoredValue::from)
+    }
+}
+
+/// A small insertion-ordered map (experience id → variation id, goal key → `true`). Visitor records
+/// hold a handful of entries, so a vector beats a hash map in both time and memory.
+#[derive(Debug, Clone, Default)]
+struct Entries(Vec<(Str, StoredValue)>);
+
+impl Entries {
+    fn get(&self, key: &str) -> Option<&StoredValue> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// Inserts or replaces; returns whether the map changed.
+    fn insert(&mut self, key: Str, value: StoredValue) -> bool {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, slot)) if *slot == value => false,
+            Some((_, slot)) => {
+                *slot = value;
+                true
+            }
+            None => {
+                self.0.push((key, value));
+                true
+            }
+        }
+    }
+
+    fn to_map(&self) -> Map<String, Value> {
+        self.0
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_value()))
+            .collect()
+    }
+}
+
+/// Equal when both hold the same keys with the same values, in any order (as JSON objects).
+impl PartialEq for Entries {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .all(|(k, v)| other.get(k).is_some_and(|o| o == v))
+    }
+}
+
+impl Serialize for Entries {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k.as_str(), v)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor;
+        impl<'de> Visitor<'de> for EntriesVisitor {
+            type Value = Entries;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Entries, A::Error> {
+                let mut out = Entries(Vec::with_capacity(access.size_hint().unwrap_or(0).min(64)));
+                while let Some(key) = access.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let value: StoredValue = access.next_value()?;
+                    // A repeated key keeps its first position and its last value, as JSON.parse.
+                    out.insert(Str::from(key.as_ref()), value);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(EntriesVisitor)
+    }
+}
+
+/// The members of a record that the hot path rarely touches, kept out of line so a record stays
+/// small.
+#[derive(Debug, Clone, Default)]
+struct Rest {
+    segments: Option<Map<String, Value>>,
+    extra: Map<String, Value>,
+}
+
+/// One visitor's stored state: `{bucketing?, locations?, segments?, goals?}` plus any members
+/// other SDKs wrote, which are kept untouched.
+///
+/// The layout is compact (a fresh decision's record is two small vectors with inline strings);
+/// it serializes to and from the shared JSON shape with [`serde`], [`StoreData::to_json`] and
+/// [`StoreData::from_json`]. Two records are equal when their JSON objects are equal.
+#[derive(Debug, Clone, Default)]
 pub struct StoreData {
-    /// Sticky decisions: experience id → variation id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bucketing: Option<Map<String, Value>>,
-    /// Active locations (location keys, or ids for decisions made by experience id).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub locations: Option<Vec<Value>>,
-    /// Report segments and, when asked, other visitor properties.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub segments: Option<Map<String, Value>>,
-    /// Converted goals: goal key → `true`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub goals: Option<Map<String, Value>>,
-    /// Members this SDK does not use, kept as they were.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+    bucketing: Option<Entries>,
+    locations: Option<Vec<StoredValue>>,
+    goals: Option<Entries>,
+    rest: Option<Box<Rest>>,
 }
 
 /// A write the engine asks for. Applying the same op twice is harmless.
@@ -37,26 +191,28 @@ pub enum StoreOp {
     /// Record a sticky decision.
     Bucketing {
         /// Experience id.
-        experience_id: String,
+        experience_id: Str,
         /// Variation id.
-        variation_id: String,
+        variation_id: Str,
     },
     /// Deep-merge properties into `segments` (arrays are unioned, new elements first).
     MergeSegments(Map<String, Value>),
     /// Replace the active-location list.
-    Locations(Vec<Value>),
+    Locations(Vec<StoredValue>),
     /// Mark a goal as converted.
-    Goal(String),
+    Goal(Str),
 }
+
+const MEMBERS: [&str; 4] = ["bucketing", "locations", "segments", "goals"];
 
 impl StoreData {
     /// Whether nothing at all is stored.
     pub fn is_empty(&self) -> bool {
         self.bucketing.is_none()
             && self.locations.is_none()
-            && self.segments.is_none()
             && self.goals.is_none()
-            && self.extra.is_empty()
+            && self.segments().is_none()
+            && self.extra().is_none()
     }
 
     /// Applies one write; returns whether the data changed.
@@ -65,35 +221,21 @@ impl StoreData {
             StoreOp::Bucketing {
                 experience_id,
                 variation_id,
-            } => {
-                let map = self.bucketing.get_or_insert_with(Map::new);
-                if map.get(experience_id).and_then(Value::as_str) == Some(variation_id.as_str()) {
-                    return false;
-                }
-                map.insert(experience_id.clone(), Value::String(variation_id.clone()));
-                true
-            }
+            } => self.set_bucketing(experience_id.clone(), variation_id.clone()),
             StoreOp::MergeSegments(props) => {
-                let before = self.segments.clone();
-                let seg = self.segments.get_or_insert_with(Map::new);
+                let existed = self.segments().is_some();
+                let seg = self.segments_mut();
+                if !existed {
+                    // A first write, even of `{}`, creates the member (as the reference does).
+                    merge_into(seg, props);
+                    return true;
+                }
+                let before = seg.clone();
                 merge_into(seg, props);
-                before.as_ref() != Some(seg)
+                before != *seg
             }
-            StoreOp::Locations(list) => {
-                if self.locations.as_ref() == Some(list) {
-                    return false;
-                }
-                self.locations = Some(list.clone());
-                true
-            }
-            StoreOp::Goal(key) => {
-                let goals = self.goals.get_or_insert_with(Map::new);
-                if goals.get(key) == Some(&Value::Bool(true)) {
-                    return false;
-                }
-                goals.insert(key.clone(), Value::Bool(true));
-                true
-            }
+            StoreOp::Locations(list) => self.set_locations(list.clone()),
+            StoreOp::Goal(key) => self.mark_goal(key.clone()),
         }
     }
 
@@ -111,7 +253,7 @@ impl StoreData {
         self.bucketing
             .as_ref()?
             .get(experience_id)
-            .and_then(Value::as_str)
+            .and_then(StoredValue::as_str)
             .filter(|s| !s.is_empty())
     }
 
@@ -120,7 +262,44 @@ impl StoreData {
         self.bucketing
             .as_ref()
             .and_then(|b| b.get(experience_id))
-            .is_some_and(crate::js::truthy)
+            .is_some_and(StoredValue::truthy)
+    }
+
+    /// Records a sticky decision; returns whether the data changed.
+    pub fn set_bucketing(
+        &mut self,
+        experience_id: impl Into<Str>,
+        variation_id: impl Into<Str>,
+    ) -> bool {
+        self.bucketing
+            .get_or_insert_with(Entries::default)
+            .insert(experience_id.into(), StoredValue::Str(variation_id.into()))
+    }
+
+    /// Every stored bucketing entry (experience id, value), in stored order.
+    pub fn bucketing(&self) -> impl Iterator<Item = (&str, &StoredValue)> {
+        self.bucketing
+            .iter()
+            .flat_map(|b| b.0.iter().map(|(k, v)| (k.as_str(), v)))
+    }
+
+    /// The `bucketing` member as a JSON object (`None` when absent).
+    pub fn bucketing_map(&self) -> Option<Map<String, Value>> {
+        self.bucketing.as_ref().map(Entries::to_map)
+    }
+
+    /// The active-location list (`None` when never written).
+    pub fn locations(&self) -> Option<&[StoredValue]> {
+        self.locations.as_deref()
+    }
+
+    /// Replaces the active-location list; returns whether the data changed.
+    pub fn set_locations(&mut self, list: Vec<StoredValue>) -> bool {
+        if self.locations.as_ref() == Some(&list) {
+            return false;
+        }
+        self.locations = Some(list);
+        true
     }
 
     /// Whether goal `key` was already converted (JS truthiness of `goals[key]`).
@@ -128,7 +307,59 @@ impl StoreData {
         self.goals
             .as_ref()
             .and_then(|g| g.get(key))
-            .is_some_and(crate::js::truthy)
+            .is_some_and(StoredValue::truthy)
+    }
+
+    /// Marks goal `key` as converted (`goals[key] = true`); returns whether the data changed.
+    pub fn mark_goal(&mut self, key: impl Into<Str>) -> bool {
+        self.goals
+            .get_or_insert_with(Entries::default)
+            .insert(key.into(), StoredValue::Bool(true))
+    }
+
+    /// Every stored goal entry (goal key, value), in stored order.
+    pub fn goals(&self) -> impl Iterator<Item = (&str, &StoredValue)> {
+        self.goals
+            .iter()
+            .flat_map(|g| g.0.iter().map(|(k, v)| (k.as_str(), v)))
+    }
+
+    /// The stored segments and visitor properties (`None` when never written).
+    pub fn segments(&self) -> Option<&Map<String, Value>> {
+        self.rest.as_ref()?.segments.as_ref()
+    }
+
+    /// The stored segments, created empty when absent.
+    pub fn segments_mut(&mut self) -> &mut Map<String, Value> {
+        self.rest
+            .get_or_insert_with(Box::default)
+            .segments
+            .get_or_insert_with(Map::new)
+    }
+
+    /// Members this SDK does not use (written by other SDKs or by the integrator); `None` when
+    /// there are none.
+    pub fn extra(&self) -> Option<&Map<String, Value>> {
+        self.rest
+            .as_ref()
+            .map(|r| &r.extra)
+            .filter(|e| !e.is_empty())
+    }
+
+    /// The members this SDK does not use, for editing. Names of the known members (`bucketing`,
+    /// `locations`, `segments`, `goals`) placed here are ignored when the record is serialized.
+    pub fn extra_mut(&mut self) -> &mut Map<String, Value> {
+        &mut self.rest.get_or_insert_with(Box::default).extra
+    }
+
+    /// The record as the shared JSON object.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_else(|_| Value::Object(Map::new()))
+    }
+
+    /// Reads a record from the shared JSON object.
+    pub fn from_value(value: Value) -> Result<StoreData, serde_json::Error> {
+        serde_json::from_value(value)
     }
 
     /// Serializes to the shared JSON shape.
@@ -139,6 +370,79 @@ impl StoreData {
     /// Parses the shared JSON shape.
     pub fn from_json(text: &str) -> Result<StoreData, serde_json::Error> {
         serde_json::from_str(text)
+    }
+}
+
+impl PartialEq for StoreData {
+    fn eq(&self, other: &Self) -> bool {
+        self.bucketing == other.bucketing
+            && self.locations == other.locations
+            && self.goals == other.goals
+            && self.segments() == other.segments()
+            && self.extra() == other.extra()
+    }
+}
+
+impl Serialize for StoreData {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        if let Some(b) = &self.bucketing {
+            m.serialize_entry("bucketing", b)?;
+        }
+        if let Some(l) = &self.locations {
+            m.serialize_entry("locations", l)?;
+        }
+        if let Some(seg) = self.segments() {
+            m.serialize_entry("segments", seg)?;
+        }
+        if let Some(g) = &self.goals {
+            m.serialize_entry("goals", g)?;
+        }
+        for (k, v) in self.extra().into_iter().flatten() {
+            if !MEMBERS.contains(&k.as_str()) {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for StoreData {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct DataVisitor;
+        impl<'de> Visitor<'de> for DataVisitor {
+            type Value = StoreData;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a visitor record (a JSON object)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<StoreData, A::Error> {
+                let mut d = StoreData::default();
+                while let Some(key) = access.next_key::<String>()? {
+                    match key.as_str() {
+                        "bucketing" => d.bucketing = access.next_value()?,
+                        "locations" => d.locations = access.next_value()?,
+                        "goals" => d.goals = access.next_value()?,
+                        "segments" => {
+                            let seg: Option<Map<String, Value>> = access.next_value()?;
+                            match seg {
+                                Some(seg) => *d.segments_mut() = seg,
+                                None => {
+                                    if let Some(r) = d.rest.as_mut() {
+                                        r.segments = None;
+                                    }
+                                }
+                            }
+                        }
+                        _ => {
+                            let v: Value = access.next_value()?;
+                            d.extra_mut().insert(key, v);
+                        }
+                    }
+                }
+                Ok(d)
+            }
+        }
+        d.deserialize_map(DataVisitor)
     }
 }
 
@@ -291,9 +595,18 @@ mod tests {
         assert!(!d.apply(&StoreOp::Goal("g".into())));
         assert!(d.goal_triggered("g"));
         assert_eq!(d.bucketed_variation("1"), Some("2"));
-        assert!(d.apply(&StoreOp::Locations(vec![json!("home")])));
+        assert!(d.apply(&StoreOp::Locations(vec!["home".into()])));
         assert!(d.apply(&StoreOp::Locations(vec![])));
-        assert_eq!(d.locations, Some(vec![]));
+        assert_eq!(d.locations(), Some(&[][..]));
+        // Segments: the first write creates the member even when empty; a repeat is no change.
+        assert!(d.apply(&StoreOp::MergeSegments(Map::new())));
+        assert!(!d.apply(&StoreOp::MergeSegments(Map::new())));
+        assert!(d.apply(&StoreOp::MergeSegments(obj(json!({"country": "US"})))));
+        assert!(!d.apply(&StoreOp::MergeSegments(obj(json!({"country": "US"})))));
+        assert_eq!(
+            d.to_value(),
+            json!({"bucketing": {"1": "2"}, "locations": [], "segments": {"country": "US"}, "goals": {"g": true}})
+        );
     }
 
     #[test]
@@ -302,10 +615,72 @@ mod tests {
         let d = StoreData::from_json(text).unwrap_or_default();
         assert_eq!(d.bucketed_variation("100218245"), Some("100299457"));
         assert!(d.goal_triggered("increase-engagement"));
-        assert_eq!(d.extra.get("other"), Some(&json!({"k": 1})));
+        assert_eq!(
+            d.extra().and_then(|e| e.get("other")),
+            Some(&json!({"k": 1}))
+        );
         let back: Value = serde_json::from_str(&d.to_json()).unwrap_or(Value::Null);
         let orig: Value = serde_json::from_str(text).unwrap_or(Value::Null);
         assert_eq!(back, orig);
+    }
+
+    #[test]
+    fn json_shape_is_kept_for_any_member_value() {
+        // Values other SDKs may have written: numbers, nulls, nested JSON, empty strings.
+        let orig = json!({
+            "bucketing": {"1": 5, "2": "", "3": null, "4": {"v": [1]}, "5": false},
+            "locations": ["a", 7, null, {"k": 1}],
+            "goals": {"g1": 1, "g2": "yes", "g3": 0},
+            "segments": {},
+            "zzz": [1, 2],
+        });
+        let d = StoreData::from_value(orig.clone()).unwrap_or_default();
+        assert_eq!(d.to_value(), orig);
+        assert_eq!(d.bucketed_variation("1"), None);
+        assert_eq!(d.bucketed_variation("2"), None);
+        assert!(d.has_bucketing("1"));
+        assert!(!d.has_bucketing("2") && !d.has_bucketing("3") && !d.has_bucketing("5"));
+        assert!(d.has_bucketing("4"));
+        assert!(d.goal_triggered("g1") && d.goal_triggered("g2") && !d.goal_triggered("g3"));
+        assert_eq!(d.segments(), Some(&Map::new()));
+        // Members that are present but `null` are read as absent and not written back.
+        let d = StoreData::from_json(r#"{"bucketing":null,"segments":null}"#).unwrap_or_default();
+        assert!(d.is_empty());
+        assert_eq!(d.to_json(), "{}");
+        // Members of the wrong type are an error, not a silent loss.
+        assert!(StoreData::from_json(r#"{"bucketing":[1]}"#).is_err());
+        assert!(StoreData::from_json(r#"{"segments":"x"}"#).is_err());
+        assert!(StoreData::from_json("[]").is_err());
+    }
+
+    #[test]
+    fn equality_is_json_object_equality() {
+        let a = StoreData::from_json(r#"{"bucketing":{"1":"a","2":"b"}}"#).unwrap_or_default();
+        let b = StoreData::from_json(r#"{"bucketing":{"2":"b","1":"a"}}"#).unwrap_or_default();
+        let c = StoreData::from_json(r#"{"bucketing":{"2":"b","1":"c"}}"#).unwrap_or_default();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        // An untouched `extra_mut` does not make a record different from an empty one.
+        let mut e = StoreData::default();
+        e.extra_mut();
+        assert_eq!(e, StoreData::default());
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn repeated_keys_keep_first_position_and_last_value() {
+        let d =
+            StoreData::from_json(r#"{"bucketing":{"1":"a","2":"b","1":"c"}}"#).unwrap_or_default();
+        assert_eq!(d.to_json(), r#"{"bucketing":{"1":"c","2":"b"}}"#);
+    }
+
+    #[test]
+    fn known_member_names_in_extra_are_not_serialized_twice() {
+        let mut d = StoreData::default();
+        d.set_bucketing("1", "2");
+        d.extra_mut().insert("bucketing".into(), json!("shadow"));
+        d.extra_mut().insert("mine".into(), json!(1));
+        assert_eq!(d.to_json(), r#"{"bucketing":{"1":"2"},"mine":1}"#);
     }
 
     #[test]

@@ -237,7 +237,7 @@ impl Context {
         f: impl FnOnce(&Engine<'_>, &mut VisitorState<'_>, &VisitorProps<'_>, &mut Effects) -> R,
     ) -> R {
         self.with_state(|engine, vs, fx| {
-            let stored = vs.data.segments.clone();
+            let stored = vs.data.segments().cloned();
             let props = VisitorProps::new(call, Some(&self.properties), stored.as_ref());
             f(engine, vs, &props, fx)
         })
@@ -431,7 +431,7 @@ impl Context {
             trace: Some(Vec::new()),
             ..Effects::default()
         };
-        let stored = data.segments.clone();
+        let stored = data.segments().cloned();
         let props = VisitorProps::new(
             attrs.visitor_properties.as_ref(),
             Some(&self.properties),

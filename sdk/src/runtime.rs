@@ -285,7 +285,7 @@ impl Shared {
             return;
         };
         let mut data = StoreData::default();
-        data.extra.insert("config".into(), value);
+        data.extra_mut().insert("config".into(), value);
         if let Err(e) = self.store.set(&key, &data) {
             log::warn!("convert: could not cache the config in the data store: {e}");
         }
@@ -298,7 +298,7 @@ impl Shared {
             return None;
         }
         let data = self.store.get(&key).ok().flatten()?;
-        let value = data.extra.get("config")?.clone();
+        let value = data.extra()?.get("config")?.clone();
         ProjectConfig::from_value(value).ok()
     }
 

@@ -156,10 +156,7 @@ fn mutual_exclusion_rule_fixture() {
             store
                 .set(
                     &key,
-                    &StoreData {
-                        bucketing: Some(seeded.clone()),
-                        ..StoreData::default()
-                    },
+                    &StoreData::from_value(json!({ "bucketing": seeded })).unwrap(),
                 )
                 .unwrap();
         }
@@ -193,7 +190,7 @@ fn mutual_exclusion_rule_fixture() {
         let after = store.get(&key).unwrap();
         let after_bucketing = after
             .as_ref()
-            .and_then(|d| d.bucketing.clone())
+            .and_then(StoreData::bucketing_map)
             .unwrap_or_default();
         if after_bucketing != want_bucketing {
             problems.push(format!(

@@ -145,7 +145,7 @@ fn state_vectors() {
                         "{rel} {id}: SDK return value"
                     );
                     assert_eq!(
-                        custom_segments(ctx.get_visitor_data().segments.as_ref()),
+                        custom_segments(ctx.get_visitor_data().segments()),
                         engine_ids,
                         "{rel} {id}: stored custom segments"
                     );

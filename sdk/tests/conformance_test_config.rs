@@ -362,15 +362,15 @@ fn static_config() {
         "https://10034190.metrics.convertexperiments.com/v1/track/10035569/10034190"
     );
     let body: Value = serde_json::from_str(sent[0].body.as_deref().unwrap()).unwrap();
-    let stored = ctx.get_visitor_data().bucketing.unwrap();
+    let stored = ctx.get_visitor_data().bucketing_map().unwrap();
     assert_eq!(
         body["visitors"][0]["events"],
         json!([{"eventType": "conversion", "data": {"goalId": "100322783", "bucketingData": stored}}]),
         "{rel}"
     );
     assert_eq!(
-        ctx.get_visitor_data().goals,
-        Some(obj(json!({"increase-engagement": true})))
+        ctx.get_visitor_data().to_value()["goals"],
+        json!({"increase-engagement": true})
     );
     // Checked: the location-gated decision, feature-2 and its variables, the location and
     // environment gates, conversion with dedup.

@@ -137,12 +137,7 @@ mod tests {
     use std::sync::Arc;
 
     fn mark(d: &mut StoreData, goal: &str) -> bool {
-        let goals = d.goals.get_or_insert_with(Default::default);
-        if goals.contains_key(goal) {
-            return false;
-        }
-        goals.insert(goal.into(), true.into());
-        true
+        d.mark_goal(goal)
     }
 
     #[test]

@@ -63,10 +63,7 @@ fn two_clients_racing_on_a_goal_have_one_winner() {
 fn keys_use_the_ruby_sdk_layout() {
     let Some(url) = shared() else { return };
     let store = RedisStore::open(url).unwrap();
-    let data = StoreData {
-        goals: serde_json::json!({"purchase": true}).as_object().cloned(),
-        ..StoreData::default()
-    };
+    let data = StoreData::from_value(serde_json::json!({"goals": {"purchase": true}})).unwrap();
     store.set("10022898-10025986-layout", &data).unwrap();
     let mut raw = redis::Client::open(url.as_str())
         .unwrap()
@@ -92,7 +89,7 @@ fn ttl_is_applied_on_every_write() {
     .unwrap();
     store
         .update("ttl-1-2-v", &mut |d| {
-            d.extra.insert("x".into(), serde_json::json!(1));
+            d.extra_mut().insert("x".into(), serde_json::json!(1));
             true
         })
         .unwrap();
@@ -141,9 +138,7 @@ fn data_and_the_client_survive_a_redis_restart() {
     store
         .update("1-2-visitor", &mut |d| {
             first = !d.goal_triggered("purchase");
-            d.goals
-                .get_or_insert_with(Default::default)
-                .insert("purchase".into(), true.into());
+            d.mark_goal("purchase");
             true
         })
         .unwrap();
@@ -243,10 +238,7 @@ fn password_and_database_come_from_the_url() {
     let server = Server::start_with("auth", &["--requirepass".into(), "s3cret".into()]);
     let port = server.port();
     let store = RedisStore::open(&format!("redis://:s3cret@127.0.0.1:{port}/3")).unwrap();
-    let data = StoreData {
-        goals: serde_json::json!({"g": true}).as_object().cloned(),
-        ..StoreData::default()
-    };
+    let data = StoreData::from_value(serde_json::json!({"goals": {"g": true}})).unwrap();
     store.set("1-2-v", &data).unwrap();
     assert_eq!(store.get("1-2-v").unwrap(), Some(data));
     let mut db3 = raw(&format!("redis://:s3cret@127.0.0.1:{port}/3"));
@@ -439,10 +431,7 @@ fn tls_with_a_private_ca() {
         },
     )
     .unwrap();
-    let data = StoreData {
-        goals: serde_json::json!({"tls": true}).as_object().cloned(),
-        ..StoreData::default()
-    };
+    let data = StoreData::from_value(serde_json::json!({"goals": {"tls": true}})).unwrap();
     store.set("1-2-v", &data).unwrap();
     assert!(store.update("1-2-v", &mut |_| false).is_ok());
     assert_eq!(store.get("1-2-v").unwrap(), Some(data));

@@ -113,16 +113,19 @@ fn child_process_worker() {
         for _ in 0..5 {
             store
                 .update("1-2-counter", &mut |d| {
-                    let n = d.extra.get("n").and_then(|v| v.as_u64()).unwrap_or(0);
-                    d.extra.insert("n".into(), (n + 1).into());
+                    let n = d
+                        .extra()
+                        .and_then(|e| e.get("n"))
+                        .and_then(|v| v.as_u64())
+                        .unwrap_or(0);
+                    d.extra_mut().insert("n".into(), (n + 1).into());
                     true
                 })
                 .unwrap();
         }
         let won = store
             .update(&format!("1-2-visitor-{round}"), &mut |d| {
-                let goals = d.goals.get_or_insert_with(Default::default);
-                goals.insert("purchase".into(), true.into()).is_none()
+                d.mark_goal("purchase")
             })
             .unwrap();
         wins += usize::from(won);
@@ -169,7 +172,10 @@ fn processes_sharing_one_file_lose_nothing_and_dedup() {
     );
     let store = SqliteStore::open(&path).unwrap();
     let counter = store.get("1-2-counter").unwrap().unwrap();
-    assert_eq!(counter.extra.get("n"), Some(&serde_json::json!(400)));
+    assert_eq!(
+        counter.extra().and_then(|e| e.get("n")),
+        Some(&serde_json::json!(400))
+    );
 }
 
 #[test]
@@ -183,10 +189,7 @@ fn two_connections_to_one_file_have_one_winner() {
 #[test]
 fn data_survives_reopening_the_file() {
     let path = temp_db("reopen");
-    let d = StoreData {
-        goals: serde_json::json!({"purchase": true}).as_object().cloned(),
-        ..StoreData::default()
-    };
+    let d = StoreData::from_value(serde_json::json!({"goals": {"purchase": true}})).unwrap();
     {
         let s = SqliteStore::open(&path).unwrap();
         s.set("1-2-visitor", &d).unwrap();
@@ -267,10 +270,7 @@ fn ttl_hides_and_cleans_old_records() {
         },
     )
     .unwrap();
-    let record = StoreData {
-        goals: serde_json::json!({"purchase": true}).as_object().cloned(),
-        ..StoreData::default()
-    };
+    let record = StoreData::from_value(serde_json::json!({"goals": {"purchase": true}})).unwrap();
     store.set("old", &record).unwrap();
     // updated_at has whole seconds: 2.1 s later the record is more than 1 s old.
     std::thread::sleep(Duration::from_millis(2100));

@@ -6,32 +6,25 @@
 pub mod redis_server;
 
 use convert_ports::{DataStore, StoreData};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::sync::Arc;
 
 fn sample(tag: &str) -> StoreData {
-    let obj = |v: Value| -> Map<String, Value> { v.as_object().cloned().unwrap_or_default() };
-    let mut d = StoreData {
-        bucketing: Some(obj(json!({"100218245": "100299457", "exp-b": "v-2"}))),
-        locations: Some(vec![json!("home"), json!("checkout")]),
-        segments: Some(obj(
-            json!({"country": "DE", "customSegments": ["200299434"], "plan": tag}),
-        )),
-        goals: Some(obj(json!({"purchase": true}))),
-        ..StoreData::default()
-    };
-    d.extra
-        .insert("fromAnotherSdk".into(), json!({"kept": [1, 2, 3]}));
-    d
+    let d = StoreData::from_value(json!({
+        "bucketing": {"100218245": "100299457", "exp-b": "v-2"},
+        "locations": ["home", "checkout"],
+        "segments": {"country": "DE", "customSegments": ["200299434"], "plan": tag},
+        "goals": {"purchase": true},
+        "fromAnotherSdk": {"kept": [1, 2, 3]},
+    }));
+    match d {
+        Ok(d) => d,
+        Err(e) => panic!("sample record: {e}"),
+    }
 }
 
 fn mark_goal(d: &mut StoreData, goal: &str) -> bool {
-    let goals = d.goals.get_or_insert_with(Map::new);
-    if goals.contains_key(goal) {
-        return false;
-    }
-    goals.insert(goal.into(), Value::Bool(true));
-    true
+    d.mark_goal(goal)
 }
 
 fn expect<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
@@ -56,10 +49,8 @@ pub fn round_trip(s: &dyn DataStore) {
 /// A second `set` replaces the record.
 pub fn overwrite(s: &dyn DataStore) {
     expect(s.set("contract-ow-1-2-v", &sample("first")), "set");
-    let second = StoreData {
-        goals: sample("x").goals,
-        ..StoreData::default()
-    };
+    let mut second = StoreData::default();
+    second.mark_goal("purchase");
     expect(s.set("contract-ow-1-2-v", &second), "set");
     assert_eq!(expect(s.get("contract-ow-1-2-v"), "get"), Some(second));
 }
@@ -135,8 +126,12 @@ pub fn update_discards_changes_when_false(s: &dyn DataStore) {
 }
 
 fn increment(d: &mut StoreData) -> bool {
-    let n = d.extra.get("n").and_then(Value::as_u64).unwrap_or(0);
-    d.extra.insert("n".into(), json!(n + 1));
+    let n = d
+        .extra()
+        .and_then(|e| e.get("n"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    d.extra_mut().insert("n".into(), json!(n + 1));
     true
 }
 
@@ -158,7 +153,7 @@ pub fn concurrent_updates_are_atomic(s: Arc<dyn DataStore>) {
         assert!(t.join().is_ok(), "a writer thread panicked");
     }
     let d = expect(s.get(key), "get").unwrap_or_default();
-    assert_eq!(d.extra.get("n"), Some(&json!(200)));
+    assert_eq!(d.extra().and_then(|e| e.get("n")), Some(&json!(200)));
 }
 
 /// 8 threads of one instance racing to mark the same goal: exactly one sees it first.
@@ -219,7 +214,10 @@ pub fn counter_across_instances(stores: Vec<Arc<dyn DataStore>>) {
         assert!(t.join().is_ok(), "a writer thread panicked");
     }
     let d = expect(first.get(key), "get").unwrap_or_default();
-    assert_eq!(d.extra.get("n"), Some(&json!(stores.len() * 50)));
+    assert_eq!(
+        d.extra().and_then(|e| e.get("n")),
+        Some(&json!(stores.len() * 50))
+    );
 }
 
 /// Two instances (clients, connections) racing to mark the same goal: exactly one wins.
@@ -281,7 +279,7 @@ pub fn unicode_keys(s: &dyn DataStore) {
 /// A record of about 1 MiB round-trips.
 pub fn large_values(s: &dyn DataStore) {
     let mut d = sample("large");
-    let seg = d.segments.get_or_insert_with(Map::new);
+    let seg = d.segments_mut();
     for i in 0..10_000 {
         seg.insert(format!("prop-{i:05}"), json!("x".repeat(100)));
     }
