@@ -513,12 +513,12 @@ impl Core {
         if events.is_empty() {
             return;
         }
-        if self.inner.shared.enqueue(events) {
+        if let Some(command) = self.inner.shared.enqueue(events) {
             self.inner
                 .workers
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .kick();
+                .kick(command);
         }
     }
 

@@ -322,14 +322,22 @@ impl Shared {
         }
     }
 
-    /// Queues events; returns whether the batch size is reached.
-    pub fn enqueue(&self, events: Vec<TrackingEvent>) -> bool {
+    /// Queues events; tells the delivery thread what it needs to know: that the batch size is
+    /// reached, or that the queue is no longer empty (so its release timer must start).
+    pub fn enqueue(&self, events: Vec<TrackingEvent>) -> Option<Command> {
         let mut q = self.lock_queue();
+        let was_empty = q.is_empty();
         for e in events {
             q.push(e);
         }
         self.enforce_bound(&mut q);
-        q.len() >= self.net.events.batch_size
+        if q.len() >= self.net.events.batch_size {
+            Some(Command::Kick)
+        } else if was_empty && !q.is_empty() {
+            Some(Command::Arm)
+        } else {
+            None
+        }
     }
 
     /// Sends one batch of everything queued now. On failure the batch goes back to the front.
@@ -402,6 +410,8 @@ impl Shared {
 pub(crate) enum Command {
     /// The batch size was reached.
     Kick,
+    /// The queue was empty and is not any more: start the release timer.
+    Arm,
     /// Deliver everything now and answer.
     Flush(Sender<Result<usize, Error>>),
     /// Deliver what can be delivered before the deadline, then stop.
@@ -455,9 +465,11 @@ impl Workers {
         w
     }
 
-    pub fn kick(&self) {
+    /// Passes `Kick` or `Arm` to the delivery thread (dropped when one is already pending: the
+    /// thread re-reads the queue either way).
+    pub fn kick(&self, command: Command) {
         if let Some((kick, _, _)) = &self.delivery {
-            match kick.try_send(Command::Kick) {
+            match kick.try_send(command) {
                 Ok(()) | Err(TrySendError::Full(_)) => {}
                 Err(TrySendError::Disconnected(_)) => {
                     log::warn!("convert: the delivery thread is gone; events stay queued");
@@ -531,6 +543,15 @@ fn delivery_loop(shared: &Shared, kicks: &Receiver<Command>, ctl: &Receiver<Comm
             Some(Command::Kick) => {
                 if retry_at.is_some() || !auto {
                     continue; // a retry is already scheduled, or delivery is manual
+                }
+                "size"
+            }
+            Some(Command::Arm) => {
+                // The wait is recomputed from the queue at the top of the loop; a pending `Arm`
+                // may have kept a `Kick` out of the channel, so check the size here.
+                let full = shared.lock_queue().len() >= shared.net.events.batch_size;
+                if !full || retry_at.is_some() || !auto {
+                    continue;
                 }
                 "size"
             }

@@ -173,6 +173,30 @@ fn release_interval_delivers_a_partial_batch() {
 }
 
 #[test]
+fn an_idle_delivery_thread_starts_its_timer_for_the_first_event() {
+    // Regression: the delivery thread, idle on an empty queue, used to sleep until the next
+    // batch-size kick, so a lone event below the batch size waited indefinitely.
+    let t = Scripted::new();
+    let core = Core::builder()
+        .config(config(2))
+        .shared_transport(t.clone())
+        .events(100, Duration::from_millis(20), 100)
+        .build()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100)); // let the thread settle on the empty queue
+    convert(&core, "v1", 0);
+    eventually("the first partial batch", || t.posts().len() == 1);
+    // The queue is empty again and the thread idle: the next lone event re-arms the timer.
+    std::thread::sleep(Duration::from_millis(100));
+    convert(&core, "v2", 1);
+    eventually("the second partial batch", || t.posts().len() == 2);
+    assert_eq!(
+        events_in(&t.posts()),
+        vec![("v1".into(), "500".into()), ("v2".into(), "501".into())]
+    );
+}
+
+#[test]
 fn failed_posts_keep_events_in_order_until_the_server_recovers() {
     let t = Scripted::new();
     t.then_post(status(500));
