@@ -434,10 +434,7 @@ pub fn simulate(args: &[String]) -> Result<String, String> {
     for i in 0..n {
         let mut data = StoreData::default();
         let id = format!("sim-visitor-{i}");
-        let mut vs = VisitorState {
-            id: &id,
-            data: &mut data,
-        };
+        let mut vs = VisitorState::new(&id, &mut data);
         fx.clear();
         match engine.run_experience(&mut vs, &key, &props, &opts, &mut fx) {
             Decision::Variation(v) => counts[v.variation_index] += 1,

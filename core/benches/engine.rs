@@ -49,10 +49,7 @@ fn engine_fresh_decision(bencher: divan::Bencher) {
     let mut fx = Effects::default();
     bencher.bench_local(|| {
         let mut data = StoreData::default();
-        let mut vs = VisitorState {
-            id: divan::black_box("bench-visitor-123456"),
-            data: &mut data,
-        };
+        let mut vs = VisitorState::new(divan::black_box("bench-visitor-123456"), &mut data);
         fx.clear();
         engine.run_experience(&mut vs, "three-arms", &props, &opts, &mut fx)
     });

@@ -380,18 +380,56 @@ pub struct Engine<'a> {
 }
 
 /// A visitor as the engine sees it: id and mutable stored state.
+///
+/// Two modes: with [`VisitorState::new`] the record is the caller's copy and every write is also
+/// returned in [`Effects::store`] for the caller to apply to its data store; with
+/// [`VisitorState::in_place`] the record is the stored one itself (the engine runs inside the data
+/// store's atomic update), so writes are applied to it directly and not returned.
 #[derive(Debug)]
 pub struct VisitorState<'a> {
     /// The visitor id.
     pub id: &'a str,
-    /// The visitor's stored record (updated in place as the engine writes).
+    /// The visitor's stored record.
     pub data: &'a mut StoreData,
+    in_place: bool,
+    changed: bool,
 }
 
-impl VisitorState<'_> {
-    /// Records a write; mirrors it into the local state when later decisions of the same call must
-    /// see it.
-    fn write(&mut self, op: StoreOp, fx: &mut Effects, mirror: bool) {
+impl<'a> VisitorState<'a> {
+    /// A visitor whose record is a copy: writes are returned in [`Effects::store`].
+    pub fn new(id: &'a str, data: &'a mut StoreData) -> Self {
+        VisitorState {
+            id,
+            data,
+            in_place: false,
+            changed: false,
+        }
+    }
+
+    /// A visitor whose record is the stored one: writes are applied to `data` at once and
+    /// [`VisitorState::changed`] tells whether it must be saved.
+    pub fn in_place(id: &'a str, data: &'a mut StoreData) -> Self {
+        VisitorState {
+            id,
+            data,
+            in_place: true,
+            changed: false,
+        }
+    }
+
+    /// Whether an in-place write changed the record.
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
+
+    /// Records a write. In place it is applied to the record; otherwise it is returned in
+    /// `fx.store`, and also applied to the local copy when `mirror` is set (later decisions of the
+    /// same call must see it).
+    pub(crate) fn write(&mut self, op: StoreOp, fx: &mut Effects, mirror: bool) {
+        if self.in_place {
+            self.changed |= self.data.apply_owned(op);
+            return;
+        }
         if mirror {
             self.data.apply(&op);
         }

@@ -68,9 +68,7 @@ impl Engine<'_> {
         }
         let bucketing_data = visitor.data.bucketing_map();
         let segments = visitor.data.segments().and_then(report_segments);
-        let op = StoreOp::Goal(goal.key.clone());
-        visitor.data.apply(&op);
-        fx.store.push(op);
+        visitor.write(StoreOp::Goal(goal.key.clone()), fx, true);
         let mut events = 0;
         if !triggered {
             fx.tracking.push(TrackingEvent {
@@ -111,9 +109,7 @@ impl Engine<'_> {
             return;
         }
         if let Some(report) = report_segments(segments) {
-            let op = StoreOp::MergeSegments(report);
-            visitor.data.apply(&op);
-            fx.store.push(op);
+            visitor.write(StoreOp::MergeSegments(report), fx, true);
         }
     }
 

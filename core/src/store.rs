@@ -239,6 +239,20 @@ impl StoreData {
         }
     }
 
+    /// Applies one write, consuming it (no copy of its strings or lists); returns whether the data
+    /// changed.
+    pub fn apply_owned(&mut self, op: StoreOp) -> bool {
+        match op {
+            StoreOp::Bucketing {
+                experience_id,
+                variation_id,
+            } => self.set_bucketing(experience_id, variation_id),
+            StoreOp::Locations(list) => self.set_locations(list),
+            StoreOp::Goal(key) => self.mark_goal(key),
+            op @ StoreOp::MergeSegments(_) => self.apply(&op),
+        }
+    }
+
     /// Applies several writes; returns whether the data changed.
     pub fn apply_all<'a>(&mut self, ops: impl IntoIterator<Item = &'a StoreOp>) -> bool {
         let mut changed = false;

@@ -65,6 +65,14 @@ pub trait DataStore: Send + Sync + 'static {
     fn is_persistent(&self) -> bool {
         false
     }
+
+    /// Whether an `update` costs no more than a `get` (records live in this process) and calls
+    /// `f` exactly once. The SDK then makes each decision inside a single `update`, on the stored
+    /// record itself: one lookup, no copy. Stores that talk to a server leave this `false`, so a
+    /// sticky decision stays a single read. Default `false`.
+    fn updates_in_place(&self) -> bool {
+        false
+    }
 }
 
 impl<T: DataStore + ?Sized> DataStore for std::sync::Arc<T> {
@@ -89,5 +97,8 @@ impl<T: DataStore + ?Sized> DataStore for std::sync::Arc<T> {
     }
     fn is_persistent(&self) -> bool {
         (**self).is_persistent()
+    }
+    fn updates_in_place(&self) -> bool {
+        (**self).updates_in_place()
     }
 }

@@ -206,23 +206,40 @@ impl Context {
     }
 
     /// Runs `f` against the visitor's stored state, then applies its effects.
+    ///
+    /// With a store that updates in place (the memory store), `f` runs inside one atomic
+    /// `update` on the stored record itself: one lookup, no copy. Otherwise the record is read,
+    /// `f` runs on the copy, and its writes are applied in one `update` afterwards.
     fn with_state<R>(
         &self,
-        f: impl FnOnce(&Engine<'_>, &mut VisitorState<'_>, &mut Effects) -> R,
+        mut f: impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &mut Effects) -> R,
     ) -> R {
         let cfg = self.core.config();
-        let mut data = self
-            .store_key()
-            .map(|k| self.core.load(k))
-            .unwrap_or_default();
-        let mut fx = Effects::default();
         let engine = Engine::new(&cfg, &self.core.inner.settings);
-        let r = {
-            let mut vs = VisitorState {
-                id: &self.visitor_id,
-                data: &mut data,
-            };
-            f(&engine, &mut vs, &mut fx)
+        let mut fx = Effects::default();
+        let store = &self.core.inner.shared.store;
+        let mut out = None;
+        let key = self.store_key();
+        if let Some(key) = key.filter(|_| store.updates_in_place()) {
+            let updated = store.update(key, &mut |data| {
+                fx.clear();
+                let mut vs = VisitorState::in_place(&self.visitor_id, data);
+                out = Some(f(&engine, &mut vs, &mut fx));
+                vs.changed()
+            });
+            if let Err(e) = updated {
+                self.core.store_failed(&e.to_string());
+            }
+        }
+        let r = match out {
+            Some(r) => r,
+            None => {
+                // Not in place, or the store failed before handing over the record.
+                fx.clear();
+                let mut data = key.map(|k| self.core.load(k)).unwrap_or_default();
+                let mut vs = VisitorState::new(&self.visitor_id, &mut data);
+                f(&engine, &mut vs, &mut fx)
+            }
         };
         self.apply(&cfg, fx);
         r
@@ -234,7 +251,7 @@ impl Context {
     fn with_props<R>(
         &self,
         call: Option<&Map<String, Value>>,
-        f: impl FnOnce(&Engine<'_>, &mut VisitorState<'_>, &VisitorProps<'_>, &mut Effects) -> R,
+        mut f: impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &VisitorProps<'_>, &mut Effects) -> R,
     ) -> R {
         self.with_state(|engine, vs, fx| {
             let stored = vs.data.segments().cloned();
@@ -437,10 +454,7 @@ impl Context {
             Some(&self.properties),
             stored.as_ref(),
         );
-        let mut vs = VisitorState {
-            id: &self.visitor_id,
-            data: &mut data,
-        };
+        let mut vs = VisitorState::new(&self.visitor_id, &mut data);
         let d = engine.run_experience(&mut vs, key, &props, &opts, &mut fx);
         (d, fx.trace.unwrap_or_default())
     }
@@ -551,10 +565,7 @@ impl Context {
             .map(|m| m as &dyn convert_core::rules::RuleData);
         let convert = |data: &mut StoreData, fx: &mut Effects| {
             fx.clear();
-            let mut vs = VisitorState {
-                id: &self.visitor_id,
-                data,
-            };
+            let mut vs = VisitorState::new(&self.visitor_id, data);
             engine.convert(
                 &mut vs,
                 goal_key,

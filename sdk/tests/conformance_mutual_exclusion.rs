@@ -14,12 +14,11 @@
 mod common;
 mod support;
 
-use convert_sdk::stores::MemoryStore;
-use convert_sdk::{BucketingAttributes, Core, DataStore, Decision, StoreData, StoreError};
+use convert_sdk::{BucketingAttributes, Core, DataStore, Decision, StoreData};
 use serde_json::{Map, Value, json};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::thread::ThreadId;
-use support::Recorder;
+use support::{InstrumentedStore, Recorder};
 
 const EXP_A_ID: &str = "100111";
 const EXP_B_ID: &str = "100222";
@@ -64,42 +63,6 @@ fn take_warnings() -> Vec<String> {
         .collect()
 }
 
-/// A memory store that records every write it performs.
-#[derive(Clone, Default)]
-struct RecordingStore {
-    inner: Arc<MemoryStore>,
-    writes: Arc<Mutex<Vec<StoreData>>>,
-}
-
-impl DataStore for RecordingStore {
-    fn get(&self, key: &str) -> Result<Option<StoreData>, StoreError> {
-        self.inner.get(key)
-    }
-    fn set(&self, key: &str, value: &StoreData) -> Result<(), StoreError> {
-        self.writes.lock().unwrap().push(value.clone());
-        self.inner.set(key, value)
-    }
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(key)
-    }
-    fn update(
-        &self,
-        key: &str,
-        f: &mut dyn FnMut(&mut StoreData) -> bool,
-    ) -> Result<bool, StoreError> {
-        let mut last = None;
-        let wrote = self.inner.update(key, &mut |d| {
-            let changed = f(d);
-            last = changed.then(|| d.clone());
-            changed
-        })?;
-        if wrote {
-            self.writes.lock().unwrap().push(last.unwrap_or_default());
-        }
-        Ok(wrote)
-    }
-}
-
 #[test]
 fn mutual_exclusion_rule_fixture() {
     let Some(dir) = common::conformance_dir() else {
@@ -138,11 +101,11 @@ fn mutual_exclusion_rule_fixture() {
         config["experiences"][1]["audiences"] = json!(["100333"]);
         config["experiences"][1]["settings"] = json!({"matching_options": {"audiences": "all"}});
 
-        let store = RecordingStore::default();
+        let store = InstrumentedStore::new(false);
         let recorder = Recorder::default();
         let core = Core::builder()
             .config(config)
-            .data_store(store.clone())
+            .shared_data_store(store.clone())
             .transport(recorder.clone())
             .tracking(false)
             .build()
@@ -161,7 +124,7 @@ fn mutual_exclusion_rule_fixture() {
                 .unwrap();
         }
         let before = store.get(&key).unwrap();
-        store.writes.lock().unwrap().clear();
+        store.take_written();
         take_warnings();
 
         // Step 3: evaluate exp-b.
@@ -200,7 +163,7 @@ fn mutual_exclusion_rule_fixture() {
         if after_bucketing.get(EXP_A_ID) != seeded.get(EXP_A_ID) {
             problems.push("exp-a's bucketing was written".into());
         }
-        let writes = store.writes.lock().unwrap().clone();
+        let writes = store.take_written();
         let fresh_b = matched && !already_in_b;
         if writes.len() != usize::from(fresh_b) {
             problems.push(format!(

@@ -115,10 +115,7 @@ fn state_vectors() {
                 let mut effects = Effects::default();
                 let selected = Engine::new(&cfg, &settings)
                     .run_custom_segments(
-                        &mut VisitorState {
-                            id: "state-visitor",
-                            data: &mut data,
-                        },
+                        &mut VisitorState::new("state-visitor", &mut data),
                         &keys,
                         rule.map(|m| m as &dyn RuleData),
                         true,

@@ -3,7 +3,11 @@
 // Every test crate compiles this whole module but uses only part of it.
 #![allow(dead_code)]
 
-use convert_sdk::{HttpRequest, HttpResponse, Transport, TransportError};
+use convert_sdk::stores::MemoryStore;
+use convert_sdk::{
+    DataStore, HttpRequest, HttpResponse, StoreData, StoreError, Transport, TransportError,
+};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A transport that records every request it is given and answers each with 200 and an empty
@@ -30,5 +34,87 @@ impl Recorder {
     /// Takes the requests sent so far, leaving the record empty.
     pub fn take(&self) -> Vec<HttpRequest> {
         std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// A memory store that counts `get` and `update` calls, logs every record it writes, can claim
+/// either store mode (`updates_in_place`), and can be switched to failing.
+#[derive(Default)]
+pub struct InstrumentedStore {
+    pub inner: MemoryStore,
+    pub in_place: bool,
+    pub failing: AtomicBool,
+    gets: AtomicUsize,
+    updates: AtomicUsize,
+    written: Mutex<Vec<StoreData>>,
+}
+
+impl InstrumentedStore {
+    /// A shared store in the given mode.
+    pub fn new(in_place: bool) -> Arc<Self> {
+        Arc::new(InstrumentedStore {
+            in_place,
+            ..InstrumentedStore::default()
+        })
+    }
+
+    /// `(gets, updates, records written)` since the last call, which resets them.
+    pub fn take_counts(&self) -> (usize, usize, usize) {
+        (
+            self.gets.swap(0, Ordering::SeqCst),
+            self.updates.swap(0, Ordering::SeqCst),
+            self.take_written().len(),
+        )
+    }
+
+    /// The records written (by `set` or by an `update` that changed something) since the last
+    /// call, oldest first.
+    pub fn take_written(&self) -> Vec<StoreData> {
+        std::mem::take(&mut *self.written.lock().unwrap())
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable("switched off by the test".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl DataStore for InstrumentedStore {
+    fn get(&self, key: &str) -> Result<Option<StoreData>, StoreError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.get(key)
+    }
+    fn set(&self, key: &str, value: &StoreData) -> Result<(), StoreError> {
+        self.check()?;
+        self.written.lock().unwrap().push(value.clone());
+        self.inner.set(key, value)
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key)
+    }
+    fn update(
+        &self,
+        key: &str,
+        f: &mut dyn FnMut(&mut StoreData) -> bool,
+    ) -> Result<bool, StoreError> {
+        self.updates.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        let mut last = None;
+        let wrote = self.inner.update(key, &mut |d| {
+            let changed = f(d);
+            last = changed.then(|| d.clone());
+            changed
+        })?;
+        if let Some(record) = last.filter(|_| wrote) {
+            self.written.lock().unwrap().push(record);
+        }
+        Ok(wrote)
+    }
+    fn updates_in_place(&self) -> bool {
+        self.in_place
     }
 }

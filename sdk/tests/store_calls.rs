@@ -1,0 +1,134 @@
+//! How decisions use the `DataStore`: one in-place `update` for an in-process store, a `get`
+//! followed by an `update` only when something changed for a store that talks to a server, and
+//! the same answers and stored records either way, failures included.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod support;
+
+use convert_sdk::{BucketingAttributes, ConversionAttributes, Core, Decision};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use support::InstrumentedStore;
+
+fn config() -> serde_json::Value {
+    json!({
+        "account_id": "1", "project": {"id": "2"},
+        "experiences": [
+            {"id": "100", "key": "exp-a", "locations": ["50"], "variations": [
+                {"id": "101", "key": "a1", "traffic_allocation": 50},
+                {"id": "102", "key": "a2", "traffic_allocation": 50}]},
+            {"id": "200", "key": "exp-b", "variations": [
+                {"id": "201", "key": "b1", "traffic_allocation": 30},
+                {"id": "202", "key": "b2", "traffic_allocation": 70}]}
+        ],
+        "goals": [{"id": "9", "key": "buy"}],
+        "locations": [{"id": "50", "key": "home", "rules": {"OR": [{"AND": [{"OR_WHEN": [
+            {"key": "page", "matching": {"match_type": "equals", "negated": false}, "value": "home"}]}]}]}}]
+    })
+}
+
+fn sdk(store: Arc<InstrumentedStore>) -> Core {
+    Core::builder()
+        .config(config())
+        .shared_data_store(store)
+        .tracking(false)
+        .build()
+        .unwrap()
+}
+
+fn attrs() -> BucketingAttributes {
+    BucketingAttributes::new().location_property("page", "home")
+}
+
+#[test]
+fn an_in_place_store_gets_one_update_per_decision_and_no_read() {
+    let store = InstrumentedStore::new(true);
+    let core = sdk(Arc::clone(&store));
+    let ctx = core.create_context("visitor-1", None);
+    let first = ctx.run_experience("exp-a", &attrs());
+    assert!(matches!(&first, Decision::Variation(v) if v.bucketing_allocation.is_some()));
+    assert_eq!(
+        store.take_counts(),
+        (0, 1, 1),
+        "fresh: one update that wrote"
+    );
+    let again = ctx.run_experience("exp-a", &attrs());
+    assert!(matches!(&again, Decision::Variation(v) if v.bucketing_allocation.is_none()));
+    assert_eq!(
+        store.take_counts(),
+        (0, 1, 0),
+        "sticky: one update that wrote nothing"
+    );
+    let stored = ctx.get_visitor_data();
+    assert_eq!(
+        stored.to_value()["locations"],
+        json!(["home"]),
+        "the location list was stored in the same update"
+    );
+}
+
+#[test]
+fn a_server_store_is_read_once_and_written_only_on_change() {
+    let store = InstrumentedStore::new(false);
+    let core = sdk(Arc::clone(&store));
+    let ctx = core.create_context("visitor-1", None);
+    ctx.run_experience("exp-a", &attrs());
+    assert_eq!(
+        store.take_counts(),
+        (1, 1, 1),
+        "fresh: a read, then one update"
+    );
+    ctx.run_experience("exp-a", &attrs());
+    assert_eq!(store.take_counts(), (1, 0, 0), "sticky: a single read");
+}
+
+#[test]
+fn both_modes_decide_and_store_the_same() {
+    let in_place = InstrumentedStore::new(true);
+    let copy = InstrumentedStore::new(false);
+    let a = sdk(Arc::clone(&in_place));
+    let b = sdk(Arc::clone(&copy));
+    for i in 0..200 {
+        let id = format!("visitor-{i}");
+        let (ca, cb) = (a.create_context(&*id, None), b.create_context(&*id, None));
+        assert_eq!(
+            ca.run_experience("exp-a", &attrs()),
+            cb.run_experience("exp-a", &attrs())
+        );
+        assert_eq!(ca.run_experiences(&attrs()), cb.run_experiences(&attrs()));
+        assert_eq!(
+            ca.track_conversion("buy", &ConversionAttributes::default()),
+            cb.track_conversion("buy", &ConversionAttributes::default())
+        );
+        assert_eq!(ca.get_visitor_data(), cb.get_visitor_data(), "{id}");
+        assert!(ca.get_visitor_data().bucketed_variation("200").is_some());
+    }
+}
+
+#[test]
+fn a_failing_in_place_store_still_decides_and_counts_the_failure() {
+    let store = InstrumentedStore::new(true);
+    let core = sdk(Arc::clone(&store));
+    let healthy = core
+        .create_context("visitor-7", None)
+        .run_experience("exp-b", &attrs());
+    store.inner.clear();
+    store.failing.store(true, Ordering::SeqCst);
+    let ctx = core.create_context("visitor-7", None);
+    let down = ctx.run_experience("exp-b", &attrs());
+    // The same variation from the hash, as a fresh decision.
+    match (&healthy, &down) {
+        (Decision::Variation(h), Decision::Variation(d)) => {
+            assert_eq!(h.variation_id, d.variation_id);
+            assert!(d.bucketing_allocation.is_some());
+        }
+        other => panic!("expected two variations, got {other:?}"),
+    }
+    assert!(core.metrics().store_errors >= 1);
+    // Back up: the decision is stored by the next call and is sticky after that.
+    store.failing.store(false, Ordering::SeqCst);
+    ctx.run_experience("exp-b", &attrs());
+    let sticky = ctx.run_experience("exp-b", &attrs());
+    assert!(matches!(&sticky, Decision::Variation(v) if v.bucketing_allocation.is_none()));
+}
