@@ -87,19 +87,79 @@ impl<'de> Deserialize<'de> for StoredValue {
     }
 }
 
+/// A list that holds one element inline and more on the heap. Most visitors have one sticky
+/// decision and one active location, so a typical record needs no allocation for them (and
+/// evicting it frees nothing but its key).
+#[derive(Debug, Clone)]
+enum Small<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> Default for Small<T> {
+    fn default() -> Self {
+        Small::Many(Vec::new())
+    }
+}
+
+impl<T> Small<T> {
+    fn as_slice(&self) -> &[T] {
+        match self {
+            Small::One(t) => std::slice::from_ref(t),
+            Small::Many(v) => v,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        match self {
+            Small::One(t) => std::slice::from_mut(t),
+            Small::Many(v) => v,
+        }
+    }
+
+    fn push(&mut self, item: T) {
+        match self {
+            Small::Many(v) if !v.is_empty() => v.push(item),
+            Small::Many(_) => *self = Small::One(item),
+            Small::One(_) => {
+                if let Small::One(first) = std::mem::take(self) {
+                    *self = Small::Many(vec![first, item]);
+                }
+            }
+        }
+    }
+}
+
+impl<T> From<Vec<T>> for Small<T> {
+    fn from(mut v: Vec<T>) -> Self {
+        match v.pop() {
+            Some(only) if v.is_empty() => Small::One(only),
+            Some(last) => {
+                v.push(last);
+                Small::Many(v)
+            }
+            None => Small::Many(v),
+        }
+    }
+}
+
 /// A small insertion-ordered map (experience id → variation id, goal key → `true`). Visitor records
-/// hold a handful of entries, so a vector beats a hash map in both time and memory.
+/// hold a handful of entries, so a list beats a hash map in both time and memory.
 #[derive(Debug, Clone, Default)]
-struct Entries(Vec<(Str, StoredValue)>);
+struct Entries(Small<(Str, StoredValue)>);
 
 impl Entries {
     fn get(&self, key: &str) -> Option<&StoredValue> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.0
+            .as_slice()
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 
     /// Inserts or replaces; returns whether the map changed.
     fn insert(&mut self, key: Str, value: StoredValue) -> bool {
-        match self.0.iter_mut().find(|(k, _)| *k == key) {
+        match self.0.as_mut_slice().iter_mut().find(|(k, _)| *k == key) {
             Some((_, slot)) if *slot == value => false,
             Some((_, slot)) => {
                 *slot = value;
@@ -112,9 +172,16 @@ impl Entries {
         }
     }
 
+    fn iter(&self) -> impl Iterator<Item = (&str, &StoredValue)> {
+        self.0.as_slice().iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    fn len(&self) -> usize {
+        self.0.as_slice().len()
+    }
+
     fn to_map(&self) -> Map<String, Value> {
-        self.0
-            .iter()
+        self.iter()
             .map(|(k, v)| (k.to_string(), v.to_value()))
             .collect()
     }
@@ -123,19 +190,15 @@ impl Entries {
 /// Equal when both hold the same keys with the same values, in any order (as JSON objects).
 impl PartialEq for Entries {
     fn eq(&self, other: &Self) -> bool {
-        self.0.len() == other.0.len()
-            && self
-                .0
-                .iter()
-                .all(|(k, v)| other.get(k).is_some_and(|o| o == v))
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
     }
 }
 
 impl Serialize for Entries {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            m.serialize_entry(k.as_str(), v)?;
+        let mut m = s.serialize_map(Some(self.len()))?;
+        for (k, v) in self.iter() {
+            m.serialize_entry(k, v)?;
         }
         m.end()
     }
@@ -150,7 +213,7 @@ impl<'de> Deserialize<'de> for Entries {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Entries, A::Error> {
-                let mut out = Entries(Vec::with_capacity(access.size_hint().unwrap_or(0).min(64)));
+                let mut out = Entries::default();
                 while let Some(key) = access.next_key::<std::borrow::Cow<'de, str>>()? {
                     let value: StoredValue = access.next_value()?;
                     // A repeated key keeps its first position and its last value, as JSON.parse.
@@ -180,7 +243,7 @@ struct Rest {
 #[derive(Debug, Clone, Default)]
 pub struct StoreData {
     bucketing: Option<Entries>,
-    locations: Option<Vec<StoredValue>>,
+    locations: Option<Small<StoredValue>>,
     goals: Option<Entries>,
     rest: Option<Box<Rest>>,
 }
@@ -292,9 +355,7 @@ impl StoreData {
 
     /// Every stored bucketing entry (experience id, value), in stored order.
     pub fn bucketing(&self) -> impl Iterator<Item = (&str, &StoredValue)> {
-        self.bucketing
-            .iter()
-            .flat_map(|b| b.0.iter().map(|(k, v)| (k.as_str(), v)))
+        self.bucketing.iter().flat_map(Entries::iter)
     }
 
     /// The `bucketing` member as a JSON object (`None` when absent).
@@ -304,15 +365,15 @@ impl StoreData {
 
     /// The active-location list (`None` when never written).
     pub fn locations(&self) -> Option<&[StoredValue]> {
-        self.locations.as_deref()
+        self.locations.as_ref().map(Small::as_slice)
     }
 
     /// Replaces the active-location list; returns whether the data changed.
     pub fn set_locations(&mut self, list: Vec<StoredValue>) -> bool {
-        if self.locations.as_ref() == Some(&list) {
+        if self.locations() == Some(&list[..]) {
             return false;
         }
-        self.locations = Some(list);
+        self.locations = Some(Small::from(list));
         true
     }
 
@@ -333,9 +394,7 @@ impl StoreData {
 
     /// Every stored goal entry (goal key, value), in stored order.
     pub fn goals(&self) -> impl Iterator<Item = (&str, &StoredValue)> {
-        self.goals
-            .iter()
-            .flat_map(|g| g.0.iter().map(|(k, v)| (k.as_str(), v)))
+        self.goals.iter().flat_map(Entries::iter)
     }
 
     /// The stored segments and visitor properties (`None` when never written).
@@ -390,7 +449,7 @@ impl StoreData {
 impl PartialEq for StoreData {
     fn eq(&self, other: &Self) -> bool {
         self.bucketing == other.bucketing
-            && self.locations == other.locations
+            && self.locations() == other.locations()
             && self.goals == other.goals
             && self.segments() == other.segments()
             && self.extra() == other.extra()
@@ -403,7 +462,7 @@ impl Serialize for StoreData {
         if let Some(b) = &self.bucketing {
             m.serialize_entry("bucketing", b)?;
         }
-        if let Some(l) = &self.locations {
+        if let Some(l) = self.locations() {
             m.serialize_entry("locations", l)?;
         }
         if let Some(seg) = self.segments() {
@@ -434,7 +493,10 @@ impl<'de> Deserialize<'de> for StoreData {
                 while let Some(key) = access.next_key::<String>()? {
                     match key.as_str() {
                         "bucketing" => d.bucketing = access.next_value()?,
-                        "locations" => d.locations = access.next_value()?,
+                        "locations" => {
+                            let list: Option<Vec<StoredValue>> = access.next_value()?;
+                            d.locations = list.map(Small::from);
+                        }
                         "goals" => d.goals = access.next_value()?,
                         "segments" => {
                             let seg: Option<Map<String, Value>> = access.next_value()?;
@@ -679,6 +741,32 @@ mod tests {
         e.extra_mut();
         assert_eq!(e, StoreData::default());
         assert!(e.is_empty());
+    }
+
+    #[test]
+    fn one_inline_element_grows_into_a_list_in_order() {
+        let mut d = StoreData::default();
+        for (i, e) in ["10", "20", "30"].iter().enumerate() {
+            assert!(d.set_bucketing(*e, format!("v{i}").as_str()));
+            assert_eq!(d.bucketing().count(), i + 1);
+        }
+        assert!(!d.set_bucketing("20", "v1"));
+        assert!(d.set_bucketing("20", "changed"));
+        for n in 0..4 {
+            let list: Vec<StoredValue> = (0..n).map(|i| StoredValue::from(json!(i))).collect();
+            assert!(d.set_locations(list.clone()), "{n} elements: a change");
+            assert!(
+                !d.set_locations(list.clone()),
+                "{n} elements again: no change"
+            );
+            assert_eq!(d.locations(), Some(&list[..]));
+        }
+        assert_eq!(
+            d.to_value(),
+            json!({"bucketing": {"10": "v0", "20": "changed", "30": "v2"}, "locations": [0, 1, 2]})
+        );
+        let back = StoreData::from_json(&d.to_json()).unwrap_or_default();
+        assert_eq!(back, d);
     }
 
     #[test]

@@ -17,7 +17,10 @@ use serde_json::{Map, Value};
 pub struct Context {
     core: Core,
     visitor_id: String,
-    store_key: std::sync::OnceLock<String>,
+    /// The store key, built at creation when the SDK already has a config.
+    store_key: Option<String>,
+    /// The store key of a context created before the config arrived, built on first use.
+    late_store_key: std::sync::OnceLock<String>,
     properties: Map<String, Value>,
     preview: Option<Preview>,
 }
@@ -130,16 +133,36 @@ impl FeatureDecision {
     }
 }
 
+/// `{accountId}-{projectId}-{visitorId}`, without the formatting machinery.
+fn store_key_of(cfg: &ProjectConfig, visitor_id: &str) -> String {
+    let mut key =
+        String::with_capacity(cfg.account_id.len() + cfg.project_id.len() + visitor_id.len() + 2);
+    key.push_str(&cfg.account_id);
+    key.push('-');
+    key.push_str(&cfg.project_id);
+    key.push('-');
+    key.push_str(visitor_id);
+    key
+}
+
 impl Context {
     pub(crate) fn new(
         core: Core,
         visitor_id: String,
         attributes: Option<Map<String, Value>>,
     ) -> Self {
+        // Most contexts are created once the config is there: build the store key now.
+        let store_key = core
+            .inner
+            .shared
+            .config_guard()
+            .as_deref()
+            .map(|cfg| store_key_of(cfg, &visitor_id));
         let mut ctx = Context {
             core,
             visitor_id,
-            store_key: std::sync::OnceLock::new(),
+            store_key,
+            late_store_key: std::sync::OnceLock::new(),
             properties: Map::new(),
             preview: None,
         };
@@ -163,22 +186,18 @@ impl Context {
     /// The key of this visitor's record in the data store (`{accountId}-{projectId}-{visitorId}`);
     /// `None` until the SDK has a config.
     pub fn store_key(&self) -> Option<&str> {
-        if let Some(k) = self.store_key.get() {
+        if let Some(k) = self
+            .store_key
+            .as_deref()
+            .or_else(|| self.late_store_key.get().map(String::as_str))
+        {
             return Some(k);
         }
         let cfg = self.core.try_config()?;
-        Some(self.store_key.get_or_init(|| {
-            // `{accountId}-{projectId}-{visitorId}`, without the formatting machinery.
-            let mut key = String::with_capacity(
-                cfg.account_id.len() + cfg.project_id.len() + self.visitor_id.len() + 2,
-            );
-            key.push_str(&cfg.account_id);
-            key.push('-');
-            key.push_str(&cfg.project_id);
-            key.push('-');
-            key.push_str(&self.visitor_id);
-            key
-        }))
+        Some(
+            self.late_store_key
+                .get_or_init(|| store_key_of(&cfg, &self.visitor_id)),
+        )
     }
 
     /// The context's own (non-report) visitor properties.
@@ -214,8 +233,16 @@ impl Context {
         &self,
         mut f: impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &mut Effects) -> R,
     ) -> R {
-        let cfg = self.core.config();
-        let engine = Engine::new(&cfg, &self.core.inner.settings);
+        let guard = self.core.inner.shared.config_guard();
+        let empty;
+        let cfg: &ProjectConfig = match guard.as_deref() {
+            Some(cfg) => cfg,
+            None => {
+                empty = self.core.config();
+                &empty
+            }
+        };
+        let engine = Engine::new(cfg, &self.core.inner.settings);
         let mut fx = Effects::default();
         let store = &self.core.inner.shared.store;
         let mut out = None;
@@ -241,7 +268,7 @@ impl Context {
                 f(&engine, &mut vs, &mut fx)
             }
         };
-        self.apply(&cfg, fx);
+        self.apply(cfg, fx);
         r
     }
 

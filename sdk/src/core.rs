@@ -11,7 +11,7 @@ use convert_ports::{DataStore, EventBus, HttpRequest, SdkEvent, StoreData, Trans
 use convert_store_memory::MemoryStore;
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 pub(crate) struct Inner {
@@ -314,7 +314,8 @@ impl CoreBuilder {
             retry: self.retry,
         };
         let shared = Arc::new(Shared {
-            config: RwLock::new(None),
+            config: arc_swap::ArcSwapOption::empty(),
+            install_lock: Mutex::new(()),
             readiness: Mutex::new(Readiness::Pending(None)),
             ready_cv: Condvar::new(),
             events: EventHub::new(self.bus),

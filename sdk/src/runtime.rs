@@ -5,12 +5,13 @@
 
 use crate::error::Error;
 use crate::events::EventHub;
+use arc_swap::ArcSwapOption;
 use convert_core::tracking::{self, PayloadMeta, QueuedVisitor, TrackingQueue};
 use convert_core::{ProjectConfig, StoreData, TrackingEvent};
 use convert_ports::{DataStore, HttpRequest, Method, SdkEvent, Transport};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The `User-Agent` sent with every request (the reference's bot-filter invariant).
@@ -125,7 +126,10 @@ pub(crate) struct NetOptions {
 }
 
 pub(crate) struct Shared {
-    pub config: RwLock<Option<Arc<ProjectConfig>>>,
+    /// The config snapshot: read lock-free on every decision, replaced whole by `install`.
+    pub config: ArcSwapOption<ProjectConfig>,
+    /// Serializes installs (compare with the current snapshot, then swap).
+    pub install_lock: Mutex<()>,
     pub readiness: Mutex<Readiness>,
     pub ready_cv: Condvar,
     pub events: EventHub,
@@ -158,10 +162,12 @@ pub(crate) fn base_headers(secret: Option<&str>, json_body: bool) -> Vec<(String
 
 impl Shared {
     pub fn config(&self) -> Option<Arc<ProjectConfig>> {
-        self.config
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.config.load_full()
+    }
+
+    /// The snapshot for the duration of one call, without touching its reference count.
+    pub fn config_guard(&self) -> arc_swap::Guard<Option<Arc<ProjectConfig>>> {
+        self.config.load()
     }
 
     pub fn lock_queue(&self) -> MutexGuard<'_, TrackingQueue> {
@@ -180,10 +186,14 @@ impl Shared {
             );
         }
         let changed = {
-            let mut slot = self.config.write().unwrap_or_else(PoisonError::into_inner);
-            let changed = slot.as_ref().is_none_or(|old| old.raw() != config.raw());
+            let _installing = lock(&self.install_lock);
+            let changed = self
+                .config
+                .load()
+                .as_ref()
+                .is_none_or(|old| old.raw() != config.raw());
             if changed {
-                *slot = Some(Arc::new(config));
+                self.config.store(Some(Arc::new(config)));
             }
             changed
         };
