@@ -226,10 +226,11 @@ impl<'de> Deserialize<'de> for Entries {
     }
 }
 
-/// The members of a record that the hot path rarely touches, kept out of line so a record stays
-/// small.
+/// The members of a record that decisions rarely touch (converted goals, segments, unknown
+/// members), kept out of line so a record stays small.
 #[derive(Debug, Clone, Default)]
 struct Rest {
+    goals: Option<Entries>,
     segments: Option<Map<String, Value>>,
     extra: Map<String, Value>,
 }
@@ -237,14 +238,14 @@ struct Rest {
 /// One visitor's stored state: `{bucketing?, locations?, segments?, goals?}` plus any members
 /// other SDKs wrote, which are kept untouched.
 ///
-/// The layout is compact (a fresh decision's record is two small vectors with inline strings);
+/// The layout is compact (a fresh decision's record holds its decision and location inline, with
+/// inline strings, and allocates nothing);
 /// it serializes to and from the shared JSON shape with [`serde`], [`StoreData::to_json`] and
 /// [`StoreData::from_json`]. Two records are equal when their JSON objects are equal.
 #[derive(Debug, Clone, Default)]
 pub struct StoreData {
     bucketing: Option<Entries>,
     locations: Option<Small<StoredValue>>,
-    goals: Option<Entries>,
     rest: Option<Box<Rest>>,
 }
 
@@ -273,7 +274,7 @@ impl StoreData {
     pub fn is_empty(&self) -> bool {
         self.bucketing.is_none()
             && self.locations.is_none()
-            && self.goals.is_none()
+            && self.goals_entries().is_none()
             && self.segments().is_none()
             && self.extra().is_none()
     }
@@ -379,22 +380,27 @@ impl StoreData {
 
     /// Whether goal `key` was already converted (JS truthiness of `goals[key]`).
     pub fn goal_triggered(&self, key: &str) -> bool {
-        self.goals
-            .as_ref()
+        self.goals_entries()
             .and_then(|g| g.get(key))
             .is_some_and(StoredValue::truthy)
     }
 
     /// Marks goal `key` as converted (`goals[key] = true`); returns whether the data changed.
     pub fn mark_goal(&mut self, key: impl Into<Str>) -> bool {
-        self.goals
+        self.rest
+            .get_or_insert_with(Box::default)
+            .goals
             .get_or_insert_with(Entries::default)
             .insert(key.into(), StoredValue::Bool(true))
     }
 
     /// Every stored goal entry (goal key, value), in stored order.
     pub fn goals(&self) -> impl Iterator<Item = (&str, &StoredValue)> {
-        self.goals.iter().flat_map(Entries::iter)
+        self.goals_entries().into_iter().flat_map(Entries::iter)
+    }
+
+    fn goals_entries(&self) -> Option<&Entries> {
+        self.rest.as_ref()?.goals.as_ref()
     }
 
     /// The stored segments and visitor properties (`None` when never written).
@@ -450,7 +456,7 @@ impl PartialEq for StoreData {
     fn eq(&self, other: &Self) -> bool {
         self.bucketing == other.bucketing
             && self.locations() == other.locations()
-            && self.goals == other.goals
+            && self.goals_entries() == other.goals_entries()
             && self.segments() == other.segments()
             && self.extra() == other.extra()
     }
@@ -468,7 +474,7 @@ impl Serialize for StoreData {
         if let Some(seg) = self.segments() {
             m.serialize_entry("segments", seg)?;
         }
-        if let Some(g) = &self.goals {
+        if let Some(g) = self.goals_entries() {
             m.serialize_entry("goals", g)?;
         }
         for (k, v) in self.extra().into_iter().flatten() {
@@ -497,7 +503,12 @@ impl<'de> Deserialize<'de> for StoreData {
                             let list: Option<Vec<StoredValue>> = access.next_value()?;
                             d.locations = list.map(Small::from);
                         }
-                        "goals" => d.goals = access.next_value()?,
+                        "goals" => {
+                            let goals: Option<Entries> = access.next_value()?;
+                            if goals.is_some() || d.rest.is_some() {
+                                d.rest.get_or_insert_with(Box::default).goals = goals;
+                            }
+                        }
                         "segments" => {
                             let seg: Option<Map<String, Value>> = access.next_value()?;
                             match seg {
