@@ -5,6 +5,7 @@
 //
 //   node batch.js < request.json > output.json
 //   node batch.js --input request.json > output.json
+//   node batch.js < bench-request.json       # a bench request: prints one JSON object
 //
 // How it works
 // * Network: `globalThis.fetch` is replaced before the SDK is loaded by a recorder that stores
@@ -326,18 +327,63 @@ function readRequest(argv) {
     die(`the request is not valid JSON: ${e.message}`);
   }
   if (!isObject(request)) die('the request must be a JSON object');
-  if (!Array.isArray(request.cases)) die('the request must have a `cases` array');
+  if (request.bench === undefined && !Array.isArray(request.cases)) die('the request must have a `cases` array');
   if (request.state !== undefined && request.state !== 'isolated' && request.state !== 'shared') {
     die(`\`state\` must be "isolated" or "shared", not ${JSON.stringify(request.state)}`);
   }
-  request.cases.forEach((c, i) => {
+  (request.cases || []).forEach((c, i) => {
     if (!isObject(c)) die(`cases[${i}] must be an object`);
   });
   return request;
 }
 
+// ---- bench (BATCH-PROTOCOL.md "Bench request") ----------------------------------------------------
+function runBench(request) {
+  const b = request.bench || {};
+  if (typeof b.key !== 'string') die('`bench.key` (an experience key) is required');
+  const n = Number.isInteger(b.n) ? b.n : 100000;
+  const warmup = Number.isInteger(b.warmup) ? b.warmup : 10000;
+  const prefix = typeof b.visitorPrefix === 'string' ? b.visitorPrefix : 'bench-visitor-';
+  const mode = b.mode || 'context+decide';
+  if (mode !== 'context+decide' && mode !== 'decide-only') die(`bench.mode ${JSON.stringify(mode)}`);
+  if ((b.threads || 1) !== 1) die('the JS harness runs single-threaded (bench.threads must be 1)');
+  const inst = newInstance(request.config, request.sdk || {});
+  const attrs = {
+    visitorProperties: b.attributes,
+    locationProperties: b.locationProperties,
+    enableTracking: b.enableTracking === true,
+  };
+  for (let i = 0; i < warmup; i++) {
+    inst.sdk.createContext(`${prefix}warmup-${i}`).runExperience(b.key, attrs);
+  }
+  let bucketed = 0;
+  let seconds;
+  if (mode === 'decide-only') {
+    const contexts = [];
+    for (let i = 0; i < n; i++) contexts.push(inst.sdk.createContext(`${prefix}${i}`));
+    const t0 = process.hrtime.bigint();
+    for (const ctx of contexts) if (ctx.runExperience(b.key, attrs)) bucketed++;
+    seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  } else {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) {
+      if (inst.sdk.createContext(`${prefix}${i}`).runExperience(b.key, attrs)) bucketed++;
+    }
+    seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  }
+  return {
+    sdk: 'js4.4.3', mode, key: b.key, n, threads: 1, seconds,
+    decisionsPerSecond: Math.round(seconds > 0 ? n / seconds : 0), bucketed,
+  };
+}
+
 async function main() {
   const request = readRequest(process.argv.slice(2));
+  if (request.bench !== undefined) {
+    const result = runBench(request);
+    process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(0));
+    return;
+  }
   const shared = request.state === 'shared';
   const capture = request.captureTracking !== false;
   const instances = new Map();
