@@ -345,7 +345,9 @@ impl Context {
             enable_tracking: self.preview.is_none()
                 && (for_features || attrs.enable_tracking.unwrap_or(true)),
             enable_storage: self.preview.is_none(),
-            suppress_events: self.preview.is_some(),
+            // Location notices only become events; without a subscriber they are not recorded.
+            suppress_events: self.preview.is_some()
+                || !self.core.inner.shared.events.has_subscribers(),
             update_visitor_properties: attrs.update_visitor_properties,
             type_casting: attrs.type_casting.unwrap_or(true),
         }
