@@ -44,20 +44,6 @@ fn decide<'a>(
     chosen.map(|i| variations[i]["id"].as_str().unwrap())
 }
 
-const REQUIRED_TAGS: [&str; 11] = [
-    "packed-regression",
-    "anchored-basic-thirds",
-    "per-sliver-admission",
-    "anchored-idle",
-    "stopped-arm-stability",
-    "ta-zero-width",
-    "nan-default",
-    "single-arm-v11-eq-v12",
-    "100pct-total-v11-eq-v12",
-    "boundary-hit",
-    "total-weight-zero",
-];
-
 fn run_layout_vectors(rel: &str) {
     let Some(dir) = common::conformance_dir() else {
         return;
@@ -95,7 +81,7 @@ fn run_layout_vectors(rel: &str) {
     }
     assert_eq!((packed, anchored, undecided), (19, 40, 16), "{rel}");
     assert_eq!(quotes, 32, "{rel}: quoted bucket values");
-    for tag in REQUIRED_TAGS {
+    for tag in common::REQUIRED_TAGS {
         assert!(
             descriptions.contains(&format!("[{tag}]")),
             "{rel}: tag {tag} missing"
@@ -104,7 +90,7 @@ fn run_layout_vectors(rel: &str) {
     println!(
         "{rel}: {}/59 passed ({packed} packed, {anchored} anchored, {undecided} not decided; {quotes} quoted values; {} tags present)",
         packed + anchored,
-        REQUIRED_TAGS.len()
+        common::REQUIRED_TAGS.len()
     );
 }
 

@@ -12,19 +12,9 @@
 mod common;
 mod support;
 
-use convert_sdk::{BucketingAttributes, Core, Decision, HttpRequest};
+use convert_sdk::{BucketingAttributes, Decision, HttpRequest};
 use serde_json::{Value, json};
-use support::Recorder;
-
-/// A fresh SDK on `config`; automatic delivery off, so only `flush` sends.
-fn sdk(config: Value, recorder: &Recorder) -> Core {
-    Core::builder()
-        .config(config)
-        .transport(recorder.clone())
-        .tracking(false)
-        .build()
-        .unwrap()
-}
+use support::{Recorder, sdk_flushing_to};
 
 fn body(request: &HttpRequest) -> Value {
     serde_json::from_str(request.body.as_deref().unwrap()).unwrap()
@@ -37,21 +27,6 @@ fn quoted_value(description: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-/// The tags the JS reference runner requires to appear in at least one description.
-const REQUIRED_TAGS: [&str; 11] = [
-    "packed-regression",
-    "anchored-basic-thirds",
-    "per-sliver-admission",
-    "anchored-idle",
-    "stopped-arm-stability",
-    "ta-zero-width",
-    "nan-default",
-    "single-arm-v11-eq-v12",
-    "100pct-total-v11-eq-v12",
-    "boundary-hit",
-    "total-weight-zero",
-];
-
 #[test]
 fn cross_sdk_bucketing_vectors_through_the_sdk() {
     let Some(dir) = common::conformance_dir() else {
@@ -61,7 +36,7 @@ fn cross_sdk_bucketing_vectors_through_the_sdk() {
     let file = common::load(&dir, rel);
     let vectors = file.as_array().unwrap();
     assert_eq!(vectors.len(), 59, "{rel}: record count");
-    for tag in REQUIRED_TAGS {
+    for tag in common::REQUIRED_TAGS {
         assert!(
             vectors.iter().any(|v| v["description"]
                 .as_str()
@@ -99,7 +74,7 @@ fn cross_sdk_bucketing_vectors_through_the_sdk() {
         });
         // Step 2: a fresh SDK (and store) per vector: visitor ids repeat across vectors.
         let recorder = Recorder::default();
-        let core = sdk(config, &recorder);
+        let core = sdk_flushing_to(config, &recorder);
         let ctx = core.create_context(visitor_id, None);
         // Step 3: no location restriction, empty visitor properties, tracking off.
         let attrs = BucketingAttributes::new()
@@ -175,7 +150,7 @@ fn bucketing_event_vectors() {
             }]
         });
         let recorder = Recorder::default();
-        let core = sdk(config, &recorder);
+        let core = sdk_flushing_to(config, &recorder);
         let ctx = core.create_context("event-visitor", None);
         let attrs = BucketingAttributes::new().ignore_location_properties(true);
         match ctx.run_experience("the-experience", &attrs) {

@@ -17,17 +17,7 @@ use convert_sdk::{
     HttpRequest, Method,
 };
 use serde_json::{Map, Value, json};
-use support::Recorder;
-
-/// An SDK on `config` whose tracking is delivered only by `flush`, to `recorder`.
-fn sdk(config: Value, recorder: &Recorder) -> Core {
-    Core::builder()
-        .config(config)
-        .transport(recorder.clone())
-        .tracking(false)
-        .build()
-        .unwrap()
-}
+use support::{Recorder, sdk_flushing_to};
 
 fn obj(v: Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap()
@@ -73,7 +63,7 @@ fn test_config(rel: &str) -> usize {
         return 0;
     };
     let recorder = Recorder::default();
-    let core = sdk(common::load(&dir, rel), &recorder);
+    let core = sdk_flushing_to(common::load(&dir, rel), &recorder);
     let mut checks = 0;
 
     // Visitor XXX, {varName3: "something"} at https://convert.com/ → 100299456, bucket value 201.

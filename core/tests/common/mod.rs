@@ -45,3 +45,19 @@ pub fn load(dir: &std::path::Path, rel: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("cannot parse {}: {e}", path.display()))
 }
+
+/// The tags the JS reference runner requires to appear in at least one description of
+/// `javascript-sdk/cross-sdk-bucketing-vectors.json`.
+pub const REQUIRED_TAGS: [&str; 11] = [
+    "packed-regression",
+    "anchored-basic-thirds",
+    "per-sliver-admission",
+    "anchored-idle",
+    "stopped-arm-stability",
+    "ta-zero-width",
+    "nan-default",
+    "single-arm-v11-eq-v12",
+    "100pct-total-v11-eq-v12",
+    "boundary-hit",
+    "total-weight-zero",
+];

@@ -5,7 +5,7 @@
 
 use convert_sdk::stores::MemoryStore;
 use convert_sdk::{
-    DataStore, HttpRequest, HttpResponse, StoreData, StoreError, Transport, TransportError,
+    Core, DataStore, HttpRequest, HttpResponse, StoreData, StoreError, Transport, TransportError,
 };
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +23,16 @@ impl Transport for Recorder {
             body: Vec::new(),
         })
     }
+}
+
+/// An SDK on `config` whose tracking is delivered only by `flush`, to `recorder`.
+pub fn sdk_flushing_to(config: serde_json::Value, recorder: &Recorder) -> Core {
+    Core::builder()
+        .config(config)
+        .transport(recorder.clone())
+        .tracking(false)
+        .build()
+        .unwrap()
 }
 
 impl Recorder {
