@@ -3,7 +3,6 @@
 
 use convert_ports::{DataStore, StoreData, StoreError};
 use hashbrown::HashTable;
-use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
 
@@ -12,84 +11,171 @@ const SHARDS: usize = 16;
 /// Default number of visitors kept (the reference SDK's bound).
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
-/// One stored visitor. The key's hash is kept so that evicting a visitor never reads its key
-/// again (the key is cold by then) and `seq` identifies it in the insertion order.
+/// "No slot" in the insertion-order links.
+const NIL: u32 = u32::MAX;
+
+/// One stored visitor, or a vacant slot waiting in the free list.
+///
+/// Slots live in a slab that never grows past the shard's capacity. They are linked in insertion
+/// order (`older` / `newer`), so the visitor to evict is known without searching, and an evicted
+/// slot is overwritten in place: its key buffer is reused for the new key.
 #[derive(Debug)]
 struct Slot {
+    /// The key's hash, kept so that the table never rehashes a key (rehashing and eviction
+    /// read only this).
     hash: u64,
-    seq: u64,
-    key: Box<str>,
+    /// The previous visitor in insertion order (`NIL` for the oldest).
+    older: u32,
+    /// The next visitor in insertion order (`NIL` for the newest); in a vacant slot, the next
+    /// vacant slot.
+    newer: u32,
+    key: String,
     data: StoreData,
 }
 
-/// A shard: records by key, and their insertion order for FIFO eviction.
-#[derive(Debug, Default)]
+/// A shard: a slab of records, a hash table of slab indices, and the insertion order.
+#[derive(Debug)]
 struct Shard {
-    table: HashTable<Slot>,
-    /// `(hash, seq)` of every record in insertion order; entries of deleted records are skipped
-    /// when met and compacted away when they pile up.
-    order: VecDeque<(u64, u64)>,
-    next_seq: u64,
+    table: HashTable<u32>,
+    slots: Vec<Slot>,
+    oldest: u32,
+    newest: u32,
+    /// First vacant slot (left by a delete), `NIL` when none.
+    vacant: u32,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard {
+            table: HashTable::new(),
+            slots: Vec::new(),
+            oldest: NIL,
+            newest: NIL,
+            vacant: NIL,
+        }
+    }
 }
 
 impl Shard {
-    fn find_mut(&mut self, hash: u64, key: &str) -> Option<&mut StoreData> {
-        self.table
-            .find_mut(hash, |s| s.hash == hash && &*s.key == key)
-            .map(|s| &mut s.data)
+    fn slot(&self, i: u32) -> Option<&Slot> {
+        self.slots.get(i as usize)
     }
 
-    /// Inserts a record that is not in the shard yet, evicting the oldest beyond `capacity`.
-    fn insert_new(&mut self, hash: u64, key: &str, data: StoreData, capacity: usize) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.table.insert_unique(
-            hash,
-            Slot {
-                hash,
-                seq,
-                key: Box::from(key),
-                data,
-            },
-            |s| s.hash,
-        );
-        self.order.push_back((hash, seq));
-        while self.table.len() > capacity {
-            let Some((h, sq)) = self.order.pop_front() else {
-                break;
-            };
-            // Dropped outside the probe so the table is not borrowed while freeing.
-            let evicted = self
-                .table
-                .find_entry(h, |s| s.seq == sq)
-                .ok()
-                .map(|e| e.remove().0);
-            drop(evicted);
+    fn slot_mut(&mut self, i: u32) -> Option<&mut Slot> {
+        self.slots.get_mut(i as usize)
+    }
+
+    fn find(&self, hash: u64, key: &str) -> Option<u32> {
+        let slots = &self.slots;
+        self.table
+            .find(hash, |&i| {
+                slots
+                    .get(i as usize)
+                    .is_some_and(|s| s.hash == hash && s.key == key)
+            })
+            .copied()
+    }
+
+    fn find_mut(&mut self, hash: u64, key: &str) -> Option<&mut StoreData> {
+        let i = self.find(hash, key)?;
+        self.slot_mut(i).map(|s| &mut s.data)
+    }
+
+    /// Takes slot `i` out of the insertion order.
+    fn unlink(&mut self, i: u32) {
+        let Some(s) = self.slot(i) else { return };
+        let (older, newer) = (s.older, s.newer);
+        match self.slot_mut(older) {
+            Some(o) => o.newer = newer,
+            None => self.oldest = newer,
         }
+        match self.slot_mut(newer) {
+            Some(n) => n.older = older,
+            None => self.newest = older,
+        }
+    }
+
+    /// Removes slot `i`'s entry from the table.
+    fn forget(&mut self, i: u32) {
+        let Some(hash) = self.slot(i).map(|s| s.hash) else {
+            return;
+        };
+        if let Ok(e) = self.table.find_entry(hash, |&j| j == i) {
+            e.remove();
+        }
+    }
+
+    /// Inserts a record that is not in the shard yet. A full shard gives the slot of its oldest
+    /// visitor to the new one.
+    fn insert_new(&mut self, hash: u64, key: &str, data: StoreData, capacity: usize) {
+        let i = if self.table.len() >= capacity && self.oldest != NIL {
+            let victim = self.oldest;
+            self.forget(victim);
+            self.unlink(victim);
+            victim
+        } else if let Some(next) = self.slot(self.vacant).map(|s| s.newer) {
+            let i = self.vacant;
+            self.vacant = next;
+            i
+        } else {
+            let Ok(i) = u32::try_from(self.slots.len()) else {
+                return; // More than 4 billion visitors in one shard: keep what is there.
+            };
+            self.slots.push(Slot {
+                hash,
+                older: NIL,
+                newer: NIL,
+                key: String::new(),
+                data: StoreData::default(),
+            });
+            i
+        };
+        let newest = self.newest;
+        if let Some(s) = self.slot_mut(i) {
+            s.hash = hash;
+            s.older = newest;
+            s.newer = NIL;
+            s.key.clear();
+            s.key.push_str(key);
+            s.data = data;
+        }
+        match self.slot_mut(newest) {
+            Some(n) => n.newer = i,
+            None => self.oldest = i,
+        }
+        self.newest = i;
+        let slots = &self.slots;
+        self.table
+            .insert_unique(hash, i, |&j| slots.get(j as usize).map_or(0, |s| s.hash));
     }
 
     fn remove(&mut self, hash: u64, key: &str) {
-        if let Ok(e) = self
-            .table
-            .find_entry(hash, |s| s.hash == hash && &*s.key == key)
-        {
-            e.remove();
+        let Some(i) = self.find(hash, key) else {
+            return;
+        };
+        self.forget(i);
+        self.unlink(i);
+        let vacant = self.vacant;
+        if let Some(s) = self.slot_mut(i) {
+            s.key.clear();
+            s.data = StoreData::default();
+            s.older = NIL;
+            s.newer = vacant;
         }
-        // Deleted records leave their order entry behind; keep the queue proportional to the
-        // records actually stored.
-        if self.order.len() > 2 * self.table.len() + 64 {
-            let table = &self.table;
-            self.order
-                .retain(|&(h, sq)| table.find(h, |s| s.seq == sq).is_some());
-        }
+        self.vacant = i;
+    }
+
+    fn clear(&mut self) {
+        *self = Shard::default();
     }
 }
 
 /// A thread-safe, bounded, in-memory [`DataStore`].
 ///
-/// Records are spread over 16 independently locked shards. Each shard is a hash table of records
-/// plus a queue of insertion order, so evicting the first-inserted visitor is O(1) and touches
-/// only that visitor's slot. A key is hashed once per call (the hash also picks the shard).
+/// Records are spread over 16 independently locked shards. Each shard keeps its records in a slab
+/// linked in insertion order, indexed by a small hash table. Evicting the first-inserted visitor
+/// is O(1): the new visitor takes over its slot and key buffer. A key is hashed once per call (the
+/// hash also picks the shard).
 #[derive(Debug)]
 pub struct MemoryStore {
     shards: Vec<Mutex<Shard>>,
@@ -131,9 +217,7 @@ impl MemoryStore {
     /// Removes every record.
     pub fn clear(&self) {
         for i in 0..SHARDS {
-            let mut shard = self.lock(i);
-            shard.table.clear();
-            shard.order.clear();
+            self.lock(i).clear();
         }
     }
 
@@ -281,16 +365,78 @@ mod tests {
     }
 
     #[test]
-    fn delete_and_reinsert_keeps_the_order_queue_bounded() {
+    fn delete_and_reinsert_reuses_slots() {
         let s = MemoryStore::with_capacity(SHARDS);
         for round in 0..10_000 {
             let k = format!("churn-{}", round % 7);
             let _ = s.update(&k, &mut |d| mark(d, "g"));
             let _ = s.delete(&k);
         }
-        let queued: usize = (0..SHARDS).map(|i| s.lock(i).order.len()).sum();
-        assert!(queued <= SHARDS * 65, "order queue grew to {queued}");
+        let slots: usize = (0..SHARDS).map(|i| s.lock(i).slots.len()).sum();
+        assert!(slots <= 7, "the slab grew to {slots} slots for 7 keys");
         assert!(s.is_empty());
+    }
+
+    /// Runs a long pseudo-random mix of inserts, updates, deletes and reads against the store and
+    /// against a plain model of per-shard FIFO-by-first-insertion, and compares every read.
+    #[test]
+    fn matches_a_fifo_model_under_random_operations() {
+        use std::collections::{HashMap, VecDeque};
+        let per_shard = 4;
+        let s = MemoryStore::with_capacity(per_shard * SHARDS);
+        let mut order: Vec<VecDeque<String>> = vec![VecDeque::new(); SHARDS];
+        let mut model: HashMap<String, u64> = HashMap::new();
+        let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let value = |n: u64| {
+            let mut d = StoreData::default();
+            d.mark_goal(format!("goal-{n}"));
+            d
+        };
+        for step in 0..40_000u64 {
+            let r = next();
+            // Keys of varying length, so reused key buffers grow and shrink.
+            let k = format!("{}{}", "v".repeat((r % 5) as usize + 1), (r >> 8) % 150);
+            let shard = s.locate(&k).1;
+            match (r >> 32) % 4 {
+                0 | 1 => {
+                    let _ = s.update(&k, &mut |d| {
+                        *d = value(step);
+                        true
+                    });
+                    if model.insert(k.clone(), step).is_none() {
+                        order[shard].push_back(k.clone());
+                        if order[shard].len() > per_shard {
+                            if let Some(old) = order[shard].pop_front() {
+                                model.remove(&old);
+                            }
+                        }
+                    }
+                }
+                2 => {
+                    let _ = s.delete(&k);
+                    if model.remove(&k).is_some() {
+                        order[shard].retain(|x| x != &k);
+                    }
+                }
+                _ => {}
+            }
+            let got = s.get(&k).ok().flatten();
+            assert_eq!(
+                got,
+                model.get(&k).map(|&n| value(n)),
+                "step {step}, key {k}"
+            );
+        }
+        assert_eq!(s.len(), model.len());
+        for (k, &n) in &model {
+            assert_eq!(s.get(k).ok().flatten(), Some(value(n)), "{k}");
+        }
     }
 
     #[test]
