@@ -17,10 +17,9 @@ use serde_json::{Map, Value};
 pub struct Context {
     core: Core,
     visitor_id: String,
-    /// The store key, built at creation when the SDK already has a config.
-    store_key: Option<String>,
-    /// The store key of a context created before the config arrived, built on first use.
-    late_store_key: std::sync::OnceLock<String>,
+    /// The store key, once [`Context::store_key`] has been asked for it. Until then each call
+    /// builds the key in a per-thread buffer, so a context allocates nothing for it.
+    store_key: std::sync::OnceLock<String>,
     properties: Map<String, Value>,
     preview: Option<Preview>,
 }
@@ -133,16 +132,25 @@ impl FeatureDecision {
     }
 }
 
-/// `{accountId}-{projectId}-{visitorId}`, without the formatting machinery.
-fn store_key_of(cfg: &ProjectConfig, visitor_id: &str) -> String {
-    let mut key =
-        String::with_capacity(cfg.account_id.len() + cfg.project_id.len() + visitor_id.len() + 2);
+/// Writes `{accountId}-{projectId}-{visitorId}` into `key`, without the formatting machinery.
+fn push_store_key(key: &mut String, cfg: &ProjectConfig, visitor_id: &str) {
+    key.reserve(cfg.account_id.len() + cfg.project_id.len() + visitor_id.len() + 2);
     key.push_str(&cfg.account_id);
     key.push('-');
     key.push_str(&cfg.project_id);
     key.push('-');
     key.push_str(visitor_id);
+}
+
+fn store_key_of(cfg: &ProjectConfig, visitor_id: &str) -> String {
+    let mut key = String::new();
+    push_store_key(&mut key, cfg, visitor_id);
     key
+}
+
+thread_local! {
+    /// Scratch space in which a call builds its store key.
+    static KEY_BUF: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 impl Context {
@@ -151,24 +159,16 @@ impl Context {
         visitor_id: String,
         attributes: Option<Map<String, Value>>,
     ) -> Self {
-        // Most contexts are created once the config is there: build the store key now.
-        let store_key = core
-            .inner
-            .shared
-            .config_guard()
-            .as_deref()
-            .map(|cfg| store_key_of(cfg, &visitor_id));
         let mut ctx = Context {
             core,
             visitor_id,
-            store_key,
-            late_store_key: std::sync::OnceLock::new(),
+            store_key: std::sync::OnceLock::new(),
             properties: Map::new(),
             preview: None,
         };
         if let Some(attrs) = attributes.filter(|a| !a.is_empty()) {
             if let Some(report) = report_segments(&attrs) {
-                ctx.write(vec![StoreOp::MergeSegments(report)]);
+                ctx.write(&[StoreOp::MergeSegments(report)]);
             }
             ctx.properties = attrs
                 .into_iter()
@@ -184,20 +184,50 @@ impl Context {
     }
 
     /// The key of this visitor's record in the data store (`{accountId}-{projectId}-{visitorId}`);
-    /// `None` until the SDK has a config.
+    /// `None` until the SDK has a config. Once returned, the context keeps using this key.
     pub fn store_key(&self) -> Option<&str> {
-        if let Some(k) = self
-            .store_key
-            .as_deref()
-            .or_else(|| self.late_store_key.get().map(String::as_str))
-        {
+        if let Some(k) = self.store_key.get() {
             return Some(k);
         }
         let cfg = self.core.try_config()?;
         Some(
-            self.late_store_key
+            self.store_key
                 .get_or_init(|| store_key_of(&cfg, &self.visitor_id)),
         )
+    }
+
+    /// Runs `f` with the visitor's store key under `cfg` (`None` when there is no config yet).
+    /// The key is built in a per-thread buffer; a nested call (a store calling back into the
+    /// SDK) builds its own.
+    fn with_key<R>(&self, cfg: Option<&ProjectConfig>, mut f: impl FnMut(Option<&str>) -> R) -> R {
+        if let Some(k) = self.store_key.get() {
+            return f(Some(k));
+        }
+        let Some(cfg) = cfg else {
+            return f(None);
+        };
+        let scratch = KEY_BUF
+            .try_with(|cell| {
+                let mut buf = cell.try_borrow_mut().ok()?;
+                buf.clear();
+                push_store_key(&mut buf, cfg, &self.visitor_id);
+                Some(f(Some(buf.as_str())))
+            })
+            .ok()
+            .flatten();
+        match scratch {
+            Some(r) => r,
+            None => f(Some(&store_key_of(cfg, &self.visitor_id))),
+        }
+    }
+
+    /// [`Context::with_key`] under the current config.
+    fn with_current_key<R>(&self, f: impl FnMut(Option<&str>) -> R) -> R {
+        if self.store_key.get().is_some() {
+            return self.with_key(None, f);
+        }
+        let guard = self.core.inner.shared.config_guard();
+        self.with_key(guard.as_deref(), f)
     }
 
     /// The context's own (non-report) visitor properties.
@@ -205,11 +235,17 @@ impl Context {
         &self.properties
     }
 
-    fn write(&self, ops: Vec<StoreOp>) {
+    fn write(&self, ops: &[StoreOp]) {
+        if !ops.is_empty() {
+            self.with_current_key(|key| self.write_at(key, ops));
+        }
+    }
+
+    fn write_at(&self, key: Option<&str>, ops: &[StoreOp]) {
         if ops.is_empty() {
             return;
         }
-        let Some(key) = self.store_key() else {
+        let Some(key) = key else {
             log::debug!("convert: no config yet; visitor data not stored");
             return;
         };
@@ -218,7 +254,7 @@ impl Context {
             .inner
             .shared
             .store
-            .update(key, &mut |d| d.apply_all(&ops))
+            .update(key, &mut |d| d.apply_all(ops))
         {
             self.core.store_failed(&e.to_string());
         }
@@ -243,33 +279,34 @@ impl Context {
             }
         };
         let engine = Engine::new(cfg, &self.core.inner.settings);
-        let mut fx = Effects::default();
         let store = &self.core.inner.shared.store;
-        let mut out = None;
-        let key = self.store_key();
-        if let Some(key) = key.filter(|_| store.updates_in_place()) {
-            let updated = store.update(key, &mut |data| {
-                fx.clear();
-                let mut vs = VisitorState::in_place(&self.visitor_id, data);
-                out = Some(f(&engine, &mut vs, &mut fx));
-                vs.changed()
-            });
-            if let Err(e) = updated {
-                self.core.store_failed(&e.to_string());
+        self.with_key(guard.as_deref(), |key| {
+            let mut fx = Effects::default();
+            let mut out = None;
+            if let Some(key) = key.filter(|_| store.updates_in_place()) {
+                let updated = store.update(key, &mut |data| {
+                    fx.clear();
+                    let mut vs = VisitorState::in_place(&self.visitor_id, data);
+                    out = Some(f(&engine, &mut vs, &mut fx));
+                    vs.changed()
+                });
+                if let Err(e) = updated {
+                    self.core.store_failed(&e.to_string());
+                }
             }
-        }
-        let r = match out {
-            Some(r) => r,
-            None => {
-                // Not in place, or the store failed before handing over the record.
-                fx.clear();
-                let mut data = key.map(|k| self.core.load(k)).unwrap_or_default();
-                let mut vs = VisitorState::new(&self.visitor_id, &mut data);
-                f(&engine, &mut vs, &mut fx)
-            }
-        };
-        self.apply(cfg, fx);
-        r
+            let r = match out {
+                Some(r) => r,
+                None => {
+                    // Not in place, or the store failed before handing over the record.
+                    fx.clear();
+                    let mut data = key.map(|k| self.core.load(k)).unwrap_or_default();
+                    let mut vs = VisitorState::new(&self.visitor_id, &mut data);
+                    f(&engine, &mut vs, &mut fx)
+                }
+            };
+            self.apply(cfg, key, fx);
+            r
+        })
     }
 
     /// [`Context::with_state`] with the visitor properties of this call: the call's data over the
@@ -287,8 +324,8 @@ impl Context {
         })
     }
 
-    fn apply(&self, cfg: &ProjectConfig, fx: Effects) {
-        self.write(fx.store);
+    fn apply(&self, cfg: &ProjectConfig, key: Option<&str>, fx: Effects) {
+        self.write_at(key, &fx.store);
         self.core.enqueue(fx.tracking);
         for n in fx.notices {
             let (li, activated) = match n {
@@ -633,7 +670,7 @@ impl Context {
             return;
         }
         if let Some(report) = report_segments(segments) {
-            self.write(vec![StoreOp::MergeSegments(report)]);
+            self.write(&[StoreOp::MergeSegments(report)]);
         }
     }
 
@@ -656,7 +693,7 @@ impl Context {
         if self.preview.is_some() {
             return;
         }
-        self.write(vec![StoreOp::MergeSegments(properties.clone())]);
+        self.write(&[StoreOp::MergeSegments(properties.clone())]);
     }
 
     /// A config entity by key, as served.

@@ -5,6 +5,7 @@
 
 mod support;
 
+use convert_sdk::DataStore;
 use convert_sdk::{BucketingAttributes, ConversionAttributes, Core, Decision};
 use serde_json::json;
 use std::sync::Arc;
@@ -131,4 +132,91 @@ fn a_failing_in_place_store_still_decides_and_counts_the_failure() {
     ctx.run_experience("exp-b", &attrs());
     let sticky = ctx.run_experience("exp-b", &attrs());
     assert!(matches!(&sticky, Decision::Variation(v) if v.bucketing_allocation.is_none()));
+}
+
+/// A store that, while serving one visitor's update, runs another visitor's decision on the same
+/// thread (as a store with its own instrumentation might call back into the SDK).
+struct CallsBack {
+    inner: convert_sdk::stores::MemoryStore,
+    core: std::sync::OnceLock<Core>,
+    nested: std::sync::Mutex<Option<Decision>>,
+}
+
+impl DataStore for CallsBack {
+    fn get(&self, key: &str) -> Result<Option<convert_sdk::StoreData>, convert_sdk::StoreError> {
+        self.inner.get(key)
+    }
+    fn set(
+        &self,
+        key: &str,
+        value: &convert_sdk::StoreData,
+    ) -> Result<(), convert_sdk::StoreError> {
+        self.inner.set(key, value)
+    }
+    fn delete(&self, key: &str) -> Result<(), convert_sdk::StoreError> {
+        self.inner.delete(key)
+    }
+    fn update(
+        &self,
+        key: &str,
+        f: &mut dyn FnMut(&mut convert_sdk::StoreData) -> bool,
+    ) -> Result<bool, convert_sdk::StoreError> {
+        if key.ends_with("-outer") {
+            if let Some(core) = self.core.get() {
+                let d = core
+                    .create_context("inner", None)
+                    .run_experience("exp-b", &BucketingAttributes::new());
+                *self.nested.lock().unwrap() = Some(d);
+            }
+        }
+        self.inner.update(key, f)
+    }
+    fn updates_in_place(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_store_calling_back_into_the_sdk_gets_each_visitor_under_its_own_key() {
+    let store = Arc::new(CallsBack {
+        inner: convert_sdk::stores::MemoryStore::new(),
+        core: std::sync::OnceLock::new(),
+        nested: std::sync::Mutex::new(None),
+    });
+    let core = Core::builder()
+        .config(config())
+        .shared_data_store(Arc::clone(&store) as Arc<dyn DataStore>)
+        .tracking(false)
+        .build()
+        .unwrap();
+    assert!(store.core.set(core.clone()).is_ok());
+    let outer = core
+        .create_context("outer", None)
+        .run_experience("exp-b", &BucketingAttributes::new());
+
+    // The same visitors through a plain SDK give the same answers.
+    let plain = Core::builder()
+        .config(config())
+        .tracking(false)
+        .build()
+        .unwrap();
+    let expect = |visitor: &str| {
+        plain
+            .create_context(visitor, None)
+            .run_experience("exp-b", &BucketingAttributes::new())
+    };
+    assert_eq!(outer, expect("outer"));
+    let nested = store.nested.lock().unwrap().take();
+    assert_eq!(nested, Some(expect("inner")));
+    for visitor in ["outer", "inner"] {
+        let record = store.inner.get(&format!("1-2-{visitor}")).unwrap();
+        let Some(Decision::Variation(v)) = Some(expect(visitor)) else {
+            panic!("{visitor} is not bucketed");
+        };
+        assert_eq!(
+            record.as_ref().and_then(|d| d.bucketed_variation("200")),
+            Some(&*v.variation_id),
+            "{visitor}'s record"
+        );
+    }
 }
