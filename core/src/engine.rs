@@ -11,7 +11,7 @@ use crate::hash::bucket_value;
 use crate::js;
 use crate::rules::{RuleData, RuleError, RuleOutcome};
 use crate::store::{
-    StoreData, StoreOp, StoredValue, merge_into, merge_value, report_segments, strict_eq,
+    StoreData, StoreOp, StoredValue, ValueList, merge_into, merge_value, report_segments, strict_eq,
 };
 use crate::tracking::{EventData, TrackingEvent};
 use serde_json::{Map, Value};
@@ -681,7 +681,7 @@ impl<'a> Engine<'a> {
         mirror: bool,
     ) -> Result<bool, RuleError> {
         let stored = visitor.data.locations().unwrap_or_default();
-        let mut list: Option<Vec<StoredValue>> = None; // copied only when it changes
+        let mut list: Option<ValueList> = None; // copied only when it changes
         let mut any = false;
         let mut first_error = None;
         for &li in locations {
@@ -701,7 +701,7 @@ impl<'a> Engine<'a> {
                         if !opts.suppress_events {
                             fx.notices.push(Notice::LocationActivated(li));
                         }
-                        list.get_or_insert_with(|| stored.to_vec())
+                        list.get_or_insert_with(|| ValueList::from(stored))
                             .push(StoredValue::Str(loc.key.clone()));
                     }
                     any = true;
@@ -714,14 +714,15 @@ impl<'a> Engine<'a> {
                         if !opts.suppress_events {
                             fx.notices.push(Notice::LocationDeactivated(li));
                         }
-                        list.get_or_insert_with(|| stored.to_vec()).remove(p);
+                        list.get_or_insert_with(|| ValueList::from(stored))
+                            .remove(p);
                     }
                 }
             }
         }
         // The list is written when it changed, or the first time (as the reference does).
         if opts.enable_storage && (list.is_some() || visitor.data.locations().is_none()) {
-            let list = list.unwrap_or_else(|| stored.to_vec());
+            let list = list.unwrap_or_else(|| ValueList::from(stored));
             visitor.write(StoreOp::Locations(list), fx, mirror);
         }
         match first_error {

@@ -21,5 +21,5 @@ pub use engine::{
 pub use features::{BucketedFeature, FeatureFilter, FeatureStatus};
 pub use goals::ConversionOutcome;
 pub use rules::RuleError;
-pub use store::{StoreData, StoreOp};
+pub use store::{StoreData, StoreOp, ValueList};
 pub use tracking::{EventData, TrackingEvent, TrackingQueue};

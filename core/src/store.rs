@@ -130,6 +130,90 @@ impl<T> Small<T> {
     }
 }
 
+impl<T: Clone> Small<T> {
+    fn from_slice(items: &[T]) -> Self {
+        match items {
+            [only] => Small::One(only.clone()),
+            _ => Small::Many(items.to_vec()),
+        }
+    }
+}
+
+impl<T> Small<T> {
+    fn remove(&mut self, index: usize) -> Option<T> {
+        match self {
+            Small::One(_) if index == 0 => match std::mem::take(self) {
+                Small::One(t) => Some(t),
+                Small::Many(_) => None,
+            },
+            Small::One(_) => None,
+            Small::Many(v) => (index < v.len()).then(|| v.remove(index)),
+        }
+    }
+}
+
+/// A list of stored values that keeps a lone element inline, without allocating: a visitor's
+/// active locations (most visitors have one).
+#[derive(Debug, Clone, Default)]
+pub struct ValueList(Small<StoredValue>);
+
+impl ValueList {
+    /// An empty list.
+    pub fn new() -> Self {
+        ValueList::default()
+    }
+
+    /// The elements, in order.
+    pub fn as_slice(&self) -> &[StoredValue] {
+        self.0.as_slice()
+    }
+
+    /// Appends an element.
+    pub fn push(&mut self, value: StoredValue) {
+        self.0.push(value);
+    }
+
+    /// Removes and returns the element at `index` (`None` when out of range).
+    pub fn remove(&mut self, index: usize) -> Option<StoredValue> {
+        self.0.remove(index)
+    }
+}
+
+impl std::ops::Deref for ValueList {
+    type Target = [StoredValue];
+    fn deref(&self) -> &[StoredValue] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for ValueList {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl From<Vec<StoredValue>> for ValueList {
+    fn from(v: Vec<StoredValue>) -> Self {
+        ValueList(Small::from(v))
+    }
+}
+
+impl From<&[StoredValue]> for ValueList {
+    fn from(items: &[StoredValue]) -> Self {
+        ValueList(Small::from_slice(items))
+    }
+}
+
+impl FromIterator<StoredValue> for ValueList {
+    fn from_iter<I: IntoIterator<Item = StoredValue>>(iter: I) -> Self {
+        let mut list = ValueList::new();
+        for v in iter {
+            list.push(v);
+        }
+        list
+    }
+}
+
 impl<T> From<Vec<T>> for Small<T> {
     fn from(mut v: Vec<T>) -> Self {
         match v.pop() {
@@ -245,7 +329,7 @@ struct Rest {
 #[derive(Debug, Clone, Default)]
 pub struct StoreData {
     bucketing: Option<Entries>,
-    locations: Option<Small<StoredValue>>,
+    locations: Option<ValueList>,
     rest: Option<Box<Rest>>,
 }
 
@@ -262,7 +346,7 @@ pub enum StoreOp {
     /// Deep-merge properties into `segments` (arrays are unioned, new elements first).
     MergeSegments(Map<String, Value>),
     /// Replace the active-location list.
-    Locations(Vec<StoredValue>),
+    Locations(ValueList),
     /// Mark a goal as converted.
     Goal(Str),
 }
@@ -366,15 +450,16 @@ impl StoreData {
 
     /// The active-location list (`None` when never written).
     pub fn locations(&self) -> Option<&[StoredValue]> {
-        self.locations.as_ref().map(Small::as_slice)
+        self.locations.as_ref().map(ValueList::as_slice)
     }
 
     /// Replaces the active-location list; returns whether the data changed.
-    pub fn set_locations(&mut self, list: Vec<StoredValue>) -> bool {
-        if self.locations() == Some(&list[..]) {
+    pub fn set_locations(&mut self, list: impl Into<ValueList>) -> bool {
+        let list = list.into();
+        if self.locations() == Some(list.as_slice()) {
             return false;
         }
-        self.locations = Some(Small::from(list));
+        self.locations = Some(list);
         true
     }
 
@@ -501,7 +586,7 @@ impl<'de> Deserialize<'de> for StoreData {
                         "bucketing" => d.bucketing = access.next_value()?,
                         "locations" => {
                             let list: Option<Vec<StoredValue>> = access.next_value()?;
-                            d.locations = list.map(Small::from);
+                            d.locations = list.map(ValueList::from);
                         }
                         "goals" => {
                             let goals: Option<Entries> = access.next_value()?;
@@ -638,6 +723,30 @@ mod tests {
     }
 
     #[test]
+    fn value_list_push_and_remove_keep_order_across_inline_and_heap() {
+        let v = |s: &str| StoredValue::Str(s.into());
+        let mut list = ValueList::new();
+        assert!(list.is_empty());
+        list.push(v("a"));
+        assert_eq!(list.as_slice(), &[v("a")]);
+        list.push(v("b"));
+        list.push(v("c"));
+        assert_eq!(list.remove(1), Some(v("b")));
+        assert_eq!(list.as_slice(), &[v("a"), v("c")]);
+        assert_eq!(list.remove(5), None);
+        assert_eq!(ValueList::from(vec![v("a"), v("c")]), list);
+        assert_eq!(list.iter().cloned().collect::<ValueList>(), list);
+
+        let mut one = ValueList::from(&[v("x")][..]);
+        assert_eq!(one.remove(1), None);
+        assert_eq!(one.remove(0), Some(v("x")));
+        assert!(one.is_empty());
+        one.push(v("y"));
+        assert_eq!(&*one, &[v("y")]);
+        assert_ne!(one, ValueList::new());
+    }
+
+    #[test]
     fn merge_unions_arrays_new_first() {
         let mut t = obj(json!({"customSegments": ["a", "b"], "country": "US"}));
         merge_into(
@@ -682,8 +791,8 @@ mod tests {
         assert!(!d.apply(&StoreOp::Goal("g".into())));
         assert!(d.goal_triggered("g"));
         assert_eq!(d.bucketed_variation("1"), Some("2"));
-        assert!(d.apply(&StoreOp::Locations(vec!["home".into()])));
-        assert!(d.apply(&StoreOp::Locations(vec![])));
+        assert!(d.apply(&StoreOp::Locations(vec!["home".into()].into())));
+        assert!(d.apply(&StoreOp::Locations(ValueList::new())));
         assert_eq!(d.locations(), Some(&[][..]));
         // Segments: the first write creates the member even when empty; a repeat is no change.
         assert!(d.apply(&StoreOp::MergeSegments(Map::new())));
