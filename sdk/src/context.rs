@@ -196,33 +196,34 @@ impl Context {
         )
     }
 
-    /// Runs `f` with the visitor's store key under `cfg` (`None` when there is no config yet).
-    /// The key is built in a per-thread buffer; a nested call (a store calling back into the
-    /// SDK) builds its own.
-    fn with_key<R>(&self, cfg: Option<&ProjectConfig>, mut f: impl FnMut(Option<&str>) -> R) -> R {
+    /// Runs `f` once with the visitor's store key under `cfg` (`None` when there is no config
+    /// yet). The key is built in a per-thread buffer; a nested call (a store calling back into
+    /// the SDK) builds its own.
+    fn with_key(&self, cfg: Option<&ProjectConfig>, mut f: impl FnMut(Option<&str>)) {
         if let Some(k) = self.store_key.get() {
             return f(Some(k));
         }
         let Some(cfg) = cfg else {
             return f(None);
         };
-        let scratch = KEY_BUF
+        let done = KEY_BUF
             .try_with(|cell| {
-                let mut buf = cell.try_borrow_mut().ok()?;
+                let Ok(mut buf) = cell.try_borrow_mut() else {
+                    return false;
+                };
                 buf.clear();
                 push_store_key(&mut buf, cfg, &self.visitor_id);
-                Some(f(Some(buf.as_str())))
+                f(Some(buf.as_str()));
+                true
             })
-            .ok()
-            .flatten();
-        match scratch {
-            Some(r) => r,
-            None => f(Some(&store_key_of(cfg, &self.visitor_id))),
+            .unwrap_or(false);
+        if !done {
+            f(Some(&store_key_of(cfg, &self.visitor_id)));
         }
     }
 
     /// [`Context::with_key`] under the current config.
-    fn with_current_key<R>(&self, f: impl FnMut(Option<&str>) -> R) -> R {
+    fn with_current_key(&self, f: impl FnMut(Option<&str>)) {
         if self.store_key.get().is_some() {
             return self.with_key(None, f);
         }
@@ -280,9 +281,10 @@ impl Context {
         };
         let engine = Engine::new(cfg, &self.core.inner.settings);
         let store = &self.core.inner.shared.store;
+        // The result is written once, here, rather than handed back through the closures.
+        let mut out = None;
         self.with_key(guard.as_deref(), |key| {
             let mut fx = Effects::default();
-            let mut out = None;
             if let Some(key) = key.filter(|_| store.updates_in_place()) {
                 let updated = store.update(key, &mut |data| {
                     fx.clear();
@@ -294,19 +296,24 @@ impl Context {
                     self.core.store_failed(&e.to_string());
                 }
             }
-            let r = match out {
-                Some(r) => r,
-                None => {
-                    // Not in place, or the store failed before handing over the record.
-                    fx.clear();
-                    let mut data = key.map(|k| self.core.load(k)).unwrap_or_default();
-                    let mut vs = VisitorState::new(&self.visitor_id, &mut data);
-                    f(&engine, &mut vs, &mut fx)
-                }
-            };
+            if out.is_none() {
+                // Not in place, or the store failed before handing over the record.
+                fx.clear();
+                let mut data = key.map(|k| self.core.load(k)).unwrap_or_default();
+                let mut vs = VisitorState::new(&self.visitor_id, &mut data);
+                out = Some(f(&engine, &mut vs, &mut fx));
+            }
             self.apply(cfg, key, fx);
-            r
-        })
+        });
+        match out {
+            Some(r) => r,
+            // `with_key` always calls back once; decide on an empty record if it ever did not.
+            None => {
+                let mut data = StoreData::default();
+                let mut vs = VisitorState::new(&self.visitor_id, &mut data);
+                f(&engine, &mut vs, &mut Effects::default())
+            }
+        }
     }
 
     /// [`Context::with_state`] with the visitor properties of this call: the call's data over the
