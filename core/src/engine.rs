@@ -435,6 +435,28 @@ impl<'a> VisitorState<'a> {
         }
         fx.store.push(op);
     }
+
+    /// [`VisitorState::write`] of a sticky decision. In place, the ids go straight into the
+    /// record, without building the op.
+    fn write_bucketing(
+        &mut self,
+        experience_id: &Str,
+        variation_id: &Str,
+        fx: &mut Effects,
+        mirror: bool,
+    ) {
+        if self.in_place {
+            self.changed |= self
+                .data
+                .set_bucketing(experience_id.clone(), variation_id.clone());
+            return;
+        }
+        let op = StoreOp::Bucketing {
+            experience_id: experience_id.clone(),
+            variation_id: variation_id.clone(),
+        };
+        self.write(op, fx, mirror);
+    }
 }
 
 static EMPTY_MAP: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
@@ -796,14 +818,7 @@ impl<'a> Engine<'a> {
         let variation = &exp.variations[vi];
         let segments_before = visitor.data.segments().and_then(report_segments);
         if opts.enable_storage {
-            visitor.write(
-                StoreOp::Bucketing {
-                    experience_id: exp.id.clone(),
-                    variation_id: variation.id.clone(),
-                },
-                fx,
-                mirror,
-            );
+            visitor.write_bucketing(&exp.id, &variation.id, fx, mirror);
             if opts.update_visitor_properties {
                 visitor.write(StoreOp::MergeSegments(props.materialize()), fx, mirror);
             }
