@@ -18,6 +18,10 @@ use crate::store::strict_eq;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 
+/// A config index (key or id to position). Looked up on every decision, so it uses foldhash
+/// (randomly seeded per map) rather than SipHash; its keys come from the served config.
+type Index = HashMap<Str, usize, foldhash::fast::RandomState>;
+
 /// Why a config was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -220,9 +224,9 @@ pub struct ProjectConfig {
     pub feature_roster: Vec<usize>,
     /// The environment named by an `{environment, data}` envelope, if any.
     pub envelope_environment: Option<String>,
-    exp_by_key: HashMap<Str, usize>,
-    exp_by_id: HashMap<Str, usize>,
-    feature_by_id: HashMap<Str, usize>,
+    exp_by_key: Index,
+    exp_by_id: Index,
+    feature_by_id: Index,
     raw: Value,
 }
 
@@ -430,7 +434,7 @@ impl ProjectConfig {
         }
 
         // Features keyed by id as a JS object: a later duplicate overwrites the earlier one in place.
-        let mut feature_by_id: HashMap<Str, usize> = HashMap::new();
+        let mut feature_by_id = Index::default();
         let mut first_pos: Vec<Str> = Vec::new();
         for (i, f) in features.iter().enumerate() {
             if feature_by_id.insert(f.id.clone(), i).is_none() {
@@ -442,8 +446,8 @@ impl ProjectConfig {
             .filter_map(|p| feature_by_id.get(&first_pos[p]).copied())
             .collect();
 
-        let mut exp_by_key = HashMap::new();
-        let mut exp_by_id = HashMap::new();
+        let mut exp_by_key = Index::default();
+        let mut exp_by_id = Index::default();
         for (i, e) in experiences.iter().enumerate() {
             exp_by_key.entry(e.key.clone()).or_insert(i);
             exp_by_id.entry(e.id.clone()).or_insert(i);
@@ -579,9 +583,9 @@ impl ProjectConfig {
             features: Vec::new(),
             feature_roster: Vec::new(),
             envelope_environment: None,
-            exp_by_key: HashMap::new(),
-            exp_by_id: HashMap::new(),
-            feature_by_id: HashMap::new(),
+            exp_by_key: Index::default(),
+            exp_by_id: Index::default(),
+            feature_by_id: Index::default(),
             raw: Value::Object(Map::new()),
         }
     }
