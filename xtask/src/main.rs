@@ -25,8 +25,12 @@ ENVIRONMENT:
     CONVERT_CONFORMANCE_DIR   the shared conformance data; `test` sets it to ../shared/conformance
                               when unset and that folder exists";
 
+/// The workspace root. `cargo xtask` (`cargo run -p xtask`) sets `CARGO_MANIFEST_DIR` when it
+/// runs us; that beats the path compiled in, which is stale when two checkouts share one
+/// `CARGO_TARGET_DIR` and cargo reuses a binary built from the other one.
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
