@@ -3,9 +3,13 @@
 //! (`cargo xtask vectors`). Differences must be the named Part A fixes below; anything else fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+#[path = "../../core/tests/common/mod.rs"]
+mod common;
+
 use serde_json::{Value, json};
-use std::path::PathBuf;
-use std::process::Command;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden")
@@ -23,6 +27,48 @@ fn run(request: &PathBuf) -> Vec<Value> {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs a request given as JSON on standard input.
+fn run_stdin(request: &Value) -> Vec<Value> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_convert"))
+        .arg("batch")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let body = serde_json::to_vec(request).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&body));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Compares our records with the reference's, allowing only the documented differences; returns
+/// how many records needed one.
+fn compare(name: &str, ours: &mut [Value], js: &mut [Value]) -> usize {
+    assert_eq!(ours.len(), js.len(), "{name}");
+    neutralise_source(ours, "rust-sdk");
+    neutralise_source(js, "js4.4.3");
+    let mut notes = 0;
+    for (o, j) in ours.iter_mut().zip(js.iter_mut()) {
+        if expected_difference(name, o, j).is_some() {
+            notes += 1;
+        }
+        assert_eq!(o, j, "{name}: record {} ({})", o["i"], o["id"]);
+    }
+    notes
 }
 
 /// Part A: `source` is "rust-sdk" (the reference says "js4.4.3").
@@ -80,36 +126,37 @@ fn expected_difference(file: &str, ours: &mut Value, js: &mut Value) -> Option<&
     None
 }
 
-#[test]
-fn golden_vectors_match_the_published_js_sdk() {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(golden_dir())
+/// The `*.request.json` files of `dir`, sorted, with their names (the part before the suffix).
+fn requests_in(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".request.json"))
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.strip_suffix(".request.json")?;
+            Some((name.to_string(), p.clone()))
+        })
         .collect();
     files.sort();
+    files
+}
+
+/// What the reference printed for request `name` (its `.js-output.json` neighbour).
+fn js_output(req: &Path, name: &str) -> Vec<Value> {
+    serde_json::from_value(read_json(
+        &req.with_file_name(format!("{name}.js-output.json")),
+    ))
+    .unwrap()
+}
+
+#[test]
+fn golden_vectors_match_the_published_js_sdk() {
+    let files = requests_in(&golden_dir());
     assert!(files.len() >= 8, "golden requests missing: {files:?}");
     let mut total = 0;
-    for req in files {
-        let name = req
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .replace(".request.json", "");
+    for (name, req) in files {
         let mut ours = run(&req);
-        let js_path = req.with_file_name(format!("{name}.js-output.json"));
-        let mut js: Vec<Value> =
-            serde_json::from_str(&std::fs::read_to_string(&js_path).unwrap()).unwrap();
-        assert_eq!(ours.len(), js.len(), "{name}");
-        neutralise_source(&mut ours, "rust-sdk");
-        neutralise_source(&mut js, "js4.4.3");
-        let mut notes = 0;
-        for (o, j) in ours.iter_mut().zip(js.iter_mut()) {
-            if expected_difference(&name, o, j).is_some() {
-                notes += 1;
-            }
-            assert_eq!(o, j, "{name}: record {} ({})", o["i"], o["id"]);
-        }
+        let mut js = js_output(&req, &name);
+        let notes = compare(&name, &mut ours, &mut js);
         println!(
             "{name}: {} records equal, {notes} with a documented difference",
             ours.len()
@@ -117,4 +164,44 @@ fn golden_vectors_match_the_published_js_sdk() {
         total += ours.len();
     }
     assert!(total > 250, "only {total} golden records");
+}
+
+/// tests/golden/shared-config: cases of our own on a config of the shared conformance folder
+/// (named by `configFile`, inserted here), answered by the published JS SDK.
+#[test]
+fn shared_config_vectors_match_the_published_js_sdk() {
+    let Some(dir) = common::conformance_dir() else {
+        return;
+    };
+    let files = requests_in(&golden_dir().join("shared-config"));
+    assert!(
+        files.len() >= 2,
+        "shared-config requests missing: {files:?}"
+    );
+    let mut total = 0;
+    for (name, req) in files {
+        let mut request = read_json(&req);
+        let config_file = request["configFile"].as_str().unwrap().to_string();
+        let map = request.as_object_mut().unwrap();
+        map.remove("configFile");
+        map.insert("config".into(), common::load(&dir, &config_file));
+        let mut ours = run_stdin(&request);
+        let mut js = js_output(&req, &name);
+        let notes = compare(&name, &mut ours, &mut js);
+        let decided = ours
+            .iter()
+            .filter(|r| {
+                let t = &r["result"]["type"];
+                ["variation", "variations", "feature", "features"]
+                    .iter()
+                    .any(|k| t == k)
+            })
+            .count();
+        println!(
+            "{config_file} ({name}): {} records equal to the JS SDK ({decided} decisions), {notes} with a documented difference",
+            ours.len()
+        );
+        total += ours.len();
+    }
+    assert!(total >= 150, "only {total} shared-config records");
 }

@@ -306,11 +306,13 @@ function visitorOp(inst, c) {
 // ---- driver ------------------------------------------------------------------------------------------
 function readRequest(argv) {
   let file;
+  let conformanceDir = process.env.CONVERT_CONFORMANCE_DIR;
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--input') file = argv[++i];
     else if (argv[i].startsWith('--input=')) file = argv[i].slice('--input='.length);
+    else if (argv[i] === '--conformance-dir') conformanceDir = argv[++i];
     else if (argv[i] === '-h' || argv[i] === '--help') {
-      process.stdout.write('usage: node batch.js [--input FILE]   (default: the request on stdin)\n');
+      process.stdout.write('usage: node batch.js [--input FILE] [--conformance-dir DIR]   (default: the request on stdin)\n');
       process.exit(0);
     } else die(`unknown argument ${JSON.stringify(argv[i])}`);
   }
@@ -327,6 +329,18 @@ function readRequest(argv) {
     die(`the request is not valid JSON: ${e.message}`);
   }
   if (!isObject(request)) die('the request must be a JSON object');
+  // tests/golden/shared-config: the request names a shared conformance config instead of
+  // carrying it.
+  if (request.config === undefined && typeof request.configFile === 'string') {
+    if (!conformanceDir) die('`configFile` needs --conformance-dir or CONVERT_CONFORMANCE_DIR');
+    const configPath = require('path').join(conformanceDir, request.configFile);
+    try {
+      request.config = JSON.parse(fs.readFileSync(configPath, 'utf8'));
+    } catch (e) {
+      die(`cannot load ${configPath}: ${e.message}`);
+    }
+    delete request.configFile;
+  }
   if (request.bench === undefined && !Array.isArray(request.cases)) die('the request must have a `cases` array');
   if (request.state !== undefined && request.state !== 'isolated' && request.state !== 'shared') {
     die(`\`state\` must be "isolated" or "shared", not ${JSON.stringify(request.state)}`);

@@ -295,3 +295,83 @@ function write(name, request, dir = OUT) {
   }
   write('anchored-layout', { config: base({ experiences }), captureTracking: false, cases }, path.join(OUT, 'informative'));
 }
+
+// 9. Requests on a shared conformance config (tests/golden/shared-config/). Such a request names
+// the config in `configFile` (relative to the shared conformance folder) instead of carrying it:
+// the config is not the project's to commit. `cargo xtask vectors` and `cli/tests/golden.rs` insert
+// it before replaying the request. Only the cases and the reference's answers are committed.
+{
+  const SHARED = path.join(OUT, 'shared-config');
+  const configFile = 'derived/realistic-config.json';
+  const sdk = { environment: 'staging' };
+  // The permanent audience: (desktop is true and browser does not match "CH") or mobile is true.
+  const profiles = [
+    { desktop: true, browser: 'chrome' },
+    { desktop: true, browser: 'CH' },
+    { mobile: true },
+    { desktop: false, mobile: false },
+    { desktop: 'true', browser: 'firefox' },
+    {},
+  ];
+  // Locations: `location` matches events / statistics / pricing; `screen` home; `feature` < 5.
+  const places = [
+    { location: 'pricing' },
+    { location: 'events' },
+    { location: 'statistics' },
+    { location: 'Pricing' },
+    { screen: 'home', feature: 3 },
+    { feature: '7' },
+  ];
+  const experienceKeys = ['test-experience-ab-fullstack-1', 'test-experience-ab-fullstack-4',
+    'test-experience-abc-5', 'test-experience-rollout-6'];
+  const cases = [];
+  visitors('realistic', 36).forEach((visitorId, i) => {
+    const attributes = profiles[i % profiles.length];
+    const locationProperties = places[Math.floor(i / profiles.length) % places.length];
+    cases.push({ op: 'runExperiences', visitorId, attributes, locationProperties });
+    // A second look: stored decisions come back without a new event.
+    cases.push({ op: 'runExperience', visitorId, key: experienceKeys[i % 4], attributes, locationProperties });
+    if (i % 3 === 0) {
+      cases.push({ op: 'trackConversion', visitorId, key: 'button-primary-click', ruleData: { action: 'buy' },
+        revenue: 19.99 + i, conversionData: [{ key: 'productsCount', value: 1 + (i % 4) }] });
+      cases.push({ op: 'trackConversion', visitorId, key: 'button-primary-click', ruleData: { action: 'buy' }, revenue: 5 });
+    }
+    if (i % 3 === 1) {
+      cases.push({ op: 'trackConversion', visitorId, key: 'button-primary-click', ruleData: { action: 'browse' } });
+      cases.push({ op: 'trackConversion', visitorId, key: 'increase-engagement' });
+    }
+    if (i % 4 === 2) {
+      cases.push({ op: 'trackConversion', visitorId, key: 'decrease-bounce-rate', ruleData: { d: 1 + (i % 3) } });
+    }
+    if (i % 5 === 0) {
+      cases.push({ op: 'runCustomSegments', visitorId, segmentKeys: ['test-segment-1'], ruleData: { enabled: i % 2 === 0 } });
+      cases.push({ op: 'getVisitorData', visitorId });
+    }
+  });
+  for (const [entityType, keys, ids] of [
+    ['experience', ['test-experience-abc-5', 'missing'], ['100349090']],
+    ['feature', ['feature-2', 'not-attached-feature-3'], ['10033']],
+    ['goal', ['decrease-bounce-rate'], ['100322784']],
+    ['location', ['homescreen'], ['1003351']],
+    ['audience', ['adv-audience'], ['10033684']],
+    ['segment', ['test-segment-1'], ['10033690']],
+    ['variation', [], ['1003180892']],
+  ]) {
+    for (const key of keys) cases.push({ op: 'getConfigEntity', visitorId: 'realistic-0', key, entityType });
+    for (const id of ids) cases.push({ op: 'getConfigEntityById', visitorId: 'realistic-0', id, entityType });
+  }
+  write('realistic', { configFile, sdk, state: 'shared', captureTracking: true, cases }, SHARED);
+
+  // Features in isolation, without tracking capture (SPEC Part A Q11 changes which experiences a
+  // feature call decides, which only shows in events and stored decisions).
+  const featureCases = [];
+  const featureKeys = ['feature-1', 'feature-2', 'feature-4', 'feature-5', 'button', 'not-attached-feature-3', 'no-such-feature'];
+  visitors('realistic-feature', 18).forEach((visitorId, i) => {
+    const attributes = profiles[i % profiles.length];
+    const locationProperties = places[i % places.length];
+    featureCases.push({ op: 'runFeatures', visitorId, attributes, locationProperties });
+    featureCases.push({ op: 'runFeature', visitorId, key: featureKeys[i % featureKeys.length], attributes, locationProperties,
+      typeCasting: i % 2 === 0 });
+  });
+  write('realistic-features', { configFile, sdk, captureTracking: false, cases: featureCases }, SHARED);
+}

@@ -23,7 +23,8 @@ COMMANDS:
 
 ENVIRONMENT:
     CONVERT_CONFORMANCE_DIR   the shared conformance data; `test` sets it to ../shared/conformance
-                              when unset and that folder exists";
+                              when unset and that folder exists; `vectors` reads the configs of
+                              tests/golden/shared-config from it (default ../shared/conformance)";
 
 /// The workspace root. `cargo xtask` (`cargo run -p xtask`) sets `CARGO_MANIFEST_DIR` when it
 /// runs us; that beats the path compiled in, which is stale when two checkouts share one
@@ -399,6 +400,21 @@ fn golden_requests(golden: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(found)
 }
 
+/// `tests/golden/shared-config/*.request.json`: requests whose config is a file of the shared
+/// conformance folder (named by `configFile`, never committed here).
+fn shared_config_requests(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.to_string_lossy().ends_with(".request.json"))
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
 fn vectors() -> Result<(), String> {
     for tool in ["node", "npm"] {
         if !have(tool) {
@@ -435,18 +451,34 @@ fn vectors() -> Result<(), String> {
     if requests.is_empty() {
         return Err("no tests/golden/*.request.json found".into());
     }
-    for req in requests {
+    // Requests on a shared conformance config name it in `configFile`; batch.js loads it.
+    let shared = shared_config_requests(&root().join("tests/golden/shared-config"))?;
+    let conformance = if shared.is_empty() {
+        None
+    } else {
+        let dir = std::env::var_os("CONVERT_CONFORMANCE_DIR")
+            .map_or_else(|| root().join("../shared/conformance"), PathBuf::from);
+        if !dir.is_dir() {
+            return Err(format!(
+                "tests/golden/shared-config needs the shared conformance folder; {} is not one \
+                 (set CONVERT_CONFORMANCE_DIR)",
+                dir.display()
+            ));
+        }
+        Some(dir)
+    };
+    for req in requests.into_iter().chain(shared) {
         let out_path = PathBuf::from(
             req.to_string_lossy()
                 .replace(".request.json", ".js-output.json"),
         );
         eprintln!("==> {} -> {}", req.display(), out_path.display());
-        let out = Command::new("node")
-            .arg(harness.join("batch.js"))
-            .arg("--input")
-            .arg(&req)
-            .output()
-            .map_err(|e| format!("cannot run node: {e}"))?;
+        let mut node = Command::new("node");
+        node.arg(harness.join("batch.js")).arg("--input").arg(&req);
+        if let Some(dir) = &conformance {
+            node.arg("--conformance-dir").arg(dir);
+        }
+        let out = node.output().map_err(|e| format!("cannot run node: {e}"))?;
         if !out.status.success() {
             return Err(format!(
                 "batch.js failed on {}: {}",
@@ -537,6 +569,18 @@ mod tests {
     fn pipeline_passes_when_every_step_passes() {
         let steps = vec![shell("a", "true"), shell("b", "true")];
         assert_eq!(run_pipeline("demo", steps), Ok(Totals::default()));
+    }
+
+    #[test]
+    fn shared_config_requests_are_listed_apart_from_the_golden_ones() {
+        let shared = shared_config_requests(&root().join("tests/golden/shared-config")).unwrap();
+        assert!(
+            shared
+                .iter()
+                .any(|p| p.ends_with("shared-config/realistic.request.json"))
+        );
+        let golden = golden_requests(&root().join("tests/golden")).unwrap();
+        assert!(golden.iter().all(|p| !shared.contains(p)));
     }
 
     #[test]
