@@ -135,6 +135,10 @@ impl Shard {
             s.hash = hash;
             s.older = newest;
             s.newer = NIL;
+            // Reuse the key buffer, unless an unusually long key left it oversized.
+            if s.key.capacity() > 4 * key.len().max(64) {
+                s.key = String::with_capacity(key.len());
+            }
             s.key.clear();
             s.key.push_str(key);
             s.data = data;
@@ -157,7 +161,7 @@ impl Shard {
         self.unlink(i);
         let vacant = self.vacant;
         if let Some(s) = self.slot_mut(i) {
-            s.key.clear();
+            s.key = String::new();
             s.data = StoreData::default();
             s.older = NIL;
             s.newer = vacant;
@@ -375,6 +379,30 @@ mod tests {
         let slots: usize = (0..SHARDS).map(|i| s.lock(i).slots.len()).sum();
         assert!(slots <= 7, "the slab grew to {slots} slots for 7 keys");
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_long_key_does_not_leave_its_buffer_behind() {
+        let s = MemoryStore::with_capacity(SHARDS);
+        let long = "x".repeat(100_000);
+        let _ = s.update(&long, &mut |d| mark(d, "g"));
+        // Enough short keys to evict the long one from whichever shard holds it.
+        for i in 0..2_000 {
+            let _ = s.update(&format!("v{i}"), &mut |d| mark(d, "g"));
+        }
+        assert_eq!(s.get(&long).ok().flatten(), None);
+        let biggest = (0..SHARDS)
+            .flat_map(|i| {
+                let shard = s.lock(i);
+                shard
+                    .slots
+                    .iter()
+                    .map(|slot| slot.key.capacity())
+                    .collect::<Vec<_>>()
+            })
+            .max()
+            .unwrap_or(0);
+        assert!(biggest < 1_000, "a key buffer kept {biggest} bytes");
     }
 
     /// Runs a long pseudo-random mix of inserts, updates, deletes and reads against the store and
