@@ -9,27 +9,10 @@
 
 #[path = "../../core/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use serde_json::{Value, json};
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-fn convert(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_convert"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::convert_with_input;
 
 /// The serialized form: unlike `Value`'s `==`, it tells member order apart.
 fn text(v: &Value) -> String {
@@ -245,7 +228,7 @@ fn basic_request_differs_from_the_js_sdk_only_by_named_part_a_differences() {
     let rel = "derived/basic.json";
     let request_text = std::fs::read(dir.join(rel)).unwrap();
     let request: Value = serde_json::from_slice(&request_text).unwrap();
-    let (code, stdout, stderr) = convert(&["batch"], &request_text);
+    let (code, stdout, stderr) = convert_with_input(&["batch"], &request_text);
     assert_eq!(code, 0, "{stderr}");
     let mut ours: Vec<Value> = serde_json::from_str(&stdout).unwrap();
     let js: Vec<Value> = common::load(&dir, "derived/basic.js-output.json")
@@ -324,7 +307,7 @@ fn invalid_requests_exit_with_status_2() {
         (&b"{\"config\": {}}"[..], "cases"),
         (&b"{\"cases\": [], \"state\": \"weird\"}"[..], "state"),
     ] {
-        let (code, stdout, stderr) = convert(&["batch"], input);
+        let (code, stdout, stderr) = convert_with_input(&["batch"], input);
         let shown = String::from_utf8_lossy(input);
         assert_eq!(code, 2, "{shown}: {stderr}");
         assert!(stdout.is_empty(), "{shown}: {stdout}");
@@ -343,7 +326,7 @@ fn failed_cases_still_produce_records() {
             {"id": "d", "op": "runExperience", "visitorId": "v", "key": "missing", "config": {"project": 1}}
         ]
     });
-    let (code, stdout, stderr) = convert(&["batch"], request.to_string().as_bytes());
+    let (code, stdout, stderr) = convert_with_input(&["batch"], request.to_string().as_bytes());
     assert_eq!(code, 0, "{stderr}");
     let out: Vec<Value> = serde_json::from_str(&stdout).unwrap();
     assert_eq!(out.len(), 4);
@@ -361,7 +344,7 @@ fn failed_cases_still_produce_records() {
 
 #[test]
 fn help_lists_the_commands() {
-    let (code, stdout, _) = convert(&["--help"], b"");
+    let (code, stdout, _) = convert_with_input(&["--help"], b"");
     assert_eq!(code, 0);
     for cmd in ["batch", "bench", "decide", "validate", "simulate"] {
         assert!(stdout.contains(cmd), "{cmd}");

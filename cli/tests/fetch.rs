@@ -1,10 +1,12 @@
 //! `convert fetch` against a local HTTP server on 127.0.0.1.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
+use support::convert;
 
 /// Serves `body` with `status` to every request; records request lines and headers.
 fn serve(status: u16, body: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
@@ -31,18 +33,6 @@ fn serve(status: u16, body: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
         }
     });
     (port, seen)
-}
-
-fn convert(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_convert"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 const CONFIG: &str = r#"{"account_id":"10","project":{"id":"20"},"experiences":[{"id":"1","key":"e","variations":[]}]}"#;

@@ -6,49 +6,19 @@
 #[path = "../../core/tests/common/mod.rs"]
 mod common;
 
+mod support;
+
 use serde_json::{Value, json};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use support::{batch, convert, records};
 
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden")
 }
 
-fn run(request: &PathBuf) -> Vec<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_convert"))
-        .args(["batch", "--input"])
-        .arg(request)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Runs a request given as JSON on standard input.
-fn run_stdin(request: &Value) -> Vec<Value> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_convert"))
-        .arg("batch")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let body = serde_json::to_vec(request).unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(&body));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+/// `convert batch --input` on a request file.
+fn run(request: &Path) -> Vec<Value> {
+    records(convert(&["batch", "--input", &request.to_string_lossy()]))
 }
 
 fn read_json(path: &Path) -> Value {
@@ -185,7 +155,7 @@ fn shared_config_vectors_match_the_published_js_sdk() {
         let map = request.as_object_mut().unwrap();
         map.remove("configFile");
         map.insert("config".into(), common::load(&dir, &config_file));
-        let mut ours = run_stdin(&request);
+        let mut ours = batch(&request);
         let mut js = js_output(&req, &name);
         let notes = compare(&name, &mut ours, &mut js);
         let decided = ours

@@ -3,9 +3,11 @@
 //! event) and converts nothing again.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod support;
+
 use convert_store_tests::redis_server::{RedisServer, redis_available};
 use serde_json::{Value, json};
-use std::process::Command;
+use support::batch;
 
 fn request(data_store: &str) -> Value {
     json!({
@@ -23,35 +25,6 @@ fn request(data_store: &str) -> Value {
             {"op": "trackConversion", "visitorId": "returning", "key": "purchase", "revenue": 10}
         ]
     })
-}
-
-fn batch(req: &Value) -> Vec<Value> {
-    let dir = std::env::temp_dir();
-    let file = dir.join(format!(
-        "convert-persist-{}-{}.json",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::write(&file, req.to_string()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_convert"))
-        .args(["batch", "--input"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_file(&file);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
 }
 
 fn check_restart(data_store: &str) {

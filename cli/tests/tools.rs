@@ -1,24 +1,14 @@
 //! The user commands: decide --explain, validate, simulate.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::process::Command;
+mod support;
+
+use support::convert;
 
 fn demo() -> String {
     format!(
         "{}/../examples/data/demo-config.json",
         env!("CARGO_MANIFEST_DIR")
-    )
-}
-
-fn convert(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_convert"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 
