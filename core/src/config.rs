@@ -13,7 +13,7 @@
 use crate::bucketing::{AnchoredLayout, ArmSpec, PackedLayout, is_anchored};
 use crate::js;
 use crate::keyorder::js_key_order;
-use crate::rules::RuleSet;
+use crate::rules::{RegexConcern, RuleSet};
 use crate::store::strict_eq;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -64,6 +64,18 @@ pub type Str = smol_str::SmolStr;
 
 fn s(v: Option<&Value>) -> Str {
     Str::new(js::opt_to_js_string(v))
+}
+
+/// A `regexMatches` pattern worth a warning, from [`ProjectConfig::regex_warnings`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegexWarning {
+    /// Where the rule is: `"audience KEY"`, `"segment KEY"`, `"location KEY"`, `"goal KEY"` or
+    /// `"experience KEY site_area"`.
+    pub place: String,
+    /// The pattern as written in the config (`String(rule.value)`).
+    pub pattern: String,
+    /// Why it deserves a warning; its `Display` is a one-line explanation.
+    pub concern: RegexConcern,
 }
 
 /// A variation of an experience.
@@ -590,18 +602,13 @@ impl ProjectConfig {
         }
     }
 
-    /// `regexMatches` patterns anywhere in the config that the linear-time engine cannot run (those
-    /// rules never match): `(where, pattern)`.
-    pub fn unsupported_regex_patterns(&self) -> Vec<(String, String)> {
+    /// Every rule tree of the config with the place it is at (`"audience KEY"`, `"experience KEY
+    /// site_area"`, …).
+    fn rule_trees(&self) -> Vec<(String, &RuleSet)> {
         let mut out = Vec::new();
-        let mut scan = |place: String, rules: Option<&RuleSet>| {
-            for p in rules.map(RuleSet::unsupported_patterns).unwrap_or_default() {
-                out.push((place.clone(), p.to_string()));
-            }
-        };
         for e in &self.experiences {
             if let LocationTarget::SiteArea(r) = &e.location {
-                scan(format!("experience {} site_area", e.key), Some(r));
+                out.push((format!("experience {} site_area", e.key), r));
             }
         }
         for (kind, list) in [
@@ -610,13 +617,64 @@ impl ProjectConfig {
             ("location", &self.locations),
         ] {
             for ent in list {
-                scan(format!("{kind} {}", ent.key), ent.rules.as_ref());
+                if let Some(r) = &ent.rules {
+                    out.push((format!("{kind} {}", ent.key), r));
+                }
             }
         }
         for g in &self.goals {
-            scan(format!("goal {}", g.key), g.rules.as_ref());
+            if let Some(r) = &g.rules {
+                out.push((format!("goal {}", g.key), r));
+            }
         }
         out
+    }
+
+    /// `regexMatches` patterns anywhere in the config that never run (JavaScript rejects them, or
+    /// they are beyond the engines' limits; those rules never match): `(where, pattern)`.
+    pub fn unsupported_regex_patterns(&self) -> Vec<(String, String)> {
+        self.rule_trees()
+            .into_iter()
+            .flat_map(|(place, rules)| {
+                rules
+                    .unsupported_patterns()
+                    .into_iter()
+                    .map(move |p| (place.clone(), p.to_string()))
+            })
+            .collect()
+    }
+
+    /// Every `regexMatches` pattern of the config worth a warning (`convert validate`), with its
+    /// place and the reason: it never runs, or some values exceed the per-evaluation work budget
+    /// (see [`crate::rules`] and [`RegexConcern`]).
+    pub fn regex_warnings(&self) -> Vec<RegexWarning> {
+        self.rule_trees()
+            .into_iter()
+            .flat_map(|(place, rules)| {
+                rules
+                    .regex_concerns()
+                    .into_iter()
+                    .map(move |(pattern, concern)| RegexWarning {
+                        place: place.clone(),
+                        pattern: pattern.to_string(),
+                        concern,
+                    })
+            })
+            .collect()
+    }
+
+    /// `regexMatches` patterns whose evaluations went over the work budget since this config was
+    /// loaded, with their place and how many times.
+    pub fn regex_over_budget(&self) -> Vec<(String, String, u64)> {
+        self.rule_trees()
+            .into_iter()
+            .flat_map(|(place, rules)| {
+                rules
+                    .regex_over_budget()
+                    .into_iter()
+                    .map(move |(p, n)| (place.clone(), p.to_string(), n))
+            })
+            .collect()
     }
 
     /// The experience with `String(key) == key` (first in config order).

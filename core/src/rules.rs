@@ -57,10 +57,8 @@
 //! # Regular expressions
 //!
 //! `regexMatches` patterns are ECMAScript regular expressions (flag `i`, no `u`: the web-compatible
-//! Annex B syntax). They are run on the linear-time [`regex`] engine — no backtracking, compiled
-//! size limited to 1 MiB, group nesting to 64 levels — so no pattern or input can stall a
-//! decision. Each pattern is translated once, at compile time, so that it means what it means in
-//! JavaScript:
+//! Annex B syntax), run exactly as JavaScript's `new RegExp(p, "i").test(…)` would. Each pattern
+//! is translated once, at compile time, so that it means what it means in JavaScript:
 //!
 //! * `\d`, `\w`, `\s`, `\b` and their negations have their ECMAScript meaning (ASCII digits and
 //!   word characters, the JS whitespace set, ASCII word boundaries); `.` excludes only the four JS
@@ -69,8 +67,12 @@
 //!   octal escapes (`\0`, `\012`, and `\N` beyond the number of groups), `\8`, `\9`;
 //! * Annex B literals: `]`, `}`, and a `{` that does not start a quantifier (`a{,2}`); a `\c`
 //!   without a control letter is a backslash; a class escape as a range end (`[\d-z]`) makes the
-//!   dash literal; `[a-]`, `[!--]` are ranges or literals exactly as in JS;
+//!   dash literal; `[a-]`, `[!--]` are ranges or literals exactly as in JS; a quantified
+//!   look-ahead (`(?=a)*`);
 //! * named groups `(?<name>…)` (names validated as JS does);
+//! * look-ahead and look-behind (`(?=`, `(?!`, `(?<=`, `(?<!`, look-behind of any length);
+//! * backreferences `\1`, `\k<name>`, compared case-insensitively; a backreference to a group
+//!   that has not captured matches the empty string, as in JS;
 //! * matching is by UTF-16 code unit, as in a non-Unicode JS pattern: an astral character is two
 //!   units (`/^.$/` does not match `"😀"`, `/^..$/` does), and surrogate escapes (`\uD83D`) work;
 //! * case-insensitive matching follows ECMAScript's `Canonicalize`: the few characters on which
@@ -78,21 +80,44 @@
 //!   sign against `k`, `Ω` U+2126 against `ω`) match only themselves, as in JS.
 //!
 //! Patterns JavaScript rejects (unbalanced groups or classes, nothing to repeat as in `a**` or
-//! `^*`, out-of-order ranges, `(?i)`, bad group names…) throw in the reference, which makes the rule
-//! false. **Not supported — the rule does not match either, negated or not:**
+//! `^*`, a quantified look-behind, out-of-order ranges and counts, `(?i)`, bad group names,
+//! `\k<x>` naming no group…) throw in the reference, which makes the rule false, negated or not.
 //!
-//! * backreferences (`\1` when that group exists, `\k<name>`);
-//! * look-ahead and look-behind assertions (`(?=`, `(?!`, `(?<=`, `(?<!`);
-//! * patterns beyond the engine's limits (e.g. `(?:a{1000}){1000}`, very deep nesting).
+//! ## Engines and the work budget
 //!
-//! [`RuleSet::unsupported_patterns`] lists the patterns of a tree that cannot run (unsupported or
-//! invalid), so the SDK can report them. Remaining differences are limited to characters whose
-//! case mappings changed between the Unicode versions of Rust's tables and of the JS engine.
+//! Every pattern without look-around or backreferences runs on the linear-time [`regex`] engine;
+//! the others run on the backtracking [`fancy_regex`] engine (chosen over `regress`, which follows
+//! ECMAScript natively, because it bounds its work with a backtracking-step limit; the translation
+//! above supplies the ECMAScript meaning). Each evaluation has a budget, so no pattern or input
+//! can stall a decision:
+//!
+//! * linear engine: `(n + 1) × m ≤` [`REGEX_WORK_BUDGET`] (2²⁴), `n` the input size in bytes, `m`
+//!   the size of the compiled program (states); the engine's work is proportional to that product
+//!   at worst, and the check is made before running;
+//! * backtracking engine: inputs of at most [`REGEX_BACKTRACK_MAX_INPUT`] bytes and at most
+//!   [`REGEX_BACKTRACK_LIMIT`] backtracking steps.
+//!
+//! Over budget, the rule is false (negation not applied), the pattern's counter goes up
+//! ([`RuleSet::regex_over_budget`]) and a warning is logged (`log` crate) the first time for each
+//! compiled pattern. The reference has no budget: on such inputs it may take seconds or minutes
+//! and then answer. [`regex_test`] runs one pattern and reports the work charged.
+//!
+//! Not run at all (the rule is false, negated or not, and [`RuleSet::unsupported_patterns`] lists
+//! them): patterns with groups nested deeper than 64 levels, patterns whose program exceeds 1 MiB
+//! (e.g. `(?:a{1000}){1000}`), and the rare constructs the backtracking engine does not accept
+//! (a backreference inside a look-behind, for instance). [`RuleSet::regex_concerns`] lists every
+//! pattern that deserves a warning ([`RegexConcern`]). Known remaining differences: ECMAScript
+//! resets the captures of a quantified group at each iteration (the backtracking engine keeps the
+//! previous iteration's capture for a backreference), backreferences inside a look-behind, and
+//! characters whose case mappings changed between the Unicode versions of Rust's tables and of
+//! the JS engine.
 
 use crate::js;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 /// The two rule errors of the reference SDK. With plain key/value data they never occur; they come
 /// from custom rule-data providers (the web tracker's data object in JS), see
@@ -235,13 +260,6 @@ impl RelTest {
     }
 }
 
-/// A `regexMatches` pattern: compiled, or kept as text when it cannot run.
-#[derive(Debug, Clone)]
-enum Pattern {
-    Ok(regex::Regex),
-    Unsupported(String),
-}
-
 /// A comparison operator with its rule-side operand prepared.
 #[derive(Debug, Clone)]
 enum Check {
@@ -265,7 +283,7 @@ enum Check {
     },
     StartsWith(String),
     EndsWith(String),
-    Regex(Pattern),
+    Regex(Arc<Pattern>),
     Exists,
     NotExists,
     NegationHelper {
@@ -313,13 +331,7 @@ impl Check {
             }
             "startsWith" => Check::StartsWith(TestText::new(test).lower),
             "endsWith" => Check::EndsWith(TestText::new(test).lower),
-            "regexMatches" => {
-                let pattern = js::opt_js_str(test);
-                Check::Regex(match compile_js_regex(&pattern) {
-                    Some(re) => Pattern::Ok(re),
-                    None => Pattern::Unsupported(pattern.to_string()),
-                })
-            }
+            "regexMatches" => Check::Regex(Arc::new(Pattern::compile(&js::opt_js_str(test)))),
             "exists" => Check::Exists,
             "not_exists" | "doesNotExist" => Check::NotExists,
             "_returnNegationCheck" => Check::NegationHelper {
@@ -356,12 +368,13 @@ impl Check {
             }
             Check::StartsWith(t) => starts_with_ci(&js::opt_js_str(value), t),
             Check::EndsWith(t) => ends_with_ci(&js::opt_js_str(value), t),
-            Check::Regex(Pattern::Ok(re)) => {
-                let s = js::opt_js_str(value);
-                re.is_match(&utf16_units(&js::js_lowercase(&s)))
-            }
-            // The reference throws on the pattern: the rule is false, negation not applied.
-            Check::Regex(Pattern::Unsupported(_)) => return false,
+            Check::Regex(p) => match p.run(&js::opt_js_str(value)).outcome {
+                RegexOutcome::Matched => true,
+                RegexOutcome::NotMatched => false,
+                // Over budget, or a pattern the reference throws on: the rule is false,
+                // negation not applied.
+                RegexOutcome::OverBudget | RegexOutcome::NotRun => return false,
+            },
             Check::Exists => exists(value),
             Check::NotExists => !exists(value),
             Check::NegationHelper { test_truthy } => {
@@ -525,22 +538,53 @@ impl RuleSet {
         self.exclusion.as_ref()
     }
 
-    /// `regexMatches` patterns of this tree that cannot be run (see the module docs: such rules
-    /// never match).
+    /// The `regexMatches` patterns of this tree, in tree order.
+    fn patterns(&self) -> impl Iterator<Item = &Pattern> {
+        self.or
+            .iter()
+            .flatten()
+            .flatten()
+            .flat_map(|and| and.iter().flatten().flatten())
+            .filter_map(|item| match item {
+                Item::Rule(rule) => match &rule.check {
+                    Check::Regex(p) => Some(&**p),
+                    _ => None,
+                },
+                Item::Never => None,
+            })
+    }
+
+    /// `regexMatches` patterns of this tree that never run (rejected by JavaScript, or beyond the
+    /// engines' limits: see the module docs; such rules never match).
     pub fn unsupported_patterns(&self) -> Vec<&str> {
-        let mut out = Vec::new();
-        for and in self.or.iter().flatten().flatten() {
-            for block in and.iter().flatten() {
-                for item in block {
-                    if let Item::Rule(rule) = item {
-                        if let Check::Regex(Pattern::Unsupported(p)) = &rule.check {
-                            out.push(p.as_str());
-                        }
-                    }
-                }
-            }
-        }
-        out
+        self.patterns()
+            .filter(|p| {
+                matches!(
+                    p.concern(),
+                    Some(RegexConcern::Rejected(_) | RegexConcern::Unsupported(_))
+                )
+            })
+            .map(Pattern::source)
+            .collect()
+    }
+
+    /// Every `regexMatches` pattern of this tree that deserves a warning, with the reason: it
+    /// never runs, or some inputs can exceed the work budget ([`RegexConcern`]).
+    pub fn regex_concerns(&self) -> Vec<(&str, RegexConcern)> {
+        self.patterns()
+            .filter_map(|p| Some((p.source(), p.concern()?)))
+            .collect()
+    }
+
+    /// How many evaluations of each `regexMatches` pattern of this tree went over the work budget
+    /// so far (patterns that never did are left out).
+    pub fn regex_over_budget(&self) -> Vec<(&str, u64)> {
+        self.patterns()
+            .filter_map(|p| {
+                let n = p.over_budget.load(AtomicOrdering::Relaxed);
+                (n > 0).then_some((p.source(), n))
+            })
+            .collect()
     }
 
     /// Whether the tree is structurally valid at the top level (an own `OR` holding a non-empty
@@ -818,22 +862,311 @@ fn less(value: Rel<'_>, test: Rel<'_>, or_equal: bool) -> Option<bool> {
 /// The JS whitespace set as the body of a `regex` character class.
 const WS_CLASS: &str = r"\t\n\x0B\x0C\r \x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}\x{FEFF}";
 
-/// Compiles an ECMAScript pattern (flags `i`, no `u`) on the `regex` engine, case-insensitively
-/// and with bounded size. `None` when it cannot be run there (see the module docs).
-fn compile_js_regex(pattern: &str) -> Option<regex::Regex> {
-    let translated = translate_js_regex(pattern)?;
-    regex::RegexBuilder::new(&translated)
-        .case_insensitive(true)
-        .size_limit(1 << 20)
-        .dfa_size_limit(1 << 20)
-        .nest_limit(64)
-        .build()
-        .ok()
+/// The work budget of one `regexMatches` evaluation on the linear-time engine, in units of
+/// *input bytes × program states*: a pattern whose compiled program has `m` states runs on an
+/// input of `n` bytes (the lower-cased value in UTF-16 unit form, encoded as UTF-8) only when
+/// `(n + 1) × m` is at most this budget. The engine's work is bounded by a constant times that
+/// product whatever the pattern and input, so one evaluation costs at most a few tens of
+/// milliseconds. Over budget, the rule is false (negation not applied), the pattern's counter
+/// goes up ([`RuleSet::regex_over_budget`]) and a warning is logged the first time.
+pub const REGEX_WORK_BUDGET: u64 = 1 << 24;
+
+/// The backtracking engine (patterns with look-around or backreferences) gives up after this many
+/// backtracking steps in one evaluation (over budget: as above).
+pub const REGEX_BACKTRACK_LIMIT: usize = 100_000;
+
+/// The backtracking engine runs only on inputs of at most this many bytes (in the form described
+/// at [`REGEX_WORK_BUDGET`]); a longer input is over budget.
+pub const REGEX_BACKTRACK_MAX_INPUT: usize = 1 << 16;
+
+/// The input size (bytes) for which [`RegexConcern::LargeProgram`] is reported: a linear-time
+/// pattern whose program would exceed [`REGEX_WORK_BUDGET`] on an input this long is worth a
+/// warning.
+pub const REGEX_WARN_INPUT: u64 = 16 * 1024;
+
+/// Why a `regexMatches` pattern deserves a warning (see [`RuleSet::regex_concerns`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegexConcern {
+    /// JavaScript rejects the pattern (`new RegExp(p, "i")` throws): the rule never matches,
+    /// negated or not, exactly as in the reference.
+    Rejected(String),
+    /// JavaScript accepts the pattern but it is beyond this engine's limits (compiled size, group
+    /// nesting): the rule never matches, negated or not. The reference would run it.
+    Unsupported(String),
+    /// The pattern runs on the linear-time engine, but its program is so large that inputs longer
+    /// than `max_input` bytes are over the work budget.
+    LargeProgram {
+        /// Program states.
+        states: u64,
+        /// The longest input (bytes) evaluated within the budget.
+        max_input: u64,
+    },
+    /// The pattern needs the backtracking engine (look-around, backreferences): an evaluation
+    /// stops at [`REGEX_BACKTRACK_LIMIT`] steps or on inputs over [`REGEX_BACKTRACK_MAX_INPUT`]
+    /// bytes.
+    Backtracking,
 }
 
-/// Counts the capturing groups of a JS pattern and whether any is named.
-fn count_groups(chars: &[char]) -> (usize, bool) {
-    let (mut groups, mut named) = (0, false);
+impl std::fmt::Display for RegexConcern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegexConcern::Rejected(why) => {
+                write!(
+                    f,
+                    "JavaScript rejects this pattern ({why}); the rule never matches"
+                )
+            }
+            RegexConcern::Unsupported(why) => write!(
+                f,
+                "the pattern is beyond the engine's limits ({why}); the rule never matches"
+            ),
+            RegexConcern::LargeProgram { states, max_input } => write!(
+                f,
+                "the pattern compiles to {states} states: values longer than {max_input} bytes exceed the work budget (rule false)"
+            ),
+            RegexConcern::Backtracking => write!(
+                f,
+                "the pattern needs backtracking (look-around or backreferences): evaluations stop after {REGEX_BACKTRACK_LIMIT} steps or on values over {REGEX_BACKTRACK_MAX_INPUT} bytes (rule false)"
+            ),
+        }
+    }
+}
+
+/// The result of one `regexMatches` test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegexOutcome {
+    /// The pattern matched.
+    Matched,
+    /// The pattern did not match.
+    NotMatched,
+    /// The evaluation would exceed (or exceeded) the work budget; it was stopped.
+    OverBudget,
+    /// The pattern never runs ([`RegexConcern::Rejected`] or [`RegexConcern::Unsupported`]).
+    NotRun,
+}
+
+/// One `regexMatches` test with the work it was charged (see [`regex_test`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegexRun {
+    /// What the test found.
+    pub outcome: RegexOutcome,
+    /// Work charged: `(n + 1) × m` units on the linear-time engine (0 when refused before
+    /// running), the input length plus the backtracking steps allowed on the backtracking engine
+    /// (an upper bound).
+    pub work: u64,
+}
+
+/// The engine a pattern runs on.
+#[derive(Debug)]
+enum Engine {
+    Linear {
+        re: regex::Regex,
+        /// Compiled program size (Thompson NFA states).
+        states: u64,
+    },
+    Backtracking(Box<fancy_regex::Regex>),
+    /// Never runs; why.
+    NotRun(RegexConcern),
+}
+
+/// A compiled `regexMatches` pattern, shared by the clones of its rule tree.
+#[derive(Debug)]
+pub(crate) struct Pattern {
+    source: String,
+    engine: Engine,
+    /// Evaluations that went over the budget.
+    over_budget: AtomicU64,
+}
+
+impl Pattern {
+    /// Compiles JS pattern `source` (flag `i`, no `u`) on the linear-time engine when it can, on
+    /// the backtracking engine otherwise.
+    fn compile(source: &str) -> Pattern {
+        let engine = match translate_js_regex(source, false) {
+            Ok(translated) => compile_linear(&translated),
+            Err(Reject::NeedsBacktracking) => match translate_js_regex(source, true) {
+                Ok(translated) => compile_backtracking(&translated),
+                Err(reject) => not_run(reject),
+            },
+            Err(reject) => not_run(reject),
+        };
+        Pattern {
+            source: source.to_string(),
+            engine,
+            over_budget: AtomicU64::new(0),
+        }
+    }
+
+    fn source(&self) -> &str {
+        &self.source
+    }
+
+    fn concern(&self) -> Option<RegexConcern> {
+        match &self.engine {
+            Engine::Linear { states, .. } => {
+                let max_input = (REGEX_WORK_BUDGET / states.max(&1)).saturating_sub(1);
+                (max_input < REGEX_WARN_INPUT).then_some(RegexConcern::LargeProgram {
+                    states: *states,
+                    max_input,
+                })
+            }
+            Engine::Backtracking(_) => Some(RegexConcern::Backtracking),
+            Engine::NotRun(c) => Some(c.clone()),
+        }
+    }
+
+    /// Tests `String(value)` (`value` given already stringified), lower-cased, within the budget.
+    fn run(&self, value: &str) -> RegexRun {
+        let run = self.run_unrecorded(value);
+        if run.outcome == RegexOutcome::OverBudget
+            && self.over_budget.fetch_add(1, AtomicOrdering::Relaxed) == 0
+        {
+            log::warn!(
+                "convert: regexMatches pattern {:?} went over the work budget on a {}-byte value; the rule is false (logged once per pattern)",
+                self.source,
+                value.len()
+            );
+        }
+        run
+    }
+
+    fn run_unrecorded(&self, value: &str) -> RegexRun {
+        let verdict = |b: bool| {
+            if b {
+                RegexOutcome::Matched
+            } else {
+                RegexOutcome::NotMatched
+            }
+        };
+        let over = RegexRun {
+            outcome: RegexOutcome::OverBudget,
+            work: 0,
+        };
+        match &self.engine {
+            Engine::NotRun(_) => RegexRun {
+                outcome: RegexOutcome::NotRun,
+                work: 0,
+            },
+            Engine::Linear { re, states } => {
+                // The unit form is never shorter than the value: check before building it.
+                let cost = |n: usize| (n as u64 + 1).saturating_mul(*states);
+                if cost(value.len()) > REGEX_WORK_BUDGET {
+                    return over;
+                }
+                let lower = js::js_lowercase(value);
+                let units = utf16_units(&lower);
+                let work = cost(units.len());
+                if work > REGEX_WORK_BUDGET {
+                    return over;
+                }
+                RegexRun {
+                    outcome: verdict(re.is_match(&units)),
+                    work,
+                }
+            }
+            Engine::Backtracking(re) => {
+                if value.len() > REGEX_BACKTRACK_MAX_INPUT {
+                    return over;
+                }
+                let lower = js::js_lowercase(value);
+                let units = utf16_units(&lower);
+                if units.len() > REGEX_BACKTRACK_MAX_INPUT {
+                    return over;
+                }
+                let work = units.len() as u64 + REGEX_BACKTRACK_LIMIT as u64;
+                match re.is_match(&*units) {
+                    Ok(b) => RegexRun {
+                        outcome: verdict(b),
+                        work,
+                    },
+                    Err(_) => RegexRun {
+                        outcome: RegexOutcome::OverBudget,
+                        work,
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// Runs `regexMatches` as the reference does — `new RegExp(pattern, "i").test(value.toLowerCase())`
+/// where `value` is already `String(datum)` — within the work budget, and reports the work it
+/// was charged. Compiles the pattern on every call: rule trees compile theirs once.
+pub fn regex_test(pattern: &str, value: &str) -> RegexRun {
+    Pattern::compile(pattern).run_unrecorded(value)
+}
+
+fn not_run(reject: Reject) -> Engine {
+    Engine::NotRun(match reject {
+        Reject::Invalid | Reject::NeedsBacktracking => {
+            RegexConcern::Rejected("SyntaxError".to_string())
+        }
+        Reject::TooDeep => {
+            RegexConcern::Unsupported(format!("groups nested deeper than {NEST_LIMIT}"))
+        }
+    })
+}
+
+/// Compiled-size limit of either engine's program (bytes).
+const SIZE_LIMIT: usize = 1 << 20;
+
+fn compile_linear(translated: &str) -> Engine {
+    use regex_automata::nfa::thompson;
+    let re = regex::RegexBuilder::new(translated)
+        .case_insensitive(true)
+        .size_limit(SIZE_LIMIT)
+        .dfa_size_limit(SIZE_LIMIT)
+        .nest_limit(2 * NEST_LIMIT as u32)
+        .build();
+    // The program size that bounds the engine's work: the same pattern as a Thompson NFA.
+    let nfa = thompson::Compiler::new()
+        .syntax(
+            regex_automata::util::syntax::Config::new()
+                .case_insensitive(true)
+                .nest_limit(2 * NEST_LIMIT as u32),
+        )
+        .configure(
+            thompson::Config::new()
+                .nfa_size_limit(Some(SIZE_LIMIT))
+                .shrink(false)
+                .which_captures(thompson::WhichCaptures::None),
+        )
+        .build(translated);
+    match (re, nfa) {
+        (Ok(re), Ok(nfa)) => Engine::Linear {
+            re,
+            states: nfa.states().len() as u64,
+        },
+        (Err(e), _) => Engine::NotRun(RegexConcern::Unsupported(first_line(&e.to_string()))),
+        (_, Err(e)) => Engine::NotRun(RegexConcern::Unsupported(first_line(&e.to_string()))),
+    }
+}
+
+fn compile_backtracking(translated: &str) -> Engine {
+    match fancy_regex::RegexBuilder::new(translated)
+        .case_insensitive(true)
+        .backtrack_limit(REGEX_BACKTRACK_LIMIT)
+        .delegate_size_limit(SIZE_LIMIT)
+        .delegate_dfa_size_limit(SIZE_LIMIT)
+        .build()
+    {
+        Ok(re) => Engine::Backtracking(Box::new(re)),
+        Err(e) => Engine::NotRun(RegexConcern::Unsupported(first_line(&e.to_string()))),
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(s)
+        .trim()
+        .to_string()
+}
+
+/// Counts the capturing groups of a JS pattern and lists its named groups with their numbers.
+fn scan_groups(chars: &[char]) -> (usize, Vec<(String, usize)>) {
+    let mut groups = 0;
+    let mut names = Vec::new();
     let mut in_class = false;
     let mut i = 0;
     while i < chars.len() {
@@ -857,14 +1190,17 @@ fn count_groups(chars: &[char]) -> (usize, bool) {
                     && !matches!(chars.get(i + 3), Some('=' | '!'))
                 {
                     groups += 1;
-                    named = true;
+                    let rest = chars.get(i + 3..).unwrap_or_default();
+                    if let Some(len) = rest.iter().position(|&c| c == '>') {
+                        names.push((rest[..len].iter().collect(), groups));
+                    }
                 }
             }
             _ => {}
         }
         i += 1;
     }
-    (groups, named)
+    (groups, names)
 }
 
 /// Length of a counted quantifier's tail after its `{` (`n}`, `n,}`, `n,m}`), if `rest` starts
@@ -1027,8 +1363,28 @@ struct Translator<'p> {
     chars: &'p [char],
     i: usize,
     groups: usize,
-    named: bool,
+    /// The named groups of the whole pattern with their numbers.
+    names: Vec<(String, usize)>,
+    /// Whether the output is for the backtracking engine (`fancy-regex` syntax).
+    backtracking: bool,
+    /// Set (in linear mode) when the pattern uses look-around or backreferences.
+    needs_backtracking: bool,
+    /// Set when the pattern nests groups deeper than [`NEST_LIMIT`].
+    too_deep: bool,
     out: String,
+}
+
+/// ASCII word characters, as ECMAScript's `\w` (case folding switched off so that `ſ` and the
+/// Kelvin sign are not added).
+const WORD: &str = "(?-i:[A-Za-z0-9_])";
+
+/// An open group of the pattern being translated.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Open {
+    Group,
+    /// A look-ahead, with the output position where it starts (Annex B lets it be quantified).
+    LookAhead(usize),
+    LookBehind,
 }
 
 impl Translator<'_> {
@@ -1069,6 +1425,24 @@ impl Translator<'_> {
         char::from_u32(v).unwrap_or('\0')
     }
 
+    /// A construct only the backtracking engine runs: in linear mode, notes it and gives up.
+    fn backtracking_only(&mut self) -> Option<()> {
+        if self.backtracking {
+            Some(())
+        } else {
+            self.needs_backtracking = true;
+            None
+        }
+    }
+
+    /// A backreference to group `n`: ECMAScript matches the empty string while the group has
+    /// not captured, hence the conditional.
+    fn backreference(&mut self, n: usize) -> Option<()> {
+        self.backtracking_only()?;
+        self.out.push_str(&format!("(?({n})\\{n}|)"));
+        Some(())
+    }
+
     /// The escape outside a class whose character is at `self.i` (after the backslash).
     fn escape(&mut self) -> Option<()> {
         let c = self.peek(0)?; // a trailing backslash is a SyntaxError
@@ -1084,6 +1458,14 @@ impl Translator<'_> {
                 self.out.push_str(WS_CLASS);
                 self.out.push(']');
             }
+            // ASCII word boundaries; the backtracking engine has no ASCII mode, so they are
+            // spelled out with look-around there.
+            'b' if self.backtracking => self
+                .out
+                .push_str(&format!("(?:(?<={WORD})(?!{WORD})|(?<!{WORD})(?={WORD}))")),
+            'B' if self.backtracking => self
+                .out
+                .push_str(&format!("(?:(?<={WORD})(?={WORD})|(?<!{WORD})(?!{WORD}))")),
             'b' => self.out.push_str(r"(?-u:\b)"),
             'B' => self.out.push_str(r"(?-u:\B)"),
             'f' | 'n' | 'r' | 't' => {
@@ -1120,7 +1502,8 @@ impl Translator<'_> {
                     })
                     .unwrap_or(usize::MAX);
                 if n <= self.groups {
-                    return None; // a backreference
+                    self.i = start + n.to_string().len();
+                    return self.backreference(n);
                 }
                 // Annex B: past the group count, a legacy octal escape or a literal 8 / 9.
                 if c == '8' || c == '9' {
@@ -1136,7 +1519,18 @@ impl Translator<'_> {
                 let ch = self.legacy_octal();
                 push_literal(&mut self.out, ch);
             }
-            'k' if self.named => return None, // a named backreference (or a SyntaxError)
+            'k' if !self.names.is_empty() => {
+                // A named backreference; anything but `<` + a defined name is a SyntaxError.
+                if self.peek(0) != Some('<') {
+                    return None;
+                }
+                let rest = &self.chars[self.i + 1..];
+                let len = rest.iter().position(|&c| c == '>')?;
+                let name: String = rest[..len].iter().collect();
+                let n = self.names.iter().find(|(m, _)| *m == name)?.1;
+                self.i += len + 2;
+                return self.backreference(n);
+            }
             c => push_literal(&mut self.out, c), // identity escape: `\a` is `a`, `\/` is `/`
         }
         Some(())
@@ -1184,7 +1578,7 @@ impl Translator<'_> {
                 self.i -= 1;
                 self.legacy_octal()
             }
-            'k' if self.named => return None,
+            'k' if !self.names.is_empty() => return None,
             other => other, // identity escape, `\8`, `\9`, `\B`, `\-`, `\]`…
         }))
     }
@@ -1242,11 +1636,25 @@ impl Translator<'_> {
 
     /// A group opened by `(?` (`self.i` at the `?`): non-capturing and named groups pass, look-around and
     /// anything else JS would reject does not.
-    fn group_prefix(&mut self, names: &mut Vec<String>) -> Option<()> {
+    fn group_prefix(&mut self, names: &mut Vec<String>) -> Option<Open> {
+        let start = self.out.len();
         match (self.peek(1), self.peek(2)) {
             (Some(':'), _) => {
                 self.out.push_str("(?:");
                 self.i += 2;
+            }
+            (Some('=' | '!'), _) | (Some('<'), Some('=' | '!')) => {
+                self.backtracking_only()?;
+                let behind = self.peek(1) == Some('<');
+                let len = if behind { 3 } else { 2 };
+                self.out.push('(');
+                self.out.extend(&self.chars[self.i..self.i + len]);
+                self.i += len;
+                return Some(if behind {
+                    Open::LookBehind
+                } else {
+                    Open::LookAhead(start)
+                });
             }
             (Some('<'), Some(c2)) if c2 != '=' && c2 != '!' => {
                 // Named group: JS rejects bad or duplicate names; the name itself does not
@@ -1268,10 +1676,10 @@ impl Translator<'_> {
                 self.out.push('(');
                 self.i = start + len + 1;
             }
-            // Look-ahead, look-behind, or group syntax JavaScript rejects (`(?i)`…).
+            // Group syntax JavaScript rejects (`(?i)`…).
             _ => return None,
         }
-        Some(())
+        Some(Open::Group)
     }
 }
 
@@ -1287,25 +1695,90 @@ enum Last {
     Quantifier,
     /// A lazy quantifier: nothing more may follow.
     Lazy,
+    /// A look-ahead, which Annex B lets be quantified (starting at this output position).
+    LookAhead(usize),
+    /// A quantifier on a look-ahead, already folded into it: only a lazy `?` may follow.
+    FoldedQuantifier,
+}
+
+/// Group nesting allowed (deeper patterns are not run: both engines' parsers recurse).
+const NEST_LIMIT: usize = 64;
+
+/// The smallest repetition count of quantifier `q` (`*`, `+`, `?` or `{…}` text).
+fn quantifier_min(q: &[char]) -> u64 {
+    match q.first() {
+        Some('+') => 1,
+        Some('{') => q[1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .try_fold(0u64, |acc, d| {
+                acc.checked_mul(10)?.checked_add(u64::from(d.to_digit(10)?))
+            })
+            .unwrap_or(u64::MAX),
+        _ => 0,
+    }
+}
+
+/// Whether counted quantifier text `{n,m}` has `n > m` (a SyntaxError in JS).
+fn quantifier_out_of_order(q: &[char]) -> bool {
+    let text: String = q.iter().collect();
+    let Some((lo, hi)) = text
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .split_once(',')
+    else {
+        return false;
+    };
+    let num = |s: &str| {
+        let digits = s.trim_start_matches('0');
+        // Compare as decimal strings: the counts may not fit any integer type.
+        (digits.len(), digits.to_string())
+    };
+    !hi.is_empty() && num(lo) > num(hi)
 }
 
 /// Translates an ECMAScript pattern (Annex B, non-Unicode mode) into `regex` syntax, in linear
 /// time. `None` when the pattern needs backtracking or is invalid in JavaScript.
-fn translate_js_regex(pattern: &str) -> Option<String> {
+fn translate_js_regex(pattern: &str, backtracking: bool) -> Result<String, Reject> {
     // Work on UTF-16 code units, as a non-Unicode JS pattern does.
     let mut chars: Vec<char> = Vec::with_capacity(pattern.len());
     for c in pattern.chars() {
         push_units(&mut chars, c);
     }
-    let (groups, named) = count_groups(&chars);
+    let (groups, names) = scan_groups(&chars);
     let mut t = Translator {
         chars: &chars,
         i: 0,
         groups,
-        named,
+        names,
+        backtracking,
+        needs_backtracking: false,
+        too_deep: false,
         out: String::with_capacity(pattern.len() + 16),
     };
+    match translate_into(&mut t) {
+        Some(()) => Ok(t.out),
+        None if t.needs_backtracking => Err(Reject::NeedsBacktracking),
+        None if t.too_deep => Err(Reject::TooDeep),
+        None => Err(Reject::Invalid),
+    }
+}
+
+/// Why a pattern was not translated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reject {
+    /// Look-around or backreferences: the linear-time engine cannot run it.
+    NeedsBacktracking,
+    /// JavaScript rejects the pattern (a SyntaxError).
+    Invalid,
+    /// Groups nested deeper than [`NEST_LIMIT`].
+    TooDeep,
+}
+
+fn translate_into(t: &mut Translator<'_>) -> Option<()> {
+    let chars = t.chars;
     let mut names: Vec<String> = Vec::new();
+    let mut open: Vec<Open> = Vec::new();
     let mut last = Last::Nothing;
     while let Some(c) = t.peek(0) {
         t.i += 1;
@@ -1316,14 +1789,32 @@ fn translate_js_regex(pattern: &str) -> Option<String> {
             _ => None,
         };
         if let Some(len) = quantifier {
+            let q = &chars[t.i - 1..t.i + len];
+            t.i += len;
+            if quantifier_out_of_order(q) {
+                return None;
+            }
             match (last, c) {
                 (Last::Atom, _) => last = Last::Quantifier,
                 (Last::Quantifier, '?') => last = Last::Lazy,
+                (Last::FoldedQuantifier, '?') => {
+                    last = Last::Lazy;
+                    continue;
+                }
+                (Last::LookAhead(at), _) => {
+                    // Annex B: a quantified look-ahead. Its body matches the empty string, so
+                    // with a minimum of 0 ECMAScript's empty-iteration check skips it
+                    // altogether (its groups stay unset), and otherwise it runs once.
+                    if quantifier_min(q) == 0 {
+                        t.out.insert_str(at, r"(?:[^\s\S]");
+                        t.out.push_str("|)");
+                    }
+                    last = Last::FoldedQuantifier;
+                    continue;
+                }
                 _ => return None, // nothing to repeat
             }
-            t.out.push(c);
-            t.out.extend(&chars[t.i..t.i + len]);
-            t.i += len;
+            t.out.extend(q);
             continue;
         }
         last = match c {
@@ -1341,16 +1832,25 @@ fn translate_js_regex(pattern: &str) -> Option<String> {
                 Last::Atom
             }
             '(' => {
-                if t.peek(0) == Some('?') {
-                    t.group_prefix(&mut names)?;
+                if open.len() >= NEST_LIMIT {
+                    t.too_deep = true;
+                    return None;
+                }
+                open.push(if t.peek(0) == Some('?') {
+                    t.group_prefix(&mut names)?
                 } else {
                     t.out.push('(');
-                }
+                    Open::Group
+                });
                 Last::Nothing
             }
             ')' => {
                 t.out.push(')');
-                Last::Atom
+                match open.pop()? {
+                    Open::Group => Last::Atom,
+                    Open::LookAhead(at) => Last::LookAhead(at),
+                    Open::LookBehind => Last::Nothing,
+                }
             }
             '|' | '^' | '$' => {
                 t.out.push(c);
@@ -1363,7 +1863,7 @@ fn translate_js_regex(pattern: &str) -> Option<String> {
             }
         };
     }
-    Some(t.out)
+    open.is_empty().then_some(())
 }
 
 #[cfg(test)]
@@ -1592,15 +2092,14 @@ mod tests {
         assert!(re("^[\\d-z]+$", "5-z") && !re("^[\\d-z]$", "y")); // Annex B: literal dash
         assert!(re("#", "#") && re("a&b", "a&b"));
         assert!(re("ABC", "xabcx")); // value lower-cased, pattern case-insensitive
-        // Not supported or invalid: false whether negated or not.
+        // Invalid in JS, or beyond the engine's limits: false whether negated or not.
         for p in [
-            "(a)\\1",
-            "(?<n>a)\\k<n>",
-            "a(?=b)",
-            "a(?!b)",
-            "(?<=a)b",
-            "(?<!a)b",
             "(",
+            ")",
+            "(?<=a)*b",
+            "a{2,1}",
+            "(?<n>a)\\k<m>",
+            "(?<n>a)\\k",
             "[a",
             "a\\",
             "(?i)a",
@@ -1627,18 +2126,101 @@ mod tests {
             {"key": "k", "matching": {"match_type": "regexMatches", "negated": false}, "value": "(x)\\1"},
             {"key": "k", "matching": {"match_type": "regexMatches", "negated": false}, "value": "x+"}
         ]}]}]}));
-        assert_eq!(rs.unsupported_patterns(), vec!["(x)\\1"]);
+        assert!(rs.unsupported_patterns().is_empty());
+        assert_eq!(
+            rs.regex_concerns(),
+            vec![("(x)\\1", RegexConcern::Backtracking)]
+        );
+    }
+
+    #[test]
+    fn backtracking_constructs() {
+        // Look-ahead and look-behind.
+        assert!(re("^(?!free)", "paid") && !re("^(?!free)", "Free trial"));
+        assert!(re("^(?=.*e).+$", "hello") && !re("^(?=.*e).+$", "world"));
+        assert!(re("(?<=\\$)\\d+", "cost $12") && !re("(?<=\\$)\\d+", "cost 12"));
+        assert!(re("(?<!x)y", "ay") && !re("(?<!x)y", "xy"));
+        assert!(re("(?<=a+)b", "aaab")); // variable-length look-behind
+        // Backreferences, numbered and named, case-insensitive.
+        assert!(re("(.)\\1", "aa") && !re("(.)\\1", "ab"));
+        assert!(re("(?<c>.)\\k<c>", "xyyz") && !re("(?<c>.)\\k<c>", "xyz"));
+        assert!(re("^(A)\\1$", "aA"));
+        // A group that has not captured matches the empty string.
+        assert!(re("(a)?\\1b", "b") && re("\\1(a)", "a") && re("(a)|\\1x", "x"));
+        // Annex B: a quantified look-ahead.
+        assert!(re("^(?=a)*b", "b") && re("^(?=a)+a", "a") && !re("^(?=a)+b", "b"));
+        assert!(re("^(?=a)*?b", "b"));
+        // \\b and \\w stay ASCII on the backtracking engine too.
+        assert!(re("\\bfoo\\b(?=!)", "a foo!") && !re("\\bfoo\\b(?=!)", "afoo!"));
+        assert!(!re("(?=x)|\\bé", "é") && re("(?=x)|\\Bé", "é"));
+        // Astral characters are two code units there as well.
+        assert!(re("^(?=.)..$", "😀") && !re("^(?=.).$", "😀"));
+        // Negation applies normally.
+        assert!(c("regexMatches", json!("free"), json!("^(?!free)"), true));
+    }
+
+    #[test]
+    fn hostile_patterns_stay_within_the_budget() {
+        let big = "ab".repeat(1 << 19); // 1 MiB
+        for pattern in ["[ab]*a[ab]{3000}[^ab]", "[ab]*a[ab]{10000}[^ab]"] {
+            let run = regex_test(pattern, &big);
+            assert_eq!(run.outcome, RegexOutcome::OverBudget, "{pattern}");
+            assert!(run.work <= REGEX_WORK_BUDGET, "{pattern}: {}", run.work);
+        }
+        // 100 KB through a rule: over budget is false, negated or not, and counted.
+        let rs = tree(json!([
+            rule(
+                "k",
+                "regexMatches",
+                json!(false),
+                json!("[ab]*a[ab]{3000}[^ab]")
+            ),
+            rule(
+                "k",
+                "regexMatches",
+                json!(true),
+                json!("[ab]*a[ab]{3000}[^ab]")
+            )
+        ]));
+        let d = data(json!({"k": "ab".repeat(50_000)}));
+        assert_eq!(rs.evaluate(&d), RuleOutcome::NotMatched);
+        assert_eq!(
+            rs.regex_over_budget(),
+            vec![("[ab]*a[ab]{3000}[^ab]", 1), ("[ab]*a[ab]{3000}[^ab]", 1)]
+        );
+        // The same pattern on a short value runs, and its size is reported.
+        let run = regex_test("[ab]*a[ab]{3000}[^ab]", &format!("a{}x", "b".repeat(3000)));
+        assert_eq!(run.outcome, RegexOutcome::Matched);
+        assert!(run.work > 0 && run.work <= REGEX_WORK_BUDGET);
+        assert!(matches!(
+            Pattern::compile("[ab]*a[ab]{3000}[^ab]").concern(),
+            Some(RegexConcern::LargeProgram { .. })
+        ));
+        assert_eq!(Pattern::compile("^/shop/.*").concern(), None);
+        // Exponential backtracking stops at the step limit.
+        let run = regex_test("^(?=(a|a)*\\1b)", &"a".repeat(64));
+        assert_eq!(run.outcome, RegexOutcome::OverBudget);
+        assert!(run.work <= (REGEX_BACKTRACK_LIMIT + 64) as u64);
+        // Backtracking on a long input is refused before running.
+        let run = regex_test("(.)\\1", &"ab".repeat(REGEX_BACKTRACK_MAX_INPUT));
+        assert_eq!(
+            run,
+            RegexRun {
+                outcome: RegexOutcome::OverBudget,
+                work: 0
+            }
+        );
     }
 
     #[test]
     fn group_counting() {
         assert_eq!(
-            count_groups(&"(a)(?:b)(?<n>c)[(](?=d)\\(".chars().collect::<Vec<_>>()),
-            (2, true)
+            scan_groups(&"(a)(?:b)(?<n>c)[(](?=d)\\(".chars().collect::<Vec<_>>()),
+            (2, vec![("n".to_string(), 2)])
         );
         assert_eq!(
-            count_groups(&"[]](a)".chars().collect::<Vec<_>>()),
-            (1, false)
+            scan_groups(&"[]](a)".chars().collect::<Vec<_>>()),
+            (1, vec![])
         );
     }
 

@@ -180,9 +180,12 @@ impl Shared {
 
     /// Installs a config; fires `ready` the first time and `config.updated` when it changed.
     pub fn install(&self, config: ProjectConfig) {
-        for (place, pattern) in config.unsupported_regex_patterns() {
+        for w in config.regex_warnings() {
             log::warn!(
-                "convert: {place}: regexMatches pattern {pattern:?} needs backtracking (backreferences or look-around); this rule never matches"
+                "convert: {}: regexMatches pattern {:?}: {}",
+                w.place,
+                w.pattern,
+                w.concern
             );
         }
         let changed = {
