@@ -272,6 +272,81 @@ function write(name, request, dir = OUT) {
   write('engine-ops', { captureTracking: false, cases });
 }
 
+// 7b. regexMatches with ECMAScript semantics (SPEC Part A Q28): look-ahead, look-behind,
+// backreferences (numbered, named, to a group that has not captured), Annex B syntax, the `i`
+// flag on a lower-cased value, UTF-16 code units, patterns JavaScript rejects; then the same
+// constructs in site areas, locations, audiences, custom segments and goal rules. Left out: a
+// backreference to a group of a quantified group that a later iteration skips (`^(?:(a)|b)+\1$` on
+// "abab"): JS resets the group, the backtracking engine keeps it (docs/differences-from-js.md).
+{
+  const compares = [
+    ['Free trial', '^(?!free)', false], ['paid plan', '^(?!free)', false], ['free', '^(?!free)', true],
+    ['hello', '^(?=.*e).+$', false], ['world', '^(?=.*e).+$', false], ['world', '^(?=.*e).+$', true],
+    ['aa', '(.)\\1', false], ['ab', '(.)\\1', false], ['ab', '(.)\\1', true], ['Book', '(.)\\1', false],
+    ['cost $12', '(?<=\\$)\\d+', false], ['cost 12', '(?<=\\$)\\d+', false], ['xy', '(?<!x)y', false], ['ay', '(?<!x)y', false],
+    ['aaab', '(?<=a+)b', false], ['xaab', '(?<=^xa{2})b', false], ['xyyz', '(?<c>.)\\k<c>', false], ['xyz', '(?<c>.)\\k<c>', false],
+    ['aA', '^(A)\\1$', false], ['ΣΣ', '^(.)\\1$', false], ['b', '(a)?\\1b', false], ['a', '\\1(a)', false], ['x', '(a)|\\1x', false],
+    ['b', '^(?=a)*b', false], ['a', '^(?=a)+a', false], ['b', '^(?=a)+b', false],
+    ['b', '^(?=a)*?b', false], ['a foo!', '\\bfoo\\b(?=!)', false], ['afoo!', '\\bfoo\\b(?=!)', false], ['é', '(?=x)|\\Bé', false],
+    ['😀', '^(?=.)..$', false], ['😀', '^(?=.).$', false], ['a]', 'a(?=]$)', false], ['a{,2}', '(?=a)a{,2}', false],
+    ['ſ', '(?=s)', false], ['\\c', '^(?=\\\\)\\c$', false], ['a1', '(?=\\w)\\1', false], ['a\u0001', '(a)(?=\\1)', false],
+    ['Order-123', '^(?!.*test)order-(\\d)\\d*$', false], [12321, '^(\\d)(\\d)\\d\\2\\1$', false], [true, '^(?=t)true$', false],
+  ];
+  const cases = compares.map(([value, testAgainst, negation], i) =>
+    ({ id: `regex-${i}`, op: 'compare', method: 'regexMatches', value, testAgainst, negation }));
+  // Patterns JavaScript rejects: the raw comparator throws, so they go through the rule engine,
+  // where the rule is false whether negated or not.
+  const rejected = [
+    ['aab', '(?<=a)*b', false], ['aab', '(?<=a)*b', true], ['aa', 'a{2,1}', false], ['aa', 'a{2,1}', true],
+    ['ab', '(?<n>a)\\k<m>', true], ['ab', '(?<n>a)\\k', true], ['ab', '(a))', true], ['ab', '(?<n>a)(?<n>b)', true],
+  ];
+  rejected.forEach(([value, pattern, negated], i) => cases.push({
+    id: `regex-rejected-${i}`, op: 'ruleMatch', data: { v: value }, ruleSet: tree([[rule('v', 'regexMatches', pattern, negated)]]),
+  }));
+  cases.push({ id: 'regex-tree', op: 'ruleMatch', data: { a: 'Hello', b: 'xx' },
+    ruleSet: tree([[rule('a', 'regexMatches', '^(?!h)', false)], [rule('b', 'regexMatches', '(x)\\1', false)]],
+      [[rule('a', 'regexMatches', '(?<=l)l', false)], [rule('b', 'regexMatches', '^(?!(.)\\1)', true)]]) });
+  const audiences = [
+    { id: '941', key: 'not-free', type: 'transient', rules: tree([[rule('plan', 'regexMatches', '^(?!free)')]]) },
+    { id: '942', key: 'doubled', type: 'permanent', rules: tree([[rule('code', 'regexMatches', '(.)\\1')]]) },
+  ];
+  const segments = [{ id: '943', key: 'e-names', name: 'E names', rules: tree([[rule('name', 'regexMatches', '^(?=.*e).+$')]]) }];
+  const locations = [
+    { id: '944', key: 'shop-not-admin', name: 'Shop', rules: tree([[rule('url', 'regexMatches', '^(?!.*/admin)(?=.*/shop)', false, 'url')]]) },
+  ];
+  const v = (id) => [{ id: `${id}1`, key: 'control', traffic_allocation: 50 }, { id: `${id}2`, key: 'treatment', traffic_allocation: 50 }];
+  const experiences = [
+    Object.assign({ id: '940001', key: 're-audience', type: 'a/b_fullstack', audiences: ['941'], variations: v('94001') }, opts),
+    Object.assign({ id: '940002', key: 're-permanent', type: 'a/b_fullstack', audiences: ['942'], variations: v('94002') }, opts),
+    Object.assign({ id: '940003', key: 're-location', type: 'a/b_fullstack', locations: ['944'], variations: v('94003') }, opts),
+    Object.assign({ id: '940004', key: 're-site-area', type: 'a/b_fullstack', site_area: tree([[rule('url', 'regexMatches', '(?<=//)shop\\.', false, 'url')]]), variations: v('94004') }, opts),
+    Object.assign({ id: '940005', key: 're-segment', type: 'a/b_fullstack', audiences: ['943'], variations: v('94005') }, opts),
+  ];
+  const goals = [{ id: '945', key: 're-goal', name: 'Regex goal', type: 'advanced', rules: tree([[rule('action', 'regexMatches', '^(?!test)(\\w)\\w*\\1$')]]) }];
+  const L = (url) => ({ url });
+  cases.push(
+    { id: 're-audience-hit', op: 'runExperience', visitorId: 'r-1', key: 're-audience', attributes: { plan: 'Pro' }, locationProperties: {} },
+    { id: 're-audience-miss', op: 'runExperience', visitorId: 'r-2', key: 're-audience', attributes: { plan: 'FREE-tier' }, locationProperties: {} },
+    { id: 're-permanent-first', op: 'runExperience', visitorId: 'r-3', key: 're-permanent', attributes: { code: 'xyyz' }, locationProperties: {} },
+    { id: 're-permanent-sticky', op: 'runExperience', visitorId: 'r-3', key: 're-permanent', attributes: { code: 'xyz' }, locationProperties: {} },
+    { id: 're-permanent-miss', op: 'runExperience', visitorId: 'r-4', key: 're-permanent', attributes: { code: 'xyz' }, locationProperties: {} },
+    { id: 're-location-hit', op: 'runExperience', visitorId: 'r-5', key: 're-location', locationProperties: L('https://x.example/shop/item') },
+    { id: 're-location-admin', op: 'runExperience', visitorId: 'r-6', key: 're-location', locationProperties: L('https://x.example/admin/shop') },
+    { op: 'getVisitorData', visitorId: 'r-5' },
+    { id: 're-site-area-hit', op: 'runExperience', visitorId: 'r-7', key: 're-site-area', locationProperties: L('HTTPS://SHOP.example/') },
+    { id: 're-site-area-miss', op: 'runExperience', visitorId: 'r-8', key: 're-site-area', locationProperties: L('https://myshop.example/') },
+    { id: 're-segment-before', op: 'runExperience', visitorId: 'r-9', key: 're-segment', locationProperties: {} },
+    { id: 're-segments', op: 'runCustomSegments', visitorId: 'r-9', segmentKeys: ['e-names'], ruleData: { name: 'Steve' } },
+    { id: 're-segments-miss', op: 'runCustomSegments', visitorId: 'r-10', segmentKeys: ['e-names'], ruleData: { name: 'Otto' } },
+    { id: 're-goal-hit', op: 'trackConversion', visitorId: 'r-11', key: 're-goal', ruleData: { action: 'Stats' } },
+    { id: 're-goal-miss', op: 'trackConversion', visitorId: 'r-12', key: 're-goal', ruleData: { action: 'testt' } },
+  );
+  write('regex-semantics', {
+    config: base({ experiences, audiences, segments, locations, goals }),
+    state: 'shared', captureTracking: true, cases,
+  });
+}
+
 // 8. Informative only (tests/golden/informative/, not compared): experiences with `version` > 11,
 // numeric or string. convert-rs uses the anchored layout there (contract "v12"); 4.4.3 has no
 // anchored layout and still walks the packed one, so these outputs record what the published SDK
