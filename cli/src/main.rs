@@ -80,7 +80,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let request: Value = match serde_json::from_str(&text) {
+            let request: Value = match convert_core::js::json_parse(&text) {
                 Ok(v) => v,
                 Err(e) => {
                     eprintln!("convert {cmd}: the request is not valid JSON: {e}");

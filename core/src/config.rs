@@ -299,9 +299,10 @@ fn resolve_ids(items: &[Value], wanted: &[Value]) -> Vec<usize> {
 
 impl ProjectConfig {
     /// Parses a config from JSON text: either the project config itself or the envelope
-    /// `{"environment": ..., "data": {...}}`.
+    /// `{"environment": ..., "data": {...}}`. The text is read as `JSON.parse` reads it: a lone
+    /// surrogate escape (`"\ud800"`) is accepted and becomes U+FFFD ([`js::json_parse`]).
     pub fn from_json(text: &str) -> Result<ProjectConfig, ConfigError> {
-        let v: Value = serde_json::from_str(text).map_err(|e| ConfigError::Json(e.to_string()))?;
+        let v: Value = js::json_parse(text).map_err(|e| ConfigError::Json(e.to_string()))?;
         ProjectConfig::from_value(v)
     }
 
@@ -770,6 +771,16 @@ mod tests {
 
     fn base() -> Value {
         json!({"account_id": "1", "project": {"id": "2"}})
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_load_as_json_parse_reads_them() {
+        let text = r#"{"account_id": "1", "project": {"id": "2", "name": "a\ud800b"},
+            "experiences": [{"id": "7", "key": "k\uDC00", "variations": []}]}"#;
+        let c = ProjectConfig::from_json(text);
+        assert!(c.is_ok(), "{:?}", c.err());
+        let c = c.ok();
+        assert!(c.is_some_and(|c| c.experience_by_key("k\u{fffd}").is_some()));
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! * truthiness — [`truthy`]; strict equality `===` — [`strict_equals`];
 //! * `parseInt(s)` / `parseFloat(s)` — [`parse_int`], [`parse_float`];
 //! * `String.prototype.trim` / `toLowerCase` — [`js_trim`], [`js_lowercase`];
-//! * `JSON.stringify` with JavaScript's property order and number formatting — [`json_stringify`].
+//! * `JSON.stringify` with JavaScript's property order and number formatting — [`json_stringify`];
+//! * `JSON.parse`'s acceptance of lone surrogate escapes — [`json_parse`].
 //!
 //! JSON numbers may be held by `serde_json` as `i64`, `u64` or `f64`; JavaScript has only
 //! doubles, so every number is first converted to `f64` (rounding to nearest, exactly as a JS
@@ -592,6 +593,70 @@ pub fn number_value(n: f64) -> Value {
     Number::from_f64(n).map_or(Value::Null, Value::Number)
 }
 
+/// Parses JSON text as `JSON.parse` accepts it: like [`serde_json::from_str`], except that a
+/// lone UTF-16 surrogate escape (`"\ud800"`, a `\uDC00` without a high surrogate before it) is
+/// accepted. JavaScript keeps such a string's lone code unit; a Rust string cannot hold one, so it
+/// becomes U+FFFD (see [`replace_lone_surrogate_escapes`] for where that can change an outcome).
+pub fn json_parse(text: &str) -> Result<Value, serde_json::Error> {
+    serde_json::from_str(&replace_lone_surrogate_escapes(text))
+}
+
+/// `text` with every lone surrogate escape (`\uD800`–`\uDFFF` not part of a high + low pair)
+/// replaced by `\uFFFD`; borrowed, after one scan, when there is none (the common case).
+///
+/// Where U+FFFD can differ from the lone code unit JavaScript keeps: `equals`/`contains`/
+/// `startsWith`/`endsWith`/`isIn` against a value holding U+FFFD (true here, false in JS) or
+/// against half of an astral character (JS can match it, the replacement cannot); `less` /
+/// `lessEqual` against characters from U+E000 to U+FFFC (the lone unit sorts below them, U+FFFD
+/// above); a `regexMatches` pattern holding the raw unit (not the `\\uD800` regex escape, which
+/// is unaffected); and an id or key hashed for bucketing or sent in a payload.
+pub fn replace_lone_surrogate_escapes(text: &str) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    // `\uD` then 8-F: a surrogate escape (JSON allows either case for the hex digits).
+    let surrogate_at = |i: usize| -> Option<bool> {
+        let b = bytes.get(i..i + 6)?;
+        if b[0] != b'\\' || b[1] != b'u' || !matches!(b[2], b'd' | b'D') {
+            return None;
+        }
+        let third = b[3].to_ascii_lowercase();
+        if !(b[4].is_ascii_hexdigit() && b[5].is_ascii_hexdigit()) {
+            return None;
+        }
+        match third {
+            b'8' | b'9' | b'a' | b'b' => Some(true),  // high
+            b'c' | b'd' | b'e' | b'f' => Some(false), // low
+            _ => None,
+        }
+    };
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(pos) = text[from..].find('\\') {
+        let i = from + pos;
+        let next = match surrogate_at(i) {
+            // A pair: both escapes stay.
+            Some(true) if surrogate_at(i + 6) == Some(false) => i + 12,
+            Some(_) => {
+                let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                o.push_str(&text[copied..i]);
+                o.push_str("\\uFFFD");
+                copied = i + 6;
+                i + 6
+            }
+            // Any other escape: skip the backslash and the escaped character.
+            None => i + 2,
+        };
+        from = next.min(text.len());
+    }
+    match out {
+        None => Cow::Borrowed(text),
+        Some(mut o) => {
+            o.push_str(&text[copied..]);
+            Cow::Owned(o)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -780,5 +845,28 @@ mod tests {
         assert_eq!(number_value(f64::INFINITY), json!(null));
         assert_eq!(number_value(3.9), json!(3.9));
         assert_eq!(number_value(1e300), json!(1e300));
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_parse_like_json_parse() {
+        let v = json_parse(
+            r#"{"a":"x\ud800y","b":"\uDC00","c":"\ud83d\ude00","d":"\\ud800","e":"\ud83d"}"#,
+        )
+        .unwrap_or(Value::Null);
+        assert_eq!(v["a"], "x\u{fffd}y");
+        assert_eq!(v["b"], "\u{fffd}");
+        assert_eq!(v["c"], "😀");
+        assert_eq!(v["d"], "\\ud800"); // an escaped backslash, not an escape
+        assert_eq!(v["e"], "\u{fffd}");
+        assert!(serde_json::from_str::<Value>(r#""\ud800""#).is_err());
+        assert!(matches!(
+            replace_lone_surrogate_escapes(r#"{"a":"\n\u00e9"}"#),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            json_parse(r#"["\udc00\ud800\udc00\ud800"]"#).unwrap_or(Value::Null),
+            serde_json::json!(["\u{fffd}𐀀\u{fffd}"])
+        );
+        assert!(json_parse("{").is_err());
     }
 }

@@ -347,6 +347,27 @@ function write(name, request, dir = OUT) {
   });
 }
 
+// 7c. A config holding lone surrogate escapes (SPEC Part A Q29): `JSON.parse` accepts them, so
+// the config loads and decides. The request is written with the escapes kept as text; they sit
+// where they cannot reach an answer (names, a rule value in a branch that does not decide).
+{
+  const experiences = [Object.assign({
+    id: '930001', key: 'lone-surrogates', name: 'Name LONE_HIGH here', type: 'a/b_fullstack', audiences: ['931'],
+    variations: [{ id: '930011', key: 'control', name: 'LONE_LOW', traffic_allocation: 50 }, { id: '930012', key: 'treatment', traffic_allocation: 50 }],
+  }, opts)];
+  const audiences = [{ id: '931', key: 'any-plan', name: 'LONE_HIGH', type: 'transient',
+    rules: tree([[rule('plan', 'equals', 'pro'), rule('plan', 'contains', 'xLONE_HIGH')]]) }];
+  const cases = [
+    { id: 'lone-hit', op: 'runExperience', visitorId: 's-1', key: 'lone-surrogates', attributes: { plan: 'Pro' }, locationProperties: {} },
+    { id: 'lone-miss', op: 'runExperience', visitorId: 's-2', key: 'lone-surrogates', attributes: { plan: 'basic' }, locationProperties: {} },
+    { id: 'lone-hit-2', op: 'runExperience', visitorId: 's-3', key: 'lone-surrogates', attributes: { plan: 'pro' }, locationProperties: {} },
+  ];
+  fs.mkdirSync(OUT, { recursive: true });
+  const text = format({ config: base({ experiences, audiences }), captureTracking: false, cases })
+    .split('LONE_HIGH').join('\\ud800').split('LONE_LOW').join('\\uDC00');
+  fs.writeFileSync(path.join(OUT, 'lone-surrogates.request.json'), text);
+}
+
 // 8. Informative only (tests/golden/informative/, not compared): experiences with `version` > 11,
 // numeric or string. convert-rs uses the anchored layout there (contract "v12"); 4.4.3 has no
 // anchored layout and still walks the packed one, so these outputs record what the published SDK
