@@ -227,41 +227,152 @@ impl<T> From<Vec<T>> for Small<T> {
     }
 }
 
-/// A small insertion-ordered map (experience id → variation id, goal key → `true`). Visitor records
-/// hold a handful of entries, so a list beats a hash map in both time and memory.
-#[derive(Debug, Clone, Default)]
-struct Entries(Small<(Str, StoredValue)>);
+#[cfg(test)]
+thread_local! {
+    /// Key comparisons made by [`Entries`] lookups on this thread (a test hook).
+    static KEY_COMPARISONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
 
-impl Entries {
-    fn get(&self, key: &str) -> Option<&StoredValue> {
-        self.0
-            .as_slice()
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+/// Whether a stored key is `key`; counted in tests.
+#[inline]
+fn key_eq(stored: &str, key: &str) -> bool {
+    #[cfg(test)]
+    KEY_COMPARISONS.with(|c| c.set(c.get() + 1));
+    stored == key
+}
+
+/// Above this many entries a map is indexed by a hash table (a list is faster below it).
+const HASHED_ABOVE: usize = 8;
+
+/// An insertion-ordered map (experience id → variation id, goal key → `true`). Visitor records
+/// hold a handful of entries, kept in a list (one inline): faster and smaller than a hash map.
+/// A record with many entries (a visitor in thousands of experiences) gets an index, so that
+/// every lookup and insert stays O(1) and a decision over n experiences O(n).
+#[derive(Debug, Clone)]
+enum Entries {
+    /// Up to [`HASHED_ABOVE`] entries (more only transiently), searched in order.
+    List(Small<(Str, StoredValue)>),
+    /// More entries, in order, with a hash index into them.
+    Hashed(Box<Hashed>),
+}
+
+/// The entries of a large map, in insertion order, and an index of their positions by key hash.
+/// Entries are never removed, so positions never move.
+#[derive(Debug, Clone)]
+struct Hashed {
+    items: Vec<(Str, StoredValue)>,
+    index: hashbrown::HashTable<u32>,
+    state: foldhash::fast::RandomState,
+}
+
+impl Hashed {
+    fn new(items: Vec<(Str, StoredValue)>) -> Self {
+        let mut h = Hashed {
+            index: hashbrown::HashTable::with_capacity(items.len() * 2),
+            items: Vec::with_capacity(items.len() * 2),
+            state: foldhash::fast::RandomState::default(),
+        };
+        for (k, v) in items {
+            h.push(k, v);
+        }
+        h
     }
 
-    /// Inserts or replaces; returns whether the map changed.
-    fn insert(&mut self, key: Str, value: StoredValue) -> bool {
-        match self.0.as_mut_slice().iter_mut().find(|(k, _)| *k == key) {
-            Some((_, slot)) if *slot == value => false,
-            Some((_, slot)) => {
-                *slot = value;
-                true
-            }
-            None => {
-                self.0.push((key, value));
-                true
-            }
+    fn hash(&self, key: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.state, key)
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        let items = &self.items;
+        self.index
+            .find(self.hash(key), |&i| {
+                items.get(i as usize).is_some_and(|(k, _)| key_eq(k, key))
+            })
+            .map(|&i| i as usize)
+    }
+
+    /// Appends an entry whose key is not in the map.
+    fn push(&mut self, key: Str, value: StoredValue) {
+        let Ok(i) = u32::try_from(self.items.len()) else {
+            return; // Over 4 billion entries in one record: nothing more is kept.
+        };
+        let hash = self.hash(&key);
+        self.items.push((key, value));
+        let (items, state) = (&self.items, &self.state);
+        self.index.insert_unique(hash, i, |&j| {
+            items.get(j as usize).map_or(0, |(k, _)| {
+                std::hash::BuildHasher::hash_one(state, k.as_str())
+            })
+        });
+    }
+}
+
+impl Default for Entries {
+    fn default() -> Self {
+        Entries::List(Small::default())
+    }
+}
+
+impl Entries {
+    fn as_slice(&self) -> &[(Str, StoredValue)] {
+        match self {
+            Entries::List(l) => l.as_slice(),
+            Entries::Hashed(h) => &h.items,
         }
     }
 
+    fn as_mut_slice(&mut self) -> &mut [(Str, StoredValue)] {
+        match self {
+            Entries::List(l) => l.as_mut_slice(),
+            Entries::Hashed(h) => &mut h.items,
+        }
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        match self {
+            Entries::List(l) => l.as_slice().iter().position(|(k, _)| key_eq(k, key)),
+            Entries::Hashed(h) => h.position(key),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&StoredValue> {
+        let i = self.position(key)?;
+        self.as_slice().get(i).map(|(_, v)| v)
+    }
+
+    /// Inserts or replaces (a replaced entry keeps its position); returns whether the map
+    /// changed.
+    fn insert(&mut self, key: Str, value: StoredValue) -> bool {
+        if let Some(i) = self.position(&key) {
+            return match self.as_mut_slice().get_mut(i) {
+                Some((_, slot)) if *slot != value => {
+                    *slot = value;
+                    true
+                }
+                _ => false,
+            };
+        }
+        match self {
+            Entries::List(l) if l.as_slice().len() >= HASHED_ABOVE => {
+                let mut items = match std::mem::take(l) {
+                    Small::One(only) => vec![only],
+                    Small::Many(v) => v,
+                };
+                items.push((key, value));
+                *self = Entries::Hashed(Box::new(Hashed::new(items)));
+            }
+            Entries::List(l) => l.push((key, value)),
+            Entries::Hashed(h) => h.push(key, value),
+        }
+        true
+    }
+
     fn iter(&self) -> impl Iterator<Item = (&str, &StoredValue)> {
-        self.0.as_slice().iter().map(|(k, v)| (k.as_str(), v))
+        self.as_slice().iter().map(|(k, v)| (k.as_str(), v))
     }
 
     fn len(&self) -> usize {
-        self.0.as_slice().len()
+        self.as_slice().len()
     }
 
     fn to_map(&self) -> Map<String, Value> {
@@ -720,6 +831,73 @@ mod tests {
             Value::Object(m) => m,
             _ => Map::new(),
         }
+    }
+
+    /// Key comparisons made to insert `n` bucketing entries and then look each one up.
+    fn comparisons_for(n: usize) -> u64 {
+        KEY_COMPARISONS.with(|c| c.set(0));
+        let mut d = StoreData::default();
+        for i in 0..n {
+            d.set_bucketing(format!("{}", 100_000 + i).as_str(), "v");
+        }
+        for i in 0..n {
+            assert_eq!(d.bucketed_variation(&format!("{}", 100_000 + i)), Some("v"));
+        }
+        KEY_COMPARISONS.with(std::cell::Cell::get)
+    }
+
+    #[test]
+    fn stored_bucketing_lookups_are_constant_per_entry() {
+        // 2n inserts and lookups: linear total work, a bounded number of comparisons each.
+        let (n, two_n) = (comparisons_for(2_000), comparisons_for(4_000));
+        assert!(
+            two_n <= 2 * n + n / 4,
+            "{n} comparisons at 2,000 entries, {two_n} at 4,000: not linear"
+        );
+        assert!(n <= 4 * 2 * 2_000, "{n} comparisons for 4,000 operations");
+        // The common case stays a short list.
+        assert!(comparisons_for(1) <= 2);
+    }
+
+    #[test]
+    fn large_maps_keep_json_order_and_bytes() {
+        // 40 entries (past the hashed threshold), the 3rd one repeated with a new value at the
+        // end, as another SDK could write it: first position, last value, as JSON.parse.
+        let entries: Vec<String> = (0..40)
+            .map(|i| format!("\"{}\":\"v{i}\"", 500 - i))
+            .collect();
+        let input = format!(
+            r#"{{"bucketing":{{{},"498":"late"}},"goals":{{{}}}}}"#,
+            entries.join(","),
+            (0..20)
+                .map(|i| format!("\"g{i}\":true"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let expected = input
+            .replace(r#""498":"v2""#, r#""498":"late""#)
+            .replace(r#","498":"late"}"#, "}");
+        let d = StoreData::from_json(&input).unwrap_or_default();
+        assert_eq!(d.to_json(), expected);
+        assert_eq!(d.bucketed_variation("498"), Some("late"));
+        assert_eq!(d.bucketed_variation("461"), Some("v39"));
+        assert!(d.goal_triggered("g19") && !d.goal_triggered("g20"));
+        // Writes append in order; rewriting an entry keeps its place; equal records compare
+        // equal whatever their order or representation.
+        let mut built = StoreData::default();
+        for i in (0..40).rev() {
+            built.set_bucketing(format!("{}", 500 - i).as_str(), format!("v{i}").as_str());
+        }
+        assert!(built.set_bucketing("498", "late"));
+        assert!(!built.set_bucketing("498", "late"));
+        for i in 0..20 {
+            built.mark_goal(format!("g{i}").as_str());
+        }
+        assert_eq!(built, d);
+        assert_ne!(built.to_json(), d.to_json(), "same members, other order");
+        let mut other = d.clone();
+        assert!(other.set_bucketing("461", "changed"));
+        assert_ne!(other, d);
     }
 
     #[test]

@@ -9,6 +9,8 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BucketingAttributes {
     /// Visitor properties for audience rules (merged over the context's and the stored ones).
+    /// Entries over the visitor data limits ([`MAX_VISITOR_DATA_DEPTH`],
+    /// [`MAX_VISITOR_VALUE_BYTES`], [`MAX_VISITOR_DATA_BYTES`]) are dropped and logged.
     pub visitor_properties: Option<Map<String, Value>>,
     /// Location data for `site_area` and location rules. Absent means an empty map: experiences
     /// without location targeting run, others are evaluated against no data.
@@ -113,7 +115,8 @@ pub struct ConversionAttributes {
     /// without rules does not convert (as in the reference).
     pub rule_data: Option<Map<String, Value>>,
     /// `[{key, value}]` transaction data (`amount`, `productsCount`, `transactionId`,
-    /// `customDimension1..5`).
+    /// `customDimension1..5`). Entries over the visitor data limits ([`MAX_VISITOR_DATA_DEPTH`],
+    /// [`MAX_VISITOR_VALUE_BYTES`], [`MAX_VISITOR_DATA_BYTES`]) are dropped and logged.
     pub conversion_data: Vec<(String, Value)>,
     /// Send the transaction again even when the goal was already converted.
     pub force_multiple_transactions: bool,
@@ -152,21 +155,25 @@ impl ConversionAttributes {
         self
     }
 
+    /// The goal data sent with the conversion, without entries over the visitor data limits.
     pub(crate) fn goal_data(&self) -> Option<Value> {
-        if self.conversion_data.is_empty() {
-            return None;
-        }
-        Some(Value::Array(
-            self.conversion_data
-                .iter()
-                .map(|(k, v)| {
-                    let mut m = Map::new();
-                    m.insert("key".into(), Value::String(k.clone()));
-                    m.insert("value".into(), v.clone());
-                    Value::Object(m)
-                })
-                .collect(),
-        ))
+        let keep = check_entries(
+            self.conversion_data.iter().map(|(k, v)| (k.as_str(), v)),
+            "conversion data",
+        );
+        let items: Vec<Value> = self
+            .conversion_data
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| keep.as_ref().is_none_or(|k| k.get(*i) == Some(&true)))
+            .map(|(_, (k, v))| {
+                let mut m = Map::new();
+                m.insert("key".into(), Value::String(k.clone()));
+                m.insert("value".into(), v.clone());
+                Value::Object(m)
+            })
+            .collect();
+        (!items.is_empty()).then_some(Value::Array(items))
     }
 }
 
@@ -215,5 +222,221 @@ impl EntityType {
             "variation" => EntityType::Variation,
             _ => return None,
         })
+    }
+}
+
+/// Deepest nesting of arrays and objects accepted in one value of visitor data (a visitor
+/// property, a segment, a conversion data value): a number or string is depth 0, `{"a": 1}`
+/// and `[1]` are depth 1. Deeper values are dropped (see [`MAX_VISITOR_VALUE_BYTES`]).
+///
+/// A stored record nests its values two levels down (`{"segments": {"key": value}}`), so with
+/// this limit every record the SDK writes stays far below the depth of 128 at which JSON
+/// readers (serde_json, and so the Redis and SQLite stores) refuse a document.
+pub const MAX_VISITOR_DATA_DEPTH: usize = 32;
+
+/// Largest entry of visitor data accepted, in bytes of its JSON text (`"key":value`).
+///
+/// Applies to visitor properties and segments (`create_context` attributes,
+/// [`Context::update_visitor_properties`](crate::Context::update_visitor_properties),
+/// [`Context::set_default_segments`](crate::Context::set_default_segments),
+/// [`BucketingAttributes::visitor_properties`]) and conversion data
+/// ([`ConversionAttributes::conversion_data`]). An entry over a limit is dropped, the rest of
+/// the call is kept, and one warning per kind of limit is logged (later ones at debug level).
+pub const MAX_VISITOR_VALUE_BYTES: usize = 16 * 1024;
+
+/// Largest total of visitor data accepted in one call, in bytes of JSON text: entries are
+/// accepted in order until the next one would pass this total; that one is dropped.
+pub const MAX_VISITOR_DATA_BYTES: usize = 64 * 1024;
+
+/// Which limit an entry broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    Depth,
+    EntrySize,
+    CallSize,
+}
+
+/// Whether the first warning for each [`Limit`] was logged.
+static WARNED: [std::sync::atomic::AtomicBool; 3] = [
+    std::sync::atomic::AtomicBool::new(false),
+    std::sync::atomic::AtomicBool::new(false),
+    std::sync::atomic::AtomicBool::new(false),
+];
+
+/// Logs one dropped entry: a warning the first time per limit, at debug level after that.
+fn report(limit: Limit, key: &str, what: &str) {
+    let key: String = key.chars().take(64).collect();
+    let why = match limit {
+        Limit::Depth => format!("nests deeper than {MAX_VISITOR_DATA_DEPTH} levels"),
+        Limit::EntrySize => format!("is over {MAX_VISITOR_VALUE_BYTES} bytes of JSON"),
+        Limit::CallSize => {
+            format!("would take the call over {MAX_VISITOR_DATA_BYTES} bytes of JSON")
+        }
+    };
+    let first = !WARNED[limit as usize].swap(true, std::sync::atomic::Ordering::Relaxed);
+    if first {
+        log::warn!(
+            "convert: {what} {key:?} {why}; it is dropped and the rest is kept (logged once; further drops at debug level)"
+        );
+    } else {
+        log::debug!("convert: {what} {key:?} {why}; dropped");
+    }
+}
+
+/// Whether `v` nests arrays and objects more than `limit` levels deep (never recurses further
+/// than `limit + 1` levels, whatever the input).
+fn deeper_than(v: &Value, limit: usize) -> bool {
+    match v {
+        Value::Array(a) => limit == 0 || a.iter().any(|x| deeper_than(x, limit - 1)),
+        Value::Object(o) => limit == 0 || o.values().any(|x| deeper_than(x, limit - 1)),
+        _ => false,
+    }
+}
+
+/// A sink that counts bytes and fails once they pass a limit (so measuring stops early).
+struct Counter {
+    bytes: usize,
+    limit: usize,
+}
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.bytes += buf.len();
+        if self.bytes > self.limit {
+            return Err(std::io::Error::other("over the limit"));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Bytes of `"key":value` as JSON, or `None` when over `limit`. Call only on values within the
+/// depth limit.
+fn json_len(key: &str, value: &Value, limit: usize) -> Option<usize> {
+    let mut c = Counter { bytes: 1, limit }; // the colon
+    serde_json::to_writer(&mut c, key).ok()?;
+    serde_json::to_writer(&mut c, value).ok()?;
+    Some(c.bytes)
+}
+
+/// Checks entries in order against the limits; `keep(i)` tells whether entry `i` passed.
+/// Returns `None` when every entry passed (the common case: nothing to copy).
+fn check_entries<'a>(
+    entries: impl Iterator<Item = (&'a str, &'a Value)>,
+    what: &str,
+) -> Option<Vec<bool>> {
+    let mut total = 0usize;
+    let mut keep: Vec<bool> = Vec::new();
+    let mut any_dropped = false;
+    for (i, (key, value)) in entries.enumerate() {
+        let verdict = if deeper_than(value, MAX_VISITOR_DATA_DEPTH) {
+            Err(Limit::Depth)
+        } else {
+            match json_len(key, value, MAX_VISITOR_VALUE_BYTES) {
+                None => Err(Limit::EntrySize),
+                Some(n) if total + n + 1 > MAX_VISITOR_DATA_BYTES => Err(Limit::CallSize),
+                Some(n) => {
+                    total += n + 1; // and a comma
+                    Ok(())
+                }
+            }
+        };
+        if let Err(limit) = verdict {
+            report(limit, key, what);
+            if !any_dropped {
+                any_dropped = true;
+                keep = vec![true; i];
+            }
+        }
+        if any_dropped {
+            keep.push(verdict.is_ok());
+        }
+    }
+    any_dropped.then_some(keep)
+}
+
+/// `map` without the entries over the visitor data limits (borrowed when nothing was dropped).
+pub(crate) fn checked<'a>(
+    map: &'a Map<String, Value>,
+    what: &str,
+) -> std::borrow::Cow<'a, Map<String, Value>> {
+    match check_entries(map.iter().map(|(k, v)| (k.as_str(), v)), what) {
+        None => std::borrow::Cow::Borrowed(map),
+        Some(keep) => std::borrow::Cow::Owned(
+            map.iter()
+                .zip(keep)
+                .filter(|(_, keep)| *keep)
+                .map(|((k, v), _)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+    }
+}
+
+/// Drops the entries of `map` over the visitor data limits.
+pub(crate) fn retain_checked(map: &mut Map<String, Value>, what: &str) {
+    if let Some(keep) = check_entries(map.iter().map(|(k, v)| (k.as_str(), v)), what) {
+        let mut keep = keep.into_iter();
+        map.retain(|_, _| keep.next().unwrap_or(false));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn nested(levels: usize) -> Value {
+        (0..levels).fold(json!(1), |v, _| json!([v]))
+    }
+
+    #[test]
+    fn depth_counts_containers() {
+        assert!(!deeper_than(&json!("x"), 0));
+        assert!(deeper_than(&json!([]), 0));
+        assert!(!deeper_than(&nested(32), 32));
+        assert!(deeper_than(&nested(33), 32));
+        // A value far past serde_json's recursion limit is refused after 33 levels.
+        let mut deep = json!(1);
+        for _ in 0..1_000 {
+            deep = json!([deep]);
+        }
+        assert!(deeper_than(&deep, MAX_VISITOR_DATA_DEPTH));
+    }
+
+    #[test]
+    fn a_call_keeps_entries_in_order_until_its_total_is_reached() {
+        let big = "y".repeat(15 * 1024);
+        let mut map: Map<String, Value> = (0..6).map(|i| (format!("k{i}"), json!(big))).collect();
+        map.insert("small".into(), json!(1));
+        let checked = checked(&map, "test");
+        // Four entries of ~15 KiB fit in 64 KiB, the fifth and sixth do not; the small one does.
+        let keys: Vec<&str> = checked.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["k0", "k1", "k2", "k3", "small"]);
+        // Nothing dropped: nothing copied.
+        let fine: Map<String, Value> = [("a".to_string(), json!({"b": [1, 2]}))]
+            .into_iter()
+            .collect();
+        assert!(matches!(
+            super::checked(&fine, "test"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn conversion_data_over_the_limits_is_dropped() {
+        let attrs = ConversionAttributes::new()
+            .revenue(3.0)
+            .data("customDimension1", nested(40))
+            .data("customDimension2", "x".repeat(MAX_VISITOR_VALUE_BYTES))
+            .data("productsCount", 2);
+        assert_eq!(
+            attrs.goal_data(),
+            Some(json!([{"key": "amount", "value": 3}, {"key": "productsCount", "value": 2}]))
+        );
+        let none = ConversionAttributes::new().data("customDimension1", nested(40));
+        assert_eq!(none.goal_data(), None);
     }
 }

@@ -166,7 +166,8 @@ impl Context {
             properties: Map::new(),
             preview: None,
         };
-        if let Some(attrs) = attributes.filter(|a| !a.is_empty()) {
+        if let Some(mut attrs) = attributes.filter(|a| !a.is_empty()) {
+            crate::attributes::retain_checked(&mut attrs, "visitor attribute");
             if let Some(report) = report_segments(&attrs) {
                 ctx.write(&[StoreOp::MergeSegments(report)]);
             }
@@ -324,9 +325,10 @@ impl Context {
         call: Option<&Map<String, Value>>,
         mut f: impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &VisitorProps<'_>, &mut Effects) -> R,
     ) -> R {
+        let call = call.map(|c| crate::attributes::checked(c, "visitor property"));
         self.with_state(|engine, vs, fx| {
             let stored = vs.data.segments().cloned();
-            let props = VisitorProps::new(call, Some(&self.properties), stored.as_ref());
+            let props = VisitorProps::new(call.as_deref(), Some(&self.properties), stored.as_ref());
             f(engine, vs, &props, fx)
         })
     }
@@ -671,12 +673,15 @@ impl Context {
     }
 
     /// Stores report segments (`country`, `browser`, `devices`, `source`, `campaign`,
-    /// `visitorType`, `customSegments`); other keys are ignored.
+    /// `visitorType`, `customSegments`); other keys are ignored. Values over the visitor data
+    /// limits ([`crate::MAX_VISITOR_DATA_DEPTH`], [`crate::MAX_VISITOR_VALUE_BYTES`],
+    /// [`crate::MAX_VISITOR_DATA_BYTES`]) are dropped with a log line; the rest is stored.
     pub fn set_default_segments(&self, segments: &Map<String, Value>) {
         if self.preview.is_some() {
             return;
         }
-        if let Some(report) = report_segments(segments) {
+        let segments = crate::attributes::checked(segments, "segment");
+        if let Some(report) = report_segments(&segments) {
             self.write(&[StoreOp::MergeSegments(report)]);
         }
     }
@@ -695,12 +700,16 @@ impl Context {
     }
 
     /// Stores arbitrary visitor properties under the visitor's `segments` (they stay in the data
-    /// store and feed audience rules; only report segments are ever sent to Convert).
+    /// store and feed audience rules; only report segments are ever sent to Convert). Values over
+    /// the visitor data limits ([`crate::MAX_VISITOR_DATA_DEPTH`],
+    /// [`crate::MAX_VISITOR_VALUE_BYTES`], [`crate::MAX_VISITOR_DATA_BYTES`]) are dropped with a
+    /// log line; the rest is stored, so every record the SDK writes can be read back.
     pub fn update_visitor_properties(&self, properties: &Map<String, Value>) {
         if self.preview.is_some() {
             return;
         }
-        self.write(&[StoreOp::MergeSegments(properties.clone())]);
+        let properties = crate::attributes::checked(properties, "visitor property");
+        self.write(&[StoreOp::MergeSegments(properties.into_owned())]);
     }
 
     /// A config entity by key, as served.

@@ -8,7 +8,10 @@ mod error;
 pub mod events;
 mod runtime;
 
-pub use crate::attributes::{BucketingAttributes, ConversionAttributes, EntityType};
+pub use crate::attributes::{
+    BucketingAttributes, ConversionAttributes, EntityType, MAX_VISITOR_DATA_BYTES,
+    MAX_VISITOR_DATA_DEPTH, MAX_VISITOR_VALUE_BYTES,
+};
 pub use crate::context::{
     Context, FeatureDecision, PreviewError, VariableError, parse_preview_param,
 };

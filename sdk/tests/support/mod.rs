@@ -128,3 +128,32 @@ impl DataStore for InstrumentedStore {
         self.in_place
     }
 }
+
+/// An SDK on `config` over `store`, whose tracking is delivered only by `flush`, to `recorder`.
+pub fn sdk_on_store(config: &str, store: Arc<dyn DataStore>, recorder: &Recorder) -> Core {
+    Core::builder()
+        .config_json(config)
+        .shared_data_store(store)
+        .transport(recorder.clone())
+        .tracking(false)
+        .build()
+        .unwrap()
+}
+
+/// The events of type `conversion` (conversions and transactions) in the requests recorded.
+pub fn conversion_events(recorder: &Recorder) -> usize {
+    recorder
+        .requests()
+        .iter()
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
+            body["visitors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|v| v["events"].as_array().unwrap().clone())
+                .filter(|e| e["eventType"] == "conversion")
+                .count()
+        })
+        .sum()
+}
