@@ -37,6 +37,10 @@ Exit status:
      output file cannot be written (the message names the URL, with secrets redacted)";
 
 const EXIT_BATCH: &str = "\
+The request (batch evaluation protocol, docs/batch-protocol.md in the repository):
+  {\"config\": {...}, \"sdk\": {...}, \"state\": \"isolated\"|\"shared\", \"cases\": [{\"op\": ...}, ...]}
+The output is a JSON array with one record per case.
+
 Exit status:
   0  every case ran (a failed SDK call still produces a record)
   2  the request cannot be read, is not valid JSON, or is not of the protocol's shape";
@@ -61,10 +65,7 @@ Install, for example:
 #[command(
     name = "convert",
     version,
-    about = "Convert Experiences Full Stack decisions, offline",
-    long_about = "Convert Experiences Full Stack decisions, offline: explain one visitor's decisions, \
-                  lint a project config, simulate traffic, fetch a config, and replay or benchmark \
-                  batch requests (the cross-SDK batch evaluation protocol).",
+    about = "Convert Experiences Full Stack decisions, offline: explain, lint, simulate, fetch, replay",
     after_help = EXIT_ALL,
     arg_required_else_help = true
 )]
@@ -83,7 +84,7 @@ pub enum Command {
     /// Check a project config: every problem with its JSON path, errors and warnings
     #[command(after_help = EXIT_VALIDATE)]
     Validate(ValidateArgs),
-    /// Run N synthetic visitors through an experience: observed split vs configured allocation
+    /// N synthetic visitors through an experience: observed vs configured split, and why not
     #[command(after_help = EXIT_SIMULATE)]
     Simulate(SimulateArgs),
     /// Download a project config from the CDN, check it, save it
@@ -201,7 +202,12 @@ pub struct SimulateArgs {
 #[derive(Debug, Args)]
 pub struct FetchArgs {
     /// SDK key (`account_id/project_id`)
-    #[arg(long, value_name = "KEY", env = "CONVERT_SDK_KEY")]
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "CONVERT_SDK_KEY",
+        hide_env_values = true
+    )]
     pub sdk_key: String,
     /// Environment whose config to fetch
     #[arg(long, value_name = "ENV", default_value = "staging")]
