@@ -703,6 +703,7 @@ fn check_experience(
     path: &str,
     e: &Map<String, Value>,
     features: &BTreeMap<String, Vec<String>>,
+    environments: Option<&[&str]>,
 ) {
     check_id(r, path, e, "the experience can never be decided");
     match e.get("key") {
@@ -718,6 +719,18 @@ fn check_experience(
         }
     }
     if let Some(env) = e.get("environment").filter(|v| js::truthy(v)) {
+        if let (Some(name), Some(known)) = (env.as_str(), environments) {
+            if !known.contains(&name) {
+                let p = r.warning(
+                    &at(path, "environment"),
+                    format!(
+                        "{name:?} is not one of the project's environments ({}): the experience runs only when the SDK is set to it",
+                        known.join(", ")
+                    ),
+                );
+                p.suggestion = did_you_mean(name, known).map(str::to_string);
+            }
+        }
         if !env.is_string() {
             r.error(
                 &at(path, "environment"),
@@ -817,8 +830,15 @@ fn check_schema(r: &mut Report, data: &Map<String, Value>) {
         }
     }
     let features = declared_features(data);
+    // `project.environments` (name → label), when the config lists them.
+    let environments: Option<Vec<&str>> = data
+        .get("project")
+        .and_then(|p| p.get("environments"))
+        .and_then(Value::as_object)
+        .filter(|m| !m.is_empty())
+        .map(|m| m.keys().map(String::as_str).collect());
     each_object(r, "", data, "experiences", EXPERIENCE, |r, p, _, e| {
-        check_experience(r, p, e, &features);
+        check_experience(r, p, e, &features, environments.as_deref());
     });
     check_ids(r, "", data, "archived_experiences");
     each_object(r, "", data, "audiences", AUDIENCE, |r, p, _, a| {

@@ -299,3 +299,30 @@ fn decide_says_when_nothing_runs_in_the_environment() {
     ]);
     assert!(!err.contains("no experience runs"), "{err}");
 }
+
+#[test]
+fn the_readme_documents_each_commands_exit_status() {
+    let readme =
+        std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let (_, top, _) = convert(&["--help"]);
+    // The command names listed by `convert --help` (indented, before the options).
+    let commands: Vec<&str> = top
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .split("Options:")
+        .next()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert_eq!(commands.len(), COMMANDS.len(), "{top}");
+    for cmd in commands {
+        assert!(
+            readme.contains(&format!("| `{cmd}` |")),
+            "cli/README.md has no exit-status row for `{cmd}`"
+        );
+    }
+}

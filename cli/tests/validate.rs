@@ -189,3 +189,20 @@ fn the_demo_and_shared_configs_have_no_problems() {
         assert!(unknown.is_empty(), "{name}: {unknown:#?}");
     }
 }
+
+#[test]
+fn an_environment_the_project_does_not_have_is_flagged() {
+    let file = temp_file(
+        "env.json",
+        r#"{"account_id":"1","project":{"id":"2","environments":{"production":"Production","staging":"Staging"}},
+            "experiences":[{"id":"1","key":"e","environment":"prodution","variations":[{"id":"v"}]},
+                           {"id":"2","key":"f","environment":"staging","variations":[{"id":"w"}]}]}"#,
+    );
+    let (code, out, _) = convert(&["validate", "--config", &file, "--format", "json"]);
+    assert_eq!(code, 0, "a warning:\n{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let list = report["problems"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{report:#}");
+    assert_eq!(list[0]["path"], "experiences[0].environment");
+    assert_eq!(list[0]["suggestion"], "production");
+}
