@@ -73,6 +73,24 @@ pub struct Cli {
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
+    /// Show the SDK's log on stderr: -v warnings, -vv info, -vvv debug
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// No notes on stderr (errors are still printed)
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+impl Cli {
+    /// The log level the `-v` count asks for (`Off` without `-v`).
+    pub fn log_level(&self) -> log::LevelFilter {
+        match self.verbose {
+            0 => log::LevelFilter::Off,
+            1 => log::LevelFilter::Warn,
+            2 => log::LevelFilter::Info,
+            _ => log::LevelFilter::Debug,
+        }
+    }
 }
 
 /// The commands.

@@ -52,12 +52,37 @@ fn completions(shell: Shell) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Writes the SDK's log records to stderr (`-v`, `-vv`, `-vvv`).
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!("[{} {}] {}", record.level(), record.target(), record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: StderrLog = StderrLog;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.log_level() != log::LevelFilter::Off && log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(cli.log_level());
+    }
     let (name, result) = match &cli.command {
-        Command::Decide(a) => ("decide", tools::decide(a).map(|t| (t, false))),
+        Command::Decide(a) => ("decide", tools::decide(a, cli.quiet).map(|t| (t, false))),
         Command::Validate(a) => ("validate", tools::validate(a)),
-        Command::Simulate(a) => ("simulate", tools::simulate(a).map(|t| (t, false))),
+        Command::Simulate(a) => (
+            "simulate",
+            tools::simulate(a, cli.quiet).map(|t| (t, false)),
+        ),
         Command::Fetch(a) => ("fetch", tools::fetch(a).map(|t| (t, false))),
         Command::Batch(a) => ("batch", run_request(a, batch::run).map(|t| (t, false))),
         Command::Bench(a) => ("bench", run_request(a, bench::run).map(|t| (t, false))),

@@ -35,6 +35,13 @@ fn config_of_request(text: String) -> String {
     }
 }
 
+/// Prints a note of command `cmd` on stderr, unless `quiet` (`-q/--quiet`).
+fn note(quiet: bool, cmd: &str, text: &str) {
+    if !quiet {
+        eprintln!("convert {cmd}: note: {text}");
+    }
+}
+
 /// A note for stderr when none of `experiences` runs in `env` (each has an `environment` that
 /// differs), naming the environments they do run in.
 pub fn environment_note<'a>(
@@ -172,7 +179,7 @@ fn decision_line(d: &Decision) -> String {
 
 /// `convert decide`: one visitor's decisions, optionally explained. A note goes to stderr when
 /// no experience runs in the chosen environment.
-pub fn decide(a: &DecideArgs) -> Result<String, String> {
+pub fn decide(a: &DecideArgs, quiet: bool) -> Result<String, String> {
     let (text, _) = load_config(&a.config.config)?;
     let visitor = &a.visitor;
     let mut b = Core::builder().config_json(text).tracking(false);
@@ -188,8 +195,8 @@ pub fn decide(a: &DecideArgs) -> Result<String, String> {
         None => cfg.experiences.iter().map(|e| e.key.to_string()).collect(),
     };
     let considered = keys.iter().filter_map(|k| cfg.experience_by_key(k));
-    if let Some(note) = environment_note(considered, core.environment()) {
-        eprintln!("convert decide: {note}");
+    if let Some(text) = environment_note(considered, core.environment()) {
+        note(quiet, "decide", &text);
     }
     let mut out = String::new();
     let _ = writeln!(
@@ -300,7 +307,7 @@ fn configured_share(v: &convert_core::config::Variation) -> Result<f64, String> 
 /// `convert simulate`: N synthetic visitors through one experience; observed vs configured split,
 /// and why the others got no variation. A note goes to stderr when the experience does not run
 /// in the chosen environment.
-pub fn simulate(a: &SimulateArgs) -> Result<String, String> {
+pub fn simulate(a: &SimulateArgs, quiet: bool) -> Result<String, String> {
     let (_, cfg) = load_config(&a.config.config)?;
     let key = &a.experience;
     let exp = cfg
@@ -316,8 +323,8 @@ pub fn simulate(a: &SimulateArgs) -> Result<String, String> {
     {
         settings.environment = env;
     }
-    if let Some(note) = environment_note([exp], &settings.environment) {
-        eprintln!("convert simulate: {note}");
+    if let Some(text) = environment_note([exp], &settings.environment) {
+        note(quiet, "simulate", &text);
     }
     let engine = Engine::new(&cfg, &settings);
     let location = a.targeting.location_map();

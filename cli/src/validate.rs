@@ -6,6 +6,7 @@
 use convert_core::ProjectConfig;
 use convert_core::config::{ConfigError, LocationTarget};
 use convert_core::js;
+use convert_core::rules::RuleSet;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -934,20 +935,51 @@ fn check_references(r: &mut Report, cfg: &ProjectConfig) {
             }
         }
     }
-    regex_budget_warnings(r, cfg);
+    regex_warnings(r, cfg);
 }
 
-/// Rule patterns the engine cannot run as written. HOOK: the core's regex-budget API (patterns
-/// too large or too slow to compile within the engine's budget) reports here as well, as warnings
-/// in the same `(place, message)` form.
-fn regex_budget_warnings(r: &mut Report, cfg: &ProjectConfig) {
-    for (place, pattern) in cfg.unsupported_regex_patterns() {
-        r.warning(
-            &place,
-            format!(
-                "regexMatches pattern {pattern:?} needs backtracking (backreferences or look-around), so this rule never matches"
-            ),
-        );
+/// Every compiled rule tree of the config with the JSON path of its raw form.
+fn rule_trees(cfg: &ProjectConfig) -> Vec<(String, &RuleSet)> {
+    let mut out = Vec::new();
+    for (i, e) in cfg.experiences.iter().enumerate() {
+        if let LocationTarget::SiteArea(rules) = &e.location {
+            out.push((format!("experiences[{i}].site_area"), rules));
+        }
+    }
+    for (kind, list) in [
+        ("audiences", &cfg.audiences),
+        ("segments", &cfg.segments),
+        ("locations", &cfg.locations),
+    ] {
+        for (i, ent) in list.iter().enumerate() {
+            if let Some(rules) = &ent.rules {
+                out.push((format!("{kind}[{i}].rules"), rules));
+            }
+        }
+    }
+    for (i, g) in cfg.goals.iter().enumerate() {
+        if let Some(rules) = &g.rules {
+            out.push((format!("goals[{i}].rules"), rules));
+        }
+    }
+    out
+}
+
+/// Rule patterns the engine cannot run as written, per rule tree.
+///
+/// HOOK for regex-budget warnings: when the core reports patterns that exceed its regex budget
+/// (size or compile cost), add one warning per pattern here, in the same form (the tree's JSON
+/// path, the pattern, and what the engine does with it).
+fn regex_warnings(r: &mut Report, cfg: &ProjectConfig) {
+    for (path, rules) in rule_trees(cfg) {
+        for pattern in rules.unsupported_patterns() {
+            r.warning(
+                &path,
+                format!(
+                    "regexMatches pattern {pattern:?} needs backtracking (backreferences or look-around), so this rule never matches"
+                ),
+            );
+        }
     }
 }
 

@@ -88,7 +88,7 @@ fn short_v_is_not_the_visitor() {
     ]);
     assert_eq!(code, 2, "{out}");
     assert!(out.is_empty(), "{out}");
-    assert!(err.contains("-v"), "{err}");
+    assert!(err.contains("unexpected argument 'alice'"), "{err}");
     // The long form and the remaining short flags work.
     let (code, out, err) = convert(&[
         "decide",
@@ -325,4 +325,29 @@ fn the_readme_documents_each_commands_exit_status() {
             "cli/README.md has no exit-status row for `{cmd}`"
         );
     }
+}
+
+#[test]
+fn verbose_shows_the_sdk_log_and_quiet_hides_notes() {
+    let cfg = temp_file(
+        "regex.json",
+        r#"{"account_id":"1","project":{"id":"2"},"audiences":[{"id":"5","key":"aud","rules":{"OR":[{"AND":[{"OR_WHEN":[
+            {"rule_type":"generic_text_key_value","key":"k","value":"(a)\\1","matching":{"match_type":"regexMatches","negated":false}}]}]}]}}]}"#,
+    );
+    let cfg = cfg.to_str().unwrap();
+    let (code, _, err) = convert(&["decide", "-c", cfg, "--visitor", "a"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.is_empty(), "silent without -v: {err}");
+    let (code, _, err) = convert(&["decide", "-c", cfg, "--visitor", "a", "-v"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("WARN") && err.contains("(a)\\\\1"), "{err}");
+    // The environment note, and -q without it.
+    let demo = data("demo-config.json");
+    let (_, _, err) = convert(&["decide", "-c", &demo, "--visitor", "a"]);
+    assert!(err.contains("note: no experience runs"), "{err}");
+    let (code, out, err) = convert(&["-q", "decide", "-c", &demo, "--visitor", "a"]);
+    assert_eq!(code, 0);
+    assert!(err.is_empty() && out.contains("not matched"), "{err}");
+    let (code, _, _) = convert(&["decide", "-c", &demo, "--visitor", "a", "-q", "-v"]);
+    assert_eq!(code, 2, "-q and -v conflict");
 }

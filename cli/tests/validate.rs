@@ -206,3 +206,20 @@ fn an_environment_the_project_does_not_have_is_flagged() {
     assert_eq!(list[0]["path"], "experiences[0].environment");
     assert_eq!(list[0]["suggestion"], "production");
 }
+
+#[test]
+fn patterns_the_engine_cannot_run_are_warned_about_with_their_path() {
+    let file = temp_file(
+        "regex.json",
+        r#"{"account_id":"1","project":{"id":"2"},
+            "audiences":[{"id":"5","key":"aud","rules":{"OR":[{"AND":[{"OR_WHEN":[
+              {"rule_type":"generic_text_key_value","key":"k","value":"(a)\\1",
+               "matching":{"match_type":"regexMatches","negated":false}}]}]}]}}]}"#,
+    );
+    let (code, out, _) = convert(&["validate", "--config", &file]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warning: audiences[0].rules: regexMatches pattern"),
+        "{out}"
+    );
+}
