@@ -133,8 +133,14 @@ pub struct Targeting {
     /// Visitor attribute; VALUE is JSON when it parses (3, true, "x"), else a string
     #[arg(short, long = "attr", value_name = "KEY=VALUE", value_parser = key_value)]
     pub attrs: Vec<(String, Value)>,
-    /// Location property (e.g. url=https://shop.example/checkout); VALUE as for --attr
-    #[arg(short, long = "location", value_name = "KEY=VALUE", value_parser = key_value)]
+    /// Location properties (`--location`).
+    #[arg(
+        short,
+        long = "location",
+        value_name = "KEY=VALUE",
+        value_parser = key_value,
+        help = "Location property (e.g. url=https://shop.example/checkout); VALUE as for --attr"
+    )]
     pub location: Vec<(String, Value)>,
     /// Environment to decide in [default: the config envelope's, else staging]
     #[arg(long, value_name = "ENV")]
