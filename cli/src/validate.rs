@@ -54,6 +54,9 @@ pub struct Report {
     pub summary: Option<Summary>,
     /// The problems, in document order (schema checks first, then cross-entity lints).
     pub problems: Vec<Problem>,
+    /// Where the project config sits in the file (`config.` in a batch request, `data.` in the
+    /// CDN's envelope), prepended to every path.
+    prefix: String,
 }
 
 /// Entity counts of a parsed config.
@@ -66,12 +69,13 @@ pub struct Summary {
 
 impl Report {
     fn push(&mut self, severity: Severity, path: &str, message: String) -> &mut Problem {
+        let path = format!("{}{path}", self.prefix);
         self.problems.push(Problem {
             severity,
             path: if path.is_empty() {
                 "(root)".into()
             } else {
-                path.to_string()
+                path.trim_end_matches('.').to_string()
             },
             message,
             suggestion: None,
@@ -998,6 +1002,7 @@ pub fn validate(file: &str, text: &str) -> Report {
         file: file.to_string(),
         summary: None,
         problems: Vec::new(),
+        prefix: String::new(),
     };
     let doc: Value = match serde_json::from_str(text) {
         Ok(v) => v,
@@ -1011,6 +1016,7 @@ pub fn validate(file: &str, text: &str) -> Report {
         Value::Object(mut m)
             if !m.contains_key("account_id") && m.get("config").is_some_and(Value::is_object) =>
         {
+            r.prefix.push_str("config.");
             m.remove("config").unwrap_or_default()
         }
         other => other,
@@ -1019,6 +1025,7 @@ pub fn validate(file: &str, text: &str) -> Report {
         Value::Object(m)
             if !m.contains_key("account_id") && m.get("data").is_some_and(Value::is_object) =>
         {
+            r.prefix.push_str("data.");
             m.get("data").and_then(Value::as_object)
         }
         Value::Object(m) => Some(m),
@@ -1070,7 +1077,8 @@ pub fn validate(file: &str, text: &str) -> Report {
                 .filter(|p| p.severity == Severity::Error)
                 .map(|p| p.path.as_str())
                 .collect();
-            if !core_error_path(&e).is_some_and(|p| known.contains(p)) {
+            let prefixed = core_error_path(&e).map(|p| format!("{}{p}", r.prefix));
+            if !prefixed.is_some_and(|p| known.contains(p.as_str())) {
                 let path = core_error_path(&e).unwrap_or("").to_string();
                 r.error(&path, e.to_string());
             }

@@ -223,3 +223,26 @@ fn patterns_the_engine_cannot_run_are_warned_about_with_their_path() {
         "{out}"
     );
 }
+
+#[test]
+fn paths_point_into_envelopes_and_batch_requests() {
+    let config = r#"{"account_id":"1","project":{"id":"2"},"experinces":[]}"#;
+    for (name, text, path) in [
+        (
+            "envelope.json",
+            format!(r#"{{"data":{config}}}"#),
+            "data.experinces",
+        ),
+        (
+            "request.json",
+            format!(r#"{{"config":{config},"cases":[]}}"#),
+            "config.experinces",
+        ),
+    ] {
+        let file = temp_file(name, &text);
+        let (code, out, _) = convert(&["validate", "--config", &file, "--format", "json"]);
+        assert_eq!(code, 0, "{out}");
+        let report: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["problems"][0]["path"], path, "{report:#}");
+    }
+}
