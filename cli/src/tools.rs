@@ -1,90 +1,25 @@
-//! User commands: `decide`, `validate`, `simulate`.
+//! User commands: `decide`, `validate`, `simulate`, `fetch`.
 
-use convert_core::config::{LocationTarget, ProjectConfig};
+use crate::args::{DecideArgs, FetchArgs, Format, SimulateArgs, Targeting, ValidateArgs};
+use convert_core::config::{Experience, ProjectConfig};
 use convert_core::engine::{
     Effects, Engine, EngineSettings, Layout, RunOptions, Step, VisitorProps, VisitorState,
 };
 use convert_core::rules::RuleOutcome;
 use convert_core::{Decision, StoreData};
 use convert_sdk::{BucketingAttributes, Core, FeatureStatus};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::Path;
 
-/// Parsed command-line options of the user commands.
-#[derive(Debug, Default)]
-pub struct Opts {
-    config: Option<String>,
-    visitor: Option<String>,
-    experience: Option<String>,
-    environment: Option<String>,
-    visitors: Option<usize>,
-    attrs: Map<String, Value>,
-    location: Map<String, Value>,
-    explain: bool,
-    ignore_location: bool,
-    sdk_key: Option<String>,
-    secret: Option<String>,
-    endpoint: Option<String>,
-    output: Option<String>,
-}
-
-fn kv(arg: &str) -> Result<(String, Value), String> {
-    let (k, v) = arg
-        .split_once('=')
-        .ok_or_else(|| format!("expected KEY=VALUE, got `{arg}`"))?;
-    // Numbers, booleans and JSON literals keep their type; anything else is a string.
-    let value = serde_json::from_str::<Value>(v).unwrap_or_else(|_| Value::String(v.to_string()));
-    Ok((k.to_string(), value))
-}
-
-/// Parses `--flag value` options.
-pub fn parse(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts::default();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = |name: &str| -> Result<String, String> {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match a.as_str() {
-            "--config" | "-c" => o.config = Some(val(a)?),
-            "--visitor" | "-v" => o.visitor = Some(val(a)?),
-            "--experience" | "-e" => o.experience = Some(val(a)?),
-            "--environment" => o.environment = Some(val(a)?),
-            "--visitors" | "-n" => {
-                let v = val(a)?;
-                o.visitors = Some(
-                    v.parse()
-                        .map_err(|_| format!("--visitors: `{v}` is not a number"))?,
-                );
-            }
-            "--attr" | "-a" => {
-                let (k, v) = kv(&val(a)?)?;
-                o.attrs.insert(k, v);
-            }
-            "--location" | "-l" => {
-                let (k, v) = kv(&val(a)?)?;
-                o.location.insert(k, v);
-            }
-            "--sdk-key" => o.sdk_key = Some(val(a)?),
-            "--secret" => o.secret = Some(val(a)?),
-            "--endpoint" => o.endpoint = Some(val(a)?),
-            "--output" | "-o" => o.output = Some(val(a)?),
-            "--explain" => o.explain = true,
-            "--ignore-location" => o.ignore_location = true,
-            other => return Err(format!("unexpected argument `{other}`")),
-        }
-    }
-    Ok(o)
-}
-
-fn load_config(o: &Opts) -> Result<(String, ProjectConfig), String> {
-    let path = o.config.as_deref().ok_or("--config FILE is required")?;
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+/// Reads and parses `--config FILE`: the config text (a batch request's `config` member when the
+/// file is a request) and the parsed config.
+fn load_config(path: &Path) -> Result<(String, ProjectConfig), String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
     let text = config_of_request(text);
-    let cfg = ProjectConfig::from_json(&text).map_err(|e| format!("{path}: {e}"))?;
+    let cfg = ProjectConfig::from_json(&text).map_err(|e| format!("{shown}: {e}"))?;
     Ok((text, cfg))
 }
 
@@ -100,11 +35,46 @@ fn config_of_request(text: String) -> String {
     }
 }
 
-fn attrs_of(o: &Opts) -> BucketingAttributes {
+/// Prints a note of command `cmd` on stderr, unless `quiet` (`-q/--quiet`).
+fn note(quiet: bool, cmd: &str, text: &str) {
+    if !quiet {
+        eprintln!("convert {cmd}: note: {text}");
+    }
+}
+
+/// A note for stderr when none of `experiences` runs in `env` (each has an `environment` that
+/// differs), naming the environments they do run in.
+pub fn environment_note<'a>(
+    experiences: impl IntoIterator<Item = &'a Experience>,
+    env: &str,
+) -> Option<String> {
+    let mut others: Vec<String> = Vec::new();
+    for e in experiences {
+        match &e.environment {
+            None => return None,
+            Some(v) if v.as_str() == Some(env) => return None,
+            Some(v) => {
+                let name = format!("{:?}", convert_core::js::to_js_string(v));
+                if !others.contains(&name) {
+                    others.push(name);
+                }
+            }
+        }
+    }
+    let first = others.first()?.clone();
+    Some(format!(
+        "no experience runs in environment {env:?}: they run in {} (pass --environment {})",
+        others.join(", "),
+        first.trim_matches('"')
+    ))
+}
+
+fn attrs_of(t: &Targeting) -> BucketingAttributes {
+    let attrs = t.attrs_map();
     BucketingAttributes {
-        visitor_properties: (!o.attrs.is_empty()).then(|| o.attrs.clone()),
-        location_properties: Some(o.location.clone()),
-        ignore_location_properties: o.ignore_location,
+        visitor_properties: (!attrs.is_empty()).then_some(attrs),
+        location_properties: Some(t.location_map()),
+        ignore_location_properties: t.ignore_location,
         ..Default::default()
     }
 }
@@ -207,23 +177,27 @@ fn decision_line(d: &Decision) -> String {
     }
 }
 
-/// `convert decide`: one visitor's decisions, optionally explained.
-pub fn decide(args: &[String]) -> Result<String, String> {
-    let o = parse(args)?;
-    let (text, _) = load_config(&o)?;
-    let visitor = o.visitor.clone().ok_or("--visitor ID is required")?;
+/// `convert decide`: one visitor's decisions, optionally explained. A note goes to stderr when
+/// no experience runs in the chosen environment.
+pub fn decide(a: &DecideArgs, quiet: bool) -> Result<String, String> {
+    let (text, _) = load_config(&a.config.config)?;
+    let visitor = &a.visitor;
     let mut b = Core::builder().config_json(text).tracking(false);
-    if let Some(env) = &o.environment {
+    if let Some(env) = &a.targeting.environment {
         b = b.environment(env);
     }
     let core = b.build().map_err(|e| e.to_string())?;
-    let ctx = core.create_context(&visitor, None);
-    let attrs = attrs_of(&o);
+    let ctx = core.create_context(visitor, None);
+    let attrs = attrs_of(&a.targeting);
     let cfg = core.config();
-    let keys: Vec<String> = match &o.experience {
+    let keys: Vec<String> = match &a.experience {
         Some(k) => vec![k.clone()],
         None => cfg.experiences.iter().map(|e| e.key.to_string()).collect(),
     };
+    let considered = keys.iter().filter_map(|k| cfg.experience_by_key(k));
+    if let Some(text) = environment_note(considered, core.environment()) {
+        note(quiet, "decide", &text);
+    }
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -234,13 +208,13 @@ pub fn decide(args: &[String]) -> Result<String, String> {
     for key in &keys {
         let (d, steps) = ctx.explain_experience(key, &attrs);
         let _ = writeln!(out, "\nexperience {key:?}: {}", decision_line(&d));
-        if o.explain {
+        if a.explain {
             for s in &steps {
                 let _ = writeln!(out, "  - {}", describe(s));
             }
         }
     }
-    if o.experience.is_none() {
+    if a.experience.is_none() {
         let _ = writeln!(out, "\nfeatures (dry run: nothing stored or tracked):");
         // Features are resolved on a throw-away SDK so the visitor's store is not touched.
         let dry = Core::builder()
@@ -249,7 +223,7 @@ pub fn decide(args: &[String]) -> Result<String, String> {
             .tracking(false)
             .build()
             .map_err(|e| e.to_string())?;
-        match dry.create_context(&visitor, None).run_features(&attrs) {
+        match dry.create_context(visitor, None).run_features(&attrs) {
             Ok(list) => {
                 for f in list {
                     let _ = writeln!(
@@ -275,176 +249,125 @@ pub fn decide(args: &[String]) -> Result<String, String> {
     Ok(out)
 }
 
-/// `convert validate`: parse and lint a config. Returns the report and whether it has errors.
-pub fn validate(args: &[String]) -> Result<(String, bool), String> {
-    let o = parse(args)?;
-    let path = o.config.as_deref().ok_or("--config FILE is required")?;
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let text = config_of_request(text);
-    let cfg = match ProjectConfig::from_json(&text) {
-        Ok(c) => c,
-        Err(e) => return Ok((format!("error: {e}\n"), true)),
+/// `convert validate`: the report (text or JSON) and whether validation failed.
+pub fn validate(a: &ValidateArgs) -> Result<(String, bool), String> {
+    let path = &a.config.config;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let report = crate::validate::validate(&path.display().to_string(), &text);
+    let out = match a.format {
+        Format::Text => report.to_text(),
+        Format::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report.to_json()).map_err(|e| e.to_string())?
+        ),
     };
-    let mut warnings: Vec<String> = Vec::new();
-    let mut seen_keys = BTreeMap::new();
-    for e in &cfg.experiences {
-        if let Some(prev) = seen_keys.insert(e.key.to_string(), e.id.to_string()) {
-            warnings.push(format!(
-                "experience key {:?} is used by {prev} and {}: lookups by key find the first",
-                e.key, e.id
-            ));
-        }
-        if !e.has_id {
-            warnings.push(format!(
-                "experience {:?} has no id: it can never be decided",
-                e.key
-            ));
-        }
-        if e.variations.is_empty() {
-            warnings.push(format!("experience {:?} has no variations", e.key));
-        }
-        let raw_audiences = e
-            .raw
-            .get("audiences")
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len);
-        if raw_audiences > e.audiences.len() + e.segments.len() {
-            warnings.push(format!(
-                "experience {:?} lists {raw_audiences} audiences/segments but only {} resolve",
-                e.key,
-                e.audiences.len() + e.segments.len()
-            ));
-        }
-        if !e.audiences.is_empty()
-            && e.raw
-                .get("settings")
-                .and_then(|s| s.get("matching_options"))
-                .is_none()
-        {
-            warnings.push(format!(
-                "experience {:?} has audiences but no settings.matching_options: treated as \"any\" (the JavaScript SDK throws here)",
-                e.key
-            ));
-        }
-        if let LocationTarget::Locations(idx) = &e.location {
-            if idx.is_empty() {
-                warnings.push(format!(
-                    "experience {:?}: none of its locations is in the config, so it never matches",
-                    e.key
-                ));
-            }
-        }
-        for v in &e.variations {
-            if !v.id_is_string {
-                warnings.push(format!(
-                    "experience {:?} variation {}: the id is not a string, so it can be bucketed but never returned (as in the reference SDK)",
-                    e.key, v.id
-                ));
-            }
-            for f in &v.features {
-                if cfg.feature_by_id(&f.feature_id).is_none() {
-                    warnings.push(format!(
-                        "experience {:?} variation {} changes undeclared feature {}",
-                        e.key, v.id, f.feature_id
-                    ));
-                }
-            }
-        }
-        let total: f64 = e
-            .raw
-            .get("variations")
-            .and_then(Value::as_array)
-            .map(|vs| {
-                vs.iter()
-                    .map(|v| {
-                        v.get("traffic_allocation")
-                            .and_then(Value::as_f64)
-                            .unwrap_or(100.0)
-                    })
-                    .sum()
-            })
-            .unwrap_or(0.0);
-        if !e.anchored && (total - 100.0).abs() > 1e-9 && !e.variations.is_empty() {
-            warnings.push(format!(
-                "experience {:?}: traffic allocations add up to {total}%, not 100%",
-                e.key
-            ));
-        }
-    }
-    for (place, pattern) in cfg.unsupported_regex_patterns() {
-        warnings.push(format!(
-            "{place}: regexMatches pattern {pattern:?} needs backtracking (backreferences or look-around), so this rule never matches"
-        ));
-    }
-    for g in &cfg.goals {
-        if !convert_core::js::truthy(&g.id) {
-            warnings.push(format!("goal {:?} has no id: it can never convert", g.key));
-        }
-    }
-    let mut out = format!(
-        "{path}: account {}, project {}: {} experiences, {} features, {} goals, {} audiences, {} segments, {} locations\n",
-        cfg.account_id,
-        cfg.project_id,
-        cfg.experiences.len(),
-        cfg.features.len(),
-        cfg.goals.len(),
-        cfg.audiences.len(),
-        cfg.segments.len(),
-        cfg.locations.len()
-    );
-    for w in &warnings {
-        let _ = writeln!(out, "warning: {w}");
-    }
-    let _ = writeln!(
-        out,
-        "{}",
-        if warnings.is_empty() {
-            "ok: no problems found".to_string()
-        } else {
-            format!("ok with {} warning(s)", warnings.len())
-        }
-    );
-    Ok((out, false))
+    Ok((out, report.failed(a.strict)))
 }
 
-/// `convert simulate`: N synthetic visitors through one experience; observed vs configured split.
-pub fn simulate(args: &[String]) -> Result<String, String> {
-    let o = parse(args)?;
-    let (_, cfg) = load_config(&o)?;
-    let key = o.experience.clone().ok_or("--experience KEY is required")?;
+/// Why a visitor did not get a variation, from the last step of the explained decision (the
+/// engine stops at the first check that fails).
+fn not_matched_reason(steps: &[Step]) -> String {
+    match steps.last() {
+        Some(Step::Environment {
+            experience, wanted, ..
+        }) => format!("environment: runs in {experience:?}, not {wanted:?}"),
+        Some(Step::Location { .. } | Step::SiteArea(_)) => {
+            "location: the location rules did not match".into()
+        }
+        Some(Step::Audience { .. } | Step::Audiences { .. }) => {
+            "audience: the audience rules did not match".into()
+        }
+        Some(Step::Segments { .. }) => "segments: the visitor is in none".into(),
+        Some(Step::Archived) => "archived".into(),
+        Some(Step::NoVariations) => "no variations".into(),
+        Some(other) => describe(other),
+        None => "unknown".into(),
+    }
+}
+
+/// A variation's configured share: `Ok(percent)` (0 when stopped), or `Err` with what is wrong.
+fn configured_share(v: &convert_core::config::Variation) -> Result<f64, String> {
+    let running = v
+        .raw
+        .get("status")
+        .is_none_or(|s| s.as_str().is_none_or(|s| s.is_empty() || s == "running"));
+    let Some(t) = v.raw.get("traffic_allocation") else {
+        return Ok(if running { 100.0 } else { 0.0 });
+    };
+    let n = convert_core::js::to_number(Some(t));
+    if !n.is_finite() || !(0.0..=100.0).contains(&n) {
+        return Err(format!(
+            "traffic_allocation {t} is not a percentage from 0 to 100 (see `convert validate`)"
+        ));
+    }
+    Ok(if running { n } else { 0.0 })
+}
+
+/// `convert simulate`: N synthetic visitors through one experience; observed vs configured split,
+/// and why the others got no variation. A note goes to stderr when the experience does not run
+/// in the chosen environment.
+pub fn simulate(a: &SimulateArgs, quiet: bool) -> Result<String, String> {
+    let (_, cfg) = load_config(&a.config.config)?;
+    let key = &a.experience;
     let exp = cfg
-        .experience_by_key(&key)
+        .experience_by_key(key)
         .ok_or_else(|| format!("no experience with key {key:?}"))?;
-    let n = o.visitors.unwrap_or(10_000);
+    let n = a.visitors;
     let mut settings = EngineSettings::default();
-    if let Some(env) = &o.environment {
-        settings.environment = env.clone();
+    if let Some(env) = a
+        .targeting
+        .environment
+        .clone()
+        .or_else(|| cfg.envelope_environment.clone())
+    {
+        settings.environment = env;
+    }
+    if let Some(text) = environment_note([exp], &settings.environment) {
+        note(quiet, "simulate", &text);
     }
     let engine = Engine::new(&cfg, &settings);
+    let location = a.targeting.location_map();
+    let attrs = a.targeting.attrs_map();
     let opts = RunOptions {
-        location_properties: Some(&o.location),
-        ignore_location_properties: o.ignore_location,
+        location_properties: Some(&location),
+        ignore_location_properties: a.targeting.ignore_location,
         enable_tracking: false,
         ..RunOptions::default()
     };
-    let props = VisitorProps::new(Some(&o.attrs), None, None);
+    let props = VisitorProps::new(Some(&attrs), None, None);
     let mut counts = vec![0usize; exp.variations.len()];
     let (mut none, mut undecided) = (0usize, 0usize);
-    let mut fx = Effects::default();
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    let mut fx = Effects {
+        trace: Some(Vec::new()),
+        ..Effects::default()
+    };
     for i in 0..n {
         let mut data = StoreData::default();
         let id = format!("sim-visitor-{i}");
         let mut vs = VisitorState::new(&id, &mut data);
         fx.clear();
-        match engine.run_experience(&mut vs, &key, &props, &opts, &mut fx) {
+        match engine.run_experience(&mut vs, key, &props, &opts, &mut fx) {
             Decision::Variation(v) => counts[v.variation_index] += 1,
             Decision::NotDecided => undecided += 1,
-            Decision::NotMatched | Decision::RuleError(_) => none += 1,
+            Decision::NotMatched => {
+                none += 1;
+                let steps = fx.trace.as_deref().unwrap_or_default();
+                *reasons.entry(not_matched_reason(steps)).or_default() += 1;
+            }
+            Decision::RuleError(e) => {
+                none += 1;
+                *reasons
+                    .entry(format!("rule error {} (an attribute is missing)", e.code()))
+                    .or_default() += 1;
+            }
         }
     }
     let mut out = format!(
-        "experience {key:?} ({} layout), {n} visitors\n\n{:<24} {:>12} {:>10} {:>10} {:>8}\n",
+        "experience {key:?} ({} layout), environment {:?}, {n} visitors\n\n{:<24} {:>12} {:>10} {:>10} {:>8}\n",
         if exp.anchored { "anchored" } else { "packed" },
+        settings.environment,
         "variation",
         "configured %",
         "visitors",
@@ -458,24 +381,31 @@ pub fn simulate(args: &[String]) -> Result<String, String> {
             c as f64 * 100.0 / n as f64
         }
     };
+    let mut notes = Vec::new();
     for (i, v) in exp.variations.iter().enumerate() {
-        let configured = v
-            .raw
-            .get("traffic_allocation")
-            .map_or(100.0, |t| convert_core::js::to_number(Some(t)));
-        let running = v
-            .raw
-            .get("status")
-            .is_none_or(|s| s.as_str().is_none_or(|s| s.is_empty() || s == "running"));
-        let configured = if running { configured } else { 0.0 };
         let label = format!("{} ({})", v.key.as_deref().unwrap_or("?"), v.id);
-        let _ = writeln!(
-            out,
-            "{label:<24} {configured:>12.2} {:>10} {:>10.2} {:>+8.2}",
-            counts[i],
-            pct(counts[i]),
-            pct(counts[i]) - configured
-        );
+        match configured_share(v) {
+            Ok(configured) => {
+                let _ = writeln!(
+                    out,
+                    "{label:<24} {configured:>12.2} {:>10} {:>10.2} {:>+8.2}",
+                    counts[i],
+                    pct(counts[i]),
+                    pct(counts[i]) - configured
+                );
+            }
+            Err(why) => {
+                let _ = writeln!(
+                    out,
+                    "{label:<24} {:>12} {:>10} {:>10.2} {:>8}",
+                    "invalid",
+                    counts[i],
+                    pct(counts[i]),
+                    "-"
+                );
+                notes.push(format!("variation {label}: {why}"));
+            }
+        }
     }
     let _ = writeln!(
         out,
@@ -493,44 +423,87 @@ pub fn simulate(args: &[String]) -> Result<String, String> {
         none,
         pct(none)
     );
+    if undecided > 0 || !reasons.is_empty() {
+        let _ = writeln!(out, "\nwhy no variation:");
+    }
+    if undecided > 0 {
+        let _ = writeln!(
+            out,
+            "  no variation, traffic: the bucket value is outside every running variation's allocation: {undecided} ({:.2} %)",
+            pct(undecided)
+        );
+    }
+    for (reason, count) in &reasons {
+        let _ = writeln!(
+            out,
+            "  not matched, {reason}: {count} ({:.2} %)",
+            pct(*count)
+        );
+    }
+    for note in notes {
+        let _ = writeln!(out, "\nnote: {note}");
+    }
     Ok(out)
 }
 
-/// `convert fetch`: downloads a project config by SDK key, checks it, and writes it out.
-pub fn fetch(args: &[String]) -> Result<String, String> {
+/// `url` as it may be shown: the query's secrets (`redact_url`) and any password redacted.
+fn shown_url(url: &str) -> String {
+    let url = convert_ports::transport::redact_url(url);
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url;
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!(
+                "{scheme}://{user}:<redacted>@{host}{}",
+                &rest[authority_end..]
+            )
+        }
+        None => url,
+    }
+}
+
+/// `convert fetch`: downloads a project config by SDK key, checks it, and writes it out. Every
+/// error names the URL (secrets redacted).
+pub fn fetch(a: &FetchArgs) -> Result<String, String> {
     use convert_ports::{HttpRequest, Method, Transport};
-    let o = parse(args)?;
-    let key = o.sdk_key.clone().ok_or("--sdk-key KEY is required")?;
-    let endpoint = o
+    let endpoint = a
         .endpoint
         .clone()
         .unwrap_or_else(|| convert_core::tracking::DEFAULT_CONFIG_ENDPOINT.to_string());
-    let env = o.environment.clone().unwrap_or_else(|| "staging".into());
     let mut headers = vec![(
         "User-Agent".to_string(),
         convert_sdk::USER_AGENT.to_string(),
     )];
-    if let Some(s) = &o.secret {
+    if let Some(s) = &a.secret {
         headers.push(("Authorization".into(), format!("Bearer {s}")));
     }
+    let url = convert_core::tracking::config_url(
+        &endpoint,
+        &a.sdk_key,
+        Some(&a.environment),
+        false,
+        None,
+    );
+    let shown = shown_url(&url);
     let request = HttpRequest {
         method: Method::Get,
-        url: convert_core::tracking::config_url(&endpoint, &key, Some(&env), false, None),
+        url,
         headers,
         body: None,
     };
     let response = convert_transport_ureq::UreqTransport::new()
         .send(&request)
-        .map_err(|e| format!("fetching the config failed: {e}"))?;
+        .map_err(|e| format!("cannot fetch {shown}: {e}"))?;
     if response.status != 200 {
-        return Err(format!(
-            "the config endpoint answered HTTP {}",
-            response.status
-        ));
+        return Err(format!("{shown} answered HTTP {}", response.status));
     }
-    let text = String::from_utf8(response.body).map_err(|_| "the config is not UTF-8")?;
+    let text = String::from_utf8(response.body)
+        .map_err(|_| format!("the config from {shown} is not UTF-8"))?;
     let cfg = ProjectConfig::from_json(&text)
-        .map_err(|e| format!("the fetched config is invalid: {e}"))?;
+        .map_err(|e| format!("the config from {shown} is invalid: {e}"))?;
     let summary = format!(
         "account {}, project {}: {} experiences, {} features, {} goals",
         cfg.account_id,
@@ -539,11 +512,27 @@ pub fn fetch(args: &[String]) -> Result<String, String> {
         cfg.features.len(),
         cfg.goals.len()
     );
-    match &o.output {
+    match &a.output {
         Some(path) => {
-            std::fs::write(path, &text).map_err(|e| format!("cannot write {path}: {e}"))?;
+            let path = path.display();
+            std::fs::write(path.to_string(), &text)
+                .map_err(|e| format!("cannot write {path}: {e}"))?;
             Ok(format!("wrote {path}: {summary}\n"))
         }
         None => Ok(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_urls_hide_passwords() {
+        assert_eq!(
+            shown_url("http://u:pw@h:1/p?environment=x"),
+            "http://u:<redacted>@h:1/p?environment=x"
+        );
+        assert_eq!(shown_url("https://h/p/a@b"), "https://h/p/a@b");
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! - `cargo xtask test`: a fixed list of steps run in order, stopping at the first failure:
 //!   formatting check, clippy with `-D warnings`, every test (unit, conformance, golden vectors,
-//!   doctests), and the examples. Installs `redis-server` with apt when it is missing and that is
-//!   possible, so the Redis tests run for real.
+//!   doctests), and the examples. A missing `redis-server` is installed with apt only in CI
+//!   (`CI=true`) or when asked (`cargo xtask test --install`), never with `sudo` on a developer's
+//!   machine unasked; otherwise the Redis tests are skipped and listed.
 //! - `cargo xtask vectors`: regenerates the golden vectors under `tests/golden/` by running the
 //!   published `@convertcom/js-sdk` through the batch protocol (the only command that needs
 //!   Node.js and npm).
@@ -17,6 +18,9 @@ cargo xtask <command>
 
 COMMANDS:
     test       fmt check, clippy -D warnings, all tests (incl. conformance and golden vectors), examples
+      --install  install redis-server with apt-get (sudo -n when not root) when it is missing;
+                 done anyway in CI (CI=true). Elsewhere a missing redis-server skips the Redis
+                 tests, and the list of skipped tests is printed.
     vectors    regenerate tests/golden/**/*.js-output.json with the published @convertcom/js-sdk
                (needs node + npm; nothing else does)
     help       this text
@@ -174,18 +178,71 @@ fn run_pipeline(what: &str, steps: Vec<Step>) -> Result<Totals, String> {
 
 // ---- cargo xtask test -----------------------------------------------------------------------
 
-/// Makes `redis-server` available for the Redis store tests: installed with apt when missing and
-/// possible. Sets `CONVERT_REQUIRE_REDIS=1` when it is there, so the tests fail instead of skipping.
-fn ensure_redis(env: &mut Vec<(String, String)>) -> Result<(), String> {
-    if !have("redis-server") && have("apt-get") {
-        eprintln!("\n==> redis-server not found; installing it with apt-get");
+/// The tests that need `redis-server`; listed when they are skipped.
+const REDIS_TESTS: &[&str] = &[
+    "adapters/redis-store/tests/redis.rs (the Redis store: contract suite, outages, TLS)",
+    "sdk/tests/persistence.rs (Redis deduplication and outage cases)",
+    "cli/tests/persistent_batch.rs (batch runs with a Redis store)",
+    "the redis_dedup example",
+];
+
+/// What `cargo xtask test` does about `redis-server`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RedisPlan {
+    /// It is installed: the Redis tests run and must pass (`CONVERT_REQUIRE_REDIS=1`).
+    Use,
+    /// Install it with apt-get (through `sudo -n` when not root), then use it.
+    Install {
+        /// Whether apt-get runs through `sudo -n`.
+        sudo: bool,
+    },
+    /// A developer's machine without it, not asked to install: the Redis tests are skipped.
+    Skip,
+}
+
+/// Installing is done only in CI or when asked (`--install`); `sudo` is never used unasked on a
+/// developer's machine.
+fn redis_plan(installed: bool, ci: bool, install: bool, root: bool, apt: bool) -> RedisPlan {
+    if installed {
+        RedisPlan::Use
+    } else if (ci || install) && apt {
+        RedisPlan::Install { sudo: !root }
+    } else {
+        RedisPlan::Skip
+    }
+}
+
+/// Whether we run in CI: `CI` set to anything but empty, `0` or `false` (CI services set
+/// `CI=true`; so does `.ci/run`).
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "FALSE"))
+}
+
+/// Makes `redis-server` available for the Redis store tests when it is installed, in CI, or when
+/// asked (`--install`). Sets `CONVERT_REQUIRE_REDIS=1` when it is there, so the tests fail instead
+/// of skipping. Returns whether the Redis tests run.
+fn ensure_redis(env: &mut Vec<(String, String)>, install: bool) -> Result<bool, String> {
+    let ci = in_ci();
+    let plan = redis_plan(
+        have("redis-server"),
+        ci,
+        install,
+        is_root(),
+        have("apt-get"),
+    );
+    if let RedisPlan::Install { sudo } = plan {
+        eprintln!(
+            "\n==> redis-server not found; installing it with {}apt-get ({})",
+            if sudo { "sudo -n " } else { "" },
+            if install { "--install" } else { "CI" }
+        );
         let apt = |args: &[&str]| {
-            let mut c = if is_root() {
-                Command::new("apt-get")
-            } else {
+            let mut c = if sudo {
                 let mut c = Command::new("sudo");
                 c.args(["-n", "apt-get"]);
                 c
+            } else {
+                Command::new("apt-get")
             };
             c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
             c.status().is_ok_and(|s| s.success())
@@ -197,13 +254,22 @@ fn ensure_redis(env: &mut Vec<(String, String)>) -> Result<(), String> {
     }
     if have("redis-server") {
         env.push(("CONVERT_REQUIRE_REDIS".into(), "1".into()));
-        Ok(())
-    } else if std::env::var_os("CI").is_some() {
-        Err("redis-server is required in CI and could not be installed (apt-get install redis-server)".into())
-    } else {
-        eprintln!("    warning: redis-server unavailable; the Redis store tests will be skipped");
-        Ok(())
+        return Ok(true);
     }
+    if ci || install {
+        return Err(
+            "redis-server is required (CI or --install) and could not be installed: apt-get install redis-server"
+                .into(),
+        );
+    }
+    eprintln!("\n==> redis-server not found: SKIPPING the tests that need it:");
+    for t in REDIS_TESTS {
+        eprintln!("      - {t}");
+    }
+    eprintln!(
+        "    Install it (e.g. `sudo apt-get install redis-server`) or run `cargo xtask test --install`."
+    );
+    Ok(false)
 }
 
 fn is_root() -> bool {
@@ -213,8 +279,8 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-/// The environment every test step gets.
-fn test_env() -> Result<Vec<(String, String)>, String> {
+/// The environment every test step gets, and whether the Redis tests run.
+fn test_env(install: bool) -> Result<(Vec<(String, String)>, bool), String> {
     let mut env = Vec::new();
     if std::env::var_os("CONVERT_CONFORMANCE_DIR").is_none() {
         let shared = root().join("../shared/conformance");
@@ -227,8 +293,8 @@ fn test_env() -> Result<Vec<(String, String)>, String> {
             ));
         }
     }
-    ensure_redis(&mut env)?;
-    Ok(env)
+    let redis = ensure_redis(&mut env, install)?;
+    Ok((env, redis))
 }
 
 /// The steps of `cargo xtask test`, in order. Add new checks here.
@@ -369,10 +435,21 @@ fn check_boundaries() -> Result<(), String> {
     Ok(())
 }
 
-fn test() -> Result<(), String> {
+fn test(install: bool) -> Result<(), String> {
     check_boundaries()?;
-    let env = test_env()?;
-    let totals = run_pipeline("xtask test", test_steps(&env))?;
+    let (env, redis) = test_env(install)?;
+    let mut steps = test_steps(&env);
+    if !redis {
+        // The example starts its own redis-server; without one it cannot run.
+        steps.retain(|s| s.name != "example redis_dedup");
+    }
+    let result = run_pipeline("xtask test", steps);
+    if !redis {
+        eprintln!(
+            "\nnote: the Redis tests were SKIPPED (redis-server not installed; see the list above)"
+        );
+    }
+    let totals = result?;
     println!("{} passed, {} failed", totals.passed, totals.failed);
     Ok(())
 }
@@ -494,14 +571,15 @@ fn vectors() -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
     let command = args.next().unwrap_or_default();
+    let install = command == "test" && args.next_if(|a| a == "--install").is_some();
     if let Some(extra) = args.next() {
         eprintln!("xtask: unexpected argument `{extra}`\n\n{HELP}");
         return ExitCode::FAILURE;
     }
     let result = match command.as_str() {
-        "test" => test(),
+        "test" => test(install),
         "vectors" => vectors(),
         "" | "help" | "--help" | "-h" => {
             println!("{HELP}");
@@ -522,6 +600,30 @@ fn main() -> ExitCode {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redis_is_installed_only_in_ci_or_when_asked() {
+        // (installed, ci, install, root, apt)
+        assert_eq!(redis_plan(true, true, true, false, true), RedisPlan::Use);
+        assert_eq!(redis_plan(true, false, false, false, true), RedisPlan::Use);
+        // A developer's machine, not asked: no apt-get, no sudo.
+        assert_eq!(
+            redis_plan(false, false, false, false, true),
+            RedisPlan::Skip
+        );
+        assert_eq!(redis_plan(false, false, false, true, true), RedisPlan::Skip);
+        // Asked, or in CI: apt-get, through sudo -n only when not root.
+        assert_eq!(
+            redis_plan(false, false, true, false, true),
+            RedisPlan::Install { sudo: true }
+        );
+        assert_eq!(
+            redis_plan(false, true, false, true, true),
+            RedisPlan::Install { sudo: false }
+        );
+        // No apt-get: nothing to run.
+        assert_eq!(redis_plan(false, true, true, true, false), RedisPlan::Skip);
+    }
 
     #[test]
     fn parses_libtest_summaries() {
