@@ -35,8 +35,7 @@ fn run_request(
     run: fn(&Value) -> Result<Value, batch::RequestError>,
 ) -> Result<String, String> {
     let text = read_input(a)?;
-    let request: Value =
-        convert_core::js::json_parse(&text)
+    let request: Value = convert_core::js::json_parse(&text)
         .map_err(|e| format!("the request is not valid JSON: {e}"))?;
     let result = run(&request).map_err(|e| e.to_string())?;
     Ok(format!("{}\n", convert_core::js::json_stringify(&result)))

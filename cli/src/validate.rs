@@ -976,12 +976,10 @@ fn rule_trees(cfg: &ProjectConfig) -> Vec<(String, &RuleSet)> {
 /// path, the pattern, and what the engine does with it).
 fn regex_warnings(r: &mut Report, cfg: &ProjectConfig) {
     for (path, rules) in rule_trees(cfg) {
-        for pattern in rules.unsupported_patterns() {
+        for (pattern, concern) in rules.regex_concerns() {
             r.warning(
                 &path,
-                format!(
-                    "regexMatches pattern {pattern:?} needs backtracking (backreferences or look-around), so this rule never matches"
-                ),
+                format!("regexMatches pattern {pattern:?}: {concern}"),
             );
         }
     }
