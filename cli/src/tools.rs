@@ -25,7 +25,7 @@ fn load_config(path: &Path) -> Result<(String, ProjectConfig), String> {
 
 /// A batch or bench request file is accepted too: its `config` member is used.
 fn config_of_request(text: String) -> String {
-    match serde_json::from_str::<Value>(&text) {
+    match convert_core::js::json_parse(&text) {
         Ok(Value::Object(m))
             if !m.contains_key("account_id") && m.get("config").is_some_and(Value::is_object) =>
         {

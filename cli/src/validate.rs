@@ -1002,7 +1002,7 @@ pub fn validate(file: &str, text: &str) -> Report {
         problems: Vec::new(),
         prefix: String::new(),
     };
-    let doc: Value = match serde_json::from_str(text) {
+    let doc: Value = match convert_core::js::json_parse(text) {
         Ok(v) => v,
         Err(e) => {
             let p = r.error("", format!("not valid JSON: {e}"));
