@@ -14,7 +14,6 @@ use crate::bucketing::{AnchoredLayout, ArmSpec, PackedLayout, is_anchored};
 use crate::js;
 use crate::keyorder::js_key_order;
 use crate::rules::{RegexConcern, RuleSet};
-use crate::store::strict_eq;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 
@@ -284,17 +283,59 @@ fn ruled(obj: &Map<String, Value>, field: &str, i: usize) -> Result<RuledEntity,
     })
 }
 
-/// Ids of `items` (config order) strictly contained in `wanted`.
-fn resolve_ids(items: &[Value], wanted: &[Value]) -> Vec<usize> {
-    items
-        .iter()
-        .enumerate()
-        .filter(|(_, it)| {
-            it.get("id")
-                .is_some_and(|id| wanted.iter().any(|w| strict_eq(w, id)))
+/// An id as JavaScript's `===` sees it (numbers by value, `-0` equal to `0`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum IdKey<'a> {
+    Str(&'a str),
+    Num(u64),
+    Bool(bool),
+    Null,
+}
+
+impl<'a> IdKey<'a> {
+    fn of(v: &'a Value) -> Option<IdKey<'a>> {
+        Some(match v {
+            Value::String(s) => IdKey::Str(s),
+            Value::Number(n) => {
+                let x = n.as_f64()?;
+                IdKey::Num(if x == 0.0 { 0 } else { x.to_bits() })
+            }
+            Value::Bool(b) => IdKey::Bool(*b),
+            Value::Null => IdKey::Null,
+            _ => return None,
         })
-        .map(|(i, _)| i)
-        .collect()
+    }
+}
+
+/// The positions of a list's items by id, built once per list so that resolving an experience's
+/// audience, segment and location ids costs its own ids, not the size of the lists.
+struct IdIndex<'a>(HashMap<IdKey<'a>, Vec<usize>, foldhash::fast::RandomState>);
+
+impl<'a> IdIndex<'a> {
+    fn new(items: &'a [Value]) -> IdIndex<'a> {
+        let mut map: HashMap<IdKey<'a>, Vec<usize>, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(items.len(), Default::default());
+        for (i, item) in items.iter().enumerate() {
+            if let Some(key) = item.get("id").and_then(IdKey::of) {
+                map.entry(key).or_default().push(i);
+            }
+        }
+        IdIndex(map)
+    }
+
+    /// Positions (config order) of the items whose id is strictly equal to one of `wanted`.
+    fn resolve(&self, wanted: &[Value]) -> Vec<usize> {
+        let mut out: Vec<usize> = wanted
+            .iter()
+            .filter_map(IdKey::of)
+            .filter_map(|k| self.0.get(&k))
+            .flatten()
+            .copied()
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 impl ProjectConfig {
@@ -399,17 +440,15 @@ impl ProjectConfig {
             locations.push(ruled(entity(a, "locations", i)?, "locations", i)?);
         }
 
+        let indexes = [
+            IdIndex::new(raw_audiences),
+            IdIndex::new(raw_segments),
+            IdIndex::new(raw_locations),
+        ];
         let mut experiences = Vec::new();
         for (i, e) in list(&data, "experiences")?.iter().enumerate() {
             let obj = entity(e, "experiences", i)?;
-            experiences.push(Self::experience(
-                obj,
-                i,
-                &archived_ids,
-                raw_audiences,
-                raw_segments,
-                raw_locations,
-            )?);
+            experiences.push(Self::experience(obj, i, &archived_ids, &indexes)?);
         }
 
         let mut goals = Vec::new();
@@ -488,9 +527,7 @@ impl ProjectConfig {
         obj: &Map<String, Value>,
         i: usize,
         archived_ids: &HashSet<String>,
-        raw_audiences: &[Value],
-        raw_segments: &[Value],
-        raw_locations: &[Value],
+        [audience_ids, segment_ids, location_ids]: &[IdIndex<'_>; 3],
     ) -> Result<Experience, ConfigError> {
         let field = format!("experiences[{i}]");
         let id = s(obj.get("id"));
@@ -541,7 +578,7 @@ impl ProjectConfig {
 
         let location = match obj.get("locations") {
             Some(Value::Array(ids)) if !ids.is_empty() => {
-                LocationTarget::Locations(resolve_ids(raw_locations, ids))
+                LocationTarget::Locations(location_ids.resolve(ids))
             }
             _ => match obj.get("site_area").filter(|v| js::truthy(v)) {
                 Some(rules) => LocationTarget::SiteArea(RuleSet::compile(rules)),
@@ -549,10 +586,9 @@ impl ProjectConfig {
             },
         };
         let (audiences, segments) = match obj.get("audiences") {
-            Some(Value::Array(ids)) if !ids.is_empty() => (
-                resolve_ids(raw_audiences, ids),
-                resolve_ids(raw_segments, ids),
-            ),
+            Some(Value::Array(ids)) if !ids.is_empty() => {
+                (audience_ids.resolve(ids), segment_ids.resolve(ids))
+            }
             _ => (Vec::new(), Vec::new()),
         };
         let audiences_all = obj
@@ -771,6 +807,26 @@ mod tests {
 
     fn base() -> Value {
         json!({"account_id": "1", "project": {"id": "2"}})
+    }
+
+    #[test]
+    fn ids_resolve_by_strict_equality_in_config_order() {
+        let mut cfg = base();
+        cfg["audiences"] = json!([{"id": "5"}, {"id": 5}, {"id": 7.0}, {"id": "5"}, {"id": -0.0}, {"key": "no-id"}]);
+        cfg["experiences"] = json!([
+            {"id": "1", "key": "a", "audiences": [7, "5"], "variations": []},
+            {"id": "2", "key": "b", "audiences": [5.0, 0, "x"], "variations": []},
+            {"id": "3", "key": "c", "audiences": [null, true], "variations": []}
+        ]);
+        let c = ProjectConfig::from_value(cfg).ok();
+        let auds = |k: &str| {
+            c.as_ref()
+                .and_then(|c| c.experience_by_key(k))
+                .map(|e| e.audiences.clone())
+        };
+        assert_eq!(auds("a"), Some(vec![0, 2, 3]));
+        assert_eq!(auds("b"), Some(vec![1, 4]));
+        assert_eq!(auds("c"), Some(vec![]));
     }
 
     #[test]

@@ -119,7 +119,11 @@ fn same_kind(a: &Value, b: &Value) -> bool {
 
 impl RuleData for VisitorProps<'_> {
     fn lookup(&self, key: &str) -> Option<Cow<'_, Value>> {
-        let mut found = self.layers.iter().flatten().filter_map(|l| l.get(key));
+        let mut found = self
+            .layers
+            .iter()
+            .flatten()
+            .filter_map(|l| crate::rules::property(l, key));
         let top = found.next()?;
         if !matches!(top, Value::Array(_) | Value::Object(_)) {
             return Some(Cow::Borrowed(top));

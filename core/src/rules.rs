@@ -195,9 +195,23 @@ pub trait RuleData {
     }
 }
 
+/// Maps with at most this many members are searched by scanning their keys, which beats hashing
+/// the key (SipHash, with `serde_json`'s `preserve_order`) for the few properties a visitor or a
+/// location usually has.
+const SCAN_LIMIT: usize = 12;
+
+/// The member of `map` named exactly `key`: a scan for small maps, the map's own lookup otherwise.
+pub fn property<'m>(map: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
+    if map.len() <= SCAN_LIMIT {
+        map.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    } else {
+        map.get(key)
+    }
+}
+
 impl RuleData for Map<String, Value> {
     fn lookup(&self, key: &str) -> Option<Cow<'_, Value>> {
-        self.get(key).map(Cow::Borrowed)
+        property(self, key).map(Cow::Borrowed)
     }
     fn is_empty(&self) -> bool {
         Map::is_empty(self)
