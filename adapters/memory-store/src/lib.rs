@@ -44,7 +44,7 @@ impl Clock for MonotonicClock {
     }
 }
 
-/// Milliseconds, saturating (the unit of `Slot::used`).
+/// Milliseconds, saturating (the unit of `Shard::used`).
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -64,8 +64,6 @@ struct Slot {
     /// The next visitor in order of use (`NIL` for the most recently used); in a vacant slot,
     /// the next vacant slot.
     newer: u32,
-    /// When the record was last used, in clock milliseconds (only kept with a TTL).
-    used: u64,
     key: String,
     data: StoreData,
 }
@@ -81,6 +79,9 @@ struct Shard {
     newest: u32,
     /// First vacant slot (left by a delete or an expiry), `NIL` when none.
     vacant: u32,
+    /// When each slot's record was last used, in clock milliseconds; only kept with a TTL
+    /// (beside the slots rather than in them, so that a store without a TTL pays nothing).
+    used: Vec<u64>,
 }
 
 impl Default for Shard {
@@ -91,6 +92,7 @@ impl Default for Shard {
             oldest: NIL,
             newest: NIL,
             vacant: NIL,
+            used: Vec::new(),
         }
     }
 }
@@ -134,20 +136,31 @@ impl Shard {
     fn use_mut(&mut self, hash: u64, key: &str, now: Option<(u64, u64)>) -> Option<&mut StoreData> {
         let i = self.find(hash, key)?;
         if let Some((now, ttl)) = now {
-            if self
-                .slot(i)
-                .is_some_and(|s| now.saturating_sub(s.used) >= ttl)
-            {
+            if self.expired(i, now, ttl) {
                 self.vacate(i);
                 return None;
             }
+            self.set_used(i, now);
         }
         self.make_newest(i);
-        let s = self.slot_mut(i)?;
-        if let Some((now, _)) = now {
-            s.used = now;
+        self.slot_mut(i).map(|s| &mut s.data)
+    }
+
+    /// Whether slot `i`'s record was last used `ttl` ms or more before `now`.
+    fn expired(&self, i: u32, now: u64, ttl: u64) -> bool {
+        self.used
+            .get(i as usize)
+            .is_some_and(|&used| now.saturating_sub(used) >= ttl)
+    }
+
+    fn set_used(&mut self, i: u32, now: u64) {
+        let i = i as usize;
+        if self.used.len() <= i {
+            self.used.resize(i + 1, now);
         }
-        Some(&mut s.data)
+        if let Some(u) = self.used.get_mut(i) {
+            *u = now;
+        }
     }
 
     /// Takes slot `i` out of the order of use.
@@ -214,17 +227,21 @@ impl Shard {
     /// Removes the expired records. The order of use is also the order of expiry, so they are
     /// all at the least recently used end.
     fn purge_expired(&mut self, now: u64, ttl: u64) {
-        while let Some(s) = self.slot(self.oldest) {
-            if now.saturating_sub(s.used) < ttl {
-                break;
-            }
+        while self.oldest != NIL && self.expired(self.oldest, now, ttl) {
             self.vacate(self.oldest);
         }
     }
 
     /// Inserts a record that is not in the shard yet, as the most recently used. A full shard
     /// gives the slot of its least recently used visitor to the new one.
-    fn insert_new(&mut self, hash: u64, key: &str, data: StoreData, capacity: usize, used: u64) {
+    fn insert_new(
+        &mut self,
+        hash: u64,
+        key: &str,
+        data: StoreData,
+        capacity: usize,
+        now: Option<u64>,
+    ) {
         let i = if self.table.len() >= capacity && self.oldest != NIL {
             let victim = self.oldest;
             self.forget(victim);
@@ -242,7 +259,6 @@ impl Shard {
                 hash,
                 older: NIL,
                 newer: NIL,
-                used,
                 key: String::new(),
                 data: StoreData::default(),
             });
@@ -250,7 +266,6 @@ impl Shard {
         };
         if let Some(s) = self.slot_mut(i) {
             s.hash = hash;
-            s.used = used;
             // Reuse the key buffer, unless an unusually long key left it oversized.
             if s.key.capacity() > 4 * key.len().max(64) {
                 s.key = String::with_capacity(key.len());
@@ -258,6 +273,9 @@ impl Shard {
             s.key.clear();
             s.key.push_str(key);
             s.data = data;
+        }
+        if let Some(now) = now {
+            self.set_used(i, now);
         }
         self.link_newest(i);
         let slots = &self.slots;
@@ -400,14 +418,10 @@ impl MemoryStore {
         data: StoreData,
         now: Option<(u64, u64)>,
     ) {
-        let used = match now {
-            Some((now, ttl)) => {
-                shard.purge_expired(now, ttl);
-                now
-            }
-            None => 0,
-        };
-        shard.insert_new(hash, key, data, self.per_shard, used);
+        if let Some((now, ttl)) = now {
+            shard.purge_expired(now, ttl);
+        }
+        shard.insert_new(hash, key, data, self.per_shard, now.map(|(now, _)| now));
     }
 }
 
