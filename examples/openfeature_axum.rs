@@ -23,6 +23,10 @@ use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+#[path = "support/http.rs"]
+mod http;
+use http::get_body;
+
 /// The page every request of this example is on.
 const CHECKOUT_URL: &str = "https://shop.example/checkout";
 
@@ -100,17 +104,6 @@ fn sdk() -> Result<Core, convert_sdk::Error> {
         .environment("production")
         .tracking(false)
         .build()
-}
-
-/// Sends `GET path` to `addr` over a plain TCP connection and returns the response body.
-async fn get_body(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await?;
-    Ok(buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
 }
 
 /// Checks one answer of the service against the SDK's own API for the same visitor (the decision
