@@ -382,6 +382,17 @@ fn test_steps(env: &[(String, String)]) -> Vec<Step> {
                 "--self-test",
             ]),
         ),
+        Step::new(
+            "example openfeature_axum",
+            cargo_with_env(&[
+                "run",
+                "--quiet",
+                "--example",
+                "openfeature_axum",
+                "--",
+                "--self-test",
+            ]),
+        ),
     ]
 }
 

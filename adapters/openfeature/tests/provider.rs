@@ -1,0 +1,518 @@
+//! The provider driven through the OpenFeature client API: values, reasons, variants, metadata
+//! and every error code, and the tracking a decision produces compared with the tracking of
+//! `Context::run_feature` on a second SDK instance for the same visitor.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use convert_openfeature::ConvertProvider;
+use convert_sdk::{BucketingAttributes, Core};
+use open_feature::{
+    Client, EvaluationContext, EvaluationContextFieldValue, EvaluationErrorCode, EvaluationReason,
+    FlagMetadataValue, OpenFeature, StructValue, provider::FeatureProvider,
+    provider::ProviderStatus,
+};
+use serde_json::{Map, Value, json};
+
+/// The one test transport: records the tracking requests an SDK sends.
+mod recording {
+    use convert_sdk::{HttpRequest, HttpResponse, Transport, TransportError};
+    use std::sync::{Arc, Mutex};
+
+    /// Records every request and answers 200, or refuses every request when `failing`.
+    #[derive(Clone, Default)]
+    pub struct Recorder {
+        requests: Arc<Mutex<Vec<HttpRequest>>>,
+        pub failing: bool,
+    }
+
+    impl Transport for Recorder {
+        fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+            self.requests.lock().unwrap().push(request.clone());
+            if self.failing {
+                return Err(TransportError::Connect("refused by the test".into()));
+            }
+            Ok(HttpResponse {
+                status: 200,
+                body: Vec::new(),
+            })
+        }
+    }
+
+    impl Recorder {
+        /// The JSON bodies of the requests sent so far.
+        pub fn bodies(&self) -> Vec<serde_json::Value> {
+            self.requests
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|r| r.body.as_deref())
+                .map(|b| serde_json::from_str(b).unwrap())
+                .collect()
+        }
+    }
+}
+use recording::Recorder;
+
+/// Feature `banner` (every variable type, one unreadable integer, one unreadable JSON, one
+/// variable no variation sets) delivered by experience `exp` to premium visitors on the
+/// checkout page; feature `ghost` delivered by no experience.
+fn config() -> Value {
+    json!({
+        "account_id": "10", "project": {"id": "20"},
+        "features": [
+            {"id": "1", "key": "banner", "variables": [
+                {"key": "on", "type": "boolean"}, {"key": "max", "type": "integer"},
+                {"key": "ratio", "type": "float"}, {"key": "label", "type": "string"},
+                {"key": "cfg", "type": "json"}, {"key": "broken", "type": "integer"},
+                {"key": "blob", "type": "json"}, {"key": "unset", "type": "string"}]},
+            {"id": "2", "key": "ghost", "variables": [{"key": "x", "type": "string"}]}
+        ],
+        "audiences": [{"id": "300", "key": "premium", "type": "transient", "rules": {"OR": [{"AND": [{"OR_WHEN": [
+            {"rule_type": "generic_text_key_value", "key": "plan",
+             "matching": {"match_type": "matches", "negated": false}, "value": "premium"}]}]}]}}],
+        "locations": [{"id": "50", "key": "checkout", "rules": {"OR": [{"AND": [{"OR_WHEN": [
+            {"rule_type": "url", "key": "url",
+             "matching": {"match_type": "contains", "negated": false}, "value": "/checkout"}]}]}]}}],
+        "experiences": [{"id": "100", "key": "exp", "audiences": ["300"], "locations": ["50"],
+            "settings": {"matching_options": {"audiences": "any", "locations": "any"}},
+            "variations": [{"id": "101", "key": "v1", "traffic_allocation": 100, "changes": [
+                {"type": "fullStackFeature", "data": {"feature_id": 1, "variables_data": {
+                    "on": "true", "max": "7", "ratio": "0.25", "label": 3,
+                    "cfg": "{\"depth\":2,\"tags\":[\"a\"]}", "broken": "abc", "blob": "{bad"}}}]}]}]
+    })
+}
+
+/// An SDK on the test config whose tracking goes, on `flush`, to a fresh recorder.
+fn sdk() -> (Core, Recorder) {
+    let recorder = Recorder::default();
+    let core = Core::builder()
+        .config(config())
+        .environment("production")
+        .transport(recorder.clone())
+        .tracking(false)
+        .build()
+        .unwrap();
+    (core, recorder)
+}
+
+/// An OpenFeature client bound (under its own name, as tests run in parallel) to `provider`.
+async fn client(name: &str, provider: ConvertProvider) -> Client {
+    OpenFeature::singleton_mut()
+        .await
+        .set_named_provider(name, provider)
+        .await;
+    OpenFeature::singleton().await.create_named_client(name)
+}
+
+/// A premium visitor on the checkout page: `exp` delivers `banner` to them.
+fn premium_on_checkout(id: &str) -> EvaluationContext {
+    let mut loc = Map::new();
+    loc.insert("url".into(), json!("https://shop.test/checkout"));
+    EvaluationContext::default()
+        .with_targeting_key(id)
+        .with_custom_field("plan", "premium")
+        .with_custom_field(
+            "locationProperties",
+            EvaluationContextFieldValue::new_struct(Value::Object(loc)),
+        )
+}
+
+/// What `premium_on_checkout` means for the SDK's own API.
+fn premium_props() -> (Map<String, Value>, BucketingAttributes) {
+    let mut props = Map::new();
+    props.insert("plan".into(), json!("premium"));
+    let attrs = BucketingAttributes::new().location_property("url", "https://shop.test/checkout");
+    (props, attrs)
+}
+
+/// Flushes both SDKs and asserts they sent the same tracking; returns it.
+fn same_tracking(of: (&Core, &Recorder), direct: (&Core, &Recorder)) -> Vec<Value> {
+    of.0.flush().unwrap();
+    direct.0.flush().unwrap();
+    let (a, b) = (of.1.bodies(), direct.1.bodies());
+    assert_eq!(
+        a, b,
+        "tracking through OpenFeature differs from run_feature"
+    );
+    a
+}
+
+fn meta_str(v: &open_feature::FlagMetadata, key: &str) -> Option<String> {
+    match v.values.get(key) {
+        Some(FlagMetadataValue::String(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn on_through_a_variation_resolves_every_type_and_tracks_like_run_feature() {
+    let (core, rec) = sdk();
+    let client = client("on", ConvertProvider::new(core.clone())).await;
+    let ctx = premium_on_checkout("alice");
+
+    let on = client
+        .get_bool_details("banner", Some(&ctx), None)
+        .await
+        .unwrap();
+    assert!(on.value);
+    assert_eq!(on.reason, Some(EvaluationReason::TargetingMatch));
+    assert_eq!(on.variant.as_deref(), Some("v1"));
+    let m = &on.flag_metadata;
+    assert_eq!(meta_str(m, "experienceId").as_deref(), Some("100"));
+    assert_eq!(meta_str(m, "experienceKey").as_deref(), Some("exp"));
+    assert_eq!(meta_str(m, "variationId").as_deref(), Some("101"));
+    assert_eq!(meta_str(m, "variationKey").as_deref(), Some("v1"));
+    assert_eq!(meta_str(m, "featureId").as_deref(), Some("1"));
+    assert_eq!(meta_str(m, "featureKey").as_deref(), Some("banner"));
+
+    let max = client
+        .get_int_details("banner.max", Some(&ctx), None)
+        .await
+        .unwrap();
+    assert_eq!(max.value, 7);
+    assert_eq!(max.reason, Some(EvaluationReason::TargetingMatch));
+    assert_eq!(max.variant.as_deref(), Some("v1"));
+    assert_eq!(
+        meta_str(&max.flag_metadata, "variationId").as_deref(),
+        Some("101")
+    );
+    assert_eq!(
+        client
+            .get_float_value("banner.ratio", Some(&ctx), None)
+            .await,
+        Ok(0.25)
+    );
+    assert_eq!(
+        client
+            .get_string_value("banner.label", Some(&ctx), None)
+            .await,
+        Ok("3".to_string())
+    );
+    assert_eq!(
+        client.get_bool_value("banner.on", Some(&ctx), None).await,
+        Ok(true)
+    );
+    let cfg = client
+        .get_struct_details::<StructValue>("banner.cfg", Some(&ctx), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        cfg.value,
+        StructValue::default()
+            .with_field("depth", 2)
+            .with_field("tags", vec!["a"])
+    );
+    assert_eq!(cfg.reason, Some(EvaluationReason::TargetingMatch));
+
+    // The same six decisions through the SDK's own API, on a second instance.
+    let (direct, direct_rec) = sdk();
+    let (props, attrs) = premium_props();
+    for _ in 0..6 {
+        let d = direct
+            .create_context("alice", Some(props.clone()))
+            .run_feature("banner", &attrs);
+        assert!(d.is_enabled());
+    }
+    let sent = same_tracking((&core, &rec), (&direct, &direct_rec));
+    let text = serde_json::to_string(&sent).unwrap();
+    assert!(
+        text.contains("\"101\"") && text.contains("alice"),
+        "a bucketing event for alice into variation 101 is tracked: {text}"
+    );
+    assert_eq!(
+        core.create_context("alice", None).get_visitor_data(),
+        direct.create_context("alice", None).get_visitor_data(),
+        "the same visitor record is stored"
+    );
+}
+
+#[tokio::test]
+async fn off_for_the_visitor_is_disabled_and_variables_have_no_value() {
+    let (core, rec) = sdk();
+    let client = client("off", ConvertProvider::new(core.clone())).await;
+    // Premium, but on another page: the location rule keeps `exp` away.
+    let mut loc = Map::new();
+    loc.insert("url".into(), json!("https://shop.test/home"));
+    let elsewhere = EvaluationContext::default()
+        .with_targeting_key("bob")
+        .with_custom_field("plan", "premium")
+        .with_custom_field(
+            "locationProperties",
+            EvaluationContextFieldValue::new_struct(loc),
+        );
+    // On the checkout page, but not premium: the audience keeps `exp` away.
+    let mut basic = premium_on_checkout("carol");
+    basic.add_custom_field("plan", "basic");
+
+    for ctx in [&elsewhere, &basic] {
+        let d = client
+            .get_bool_details("banner", Some(ctx), None)
+            .await
+            .unwrap();
+        assert!(!d.value);
+        assert_eq!(d.reason, Some(EvaluationReason::Disabled));
+        assert_eq!(d.variant, None);
+        assert_eq!(
+            meta_str(&d.flag_metadata, "featureId").as_deref(),
+            Some("1")
+        );
+        assert_eq!(meta_str(&d.flag_metadata, "experienceId"), None);
+        let e = client
+            .get_int_value("banner.max", Some(ctx), None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, EvaluationErrorCode::General("DISABLED".into()));
+        assert_eq!(e.code.to_string(), "DISABLED");
+    }
+    // Both visitors are premium on the checkout page for the other SDK: the fields and the
+    // location properties were what kept them out.
+    let (probe, _) = sdk();
+    let (props, attrs) = premium_props();
+    assert!(
+        probe
+            .create_context("x", Some(props.clone()))
+            .run_feature("banner", &attrs)
+            .is_enabled()
+    );
+    let mut basic_props = props.clone();
+    basic_props.insert("plan".into(), json!("basic"));
+    let home = BucketingAttributes::new().location_property("url", "https://shop.test/home");
+    let (direct, direct_rec) = sdk();
+    for _ in 0..2 {
+        assert!(
+            !direct
+                .create_context("bob", Some(props.clone()))
+                .run_feature("banner", &home)
+                .is_enabled()
+        );
+        assert!(
+            !direct
+                .create_context("carol", Some(basic_props.clone()))
+                .run_feature("banner", &attrs)
+                .is_enabled()
+        );
+    }
+    same_tracking((&core, &rec), (&direct, &direct_rec));
+}
+
+#[tokio::test]
+async fn a_feature_no_experience_delivers_is_default() {
+    let (core, _rec) = sdk();
+    let client = client("default", ConvertProvider::new(core)).await;
+    let ctx = premium_on_checkout("dave");
+    let d = client
+        .get_bool_details("ghost", Some(&ctx), None)
+        .await
+        .unwrap();
+    assert!(!d.value);
+    assert_eq!(d.reason, Some(EvaluationReason::Default));
+    let e = client
+        .get_string_value("ghost.x", Some(&ctx), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, EvaluationErrorCode::General("DEFAULT".into()));
+}
+
+#[tokio::test]
+async fn unknown_features_and_variables_are_not_found() {
+    let (core, rec) = sdk();
+    let client = client("not-found", ConvertProvider::new(core.clone())).await;
+    let ctx = premium_on_checkout("erin");
+    for flag in ["nope", "nope.max", "banner.nope", "banner.max.more", ""] {
+        let e = client
+            .get_int_details(flag, Some(&ctx), None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, EvaluationErrorCode::FlagNotFound, "{flag}");
+    }
+    let e = client
+        .get_bool_value("nope", Some(&ctx), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, EvaluationErrorCode::FlagNotFound);
+    core.flush().unwrap();
+    assert!(rec.bodies().is_empty(), "an unknown flag decides nothing");
+
+    // Declared, but the delivering variation sets no value: found only after the decision,
+    // which tracks as run_feature does.
+    let e = client
+        .get_string_value("banner.unset", Some(&ctx), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, EvaluationErrorCode::FlagNotFound);
+    let (direct, direct_rec) = sdk();
+    let (props, attrs) = premium_props();
+    direct
+        .create_context("erin", Some(props))
+        .run_feature("banner", &attrs);
+    assert!(!same_tracking((&core, &rec), (&direct, &direct_rec)).is_empty());
+}
+
+#[tokio::test]
+async fn a_wrong_type_is_a_type_mismatch_and_decides_nothing() {
+    let (core, rec) = sdk();
+    let client = client("mismatch", ConvertProvider::new(core.clone())).await;
+    let ctx = premium_on_checkout("frank");
+    let codes = [
+        client
+            .get_int_value("banner.label", Some(&ctx), None)
+            .await
+            .unwrap_err()
+            .code,
+        client
+            .get_string_value("banner.max", Some(&ctx), None)
+            .await
+            .unwrap_err()
+            .code,
+        client
+            .get_float_value("banner.max", Some(&ctx), None)
+            .await
+            .unwrap_err()
+            .code,
+        client
+            .get_bool_value("banner.cfg", Some(&ctx), None)
+            .await
+            .unwrap_err()
+            .code,
+        client
+            .get_struct_value::<StructValue>("banner.on", Some(&ctx), None)
+            .await
+            .unwrap_err()
+            .code,
+        client
+            .get_string_value("banner", Some(&ctx), None)
+            .await
+            .unwrap_err()
+            .code,
+        client
+            .get_struct_value::<StructValue>("banner", Some(&ctx), None)
+            .await
+            .unwrap_err()
+            .code,
+    ];
+    assert!(
+        codes
+            .iter()
+            .all(|c| *c == EvaluationErrorCode::TypeMismatch),
+        "{codes:?}"
+    );
+    core.flush().unwrap();
+    assert!(rec.bodies().is_empty(), "a wrong type decides nothing");
+}
+
+#[tokio::test]
+async fn an_unreadable_value_is_a_parse_error_after_a_tracked_decision() {
+    let (core, rec) = sdk();
+    let client = client("parse", ConvertProvider::new(core.clone())).await;
+    let ctx = premium_on_checkout("gina");
+    let e = client
+        .get_int_details("banner.broken", Some(&ctx), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, EvaluationErrorCode::ParseError);
+    let e = client
+        .get_struct_details::<StructValue>("banner.blob", Some(&ctx), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, EvaluationErrorCode::ParseError);
+
+    let (direct, direct_rec) = sdk();
+    let (props, attrs) = premium_props();
+    for _ in 0..2 {
+        direct
+            .create_context("gina", Some(props.clone()))
+            .run_feature("banner", &attrs);
+    }
+    assert!(!same_tracking((&core, &rec), (&direct, &direct_rec)).is_empty());
+}
+
+#[tokio::test]
+async fn without_a_config_the_provider_is_not_ready() {
+    let mut transport = Recorder::default();
+    transport.failing = true;
+    let core = Core::builder()
+        .sdk_key("10/20")
+        .transport(transport)
+        .tracking(false)
+        .build()
+        .unwrap();
+    let provider = ConvertProvider::new(core.clone());
+    assert_eq!(provider.status(), ProviderStatus::NotReady);
+    let client = client("not-ready", provider).await;
+    let ctx = premium_on_checkout("hank");
+    let e = client
+        .get_bool_value("banner", Some(&ctx), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, EvaluationErrorCode::ProviderNotReady);
+    let e = client
+        .get_int_value("banner.max", Some(&ctx), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, EvaluationErrorCode::ProviderNotReady);
+
+    // Once a config is installed the same provider answers.
+    let cfg = convert_sdk::ProjectConfig::from_value(config()).unwrap();
+    core.set_config(cfg);
+    let provider = ConvertProvider::new(core.clone());
+    assert_eq!(provider.status(), ProviderStatus::Ready);
+    assert_eq!(
+        client.get_int_value("banner.max", Some(&ctx), None).await,
+        Ok(7)
+    );
+    core.close(std::time::Duration::from_millis(100));
+}
+
+#[tokio::test]
+async fn the_targeting_key_is_required_and_the_context_must_be_readable() {
+    let (core, _rec) = sdk();
+    let client = client("context", ConvertProvider::new(core)).await;
+    let no_key = EvaluationContext::default().with_custom_field("plan", "premium");
+    let empty_key = no_key.clone().with_targeting_key("");
+    for ctx in [&no_key, &empty_key] {
+        let e = client
+            .get_bool_value("banner", Some(ctx), None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, EvaluationErrorCode::TargetingKeyMissing);
+    }
+    let e = client
+        .get_bool_value("banner", None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, EvaluationErrorCode::TargetingKeyMissing);
+
+    let bad_location = EvaluationContext::default()
+        .with_targeting_key("ivy")
+        .with_custom_field("locationProperties", "https://shop.test/checkout");
+    let e = client
+        .get_bool_value("banner", Some(&bad_location), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, EvaluationErrorCode::InvalidContext);
+    let opaque = EvaluationContext::default()
+        .with_targeting_key("ivy")
+        .with_custom_field("cart", EvaluationContextFieldValue::new_struct(42_u8));
+    let e = client
+        .get_bool_value("banner", Some(&opaque), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, EvaluationErrorCode::InvalidContext);
+}
+
+#[tokio::test]
+async fn struct_fields_of_every_supported_form_are_read() {
+    let (core, _rec) = sdk();
+    let client = client("forms", ConvertProvider::new(core)).await;
+    let loc = StructValue::default().with_field("url", "https://shop.test/checkout");
+    let ctx = EvaluationContext::default()
+        .with_targeting_key("jack")
+        .with_custom_field("plan", "premium")
+        .with_custom_field(
+            "locationProperties",
+            EvaluationContextFieldValue::new_struct(loc),
+        );
+    assert_eq!(
+        client.get_bool_value("banner", Some(&ctx), None).await,
+        Ok(true)
+    );
+}
