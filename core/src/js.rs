@@ -631,7 +631,12 @@ pub fn replace_lone_surrogate_escapes(text: &str) -> Cow<'_, str> {
     let mut out: Option<String> = None;
     let mut copied = 0;
     let mut from = 0;
-    while let Some(pos) = text[from..].find('\\') {
+    // Scan bytes: after a backslash the escaped character may be multi-byte (invalid JSON, which
+    // serde_json then rejects), so `from` need not be a char boundary.
+    while let Some(pos) = bytes
+        .get(from..)
+        .and_then(|b| b.iter().position(|&c| c == b'\\'))
+    {
         let i = from + pos;
         let next = match surrogate_at(i) {
             // A pair: both escapes stay.
@@ -845,6 +850,14 @@ mod tests {
         assert_eq!(number_value(f64::INFINITY), json!(null));
         assert_eq!(number_value(3.9), json!(3.9));
         assert_eq!(number_value(1e300), json!(1e300));
+    }
+
+    #[test]
+    fn a_backslash_before_a_multibyte_character_is_an_error_not_a_panic() {
+        for text in ["\"a\\\u{e9}b\"", "\"\\\u{1f600}\"", "\"\\\u{e9}", "\"\\"] {
+            assert!(json_parse(text).is_err(), "{text}");
+        }
+        assert_eq!(json_parse("\"\\\\\u{e9}\"").ok(), Some(json!("\\\u{e9}")));
     }
 
     #[test]
