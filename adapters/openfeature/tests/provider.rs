@@ -54,7 +54,8 @@ use recording::Recorder;
 
 /// Feature `banner` (every variable type, one unreadable integer, one unreadable JSON, one
 /// variable no variation sets) delivered by experience `exp` to premium visitors on the
-/// checkout page; feature `ghost` delivered by no experience.
+/// checkout page; feature `ghost` delivered by no experience; feature `deals` delivered by
+/// experience `deals-test` to visitors who spent at least 10 and signed up before 2001-09-09.
 fn config() -> Value {
     json!({
         "account_id": "10", "project": {"id": "20"},
@@ -64,11 +65,17 @@ fn config() -> Value {
                 {"key": "ratio", "type": "float"}, {"key": "label", "type": "string"},
                 {"key": "cfg", "type": "json"}, {"key": "broken", "type": "integer"},
                 {"key": "blob", "type": "json"}, {"key": "unset", "type": "string"}]},
-            {"id": "2", "key": "ghost", "variables": [{"key": "x", "type": "string"}]}
+            {"id": "2", "key": "ghost", "variables": [{"key": "x", "type": "string"}]},
+            {"id": "3", "key": "deals", "variables": []}
         ],
         "audiences": [{"id": "300", "key": "premium", "type": "transient", "rules": {"OR": [{"AND": [{"OR_WHEN": [
             {"rule_type": "generic_text_key_value", "key": "plan",
-             "matching": {"match_type": "matches", "negated": false}, "value": "premium"}]}]}]}}],
+             "matching": {"match_type": "matches", "negated": false}, "value": "premium"}]}]}]}},
+            {"id": "301", "key": "early-spenders", "type": "transient", "rules": {"OR": [{"AND": [
+                {"OR_WHEN": [{"rule_type": "generic_numeric_key_value", "key": "spent",
+                    "matching": {"match_type": "less", "negated": true}, "value": 10}]},
+                {"OR_WHEN": [{"rule_type": "generic_numeric_key_value", "key": "signup",
+                    "matching": {"match_type": "less", "negated": false}, "value": 1000000000}]}]}]}}],
         "locations": [{"id": "50", "key": "checkout", "rules": {"OR": [{"AND": [{"OR_WHEN": [
             {"rule_type": "url", "key": "url",
              "matching": {"match_type": "contains", "negated": false}, "value": "/checkout"}]}]}]}}],
@@ -77,7 +84,10 @@ fn config() -> Value {
             "variations": [{"id": "101", "key": "v1", "traffic_allocation": 100, "changes": [
                 {"type": "fullStackFeature", "data": {"feature_id": 1, "variables_data": {
                     "on": "true", "max": "7", "ratio": "0.25", "label": 3,
-                    "cfg": "{\"depth\":2,\"tags\":[\"a\"]}", "broken": "abc", "blob": "{bad"}}}]}]}]
+                    "cfg": "{\"depth\":2,\"tags\":[\"a\"]}", "broken": "abc", "blob": "{bad"}}}]}]},
+            {"id": "200", "key": "deals-test", "audiences": ["301"],
+            "variations": [{"id": "201", "key": "d1", "traffic_allocation": 100, "changes": [
+                {"type": "fullStackFeature", "data": {"feature_id": 3}}]}]}]
     })
 }
 
@@ -515,4 +525,27 @@ async fn struct_fields_of_every_supported_form_are_read() {
         client.get_bool_value("banner", Some(&ctx), None).await,
         Ok(true)
     );
+}
+
+#[tokio::test]
+async fn float_and_date_time_fields_are_numeric_visitor_properties() {
+    let (core, _rec) = sdk();
+    let client = client("numeric", ConvertProvider::new(core)).await;
+    let y2000 = time::OffsetDateTime::from_unix_timestamp(946_684_800).unwrap();
+    let y2020 = time::OffsetDateTime::from_unix_timestamp(1_577_836_800).unwrap();
+    let visitor = |id: &str, spent: f64, signup: time::OffsetDateTime| {
+        EvaluationContext::default()
+            .with_targeting_key(id)
+            .with_custom_field("spent", spent)
+            .with_custom_field("signup", signup)
+    };
+    let on = |ctx: EvaluationContext| {
+        let client = &client;
+        async move { client.get_bool_value("deals", Some(&ctx), None).await }
+    };
+    assert_eq!(on(visitor("kim", 12.5, y2000)).await, Ok(true));
+    assert_eq!(on(visitor("lee", 12.5, y2020)).await, Ok(false));
+    assert_eq!(on(visitor("max", 9.5, y2000)).await, Ok(false));
+    let e = on(visitor("ned", f64::NAN, y2000)).await.unwrap_err();
+    assert_eq!(e.code, EvaluationErrorCode::InvalidContext);
 }
