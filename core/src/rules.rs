@@ -1217,6 +1217,7 @@ fn compile_backtracking(translated: &str, skeleton: &str) -> Engine {
         .backtrack_limit(REGEX_BACKTRACK_LIMIT)
         .delegate_size_limit(SIZE_LIMIT)
         .delegate_dfa_size_limit(SIZE_LIMIT)
+        .delegate_dfa_skip_cache_capacity_check(false)
         .build()
     {
         Ok(re) => Engine::Backtracking {
@@ -2244,6 +2245,8 @@ mod tests {
         assert!(re("(?<=\\$)\\d+", "cost $12") && !re("(?<=\\$)\\d+", "cost 12"));
         assert!(re("(?<!x)y", "ay") && !re("(?<!x)y", "xy"));
         assert!(re("(?<=a+)b", "aaab")); // variable-length look-behind
+        assert!(re("(?<=^.*/)shop", "https://x.example/shop") && !re("(?<=^.*/)shop", "myshop"));
+        assert!(re("(?<=\\w+\\s)foo", "the foo") && !re("(?<=\\w+\\s)foo", " foo"));
         // Backreferences, numbered and named, case-insensitive.
         assert!(re("(.)\\1", "aa") && !re("(.)\\1", "ab"));
         assert!(re("(?<c>.)\\k<c>", "xyyz") && !re("(?<c>.)\\k<c>", "xyz"));
