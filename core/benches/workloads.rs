@@ -171,3 +171,10 @@ fn config_load(bencher: divan::Bencher) {
     let text = large_config();
     bencher.bench_local(|| ProjectConfig::from_json(divan::black_box(&text)).unwrap());
 }
+
+/// The floor of `config_load`: `serde_json` parsing the same text into a `Value`, nothing else.
+#[divan::bench(sample_count = 30)]
+fn config_parse_only(bencher: divan::Bencher) {
+    let text = large_config();
+    bencher.bench_local(|| serde_json::from_str::<Value>(divan::black_box(&text)).unwrap());
+}

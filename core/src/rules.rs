@@ -94,8 +94,10 @@
 //! * linear engine: `(n + 1) × m ≤` [`REGEX_WORK_BUDGET`] (2²⁴), `n` the input size in bytes, `m`
 //!   the size of the compiled program (states); the engine's work is proportional to that product
 //!   at worst, and the check is made before running;
-//! * backtracking engine: inputs of at most [`REGEX_BACKTRACK_MAX_INPUT`] bytes and at most
-//!   [`REGEX_BACKTRACK_LIMIT`] backtracking steps.
+//! * backtracking engine: `(n + 1 + L) × (n + 1) × m ≤` [`REGEX_BACKTRACK_BUDGET`] (2³⁰), `m`
+//!   counting the look-around bodies, and at most `L =` [`REGEX_BACKTRACK_LIMIT`] backtracking
+//!   steps (a look-around can rescan the rest of the input from every position and after every
+//!   backtracking step, hence the square).
 //!
 //! Over budget, the rule is false (negation not applied), the pattern's counter goes up
 //! ([`RuleSet::regex_over_budget`]) and a warning is logged (`log` crate) the first time for each
@@ -880,18 +882,25 @@ const WS_CLASS: &str = r"\t\n\x0B\x0C\r \x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\
 /// *input bytes × program states*: a pattern whose compiled program has `m` states runs on an
 /// input of `n` bytes (the lower-cased value in UTF-16 unit form, encoded as UTF-8) only when
 /// `(n + 1) × m` is at most this budget. The engine's work is bounded by a constant times that
-/// product whatever the pattern and input, so one evaluation costs at most a few tens of
-/// milliseconds. Over budget, the rule is false (negation not applied), the pattern's counter
-/// goes up ([`RuleSet::regex_over_budget`]) and a warning is logged the first time.
+/// product whatever the pattern and input: one evaluation at the budget took about 70 ms on the
+/// development machine (`[ab]*a[ab]{3000}[^ab]` on 5,000 bytes). Over budget, the rule is false
+/// (negation not applied), the pattern's counter goes up ([`RuleSet::regex_over_budget`]) and a
+/// warning is logged the first time.
 pub const REGEX_WORK_BUDGET: u64 = 1 << 24;
 
 /// The backtracking engine (patterns with look-around or backreferences) gives up after this many
 /// backtracking steps in one evaluation (over budget: as above).
-pub const REGEX_BACKTRACK_LIMIT: usize = 100_000;
+pub const REGEX_BACKTRACK_LIMIT: usize = 10_000;
 
-/// The backtracking engine runs only on inputs of at most this many bytes (in the form described
-/// at [`REGEX_WORK_BUDGET`]); a longer input is over budget.
-pub const REGEX_BACKTRACK_MAX_INPUT: usize = 1 << 16;
+/// The work budget of one evaluation on the backtracking engine, in units of *input bytes × input
+/// bytes × program states*. Each start position and each backtracking step can run a look-around
+/// or a sub-match over the rest of the input (`(?=.*x)y` does so from every position: quadratic,
+/// in JavaScript too), so a pattern whose program (look-around bodies included) has `m` states
+/// runs on `n` bytes only when `(n + 1 + REGEX_BACKTRACK_LIMIT) × (n + 1) × m` is at most this
+/// budget; the engine also stops after [`REGEX_BACKTRACK_LIMIT`] backtracking steps. A 20-state
+/// program runs on values up to 3,869 bytes, a 100-state one up to 977 bytes
+/// ([`RegexConcern::Backtracking`] tells each pattern's limit).
+pub const REGEX_BACKTRACK_BUDGET: u64 = 1 << 30;
 
 /// The input size (bytes) for which [`RegexConcern::LargeProgram`] is reported: a linear-time
 /// pattern whose program would exceed [`REGEX_WORK_BUDGET`] on an input this long is worth a
@@ -916,9 +925,14 @@ pub enum RegexConcern {
         max_input: u64,
     },
     /// The pattern needs the backtracking engine (look-around, backreferences): an evaluation
-    /// stops at [`REGEX_BACKTRACK_LIMIT`] steps or on inputs over [`REGEX_BACKTRACK_MAX_INPUT`]
-    /// bytes.
-    Backtracking,
+    /// stops at [`REGEX_BACKTRACK_LIMIT`] steps, and inputs longer than `max_input` bytes are over
+    /// the budget ([`REGEX_BACKTRACK_BUDGET`]).
+    Backtracking {
+        /// Program states (look-around bodies included).
+        states: u64,
+        /// The longest input (bytes) evaluated within the budget.
+        max_input: u64,
+    },
 }
 
 impl std::fmt::Display for RegexConcern {
@@ -938,9 +952,9 @@ impl std::fmt::Display for RegexConcern {
                 f,
                 "the pattern compiles to {states} states: values longer than {max_input} bytes exceed the work budget (rule false)"
             ),
-            RegexConcern::Backtracking => write!(
+            RegexConcern::Backtracking { max_input, .. } => write!(
                 f,
-                "the pattern needs backtracking (look-around or backreferences): evaluations stop after {REGEX_BACKTRACK_LIMIT} steps or on values over {REGEX_BACKTRACK_MAX_INPUT} bytes (rule false)"
+                "the pattern needs backtracking (look-around or backreferences): evaluations stop after {REGEX_BACKTRACK_LIMIT} backtracking steps or on values over {max_input} bytes (rule false)"
             ),
         }
     }
@@ -964,9 +978,9 @@ pub enum RegexOutcome {
 pub struct RegexRun {
     /// What the test found.
     pub outcome: RegexOutcome,
-    /// Work charged: `(n + 1) × m` units on the linear-time engine (0 when refused before
-    /// running), the input length plus the backtracking steps allowed on the backtracking engine
-    /// (an upper bound).
+    /// Work charged, 0 when refused before running: `(n + 1) × m` units on the linear-time engine
+    /// ([`REGEX_WORK_BUDGET`]), `(n + 1 + limit) × (n + 1) × m` on the backtracking engine
+    /// ([`REGEX_BACKTRACK_BUDGET`]).
     pub work: u64,
 }
 
@@ -978,7 +992,11 @@ enum Engine {
         /// Compiled program size (Thompson NFA states).
         states: u64,
     },
-    Backtracking(Box<fancy_regex::Regex>),
+    Backtracking {
+        re: Box<fancy_regex::Regex>,
+        /// Program size (Thompson NFA states of the pattern with look-around bodies inlined).
+        states: u64,
+    },
     /// Never runs; why.
     NotRun(RegexConcern),
 }
@@ -996,11 +1014,14 @@ impl Pattern {
     /// Compiles JS pattern `source` (flag `i`, no `u`) on the linear-time engine when it can, on
     /// the backtracking engine otherwise.
     fn compile(source: &str) -> Pattern {
-        let engine = match translate_js_regex(source, false) {
+        let engine = match translate_js_regex(source, Mode::Linear) {
             Ok(translated) => compile_linear(&translated),
-            Err(Reject::NeedsBacktracking) => match translate_js_regex(source, true) {
-                Ok(translated) => compile_backtracking(&translated),
-                Err(reject) => not_run(reject),
+            Err(Reject::NeedsBacktracking) => match (
+                translate_js_regex(source, Mode::Backtracking),
+                translate_js_regex(source, Mode::Skeleton),
+            ) {
+                (Ok(translated), Ok(skeleton)) => compile_backtracking(&translated, &skeleton),
+                (Err(reject), _) | (_, Err(reject)) => not_run(reject),
             },
             Err(reject) => not_run(reject),
         };
@@ -1024,7 +1045,10 @@ impl Pattern {
                     max_input,
                 })
             }
-            Engine::Backtracking(_) => Some(RegexConcern::Backtracking),
+            Engine::Backtracking { states, .. } => Some(RegexConcern::Backtracking {
+                states: *states,
+                max_input: backtracking_max_input(*states),
+            }),
             Engine::NotRun(c) => Some(c.clone()),
         }
     }
@@ -1078,16 +1102,17 @@ impl Pattern {
                     work,
                 }
             }
-            Engine::Backtracking(re) => {
-                if value.len() > REGEX_BACKTRACK_MAX_INPUT {
+            Engine::Backtracking { re, states } => {
+                let cost = |n: usize| backtracking_cost(n as u64, *states);
+                if cost(value.len()) > REGEX_BACKTRACK_BUDGET {
                     return over;
                 }
                 let lower = js::js_lowercase(value);
                 let units = utf16_units(&lower);
-                if units.len() > REGEX_BACKTRACK_MAX_INPUT {
+                let work = cost(units.len());
+                if work > REGEX_BACKTRACK_BUDGET {
                     return over;
                 }
-                let work = units.len() as u64 + REGEX_BACKTRACK_LIMIT as u64;
                 match re.is_match(&*units) {
                     Ok(b) => RegexRun {
                         outcome: verdict(b),
@@ -1125,14 +1150,22 @@ fn not_run(reject: Reject) -> Engine {
 const SIZE_LIMIT: usize = 1 << 20;
 
 fn compile_linear(translated: &str) -> Engine {
-    use regex_automata::nfa::thompson;
     let re = regex::RegexBuilder::new(translated)
         .case_insensitive(true)
         .size_limit(SIZE_LIMIT)
         .dfa_size_limit(SIZE_LIMIT)
         .nest_limit(2 * NEST_LIMIT as u32)
         .build();
-    // The program size that bounds the engine's work: the same pattern as a Thompson NFA.
+    match (re, program_states(translated)) {
+        (Ok(re), Ok(states)) => Engine::Linear { re, states },
+        (Err(e), _) => Engine::NotRun(RegexConcern::Unsupported(first_line(&e.to_string()))),
+        (_, Err(e)) => Engine::NotRun(RegexConcern::Unsupported(e)),
+    }
+}
+
+/// The program size that bounds an engine's work: `regex`-syntax `pattern` as a Thompson NFA.
+fn program_states(pattern: &str) -> Result<u64, String> {
+    use regex_automata::nfa::thompson;
     let nfa = thompson::Compiler::new()
         .syntax(
             regex_automata::util::syntax::Config::new()
@@ -1145,26 +1178,52 @@ fn compile_linear(translated: &str) -> Engine {
                 .shrink(false)
                 .which_captures(thompson::WhichCaptures::None),
         )
-        .build(translated);
-    match (re, nfa) {
-        (Ok(re), Ok(nfa)) => Engine::Linear {
-            re,
-            states: nfa.states().len() as u64,
-        },
-        (Err(e), _) => Engine::NotRun(RegexConcern::Unsupported(first_line(&e.to_string()))),
-        (_, Err(e)) => Engine::NotRun(RegexConcern::Unsupported(first_line(&e.to_string()))),
-    }
+        .build(pattern);
+    nfa.map(|nfa| nfa.states().len() as u64)
+        .map_err(|e| first_line(&e.to_string()))
 }
 
-fn compile_backtracking(translated: &str) -> Engine {
+/// The work units of an evaluation on the backtracking engine ([`REGEX_BACKTRACK_BUDGET`]).
+fn backtracking_cost(n: u64, states: u64) -> u64 {
+    (n + 1 + REGEX_BACKTRACK_LIMIT as u64)
+        .saturating_mul(n + 1)
+        .saturating_mul(states.max(1))
+}
+
+/// The longest input within [`REGEX_BACKTRACK_BUDGET`] for a program of `states` states.
+fn backtracking_max_input(states: u64) -> u64 {
+    let (mut lo, mut hi) = (0u64, 1u64 << 32);
+    if backtracking_cost(0, states) > REGEX_BACKTRACK_BUDGET {
+        return 0;
+    }
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if backtracking_cost(mid, states) <= REGEX_BACKTRACK_BUDGET {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    lo
+}
+
+fn compile_backtracking(translated: &str, skeleton: &str) -> Engine {
+    let states = match program_states(skeleton) {
+        Ok(states) => states,
+        Err(e) => return Engine::NotRun(RegexConcern::Unsupported(e)),
+    };
     match fancy_regex::RegexBuilder::new(translated)
         .case_insensitive(true)
         .backtrack_limit(REGEX_BACKTRACK_LIMIT)
         .delegate_size_limit(SIZE_LIMIT)
         .delegate_dfa_size_limit(SIZE_LIMIT)
+        .delegate_dfa_skip_cache_capacity_check(false)
         .build()
     {
-        Ok(re) => Engine::Backtracking(Box::new(re)),
+        Ok(re) => Engine::Backtracking {
+            re: Box::new(re),
+            states,
+        },
         Err(e) => Engine::NotRun(RegexConcern::Unsupported(first_line(&e.to_string()))),
     }
 }
@@ -1381,6 +1440,8 @@ struct Translator<'p> {
     names: Vec<(String, usize)>,
     /// Whether the output is for the backtracking engine (`fancy-regex` syntax).
     backtracking: bool,
+    /// Whether the output is the skeleton of a backtracking pattern ([`Mode::Skeleton`]).
+    skeleton: bool,
     /// Set (in linear mode) when the pattern uses look-around or backreferences.
     needs_backtracking: bool,
     /// Set when the pattern nests groups deeper than [`NEST_LIMIT`].
@@ -1441,7 +1502,7 @@ impl Translator<'_> {
 
     /// A construct only the backtracking engine runs: in linear mode, notes it and gives up.
     fn backtracking_only(&mut self) -> Option<()> {
-        if self.backtracking {
+        if self.backtracking || self.skeleton {
             Some(())
         } else {
             self.needs_backtracking = true;
@@ -1453,7 +1514,11 @@ impl Translator<'_> {
     /// not captured, hence the conditional.
     fn backreference(&mut self, n: usize) -> Option<()> {
         self.backtracking_only()?;
-        self.out.push_str(&format!("(?({n})\\{n}|)"));
+        if self.skeleton {
+            self.out.push_str("(?:)");
+        } else {
+            self.out.push_str(&format!("(?({n})\\{n}|)"));
+        }
         Some(())
     }
 
@@ -1661,6 +1726,12 @@ impl Translator<'_> {
                 self.backtracking_only()?;
                 let behind = self.peek(1) == Some('<');
                 let len = if behind { 3 } else { 2 };
+                if self.skeleton {
+                    // The body as a plain group: its program is what the engine runs.
+                    self.out.push_str("(?:");
+                    self.i += len;
+                    return Some(Open::Group);
+                }
                 self.out.push('(');
                 self.out.extend(&self.chars[self.i..self.i + len]);
                 self.i += len;
@@ -1753,7 +1824,19 @@ fn quantifier_out_of_order(q: &[char]) -> bool {
 
 /// Translates an ECMAScript pattern (Annex B, non-Unicode mode) into `regex` syntax, in linear
 /// time. `None` when the pattern needs backtracking or is invalid in JavaScript.
-fn translate_js_regex(pattern: &str, backtracking: bool) -> Result<String, Reject> {
+/// What a translation is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The linear-time `regex` engine: look-around and backreferences are refused.
+    Linear,
+    /// The backtracking `fancy-regex` engine.
+    Backtracking,
+    /// `regex` syntax with look-around bodies as plain groups and backreferences as empty
+    /// groups: only compiled to measure the size of a backtracking pattern's program.
+    Skeleton,
+}
+
+fn translate_js_regex(pattern: &str, mode: Mode) -> Result<String, Reject> {
     // Work on UTF-16 code units, as a non-Unicode JS pattern does.
     let mut chars: Vec<char> = Vec::with_capacity(pattern.len());
     for c in pattern.chars() {
@@ -1765,7 +1848,8 @@ fn translate_js_regex(pattern: &str, backtracking: bool) -> Result<String, Rejec
         i: 0,
         groups,
         names,
-        backtracking,
+        backtracking: mode == Mode::Backtracking,
+        skeleton: mode == Mode::Skeleton,
         needs_backtracking: false,
         too_deep: false,
         out: String::with_capacity(pattern.len() + 16),
@@ -2141,10 +2225,16 @@ mod tests {
             {"key": "k", "matching": {"match_type": "regexMatches", "negated": false}, "value": "x+"}
         ]}]}]}));
         assert!(rs.unsupported_patterns().is_empty());
-        assert_eq!(
-            rs.regex_concerns(),
-            vec![("(x)\\1", RegexConcern::Backtracking)]
-        );
+        let concerns = rs.regex_concerns();
+        assert_eq!(concerns.len(), 1);
+        assert_eq!(concerns[0].0, "(x)\\1");
+        let (states, max_input) = match concerns[0].1 {
+            RegexConcern::Backtracking { states, max_input } => (states, max_input),
+            _ => (0, 0),
+        };
+        assert!(states > 0 && max_input > 1000, "{states} {max_input}");
+        assert!(backtracking_cost(max_input, states) <= REGEX_BACKTRACK_BUDGET);
+        assert!(backtracking_cost(max_input + 1, states) > REGEX_BACKTRACK_BUDGET);
     }
 
     #[test]
@@ -2155,6 +2245,8 @@ mod tests {
         assert!(re("(?<=\\$)\\d+", "cost $12") && !re("(?<=\\$)\\d+", "cost 12"));
         assert!(re("(?<!x)y", "ay") && !re("(?<!x)y", "xy"));
         assert!(re("(?<=a+)b", "aaab")); // variable-length look-behind
+        assert!(re("(?<=^.*/)shop", "https://x.example/shop") && !re("(?<=^.*/)shop", "myshop"));
+        assert!(re("(?<=\\w+\\s)foo", "the foo") && !re("(?<=\\w+\\s)foo", " foo"));
         // Backreferences, numbered and named, case-insensitive.
         assert!(re("(.)\\1", "aa") && !re("(.)\\1", "ab"));
         assert!(re("(?<c>.)\\k<c>", "xyyz") && !re("(?<c>.)\\k<c>", "xyz"));
@@ -2214,15 +2306,33 @@ mod tests {
         // Exponential backtracking stops at the step limit.
         let run = regex_test("^(?=(a|a)*\\1b)", &"a".repeat(64));
         assert_eq!(run.outcome, RegexOutcome::OverBudget);
-        assert!(run.work <= (REGEX_BACKTRACK_LIMIT + 64) as u64);
-        // Backtracking on a long input is refused before running.
-        let run = regex_test("(.)\\1", &"ab".repeat(REGEX_BACKTRACK_MAX_INPUT));
+        assert!(run.work > 0 && run.work <= REGEX_BACKTRACK_BUDGET);
+        // A look-ahead scanning to the end from every start position is quadratic (seconds on
+        // 64 KiB, in JS too): refused before running.
+        let run = regex_test("(?=.*x)y", &"a".repeat(1 << 16));
         assert_eq!(
             run,
             RegexRun {
                 outcome: RegexOutcome::OverBudget,
                 work: 0
             }
+        );
+        let run = regex_test("(.)\\1", &"ab".repeat(1 << 15));
+        assert_eq!(
+            run,
+            RegexRun {
+                outcome: RegexOutcome::OverBudget,
+                work: 0
+            }
+        );
+        // Within the budget, the same patterns run; a 2 KB URL is fine for a small pattern.
+        let url = format!("https://shop.example/{}/admin", "x".repeat(2000));
+        let run = regex_test("^(?!.*admin)", &url);
+        assert_eq!(run.outcome, RegexOutcome::NotMatched);
+        assert!(run.work > 0 && run.work <= REGEX_BACKTRACK_BUDGET);
+        assert_eq!(
+            regex_test("(?=.*y)x", "aaxy").outcome,
+            RegexOutcome::Matched
         );
     }
 

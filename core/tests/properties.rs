@@ -95,6 +95,23 @@ proptest! {
     fn regex_is_total(pattern in "\\PC{0,30}", input in "\\PC{0,200}") {
         let _ = compare("regexMatches", Some(&json!(input)), Some(&json!(pattern)), false);
     }
+
+    /// The same with patterns made of regex syntax (look-around, backreferences, named groups,
+    /// Annex B quantifiers and classes), so both engines and the translator's corners are hit;
+    /// whatever the outcome, the work charged stays within the budgets.
+    #[test]
+    fn regex_syntax_soup_is_total_and_bounded(
+        pattern in "([ab.^$|*+?]|\\(\\?[=!:]|\\(\\?<[=!n]>?|\\(|\\)|\\\\[1-3bBwdk]|\\[\\^?|\\]|\\{[0-9,]{0,3}\\}?|<n>){0,20}",
+        input in "[abn \u{17F}\u{1F600}]{0,64}",
+    ) {
+        use convert_core::rules::{regex_test, RegexOutcome, REGEX_BACKTRACK_BUDGET};
+        let run = regex_test(&pattern, &input);
+        prop_assert!(run.work <= REGEX_BACKTRACK_BUDGET);
+        if run.outcome == RegexOutcome::NotRun {
+            prop_assert_eq!(run.work, 0);
+        }
+        let _ = compare("regexMatches", Some(&json!(input)), Some(&json!(pattern)), true);
+    }
 }
 
 #[test]
