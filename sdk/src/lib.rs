@@ -7,12 +7,15 @@ mod core;
 mod error;
 pub mod events;
 mod runtime;
+mod store_guard;
 
 pub use crate::attributes::{BucketingAttributes, ConversionAttributes, EntityType};
 pub use crate::context::{
     Context, FeatureDecision, PreviewError, VariableError, parse_preview_param,
 };
-pub use crate::core::{Core, CoreBuilder, EventsOptions, Metrics, RetryPolicy, USER_AGENT};
+pub use crate::core::{
+    Core, CoreBuilder, EventsOptions, Metrics, RetryPolicy, StoreOptions, USER_AGENT,
+};
 pub use crate::error::Error;
 pub use crate::events::EventKind;
 pub use convert_core::{

@@ -153,6 +153,39 @@ impl RedisServer {
         }
     }
 
+    /// Kills the server with `SIGKILL` (no shutdown, no final flush of the append-only file) and
+    /// reaps it; [`RedisServer::launch`] restarts it on the same port and directory.
+    pub fn kill9(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.wait();
+        }
+    }
+
+    /// Sends `signal` (e.g. `"-STOP"`, `"-CONT"`) to the running server.
+    pub fn signal(&self, signal: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
+    /// Runs `redis-cli` against the server with `args`; its standard output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
     /// The `redis-server` process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.server.as_ref().map(Child::id)
