@@ -8,6 +8,6 @@ pub mod transport;
 pub use event::{EventBus, SdkEvent};
 pub use store::{
     Applied, DataStore, StoreData, StoreError, StoreOp, apply_ops, apply_with_update,
-    store_time_left, store_wait_limit, with_store_deadline,
+    create_with_update, store_time_left, store_wait_limit, with_store_deadline,
 };
 pub use transport::{HttpRequest, HttpResponse, Method, Transport, TransportError};

@@ -88,6 +88,15 @@ pub trait DataStore: Send + Sync + 'static {
         apply_with_update(self, key, ops)
     }
 
+    /// Writes `record` under `key` when no record is stored there (an empty one counts as none)
+    /// and returns `Ok(None)`; otherwise writes nothing and returns the stored record. One atomic
+    /// operation: the SDK's first access to a visitor, so a new visitor's decision is stored in
+    /// one round trip and a returning visitor's record is read by the same one. The default
+    /// implementation is on top of [`DataStore::update`].
+    fn create(&self, key: &str, record: &StoreData) -> Result<Option<StoreData>, StoreError> {
+        create_with_update(self, key, record)
+    }
+
     /// Whether an `update` costs no more than a `get` (records live in this process) and calls
     /// `f` exactly once. The SDK then makes each decision inside a single `update`, on the stored
     /// record itself: one lookup, no copy. Stores that talk to a server leave this `false`, so a
@@ -121,6 +130,9 @@ impl<T: DataStore + ?Sized> DataStore for std::sync::Arc<T> {
         ops: &[StoreOp],
     ) -> Result<Applied, StoreError> {
         (**self).apply(key, seen, ops)
+    }
+    fn create(&self, key: &str, record: &StoreData) -> Result<Option<StoreData>, StoreError> {
+        (**self).create(key, record)
     }
     fn name(&self) -> &'static str {
         (**self).name()
@@ -172,6 +184,26 @@ pub fn apply_with_update<S: DataStore + ?Sized>(
         out.written()
     })?;
     Ok(out)
+}
+
+/// [`DataStore::create`] on top of [`DataStore::update`] (the default implementation).
+pub fn create_with_update<S: DataStore + ?Sized>(
+    store: &S,
+    key: &str,
+    record: &StoreData,
+) -> Result<Option<StoreData>, StoreError> {
+    let mut existing = None;
+    store.update(key, &mut |d| {
+        if d.is_empty() {
+            existing = None;
+            *d = record.clone();
+            true
+        } else {
+            existing = Some(d.clone());
+            false
+        }
+    })?;
+    Ok(existing)
 }
 
 thread_local! {

@@ -296,28 +296,7 @@ impl Context {
                     });
                 }
                 if out.is_none() {
-                    fx.clear();
-                    // Read, decide on a copy, then write what changed against what was read. When
-                    // the store did not answer, decide from the hash and write nothing: a stored
-                    // decision the store shows later is not overwritten.
-                    let seen = match key {
-                        Some(k) => shared.guard.read(&shared.events, k).ok(),
-                        None => Some(None),
-                    };
-                    let answered = seen.is_some();
-                    let seen = seen.flatten();
-                    let mut data = seen.clone().unwrap_or_default();
-                    let mut vs = VisitorState::new(&self.visitor_id, &mut data);
-                    out = Some(f(&engine, &mut vs, &mut fx));
-                    if !answered {
-                        fx.store.clear();
-                    }
-                    if let (Some(k), false) = (key, fx.store.is_empty()) {
-                        let _ = shared
-                            .guard
-                            .apply(&shared.events, k, seen.as_ref(), &fx.store);
-                        fx.store.clear();
-                    }
+                    out = Some(self.decide_remote(&engine, key, &mut fx, &mut f));
                 }
                 self.apply(cfg, key, fx);
             });
@@ -332,6 +311,79 @@ impl Context {
                 f(&engine, &mut vs, &mut Effects::default())
             }
         }
+    }
+
+    /// A decision against a store that is not in this process, in as few round trips as the
+    /// store allows: decide as for a new visitor and `create` that record (one round trip that
+    /// also returns the stored record of a returning visitor); a returning visitor is decided
+    /// again on the stored record and only what changed is written, against what was read. A
+    /// decision that writes nothing for a new visitor is a single read. When the store does not
+    /// answer, the decision comes from the hash and nothing is written: a stored decision the
+    /// store shows later is not overwritten.
+    fn decide_remote<R>(
+        &self,
+        engine: &Engine<'_>,
+        key: Option<&str>,
+        fx: &mut Effects,
+        f: &mut impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &mut Effects) -> R,
+    ) -> R {
+        let shared = &self.core.inner.shared;
+        fx.clear();
+        let mut fresh = StoreData::default();
+        let first = f(
+            engine,
+            &mut VisitorState::new(&self.visitor_id, &mut fresh),
+            fx,
+        );
+        let Some(key) = key else {
+            fx.store.clear();
+            return first;
+        };
+        let stored = if fx.store.is_empty() {
+            // Nothing to store for a new visitor: read, and decide again only on a record.
+            match shared.guard.read(&shared.events, key) {
+                Ok(None) => return first,
+                Ok(Some(d)) => d,
+                Err(_) => return first,
+            }
+        } else {
+            let mut record = StoreData::default();
+            record.apply_all(&fx.store);
+            match shared
+                .guard
+                .call(&shared.events, |s| s.create(key, &record))
+            {
+                Ok(Ok(None)) => {
+                    fx.store.clear();
+                    return first;
+                }
+                Ok(Ok(Some(d))) => d,
+                // Unreadable: decided as new, and the record is replaced by this write.
+                Ok(Err(_)) => {
+                    let _ = shared.guard.apply(&shared.events, key, None, &fx.store);
+                    fx.store.clear();
+                    return first;
+                }
+                Err(_) => {
+                    fx.store.clear();
+                    return first;
+                }
+            }
+        };
+        fx.clear();
+        let mut data = stored.clone();
+        let out = f(
+            engine,
+            &mut VisitorState::new(&self.visitor_id, &mut data),
+            fx,
+        );
+        if !fx.store.is_empty() {
+            let _ = shared
+                .guard
+                .apply(&shared.events, key, Some(&stored), &fx.store);
+            fx.store.clear();
+        }
+        out
     }
 
     /// [`Context::with_state`] with the visitor properties of this call: the call's data over the

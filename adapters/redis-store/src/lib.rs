@@ -2,11 +2,13 @@
 #![deny(missing_docs)]
 
 use convert_ports::{
-    Applied, DataStore, StoreData, StoreError, StoreOp, apply_ops, store_wait_limit,
+    Applied, DataStore, StoreData, StoreError, StoreOp, apply_ops, create_with_update,
+    store_wait_limit,
 };
 use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::{Client, Connection, ConnectionLike, ErrorKind, RedisError, Script, Value};
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -62,6 +64,8 @@ pub struct RedisStore {
     pool: Mutex<Pool>,
     freed: Condvar,
     options: RedisOptions,
+    /// Set once the server refused `SET … NX GET` (Redis before 7.0).
+    no_set_nx_get: AtomicBool,
 }
 
 /// Where the store connects.
@@ -70,39 +74,64 @@ enum Target {
     Cluster(ClusterClient),
 }
 
-/// One connection of the pool.
-enum Conn {
+/// One connection of the pool, with the read/write timeout last set on it.
+struct Conn {
+    link: Link,
+    timeout: Option<Duration>,
+}
+
+enum Link {
     Single(Connection),
     Cluster(Box<ClusterConnection>),
 }
 
+/// How far a connection's timeout may be from the wanted one before it is set again (two
+/// system calls): calls in quick succession reuse it.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(2);
+
 impl Conn {
+    fn new(link: Link) -> Conn {
+        Conn {
+            link,
+            timeout: None,
+        }
+    }
+
     fn like(&mut self) -> &mut dyn ConnectionLike {
-        match self {
-            Conn::Single(c) => c,
-            Conn::Cluster(c) => &mut **c,
+        match &mut self.link {
+            Link::Single(c) => c,
+            Link::Cluster(c) => &mut **c,
         }
     }
 
     fn is_open(&self) -> bool {
-        match self {
-            Conn::Single(c) => c.is_open(),
-            Conn::Cluster(c) => c.is_open(),
+        match &self.link {
+            Link::Single(c) => c.is_open(),
+            Link::Cluster(c) => c.is_open(),
         }
     }
 
-    /// Bounds the next command's wait to `limit`.
+    /// Bounds the next command's wait to `limit` (within [`TIMEOUT_SLACK`]).
     fn set_timeouts(&mut self, limit: Duration) -> Result<(), RedisError> {
-        match self {
-            Conn::Single(c) => {
+        if self
+            .timeout
+            .is_some_and(|t| t.abs_diff(limit) <= TIMEOUT_SLACK)
+        {
+            return Ok(());
+        }
+        self.timeout = None;
+        match &self.link {
+            Link::Single(c) => {
                 c.set_read_timeout(Some(limit))?;
-                c.set_write_timeout(Some(limit))
+                c.set_write_timeout(Some(limit))?;
             }
-            Conn::Cluster(c) => {
+            Link::Cluster(c) => {
                 c.set_read_timeout(Some(limit))?;
-                c.set_write_timeout(Some(limit))
+                c.set_write_timeout(Some(limit))?;
             }
         }
+        self.timeout = Some(limit);
+        Ok(())
     }
 }
 
@@ -263,6 +292,7 @@ impl RedisStore {
             pool: Mutex::new(Pool::default()),
             freed: Condvar::new(),
             options,
+            no_set_nx_get: AtomicBool::new(false),
         })
     }
 
@@ -327,9 +357,11 @@ impl RedisStore {
         match &self.client {
             Target::Single(client) => {
                 let c = client.get_connection_with_timeout(limit)?;
-                Ok(Conn::Single(c))
+                Ok(Conn::new(Link::Single(c)))
             }
-            Target::Cluster(client) => Ok(Conn::Cluster(Box::new(client.get_connection()?))),
+            Target::Cluster(client) => {
+                Ok(Conn::new(Link::Cluster(Box::new(client.get_connection()?))))
+            }
         }
     }
 
@@ -497,6 +529,27 @@ impl RedisStore {
         let ttl = self.options.ttl.map_or(0, |t| {
             u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
         });
+        if expected.is_none() && !self.no_set_nx_get.load(Ordering::Relaxed) {
+            // Expected absent (a fresh visitor): `SET NX GET` (Redis 7) writes only when absent
+            // and hands back what is there otherwise; no script needed.
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(rkey).arg(new).arg("NX").arg("GET");
+            if ttl > 0 {
+                cmd.arg("PX").arg(ttl);
+            }
+            match cmd.query::<Option<Vec<u8>>>(c) {
+                Ok(None) => return Ok(Cas::Written),
+                Ok(Some(cur)) => return Ok(Cas::Current(Some(cur))),
+                Err(e) if e.code() == Some("WRONGTYPE") => {
+                    return Err(Self::corrupt(key, "the Redis key does not hold a string"));
+                }
+                // Redis before 7.0 refuses NX with GET: use the script from now on.
+                Err(e) if e.code() == Some("ERR") && e.to_string().contains("syntax") => {
+                    self.no_set_nx_get.store(true, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let mut inv = cas_script().key(rkey);
         inv.arg(if expected.is_some() { "1" } else { "0" })
             .arg(expected.unwrap_or_default())
@@ -629,6 +682,27 @@ impl DataStore for RedisStore {
                 (None, out)
             })
         })
+    }
+
+    /// One round trip: `SET NX GET` (Redis 7), or the compare-and-set script on older servers.
+    /// A stored value that is not visitor data is reported as [`StoreError::Corrupt`].
+    fn create(&self, key: &str, record: &StoreData) -> Result<Option<StoreData>, StoreError> {
+        let rkey = self.redis_key(key);
+        let json = record.to_json();
+        let found = self.with_conn(|c| self.cas(c, &rkey, None, &json, key))?;
+        match found {
+            Cas::Written => Ok(None),
+            Cas::Current(raw) => match raw {
+                None => Ok(None),
+                Some(raw) => match Self::parse(Some(&raw), key) {
+                    // An empty record counts as none: fill it, atomically.
+                    Ok(Some(d)) if d.is_empty() => create_with_update(self, key, record),
+                    Ok(d) => Ok(d),
+                    Err(Failure::Store(e)) => Err(e),
+                    Err(Failure::Redis(e)) => Err(self.classify(&e)),
+                },
+            },
+        }
     }
 
     fn name(&self) -> &'static str {
