@@ -347,6 +347,42 @@ pub fn one_apply_winner_among_threads(s: Arc<dyn DataStore>) {
     }
 }
 
+/// `create` writes a record only where none is stored and otherwise returns the stored one,
+/// untouched; of 8 threads creating the same key, exactly one writes.
+pub fn create_writes_only_when_absent(s: Arc<dyn DataStore>) {
+    let key = "contract-create-1-2-v";
+    let mine = sample("mine");
+    assert_eq!(expect(s.create(key, &mine), "create"), None);
+    assert_eq!(expect(s.get(key), "get"), Some(mine.clone()));
+    let theirs = sample("theirs");
+    assert_eq!(expect(s.create(key, &theirs), "create"), Some(mine.clone()));
+    assert_eq!(expect(s.get(key), "get"), Some(mine));
+    // An empty record counts as none.
+    let empty_key = "contract-create-1-2-empty";
+    expect(s.set(empty_key, &StoreData::default()), "set");
+    assert_eq!(expect(s.create(empty_key, &theirs), "create"), None);
+    assert_eq!(expect(s.get(empty_key), "get"), Some(theirs));
+    for round in 0..5 {
+        let key = format!("contract-create-race-1-2-{round}");
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (s, key, barrier) = (Arc::clone(&s), key.clone(), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    expect(s.create(&key, &sample(&format!("t{i}"))), "create").is_none()
+                })
+            })
+            .collect();
+        let writers = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(false))
+            .filter(|w| *w)
+            .count();
+        assert_eq!(writers, 1, "round {round}");
+    }
+}
+
 /// Runs every case of [`contract_tests!`] in turn, each on a fresh store from `make`; panics at
 /// the first failure (use the macro for one test per case).
 pub fn run_all<S: DataStore>(make: impl Fn() -> S) {
@@ -365,6 +401,7 @@ pub fn run_all<S: DataStore>(make: impl Fn() -> S) {
     apply_marks_a_goal_once(&make());
     apply_with_a_stale_hint_applies_to_the_stored_record(&make());
     one_apply_winner_among_threads(Arc::new(make()));
+    create_writes_only_when_absent(Arc::new(make()));
 }
 
 /// One `#[test]` per contract case for the store built by `$make` (an expression returning a
@@ -464,6 +501,12 @@ macro_rules! contract_tests {
         fn contract_apply_with_a_stale_hint_applies_to_the_stored_record() {
             if let Some(s) = $make() {
                 $crate::apply_with_a_stale_hint_applies_to_the_stored_record(&s);
+            }
+        }
+        #[test]
+        fn contract_create_writes_only_when_absent() {
+            if let Some(s) = $make() {
+                $crate::create_writes_only_when_absent(::std::sync::Arc::new(s));
             }
         }
         #[test]
