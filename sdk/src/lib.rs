@@ -46,3 +46,8 @@ pub mod transports {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 mod readme_doctest {}
+
+/// `docs/stores.md`'s examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/stores.md")]
+mod stores_doctest {}
