@@ -18,7 +18,7 @@ use convert_sdk::{
     BucketingAttributes, ConversionAttributes, Core, DataStore, Metrics, StoreOptions,
 };
 use convert_store_tests::redis_server::{RedisServer, redis_available};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -116,6 +116,10 @@ struct Outcome {
     calls: u64,
     log_lines: usize,
     metrics: Vec<Metrics>,
+    /// Conversion events per (visitor, goal id).
+    sent: HashMap<(String, String), usize>,
+    /// Visitor ids converted.
+    attempted: HashSet<String>,
 }
 
 /// Runs `INSTANCES` SDK instances (each with a store from `make_store`) converting both goals for
@@ -127,26 +131,36 @@ fn fleet(
     fault: impl FnOnce(),
     heals: bool,
 ) -> Outcome {
-    let recs: Vec<Recorder> = (0..INSTANCES).map(|_| Recorder::default()).collect();
+    fleet_of(INSTANCES, make_store, fault, heals)
+}
+
+/// [`fleet`] with `instances` SDK instances in this process.
+fn fleet_of(
+    instances: usize,
+    make_store: impl Fn() -> Arc<dyn DataStore>,
+    fault: impl FnOnce(),
+    heals: bool,
+) -> Outcome {
+    let recs: Vec<Recorder> = (0..instances).map(|_| Recorder::default()).collect();
     let cores: Vec<Core> = recs.iter().map(|r| sdk(make_store(), r)).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let calls = Arc::new(AtomicU64::new(0));
-    let attempted = Arc::new(Mutex::new(std::collections::HashSet::<String>::new()));
+    let attempted = Arc::new(Mutex::new(HashSet::<String>::new()));
     let overruns = Arc::new(AtomicU64::new(0));
     // Per worker: when its current call started (ms since `t0`, +1; 0 = idle) and its number.
     let t0 = Instant::now();
     let started: Arc<Vec<AtomicU64>> =
-        Arc::new((0..INSTANCES).map(|_| AtomicU64::new(0)).collect());
-    let seq: Arc<Vec<AtomicU64>> = Arc::new((0..INSTANCES).map(|_| AtomicU64::new(0)).collect());
+        Arc::new((0..instances).map(|_| AtomicU64::new(0)).collect());
+    let seq: Arc<Vec<AtomicU64>> = Arc::new((0..instances).map(|_| AtomicU64::new(0)).collect());
     let watchdog = {
         let (stop, started, seq, overruns) =
             (stop.clone(), started.clone(), seq.clone(), overruns.clone());
         std::thread::spawn(move || {
             let limit = (DEADLINE + SLACK).as_millis() as u64;
-            let mut flagged = [u64::MAX; INSTANCES];
+            let mut flagged = vec![u64::MAX; instances];
             while !stop.load(Ordering::SeqCst) {
                 let now = t0.elapsed().as_millis() as u64 + 1;
-                for w in 0..INSTANCES {
+                for w in 0..instances {
                     let s = started[w].load(Ordering::SeqCst);
                     let n = seq[w].load(Ordering::SeqCst);
                     if s != 0 && now.saturating_sub(s) > limit && flagged[w] != n {
@@ -182,7 +196,12 @@ fn fleet(
                 while !stop.load(Ordering::SeqCst) {
                     // New visitors every EPOCH, so first conversions keep happening through the
                     // fault; every instance converts the same visitors at the same time.
-                    let epoch = t0.elapsed().as_millis() / EPOCH.as_millis();
+                    // Wall-clock epochs, so separate processes convert the same visitors too.
+                    let epoch = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_millis()
+                        / EPOCH.as_millis();
                     for v in 0..VISITORS {
                         // Instances walk the visitors in different orders, so they race.
                         let v = (v + w * 5 + round) % VISITORS;
@@ -224,7 +243,8 @@ fn fleet(
     }
     let sent = conversions(&recs);
     let duplicates = sent.values().map(|n| n.saturating_sub(1)).sum();
-    let pairs = attempted.lock().unwrap().len() * GOALS.len();
+    let attempted = std::mem::take(&mut *attempted.lock().unwrap());
+    let pairs = attempted.len() * GOALS.len();
     let unsent = pairs - sent.len();
     let metrics: Vec<Metrics> = cores.iter().map(Core::metrics).collect();
     let counted_losses = metrics
@@ -245,6 +265,8 @@ fn fleet(
         calls: calls.load(Ordering::SeqCst),
         log_lines: LOG_LINES.load(Ordering::SeqCst),
         metrics,
+        sent,
+        attempted,
     }
 }
 
@@ -403,7 +425,13 @@ fn redis_corrupt_record_is_treated_once() {
     }
     let _s = serial();
     let server = durable_redis("fault-corrupt");
-    for e in 0..20 {
+    // Unparsable records for visitor 3 of each epoch of the coming 2 s.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        / EPOCH.as_millis();
+    for e in now..now + 20 {
         server.cli(&["SET", &format!("convert:10-20-visitor-{e}-3"), "{not json"]);
     }
     let o = redis_fleet(
@@ -421,7 +449,7 @@ fn redis_corrupt_record_is_treated_once() {
     );
     assert!(
         server
-            .cli(&["GET", "convert:10-20-visitor-1-3"])
+            .cli(&["GET", &format!("convert:10-20-visitor-{}-3", now + 2)])
             .contains("goals")
     );
 }
@@ -577,4 +605,130 @@ fn sqlite_read_only_file() {
     assert!(o.metrics.iter().all(|m| m.store_circuit_opened > 0));
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir(&ro);
+}
+
+/// The child side of [`redis_killed_and_restarted_under_three_processes`]: one SDK instance
+/// converting until the parent creates the stop file, then reporting on stdout. A no-op when run
+/// as an ordinary test.
+#[test]
+fn fleet_process_worker() {
+    let (Some(url), Some(stop)) = (
+        std::env::var_os("CONVERT_FAULT_WORKER_URL"),
+        std::env::var_os("CONVERT_FAULT_WORKER_STOP"),
+    ) else {
+        return;
+    };
+    let _s = serial();
+    let url = url.to_string_lossy().into_owned();
+    let stop = PathBuf::from(stop);
+    let o = fleet_of(
+        1,
+        || Arc::new(RedisStore::open_with(&url, redis_options()).unwrap()),
+        || {
+            while !stop.exists() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        },
+        true,
+    );
+    for ((visitor, goal), n) in &o.sent {
+        println!("SENT\t{visitor}\t{goal}\t{n}");
+    }
+    for v in &o.attempted {
+        println!("ATTEMPTED\t{v}");
+    }
+    println!(
+        "STATS\t{}\t{}\t{}\t{}\t{}",
+        o.counted_losses,
+        o.overruns,
+        o.log_lines,
+        o.calls,
+        o.metrics
+            .iter()
+            .map(|m| m.store_circuit_opened)
+            .sum::<u64>()
+    );
+}
+
+/// Three processes (this test binary, run as [`fleet_process_worker`]) converting the same goals
+/// for the same visitors while Redis is killed with SIGKILL and restarted.
+#[test]
+fn redis_killed_and_restarted_under_three_processes() {
+    if !redis_available() {
+        return;
+    }
+    let _s = serial();
+    let mut server = durable_redis("fault-procs");
+    let dir = sqlite_dir("procs");
+    let stop = dir.join("stop");
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args([
+                    "fleet_process_worker",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env("CONVERT_FAULT_WORKER_URL", server.url())
+                .env("CONVERT_FAULT_WORKER_STOP", &stop)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    server.kill9();
+    std::thread::sleep(Duration::from_millis(800));
+    server.launch();
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&stop, b"").unwrap();
+    let mut sent: HashMap<(String, String), usize> = HashMap::new();
+    let mut attempted = HashSet::new();
+    let (mut losses, mut overruns, mut logs, mut calls, mut opened) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut reports = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            match f.as_slice() {
+                ["SENT", v, g, n] => {
+                    *sent.entry((v.to_string(), g.to_string())).or_insert(0) +=
+                        n.parse::<usize>().unwrap();
+                }
+                ["ATTEMPTED", v] => {
+                    attempted.insert(v.to_string());
+                }
+                ["STATS", l, o, g, c, op] => {
+                    reports += 1;
+                    losses += l.parse::<u64>().unwrap();
+                    overruns += o.parse::<u64>().unwrap();
+                    logs += g.parse::<u64>().unwrap();
+                    calls += c.parse::<u64>().unwrap();
+                    opened += op.parse::<u64>().unwrap();
+                }
+                _ => {}
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(reports, 3, "every worker process reported");
+    let duplicates: usize = sent.values().map(|n| n.saturating_sub(1)).sum();
+    let unsent = attempted.len() * GOALS.len() - sent.len();
+    eprintln!(
+        "3 processes, redis kill -9: pairs {} calls {calls} duplicates {duplicates} unsent {unsent} counted losses {losses} overruns {overruns} log lines {logs} circuit opened {opened}",
+        attempted.len() * GOALS.len()
+    );
+    assert_eq!(duplicates, 0, "duplicate conversions across processes");
+    assert!(
+        unsent as u64 <= losses,
+        "{unsent} never sent, {losses} counted"
+    );
+    assert_eq!(overruns, 0, "calls past the deadline");
+    assert!(logs <= 3 * MAX_LOG_LINES as u64, "{logs} log lines");
+    assert!(opened >= 1, "the outage was seen");
 }
