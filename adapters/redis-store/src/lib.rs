@@ -366,7 +366,8 @@ impl RedisStore {
     }
 
     /// A connection for one call: an idle one, a new one while fewer than `max_connections` are
-    /// open, else the first one freed within the wait limit. `Ok(None)`: no time left.
+    /// open, else the first one freed within the wait limit (`pool_wait`, cut to the call's store
+    /// deadline). The flag says whether the connection came from the pool.
     fn checkout(&self) -> Result<(Conn, bool), StoreError> {
         let gone = || StoreError::Unavailable("redis: the call's store deadline passed".into());
         let wait = store_wait_limit(self.options.pool_wait).ok_or_else(gone)?;
