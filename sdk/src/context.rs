@@ -901,6 +901,12 @@ pub(crate) fn reconcile_held(core: &Core) {
     let batch = guard.take_batch();
     let mut rest = batch.into_iter();
     while let Some(h) = rest.next() {
+        if guard.time_short() {
+            let mut back = vec![h];
+            back.extend(rest);
+            guard.put_back(back);
+            return;
+        }
         match convert_in_store(
             core,
             &h.visitor_id,

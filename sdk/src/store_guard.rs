@@ -189,6 +189,12 @@ impl StoreGuard {
         out
     }
 
+    /// Whether less than half of the call deadline is left: reconciliation stops there, so it
+    /// never makes a call overrun (a deadline miss counts as a store failure).
+    pub fn time_short(&self) -> bool {
+        convert_ports::store_time_left().is_some_and(|left| left < self.opts.call_deadline / 2)
+    }
+
     /// Whether the circuit is open (the store is being skipped).
     pub fn is_open(&self) -> bool {
         self.state.load(Ordering::Relaxed) != CLOSED
