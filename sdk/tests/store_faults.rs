@@ -598,6 +598,7 @@ fn sqlite_read_only_file() {
     impl Drop for Unmount {
         fn drop(&mut self) {
             let _ = std::process::Command::new("umount").arg(&self.0).status();
+            let _ = std::fs::remove_dir(&self.0);
         }
     }
     let _unmount = Unmount(ro.clone());
@@ -610,7 +611,6 @@ fn sqlite_read_only_file() {
     check("sqlite read-only", &o);
     assert!(o.metrics.iter().all(|m| m.store_circuit_opened > 0));
     let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir(&ro);
 }
 
 /// The child side of [`redis_killed_and_restarted_under_three_processes`]: one SDK instance
