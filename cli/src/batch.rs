@@ -107,7 +107,12 @@ pub fn build_instance(config: &Value, sdk: &Map<String, Value>) -> Result<Instan
     );
     match sdk.get("dataStore").and_then(Value::as_str) {
         None | Some("memory") => {}
-        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+        Some(url)
+            if url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("redis+cluster://")
+                || url.starts_with("rediss+cluster://") =>
+        {
             let store = convert_sdk::stores::RedisStore::open(url).map_err(|e| e.to_string())?;
             b = b.data_store(store);
         }
@@ -123,7 +128,7 @@ pub fn build_instance(config: &Value, sdk: &Map<String, Value>) -> Result<Instan
         }
         Some(other) => {
             return Err(format!(
-                "sdk.dataStore must be \"memory\", a redis:// URL or a sqlite:// path, not {other:?}"
+                "sdk.dataStore must be \"memory\", a redis:// or redis+cluster:// URL or a sqlite:// path, not {other:?}"
             ));
         }
     }

@@ -140,7 +140,71 @@ pub fn run(request: &Value) -> Result<Value, RequestError> {
     };
     out.insert("decisionsPerSecond".into(), json!(dps.round()));
     out.insert("bucketed".into(), json!(bucketed));
+    if sdk
+        .get("dataStore")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s != "memory")
+    {
+        store_passes(&core, &key, &attrs, &prefix, n, threads, &mut out);
+    }
     Ok(Value::Object(out))
+}
+
+/// With a persistent `sdk.dataStore`: the same visitors again (sticky decisions: one read each),
+/// then a conversion of the config's first goal for each (a read and the atomic dedup mark),
+/// and the store errors counted over the whole bench.
+fn store_passes(
+    core: &convert_sdk::Core,
+    key: &str,
+    attrs: &BucketingAttributes,
+    prefix: &str,
+    n: usize,
+    threads: usize,
+    out: &mut Map<String, Value>,
+) {
+    let per_thread = n.div_ceil(threads);
+    let timed = |f: &(dyn Fn(&convert_sdk::Context) + Sync)| -> f64 {
+        let start = std::sync::Barrier::new(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let start = &start;
+                    s.spawn(move || {
+                        start.wait();
+                        let t0 = Instant::now();
+                        for i in (t * per_thread)..((t + 1) * per_thread).min(n) {
+                            f(&core.create_context(visitor_id(prefix, i), None));
+                        }
+                        t0.elapsed().as_secs_f64()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(0.0))
+                .fold(0.0, f64::max)
+        })
+    };
+    let rate = |secs: f64| {
+        if secs > 0.0 {
+            (n as f64 / secs).round()
+        } else {
+            0.0
+        }
+    };
+    let sticky = timed(&|ctx| {
+        std::hint::black_box(ctx.run_experience(key, attrs));
+    });
+    out.insert("stickyDecisionsPerSecond".into(), json!(rate(sticky)));
+    let goal = core.config().goals.first().map(|g| g.key.to_string());
+    if let Some(goal) = goal {
+        let conv = convert_sdk::ConversionAttributes::new();
+        let secs = timed(&|ctx| {
+            let _ = std::hint::black_box(ctx.track_conversion(&goal, &conv));
+        });
+        out.insert("conversionsPerSecond".into(), json!(rate(secs)));
+    }
+    out.insert("storeErrors".into(), json!(core.metrics().store_errors));
 }
 
 /// `{prefix}{i}`, as a fresh string for each visitor (as a request handler would have it), built

@@ -18,6 +18,10 @@ pub enum ConversionOutcome {
     AlreadyConverted,
     /// Nothing was tracked or stored: the context is in preview (QA) mode.
     Preview,
+    /// The data store could not be reached: the conversion is held in this process and sent once
+    /// the store confirms this visitor had not converted the goal yet (see the SDK's
+    /// `docs/stores.md`). Held conversions that can never be confirmed are counted in metrics.
+    Deferred,
     /// The goal is (now) marked converted; `events` tracking events were queued (0 for a forced
     /// repeat without goal data).
     Converted {

@@ -59,6 +59,14 @@ pub enum SdkEvent {
         /// What failed.
         message: String,
     },
+    /// A data store's circuit breaker changed state (`"datastore.circuit"`): `"open"` (the store
+    /// is skipped), `"half-open"` (one call probes it) or `"closed"` (in use again).
+    DataStoreCircuit {
+        /// The store's name (`DataStore::name`).
+        store: String,
+        /// The new state.
+        state: String,
+    },
 }
 
 impl SdkEvent {
@@ -73,6 +81,7 @@ impl SdkEvent {
             SdkEvent::LocationDeactivated { .. } => "location.deactivated",
             SdkEvent::QueueReleased { .. } => "api.queue.released",
             SdkEvent::DataStoreError { .. } => "datastore.error",
+            SdkEvent::DataStoreCircuit { .. } => "datastore.circuit",
         }
     }
 }

@@ -6,5 +6,8 @@ pub mod store;
 pub mod transport;
 
 pub use event::{EventBus, SdkEvent};
-pub use store::{DataStore, StoreData, StoreError};
+pub use store::{
+    Applied, DataStore, StoreData, StoreError, StoreOp, apply_ops, apply_with_update,
+    create_with_update, store_time_left, store_wait_limit, with_store_deadline,
+};
 pub use transport::{HttpRequest, HttpResponse, Method, Transport, TransportError};

@@ -2,11 +2,13 @@
 
 use crate::attributes::{BucketingAttributes, ConversionAttributes, EntityType};
 use crate::core::Core;
+use crate::store_guard::{HeldConversion, HoldOutcome, StoreGuard, Unanswered};
 use convert_core::engine::{Engine, Notice, RunOptions, VisitorProps, VisitorState};
 use convert_core::features::{BucketedFeature, FeatureFilter, FeatureStatus};
 use convert_core::store::{StoreOp, report_segments};
 use convert_core::{
     BucketedVariation, ConversionOutcome, Decision, Effects, ProjectConfig, RuleError, StoreData,
+    TrackingEvent,
 };
 use convert_ports::SdkEvent;
 use serde::de::DeserializeOwned;
@@ -251,15 +253,11 @@ impl Context {
             log::debug!("convert: no config yet; visitor data not stored");
             return;
         };
-        if let Err(e) = self
-            .core
-            .inner
-            .shared
-            .store
-            .update(key, &mut |d| d.apply_all(ops))
-        {
-            self.core.store_failed(&e.to_string());
-        }
+        let shared = &self.core.inner.shared;
+        // A failure is counted and logged by the guard; the write is not retried.
+        let _ = shared
+            .guard
+            .within_deadline(|| shared.guard.apply(&shared.events, key, None, ops));
     }
 
     /// Runs `f` against the visitor's stored state, then applies its effects.
@@ -281,30 +279,29 @@ impl Context {
             }
         };
         let engine = Engine::new(cfg, &self.core.inner.settings);
-        let store = &self.core.inner.shared.store;
+        let shared = &self.core.inner.shared;
         // The result is written once, here, rather than handed back through the closures.
         let mut out = None;
-        self.with_key(guard.as_deref(), |key| {
-            let mut fx = Effects::default();
-            if let Some(key) = key.filter(|_| store.updates_in_place()) {
-                let updated = store.update(key, &mut |data| {
-                    fx.clear();
-                    let mut vs = VisitorState::in_place(&self.visitor_id, data);
-                    out = Some(f(&engine, &mut vs, &mut fx));
-                    vs.changed()
-                });
-                if let Err(e) = updated {
-                    self.core.store_failed(&e.to_string());
+        shared.guard.within_deadline(|| {
+            self.with_key(guard.as_deref(), |key| {
+                let mut fx = Effects::default();
+                if let Some(key) = key.filter(|_| shared.guard.store().updates_in_place()) {
+                    // In place: the decision is made on the stored record, in one update.
+                    let _ = shared.guard.call(&shared.events, |store| {
+                        store.update(key, &mut |data| {
+                            fx.clear();
+                            let mut vs = VisitorState::in_place(&self.visitor_id, data);
+                            out = Some(f(&engine, &mut vs, &mut fx));
+                            vs.changed()
+                        })
+                    });
                 }
-            }
-            if out.is_none() {
-                // Not in place, or the store failed before handing over the record.
-                fx.clear();
-                let mut data = key.map(|k| self.core.load(k)).unwrap_or_default();
-                let mut vs = VisitorState::new(&self.visitor_id, &mut data);
-                out = Some(f(&engine, &mut vs, &mut fx));
-            }
-            self.apply(cfg, key, fx);
+                if out.is_none() {
+                    out = Some(self.decide_remote(&engine, key, &mut fx, &mut f));
+                }
+                self.apply(cfg, key, fx);
+            });
+            reconcile_held(&self.core);
         });
         match out {
             Some(r) => r,
@@ -315,6 +312,79 @@ impl Context {
                 f(&engine, &mut vs, &mut Effects::default())
             }
         }
+    }
+
+    /// A decision against a store that is not in this process, in as few round trips as the
+    /// store allows: decide as for a new visitor and `create` that record (one round trip that
+    /// also returns the stored record of a returning visitor); a returning visitor is decided
+    /// again on the stored record and only what changed is written, against what was read. A
+    /// decision that writes nothing for a new visitor is a single read. When the store does not
+    /// answer, the decision comes from the hash and nothing is written: a stored decision the
+    /// store shows later is not overwritten.
+    fn decide_remote<R>(
+        &self,
+        engine: &Engine<'_>,
+        key: Option<&str>,
+        fx: &mut Effects,
+        f: &mut impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &mut Effects) -> R,
+    ) -> R {
+        let shared = &self.core.inner.shared;
+        fx.clear();
+        let mut fresh = StoreData::default();
+        let first = f(
+            engine,
+            &mut VisitorState::new(&self.visitor_id, &mut fresh),
+            fx,
+        );
+        let Some(key) = key else {
+            fx.store.clear();
+            return first;
+        };
+        let stored = if fx.store.is_empty() {
+            // Nothing to store for a new visitor: read, and decide again only on a record.
+            match shared.guard.read(&shared.events, key) {
+                Ok(None) => return first,
+                Ok(Some(d)) => d,
+                Err(_) => return first,
+            }
+        } else {
+            let mut record = StoreData::default();
+            record.apply_all(&fx.store);
+            match shared
+                .guard
+                .call(&shared.events, |s| s.create(key, &record))
+            {
+                Ok(Ok(None)) => {
+                    fx.store.clear();
+                    return first;
+                }
+                Ok(Ok(Some(d))) => d,
+                // Unreadable: decided as new, and the record is replaced by this write.
+                Ok(Err(_)) => {
+                    let _ = shared.guard.apply(&shared.events, key, None, &fx.store);
+                    fx.store.clear();
+                    return first;
+                }
+                Err(_) => {
+                    fx.store.clear();
+                    return first;
+                }
+            }
+        };
+        fx.clear();
+        let mut data = stored.clone();
+        let out = f(
+            engine,
+            &mut VisitorState::new(&self.visitor_id, &mut data),
+            fx,
+        );
+        if !fx.store.is_empty() {
+            let _ = shared
+                .guard
+                .apply(&shared.events, key, Some(&stored), &fx.store);
+            fx.store.clear();
+        }
+        out
     }
 
     /// [`Context::with_state`] with the visitor properties of this call: the call's data over the
@@ -626,41 +696,70 @@ impl Context {
         if self.preview.is_some() {
             return Ok(ConversionOutcome::Preview);
         }
-        let cfg = self.core.config();
-        let engine = Engine::new(&cfg, &self.core.inner.settings);
-        let goal_data = attrs.goal_data();
-        let mut fx = Effects::default();
-        let mut result: Result<ConversionOutcome, RuleError> = Ok(ConversionOutcome::GoalNotFound);
         let Some(key) = self.store_key() else {
             return Ok(ConversionOutcome::GoalNotFound);
         };
+        let goal_data = attrs.goal_data();
         let rule_data = attrs
             .rule_data
             .as_ref()
             .map(|m| m as &dyn convert_core::rules::RuleData);
-        let convert = |data: &mut StoreData, fx: &mut Effects| {
-            fx.clear();
-            let mut vs = VisitorState::new(&self.visitor_id, data);
-            engine.convert(
-                &mut vs,
+        let force = attrs.force_multiple_transactions;
+        let shared = &self.core.inner.shared;
+        let stored = shared.guard.within_deadline(|| {
+            let r = convert_in_store(
+                &self.core,
+                &self.visitor_id,
+                key,
                 goal_key,
                 rule_data,
                 goal_data.as_ref(),
-                attrs.force_multiple_transactions,
-                fx,
-            )
-        };
-        let update = self.core.inner.shared.store.update(key, &mut |d| {
-            result = convert(d, &mut fx);
-            !fx.store.is_empty()
+                force,
+            );
+            if r.is_ok() {
+                reconcile_held(&self.core);
+            }
+            r
         });
-        if let Err(e) = update {
-            // Without the store the dedup state is unknown; decide on an empty record so the
-            // conversion is not lost (it may be counted twice if the store had it).
-            self.core.store_failed(&e.to_string());
-            result = convert(&mut StoreData::default(), &mut fx);
-        }
-        self.core.enqueue(std::mem::take(&mut fx.tracking));
+        let result = match stored {
+            Ok((result, events)) => {
+                self.core.enqueue(events);
+                result
+            }
+            Err(_) => {
+                // The store did not answer: check the goal and its rules on an empty record, then
+                // hold the conversion until the store can confirm it was not counted already.
+                let cfg = self.core.config();
+                let engine = Engine::new(&cfg, &self.core.inner.settings);
+                let mut data = StoreData::default();
+                let mut vs = VisitorState::new(&self.visitor_id, &mut data);
+                let mut fx = Effects::default();
+                match engine.convert(
+                    &mut vs,
+                    goal_key,
+                    rule_data,
+                    goal_data.as_ref(),
+                    force,
+                    &mut fx,
+                ) {
+                    Ok(ConversionOutcome::Converted { .. }) => {
+                        match shared.guard.hold(HeldConversion {
+                            visitor_id: self.visitor_id.clone(),
+                            key: key.to_string(),
+                            goal_key: goal_key.to_string(),
+                            goal_data,
+                            force,
+                        }) {
+                            HoldOutcome::Duplicate => Ok(ConversionOutcome::AlreadyConverted),
+                            HoldOutcome::Held | HoldOutcome::Overflow => {
+                                Ok(ConversionOutcome::Deferred)
+                            }
+                        }
+                    }
+                    other => other,
+                }
+            }
+        };
         if let Ok(o) = &result {
             if o.fired() {
                 self.core.fire(|| SdkEvent::Conversion {
@@ -743,5 +842,108 @@ impl Context {
     /// The SDK this context belongs to.
     pub fn core(&self) -> &Core {
         &self.core
+    }
+}
+
+/// A conversion decided against the store: read the record, decide, then mark the goal in one
+/// atomic store operation; the conversion's events are kept only when this call's mark won (a
+/// mark lost to another process or thread is re-decided on the record with the goal marked, so
+/// only forced repeat transactions remain). `Err` when the store did not answer.
+#[allow(clippy::too_many_arguments)]
+fn convert_in_store(
+    core: &Core,
+    visitor_id: &str,
+    key: &str,
+    goal_key: &str,
+    rule_data: Option<&dyn convert_core::rules::RuleData>,
+    goal_data: Option<&Value>,
+    force: bool,
+) -> Result<(Result<ConversionOutcome, RuleError>, Vec<TrackingEvent>), Unanswered> {
+    let shared = &core.inner.shared;
+    let cfg = core.config();
+    let engine = Engine::new(&cfg, &core.inner.settings);
+    let convert = |data: &mut StoreData, fx: &mut Effects| {
+        fx.clear();
+        let mut vs = VisitorState::new(visitor_id, data);
+        engine.convert(&mut vs, goal_key, rule_data, goal_data, force, fx)
+    };
+    let mut fx = Effects::default();
+    if shared.guard.store().updates_in_place() {
+        let mut result: Result<ConversionOutcome, RuleError> = Ok(ConversionOutcome::GoalNotFound);
+        let updated = shared.guard.call(&shared.events, |s| {
+            s.update(key, &mut |d| {
+                result = convert(d, &mut fx);
+                !fx.store.is_empty()
+            })
+        })?;
+        if updated.is_ok() {
+            return Ok((result, std::mem::take(&mut fx.tracking)));
+        }
+    }
+    let seen = shared.guard.read(&shared.events, key)?;
+    let mut data = seen.clone().unwrap_or_default();
+    let mut result = convert(&mut data, &mut fx);
+    if fx.store.is_empty() {
+        return Ok((result, std::mem::take(&mut fx.tracking)));
+    }
+    let applied = match shared
+        .guard
+        .apply(&shared.events, key, seen.as_ref(), &fx.store)?
+    {
+        Ok(a) => a,
+        // Endless contention: treated as no answer (the conversion is held).
+        Err(_) => return Err(Unanswered::Failed),
+    };
+    let was_marked = seen.as_ref().is_some_and(|s| s.goal_triggered(goal_key));
+    if !was_marked && !StoreGuard::goal_won(&applied, &fx.store, goal_key) {
+        let mut marked = seen.unwrap_or_default();
+        marked.mark_goal(goal_key);
+        result = convert(&mut marked, &mut fx);
+    }
+    Ok((result, std::mem::take(&mut fx.tracking)))
+}
+
+/// Reconciles held conversions (a batch per call) once the store answers again: each is marked
+/// atomically and sent only when its mark wins.
+pub(crate) fn reconcile_held(core: &Core) {
+    let guard = &core.inner.shared.guard;
+    let batch = guard.take_batch();
+    let mut rest = batch.into_iter();
+    while let Some(h) = rest.next() {
+        if guard.time_short() {
+            let mut back = vec![h];
+            back.extend(rest);
+            guard.put_back(back);
+            return;
+        }
+        match convert_in_store(
+            core,
+            &h.visitor_id,
+            &h.key,
+            &h.goal_key,
+            None,
+            h.goal_data.as_ref(),
+            h.force,
+        ) {
+            Ok((Ok(o), events)) if o.fired() => {
+                core.enqueue(events);
+                guard.note_reconciled();
+                core.fire(|| SdkEvent::Conversion {
+                    visitor_id: h.visitor_id.clone(),
+                    goal_key: h.goal_key.clone(),
+                });
+            }
+            Ok((
+                Ok(ConversionOutcome::AlreadyConverted | ConversionOutcome::Converted { .. }),
+                _,
+            )) => guard.note_already_marked(),
+            Ok(_) => guard.note_discarded(),
+            Err(_) => {
+                let mut back = vec![h];
+                back.extend(rest);
+                guard.put_back(back);
+                return;
+            }
+        }
     }
 }

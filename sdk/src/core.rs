@@ -5,6 +5,7 @@ use crate::error::Error;
 use crate::events::{EventHub, EventKind};
 pub use crate::runtime::{EventsOptions, Metrics, RetryPolicy, USER_AGENT};
 use crate::runtime::{NetOptions, Readiness, Shared, Workers};
+pub use crate::store_guard::StoreOptions;
 use convert_core::tracking;
 use convert_core::{EngineSettings, ProjectConfig, TrackingEvent};
 use convert_ports::{DataStore, EventBus, HttpRequest, SdkEvent, StoreData, Transport};
@@ -23,6 +24,7 @@ pub(crate) struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.shared.guard.abandon_held();
         let mut w = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
         w.stop(self.close_timeout);
         let mut r = self
@@ -83,6 +85,7 @@ pub struct CoreBuilder {
     tracking: Option<bool>,
     config_endpoint: Option<String>,
     track_endpoint: Option<String>,
+    store_options: crate::store_guard::StoreOptions,
 }
 
 impl std::fmt::Debug for CoreBuilder {
@@ -175,6 +178,13 @@ impl CoreBuilder {
     /// Where visitor state lives (default: a bounded [`MemoryStore`]).
     pub fn data_store(mut self, store: impl DataStore) -> Self {
         self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// How the SDK treats its data store: call deadline, circuit breaker, held conversions
+    /// (see [`StoreOptions`] and `docs/stores.md`).
+    pub fn store_options(mut self, options: StoreOptions) -> Self {
+        self.store_options = options;
         self
     }
 
@@ -321,6 +331,7 @@ impl CoreBuilder {
             events: EventHub::new(self.bus),
             queue: Mutex::new(convert_core::TrackingQueue::new()),
             transport,
+            guard: crate::store_guard::StoreGuard::new(Arc::clone(&store), self.store_options),
             store,
             net,
             dropped: AtomicU64::new(0),
@@ -456,10 +467,30 @@ impl Core {
         let s = &self.inner.shared;
         Metrics {
             dropped_events: s.dropped.load(Ordering::Relaxed),
-            store_errors: s.store_errors.load(Ordering::Relaxed),
+            store_errors: s.store_errors.load(Ordering::Relaxed)
+                + s.guard.counters.errors.load(Ordering::Relaxed),
             delivered_events: s.delivered.load(Ordering::Relaxed),
             failed_batches: s.failed_batches.load(Ordering::Relaxed),
             config_fetch_errors: s.fetch_errors.load(Ordering::Relaxed),
+            store_skipped: s.guard.counters.skipped.load(Ordering::Relaxed),
+            store_circuit_open: s.guard.is_open(),
+            store_circuit_opened: s.guard.counters.circuit_opened.load(Ordering::Relaxed),
+            store_corrupt_records: s.guard.counters.corrupt.load(Ordering::Relaxed),
+            store_deadline_overruns: s.guard.counters.deadline_exceeded.load(Ordering::Relaxed),
+            held_conversions: s.guard.held_count(),
+            held_conversions_sent: s.guard.counters.reconciled.load(Ordering::Relaxed),
+            held_conversions_already_marked: s
+                .guard
+                .counters
+                .already_marked
+                .load(Ordering::Relaxed),
+            held_conversions_overflow: s.guard.counters.overflow.load(Ordering::Relaxed),
+            held_conversions_unconfirmed: s
+                .guard
+                .counters
+                .unreconciled_at_close
+                .load(Ordering::Relaxed),
+            held_conversions_discarded: s.guard.counters.discarded.load(Ordering::Relaxed),
         }
     }
 
@@ -492,6 +523,7 @@ impl Core {
     /// [`Core::flush`] with an explicit wait limit ([`Error::Timeout`] when it elapses; delivery
     /// then goes on in the background).
     pub fn flush_timeout(&self, timeout: Duration) -> Result<usize, Error> {
+        self.reconcile_store();
         self.inner
             .workers
             .lock()
@@ -503,11 +535,22 @@ impl Core {
     /// Later decisions still work; their events stay queued. Dropping the last handle does the
     /// same with the configured close timeout.
     pub fn close(&self, timeout: Duration) {
+        self.reconcile_store();
+        self.inner.shared.guard.abandon_held();
         self.inner
             .workers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .stop(timeout);
+    }
+
+    /// Reconciles conversions held while the store was unavailable, one batch (see
+    /// `docs/stores.md`); decisions and conversions do this too, once the store answers again.
+    /// Returns the number still held.
+    pub fn reconcile_store(&self) -> u64 {
+        let guard = &self.inner.shared.guard;
+        guard.within_deadline(|| crate::context::reconcile_held(self));
+        guard.held_count()
     }
 
     pub(crate) fn enqueue(&self, events: Vec<TrackingEvent>) {
@@ -524,17 +567,13 @@ impl Core {
     }
 
     pub(crate) fn load(&self, key: &str) -> StoreData {
-        match self.inner.shared.store.get(key) {
-            Ok(d) => d.unwrap_or_default(),
-            Err(e) => {
-                self.store_failed(&e.to_string());
-                StoreData::default()
-            }
-        }
-    }
-
-    pub(crate) fn store_failed(&self, message: &str) {
-        self.inner.shared.store_failed(message);
+        let shared = &self.inner.shared;
+        shared
+            .guard
+            .within_deadline(|| shared.guard.read(&shared.events, key))
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     }
 
     pub(crate) fn fire(&self, event: impl FnOnce() -> SdkEvent) {

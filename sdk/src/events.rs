@@ -24,6 +24,8 @@ pub enum EventKind {
     QueueReleased,
     /// [`SdkEvent::DataStoreError`].
     DataStoreError,
+    /// [`SdkEvent::DataStoreCircuit`].
+    DataStoreCircuit,
     /// Every event.
     All,
 }
@@ -40,6 +42,7 @@ impl EventKind {
             SdkEvent::LocationDeactivated { .. } => EventKind::LocationDeactivated,
             SdkEvent::QueueReleased { .. } => EventKind::QueueReleased,
             SdkEvent::DataStoreError { .. } => EventKind::DataStoreError,
+            SdkEvent::DataStoreCircuit { .. } => EventKind::DataStoreCircuit,
         }
     }
 }

@@ -7,6 +7,7 @@ mod core;
 mod error;
 pub mod events;
 mod runtime;
+mod store_guard;
 
 pub use crate::attributes::{
     BucketingAttributes, ConversionAttributes, EntityType, MAX_VISITOR_DATA_BYTES,
@@ -15,7 +16,9 @@ pub use crate::attributes::{
 pub use crate::context::{
     Context, FeatureDecision, PreviewError, VariableError, parse_preview_param,
 };
-pub use crate::core::{Core, CoreBuilder, EventsOptions, Metrics, RetryPolicy, USER_AGENT};
+pub use crate::core::{
+    Core, CoreBuilder, EventsOptions, Metrics, RetryPolicy, StoreOptions, USER_AGENT,
+};
 pub use crate::error::Error;
 pub use crate::events::EventKind;
 pub use convert_core::{
@@ -46,3 +49,8 @@ pub mod transports {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 mod readme_doctest {}
+
+/// `docs/stores.md`'s examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/stores.md")]
+mod stores_doctest {}

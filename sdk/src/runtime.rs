@@ -96,6 +96,30 @@ pub struct Metrics {
     pub failed_batches: u64,
     /// Config fetches that failed.
     pub config_fetch_errors: u64,
+    /// Store operations skipped because the store's circuit was open.
+    pub store_skipped: u64,
+    /// Whether the store's circuit is open or half-open now (the store is being skipped).
+    pub store_circuit_open: bool,
+    /// Times the store's circuit opened.
+    pub store_circuit_opened: u64,
+    /// Stored records that could not be parsed (each is replaced by the next write).
+    pub store_corrupt_records: u64,
+    /// Public calls whose store work overran twice the call deadline (a store that does not
+    /// honour the deadline).
+    pub store_deadline_overruns: u64,
+    /// Conversions held now, waiting for the store to confirm them.
+    pub held_conversions: u64,
+    /// Held conversions confirmed by the store and sent.
+    pub held_conversions_sent: u64,
+    /// Held conversions not sent because the store already had the goal marked (another
+    /// process converted it first, or this process's own mark landed but its reply was lost).
+    pub held_conversions_already_marked: u64,
+    /// Conversions dropped because the held list was full.
+    pub held_conversions_overflow: u64,
+    /// Held conversions still unconfirmed when the SDK was closed (not sent).
+    pub held_conversions_unconfirmed: u64,
+    /// Held conversions dropped because their goal left the config before they were confirmed.
+    pub held_conversions_discarded: u64,
 }
 
 /// Where the SDK stands.
@@ -136,6 +160,8 @@ pub(crate) struct Shared {
     pub queue: Mutex<TrackingQueue>,
     pub transport: Option<Arc<dyn Transport>>,
     pub store: Arc<dyn DataStore>,
+    /// Breaker, deadline and held conversions of `store`.
+    pub guard: crate::store_guard::StoreGuard,
     pub net: NetOptions,
     pub dropped: AtomicU64,
     pub store_errors: AtomicU64,
@@ -313,17 +339,6 @@ impl Shared {
         let data = self.store.get(&key).ok().flatten()?;
         let value = data.extra()?.get("config")?.clone();
         ProjectConfig::from_value(value).ok()
-    }
-
-    pub fn store_failed(&self, message: &str) {
-        self.store_errors.fetch_add(1, Ordering::Relaxed);
-        log::warn!(
-            "convert: data store `{}` failed: {message}; deciding without stored state",
-            self.store.name()
-        );
-        self.events.fire(&SdkEvent::DataStoreError {
-            message: message.to_string(),
-        });
     }
 
     fn enforce_bound(&self, q: &mut TrackingQueue) {

@@ -250,9 +250,14 @@ fn decisions_survive_a_locked_sqlite_database() {
     let c = ctx
         .track_conversion("purchase", &ConversionAttributes::new())
         .unwrap();
-    assert!(
-        c.fired(),
-        "the conversion is not lost while the store is locked"
+    // Not lost, not sent blindly either: held until the store can confirm it.
+    assert_eq!(c, convert_sdk::ConversionOutcome::Deferred);
+    assert_eq!(core.metrics().held_conversions, 1);
+    assert_eq!(
+        ctx.track_conversion("purchase", &ConversionAttributes::new())
+            .unwrap(),
+        convert_sdk::ConversionOutcome::AlreadyConverted,
+        "a repeat in the same process is suppressed at once"
     );
     other.execute_batch("COMMIT").unwrap();
 
@@ -267,5 +272,11 @@ fn decisions_survive_a_locked_sqlite_database() {
         panic!("{third:?}")
     };
     assert_eq!(x.bucketing_allocation, None, "stored after recovery");
+    // The held conversion was confirmed by the store (its mark won) and sent, once.
+    assert_eq!(core.metrics().held_conversions, 0);
+    assert_eq!(core.metrics().held_conversions_sent, 1);
+    core.flush().unwrap();
+    assert_eq!(conversion_events(&rec), 1);
+    assert!(ctx.get_visitor_data().goal_triggered("purchase"));
     let _ = std::fs::remove_dir_all(&dir);
 }

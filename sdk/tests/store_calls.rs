@@ -70,18 +70,34 @@ fn an_in_place_store_gets_one_update_per_decision_and_no_read() {
 }
 
 #[test]
-fn a_server_store_is_read_once_and_written_only_on_change() {
+fn a_server_store_is_called_once_per_decision_and_written_only_on_change() {
     let store = InstrumentedStore::new(false);
     let core = sdk(Arc::clone(&store));
     let ctx = core.create_context("visitor-1", None);
     ctx.run_experience("exp-a", &attrs());
+    // `create` (here the port's default, one atomic update) stores a new visitor's decision.
     assert_eq!(
         store.take_counts(),
-        (1, 1, 1),
-        "fresh: a read, then one update"
+        (0, 1, 1),
+        "fresh: one create-or-read that wrote"
     );
     ctx.run_experience("exp-a", &attrs());
-    assert_eq!(store.take_counts(), (1, 0, 0), "sticky: a single read");
+    assert_eq!(
+        store.take_counts(),
+        (0, 1, 0),
+        "sticky: one create-or-read that found the record and wrote nothing"
+    );
+    // A returning visitor deciding a new experience: create-or-read, then one write of what
+    // changed.
+    ctx.run_experience("exp-b", &attrs());
+    assert_eq!(store.take_counts(), (0, 2, 1));
+    // A decision that stores nothing for a new visitor is a single read.
+    let other = core.create_context("visitor-2", None);
+    assert_eq!(
+        other.run_experience("exp-missing", &attrs()),
+        Decision::NotMatched
+    );
+    assert_eq!(store.take_counts(), (1, 0, 0));
 }
 
 #[test]

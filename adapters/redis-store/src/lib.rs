@@ -1,11 +1,16 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
-use convert_ports::{DataStore, StoreData, StoreError};
-use redis::{Client, Connection, ConnectionLike, ErrorKind, RedisError, Value};
+use convert_ports::{
+    Applied, DataStore, StoreData, StoreError, StoreOp, apply_ops, create_with_update,
+    store_wait_limit,
+};
+use redis::cluster::{ClusterClient, ClusterConnection};
+use redis::{Client, Connection, ConnectionLike, ErrorKind, RedisError, Script, Value};
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 /// Options of [`RedisStore::open_with`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +27,14 @@ pub struct RedisOptions {
     /// Attempts of an optimistic update before [`StoreError::Contention`] (default 50).
     pub max_update_attempts: u32,
     /// Idle connections kept for reuse (default 8). Calls from several threads run on several
-    /// connections at once; connections beyond this number are closed after use.
+    /// connections at once; idle connections beyond this number are closed after use.
     pub max_idle_connections: usize,
+    /// Connections open at once, idle and in use (default 32). A call that finds them all busy
+    /// waits for one up to `pool_wait` (and never past the SDK call's store deadline), then fails
+    /// with [`StoreError::Unavailable`].
+    pub max_connections: usize,
+    /// How long a call may wait for a free connection (default 100 ms).
+    pub pool_wait: Duration,
     /// PEM certificate(s) of the CA that signed the server's certificate, for `rediss://` URLs
     /// (default: the system's trust store). Needs the `tls` feature.
     pub tls_ca_pem: Option<Vec<u8>>,
@@ -38,25 +49,140 @@ impl Default for RedisOptions {
             io_timeout: Duration::from_secs(2),
             max_update_attempts: 50,
             max_idle_connections: 8,
+            max_connections: 32,
+            pool_wait: Duration::from_millis(100),
             tls_ca_pem: None,
         }
     }
 }
 
-/// A [`DataStore`] on Redis: one key per visitor, the shared JSON value, atomic updates with
-/// `WATCH`/`MULTI`/`EXEC`, a small pool of connections re-made after failures.
+/// A [`DataStore`] on Redis (one server, or a Redis Cluster with `redis+cluster://` URLs): one key
+/// per visitor holding the shared JSON value, atomic writes with one compare-and-set script
+/// (`EVALSHA`), a bounded pool of connections re-made after failures.
 pub struct RedisStore {
-    client: Client,
-    idle: Mutex<Vec<Connection>>,
+    client: Target,
+    pool: Mutex<Pool>,
+    freed: Condvar,
     options: RedisOptions,
+    /// Set once the server refused `SET … NX GET` (Redis before 7.0).
+    no_set_nx_get: AtomicBool,
+}
+
+/// Where the store connects.
+enum Target {
+    Single(Client),
+    Cluster(ClusterClient),
+}
+
+/// One connection of the pool, with the read/write timeout last set on it.
+struct Conn {
+    link: Link,
+    timeout: Option<Duration>,
+}
+
+enum Link {
+    Single(Connection),
+    Cluster(Box<ClusterConnection>),
+}
+
+/// How far a connection's timeout may be from the wanted one before it is set again (two
+/// system calls): calls in quick succession reuse it.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(2);
+
+impl Conn {
+    fn new(link: Link) -> Conn {
+        Conn {
+            link,
+            timeout: None,
+        }
+    }
+
+    fn like(&mut self) -> &mut dyn ConnectionLike {
+        match &mut self.link {
+            Link::Single(c) => c,
+            Link::Cluster(c) => &mut **c,
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        match &self.link {
+            Link::Single(c) => c.is_open(),
+            Link::Cluster(c) => c.is_open(),
+        }
+    }
+
+    /// Bounds the next command's wait to `limit` (within [`TIMEOUT_SLACK`]).
+    fn set_timeouts(&mut self, limit: Duration) -> Result<(), RedisError> {
+        if self
+            .timeout
+            .is_some_and(|t| t.abs_diff(limit) <= TIMEOUT_SLACK)
+        {
+            return Ok(());
+        }
+        self.timeout = None;
+        match &self.link {
+            Link::Single(c) => {
+                c.set_read_timeout(Some(limit))?;
+                c.set_write_timeout(Some(limit))?;
+            }
+            Link::Cluster(c) => {
+                c.set_read_timeout(Some(limit))?;
+                c.set_write_timeout(Some(limit))?;
+            }
+        }
+        self.timeout = Some(limit);
+        Ok(())
+    }
+}
+
+/// The connection pool: idle connections and how many exist in all.
+#[derive(Default)]
+struct Pool {
+    idle: Vec<Conn>,
+    open: usize,
+}
+
+/// The compare-and-set script behind every write: `KEYS[1]` the key, `ARGV[1]` `"1"` when a value
+/// is expected (`ARGV[2]`) and `"0"` when the key is expected absent, `ARGV[3]` the new value,
+/// `ARGV[4]` the TTL in ms (`"0"`: none). Returns 1 when it wrote, else the current value in a
+/// one-element array (empty: absent), so the caller recomputes without another `GET`.
+const CAS_SCRIPT: &str = r"
+local cur = redis.call('GET', KEYS[1])
+local same
+if ARGV[1] == '0' then same = (cur == false) else same = (cur == ARGV[2]) end
+if same then
+  if ARGV[4] ~= '0' then
+    redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+  else
+    redis.call('SET', KEYS[1], ARGV[3])
+  end
+  return 1
+end
+if cur == false then return {} end
+return {cur}
+";
+
+fn cas_script() -> &'static Script {
+    static SCRIPT: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| Script::new(CAS_SCRIPT))
+}
+
+/// What the compare-and-set found.
+enum Cas {
+    Written,
+    /// The key holds this value (`None`: absent) instead of the expected one.
+    Current(Option<Vec<u8>>),
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The connection info may hold a password: show only where it points.
-        let info = self.client.get_connection_info();
+        let addr = match &self.client {
+            Target::Single(c) => c.get_connection_info().addr().to_string(),
+            Target::Cluster(_) => "cluster".to_string(),
+        };
         f.debug_struct("RedisStore")
-            .field("addr", &info.addr().to_string())
+            .field("addr", &addr)
             .field("prefix", &self.options.prefix)
             .field("ttl", &self.options.ttl)
             .finish_non_exhaustive()
@@ -107,9 +233,31 @@ fn backoff(attempt: u32) {
     std::thread::sleep(Duration::from_micros(base / 2 + jitter));
 }
 
+/// The node list of a `redis+cluster://host:port[,host:port...]` URL as `redis://` URLs (the
+/// user, password and TLS scheme of the first node apply to all).
+fn cluster_nodes(url: &str) -> Option<Vec<String>> {
+    let (scheme, rest) = if let Some(r) = url.strip_prefix("redis+cluster://") {
+        ("redis", r)
+    } else {
+        ("rediss", url.strip_prefix("rediss+cluster://")?)
+    };
+    let rest = rest.trim_end_matches('/');
+    let (auth, hosts) = match rest.rsplit_once('@') {
+        Some((a, h)) => (format!("{a}@"), h),
+        None => (String::new(), rest),
+    };
+    let nodes: Vec<String> = hosts
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(|h| format!("{scheme}://{auth}{h}/"))
+        .collect();
+    (!nodes.is_empty()).then_some(nodes)
+}
+
 impl RedisStore {
     /// Connects to `url` (`redis://[[user]:password@]host[:port][/db]`; `rediss://` with the `tls`
-    /// feature) with default options.
+    /// feature; `redis+cluster://[[user]:password@]host:port[,host:port...]` for a Redis Cluster)
+    /// with default options.
     pub fn open(url: &str) -> Result<RedisStore, StoreError> {
         Self::open_with(url, RedisOptions::default())
     }
@@ -117,18 +265,34 @@ impl RedisStore {
     /// Connects to `url` with `options`. The URL is checked here; connections are made when
     /// needed and re-made after a failure, so a store can be created while Redis is down.
     pub fn open_with(url: &str, options: RedisOptions) -> Result<RedisStore, StoreError> {
-        let tls = url.starts_with("rediss://");
+        let tls = url.starts_with("rediss://") || url.starts_with("rediss+cluster://");
         if tls && !cfg!(feature = "tls") {
             return Err(StoreError::Other(
                 "rediss:// (TLS) URLs need the `tls` feature of convert-store-redis".into(),
             ));
         }
-        let client = Self::client(url, tls, &options)
-            .map_err(|e| StoreError::Other(format!("invalid Redis URL: {}", describe(&e))))?;
+        let client = if url.contains("+cluster://") {
+            let nodes = cluster_nodes(url).ok_or_else(|| {
+                StoreError::Other("invalid Redis Cluster URL: no host:port listed".into())
+            })?;
+            let client = ClusterClient::builder(nodes)
+                .connection_timeout(options.connect_timeout)
+                .response_timeout(options.io_timeout)
+                .retries(2)
+                .build()
+                .map_err(|e| StoreError::Other(format!("invalid Redis URL: {}", describe(&e))))?;
+            Target::Cluster(client)
+        } else {
+            let client = Self::client(url, tls, &options)
+                .map_err(|e| StoreError::Other(format!("invalid Redis URL: {}", describe(&e))))?;
+            Target::Single(client)
+        };
         Ok(RedisStore {
             client,
-            idle: Mutex::new(Vec::new()),
+            pool: Mutex::new(Pool::default()),
+            freed: Condvar::new(),
             options,
+            no_set_nx_get: AtomicBool::new(false),
         })
     }
 
@@ -159,6 +323,11 @@ impl RedisStore {
         Client::open(url)
     }
 
+    /// Whether this store talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.client, Target::Cluster(_))
+    }
+
     /// The Redis key of a store key (`prefix` + key).
     pub fn redis_key(&self, key: &str) -> String {
         format!("{}{key}", self.options.prefix)
@@ -169,76 +338,148 @@ impl RedisStore {
         &self.options
     }
 
+    /// Connections open now (idle and in use), for monitoring.
+    pub fn open_connections(&self) -> usize {
+        self.pool().open
+    }
+
     /// Whether Redis answers `PING` (for health checks).
     pub fn ping(&self) -> Result<(), StoreError> {
         self.with_conn(|c| redis::cmd("PING").query::<()>(c).map_err(Failure::from))
     }
 
-    fn idle(&self) -> MutexGuard<'_, Vec<Connection>> {
-        // The list is consistent after a panic elsewhere: every change is one push/pop/clear.
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    fn pool(&self) -> MutexGuard<'_, Pool> {
+        // The pool is consistent after a panic elsewhere: every change is one push/pop/count.
+        self.pool.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn connect(&self) -> Result<Connection, RedisError> {
-        let c = self
-            .client
-            .get_connection_with_timeout(self.options.connect_timeout)?;
-        c.set_read_timeout(Some(self.options.io_timeout))?;
-        c.set_write_timeout(Some(self.options.io_timeout))?;
-        Ok(c)
-    }
-
-    fn checkin(&self, conn: Connection) {
-        let mut idle = self.idle();
-        if idle.len() < self.options.max_idle_connections {
-            idle.push(conn);
+    fn connect(&self, limit: Duration) -> Result<Conn, RedisError> {
+        match &self.client {
+            Target::Single(client) => {
+                let c = client.get_connection_with_timeout(limit)?;
+                Ok(Conn::new(Link::Single(c)))
+            }
+            Target::Cluster(client) => {
+                Ok(Conn::new(Link::Cluster(Box::new(client.get_connection()?))))
+            }
         }
     }
 
-    /// Runs `f` on a connection: an idle one when there is one, else a new one. A pooled
-    /// connection that turns out dead (Redis restarted, idle timeout) is dropped with the rest of
-    /// the pool and `f` runs again once on a new connection. A connection is reused only after
-    /// `f` succeeded, so no half-done `WATCH` or `MULTI` leaks into the next call.
+    /// A connection for one call: an idle one, a new one while fewer than `max_connections` are
+    /// open, else the first one freed within the wait limit (`pool_wait`, cut to the call's store
+    /// deadline). The flag says whether the connection came from the pool.
+    fn checkout(&self) -> Result<(Conn, bool), StoreError> {
+        let gone = || StoreError::Unavailable("redis: the call's store deadline passed".into());
+        let wait = store_wait_limit(self.options.pool_wait).ok_or_else(gone)?;
+        let until = Instant::now() + wait;
+        let mut pool = self.pool();
+        loop {
+            while let Some(c) = pool.idle.pop() {
+                if c.is_open() {
+                    return Ok((c, true));
+                }
+                pool.open = pool.open.saturating_sub(1);
+            }
+            if pool.open < self.options.max_connections.max(1) {
+                pool.open += 1;
+                drop(pool);
+                let limit = store_wait_limit(self.options.connect_timeout).ok_or_else(gone);
+                let made = limit.and_then(|l| self.connect(l).map_err(|e| unavailable(&e)));
+                if made.is_err() {
+                    self.release(None);
+                }
+                return made.map(|c| (c, false));
+            }
+            let now = Instant::now();
+            if now >= until {
+                return Err(StoreError::Unavailable(format!(
+                    "redis: all {} connections busy",
+                    pool.open
+                )));
+            }
+            pool = self
+                .freed
+                .wait_timeout(pool, until - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Returns a connection to the pool (`None`: it was closed).
+    fn release(&self, conn: Option<Conn>) {
+        let mut pool = self.pool();
+        match conn {
+            Some(c) if pool.idle.len() < self.options.max_idle_connections => pool.idle.push(c),
+            _ => pool.open = pool.open.saturating_sub(1),
+        }
+        drop(pool);
+        self.freed.notify_one();
+    }
+
+    /// Runs `f` on a pooled connection with timeouts cut to the call's store deadline. A pooled
+    /// connection that turns out dead (Redis restarted, idle timeout) is dropped with the rest
+    /// of the idle ones and `f` runs again once on a new connection. A connection goes back to
+    /// the pool only after `f` succeeded, so no half-read reply leaks into the next call.
     fn with_conn<T>(
         &self,
-        mut f: impl FnMut(&mut Connection) -> Result<T, Failure>,
+        mut f: impl FnMut(&mut dyn ConnectionLike) -> Result<T, Failure>,
     ) -> Result<T, StoreError> {
-        let pooled = self.idle().pop().filter(|c| c.is_open());
-        let from_pool = pooled.is_some();
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => self.connect().map_err(|e| unavailable(&e))?,
-        };
-        match f(&mut conn) {
-            Ok(v) => {
-                self.checkin(conn);
-                return Ok(v);
+        let mut retried = false;
+        loop {
+            let (mut conn, from_pool) = self.checkout()?;
+            let Some(limit) = store_wait_limit(self.options.io_timeout) else {
+                self.release(Some(conn));
+                return Err(StoreError::Unavailable(
+                    "redis: the call's store deadline passed".into(),
+                ));
+            };
+            if let Err(e) = conn.set_timeouts(limit) {
+                self.release(None);
+                return Err(unavailable(&e));
             }
-            Err(Failure::Store(e)) => return Err(e),
-            // A timeout means Redis is slow or hung, not that the connection went stale: trying
-            // again would only double the wait.
-            Err(Failure::Redis(e)) if from_pool && is_connection_error(&e) && !e.is_timeout() => {
-                self.idle().clear();
+            match f(conn.like()) {
+                Ok(v) => {
+                    self.release(Some(conn));
+                    return Ok(v);
+                }
+                Err(Failure::Store(e)) => {
+                    self.release(Some(conn));
+                    return Err(e);
+                }
+                // A timeout means Redis is slow or hung, not that the connection went stale:
+                // trying again would only double the wait.
+                Err(Failure::Redis(e))
+                    if from_pool && !retried && is_connection_error(&e) && !e.is_timeout() =>
+                {
+                    self.release(None);
+                    let stale = std::mem::take(&mut self.pool().idle);
+                    for _ in stale {
+                        self.release(None);
+                    }
+                    retried = true;
+                }
+                Err(Failure::Redis(e)) if is_connection_error(&e) => {
+                    self.release(None);
+                    return Err(unavailable(&e));
+                }
+                Err(Failure::Redis(e)) => {
+                    // A server error reply leaves the connection usable.
+                    self.release(Some(conn));
+                    return Err(self.classify(&e));
+                }
             }
-            Err(Failure::Redis(e)) if is_connection_error(&e) => return Err(unavailable(&e)),
-            Err(Failure::Redis(e)) => return Err(self.classify(&e)),
-        }
-        let mut conn = self.connect().map_err(|e| unavailable(&e))?;
-        match f(&mut conn) {
-            Ok(v) => {
-                self.checkin(conn);
-                Ok(v)
-            }
-            Err(Failure::Store(e)) => Err(e),
-            Err(Failure::Redis(e)) if is_connection_error(&e) => Err(unavailable(&e)),
-            Err(Failure::Redis(e)) => Err(self.classify(&e)),
         }
     }
 
     fn classify(&self, e: &RedisError) -> StoreError {
         match e.kind() {
             // Redis errors that mean "not reachable right now" rather than a bug.
-            ErrorKind::Server(_) if matches!(e.code(), Some("LOADING" | "BUSY" | "MASTERDOWN")) => {
+            ErrorKind::Server(_)
+                if matches!(
+                    e.code(),
+                    Some("LOADING" | "BUSY" | "MASTERDOWN" | "OOM" | "CLUSTERDOWN" | "TRYAGAIN")
+                ) =>
+            {
                 unavailable(e)
             }
             ErrorKind::AuthenticationFailed => unavailable(e),
@@ -253,42 +494,129 @@ impl RedisStore {
         })
     }
 
-    /// Reads and parses a visitor's value on `c`.
-    fn read(c: &mut Connection, rkey: &str, key: &str) -> Result<Option<StoreData>, Failure> {
-        let raw: Option<Vec<u8>> = match redis::cmd("GET").arg(rkey).query(c) {
-            Ok(v) => v,
+    /// Reads a visitor's raw value on `c`.
+    fn read_raw(
+        c: &mut dyn ConnectionLike,
+        rkey: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, Failure> {
+        match redis::cmd("GET").arg(rkey).query(c) {
+            Ok(v) => Ok(v),
             // Another client stored a hash, list, … under the key.
             Err(e) if e.code() == Some("WRONGTYPE") => {
-                return Err(Self::corrupt(key, "the Redis key does not hold a string"));
+                Err(Self::corrupt(key, "the Redis key does not hold a string"))
             }
-            Err(e) => return Err(e.into()),
-        };
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn parse(raw: Option<&[u8]>, key: &str) -> Result<Option<StoreData>, Failure> {
         let Some(bytes) = raw else { return Ok(None) };
-        let text = std::str::from_utf8(&bytes).map_err(|e| Self::corrupt(key, e))?;
+        let text = std::str::from_utf8(bytes).map_err(|e| Self::corrupt(key, e))?;
         StoreData::from_json(text)
             .map(Some)
             .map_err(|e| Self::corrupt(key, e))
     }
 
-    fn set_cmd(&self, rkey: &str, value: &StoreData) -> redis::Cmd {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(rkey).arg(value.to_json());
-        if let Some(ttl) = self.options.ttl {
-            cmd.arg("PX")
-                .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+    /// One compare-and-set round trip (`EVALSHA`; the script is loaded on first use).
+    fn cas(
+        &self,
+        c: &mut dyn ConnectionLike,
+        rkey: &str,
+        expected: Option<&[u8]>,
+        new: &str,
+        key: &str,
+    ) -> Result<Cas, Failure> {
+        let ttl = self.options.ttl.map_or(0, |t| {
+            u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        if expected.is_none() && !self.no_set_nx_get.load(Ordering::Relaxed) {
+            // Expected absent (a fresh visitor): `SET NX GET` (Redis 7) writes only when absent
+            // and hands back what is there otherwise; no script needed.
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(rkey).arg(new).arg("NX").arg("GET");
+            if ttl > 0 {
+                cmd.arg("PX").arg(ttl);
+            }
+            match cmd.query::<Option<Vec<u8>>>(c) {
+                Ok(None) => return Ok(Cas::Written),
+                Ok(Some(cur)) => return Ok(Cas::Current(Some(cur))),
+                Err(e) if e.code() == Some("WRONGTYPE") => {
+                    return Err(Self::corrupt(key, "the Redis key does not hold a string"));
+                }
+                // Redis before 7.0 refuses NX with GET: use the script from now on.
+                Err(e) if e.code() == Some("ERR") && e.to_string().contains("syntax") => {
+                    self.no_set_nx_get.store(true, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        cmd
+        let mut inv = cas_script().key(rkey);
+        inv.arg(if expected.is_some() { "1" } else { "0" })
+            .arg(expected.unwrap_or_default())
+            .arg(new)
+            .arg(ttl);
+        match inv.invoke::<Value>(c) {
+            Ok(Value::Int(1)) => Ok(Cas::Written),
+            Ok(Value::Array(items)) => match items.into_iter().next() {
+                None => Ok(Cas::Current(None)),
+                Some(Value::BulkString(b)) => Ok(Cas::Current(Some(b))),
+                Some(other) => Err(Self::corrupt(key, format!("unexpected reply {other:?}"))),
+            },
+            Ok(other) => Err(Self::corrupt(key, format!("unexpected reply {other:?}"))),
+            Err(e) if e.to_string().contains("WRONGTYPE") => {
+                Err(Self::corrupt(key, "the Redis key does not hold a string"))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The write loop shared by `update` and `apply`: starting from `current` (the raw value
+    /// believed stored), compute the new record with `step` and compare-and-set it; on a
+    /// conflict the script returns the stored value and the loop recomputes from it, without
+    /// another `GET`. `step` returns `None` when nothing is to be written.
+    fn write_loop<T>(
+        &self,
+        key: &str,
+        mut current: Option<Vec<u8>>,
+        mut step: impl FnMut(Option<&[u8]>) -> Result<(Option<StoreData>, T), Failure>,
+    ) -> Result<T, StoreError> {
+        let rkey = self.redis_key(key);
+        for attempt in 0..self.options.max_update_attempts.max(1) {
+            if attempt > 1 {
+                backoff(attempt);
+            }
+            let (new, out) = match step(current.as_deref()) {
+                Ok(v) => v,
+                Err(Failure::Store(e)) => return Err(e),
+                Err(Failure::Redis(e)) => return Err(self.classify(&e)),
+            };
+            let Some(new) = new else { return Ok(out) };
+            let json = new.to_json();
+            let expected = current.clone();
+            match self.with_conn(|c| self.cas(c, &rkey, expected.as_deref(), &json, key))? {
+                Cas::Written => return Ok(out),
+                Cas::Current(v) => current = v,
+            }
+        }
+        Err(StoreError::Contention(key.to_string()))
     }
 }
 
 impl DataStore for RedisStore {
     fn get(&self, key: &str) -> Result<Option<StoreData>, StoreError> {
         let rkey = self.redis_key(key);
-        self.with_conn(|c| Self::read(c, &rkey, key))
+        self.with_conn(|c| Self::parse(Self::read_raw(c, &rkey, key)?.as_deref(), key))
     }
 
     fn set(&self, key: &str, value: &StoreData) -> Result<(), StoreError> {
-        let cmd = self.set_cmd(&self.redis_key(key), value);
+        let rkey = self.redis_key(key);
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&rkey).arg(value.to_json());
+        if let Some(ttl) = self.options.ttl {
+            cmd.arg("PX")
+                .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        }
         self.with_conn(|c| cmd.query::<()>(c).map_err(Failure::from))
     }
 
@@ -302,40 +630,80 @@ impl DataStore for RedisStore {
         })
     }
 
+    /// `GET`, then one compare-and-set script call per attempt: two round trips when nobody
+    /// wrote the key in between. A stored value that is not visitor data is reported as
+    /// [`StoreError::Corrupt`] and left untouched.
     fn update(
         &self,
         key: &str,
         f: &mut dyn FnMut(&mut StoreData) -> bool,
     ) -> Result<bool, StoreError> {
         let rkey = self.redis_key(key);
-        for attempt in 0..self.options.max_update_attempts.max(1) {
-            if attempt > 0 {
-                backoff(attempt);
-            }
-            // WATCH, read, decide, then MULTI/SET/EXEC: EXEC answers nil when another client
-            // wrote the key in between, and we start over from the new value.
-            let outcome = self.with_conn(|c| {
-                redis::cmd("WATCH").arg(&rkey).query::<()>(c)?;
-                let mut data = Self::read(c, &rkey, key)?.unwrap_or_default();
-                if !f(&mut data) {
-                    redis::cmd("UNWATCH").query::<()>(c)?;
-                    return Ok(Some(false));
-                }
-                let mut pipe = redis::pipe();
-                pipe.atomic()
-                    .add_command(self.set_cmd(&rkey, &data))
-                    .ignore();
-                let done: Value = pipe.query(c)?;
-                Ok(match done {
-                    Value::Nil => None, // conflict: retry
-                    _ => Some(true),
-                })
-            })?;
-            if let Some(written) = outcome {
-                return Ok(written);
+        let raw = self.with_conn(|c| Self::read_raw(c, &rkey, key))?;
+        self.write_loop(key, raw, |cur| {
+            let mut data = Self::parse(cur, key)?.unwrap_or_default();
+            Ok(if f(&mut data) {
+                (Some(data), true)
+            } else {
+                (None, false)
+            })
+        })
+    }
+
+    /// One compare-and-set round trip against `seen` (re-serialized) when `seen` is what is
+    /// stored; on a mismatch the script hands back the stored value and the ops are applied to it
+    /// (a second round trip). A stored value that is not visitor data is replaced by a record
+    /// built from `ops`.
+    fn apply(
+        &self,
+        key: &str,
+        seen: Option<&StoreData>,
+        ops: &[StoreOp],
+    ) -> Result<Applied, StoreError> {
+        if let Some(seen) = seen {
+            // Nothing to write against what the caller just read.
+            let mut probe = seen.clone();
+            let out = apply_ops(&mut probe, ops);
+            if !out.written() {
+                return Ok(out);
             }
         }
-        Err(StoreError::Contention(key.to_string()))
+        let start = seen.map(|s| s.to_json().into_bytes());
+        self.write_loop(key, start, |cur| {
+            let mut data = match Self::parse(cur, key) {
+                Ok(d) => d.unwrap_or_default(),
+                // Unreadable: replaced by what the ops write.
+                Err(Failure::Store(StoreError::Corrupt { .. })) => StoreData::default(),
+                Err(e) => return Err(e),
+            };
+            let out = apply_ops(&mut data, ops);
+            Ok(if out.written() {
+                (Some(data), out)
+            } else {
+                (None, out)
+            })
+        })
+    }
+
+    /// One round trip: `SET NX GET` (Redis 7), or the compare-and-set script on older servers.
+    /// A stored value that is not visitor data is reported as [`StoreError::Corrupt`].
+    fn create(&self, key: &str, record: &StoreData) -> Result<Option<StoreData>, StoreError> {
+        let rkey = self.redis_key(key);
+        let json = record.to_json();
+        let found = self.with_conn(|c| self.cas(c, &rkey, None, &json, key))?;
+        match found {
+            Cas::Written => Ok(None),
+            Cas::Current(raw) => match raw {
+                None => Ok(None),
+                Some(raw) => match Self::parse(Some(&raw), key) {
+                    // An empty record counts as none: fill it, atomically.
+                    Ok(Some(d)) if d.is_empty() => create_with_update(self, key, record),
+                    Ok(d) => Ok(d),
+                    Err(Failure::Store(e)) => Err(e),
+                    Err(Failure::Redis(e)) => Err(self.classify(&e)),
+                },
+            },
+        }
     }
 
     fn name(&self) -> &'static str {

@@ -368,6 +368,59 @@ fn many_threads_share_a_small_pool() {
     assert!(store.ping().is_ok());
 }
 
+/// A burst of threads opens at most `max_connections` connections (the server's own count of
+/// clients is checked), waiting for a free one instead of opening more.
+#[test]
+fn a_burst_of_threads_stays_within_max_connections() {
+    if !redis_available() {
+        return;
+    }
+    let server = Server::start("pool-bound");
+    let store = Arc::new(
+        RedisStore::open_with(
+            &server.url(),
+            RedisOptions {
+                max_connections: 3,
+                pool_wait: Duration::from_secs(5),
+                ..RedisOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    let clients = |s: &Server| -> usize {
+        s.cli(&["INFO", "clients"])
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_clients:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let threads: Vec<_> = (0..24)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for j in 0..30 {
+                    let key = format!("burst-1-2-v{i}-{j}");
+                    store.update(&key, &mut |d| d.mark_goal("g")).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut most_seen = 0;
+    let mut most_open = 0;
+    while threads.iter().any(|t| !t.is_finished()) {
+        // The sampling connection of redis-cli is one of the clients.
+        most_seen = most_seen.max(clients(&server).saturating_sub(1));
+        most_open = most_open.max(store.open_connections());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(most_open <= 3, "{most_open} connections open in the pool");
+    assert!(most_seen <= 3, "the server saw {most_seen} clients");
+    assert!(most_open >= 1);
+}
+
 #[test]
 fn rediss_needs_the_tls_feature() {
     let r = RedisStore::open("rediss://127.0.0.1:6380/");

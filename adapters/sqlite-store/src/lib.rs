@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
-use convert_ports::{DataStore, StoreData, StoreError};
+use convert_ports::{
+    Applied, DataStore, StoreData, StoreError, StoreOp, apply_ops, store_time_left,
+};
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,6 +39,7 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
     ttl: Option<Duration>,
+    busy_timeout: Duration,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -84,7 +87,32 @@ impl SqliteStore {
         options: SqliteOptions,
     ) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let conn = Connection::open(&path).map_err(map_err)?;
+        let conn = match Self::open_rw(&path, &options) {
+            Ok(c) => c,
+            // A file (or file system) that cannot be written: open it for reading, so decisions
+            // still see stored state; every write fails with `StoreError::Unavailable`.
+            Err(StoreError::Unavailable(why)) if path.exists() => {
+                let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .map_err(map_err)?;
+                conn.busy_timeout(options.busy_timeout).map_err(map_err)?;
+                log::warn!(
+                    "convert: SQLite store {} opened read-only ({why}): writes will fail",
+                    path.display()
+                );
+                conn
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            path,
+            ttl: options.ttl,
+            busy_timeout: options.busy_timeout,
+        })
+    }
+
+    fn open_rw(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
+        let conn = Connection::open(path).map_err(map_err)?;
         conn.busy_timeout(options.busy_timeout).map_err(map_err)?;
         // WAL lets readers proceed while one process writes; NORMAL sync is durable across
         // application crashes (an OS crash may lose the last commits).
@@ -93,11 +121,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(map_err)?;
         conn.execute_batch(SCHEMA).map_err(map_err)?;
-        Ok(SqliteStore {
-            conn: Mutex::new(conn),
-            path,
-            ttl: options.ttl,
-        })
+        Ok(conn)
     }
 
     /// The database file.
@@ -122,6 +146,23 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The connection, its lock wait cut to the SDK call's store deadline (when one is set).
+    fn lock_within_deadline(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        let conn = self.lock();
+        if let Some(left) = store_time_left() {
+            if left.is_zero() {
+                return Err(StoreError::Unavailable(
+                    "sqlite: the call's store deadline passed".into(),
+                ));
+            }
+            conn.busy_timeout(left.min(self.busy_timeout))
+                .map_err(map_err)?;
+        } else {
+            conn.busy_timeout(self.busy_timeout).map_err(map_err)?;
+        }
+        Ok(conn)
+    }
+
     fn fresh(&self, updated_at: i64) -> bool {
         match self.ttl {
             Some(ttl) => {
@@ -137,20 +178,18 @@ impl SqliteStore {
             reason,
         };
         let row: Option<(Result<String, String>, Option<i64>)> = conn
-            .query_row(
-                "SELECT value, updated_at FROM convert_visitors WHERE key = ?1",
-                params![key],
-                |r| {
-                    // Another writer may have stored a blob, a number or bytes that are not UTF-8.
-                    let text = match r.get_ref(0)? {
-                        ValueRef::Text(b) | ValueRef::Blob(b) => std::str::from_utf8(b)
-                            .map(str::to_string)
-                            .map_err(|e| e.to_string()),
-                        other => Err(format!("the value is {:?}, not text", other.data_type())),
-                    };
-                    Ok((text, r.get(1).ok().flatten()))
-                },
-            )
+            .prepare_cached("SELECT value, updated_at FROM convert_visitors WHERE key = ?1")
+            .map_err(map_err)?
+            .query_row(params![key], |r| {
+                // Another writer may have stored a blob, a number or bytes that are not UTF-8.
+                let text = match r.get_ref(0)? {
+                    ValueRef::Text(b) | ValueRef::Blob(b) => std::str::from_utf8(b)
+                        .map(str::to_string)
+                        .map_err(|e| e.to_string()),
+                    other => Err(format!("the value is {:?}, not text", other.data_type())),
+                };
+                Ok((text, r.get(1).ok().flatten()))
+            })
             .optional()
             .map_err(map_err)?;
         match row {
@@ -166,11 +205,11 @@ impl SqliteStore {
     }
 
     fn write(conn: &Connection, key: &str, value: &StoreData) -> Result<(), StoreError> {
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO convert_visitors (key, value, updated_at) VALUES (?1, ?2, ?3)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            params![key, value.to_json(), now_secs()],
         )
+        .and_then(|mut st| st.execute(params![key, value.to_json(), now_secs()]))
         .map(|_| ())
         .map_err(map_err)
     }
@@ -178,17 +217,17 @@ impl SqliteStore {
 
 impl DataStore for SqliteStore {
     fn get(&self, key: &str) -> Result<Option<StoreData>, StoreError> {
-        let conn = self.lock();
+        let conn = self.lock_within_deadline()?;
         self.read(&conn, key)
     }
 
     fn set(&self, key: &str, value: &StoreData) -> Result<(), StoreError> {
-        let conn = self.lock();
+        let conn = self.lock_within_deadline()?;
         Self::write(&conn, key, value)
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.lock()
+        self.lock_within_deadline()?
             .execute("DELETE FROM convert_visitors WHERE key = ?1", params![key])
             .map(|_| ())
             .map_err(map_err)
@@ -199,7 +238,7 @@ impl DataStore for SqliteStore {
         key: &str,
         f: &mut dyn FnMut(&mut StoreData) -> bool,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.lock();
+        let mut conn = self.lock_within_deadline()?;
         // IMMEDIATE takes the write lock up front, so no other connection (or process) can write
         // between our read and our write.
         let tx = conn
@@ -212,6 +251,31 @@ impl DataStore for SqliteStore {
         }
         tx.commit().map_err(map_err)?;
         Ok(changed)
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction: read, apply, write. A stored value that is not visitor
+    /// data is replaced by a record built from `ops`.
+    fn apply(
+        &self,
+        key: &str,
+        _seen: Option<&StoreData>,
+        ops: &[StoreOp],
+    ) -> Result<Applied, StoreError> {
+        let mut conn = self.lock_within_deadline()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let mut data = match self.read(&tx, key) {
+            Ok(d) => d.unwrap_or_default(),
+            Err(StoreError::Corrupt { .. }) => StoreData::default(),
+            Err(e) => return Err(e),
+        };
+        let out = apply_ops(&mut data, ops);
+        if out.written() {
+            Self::write(&tx, key, &data)?;
+        }
+        tx.commit().map_err(map_err)?;
+        Ok(out)
     }
 
     fn name(&self) -> &'static str {

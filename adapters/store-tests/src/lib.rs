@@ -5,7 +5,7 @@
 
 pub mod redis_server;
 
-use convert_ports::{DataStore, StoreData};
+use convert_ports::{DataStore, StoreData, StoreOp};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -280,6 +280,109 @@ pub fn keys_are_isolated(s: &dyn DataStore) {
     );
 }
 
+/// `apply` marks a goal once: the first call reports the change, a repeat does not, and the
+/// other members of the record are kept.
+pub fn apply_marks_a_goal_once(s: &dyn DataStore) {
+    let key = "contract-apply-1-2-v";
+    expect(s.set(key, &sample("apply")), "set");
+    let goal = [StoreOp::Goal("signup".into())];
+    let first = expect(s.apply(key, None, &goal), "apply");
+    assert_eq!(first.changed, vec![true]);
+    let again = expect(s.apply(key, None, &goal), "apply");
+    assert_eq!(again.changed, vec![false]);
+    let mut expected = sample("apply");
+    expected.mark_goal("signup");
+    assert_eq!(expect(s.get(key), "get"), Some(expected));
+}
+
+/// `seen` is only a hint: ops apply to the stored record even when `seen` is stale, and a
+/// goal `seen` lacks but the store holds is reported as not marked by this call.
+pub fn apply_with_a_stale_hint_applies_to_the_stored_record(s: &dyn DataStore) {
+    let key = "contract-stale-1-2-v";
+    expect(s.set(key, &sample("stored")), "set");
+    let stale = StoreData::default();
+    let ops = [
+        StoreOp::Goal("purchase".into()),
+        StoreOp::Goal("newsletter".into()),
+    ];
+    let out = expect(s.apply(key, Some(&stale), &ops), "apply");
+    assert_eq!(
+        out.changed,
+        vec![false, true],
+        "purchase was already marked"
+    );
+    let mut expected = sample("stored");
+    expected.mark_goal("newsletter");
+    assert_eq!(expect(s.get(key), "get"), Some(expected));
+    // On an absent key with a hint that claims a record: the ops build a new one.
+    let absent = "contract-stale-1-2-absent";
+    let out = expect(s.apply(absent, Some(&sample("x")), &ops), "apply");
+    assert_eq!(out.changed, vec![true, true]);
+}
+
+/// 8 threads applying the same goal mark: exactly one reports it marked.
+pub fn one_apply_winner_among_threads(s: Arc<dyn DataStore>) {
+    for round in 0..5 {
+        let key = format!("contract-apply-threads-1-2-visitor-{round}");
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, key, barrier) = (Arc::clone(&s), key.clone(), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    expect(
+                        s.apply(&key, None, &[StoreOp::Goal("purchase".into())]),
+                        "apply",
+                    )
+                    .written()
+                })
+            })
+            .collect();
+        let winners = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(false))
+            .filter(|w| *w)
+            .count();
+        assert_eq!(winners, 1, "round {round}");
+    }
+}
+
+/// `create` writes a record only where none is stored and otherwise returns the stored one,
+/// untouched; of 8 threads creating the same key, exactly one writes.
+pub fn create_writes_only_when_absent(s: Arc<dyn DataStore>) {
+    let key = "contract-create-1-2-v";
+    let mine = sample("mine");
+    assert_eq!(expect(s.create(key, &mine), "create"), None);
+    assert_eq!(expect(s.get(key), "get"), Some(mine.clone()));
+    let theirs = sample("theirs");
+    assert_eq!(expect(s.create(key, &theirs), "create"), Some(mine.clone()));
+    assert_eq!(expect(s.get(key), "get"), Some(mine));
+    // An empty record counts as none.
+    let empty_key = "contract-create-1-2-empty";
+    expect(s.set(empty_key, &StoreData::default()), "set");
+    assert_eq!(expect(s.create(empty_key, &theirs), "create"), None);
+    assert_eq!(expect(s.get(empty_key), "get"), Some(theirs));
+    for round in 0..5 {
+        let key = format!("contract-create-race-1-2-{round}");
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (s, key, barrier) = (Arc::clone(&s), key.clone(), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    expect(s.create(&key, &sample(&format!("t{i}"))), "create").is_none()
+                })
+            })
+            .collect();
+        let writers = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(false))
+            .filter(|w| *w)
+            .count();
+        assert_eq!(writers, 1, "round {round}");
+    }
+}
+
 /// Runs every case of [`contract_tests!`] in turn, each on a fresh store from `make`; panics at
 /// the first failure (use the macro for one test per case).
 pub fn run_all<S: DataStore>(make: impl Fn() -> S) {
@@ -295,6 +398,10 @@ pub fn run_all<S: DataStore>(make: impl Fn() -> S) {
     unicode_keys(&make());
     large_values(&make());
     keys_are_isolated(&make());
+    apply_marks_a_goal_once(&make());
+    apply_with_a_stale_hint_applies_to_the_stored_record(&make());
+    one_apply_winner_among_threads(Arc::new(make()));
+    create_writes_only_when_absent(Arc::new(make()));
 }
 
 /// One `#[test]` per contract case for the store built by `$make` (an expression returning a
@@ -382,6 +489,30 @@ macro_rules! contract_tests {
         fn contract_keys_are_isolated() {
             if let Some(s) = $make() {
                 $crate::keys_are_isolated(&s);
+            }
+        }
+        #[test]
+        fn contract_apply_marks_a_goal_once() {
+            if let Some(s) = $make() {
+                $crate::apply_marks_a_goal_once(&s);
+            }
+        }
+        #[test]
+        fn contract_apply_with_a_stale_hint_applies_to_the_stored_record() {
+            if let Some(s) = $make() {
+                $crate::apply_with_a_stale_hint_applies_to_the_stored_record(&s);
+            }
+        }
+        #[test]
+        fn contract_create_writes_only_when_absent() {
+            if let Some(s) = $make() {
+                $crate::create_writes_only_when_absent(::std::sync::Arc::new(s));
+            }
+        }
+        #[test]
+        fn contract_one_apply_winner_among_threads() {
+            if let Some(s) = $make() {
+                $crate::one_apply_winner_among_threads(::std::sync::Arc::new(s));
             }
         }
     };

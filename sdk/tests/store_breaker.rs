@@ -1,0 +1,155 @@
+//! The store circuit breaker and held conversions, on a store that can be switched off: the
+//! circuit opens after consecutive failures and then skips the store without calling it, one
+//! call probes it after the cooldown, every change is an event, and a conversion made while the
+//! store was off is sent once the store confirms it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod support;
+
+use convert_sdk::{
+    BucketingAttributes, ConversionAttributes, ConversionOutcome, Core, EventKind, SdkEvent,
+    StoreOptions,
+};
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::{InstrumentedStore, Recorder};
+
+fn sdk(store: Arc<InstrumentedStore>, rec: &Recorder) -> Core {
+    Core::builder()
+        .config(json!({
+            "account_id": "1", "project": {"id": "2"},
+            "experiences": [{"id": "100", "key": "exp", "variations": [
+                {"id": "101", "key": "a", "traffic_allocation": 50},
+                {"id": "102", "key": "b", "traffic_allocation": 50}]}],
+            "goals": [{"id": "9", "key": "buy"}]
+        }))
+        .shared_data_store(store)
+        .store_options(
+            StoreOptions::default()
+                .failure_threshold(2)
+                .cooldown(Duration::from_millis(50)),
+        )
+        .transport(rec.clone())
+        .tracking(false)
+        .build()
+        .unwrap()
+}
+
+fn conversions(rec: &Recorder) -> usize {
+    rec.requests()
+        .iter()
+        .map(|r| r.body.as_deref().unwrap().matches("\"conversion\"").count())
+        .sum()
+}
+
+#[test]
+fn the_circuit_opens_skips_probes_and_closes_and_held_conversions_are_sent_once() {
+    let store = InstrumentedStore::new(false);
+    let rec = Recorder::default();
+    let core = sdk(Arc::clone(&store), &rec);
+    let states = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&states);
+    core.on(EventKind::DataStoreCircuit, move |e| {
+        if let SdkEvent::DataStoreCircuit { state, .. } = e {
+            s.lock().unwrap().push(state.clone());
+        }
+    });
+    let attrs = BucketingAttributes::new();
+    let ctx = core.create_context("v1", None);
+
+    store.failing.store(true, Ordering::SeqCst);
+    ctx.run_experience("exp", &attrs);
+    ctx.run_experience("exp", &attrs);
+    assert_eq!(*states.lock().unwrap(), ["open"]);
+    assert!(core.metrics().store_circuit_open);
+    assert_eq!(core.metrics().store_circuit_opened, 1);
+
+    // Open: the store is not called at all.
+    store.take_counts();
+    for _ in 0..5 {
+        ctx.run_experience("exp", &attrs);
+    }
+    assert_eq!(
+        ctx.track_conversion("buy", &ConversionAttributes::new())
+            .unwrap(),
+        ConversionOutcome::Deferred
+    );
+    assert_eq!(
+        ctx.track_conversion("buy", &ConversionAttributes::new())
+            .unwrap(),
+        ConversionOutcome::AlreadyConverted,
+        "a repeat while held is suppressed in the process"
+    );
+    assert_eq!(store.take_counts(), (0, 0, 0));
+    assert!(core.metrics().store_skipped >= 6);
+    assert_eq!(core.metrics().held_conversions, 1);
+
+    // Cooldown over, the store back: one call probes, the circuit closes, the conversion is
+    // confirmed and sent.
+    store.failing.store(false, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(80));
+    ctx.run_experience("exp", &attrs);
+    assert_eq!(*states.lock().unwrap(), ["open", "half-open", "closed"]);
+    let m = core.metrics();
+    assert!(!m.store_circuit_open);
+    assert_eq!((m.held_conversions, m.held_conversions_sent), (0, 1));
+    core.flush().unwrap();
+    assert_eq!(conversions(&rec), 1);
+    assert_eq!(
+        ctx.track_conversion("buy", &ConversionAttributes::new())
+            .unwrap(),
+        ConversionOutcome::AlreadyConverted
+    );
+    core.flush().unwrap();
+    assert_eq!(conversions(&rec), 1);
+}
+
+#[test]
+fn a_failed_probe_reopens_and_held_conversions_left_at_close_are_counted() {
+    let store = InstrumentedStore::new(false);
+    let rec = Recorder::default();
+    let core = sdk(Arc::clone(&store), &rec);
+    store.failing.store(true, Ordering::SeqCst);
+    for i in 0..3 {
+        let ctx = core.create_context(format!("v{i}"), None);
+        assert_eq!(
+            ctx.track_conversion("buy", &ConversionAttributes::new())
+                .unwrap(),
+            ConversionOutcome::Deferred
+        );
+    }
+    std::thread::sleep(Duration::from_millis(80));
+    // The probe fails: open again, counted once as an opening.
+    core.create_context("v9", None)
+        .run_experience("exp", &BucketingAttributes::new());
+    let m = core.metrics();
+    assert!(m.store_circuit_open);
+    assert_eq!(m.store_circuit_opened, 1);
+    assert_eq!(m.held_conversions, 3);
+    core.close(Duration::from_millis(100));
+    let m = core.metrics();
+    assert_eq!((m.held_conversions, m.held_conversions_unconfirmed), (0, 3));
+    assert_eq!(conversions(&rec), 0, "never sent without the store's mark");
+}
+
+#[test]
+fn a_full_held_list_drops_and_counts() {
+    let store = InstrumentedStore::new(false);
+    let core = Core::builder()
+        .config(json!({"account_id": "1", "project": {"id": "2"}, "goals": [{"id": "9", "key": "buy"}]}))
+        .shared_data_store(Arc::clone(&store) as Arc<dyn convert_sdk::DataStore>)
+        .store_options(StoreOptions::default().max_held_conversions(2))
+        .tracking(false)
+        .build()
+        .unwrap();
+    store.failing.store(true, Ordering::SeqCst);
+    for i in 0..5 {
+        core.create_context(format!("v{i}"), None)
+            .track_conversion("buy", &ConversionAttributes::new())
+            .unwrap();
+    }
+    let m = core.metrics();
+    assert_eq!((m.held_conversions, m.held_conversions_overflow), (2, 3));
+}
