@@ -46,3 +46,22 @@ pub mod transports {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 mod readme_doctest {}
+
+/// Every Rust block of the workspace guides, compiled (and run unless marked `no_run`) as
+/// doctests so they cannot rot. Their hidden lines find the repository's files through
+/// `CARGO_MANIFEST_DIR`.
+#[cfg(doctest)]
+mod docs_doctest {
+    #[doc = include_str!("../../docs/architecture.md")]
+    mod architecture {}
+    #[doc = include_str!("../../docs/batch-protocol.md")]
+    mod batch_protocol {}
+    #[doc = include_str!("../../docs/configuration.md")]
+    mod configuration {}
+    #[doc = include_str!("../../docs/differences-from-js.md")]
+    mod differences_from_js {}
+    #[doc = include_str!("../../docs/getting-started.md")]
+    mod getting_started {}
+    #[doc = include_str!("../../docs/migration-from-js.md")]
+    mod migration_from_js {}
+}
