@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod attributes;
 mod context;
@@ -31,14 +32,17 @@ pub use convert_ports::{
 pub mod stores {
     pub use convert_store_memory::MemoryStore;
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub use convert_store_redis::{RedisOptions, RedisStore};
     #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     pub use convert_store_sqlite::{SqliteOptions, SqliteStore};
 }
 
 /// Transport adapters (the ureq transport under the default `ureq` cargo feature).
 pub mod transports {
     #[cfg(feature = "ureq")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ureq")))]
     pub use convert_transport_ureq::{UreqTransport, UreqTransportBuilder};
 }
 
