@@ -3,7 +3,9 @@
 //! One `Core` is shared by every request (it is a cheap `Clone` handle); each request gets its own
 //! `Context`. Decisions with the default in-memory store do no I/O, so they run directly on the
 //! async worker; with a network store (Redis) call them through `tokio::task::spawn_blocking`.
-//! Tracking is delivered by the SDK's own background thread and never blocks a request.
+//! This example runs offline: it builds the SDK with `.tracking(false)`, so tracking events stay
+//! queued in memory and nothing is sent. Without that line the SDK's own background thread
+//! delivers them through the default ureq transport, and never blocks a request.
 //!
 //! Run it with `cargo run --example axum_service` and open
 //! `http://127.0.0.1:3000/checkout?visitor=alice`. With `--self-test` it binds a free port,
@@ -56,8 +58,8 @@ async fn checkout(
 }
 
 fn sdk() -> Result<Core, convert_sdk::Error> {
-    // No transport is configured in this offline example, so events stay queued in memory; a real
-    // service adds the ureq transport (the default cargo feature) or an SDK key.
+    // The default ureq transport is in place, but `.tracking(false)` keeps events queued in memory
+    // so this example sends nothing; a real service drops that line and uses an SDK key.
     Core::builder()
         .config_json(DEMO_CONFIG)
         .environment("production")

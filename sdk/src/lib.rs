@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod attributes;
 mod context;
@@ -34,14 +35,17 @@ pub use convert_ports::{
 pub mod stores {
     pub use convert_store_memory::MemoryStore;
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub use convert_store_redis::{RedisOptions, RedisStore};
     #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     pub use convert_store_sqlite::{SqliteOptions, SqliteStore};
 }
 
 /// Transport adapters (the ureq transport under the default `ureq` cargo feature).
 pub mod transports {
     #[cfg(feature = "ureq")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ureq")))]
     pub use convert_transport_ureq::{UreqTransport, UreqTransportBuilder};
 }
 
@@ -50,7 +54,27 @@ pub mod transports {
 #[doc = include_str!("../../README.md")]
 mod readme_doctest {}
 
-/// `docs/stores.md`'s examples, compiled as doctests.
+/// Every Rust block of the workspace guides, compiled (and run unless marked `no_run`) as
+/// doctests so they cannot rot. Their hidden lines find the repository's files through
+/// `CARGO_MANIFEST_DIR`.
 #[cfg(doctest)]
-#[doc = include_str!("../../docs/stores.md")]
-mod stores_doctest {}
+mod docs_doctest {
+    #[doc = include_str!("../../docs/architecture.md")]
+    mod architecture {}
+    #[doc = include_str!("../../docs/batch-protocol.md")]
+    mod batch_protocol {}
+    #[doc = include_str!("../../docs/configuration.md")]
+    mod configuration {}
+    #[doc = include_str!("../../docs/delivery.md")]
+    mod delivery {}
+    #[doc = include_str!("../../docs/differences-from-js.md")]
+    mod differences_from_js {}
+    #[doc = include_str!("../../docs/getting-started.md")]
+    mod getting_started {}
+    #[doc = include_str!("../../docs/migration-from-js.md")]
+    mod migration_from_js {}
+    #[doc = include_str!("../../docs/performance.md")]
+    mod performance {}
+    #[doc = include_str!("../../docs/stores.md")]
+    mod stores {}
+}
