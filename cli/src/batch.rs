@@ -40,10 +40,7 @@ impl Transport for Recorder {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(request.clone());
-        Ok(HttpResponse {
-            status: 200,
-            body: Vec::new(),
-        })
+        Ok(HttpResponse::new(200, Vec::new()))
     }
 }
 

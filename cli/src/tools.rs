@@ -522,7 +522,7 @@ pub fn fetch(args: &[String]) -> Result<String, String> {
     let response = convert_transport_ureq::UreqTransport::new()
         .send(&request)
         .map_err(|e| format!("fetching the config failed: {e}"))?;
-    if response.status != 200 {
+    if response.class() != convert_sdk::StatusClass::Success {
         return Err(format!(
             "the config endpoint answered HTTP {}",
             response.status

@@ -12,7 +12,10 @@ pub use crate::attributes::{BucketingAttributes, ConversionAttributes, EntityTyp
 pub use crate::context::{
     Context, FeatureDecision, PreviewError, VariableError, parse_preview_param,
 };
-pub use crate::core::{Core, CoreBuilder, EventsOptions, Metrics, RetryPolicy, USER_AGENT};
+pub use crate::core::{
+    BatchLimits, Core, CoreBuilder, EventsOptions, MAX_RETRY_AFTER, Metrics, RetryPolicy,
+    USER_AGENT,
+};
 pub use crate::error::Error;
 pub use crate::events::EventKind;
 pub use convert_core::{
@@ -20,8 +23,8 @@ pub use convert_core::{
     ProjectConfig, RuleError, StoreData,
 };
 pub use convert_ports::{
-    DataStore, EventBus, HttpRequest, HttpResponse, Method, SdkEvent, StoreError, Transport,
-    TransportError,
+    Backoff, DataStore, EventBus, HttpRequest, HttpResponse, Method, SdkEvent, StatusClass,
+    StoreError, Transport, TransportError,
 };
 
 /// Data store adapters (Redis and SQLite under the `redis` and `sqlite` cargo features).
