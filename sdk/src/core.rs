@@ -349,6 +349,7 @@ impl CoreBuilder {
             counters: Default::default(),
             abandoned: AtomicBool::new(false),
             overflow_warned: AtomicBool::new(false),
+            parked: AtomicBool::new(false),
         });
         let mut refresh = false;
         let mut retry_soon = false;

@@ -239,6 +239,8 @@ pub(crate) struct Shared {
     pub abandoned: AtomicBool,
     /// Whether the "queue full" warning of the current outage was logged.
     pub overflow_warned: AtomicBool,
+    /// The delivery thread sleeps and wants a wake-up for a first event or a full batch.
+    pub parked: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -437,8 +439,8 @@ impl Shared {
     }
 
     /// Queues events (constant time per event; the oldest are dropped beyond `max_queue`).
-    /// Returns whether the delivery thread should be woken: the queue was empty (its release
-    /// timer must start) or just reached the batch size.
+    /// Returns whether the delivery thread should be woken: it is parked and the queue was
+    /// empty (its release timer must start) or reached the batch size.
     pub fn enqueue(&self, mut events: Vec<TrackingEvent>) -> bool {
         events.retain_mut(|e| self.admit(e));
         if events.is_empty() {
@@ -466,7 +468,9 @@ impl Shared {
                 );
             }
         }
-        before == 0 || (before < batch && after >= batch)
+        (before == 0 || after >= batch)
+            && self.parked.load(Ordering::Relaxed)
+            && self.parked.swap(false, Ordering::SeqCst)
     }
 
     /// Bounds the nesting of the event's user data; `false` when the event must be refused.
@@ -742,7 +746,12 @@ struct Delivery<'a> {
     /// Halves of a batch split for size, sent before anything else.
     split: VecDeque<Vec<TrackingEvent>>,
     outage: Option<Outage>,
+    /// Full batches keep coming: poll every [`BUSY_POLL`] instead of waiting to be woken.
+    busy: bool,
 }
+
+/// How often a busy delivery thread looks at the queue on its own.
+const BUSY_POLL: Duration = Duration::from_millis(1);
 
 /// A stretch of failed deliveries, for rate-limited logging.
 struct Outage {
@@ -765,6 +774,7 @@ impl<'a> Delivery<'a> {
             timer: None,
             split: VecDeque::new(),
             outage: None,
+            busy: false,
         }
     }
 
@@ -772,8 +782,16 @@ impl<'a> Delivery<'a> {
         self.shared.lock_queue().len() + self.split.iter().map(Vec::len).sum::<usize>()
     }
 
+    /// The loop: sleeps until a command, a wake-up, the release timer or the retry time.
+    ///
+    /// Wake-ups cost the producing thread a system call, so they are rare: a producer wakes
+    /// the thread only when it is *parked* (idle, no retry pending) and the queue just became
+    /// non-empty (to start the release timer) or reached the batch size. While traffic keeps
+    /// the queue at the batch size, the thread is *busy*: it polls every [`BUSY_POLL`] on its
+    /// own and producers never wake it.
     fn run(mut self, wake: &Receiver<()>) {
         let auto = self.shared.net.tracking_enabled;
+        let batch_size = self.shared.net.events.batch_size;
         loop {
             let now = Instant::now();
             let queued = self.queued();
@@ -785,9 +803,22 @@ impl<'a> Delivery<'a> {
             let due = match (auto, self.retry_at, self.timer) {
                 (false, _, _) => None,
                 (true, Some(at), _) => Some(at),
-                (true, None, _) if queued >= self.shared.net.events.batch_size => Some(now),
+                (true, None, _) if queued >= batch_size => Some(now),
+                (true, None, t) if self.busy => {
+                    Some(t.map_or(now + BUSY_POLL, |t| t.min(now + BUSY_POLL)))
+                }
                 (true, None, t) => t,
             };
+            if auto && self.retry_at.is_none() && !self.busy && queued < batch_size {
+                // Publish that wake-ups are wanted, then look again: an event queued meanwhile
+                // is either seen here or its producer sees the flag.
+                self.shared.parked.store(true, Ordering::SeqCst);
+                let again = self.queued();
+                if again >= batch_size || (again > 0 && queued == 0) {
+                    self.shared.parked.store(false, Ordering::SeqCst);
+                    continue;
+                }
+            }
             let wait = due.map_or(Duration::from_secs(3600), |d| {
                 d.saturating_duration_since(now)
             });
@@ -800,6 +831,7 @@ impl<'a> Delivery<'a> {
                 recv(wake) -> _ => None,
                 default(wait) => None,
             };
+            self.shared.parked.store(false, Ordering::SeqCst);
             match command {
                 Some(Command::Flush(reply)) => {
                     let limit = self.queued();
@@ -812,21 +844,26 @@ impl<'a> Delivery<'a> {
                 }
                 None => {
                     let now = Instant::now();
+                    let full = self.queued() >= batch_size;
                     let ready = match (self.retry_at, self.timer) {
                         (Some(at), _) => now >= at,
-                        (None, _) if self.queued() >= self.shared.net.events.batch_size => true,
+                        (None, _) if full => true,
                         (None, Some(t)) => now >= t,
                         (None, None) => false,
                     };
                     if auto && ready {
                         let reason = if self.retry_at.is_some() {
                             "retry"
-                        } else if self.timer.is_some_and(|t| now >= t) {
-                            "timeout"
-                        } else {
+                        } else if full {
                             "size"
+                        } else {
+                            "timeout"
                         };
-                        let _ = self.release(reason, usize::MAX);
+                        let r = self.release(reason, usize::MAX);
+                        // Traffic fills batches: poll instead of being woken.
+                        self.busy = reason == "size" && r.is_ok();
+                    } else {
+                        self.busy = false;
                     }
                 }
             }
