@@ -234,8 +234,11 @@ struct VisitorGroup<'a> {
 fn group_by_visitor<'a>(
     events: impl IntoIterator<Item = &'a TrackingEvent>,
 ) -> Vec<VisitorGroup<'a>> {
-    let mut groups: Vec<VisitorGroup<'a>> = Vec::new();
-    let mut index: HashMap<&'a str, usize> = HashMap::new();
+    let events = events.into_iter();
+    let hint = events.size_hint().0;
+    let mut groups: Vec<VisitorGroup<'a>> = Vec::with_capacity(hint);
+    let mut index: HashMap<&'a str, usize, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(hint, foldhash::fast::RandomState::default());
     for e in events {
         match index.get(e.visitor_id.as_str()) {
             Some(&i) => groups[i].events.push(&e.data),
@@ -356,7 +359,9 @@ pub fn payload_json<'a>(
     meta: &PayloadMeta<'_>,
     events: impl IntoIterator<Item = &'a TrackingEvent>,
 ) -> String {
-    let mut out = String::with_capacity(256);
+    let events = events.into_iter();
+    // About 130 bytes per event in a typical payload: one allocation for most batches.
+    let mut out = String::with_capacity(128 + 160 * events.size_hint().0);
     write_payload(&mut out, meta, events);
     out
 }

@@ -4,7 +4,7 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::events::{EventHub, EventKind};
 pub use crate::runtime::{
-    BatchLimits, EventsOptions, MAX_RETRY_AFTER, Metrics, RetryPolicy, USER_AGENT,
+    BatchLimits, EventsOptions, HEALTHY_SLACK, MAX_RETRY_AFTER, Metrics, RetryPolicy, USER_AGENT,
 };
 use crate::runtime::{NetOptions, Readiness, Shared, Workers};
 use convert_core::tracking;
@@ -350,6 +350,7 @@ impl CoreBuilder {
             abandoned: AtomicBool::new(false),
             overflow_warned: AtomicBool::new(false),
             parked: AtomicBool::new(false),
+            healthy: AtomicBool::new(false),
         });
         let mut refresh = false;
         let mut retry_soon = false;

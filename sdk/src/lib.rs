@@ -13,8 +13,8 @@ pub use crate::context::{
     Context, FeatureDecision, PreviewError, VariableError, parse_preview_param,
 };
 pub use crate::core::{
-    BatchLimits, Core, CoreBuilder, EventsOptions, MAX_RETRY_AFTER, Metrics, RetryPolicy,
-    USER_AGENT,
+    BatchLimits, Core, CoreBuilder, EventsOptions, HEALTHY_SLACK, MAX_RETRY_AFTER, Metrics,
+    RetryPolicy, USER_AGENT,
 };
 pub use crate::error::Error;
 pub use crate::events::EventKind;

@@ -25,7 +25,9 @@ pub struct EventsOptions {
     pub batch_size: usize,
     /// Release at least this often while events are queued (default 1 s).
     pub release_interval: Duration,
-    /// Keep at most this many events; beyond it the oldest are dropped and counted (default 10,000).
+    /// Keep at most this many events while delivery fails; beyond it the oldest are dropped and
+    /// counted (default 10,000). While deliveries succeed the queue may briefly hold
+    /// [`HEALTHY_SLACK`] times as many, so that a healthy endpoint never loses an event.
     pub max_queue: usize,
 }
 
@@ -241,7 +243,15 @@ pub(crate) struct Shared {
     pub overflow_warned: AtomicBool,
     /// The delivery thread sleeps and wants a wake-up for a first event or a full batch.
     pub parked: AtomicBool,
+    /// The last delivery attempt succeeded (see [`HEALTHY_SLACK`]).
+    pub healthy: AtomicBool,
 }
+
+/// While delivery is healthy (the last attempt succeeded), the queue may hold this many times
+/// `max_queue` before the oldest events are dropped, so that a delivery thread briefly starved of
+/// CPU loses nothing; `max_queue` itself applies whenever delivery is failing, has not succeeded
+/// yet, or is manual.
+pub const HEALTHY_SLACK: usize = 8;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -446,7 +456,7 @@ impl Shared {
         if events.is_empty() {
             return false;
         }
-        let max = self.net.events.max_queue;
+        let max = self.queue_bound();
         let batch = self.net.events.batch_size;
         let (before, after, dropped) = {
             let mut q = self.lock_queue();
@@ -471,6 +481,16 @@ impl Shared {
         (before == 0 || after >= batch)
             && self.parked.load(Ordering::Relaxed)
             && self.parked.swap(false, Ordering::SeqCst)
+    }
+
+    /// How many events the queue may hold now (see [`HEALTHY_SLACK`]).
+    fn queue_bound(&self) -> usize {
+        let max = self.net.events.max_queue;
+        if self.net.tracking_enabled && self.healthy.load(Ordering::Relaxed) {
+            max.saturating_mul(HEALTHY_SLACK)
+        } else {
+            max
+        }
     }
 
     /// Bounds the nesting of the event's user data; `false` when the event must be refused.
@@ -1015,7 +1035,7 @@ impl<'a> Delivery<'a> {
                 return;
             }
             q.restore_front(events);
-            let max = shared.net.events.max_queue;
+            let max = shared.queue_bound();
             let over = q.len().saturating_sub(max);
             q.drop_oldest(over)
         };
@@ -1112,6 +1132,7 @@ impl<'a> Delivery<'a> {
     }
 
     fn recovered(&mut self) {
+        self.shared.healthy.store(true, Ordering::Relaxed);
         self.failures = 0;
         self.retry_at = None;
         let shared = self.shared;

@@ -403,3 +403,28 @@ fn the_queue_stays_bounded_while_the_server_is_down_and_recovers() {
         "the oldest were dropped: {goals:?}"
     );
 }
+
+#[test]
+fn a_healthy_but_slow_endpoint_loses_nothing() {
+    // Each answer trickles in over ~20 ms, so the delivery thread falls behind a burst of
+    // events larger than max_queue; while deliveries succeed, nothing may be dropped.
+    let server = FakeConvert::start();
+    server.post_default(Mode::Trickle(2, Duration::from_millis(10)));
+    let core = builder(&server, Duration::from_secs(5))
+        .events(10, Duration::from_millis(5), 20)
+        .build()
+        .unwrap();
+    core.create_context("first", None)
+        .track_conversion("g59", &ConversionAttributes::new())
+        .unwrap();
+    eventually("a first success", || core.metrics().delivered_events == 1);
+    let mut expected = track(&core, 50);
+    expected.push(("first".into(), "759".into()));
+    expected.sort();
+    assert_eq!(core.metrics().dropped_events, 0, "{:?}", core.metrics());
+    eventually("the burst delivered", || {
+        core.metrics().delivered_events == 51
+    });
+    assert_eq!(server.accepted_events(), expected);
+    assert_eq!(core.metrics().undelivered_events(), 0);
+}
