@@ -44,7 +44,7 @@ fn attrs() -> ConversionAttributes {
         .force_multiple_transactions(true)
 }
 
-#[divan::bench]
+#[divan::bench(sample_count = 500, sample_size = 200)]
 fn queue_full_endpoint_down(bencher: divan::Bencher) {
     let core = sdk(true);
     let ctx = core.create_context("visitor", None);
@@ -56,7 +56,7 @@ fn queue_full_endpoint_down(bencher: divan::Bencher) {
     bencher.bench_local(|| ctx.track_conversion("buy", &attrs));
 }
 
-#[divan::bench]
+#[divan::bench(sample_count = 500, sample_size = 200)]
 fn tracking_off(bencher: divan::Bencher) {
     // Manual delivery and a queue of one: the event is queued and the previous one dropped.
     let core = Core::builder()
@@ -71,7 +71,7 @@ fn tracking_off(bencher: divan::Bencher) {
     bencher.bench_local(|| ctx.track_conversion("buy", &attrs));
 }
 
-#[divan::bench]
+#[divan::bench(sample_count = 500, sample_size = 200)]
 fn queue_ring_buffer_full(bencher: divan::Bencher) {
     let event = TrackingEvent {
         visitor_id: "visitor".into(),
