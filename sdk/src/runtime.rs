@@ -733,7 +733,7 @@ impl Workers {
         let grace = deadline + Duration::from_millis(20);
         let ended = delivery.is_none_or(|t| t.finish(grace));
         if let Some((_, t)) = refresher {
-            t.finish(Instant::now().min(grace));
+            t.finish(grace);
         }
         if !ended {
             // The delivery thread is stuck in a request past the deadline: give up on it.
