@@ -216,7 +216,7 @@ impl CoreBuilder {
     }
 
     /// Tracking queue settings: release at `batch_size` events or every `release_interval`, keep
-    /// at most `max_queue` events.
+    /// at most `max_queue` events while delivery fails (see [`EventsOptions::max_queue`]).
     pub fn events(
         mut self,
         batch_size: usize,
