@@ -62,14 +62,8 @@ impl Transport for Flaky {
     fn send(&self, _request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         match self.calls.fetch_add(1, Ordering::SeqCst) {
             0 => Err(TransportError::Connect("connection reset by peer".into())),
-            1 => Ok(HttpResponse {
-                status: 503,
-                body: Vec::new(),
-            }),
-            _ => Ok(HttpResponse {
-                status: 200,
-                body: Vec::new(),
-            }),
+            1 => Ok(HttpResponse::new(503, Vec::new())),
+            _ => Ok(HttpResponse::new(200, Vec::new())),
         }
     }
 }

@@ -40,10 +40,7 @@ impl Transport for Recorder {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(request.clone());
-        Ok(HttpResponse {
-            status: 200,
-            body: Vec::new(),
-        })
+        Ok(HttpResponse::new(200, Vec::new()))
     }
 }
 
@@ -69,12 +66,22 @@ fn merge_sdk(base: Option<&Value>, over: Option<&Value>) -> Map<String, Value> {
 
 /// Builds an SDK instance for a config and the protocol's `sdk` options.
 pub fn build_instance(config: &Value, sdk: &Map<String, Value>) -> Result<Instance, String> {
+    build_instance_with(config, sdk, None)
+}
+
+/// [`build_instance`] delivering tracking to `transport` instead of the recording transport.
+pub fn build_instance_with(
+    config: &Value,
+    sdk: &Map<String, Value>,
+    transport: Option<Arc<dyn Transport>>,
+) -> Result<Instance, String> {
     let recorder = Recorder::default();
     let parsed = ProjectConfig::from_value(config.clone()).map_err(|e| e.to_string())?;
-    let mut b = Core::builder()
-        .project_config(parsed)
-        .transport(recorder.clone())
-        .tracking(true);
+    let mut b = Core::builder().project_config(parsed).tracking(true);
+    b = match transport {
+        Some(t) => b.shared_transport(t),
+        None => b.transport(recorder.clone()),
+    };
     if let Some(env) = sdk.get("environment").and_then(Value::as_str) {
         b = b.environment(env);
     }

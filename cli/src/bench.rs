@@ -1,9 +1,22 @@
 //! `convert bench`: decisions per second for one experience (shared/BATCH-PROTOCOL.md).
 
-use crate::batch::{RequestError, build_instance};
-use convert_sdk::{BucketingAttributes, Decision};
+use crate::batch::{RequestError, build_instance_with};
+use convert_sdk::{
+    BucketingAttributes, Decision, HttpRequest, HttpResponse, Transport, TransportError,
+};
 use serde_json::{Map, Value, json};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `"sink": true`: a transport that answers 200 at once and keeps nothing, so tracking delivery
+/// is measured without a network.
+struct Sink;
+
+impl Transport for Sink {
+    fn send(&self, _request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        Ok(HttpResponse::new(200, Vec::new()))
+    }
+}
 
 /// Runs a bench request and returns its result object.
 pub fn run(request: &Value) -> Result<Value, RequestError> {
@@ -61,7 +74,9 @@ pub fn run(request: &Value) -> Result<Value, RequestError> {
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let inst = build_instance(config, &sdk).map_err(RequestError)?;
+    let sink = bench.get("sink") == Some(&Value::Bool(true));
+    let transport: Option<Arc<dyn Transport>> = sink.then(|| Arc::new(Sink) as Arc<dyn Transport>);
+    let inst = build_instance_with(config, &sdk, transport).map_err(RequestError)?;
     let core = inst.core;
     if core.config().experience_by_key(&key).is_none() {
         return Err(RequestError(format!(
@@ -74,6 +89,12 @@ pub fn run(request: &Value) -> Result<Value, RequestError> {
         let ctx = core.create_context(format!("{prefix}warmup-{i}"), None);
         std::hint::black_box(ctx.run_experience(&key, &attrs));
     }
+
+    // The warm-up's events are delivered (untimed) before the timed run starts.
+    if sink {
+        let _ = core.flush_timeout(Duration::from_secs(60));
+    }
+    let before = core.metrics();
 
     let per_thread = n.div_ceil(threads);
     let start = std::sync::Barrier::new(threads);
@@ -140,6 +161,17 @@ pub fn run(request: &Value) -> Result<Value, RequestError> {
     };
     out.insert("decisionsPerSecond".into(), json!(dps.round()));
     out.insert("bucketed".into(), json!(bucketed));
+    if sink {
+        // Counted after a final flush that is not timed.
+        let _ = core.flush_timeout(Duration::from_secs(60));
+        let after = core.metrics();
+        let delivered = after.delivered_events - before.delivered_events;
+        let dropped = after.undelivered_events() - before.undelivered_events();
+        let queued = delivered + dropped + core.queued_events() as u64;
+        out.insert("eventsQueued".into(), json!(queued));
+        out.insert("eventsDelivered".into(), json!(delivered));
+        out.insert("eventsDropped".into(), json!(dropped));
+    }
     if sdk
         .get("dataStore")
         .and_then(Value::as_str)

@@ -497,7 +497,7 @@ pub fn fetch(a: &FetchArgs) -> Result<String, String> {
     let response = convert_transport_ureq::UreqTransport::new()
         .send(&request)
         .map_err(|e| format!("cannot fetch {shown}: {e}"))?;
-    if response.status != 200 {
+    if response.class() != convert_sdk::StatusClass::Success {
         return Err(format!("{shown} answered HTTP {}", response.status));
     }
     let text = String::from_utf8(response.body)

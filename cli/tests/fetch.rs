@@ -3,43 +3,26 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use convert_testkit::{FakeConvert, Mode};
 use support::convert;
 
-/// Serves `body` with `status` to every request; records request lines and headers.
-fn serve(status: u16, body: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let s = Arc::clone(&seen);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                s.lock().unwrap().push(line.trim_end().to_string());
-            }
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
+/// A local server answering every GET with `status` and `body`.
+fn serve(status: u16, body: &str) -> FakeConvert {
+    let server = FakeConvert::start();
+    server.get_default(if (200..300).contains(&status) {
+        Mode::Accept(status, body.to_string())
+    } else {
+        Mode::Status(status)
     });
-    (port, seen)
+    server
 }
 
 const CONFIG: &str = r#"{"account_id":"10","project":{"id":"20"},"experiences":[{"id":"1","key":"e","variations":[]}]}"#;
 
 #[test]
 fn fetch_writes_a_checked_config() {
-    let (port, seen) = serve(200, CONFIG);
+    let server = serve(200, CONFIG);
+    let port = server.port();
     let dir = std::env::temp_dir().join(format!("convert-fetch-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("config.json");
@@ -63,33 +46,32 @@ fn fetch_writes_a_checked_config() {
         "{stdout}"
     );
     assert_eq!(std::fs::read_to_string(&out).unwrap(), CONFIG);
-    let seen = seen.lock().unwrap().clone();
-    assert_eq!(
-        seen[0],
-        "GET /api/v1/config/10/20?environment=live HTTP/1.1"
-    );
-    assert!(
-        seen.iter()
-            .any(|h| h.eq_ignore_ascii_case("authorization: Bearer s3cr3t"))
-    );
-    assert!(
-        seen.iter()
-            .any(|h| h.eq_ignore_ascii_case("user-agent: ConvertAgent/1.0"))
-    );
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "GET");
+    assert_eq!(seen[0].url, "/api/v1/config/10/20?environment=live");
+    assert_eq!(seen[0].header("authorization"), Some("Bearer s3cr3t"));
+    assert_eq!(seen[0].header("user-agent"), Some("ConvertAgent/1.0"));
     assert!(!stderr.contains("s3cr3t") && !stdout.contains("s3cr3t"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn fetch_reports_http_errors_and_invalid_configs() {
-    let (port, _) = serve(404, "");
-    let endpoint = format!("http://127.0.0.1:{port}/");
+    let server = serve(404, "");
+    let endpoint = format!("{}/", server.base_url());
     let (code, _, stderr) = convert(&["fetch", "--sdk-key", "k", "--endpoint", &endpoint]);
     assert_eq!(code, 2);
     assert!(stderr.contains("404"), "{stderr}");
-    let (port, _) = serve(200, r#"{"account_id": "1"}"#);
-    let endpoint = format!("http://127.0.0.1:{port}/");
+    let server = serve(200, r#"{"account_id": "1"}"#);
+    let endpoint = format!("{}/", server.base_url());
     let (code, _, stderr) = convert(&["fetch", "--sdk-key", "k", "--endpoint", &endpoint]);
     assert_eq!(code, 2);
     assert!(stderr.contains("project.id"), "{stderr}");
+    // Any 2xx is a success (a 204 carries no config, which is then reported as invalid).
+    let server = serve(204, "");
+    let endpoint = format!("{}/", server.base_url());
+    let (code, _, stderr) = convert(&["fetch", "--sdk-key", "k", "--endpoint", &endpoint]);
+    assert_eq!(code, 2);
+    assert!(!stderr.contains("HTTP 204"), "{stderr}");
 }

@@ -6,8 +6,9 @@
 
 use crate::config::Str;
 use crate::js;
+use crate::keyorder::{array_index, js_key_order};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 /// What happened, as sent in `events[].data`.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,30 +80,79 @@ pub struct TrackingEvent {
     pub visitor_id: String,
     /// The event.
     pub data: EventData,
-    /// Report segments to attach when the visitor first enters the queue.
+    /// Report segments to attach when the visitor first appears in a batch.
     pub segments: Option<Map<String, Value>>,
 }
 
-/// A visitor's entry in the queue.
-#[derive(Debug, Clone, PartialEq)]
-pub struct QueuedVisitor {
-    /// The visitor id.
-    pub visitor_id: String,
-    /// Events in order.
-    pub events: Vec<EventData>,
-    /// Report segments (set when the visitor entered the queue).
-    pub segments: Option<Map<String, Value>>,
-    /// Arrival sequence number of each event (parallel to `events`).
-    seqs: Vec<u64>,
+/// The deepest nesting of user data (segments, goal data) an event may carry: deeper values are
+/// refused when the event is queued, so serializing a payload never recurses deeper than this.
+pub const MAX_EVENT_DEPTH: usize = 64;
+
+/// The nesting depth of `v` (a scalar is 0, `[]` and `{}` are 1, `[[1]]` is 2), computed without
+/// recursion so that any depth is measured safely. Stops counting at `limit + 1`.
+pub fn nesting_depth(v: &Value, limit: usize) -> usize {
+    let mut deepest = 0;
+    let mut stack: Vec<(&Value, usize)> = vec![(v, 0)];
+    while let Some((v, d)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(a) => Box::new(a.iter()),
+            Value::Object(m) => Box::new(m.values()),
+            _ => continue,
+        };
+        let d = d + 1;
+        deepest = deepest.max(d);
+        if deepest > limit {
+            return deepest;
+        }
+        stack.extend(children.map(|c| (c, d)));
+    }
+    deepest
 }
 
-/// The tracking queue: events grouped by visitor in arrival order (`VisitorsQueue`).
+impl TrackingEvent {
+    /// Makes the event safe to serialize: a report segment nested deeper than
+    /// [`MAX_EVENT_DEPTH`] is removed (`Ok` with the number removed). An event whose goal data is
+    /// that deep cannot be sent without it and is refused (`Err`).
+    pub fn bound_depth(&mut self) -> Result<usize, DepthError> {
+        if let EventData::Conversion {
+            goal_data: Some(gd),
+            ..
+        } = &self.data
+        {
+            if nesting_depth(gd, MAX_EVENT_DEPTH) > MAX_EVENT_DEPTH {
+                return Err(DepthError);
+            }
+        }
+        let Some(segments) = &mut self.segments else {
+            return Ok(0);
+        };
+        let before = segments.len();
+        // Segment values sit one level below the segments object.
+        segments.retain(|_, v| nesting_depth(v, MAX_EVENT_DEPTH) < MAX_EVENT_DEPTH);
+        Ok(before - segments.len())
+    }
+}
+
+/// An event's goal data is nested deeper than [`MAX_EVENT_DEPTH`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DepthError;
+
+impl std::fmt::Display for DepthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "goal data nested deeper than {MAX_EVENT_DEPTH} levels cannot be sent"
+        )
+    }
+}
+
+impl std::error::Error for DepthError {}
+
+/// The tracking queue: a ring buffer of events in arrival order. Enqueueing and dropping the
+/// oldest event take constant time; events are grouped by visitor only when a batch is written.
 #[derive(Debug, Clone, Default)]
 pub struct TrackingQueue {
-    visitors: Vec<QueuedVisitor>,
-    index: HashMap<String, usize>,
-    events: usize,
-    next_seq: u64,
+    events: VecDeque<TrackingEvent>,
 }
 
 impl TrackingQueue {
@@ -111,101 +161,50 @@ impl TrackingQueue {
         Self::default()
     }
 
-    /// Number of queued events (not visitors).
+    /// Number of queued events.
     pub fn len(&self) -> usize {
-        self.events
+        self.events.len()
     }
 
     /// Whether no event is queued.
     pub fn is_empty(&self) -> bool {
-        self.events == 0
+        self.events.is_empty()
     }
 
-    /// Appends an event to its visitor's entry, creating the entry (with its segments) if needed.
+    /// Appends an event (amortised constant time).
     pub fn push(&mut self, event: TrackingEvent) {
-        self.events += 1;
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        if let Some(&i) = self.index.get(&event.visitor_id) {
-            self.visitors[i].events.push(event.data);
-            self.visitors[i].seqs.push(seq);
-            return;
-        }
-        self.index
-            .insert(event.visitor_id.clone(), self.visitors.len());
-        self.visitors.push(QueuedVisitor {
-            visitor_id: event.visitor_id,
-            events: vec![event.data],
-            segments: event.segments.filter(|s| !s.is_empty()),
-            seqs: vec![seq],
-        });
+        self.events.push_back(event);
     }
 
-    /// Takes every queued visitor, leaving the queue empty.
-    pub fn take(&mut self) -> Vec<QueuedVisitor> {
-        self.index.clear();
-        self.events = 0;
-        std::mem::take(&mut self.visitors)
-    }
-
-    /// Puts back visitors taken by [`TrackingQueue::take`] whose delivery failed, ahead of anything
-    /// queued since, so no event is lost and order is kept.
-    pub fn restore(&mut self, batch: Vec<QueuedVisitor>) {
-        let newer = self.take();
-        for v in batch.into_iter().chain(newer) {
-            for (n, data) in v.events.into_iter().enumerate() {
-                self.push(TrackingEvent {
-                    visitor_id: v.visitor_id.clone(),
-                    data,
-                    segments: if n == 0 { v.segments.clone() } else { None },
-                });
-            }
-        }
-    }
-
-    /// Drops the `n` oldest events by arrival (for a bounded queue); returns how many were dropped.
+    /// Drops the `n` oldest events; returns how many were dropped. Constant time per event.
     pub fn drop_oldest(&mut self, n: usize) -> usize {
-        if n == 0 || self.events == 0 {
-            return 0;
-        }
-        let mut seqs: Vec<u64> = self
-            .visitors
-            .iter()
-            .flat_map(|v| v.seqs.iter().copied())
-            .collect();
-        seqs.sort_unstable();
-        let n = n.min(seqs.len());
-        let cutoff = seqs[n - 1]; // sequence numbers are unique
-        let all = self.take();
-        let mut dropped = 0;
-        for mut v in all {
-            let mut kept = QueuedVisitor {
-                visitor_id: std::mem::take(&mut v.visitor_id),
-                events: Vec::new(),
-                segments: v.segments.take(),
-                seqs: Vec::new(),
-            };
-            for (data, seq) in v.events.into_iter().zip(v.seqs) {
-                if seq <= cutoff {
-                    dropped += 1;
-                } else {
-                    kept.events.push(data);
-                    kept.seqs.push(seq);
-                }
-            }
-            if !kept.events.is_empty() {
-                self.events += kept.events.len();
-                self.index
-                    .insert(kept.visitor_id.clone(), self.visitors.len());
-                self.visitors.push(kept);
-            }
-        }
-        dropped
+        let n = n.min(self.events.len());
+        self.events.drain(..n);
+        n
     }
 
-    /// The queued visitors.
-    pub fn visitors(&self) -> &[QueuedVisitor] {
-        &self.visitors
+    /// Removes and returns the `n` oldest events, oldest first (a batch).
+    pub fn take_front(&mut self, n: usize) -> Vec<TrackingEvent> {
+        let n = n.min(self.events.len());
+        self.events.drain(..n).collect()
+    }
+
+    /// Puts events taken by [`TrackingQueue::take_front`] back at the front, in their order, ahead
+    /// of anything queued since (a failed batch keeps its place).
+    pub fn restore_front(&mut self, batch: Vec<TrackingEvent>) {
+        for e in batch.into_iter().rev() {
+            self.events.push_front(e);
+        }
+    }
+
+    /// Removes every queued event, oldest first.
+    pub fn take_all(&mut self) -> Vec<TrackingEvent> {
+        self.events.drain(..).collect()
+    }
+
+    /// The queued events, oldest first.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &TrackingEvent> {
+        self.events.iter()
     }
 }
 
@@ -225,35 +224,146 @@ pub struct PayloadMeta<'a> {
 /// The source name this SDK puts in payloads.
 pub const SOURCE: &str = "rust-sdk";
 
-/// Builds the payload object for `visitors`.
-pub fn payload_value(meta: &PayloadMeta<'_>, visitors: &[QueuedVisitor]) -> Value {
-    let list: Vec<Value> = visitors
-        .iter()
-        .map(|v| {
-            let mut m = Map::new();
-            m.insert("visitorId".into(), Value::String(v.visitor_id.clone()));
-            m.insert(
-                "events".into(),
-                Value::Array(v.events.iter().map(EventData::to_value).collect()),
-            );
-            if let Some(s) = &v.segments {
-                m.insert("segments".into(), Value::Object(s.clone()));
-            }
-            Value::Object(m)
-        })
-        .collect();
-    let mut p = Map::new();
-    p.insert("enrichData".into(), Value::Bool(meta.enrich_data));
-    p.insert("accountId".into(), Value::String(meta.account_id.into()));
-    p.insert("projectId".into(), Value::String(meta.project_id.into()));
-    p.insert("visitors".into(), Value::Array(list));
-    p.insert("source".into(), Value::String(meta.source.into()));
-    Value::Object(p)
+/// One visitor of a batch: its events in order and the segments of its first event.
+struct VisitorGroup<'a> {
+    visitor_id: &'a str,
+    events: Vec<&'a EventData>,
+    segments: Option<&'a Map<String, Value>>,
 }
 
-/// Serializes the payload exactly as the reference's `JSON.stringify` would.
-pub fn payload_json(meta: &PayloadMeta<'_>, visitors: &[QueuedVisitor]) -> String {
-    js::json_stringify(&payload_value(meta, visitors))
+fn group_by_visitor<'a>(
+    events: impl IntoIterator<Item = &'a TrackingEvent>,
+) -> Vec<VisitorGroup<'a>> {
+    let events = events.into_iter();
+    let hint = events.size_hint().0;
+    let mut groups: Vec<VisitorGroup<'a>> = Vec::with_capacity(hint);
+    let mut index: HashMap<&'a str, usize, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(hint, foldhash::fast::RandomState::default());
+    for e in events {
+        match index.get(e.visitor_id.as_str()) {
+            Some(&i) => groups[i].events.push(&e.data),
+            None => {
+                index.insert(&e.visitor_id, groups.len());
+                groups.push(VisitorGroup {
+                    visitor_id: &e.visitor_id,
+                    events: vec![&e.data],
+                    segments: e.segments.as_ref().filter(|s| !s.is_empty()),
+                });
+            }
+        }
+    }
+    groups
+}
+
+/// Appends a JSON object's members the way `JSON.stringify` lists them (see [`js::write_json`]).
+fn write_object(out: &mut String, m: &Map<String, Value>) {
+    let member = |out: &mut String, n: usize, k: &str, v: &Value| {
+        if n > 0 {
+            out.push(',');
+        }
+        js::write_json_string(out, k);
+        out.push(':');
+        js::write_json(out, v);
+    };
+    out.push('{');
+    if m.keys().any(|k| array_index(k).is_some()) {
+        let entries: Vec<(&String, &Value)> = m.iter().collect();
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        for (n, i) in js_key_order(&keys).into_iter().enumerate() {
+            let (k, v) = entries[i];
+            member(out, n, k, v);
+        }
+    } else {
+        for (n, (k, v)) in m.iter().enumerate() {
+            member(out, n, k, v);
+        }
+    }
+    out.push('}');
+}
+
+fn write_event(out: &mut String, e: &EventData) {
+    match e {
+        EventData::Bucketing {
+            experience_id,
+            variation_id,
+        } => {
+            out.push_str(r#"{"eventType":"bucketing","data":{"experienceId":"#);
+            js::write_json_string(out, experience_id);
+            out.push_str(r#","variationId":"#);
+            js::write_json_string(out, variation_id);
+            out.push_str("}}");
+        }
+        EventData::Conversion {
+            goal_id,
+            goal_data,
+            bucketing_data,
+        } => {
+            out.push_str(r#"{"eventType":"conversion","data":{"goalId":"#);
+            js::write_json(out, goal_id);
+            if let Some(gd) = goal_data {
+                out.push_str(r#","goalData":"#);
+                js::write_json(out, gd);
+            }
+            if let Some(bd) = bucketing_data {
+                out.push_str(r#","bucketingData":"#);
+                write_object(out, bd);
+            }
+            out.push_str("}}");
+        }
+    }
+}
+
+/// Appends the payload for `events` (grouped by visitor in order of first appearance) to `out`,
+/// byte for byte what the reference's `JSON.stringify` produces: member order
+/// `enrichData, accountId, projectId, visitors, source`. No intermediate JSON tree is built;
+/// nesting of user data is bounded by [`MAX_EVENT_DEPTH`] when events are queued.
+pub fn write_payload<'a>(
+    out: &mut String,
+    meta: &PayloadMeta<'_>,
+    events: impl IntoIterator<Item = &'a TrackingEvent>,
+) {
+    out.push_str(r#"{"enrichData":"#);
+    out.push_str(if meta.enrich_data { "true" } else { "false" });
+    out.push_str(r#","accountId":"#);
+    js::write_json_string(out, meta.account_id);
+    out.push_str(r#","projectId":"#);
+    js::write_json_string(out, meta.project_id);
+    out.push_str(r#","visitors":["#);
+    for (n, v) in group_by_visitor(events).into_iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        out.push_str(r#"{"visitorId":"#);
+        js::write_json_string(out, v.visitor_id);
+        out.push_str(r#","events":["#);
+        for (i, e) in v.events.into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_event(out, e);
+        }
+        out.push(']');
+        if let Some(s) = v.segments {
+            out.push_str(r#","segments":"#);
+            write_object(out, s);
+        }
+        out.push('}');
+    }
+    out.push_str(r#"],"source":"#);
+    js::write_json_string(out, meta.source);
+    out.push('}');
+}
+
+/// The payload for `events` as a string (see [`write_payload`]).
+pub fn payload_json<'a>(
+    meta: &PayloadMeta<'_>,
+    events: impl IntoIterator<Item = &'a TrackingEvent>,
+) -> String {
+    let events = events.into_iter();
+    // About 130 bytes per event in a typical payload: one allocation for most batches.
+    let mut out = String::with_capacity(128 + 160 * events.size_hint().0);
+    write_payload(&mut out, meta, events);
+    out
 }
 
 /// Default config endpoint.
@@ -325,59 +435,148 @@ mod tests {
         }
     }
 
+    fn seg(v: Value) -> Option<Map<String, Value>> {
+        v.as_object().cloned()
+    }
+
+    fn meta() -> PayloadMeta<'static> {
+        PayloadMeta {
+            enrich_data: true,
+            account_id: "10",
+            project_id: "20",
+            source: SOURCE,
+        }
+    }
+
+    /// The payload as the previous implementation built it: a `serde_json::Value` tree written by
+    /// `js::json_stringify`. The direct writer must produce the same bytes.
+    fn via_value_tree(meta: &PayloadMeta<'_>, events: &[TrackingEvent]) -> String {
+        type Visitor = (String, Vec<Value>, Option<Map<String, Value>>);
+        let mut visitors: Vec<Visitor> = Vec::new();
+        for e in events {
+            let ev = e.data.to_value();
+            match visitors.iter_mut().find(|v| v.0 == e.visitor_id) {
+                Some(v) => v.1.push(ev),
+                None => visitors.push((
+                    e.visitor_id.clone(),
+                    vec![ev],
+                    e.segments.clone().filter(|s| !s.is_empty()),
+                )),
+            }
+        }
+        let list: Vec<Value> = visitors
+            .into_iter()
+            .map(|(id, evs, segs)| {
+                let mut m = Map::new();
+                m.insert("visitorId".into(), Value::String(id));
+                m.insert("events".into(), Value::Array(evs));
+                if let Some(s) = segs {
+                    m.insert("segments".into(), Value::Object(s));
+                }
+                Value::Object(m)
+            })
+            .collect();
+        js::json_stringify(&json!({
+            "enrichData": meta.enrich_data,
+            "accountId": meta.account_id,
+            "projectId": meta.project_id,
+            "visitors": list,
+            "source": meta.source,
+        }))
+    }
+
     #[test]
-    fn queue_groups_by_visitor_and_counts_events() {
-        let mut q = TrackingQueue::new();
-        let mut first = bucketing("a", "1", "2");
-        first.segments = Some(
-            json!({"country": "US"})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        );
-        q.push(first);
-        q.push(bucketing("b", "1", "3"));
-        let mut again = bucketing("a", "4", "5");
-        again.segments = Some(
-            json!({"country": "GB"})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        );
-        q.push(again);
-        assert_eq!(q.len(), 3);
-        let v = q.visitors();
-        assert_eq!(v.len(), 2);
-        assert_eq!(v[0].events.len(), 2);
+    fn direct_writer_matches_the_value_tree_byte_for_byte() {
+        let mut first = bucketing("a\"\u{1}ü", "1", "2");
+        first.segments = seg(json!({"country": "US", "customSegments": ["7", "3"]}));
+        let mut again = bucketing("a\"\u{1}ü", "4", "5");
+        again.segments = seg(json!({"country": "GB"}));
+        let conv = TrackingEvent {
+            visitor_id: "b".into(),
+            data: EventData::Conversion {
+                goal_id: json!("100215960"),
+                goal_data: Some(
+                    json!([{"key": "amount", "value": 10.50}, {"key": "n", "value": 1e21}]),
+                ),
+                bucketing_data: seg(json!({"zz": "1", "100218245": "100299457", "7": "9"})),
+            },
+            segments: seg(json!({})),
+        };
+        let numeric_goal = TrackingEvent {
+            visitor_id: "c".into(),
+            data: EventData::Conversion {
+                goal_id: json!(42),
+                goal_data: None,
+                bucketing_data: None,
+            },
+            segments: seg(json!({"10": 1, "browser": "CH", "2": [null, true]})),
+        };
+        let events = vec![first, conv, again, numeric_goal];
+        for m in [
+            meta(),
+            PayloadMeta {
+                enrich_data: false,
+                ..meta()
+            },
+        ] {
+            assert_eq!(payload_json(&m, &events), via_value_tree(&m, &events));
+        }
+        assert_eq!(payload_json(&meta(), &[]), via_value_tree(&meta(), &[]));
+        let doc: Value = serde_json::from_str(&payload_json(&meta(), &events)).unwrap_or_default();
         assert_eq!(
-            v[0].segments.as_ref().and_then(|s| s.get("country")),
-            Some(&json!("US"))
+            doc["visitors"][0]["events"].as_array().map(Vec::len),
+            Some(2)
+        );
+        assert_eq!(
+            doc["visitors"][0]["segments"],
+            json!({"country": "US", "customSegments": ["7", "3"]})
         );
     }
 
     #[test]
-    fn restore_keeps_failed_batch_first() {
+    fn ring_buffer_drops_the_oldest_and_restores_in_order() {
         let mut q = TrackingQueue::new();
-        q.push(bucketing("a", "1", "2"));
-        let batch = q.take();
-        q.push(bucketing("b", "1", "3"));
-        q.push(bucketing("a", "9", "9"));
-        q.restore(batch);
+        for i in 0..5 {
+            q.push(bucketing(&format!("v{i}"), "1", "2"));
+        }
+        assert_eq!(q.drop_oldest(2), 2);
         assert_eq!(q.len(), 3);
-        let ids: Vec<&str> = q.visitors().iter().map(|v| v.visitor_id.as_str()).collect();
-        assert_eq!(ids, ["a", "b"]);
-        assert_eq!(q.visitors()[0].events.len(), 2);
+        let batch = q.take_front(2);
+        assert_eq!(batch[0].visitor_id, "v2");
+        q.push(bucketing("v5", "1", "2"));
+        q.restore_front(batch);
+        let ids: Vec<&str> = q.iter().map(|e| e.visitor_id.as_str()).collect();
+        assert_eq!(ids, ["v2", "v3", "v4", "v5"]);
+        assert_eq!(q.drop_oldest(10), 4);
+        assert!(q.is_empty());
     }
 
     #[test]
-    fn drop_oldest_removes_from_the_front() {
-        let mut q = TrackingQueue::new();
-        q.push(bucketing("a", "1", "2"));
-        q.push(bucketing("b", "1", "3"));
-        q.push(bucketing("a", "4", "5"));
-        assert_eq!(q.drop_oldest(2), 2);
-        assert_eq!(q.len(), 1);
-        assert_eq!(q.visitors()[0].visitor_id, "a");
+    fn depth_is_measured_without_recursion_and_bounded() {
+        let mut deep = json!(1);
+        for _ in 0..300 {
+            deep = Value::Array(vec![deep]);
+        }
+        assert_eq!(nesting_depth(&deep, MAX_EVENT_DEPTH), MAX_EVENT_DEPTH + 1);
+        assert_eq!(nesting_depth(&json!({"a": [1, {"b": []}]}), 10), 4);
+        assert_eq!(nesting_depth(&json!("x"), 10), 0);
+        let mut e = bucketing("v", "1", "2");
+        e.segments = seg(json!({"country": "US"}));
+        if let Some(s) = e.segments.as_mut() {
+            s.insert("customSegments".into(), deep.clone());
+        }
+        assert_eq!(e.bound_depth(), Ok(1));
+        assert_eq!(e.segments, seg(json!({"country": "US"})));
+        let mut c = TrackingEvent {
+            visitor_id: "v".into(),
+            data: EventData::Conversion {
+                goal_id: json!("1"),
+                goal_data: Some(deep),
+                bucketing_data: None,
+            },
+            segments: None,
+        };
+        assert_eq!(c.bound_depth(), Err(DepthError));
     }
 
     #[test]

@@ -51,8 +51,14 @@ pub enum SdkEvent {
         visitors: usize,
         /// Events in the batch.
         events: usize,
-        /// `None` on success, else what failed (events are kept for a retry).
+        /// `None` on success, else what failed.
         error: Option<String>,
+        /// The HTTP status of the answer, when one was received.
+        status: Option<u16>,
+        /// Events of the batch given up for good (a permanent 4xx, or a single event too large
+        /// for the server); 0 on success and on a transient failure, whose events are kept
+        /// and retried.
+        dropped: usize,
     },
     /// The data store failed; the SDK carried on without stored state.
     DataStoreError {

@@ -1,13 +1,17 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+pub mod backoff;
 pub mod event;
 pub mod store;
 pub mod transport;
 
+pub use backoff::Backoff;
 pub use event::{EventBus, SdkEvent};
 pub use store::{
     Applied, DataStore, StoreData, StoreError, StoreOp, apply_ops, apply_with_update,
     create_with_update, store_time_left, store_wait_limit, with_store_deadline,
 };
-pub use transport::{HttpRequest, HttpResponse, Method, Transport, TransportError};
+pub use transport::{
+    HttpRequest, HttpResponse, Method, StatusClass, Transport, TransportError, parse_retry_after,
+};

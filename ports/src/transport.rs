@@ -1,6 +1,7 @@
 //! The HTTP port: config fetches and tracking posts.
 
 use std::fmt;
+use std::time::{Duration, SystemTime};
 
 /// HTTP method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,12 +84,92 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// A response.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Build one with [`HttpResponse::new`] and [`HttpResponse::with_header`] (the struct is
+/// `#[non_exhaustive]` so that fields can be added without breaking transports).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct HttpResponse {
     /// Status code.
     pub status: u16,
+    /// Response headers in order (names as received; look them up with [`HttpResponse::header`]).
+    pub headers: Vec<(String, String)>,
     /// Body bytes.
     pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// A response with `status`, `body` and no header.
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        HttpResponse {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// The same response with one more header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The value of header `name` (case-insensitive; the first one if repeated).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// How the SDK treats this status (see [`StatusClass`]).
+    pub fn class(&self) -> StatusClass {
+        StatusClass::of(self.status)
+    }
+
+    /// The wait the server asked for with `Retry-After` (delta-seconds or an HTTP date), if any.
+    pub fn retry_after(&self, now: SystemTime) -> Option<Duration> {
+        parse_retry_after(self.header("retry-after")?, now)
+    }
+}
+
+/// How an HTTP status is handled, for tracking posts and config fetches alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatusClass {
+    /// Any 2xx: delivered.
+    Success,
+    /// 408, 429, 5xx (and, outside this enum, timeouts and connection errors): retried with
+    /// backoff, honouring `Retry-After`.
+    Transient,
+    /// 413: the body is too large; a tracking batch is split in halves.
+    TooLarge,
+    /// Any other status (other 4xx, 1xx, 3xx): retrying cannot help; the request is given up.
+    Permanent,
+}
+
+impl StatusClass {
+    /// The class of `status`.
+    pub fn of(status: u16) -> StatusClass {
+        match status {
+            200..=299 => StatusClass::Success,
+            408 | 429 | 500..=599 => StatusClass::Transient,
+            413 => StatusClass::TooLarge,
+            _ => StatusClass::Permanent,
+        }
+    }
+}
+
+/// Parses a `Retry-After` value: delta-seconds (`"120"`) or an HTTP date
+/// (`"Wed, 21 Oct 2015 07:28:00 GMT"`, relative to `now`; a date in the past is zero).
+/// `None` when the value is neither.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // Absurdly long digit strings saturate instead of failing.
+        return Some(Duration::from_secs(v.parse::<u64>().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// Why a request failed before a response was read.
@@ -126,6 +207,44 @@ impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_classes() {
+        for s in [200, 201, 202, 204, 299] {
+            assert_eq!(StatusClass::of(s), StatusClass::Success, "{s}");
+        }
+        for s in [408, 429, 500, 502, 503, 504, 599] {
+            assert_eq!(StatusClass::of(s), StatusClass::Transient, "{s}");
+        }
+        assert_eq!(StatusClass::of(413), StatusClass::TooLarge);
+        for s in [100, 301, 304, 400, 401, 403, 404, 410, 422] {
+            assert_eq!(StatusClass::of(s), StatusClass::Permanent, "{s}");
+        }
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_400); // 2015-10-21 07:26:40 GMT
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(80))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(parse_retry_after("", now), None);
+        let r = HttpResponse::new(429, "").with_header("Retry-After", "3");
+        assert_eq!(r.retry_after(now), Some(Duration::from_secs(3)));
+        assert_eq!(r.header("RETRY-AFTER"), Some("3"));
+        assert_eq!(r.class(), StatusClass::Transient);
+    }
 
     #[test]
     fn debug_redacts_secrets() {

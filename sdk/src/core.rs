@@ -3,7 +3,9 @@
 use crate::context::Context;
 use crate::error::Error;
 use crate::events::{EventHub, EventKind};
-pub use crate::runtime::{EventsOptions, Metrics, RetryPolicy, USER_AGENT};
+pub use crate::runtime::{
+    BatchLimits, EventsOptions, HEALTHY_SLACK, MAX_RETRY_AFTER, Metrics, RetryPolicy, USER_AGENT,
+};
 use crate::runtime::{NetOptions, Readiness, Shared, Workers};
 pub use crate::store_guard::StoreOptions;
 use convert_core::tracking;
@@ -11,22 +13,32 @@ use convert_core::{EngineSettings, ProjectConfig, TrackingEvent};
 use convert_ports::{DataStore, EventBus, HttpRequest, SdkEvent, StoreData, Transport};
 use convert_store_memory::MemoryStore;
 use serde_json::{Map, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 pub(crate) struct Inner {
     pub(crate) shared: Arc<Shared>,
     pub(crate) settings: EngineSettings,
-    workers: Mutex<Workers>,
+    workers: Workers,
     close_timeout: Duration,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.shared.guard.abandon_held();
-        let mut w = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
-        w.stop(self.close_timeout);
+        self.workers.stop(&self.shared, self.close_timeout);
+        // Events queued after an explicit `close` have nobody left to send them.
+        let left = self.shared.lock_queue().take_all().len();
+        if left > 0 {
+            self.shared
+                .counters
+                .abandoned
+                .fetch_add(left as u64, Ordering::Relaxed);
+            log::warn!(
+                "convert: dropped with {left} tracking events queued after close (counted as abandoned)"
+            );
+        }
         let mut r = self
             .shared
             .readiness
@@ -79,6 +91,7 @@ pub struct CoreBuilder {
     transport: Option<Arc<dyn Transport>>,
     bus: Option<Arc<dyn EventBus>>,
     events: EventsOptions,
+    batch: BatchLimits,
     retry: RetryPolicy,
     refresh_interval: Option<Duration>,
     close_timeout: Option<Duration>,
@@ -213,7 +226,7 @@ impl CoreBuilder {
     }
 
     /// Tracking queue settings: release at `batch_size` events or every `release_interval`, keep
-    /// at most `max_queue` events.
+    /// at most `max_queue` events while delivery fails (see [`EventsOptions::max_queue`]).
     pub fn events(
         mut self,
         batch_size: usize,
@@ -225,6 +238,15 @@ impl CoreBuilder {
             release_interval: release_interval.max(Duration::from_millis(1)),
             max_queue: max_queue.max(1),
         };
+        self
+    }
+
+    /// Limits of one tracking request (default 100 events, 256 KiB): a backlog goes out as
+    /// several requests, oldest first.
+    pub fn batch_limits(mut self, limits: BatchLimits) -> Self {
+        self.batch = BatchLimits::default()
+            .max_events(limits.max_events)
+            .max_bytes(limits.max_bytes);
         self
     }
 
@@ -321,6 +343,7 @@ impl CoreBuilder {
             refresh_interval: self.refresh_interval.unwrap_or(Duration::from_secs(300)),
             tracking_enabled: self.tracking.unwrap_or(true),
             events: self.events,
+            batch: self.batch,
             retry: self.retry,
         };
         let shared = Arc::new(Shared {
@@ -334,11 +357,11 @@ impl CoreBuilder {
             guard: crate::store_guard::StoreGuard::new(Arc::clone(&store), self.store_options),
             store,
             net,
-            dropped: AtomicU64::new(0),
-            store_errors: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
-            failed_batches: AtomicU64::new(0),
-            fetch_errors: AtomicU64::new(0),
+            counters: Default::default(),
+            abandoned: AtomicBool::new(false),
+            overflow_warned: AtomicBool::new(false),
+            parked: AtomicBool::new(false),
+            healthy: AtomicBool::new(false),
         });
         let mut refresh = false;
         let mut retry_soon = false;
@@ -368,7 +391,7 @@ impl CoreBuilder {
             inner: Arc::new(Inner {
                 shared,
                 settings,
-                workers: Mutex::new(workers),
+                workers,
                 close_timeout: self.close_timeout.unwrap_or(Duration::from_secs(5)),
             }),
         })
@@ -462,60 +485,57 @@ impl Core {
         self.inner.shared.events.on(kind, Arc::new(handler));
     }
 
-    /// The counters.
+    /// The counters, including every tracking event not delivered, by reason.
     pub fn metrics(&self) -> Metrics {
         let s = &self.inner.shared;
-        Metrics {
-            dropped_events: s.dropped.load(Ordering::Relaxed),
-            store_errors: s.store_errors.load(Ordering::Relaxed)
-                + s.guard.counters.errors.load(Ordering::Relaxed),
-            delivered_events: s.delivered.load(Ordering::Relaxed),
-            failed_batches: s.failed_batches.load(Ordering::Relaxed),
-            config_fetch_errors: s.fetch_errors.load(Ordering::Relaxed),
-            store_skipped: s.guard.counters.skipped.load(Ordering::Relaxed),
-            store_circuit_open: s.guard.is_open(),
-            store_circuit_opened: s.guard.counters.circuit_opened.load(Ordering::Relaxed),
-            store_corrupt_records: s.guard.counters.corrupt.load(Ordering::Relaxed),
-            store_deadline_overruns: s.guard.counters.deadline_exceeded.load(Ordering::Relaxed),
-            held_conversions: s.guard.held_count(),
-            held_conversions_sent: s.guard.counters.reconciled.load(Ordering::Relaxed),
-            held_conversions_already_marked: s
-                .guard
-                .counters
-                .already_marked
-                .load(Ordering::Relaxed),
-            held_conversions_overflow: s.guard.counters.overflow.load(Ordering::Relaxed),
-            held_conversions_unconfirmed: s
-                .guard
-                .counters
-                .unreconciled_at_close
-                .load(Ordering::Relaxed),
-            held_conversions_discarded: s.guard.counters.discarded.load(Ordering::Relaxed),
-        }
+        let g = &s.guard.counters;
+        let r = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let mut m = s.counters.snapshot();
+        m.store_errors += r(&g.errors);
+        m.store_skipped = r(&g.skipped);
+        m.store_circuit_open = s.guard.is_open();
+        m.store_circuit_opened = r(&g.circuit_opened);
+        m.store_corrupt_records = r(&g.corrupt);
+        m.store_deadline_overruns = r(&g.deadline_exceeded);
+        m.held_conversions = s.guard.held_count();
+        m.held_conversions_sent = r(&g.reconciled);
+        m.held_conversions_already_marked = r(&g.already_marked);
+        m.held_conversions_overflow = r(&g.overflow);
+        m.held_conversions_unconfirmed = r(&g.unreconciled_at_close);
+        m.held_conversions_discarded = r(&g.discarded);
+        m
     }
 
-    /// Number of tracking events waiting for delivery.
+    /// Number of tracking events waiting for delivery (not counting a batch in flight).
     pub fn queued_events(&self) -> usize {
         self.inner.shared.lock_queue().len()
     }
 
-    /// The tracking request that would be sent now for the queued events, without sending it or
-    /// emptying the queue (for inspection and dry runs).
+    /// The tracking requests that would be sent now for the queued events (one per
+    /// [`BatchLimits::max_events`] events, oldest first), without sending them or emptying the
+    /// queue (for inspection and dry runs).
     pub fn pending_requests(&self) -> Vec<HttpRequest> {
         let shared = &self.inner.shared;
         let Some(cfg) = shared.config() else {
             return Vec::new();
         };
         let q = shared.lock_queue();
-        if q.is_empty() {
-            return Vec::new();
-        }
-        vec![shared.track_request(&cfg, q.visitors())]
+        let events: Vec<&TrackingEvent> = q.iter().collect();
+        events
+            .chunks(shared.net.batch.max_events)
+            .map(|chunk| shared.track_request(&cfg, chunk.iter().copied()))
+            .collect()
     }
 
-    /// Delivers every queued event now (on the delivery thread) and waits up to 30 s for the
-    /// outcome. On failure the events are kept, in order, for a retry. Returns the number of
-    /// events sent.
+    /// Delivers every event queued now (on the delivery thread, in requests of at most
+    /// [`BatchLimits`]) and waits up to 30 s for the outcome. Returns the number of events
+    /// delivered. On a transient failure the events are kept, in order, for a retry; events
+    /// the server refused for good are dropped and counted ([`Metrics`]).
+    ///
+    /// Blocks only its caller: decisions, tracking calls and handlers on other threads never
+    /// wait behind it. Called from an event handler on the delivery thread (a `QueueReleased`
+    /// handler), it cannot wait for itself and returns [`Error::Reentrant`] at once; delivery goes
+    /// on after the handler returns.
     pub fn flush(&self) -> Result<usize, Error> {
         self.flush_timeout(Duration::from_secs(30))
     }
@@ -524,24 +544,23 @@ impl Core {
     /// then goes on in the background).
     pub fn flush_timeout(&self, timeout: Duration) -> Result<usize, Error> {
         self.reconcile_store();
-        self.inner
-            .workers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .flush(timeout)
+        self.inner.workers.flush(timeout)
     }
 
-    /// Stops the background threads after delivering what can be delivered within `timeout`.
-    /// Later decisions still work; their events stay queued. Dropping the last handle does the
-    /// same with the configured close timeout.
+    /// Stops the background threads after delivering what can be delivered within `timeout`,
+    /// and returns within `timeout` plus a few milliseconds whatever the network does: a request
+    /// still unanswered then is abandoned (counted as delivered only if it later succeeds), and
+    /// the events still queued are counted in [`Metrics::abandoned_events`] (or
+    /// [`Metrics::discarded_events`] with automatic delivery off). Later decisions still work;
+    /// their events stay queued. Dropping the last handle does the same with the configured
+    /// close timeout. A second `close` returns at once.
+    ///
+    /// Called from an event handler on one of the SDK's own threads, it starts the shutdown and
+    /// returns at once (a thread cannot wait for itself).
     pub fn close(&self, timeout: Duration) {
         self.reconcile_store();
         self.inner.shared.guard.abandon_held();
-        self.inner
-            .workers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .stop(timeout);
+        self.inner.workers.stop(&self.inner.shared, timeout);
     }
 
     /// Reconciles conversions held while the store was unavailable, one batch (see
@@ -557,12 +576,8 @@ impl Core {
         if events.is_empty() {
             return;
         }
-        if let Some(command) = self.inner.shared.enqueue(events) {
-            self.inner
-                .workers
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .kick(command);
+        if self.inner.shared.enqueue(events) {
+            self.inner.workers.wake();
         }
     }
 

@@ -18,7 +18,7 @@ pub enum Error {
     /// The transport failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
-    /// The server answered with a non-200 status.
+    /// The server answered with a status that is not a success (not 2xx).
     #[error("HTTP status {status}")]
     Http {
         /// The status code.
@@ -36,6 +36,16 @@ pub enum Error {
     /// The SDK was closed.
     #[error("the SDK is closed")]
     Closed,
+    /// A tracking event is too large to send on its own (HTTP 413, or above the configured
+    /// request size); it was dropped.
+    #[error("a tracking event is too large to send and was dropped")]
+    TooLarge,
+    /// `flush` was called from an event handler running on the delivery thread, which cannot
+    /// wait for itself. The delivery of the backlog goes on as soon as the handler returns.
+    #[error(
+        "flush() called from a handler on the delivery thread; delivery goes on after it returns"
+    )]
+    Reentrant,
     /// The data store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

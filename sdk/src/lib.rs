@@ -18,7 +18,8 @@ pub use crate::context::{
     Context, FeatureDecision, PreviewError, VariableError, parse_preview_param,
 };
 pub use crate::core::{
-    Core, CoreBuilder, EventsOptions, Metrics, RetryPolicy, StoreOptions, USER_AGENT,
+    BatchLimits, Core, CoreBuilder, EventsOptions, HEALTHY_SLACK, MAX_RETRY_AFTER, Metrics,
+    RetryPolicy, StoreOptions, USER_AGENT,
 };
 pub use crate::error::Error;
 pub use crate::events::EventKind;
@@ -27,8 +28,8 @@ pub use convert_core::{
     ProjectConfig, RuleError, StoreData,
 };
 pub use convert_ports::{
-    DataStore, EventBus, HttpRequest, HttpResponse, Method, SdkEvent, StoreError, Transport,
-    TransportError,
+    Backoff, DataStore, EventBus, HttpRequest, HttpResponse, Method, SdkEvent, StatusClass,
+    StoreError, Transport, TransportError,
 };
 
 /// Data store adapters (Redis and SQLite under the `redis` and `sqlite` cargo features).

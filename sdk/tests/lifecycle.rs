@@ -26,17 +26,11 @@ struct Scripted {
 }
 
 fn ok(body: &str) -> Reply {
-    Ok(HttpResponse {
-        status: 200,
-        body: body.as_bytes().to_vec(),
-    })
+    Ok(HttpResponse::new(200, body.as_bytes().to_vec()))
 }
 
 fn status(code: u16) -> Reply {
-    Ok(HttpResponse {
-        status: code,
-        body: Vec::new(),
-    })
+    Ok(HttpResponse::new(code, Vec::new()))
 }
 
 impl Scripted {
@@ -338,7 +332,7 @@ fn close_then_decisions_still_work() {
     assert_eq!(events_in(&t.posts()).len(), 1);
     convert(&core, "v", 1);
     assert_eq!(core.queued_events(), 1);
-    assert!(matches!(core.flush(), Err(Error::NoTransport)));
+    assert!(matches!(core.flush(), Err(Error::Closed)));
 }
 
 const CONFIG_A: &str =

@@ -168,14 +168,14 @@ impl Transport for Down {
 struct Cdn;
 impl Transport for Cdn {
     fn send(&self, r: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        Ok(HttpResponse {
-            status: 200,
-            body: if r.method == convert_sdk::Method::Get {
+        Ok(HttpResponse::new(
+            200,
+            if r.method == convert_sdk::Method::Get {
                 CONFIG.as_bytes().to_vec()
             } else {
                 Vec::new()
             },
-        })
+        ))
     }
 }
 

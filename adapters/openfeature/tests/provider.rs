@@ -30,10 +30,7 @@ mod recording {
             if self.failing {
                 return Err(TransportError::Connect("refused by the test".into()));
             }
-            Ok(HttpResponse {
-                status: 200,
-                body: Vec::new(),
-            })
+            Ok(HttpResponse::new(200, Vec::new()))
         }
     }
 

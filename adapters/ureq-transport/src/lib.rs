@@ -228,6 +228,13 @@ impl UreqTransport {
             .run(http_request)
             .map_err(|e| map_error(e, self.config.max_response_bytes))?;
         let status = response.status().as_u16();
+        let headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+            })
+            .collect();
 
         let limit = self.config.max_response_bytes;
         let declared = response
@@ -249,7 +256,9 @@ impl UreqTransport {
             .limit(limit)
             .read_to_vec()
             .map_err(|e| map_error(e, limit))?;
-        Ok(HttpResponse { status, body })
+        let mut out = HttpResponse::new(status, body);
+        out.headers = headers;
+        Ok(out)
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use convert_ports::transport::{HttpRequest, HttpResponse, Method, Transport, TransportError};
+use convert_ports::transport::{HttpRequest, Method, Transport, TransportError};
 use convert_transport_ureq::{TransportConfig, UreqTransport};
 use tiny_http::{Header, Response, ResponseBox, Server, StatusCode};
 
@@ -90,6 +90,29 @@ const TRACKING_BODY: &str = concat!(
 );
 
 #[test]
+fn response_headers_reach_the_caller() {
+    let (base, server) = serve_once(
+        Response::from_data(Vec::new())
+            .with_status_code(StatusCode(429))
+            .with_header(Header::from_bytes("Retry-After", "7").unwrap())
+            .boxed(),
+    );
+    let request = HttpRequest {
+        method: Method::Post,
+        url: format!("{base}/v1/track/a/b"),
+        headers: Vec::new(),
+        body: Some("{}".into()),
+    };
+    let response = transport().send(&request).expect("send");
+    server.join().expect("server thread");
+    assert_eq!(response.status, 429);
+    assert_eq!(
+        response.retry_after(std::time::SystemTime::now()),
+        Some(Duration::from_secs(7))
+    );
+}
+
+#[test]
 fn post_sends_method_path_headers_and_body_verbatim() {
     let (base, server) = serve_once(json_response(200, r#"{"ok":true}"#));
     let request = HttpRequest {
@@ -103,13 +126,9 @@ fn post_sends_method_path_headers_and_body_verbatim() {
         body: Some(TRACKING_BODY.into()),
     };
     let response = transport().send(&request).expect("send");
-    assert_eq!(
-        response,
-        HttpResponse {
-            status: 200,
-            body: br#"{"ok":true}"#.to_vec()
-        }
-    );
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, br#"{"ok":true}"#.to_vec());
+    assert_eq!(response.header("content-type"), Some("application/json"));
 
     let seen = server.join().expect("server thread");
     assert_eq!(seen.method, "POST");

@@ -18,10 +18,7 @@ pub struct Recorder(Arc<Mutex<Vec<HttpRequest>>>);
 impl Transport for Recorder {
     fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         self.0.lock().unwrap().push(request.clone());
-        Ok(HttpResponse {
-            status: 200,
-            body: Vec::new(),
-        })
+        Ok(HttpResponse::new(200, Vec::new()))
     }
 }
 
