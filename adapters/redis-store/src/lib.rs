@@ -2,12 +2,11 @@
 #![deny(missing_docs)]
 
 use convert_ports::{
-    Applied, DataStore, StoreData, StoreError, StoreOp, apply_ops, create_with_update,
+    Applied, Backoff, DataStore, StoreData, StoreError, StoreOp, apply_ops, create_with_update,
     store_wait_limit,
 };
 use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::{Client, Connection, ConnectionLike, ErrorKind, RedisError, Script, Value};
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -222,15 +221,13 @@ impl From<RedisError> for Failure {
     }
 }
 
-/// A short pause before retrying a conflicting update: exponential (50 µs doubling up to ~3 ms)
-/// with jitter, so racing clients do not retry in lockstep.
+/// A short pause before retrying a conflicting update: exponential (100 µs doubling up to
+/// 3.2 ms) with ±50 % jitter (the SDK's shared [`Backoff`]), so racing clients do not retry in
+/// lockstep.
 fn backoff(attempt: u32) {
-    let base = 50u64 << attempt.min(6);
-    let jitter = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish()
-        % base.max(1);
-    std::thread::sleep(Duration::from_micros(base / 2 + jitter));
+    const CONFLICT: Backoff =
+        Backoff::new(Duration::from_micros(100), Duration::from_micros(3_200));
+    std::thread::sleep(CONFLICT.with_jitter(0.5).delay(attempt));
 }
 
 /// The node list of a `redis+cluster://host:port[,host:port...]` URL as `redis://` URLs (the
