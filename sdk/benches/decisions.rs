@@ -59,3 +59,22 @@ fn context_and_decide(bencher: divan::Bencher) {
                 .run_experience("three-arms", &attrs)
         });
 }
+
+/// A sticky decision with five visitor properties passed in the call (each call checks them
+/// against the visitor data limits).
+#[divan::bench]
+fn sticky_decision_with_properties(bencher: divan::Bencher) {
+    let (core, attrs) = sdk();
+    let attrs = attrs
+        .visitor_property("plan", "pro")
+        .visitor_property("age", 42)
+        .visitor_property("beta", true)
+        .visitor_property("tags", serde_json::json!(["a", "b", "c"]))
+        .visitor_property(
+            "profile",
+            serde_json::json!({"city": "Paris", "visits": 12}),
+        );
+    let ctx = core.create_context("sticky-visitor-props", None);
+    ctx.run_experience("three-arms", &attrs);
+    bencher.bench_local(|| ctx.run_experience("three-arms", &attrs));
+}

@@ -9,8 +9,9 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BucketingAttributes {
     /// Visitor properties for audience rules (merged over the context's and the stored ones).
-    /// Entries over the visitor data limits ([`MAX_VISITOR_DATA_DEPTH`],
-    /// [`MAX_VISITOR_VALUE_BYTES`], [`MAX_VISITOR_DATA_BYTES`]) are dropped and logged.
+    /// When they are to be stored (`update_visitor_properties`), entries over the visitor data
+    /// limits ([`MAX_VISITOR_DATA_DEPTH`], [`MAX_VISITOR_VALUE_BYTES`],
+    /// [`MAX_VISITOR_DATA_BYTES`]) are dropped and logged first.
     pub visitor_properties: Option<Map<String, Value>>,
     /// Location data for `site_area` and location rules. Absent means an empty map: experiences
     /// without location targeting run, others are evaluated against no data.
@@ -99,6 +100,17 @@ impl BucketingAttributes {
     pub fn type_casting(mut self, yes: bool) -> Self {
         self.type_casting = Some(yes);
         self
+    }
+
+    /// The visitor properties of this call; when they are to be stored
+    /// (`update_visitor_properties`), without the entries over the visitor data limits.
+    pub(crate) fn call_properties(&self) -> Option<std::borrow::Cow<'_, Map<String, Value>>> {
+        let props = self.visitor_properties.as_ref()?;
+        Some(if self.update_visitor_properties {
+            checked(props, "visitor property")
+        } else {
+            std::borrow::Cow::Borrowed(props)
+        })
     }
 
     /// Restricts `run_feature` to these experiences.
@@ -239,7 +251,8 @@ pub const MAX_VISITOR_DATA_DEPTH: usize = 32;
 /// Applies to visitor properties and segments (`create_context` attributes,
 /// [`Context::update_visitor_properties`](crate::Context::update_visitor_properties),
 /// [`Context::set_default_segments`](crate::Context::set_default_segments),
-/// [`BucketingAttributes::visitor_properties`]) and conversion data
+/// [`BucketingAttributes::visitor_properties`] when `update_visitor_properties` stores them)
+/// and conversion data
 /// ([`ConversionAttributes::conversion_data`]). An entry over a limit is dropped, the rest of
 /// the call is kept, and one warning per kind of limit is logged (later ones at debug level).
 pub const MAX_VISITOR_VALUE_BYTES: usize = 16 * 1024;
@@ -283,16 +296,6 @@ fn report(limit: Limit, key: &str, what: &str) {
     }
 }
 
-/// Whether `v` nests arrays and objects more than `limit` levels deep (never recurses further
-/// than `limit + 1` levels, whatever the input).
-fn deeper_than(v: &Value, limit: usize) -> bool {
-    match v {
-        Value::Array(a) => limit == 0 || a.iter().any(|x| deeper_than(x, limit - 1)),
-        Value::Object(o) => limit == 0 || o.values().any(|x| deeper_than(x, limit - 1)),
-        _ => false,
-    }
-}
-
 /// A sink that counts bytes and fails once they pass a limit (so measuring stops early).
 struct Counter {
     bytes: usize,
@@ -314,7 +317,7 @@ impl std::io::Write for Counter {
 }
 
 /// Bytes of `"key":value` as JSON, or `None` when over `limit`. Call only on values within the
-/// depth limit.
+/// depth limit (serializing recurses as deep as the value).
 fn json_len(key: &str, value: &Value, limit: usize) -> Option<usize> {
     let mut c = Counter { bytes: 1, limit }; // the colon
     serde_json::to_writer(&mut c, key).ok()?;
@@ -322,28 +325,88 @@ fn json_len(key: &str, value: &Value, limit: usize) -> Option<usize> {
     Some(c.bytes)
 }
 
-/// Checks entries in order against the limits; `keep(i)` tells whether entry `i` passed.
+/// Bytes of `s` as a JSON string, at most (every byte escaped as `\u00XX`, plus the quotes).
+fn str_bound(s: &str) -> usize {
+    s.len().saturating_mul(6).saturating_add(2)
+}
+
+/// An upper bound of the length of `v`'s JSON text, or `None` when `v` nests arrays and
+/// objects more than `depth` levels deep. Never recurses further than `depth + 1` levels.
+fn size_bound(v: &Value, depth: usize) -> Option<usize> {
+    match v {
+        Value::Null | Value::Bool(_) => Some(5),
+        Value::Number(_) => Some(24), // the longest f64, i64 or u64 text
+        Value::String(s) => Some(str_bound(s)),
+        _ if depth == 0 => None,
+        Value::Array(a) => {
+            let mut total = 2usize; // brackets
+            for x in a {
+                total = total
+                    .saturating_add(size_bound(x, depth - 1)?)
+                    .saturating_add(1);
+            }
+            Some(total)
+        }
+        Value::Object(o) => {
+            let mut total = 2usize;
+            for (k, x) in o {
+                total = total
+                    .saturating_add(size_bound(x, depth - 1)?)
+                    .saturating_add(str_bound(k))
+                    .saturating_add(2); // colon and comma
+            }
+            Some(total)
+        }
+    }
+}
+
+/// Checks entries in order against the limits; `keep[i]` tells whether entry `i` passed.
 /// Returns `None` when every entry passed (the common case: nothing to copy).
+///
+/// Sizes are first bounded from above without serializing; the exact JSON text is only
+/// measured for an entry whose bound passes a limit.
 fn check_entries<'a>(
-    entries: impl Iterator<Item = (&'a str, &'a Value)>,
+    entries: impl Iterator<Item = (&'a str, &'a Value)> + Clone,
     what: &str,
 ) -> Option<Vec<bool>> {
+    // Bytes of the accepted entries: upper bounds until the call limit comes near, exact after.
     let mut total = 0usize;
+    let mut exact_total = false;
     let mut keep: Vec<bool> = Vec::new();
     let mut any_dropped = false;
-    for (i, (key, value)) in entries.enumerate() {
-        let verdict = if deeper_than(value, MAX_VISITOR_DATA_DEPTH) {
-            Err(Limit::Depth)
-        } else {
-            match json_len(key, value, MAX_VISITOR_VALUE_BYTES) {
-                None => Err(Limit::EntrySize),
-                Some(n) if total + n + 1 > MAX_VISITOR_DATA_BYTES => Err(Limit::CallSize),
-                Some(n) => {
-                    total += n + 1; // and a comma
-                    Ok(())
+    for (i, (key, value)) in entries.clone().enumerate() {
+        let verdict = (|| {
+            let bound = size_bound(value, MAX_VISITOR_DATA_DEPTH)
+                .ok_or(Limit::Depth)?
+                .saturating_add(str_bound(key))
+                .saturating_add(1);
+            let exact = |limit| json_len(key, value, limit);
+            let mut n = bound;
+            if n > MAX_VISITOR_VALUE_BYTES || exact_total {
+                n = exact(MAX_VISITOR_VALUE_BYTES).ok_or(Limit::EntrySize)?;
+            }
+            if total.saturating_add(n).saturating_add(1) > MAX_VISITOR_DATA_BYTES {
+                if exact_total {
+                    return Err(Limit::CallSize);
+                }
+                // Replace the bounds counted so far by exact sizes (once per call), then
+                // count exactly from here on.
+                exact_total = true;
+                total = entries
+                    .clone()
+                    .take(i)
+                    .enumerate()
+                    .filter(|(j, _)| !any_dropped || keep.get(*j) == Some(&true))
+                    .map(|(_, (k, v))| json_len(k, v, usize::MAX).unwrap_or(0) + 1)
+                    .sum();
+                n = exact(MAX_VISITOR_VALUE_BYTES).ok_or(Limit::EntrySize)?;
+                if total + n + 1 > MAX_VISITOR_DATA_BYTES {
+                    return Err(Limit::CallSize);
                 }
             }
-        };
+            total += n + 1; // and a comma
+            Ok(())
+        })();
         if let Err(limit) = verdict {
             report(limit, key, what);
             if !any_dropped {
@@ -394,16 +457,16 @@ mod tests {
 
     #[test]
     fn depth_counts_containers() {
-        assert!(!deeper_than(&json!("x"), 0));
-        assert!(deeper_than(&json!([]), 0));
-        assert!(!deeper_than(&nested(32), 32));
-        assert!(deeper_than(&nested(33), 32));
+        assert!(size_bound(&json!("x"), 0).is_some());
+        assert!(size_bound(&json!([]), 0).is_none());
+        assert!(size_bound(&nested(32), 32).is_some());
+        assert!(size_bound(&nested(33), 32).is_none());
         // A value far past serde_json's recursion limit is refused after 33 levels.
         let mut deep = json!(1);
         for _ in 0..1_000 {
             deep = json!([deep]);
         }
-        assert!(deeper_than(&deep, MAX_VISITOR_DATA_DEPTH));
+        assert!(size_bound(&deep, MAX_VISITOR_DATA_DEPTH).is_none());
     }
 
     #[test]
@@ -423,6 +486,53 @@ mod tests {
             super::checked(&fine, "test"),
             std::borrow::Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn size_bound_is_never_below_the_json_text() {
+        let values = [
+            json!(null),
+            json!(true),
+            json!(-1.797_693_134_862_315_7e308),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!("plain"),
+            json!("\u{1}\u{1f}\"\\ctrl"),
+            json!("ünïcödé 🎉"),
+            json!({"a": [1, {"b": null}], "ü\n": ["x", 2.5, false]}),
+            json!([[], {}, [[]]]),
+        ];
+        for v in &values {
+            let text = serde_json::to_string(v).unwrap_or_default();
+            let bound = size_bound(v, MAX_VISITOR_DATA_DEPTH).unwrap_or(0);
+            assert!(bound >= text.len(), "{text}: bound {bound}");
+        }
+    }
+
+    #[test]
+    fn the_call_total_counts_exact_json_text() {
+        // Strings whose upper bounds (6 bytes a byte) pass the call total long before their
+        // text does: entries are accepted exactly while the JSON text fits.
+        let map: Map<String, Value> = (0..40)
+            .map(|i| (format!("k{i:02}"), json!("z".repeat(2_500))))
+            .collect();
+        let mut fits = 0;
+        let mut total = 0;
+        for (k, v) in &map {
+            let entry = serde_json::to_string(k).unwrap_or_default().len()
+                + 1
+                + serde_json::to_string(v).unwrap_or_default().len()
+                + 1;
+            if total + entry > MAX_VISITOR_DATA_BYTES {
+                break;
+            }
+            total += entry;
+            fits += 1;
+        }
+        assert!(fits > 20 && fits < 40, "{fits}");
+        let kept = checked(&map, "test");
+        assert_eq!(kept.len(), fits);
+        assert!(kept.keys().eq(map.keys().take(fits)));
     }
 
     #[test]

@@ -395,10 +395,9 @@ impl Context {
         call: Option<&Map<String, Value>>,
         mut f: impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &VisitorProps<'_>, &mut Effects) -> R,
     ) -> R {
-        let call = call.map(|c| crate::attributes::checked(c, "visitor property"));
         self.with_state(|engine, vs, fx| {
             let stored = vs.data.segments().cloned();
-            let props = VisitorProps::new(call.as_deref(), Some(&self.properties), stored.as_ref());
+            let props = VisitorProps::new(call, Some(&self.properties), stored.as_ref());
             f(engine, vs, &props, fx)
         })
     }
@@ -511,7 +510,7 @@ impl Context {
         }
         let opts = self.run_options(attrs, false);
         let d = self.with_props(
-            attrs.visitor_properties.as_ref(),
+            attrs.call_properties().as_deref(),
             |engine, vs, props, fx| engine.run_experience(vs, key, props, &opts, fx),
         );
         if let Decision::Variation(v) = &d {
@@ -611,7 +610,7 @@ impl Context {
         }
         let opts = self.run_options(attrs, false);
         let mut list = self.with_props(
-            attrs.visitor_properties.as_ref(),
+            attrs.call_properties().as_deref(),
             |engine, vs, props, fx| engine.run_experiences(vs, props, &opts, fx),
         );
         if let Some(p) = &self.preview {
@@ -642,7 +641,7 @@ impl Context {
             .as_ref()
             .map(|v| v.iter().map(String::as_str).collect());
         let r = self.with_props(
-            attrs.visitor_properties.as_ref(),
+            attrs.call_properties().as_deref(),
             |engine, vs, props, fx| {
                 engine.run_feature(vs, key, props, &opts, exp_keys.as_deref(), fx)
             },
@@ -670,7 +669,7 @@ impl Context {
         }
         let opts = self.run_options(attrs, true);
         let r = self.with_props(
-            attrs.visitor_properties.as_ref(),
+            attrs.call_properties().as_deref(),
             |engine, vs, props, fx| {
                 engine.run_features(vs, props, &opts, &FeatureFilter::default(), fx)
             },
