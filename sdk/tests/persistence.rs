@@ -14,36 +14,14 @@ use convert_store_tests::redis_server::{RedisServer, redis_available};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
-use support::Recorder;
+use support::{Recorder, conversion_events};
 
 const CONFIG: &str = r#"{"account_id":"10","project":{"id":"20"},
   "experiences":[{"id":"100","key":"exp","variations":[{"id":"101","key":"a","traffic_allocation":50},{"id":"102","key":"b","traffic_allocation":50}]}],
   "goals":[{"id":"7","key":"purchase"}]}"#;
 
 fn sdk(store: Arc<dyn DataStore>, rec: &Recorder) -> Core {
-    Core::builder()
-        .config_json(CONFIG)
-        .shared_data_store(store)
-        .transport(rec.clone())
-        .tracking(false)
-        .build()
-        .unwrap()
-}
-
-fn conversion_events(rec: &Recorder) -> usize {
-    rec.requests()
-        .iter()
-        .map(|r| {
-            let body: serde_json::Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
-            body["visitors"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .flat_map(|v| v["events"].as_array().unwrap().clone())
-                .filter(|e| e["eventType"] == "conversion")
-                .count()
-        })
-        .sum()
+    support::sdk_on_store(CONFIG, store, rec)
 }
 
 /// Two SDK instances, each with its own store client, convert the same goal for the same visitors
