@@ -394,6 +394,8 @@ fn test_steps(env: &[(String, String)]) -> Vec<Step> {
                 "--quiet",
                 "--example",
                 "axum_service",
+                "--features",
+                "convert-sdk/redis,convert-sdk/tokio",
                 "--",
                 "--self-test",
             ]),
