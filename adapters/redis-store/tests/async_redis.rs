@@ -76,3 +76,79 @@ async fn async_store_reports_a_down_server_as_unavailable() {
         "{err:?}"
     );
 }
+
+/// The async store seen through the sync `DataStore` contract: `get`, `apply`, `create` and
+/// `delete` go to the [`AsyncRedisStore`] (driven by a tokio runtime of this test), while `set`
+/// and `update`, which the async port does not have, go to a sync [`RedisStore`] on the same
+/// server and prefix (so the cases also check that both read and write the same records).
+struct Bridge {
+    rt: tokio::runtime::Handle,
+    async_store: AsyncRedisStore,
+    sync_store: RedisStore,
+}
+
+impl DataStore for Bridge {
+    fn get(&self, key: &str) -> Result<Option<StoreData>, convert_ports::StoreError> {
+        self.rt.block_on(self.async_store.get(key))
+    }
+    fn set(&self, key: &str, value: &StoreData) -> Result<(), convert_ports::StoreError> {
+        self.sync_store.set(key, value)
+    }
+    fn delete(&self, key: &str) -> Result<(), convert_ports::StoreError> {
+        self.rt
+            .block_on(AsyncDataStore::delete(&self.async_store, key))
+    }
+    fn update(
+        &self,
+        key: &str,
+        f: &mut dyn FnMut(&mut StoreData) -> bool,
+    ) -> Result<bool, convert_ports::StoreError> {
+        self.sync_store.update(key, f)
+    }
+    fn apply(
+        &self,
+        key: &str,
+        seen: Option<&StoreData>,
+        ops: &[StoreOp],
+    ) -> Result<convert_ports::Applied, convert_ports::StoreError> {
+        self.rt.block_on(self.async_store.apply(key, seen, ops))
+    }
+    fn create(
+        &self,
+        key: &str,
+        record: &StoreData,
+    ) -> Result<Option<StoreData>, convert_ports::StoreError> {
+        self.rt.block_on(self.async_store.create(key, record))
+    }
+}
+
+#[test]
+fn async_store_passes_the_contract_suite() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start("async-contract");
+    let url = server.url();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    convert_store_tests::run_all(|| {
+        let options = convert_store_redis::RedisOptions {
+            prefix: format!(
+                "async-contract-{}:",
+                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            ),
+            ..Default::default()
+        };
+        Bridge {
+            rt: rt.handle().clone(),
+            async_store: rt
+                .block_on(AsyncRedisStore::open_with(&url, options.clone()))
+                .unwrap(),
+            sync_store: RedisStore::open_with(&url, options).unwrap(),
+        }
+    });
+}
