@@ -513,6 +513,22 @@ impl Core {
         m.held_conversions_overflow = r(&g.overflow);
         m.held_conversions_unconfirmed = r(&g.unreconciled_at_close);
         m.held_conversions_discarded = r(&g.discarded);
+        #[cfg(feature = "tokio")]
+        if let Some(a) = &s.async_store {
+            // The async store's breaker and held conversions count in the same fields.
+            let g = &a.guard.counters;
+            m.store_errors += r(&g.errors);
+            m.store_skipped += r(&g.skipped);
+            m.store_circuit_open |= a.guard.is_open();
+            m.store_circuit_opened += r(&g.circuit_opened);
+            m.store_corrupt_records += r(&g.corrupt);
+            m.held_conversions += a.guard.held_count();
+            m.held_conversions_sent += r(&g.reconciled);
+            m.held_conversions_already_marked += r(&g.already_marked);
+            m.held_conversions_overflow += r(&g.overflow);
+            m.held_conversions_unconfirmed += r(&g.unreconciled_at_close);
+            m.held_conversions_discarded += r(&g.discarded);
+        }
         m
     }
 
