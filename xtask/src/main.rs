@@ -420,8 +420,13 @@ const BOUNDARIES: &[(&str, &[&str], &[&str])] = &[
     (
         "convert-core",
         &[],
-        &["ureq", "redis", "rusqlite", "crossbeam-channel"],
+        &["ureq", "redis", "rusqlite", "crossbeam-channel", "tokio"],
     ),
+    // tokio only behind the `tokio`/`async` features (the async facade and store).
+    ("convert-sdk", &[], &["tokio"]),
+    ("convert-sdk", &["--features", "redis,sqlite"], &["tokio"]),
+    ("convert-ports", &["--features", "async"], &["tokio"]),
+    ("convert-store-redis", &[], &["tokio"]),
     // The SDK without features: no transport or store backend compiled.
     (
         "convert-sdk",
