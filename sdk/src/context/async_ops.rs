@@ -198,7 +198,7 @@ impl Context {
     /// goal mark and the decision to send are one atomic store operation; while the store does
     /// not answer, the conversion is held and reconciled later). The work runs as its own tokio
     /// task, so a caller that stops awaiting (a client that disconnected) cannot leave a goal
-    /// marked in the store without its conversion queued. Must be called within a tokio runtime.
+    /// marked in the store without its conversion queued (outside a tokio runtime it runs inline).
     pub async fn track_conversion_async(
         &self,
         goal_key: &str,
@@ -207,10 +207,17 @@ impl Context {
         if self.core.inner.shared.async_store.is_none() {
             return self.track_conversion(goal_key, attrs);
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // Not polled by tokio: the work runs inline (and cannot be detached from the caller).
+            return self.convert_async(goal_key, attrs).await;
+        };
         let ctx = self.clone();
         let goal = goal_key.to_string();
         let attrs = attrs.clone();
-        match tokio::spawn(async move { ctx.convert_async(&goal, &attrs).await }).await {
+        match runtime
+            .spawn(async move { ctx.convert_async(&goal, &attrs).await })
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 log::error!("convert: conversion task of goal `{goal_key}` failed: {e}");
