@@ -1,20 +1,24 @@
-//! An axum HTTP service that picks a checkout-button variation per request.
+//! An axum HTTP service that picks a checkout-button variation per request, on the SDK's async
+//! path: no `spawn_blocking`, and no runtime thread ever waits on Redis.
 //!
 //! One `Core` is shared by every request (it is a cheap `Clone` handle); each request gets its own
-//! `Context`. Decisions with the default in-memory store do no I/O, so they run directly on the
-//! async worker; with a network store (Redis) call them through `tokio::task::spawn_blocking`.
-//! This example runs offline: it builds the SDK with `.tracking(false)`, so tracking events stay
-//! queued in memory and nothing is sent. Without that line the SDK's own background thread
-//! delivers them through the default ureq transport, and never blocks a request.
+//! `Context` and calls the `_async` methods. With `--redis-url URL` (or `$REDIS_URL`) visitor state
+//! lives in Redis through `AsyncRedisStore` (one multiplexed connection shared by all requests):
+//! each call awaits its store round trips, so one slow Redis reply never holds a worker thread.
+//! Without a Redis URL the in-memory store is used and the `_async` methods run the sync ones
+//! directly (no await, no I/O). This example runs offline: it builds the SDK with
+//! `.tracking(false)`, so tracking events stay queued in memory and nothing is sent. Without
+//! that line the SDK's own background thread delivers them, and never blocks a request.
 //!
-//! Run it with `cargo run --example axum_service` and open
-//! `http://127.0.0.1:3000/checkout?visitor=alice`. With `--self-test` it binds a free port,
-//! requests three visitors from itself and exits (that is what `cargo xtask test` runs).
+//! Run it with `cargo run --example axum_service --features convert-sdk/redis,convert-sdk/tokio`
+//! and open `http://127.0.0.1:3000/checkout?visitor=alice`. With `--self-test` it binds a free
+//! port, requests three visitors from itself and exits (that is what `cargo xtask test` runs).
 
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use convert_examples::DEMO_CONFIG;
+use convert_sdk::stores::AsyncRedisStore;
 use convert_sdk::{BucketingAttributes, Core, Decision};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -43,13 +47,13 @@ async fn checkout(
     let attrs = BucketingAttributes::new()
         .location_property("url", "https://shop.example/checkout")
         .visitor_property("cart_items", cart_items);
-    let variation = match ctx.run_experience("checkout-button", &attrs) {
+    let variation = match ctx.run_experience_async("checkout-button", &attrs).await {
         Decision::Variation(v) => {
             json!({"id": &*v.variation_id, "key": v.variation_key.as_deref()})
         }
         _ => Value::Null,
     };
-    let cta = ctx.run_feature("checkout-cta", &attrs);
+    let cta = ctx.run_feature_async("checkout-cta", &attrs).await;
     Json(json!({
         "visitor": visitor,
         "variation": variation,
@@ -57,14 +61,18 @@ async fn checkout(
     }))
 }
 
-fn sdk() -> Result<Core, convert_sdk::Error> {
-    // The default ureq transport is in place, but `.tracking(false)` keeps events queued in memory
-    // so this example sends nothing; a real service drops that line and uses an SDK key.
-    Core::builder()
+/// The SDK, on Redis when `redis_url` is given.
+async fn sdk(redis_url: Option<&str>) -> Result<Core, Box<dyn std::error::Error>> {
+    // `.tracking(false)` keeps events queued in memory so this example sends nothing; a real
+    // service drops that line and uses an SDK key (`build_async` and `ready().await`).
+    let mut builder = Core::builder()
         .config_json(DEMO_CONFIG)
         .environment("production")
-        .tracking(false)
-        .build()
+        .tracking(false);
+    if let Some(url) = redis_url {
+        builder = builder.async_data_store(AsyncRedisStore::open(url).await?);
+    }
+    Ok(builder.build()?)
 }
 
 /// Sends `GET path` to `addr` over a plain TCP connection and returns the response body.
@@ -80,7 +88,13 @@ async fn get_body(addr: std::net::SocketAddr, path: &str) -> std::io::Result<Str
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let self_test = std::env::args().any(|a| a == "--self-test");
+    let args: Vec<String> = std::env::args().collect();
+    let self_test = args.iter().any(|a| a == "--self-test");
+    let redis_url = args
+        .iter()
+        .position(|a| a == "--redis-url")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| std::env::var("REDIS_URL").ok());
     let addr = if self_test {
         "127.0.0.1:0"
     } else {
@@ -88,7 +102,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let server = tokio::spawn(axum::serve(listener, app(sdk()?)).into_future());
+    let server =
+        tokio::spawn(axum::serve(listener, app(sdk(redis_url.as_deref()).await?)).into_future());
     if !self_test {
         println!("listening on http://{local}/checkout?visitor=alice");
         server.await??;

@@ -1,11 +1,16 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub mod async_store;
 pub mod backoff;
 pub mod event;
 pub mod store;
 pub mod transport;
 
+#[cfg(feature = "async")]
+pub use async_store::{AsyncDataStore, StoreFuture};
 pub use backoff::Backoff;
 pub use event::{EventBus, SdkEvent};
 pub use store::{

@@ -10,9 +10,12 @@ use convert_core::{
     BucketedVariation, ConversionOutcome, Decision, Effects, ProjectConfig, RuleError, StoreData,
     TrackingEvent,
 };
-use convert_ports::SdkEvent;
+use convert_ports::{Applied, SdkEvent};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+
+#[cfg(feature = "tokio")]
+mod async_ops;
 
 /// One visitor's view of the SDK. Cheap to create; create one per request.
 #[derive(Debug, Clone)]
@@ -269,6 +272,10 @@ impl Context {
         &self,
         mut f: impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &mut Effects) -> R,
     ) -> R {
+        #[cfg(feature = "tokio")]
+        if let Some(r) = self.decide_prefetched(&mut f) {
+            return r;
+        }
         let guard = self.core.inner.shared.config_guard();
         let empty;
         let cfg: &ProjectConfig = match guard.as_deref() {
@@ -689,14 +696,9 @@ impl Context {
         goal_key: &str,
         attrs: &ConversionAttributes,
     ) -> Result<ConversionOutcome, RuleError> {
-        if self.visitor_id.is_empty() {
-            return Ok(ConversionOutcome::GoalNotFound);
-        }
-        if self.preview.is_some() {
-            return Ok(ConversionOutcome::Preview);
-        }
-        let Some(key) = self.store_key() else {
-            return Ok(ConversionOutcome::GoalNotFound);
+        let key = match self.conversion_key() {
+            Ok(key) => key,
+            Err(outcome) => return Ok(outcome),
         };
         let goal_data = attrs.goal_data();
         let rule_data = attrs
@@ -726,40 +728,65 @@ impl Context {
                 result
             }
             Err(_) => {
-                // The store did not answer: check the goal and its rules on an empty record, then
-                // hold the conversion until the store can confirm it was not counted already.
-                let cfg = self.core.config();
-                let engine = Engine::new(&cfg, &self.core.inner.settings);
-                let mut data = StoreData::default();
-                let mut vs = VisitorState::new(&self.visitor_id, &mut data);
-                let mut fx = Effects::default();
-                match engine.convert(
-                    &mut vs,
-                    goal_key,
-                    rule_data,
-                    goal_data.as_ref(),
-                    force,
-                    &mut fx,
-                ) {
-                    Ok(ConversionOutcome::Converted { .. }) => {
-                        match shared.guard.hold(HeldConversion {
-                            visitor_id: self.visitor_id.clone(),
-                            key: key.to_string(),
-                            goal_key: goal_key.to_string(),
-                            goal_data,
-                            force,
-                        }) {
-                            HoldOutcome::Duplicate => Ok(ConversionOutcome::AlreadyConverted),
-                            HoldOutcome::Held | HoldOutcome::Overflow => {
-                                Ok(ConversionOutcome::Deferred)
-                            }
-                        }
-                    }
-                    other => other,
-                }
+                self.convert_unanswered(&shared.guard, key, goal_key, rule_data, goal_data, force)
             }
         };
-        if let Ok(o) = &result {
+        self.conversion_done(goal_key, &result);
+        result
+    }
+
+    /// The store key a conversion is tracked under, or the outcome when there is nothing to
+    /// track (no visitor id, preview mode, no config yet).
+    fn conversion_key(&self) -> Result<&str, ConversionOutcome> {
+        if self.visitor_id.is_empty() {
+            return Err(ConversionOutcome::GoalNotFound);
+        }
+        if self.preview.is_some() {
+            return Err(ConversionOutcome::Preview);
+        }
+        self.store_key().ok_or(ConversionOutcome::GoalNotFound)
+    }
+
+    /// A conversion the store did not answer for: checks the goal and its rules on an empty
+    /// record, then holds the conversion until the store can confirm it was not counted already.
+    fn convert_unanswered(
+        &self,
+        guard: &StoreGuard,
+        key: &str,
+        goal_key: &str,
+        rule_data: Option<&dyn convert_core::rules::RuleData>,
+        goal_data: Option<Value>,
+        force: bool,
+    ) -> Result<ConversionOutcome, RuleError> {
+        let mut data = StoreData::default();
+        match convert_on(
+            &self.core,
+            &self.visitor_id,
+            goal_key,
+            rule_data,
+            goal_data.as_ref(),
+            force,
+            &mut data,
+        )
+        .0
+        {
+            Ok(ConversionOutcome::Converted { .. }) => match guard.hold(HeldConversion {
+                visitor_id: self.visitor_id.clone(),
+                key: key.to_string(),
+                goal_key: goal_key.to_string(),
+                goal_data,
+                force,
+            }) {
+                HoldOutcome::Duplicate => Ok(ConversionOutcome::AlreadyConverted),
+                HoldOutcome::Held | HoldOutcome::Overflow => Ok(ConversionOutcome::Deferred),
+            },
+            other => other,
+        }
+    }
+
+    /// Announces a conversion that fired.
+    fn conversion_done(&self, goal_key: &str, result: &Result<ConversionOutcome, RuleError>) {
+        if let Ok(o) = result {
             if o.fired() {
                 self.core.fire(|| SdkEvent::Conversion {
                     visitor_id: self.visitor_id.clone(),
@@ -767,7 +794,6 @@ impl Context {
                 });
             }
         }
-        result
     }
 
     /// Stores report segments (`country`, `browser`, `devices`, `source`, `campaign`,
@@ -857,7 +883,7 @@ fn convert_in_store(
     rule_data: Option<&dyn convert_core::rules::RuleData>,
     goal_data: Option<&Value>,
     force: bool,
-) -> Result<(Result<ConversionOutcome, RuleError>, Vec<TrackingEvent>), Unanswered> {
+) -> Stored {
     let shared = &core.inner.shared;
     let cfg = core.config();
     let engine = Engine::new(&cfg, &core.inner.settings);
@@ -893,13 +919,38 @@ fn convert_in_store(
         // Endless contention: treated as no answer (the conversion is held).
         Err(_) => return Err(Unanswered::Failed),
     };
-    let was_marked = seen.as_ref().is_some_and(|s| s.goal_triggered(goal_key));
-    if !was_marked && !StoreGuard::goal_won(&applied, &fx.store, goal_key) {
+    if mark_lost(seen.as_ref(), &applied, &fx.store, goal_key) {
         let mut marked = seen.unwrap_or_default();
         marked.mark_goal(goal_key);
         result = convert(&mut marked, &mut fx);
     }
     Ok((result, std::mem::take(&mut fx.tracking)))
+}
+
+/// Whether a conversion's goal mark was lost to another writer: the goal was not marked in the
+/// record the decision read, and this call's atomic write did not mark it. The conversion is
+/// then decided again on the record with the goal marked.
+fn mark_lost(seen: Option<&StoreData>, applied: &Applied, ops: &[StoreOp], goal_key: &str) -> bool {
+    let was_marked = seen.is_some_and(|s| s.goal_triggered(goal_key));
+    !was_marked && !StoreGuard::goal_won(applied, ops, goal_key)
+}
+
+/// Decides a conversion on `data` (pure: the store ops and events are in the effects).
+fn convert_on(
+    core: &Core,
+    visitor_id: &str,
+    goal_key: &str,
+    rule_data: Option<&dyn convert_core::rules::RuleData>,
+    goal_data: Option<&Value>,
+    force: bool,
+    data: &mut StoreData,
+) -> (Result<ConversionOutcome, RuleError>, Effects) {
+    let cfg = core.config();
+    let engine = Engine::new(&cfg, &core.inner.settings);
+    let mut fx = Effects::default();
+    let mut vs = VisitorState::new(visitor_id, data);
+    let r = engine.convert(&mut vs, goal_key, rule_data, goal_data, force, &mut fx);
+    (r, fx)
 }
 
 /// Reconciles held conversions (a batch per call) once the store answers again: each is marked
@@ -915,7 +966,7 @@ pub(crate) fn reconcile_held(core: &Core) {
             guard.put_back(back);
             return;
         }
-        match convert_in_store(
+        let outcome = convert_in_store(
             core,
             &h.visitor_id,
             &h.key,
@@ -923,26 +974,37 @@ pub(crate) fn reconcile_held(core: &Core) {
             None,
             h.goal_data.as_ref(),
             h.force,
-        ) {
-            Ok((Ok(o), events)) if o.fired() => {
-                core.enqueue(events);
-                guard.note_reconciled();
-                core.fire(|| SdkEvent::Conversion {
-                    visitor_id: h.visitor_id.clone(),
-                    goal_key: h.goal_key.clone(),
-                });
-            }
-            Ok((
-                Ok(ConversionOutcome::AlreadyConverted | ConversionOutcome::Converted { .. }),
-                _,
-            )) => guard.note_already_marked(),
-            Ok(_) => guard.note_discarded(),
-            Err(_) => {
-                let mut back = vec![h];
-                back.extend(rest);
-                guard.put_back(back);
-                return;
-            }
+        );
+        if !settle_held(core, guard, &h, outcome) {
+            let mut back = vec![h];
+            back.extend(rest);
+            guard.put_back(back);
+            return;
         }
     }
+}
+
+/// What a conversion decided against the store produced: its outcome and tracking events, or
+/// `Err` when the store did not answer.
+type Stored = Result<(Result<ConversionOutcome, RuleError>, Vec<TrackingEvent>), Unanswered>;
+
+/// Settles one held conversion after its reconciliation against the store: sent when its mark
+/// won, otherwise counted. `false` when the store did not answer (the caller puts it back).
+fn settle_held(core: &Core, guard: &StoreGuard, h: &HeldConversion, outcome: Stored) -> bool {
+    match outcome {
+        Ok((Ok(o), events)) if o.fired() => {
+            core.enqueue(events);
+            guard.note_reconciled();
+            core.fire(|| SdkEvent::Conversion {
+                visitor_id: h.visitor_id.clone(),
+                goal_key: h.goal_key.clone(),
+            });
+        }
+        Ok((Ok(ConversionOutcome::AlreadyConverted | ConversionOutcome::Converted { .. }), _)) => {
+            guard.note_already_marked()
+        }
+        Ok(_) => guard.note_discarded(),
+        Err(_) => return false,
+    }
+    true
 }

@@ -27,6 +27,10 @@ pub(crate) struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.shared.guard.abandon_held();
+        #[cfg(feature = "tokio")]
+        if let Some(a) = &self.shared.async_store {
+            a.guard.abandon_held();
+        }
         self.workers.stop(&self.shared, self.close_timeout);
         // Events queued after an explicit `close` have nobody left to send them.
         let left = self.shared.lock_queue().take_all().len();
@@ -99,6 +103,8 @@ pub struct CoreBuilder {
     config_endpoint: Option<String>,
     track_endpoint: Option<String>,
     store_options: crate::store_guard::StoreOptions,
+    #[cfg(feature = "tokio")]
+    pub(crate) async_store: Option<Arc<dyn convert_ports::AsyncDataStore>>,
 }
 
 impl std::fmt::Debug for CoreBuilder {
@@ -354,6 +360,10 @@ impl CoreBuilder {
             events: EventHub::new(self.bus),
             queue: Mutex::new(convert_core::TrackingQueue::new()),
             transport,
+            #[cfg(feature = "tokio")]
+            async_store: self
+                .async_store
+                .map(|s| crate::asynchronous::AsyncStore::new(s, self.store_options.clone())),
             guard: crate::store_guard::StoreGuard::new(Arc::clone(&store), self.store_options),
             store,
             net,
@@ -503,6 +513,22 @@ impl Core {
         m.held_conversions_overflow = r(&g.overflow);
         m.held_conversions_unconfirmed = r(&g.unreconciled_at_close);
         m.held_conversions_discarded = r(&g.discarded);
+        #[cfg(feature = "tokio")]
+        if let Some(a) = &s.async_store {
+            // The async store's breaker and held conversions count in the same fields.
+            let g = &a.guard.counters;
+            m.store_errors += r(&g.errors);
+            m.store_skipped += r(&g.skipped);
+            m.store_circuit_open |= a.guard.is_open();
+            m.store_circuit_opened += r(&g.circuit_opened);
+            m.store_corrupt_records += r(&g.corrupt);
+            m.held_conversions += a.guard.held_count();
+            m.held_conversions_sent += r(&g.reconciled);
+            m.held_conversions_already_marked += r(&g.already_marked);
+            m.held_conversions_overflow += r(&g.overflow);
+            m.held_conversions_unconfirmed += r(&g.unreconciled_at_close);
+            m.held_conversions_discarded += r(&g.discarded);
+        }
         m
     }
 
@@ -560,6 +586,10 @@ impl Core {
     pub fn close(&self, timeout: Duration) {
         self.reconcile_store();
         self.inner.shared.guard.abandon_held();
+        #[cfg(feature = "tokio")]
+        if let Some(a) = &self.inner.shared.async_store {
+            a.guard.abandon_held();
+        }
         self.inner.workers.stop(&self.inner.shared, timeout);
     }
 

@@ -2,6 +2,8 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "tokio")]
+mod asynchronous;
 mod attributes;
 mod context;
 mod core;
@@ -27,6 +29,9 @@ pub use convert_core::{
     BucketedFeature, BucketedVariation, ConfigError, ConversionOutcome, Decision, FeatureStatus,
     ProjectConfig, RuleError, StoreData,
 };
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use convert_ports::{AsyncDataStore, StoreFuture};
 pub use convert_ports::{
     Backoff, DataStore, EventBus, HttpRequest, HttpResponse, Method, SdkEvent, StatusClass,
     StoreError, Transport, TransportError,
@@ -35,6 +40,9 @@ pub use convert_ports::{
 /// Data store adapters (Redis and SQLite under the `redis` and `sqlite` cargo features).
 pub mod stores {
     pub use convert_store_memory::MemoryStore;
+    #[cfg(all(feature = "redis", feature = "tokio"))]
+    #[cfg_attr(docsrs, doc(cfg(all(feature = "redis", feature = "tokio"))))]
+    pub use convert_store_redis::AsyncRedisStore;
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub use convert_store_redis::{RedisOptions, RedisStore};

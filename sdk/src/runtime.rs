@@ -261,6 +261,9 @@ pub(crate) struct Shared {
     pub store: Arc<dyn DataStore>,
     /// Breaker, deadline and held conversions of `store`.
     pub guard: crate::store_guard::StoreGuard,
+    /// The async store, its breaker and held conversions (the `_async` methods use it).
+    #[cfg(feature = "tokio")]
+    pub async_store: Option<crate::asynchronous::AsyncStore>,
     pub net: NetOptions,
     pub counters: Counters,
     /// Set (under the queue lock) once `close` gave up waiting: a batch whose request is still

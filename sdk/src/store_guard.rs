@@ -325,7 +325,57 @@ impl StoreGuard {
             self.counters.skipped.fetch_add(1, Ordering::Relaxed);
             return Err(Unanswered::Skipped);
         }
-        match f(&*self.store) {
+        self.settle(events, f(&*self.store))
+    }
+
+    /// Runs one async store operation through the breaker, bounded by `deadline` (a deadline
+    /// miss is a failure, as a timeout of a sync store is). The future is only created when the
+    /// circuit admits the call; a call dropped while it awaits frees the half-open probe.
+    #[cfg(feature = "tokio")]
+    pub async fn call_async<T, F>(
+        &self,
+        events: &EventHub,
+        deadline: Instant,
+        f: impl FnOnce() -> F,
+    ) -> Result<Result<T, StoreError>, Unanswered>
+    where
+        F: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        if !self.admit(events) {
+            self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+            return Err(Unanswered::Skipped);
+        }
+        /// Frees the probe slot when the call is dropped before it settles.
+        struct Unsettled<'g>(&'g AtomicBool);
+        impl Drop for Unsettled<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let unsettled = Unsettled(&self.probing);
+        let out = match tokio::time::timeout_at(deadline.into(), f()).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable(
+                "the call's store deadline passed".into(),
+            )),
+        };
+        std::mem::forget(unsettled);
+        self.settle(events, out)
+    }
+
+    /// The configured call deadline.
+    #[cfg(feature = "tokio")]
+    pub fn call_deadline(&self) -> Duration {
+        self.opts.call_deadline
+    }
+
+    /// Records the outcome of one admitted store operation.
+    fn settle<T>(
+        &self,
+        events: &EventHub,
+        out: Result<T, StoreError>,
+    ) -> Result<Result<T, StoreError>, Unanswered> {
+        match out {
             Ok(v) => {
                 self.succeeded(events);
                 Ok(Ok(v))

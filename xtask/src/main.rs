@@ -184,6 +184,7 @@ const REDIS_TESTS: &[&str] = &[
     "sdk/tests/persistence.rs (Redis deduplication and outage cases)",
     "cli/tests/persistent_batch.rs (batch runs with a Redis store)",
     "the redis_dedup example",
+    "the async_redis example",
 ];
 
 /// What `cargo xtask test` does about `redis-server`.
@@ -372,12 +373,29 @@ fn test_steps(env: &[(String, String)]) -> Vec<Step> {
             ]),
         ),
         Step::new(
+            "example async_redis",
+            cargo_with_env(&[
+                "run",
+                "--quiet",
+                "--example",
+                "async_redis",
+                "--features",
+                "convert-sdk/redis,convert-sdk/tokio",
+                "--",
+                "--self-test",
+                "--visitors",
+                "2000",
+            ]),
+        ),
+        Step::new(
             "example axum_service",
             cargo_with_env(&[
                 "run",
                 "--quiet",
                 "--example",
                 "axum_service",
+                "--features",
+                "convert-sdk/redis,convert-sdk/tokio",
                 "--",
                 "--self-test",
             ]),
@@ -402,8 +420,13 @@ const BOUNDARIES: &[(&str, &[&str], &[&str])] = &[
     (
         "convert-core",
         &[],
-        &["ureq", "redis", "rusqlite", "crossbeam-channel"],
+        &["ureq", "redis", "rusqlite", "crossbeam-channel", "tokio"],
     ),
+    // tokio only behind the `tokio`/`async` features (the async facade and store).
+    ("convert-sdk", &[], &["tokio"]),
+    ("convert-sdk", &["--features", "redis,sqlite"], &["tokio"]),
+    ("convert-ports", &["--features", "async"], &["tokio"]),
+    ("convert-store-redis", &[], &["tokio"]),
     // The SDK without features: no transport or store backend compiled.
     (
         "convert-sdk",
@@ -452,7 +475,7 @@ fn test(install: bool) -> Result<(), String> {
     let mut steps = test_steps(&env);
     if !redis {
         // The example starts its own redis-server; without one it cannot run.
-        steps.retain(|s| s.name != "example redis_dedup");
+        steps.retain(|s| s.name != "example redis_dedup" && s.name != "example async_redis");
     }
     let result = run_pipeline("xtask test", steps);
     if !redis {

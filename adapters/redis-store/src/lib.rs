@@ -11,6 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "tokio")]
+mod tokio_store;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use tokio_store::AsyncRedisStore;
+
 /// Options of [`RedisStore::open_with`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisOptions {
@@ -173,6 +179,108 @@ enum Cas {
     Current(Option<Vec<u8>>),
 }
 
+/// The TTL argument of the writes, in ms (`0`: none).
+fn ttl_ms(options: &RedisOptions) -> u64 {
+    options.ttl.map_or(0, |t| {
+        u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
+    })
+}
+
+/// `SET key new NX GET [PX ttl]`: writes a key that is absent, else returns its value.
+fn set_nx_get(rkey: &str, new: &str, ttl: u64) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(rkey).arg(new).arg("NX").arg("GET");
+    if ttl > 0 {
+        cmd.arg("PX").arg(ttl);
+    }
+    cmd
+}
+
+/// What a `SET NX GET` reply means; `Ok(None)` when the server does not know the command form
+/// (Redis before 7.0: use the script).
+fn set_nx_get_reply(
+    reply: Result<Option<Vec<u8>>, RedisError>,
+    key: &str,
+) -> Result<Option<Cas>, Failure> {
+    match reply {
+        Ok(None) => Ok(Some(Cas::Written)),
+        Ok(Some(cur)) => Ok(Some(Cas::Current(Some(cur)))),
+        Err(e) if e.code() == Some("WRONGTYPE") => Err(RedisStore::corrupt(
+            key,
+            "the Redis key does not hold a string",
+        )),
+        Err(e) if e.code() == Some("ERR") && e.to_string().contains("syntax") => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One call of the compare-and-set script.
+fn cas_invocation(
+    rkey: &str,
+    expected: Option<&[u8]>,
+    new: &str,
+    ttl: u64,
+) -> redis::ScriptInvocation<'static> {
+    let mut inv = cas_script().key(rkey);
+    inv.arg(if expected.is_some() { "1" } else { "0" })
+        .arg(expected.unwrap_or_default())
+        .arg(new)
+        .arg(ttl);
+    inv
+}
+
+/// What a compare-and-set script reply means.
+fn cas_reply(reply: Result<Value, RedisError>, key: &str) -> Result<Cas, Failure> {
+    match reply {
+        Ok(Value::Int(1)) => Ok(Cas::Written),
+        Ok(Value::Array(items)) => match items.into_iter().next() {
+            None => Ok(Cas::Current(None)),
+            Some(Value::BulkString(b)) => Ok(Cas::Current(Some(b))),
+            Some(other) => Err(RedisStore::corrupt(
+                key,
+                format!("unexpected reply {other:?}"),
+            )),
+        },
+        Ok(other) => Err(RedisStore::corrupt(
+            key,
+            format!("unexpected reply {other:?}"),
+        )),
+        Err(e) if e.to_string().contains("WRONGTYPE") => Err(RedisStore::corrupt(
+            key,
+            "the Redis key does not hold a string",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One attempt of [`DataStore::apply`] on the value `cur` found: the record to write (`None`:
+/// nothing changed) and the per-op flags. An unreadable value is replaced by what the ops write.
+fn apply_step(
+    cur: Option<&[u8]>,
+    key: &str,
+    ops: &[StoreOp],
+) -> Result<(Option<StoreData>, Applied), Failure> {
+    let mut data = match RedisStore::parse(cur, key) {
+        Ok(d) => d.unwrap_or_default(),
+        Err(Failure::Store(StoreError::Corrupt { .. })) => StoreData::default(),
+        Err(e) => return Err(e),
+    };
+    let out = apply_ops(&mut data, ops);
+    Ok(if out.written() {
+        (Some(data), out)
+    } else {
+        (None, out)
+    })
+}
+
+/// Whether applying `ops` to `seen` (what the caller just read) would change nothing: then
+/// [`DataStore::apply`] needs no round trip.
+fn unchanged(seen: Option<&StoreData>, ops: &[StoreOp]) -> Option<Applied> {
+    let mut probe = seen?.clone();
+    let out = apply_ops(&mut probe, ops);
+    (!out.written()).then_some(out)
+}
+
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The connection info may hold a password: show only where it points.
@@ -195,6 +303,23 @@ fn describe(e: &RedisError) -> String {
 
 fn unavailable(e: &RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {}", describe(e)))
+}
+
+/// A Redis error as a store error: `Unavailable` for the ones that mean "not reachable now".
+fn classify(e: &RedisError) -> StoreError {
+    match e.kind() {
+        // Redis errors that mean "not reachable right now" rather than a bug.
+        ErrorKind::Server(_)
+            if matches!(
+                e.code(),
+                Some("LOADING" | "BUSY" | "MASTERDOWN" | "OOM" | "CLUSTERDOWN" | "TRYAGAIN")
+            ) =>
+        {
+            unavailable(e)
+        }
+        ErrorKind::AuthenticationFailed => unavailable(e),
+        _ => StoreError::Other(format!("redis: {}", describe(e))),
+    }
 }
 
 /// Whether the connection is broken (to be dropped, and the call failing as unavailable).
@@ -462,25 +587,9 @@ impl RedisStore {
                 Err(Failure::Redis(e)) => {
                     // A server error reply leaves the connection usable.
                     self.release(Some(conn));
-                    return Err(self.classify(&e));
+                    return Err(classify(&e));
                 }
             }
-        }
-    }
-
-    fn classify(&self, e: &RedisError) -> StoreError {
-        match e.kind() {
-            // Redis errors that mean "not reachable right now" rather than a bug.
-            ErrorKind::Server(_)
-                if matches!(
-                    e.code(),
-                    Some("LOADING" | "BUSY" | "MASTERDOWN" | "OOM" | "CLUSTERDOWN" | "TRYAGAIN")
-                ) =>
-            {
-                unavailable(e)
-            }
-            ErrorKind::AuthenticationFailed => unavailable(e),
-            _ => StoreError::Other(format!("redis: {}", describe(e))),
         }
     }
 
@@ -524,54 +633,16 @@ impl RedisStore {
         new: &str,
         key: &str,
     ) -> Result<Cas, Failure> {
-        let ttl = self.options.ttl.map_or(0, |t| {
-            u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
-        });
+        let ttl = ttl_ms(&self.options);
         if expected.is_none() && !self.no_set_nx_get.load(Ordering::Relaxed) {
-            // Expected absent (a fresh visitor): `SET NX GET` (Redis 7) writes only when absent
-            // and hands back what is there otherwise; no script needed.
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(rkey).arg(new).arg("NX").arg("GET");
-            if ttl > 0 {
-                cmd.arg("PX").arg(ttl);
-            }
-            match cmd.query::<Option<Vec<u8>>>(c) {
-                Ok(None) => return Ok(Cas::Written),
-                Ok(Some(cur)) => return Ok(Cas::Current(Some(cur))),
-                Err(e) if e.code() == Some("WRONGTYPE") => {
-                    return Err(Self::corrupt(key, "the Redis key does not hold a string"));
-                }
-                // Redis before 7.0 refuses NX with GET: use the script from now on.
-                Err(e) if e.code() == Some("ERR") && e.to_string().contains("syntax") => {
-                    self.no_set_nx_get.store(true, Ordering::Relaxed);
-                }
-                Err(e) => return Err(e.into()),
+            match set_nx_get_reply(set_nx_get(rkey, new, ttl).query(c), key)? {
+                Some(found) => return Ok(found),
+                None => self.no_set_nx_get.store(true, Ordering::Relaxed),
             }
         }
-        let mut inv = cas_script().key(rkey);
-        inv.arg(if expected.is_some() { "1" } else { "0" })
-            .arg(expected.unwrap_or_default())
-            .arg(new)
-            .arg(ttl);
-        match inv.invoke::<Value>(c) {
-            Ok(Value::Int(1)) => Ok(Cas::Written),
-            Ok(Value::Array(items)) => match items.into_iter().next() {
-                None => Ok(Cas::Current(None)),
-                Some(Value::BulkString(b)) => Ok(Cas::Current(Some(b))),
-                Some(other) => Err(Self::corrupt(key, format!("unexpected reply {other:?}"))),
-            },
-            Ok(other) => Err(Self::corrupt(key, format!("unexpected reply {other:?}"))),
-            Err(e) if e.to_string().contains("WRONGTYPE") => {
-                Err(Self::corrupt(key, "the Redis key does not hold a string"))
-            }
-            Err(e) => Err(e.into()),
-        }
+        cas_reply(cas_invocation(rkey, expected, new, ttl).invoke(c), key)
     }
 
-    /// The write loop shared by `update` and `apply`: starting from `current` (the raw value
-    /// believed stored), compute the new record with `step` and compare-and-set it; on a
-    /// conflict the script returns the stored value and the loop recomputes from it, without
-    /// another `GET`. `step` returns `None` when nothing is to be written.
     fn write_loop<T>(
         &self,
         key: &str,
@@ -586,7 +657,7 @@ impl RedisStore {
             let (new, out) = match step(current.as_deref()) {
                 Ok(v) => v,
                 Err(Failure::Store(e)) => return Err(e),
-                Err(Failure::Redis(e)) => return Err(self.classify(&e)),
+                Err(Failure::Redis(e)) => return Err(classify(&e)),
             };
             let Some(new) = new else { return Ok(out) };
             let json = new.to_json();
@@ -657,29 +728,11 @@ impl DataStore for RedisStore {
         seen: Option<&StoreData>,
         ops: &[StoreOp],
     ) -> Result<Applied, StoreError> {
-        if let Some(seen) = seen {
-            // Nothing to write against what the caller just read.
-            let mut probe = seen.clone();
-            let out = apply_ops(&mut probe, ops);
-            if !out.written() {
-                return Ok(out);
-            }
+        if let Some(out) = unchanged(seen, ops) {
+            return Ok(out);
         }
         let start = seen.map(|s| s.to_json().into_bytes());
-        self.write_loop(key, start, |cur| {
-            let mut data = match Self::parse(cur, key) {
-                Ok(d) => d.unwrap_or_default(),
-                // Unreadable: replaced by what the ops write.
-                Err(Failure::Store(StoreError::Corrupt { .. })) => StoreData::default(),
-                Err(e) => return Err(e),
-            };
-            let out = apply_ops(&mut data, ops);
-            Ok(if out.written() {
-                (Some(data), out)
-            } else {
-                (None, out)
-            })
-        })
+        self.write_loop(key, start, |cur| apply_step(cur, key, ops))
     }
 
     /// One round trip: `SET NX GET` (Redis 7), or the compare-and-set script on older servers.
@@ -697,7 +750,7 @@ impl DataStore for RedisStore {
                     Ok(Some(d)) if d.is_empty() => create_with_update(self, key, record),
                     Ok(d) => Ok(d),
                     Err(Failure::Store(e)) => Err(e),
-                    Err(Failure::Redis(e)) => Err(self.classify(&e)),
+                    Err(Failure::Redis(e)) => Err(classify(&e)),
                 },
             },
         }

@@ -1,0 +1,86 @@
+//! `CoreBuilder::build_async` and `Core::ready` in SDK-key mode against a local stand-in for
+//! Convert (`convert-testkit`): the first config fetch hangs, and a ticker task on the same
+//! current-thread runtime is the one that releases it, which it can only do if the build does not
+//! block the runtime's thread. The SDK then gets its config from the background retry and
+//! `ready().await` returns.
+#![cfg(feature = "tokio")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use convert_sdk::Core;
+use convert_testkit::{FakeConvert, Mode};
+use convert_transport_ureq::UreqTransport;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+const CONFIG: &str = r#"{"account_id":"10","project":{"id":"20"},
+  "experiences":[{"id":"100","key":"exp","variations":[{"id":"101","key":"a","traffic_allocation":100}]}],
+  "goals":[]}"#;
+
+#[test]
+fn build_async_and_ready_do_not_block_the_runtime() {
+    let server = Arc::new(FakeConvert::start());
+    server
+        .then_get([Mode::Hang])
+        .get_default(Mode::Accept(200, CONFIG.to_string()));
+    // Fallback so a regression fails instead of hanging: releases the fetch after a long while.
+    let watchdog = {
+        let server = Arc::clone(&server);
+        std::thread::spawn(move || {
+            for _ in 0..3_000 {
+                std::thread::sleep(Duration::from_millis(10));
+                if server.hung() == 0 && Arc::strong_count(&server) == 1 {
+                    return;
+                }
+            }
+            server.release_hung();
+        })
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let port = server.port();
+    let released_by_ticker = Arc::new(AtomicBool::new(false));
+    let ticks = Arc::new(AtomicUsize::new(0));
+    rt.block_on(async {
+        let ticker = {
+            let (server, released, ticks) = (
+                Arc::clone(&server),
+                Arc::clone(&released_by_ticker),
+                Arc::clone(&ticks),
+            );
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    ticks.fetch_add(1, Ordering::SeqCst);
+                    if server.hung() > 0 {
+                        released.store(true, Ordering::SeqCst);
+                        server.release_hung();
+                        return;
+                    }
+                }
+            })
+        };
+        let core = Core::builder()
+            .sdk_key("10/20")
+            .transport(UreqTransport::new())
+            .config_endpoint(format!("http://127.0.0.1:{port}/api/v1/"))
+            .track_endpoint(format!("http://127.0.0.1:{port}/[project_id]/v1/"))
+            .tracking(false)
+            .build_async()
+            .await
+            .unwrap();
+        assert!(
+            released_by_ticker.load(Ordering::SeqCst),
+            "the build finished without the ticker releasing its fetch ({} ticks)",
+            ticks.load(Ordering::SeqCst)
+        );
+        ticker.await.unwrap();
+        core.ready(Duration::from_secs(20)).await.unwrap();
+        assert!(core.is_ready());
+        assert!(core.config().experience_by_key("exp").is_some());
+    });
+    drop(server);
+    watchdog.join().unwrap();
+}
