@@ -45,7 +45,8 @@ pub enum ConfigError {
     ErrorResponse(String),
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// What kind of JSON value `v` is, for messages: `"null"`, `"a boolean"`, `"an array"`, ...
+pub fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -156,11 +156,7 @@ thread_local! {
 }
 
 impl Context {
-    pub(crate) fn new(
-        core: Core,
-        visitor_id: String,
-        attributes: Option<Map<String, Value>>,
-    ) -> Self {
+    pub(crate) fn new(core: Core, visitor_id: String, attributes: crate::Attributes) -> Self {
         let mut ctx = Context {
             core,
             visitor_id,
@@ -168,7 +164,7 @@ impl Context {
             properties: Map::new(),
             preview: None,
         };
-        if let Some(mut attrs) = attributes.filter(|a| !a.is_empty()) {
+        if let Some(mut attrs) = Some(attributes.into_map()).filter(|a| !a.is_empty()) {
             crate::attributes::retain_checked(&mut attrs, "visitor attribute");
             if let Some(report) = report_segments(&attrs) {
                 ctx.write(&[StoreOp::MergeSegments(report)]);
@@ -775,11 +771,15 @@ impl Context {
     /// `visitorType`, `customSegments`); other keys are ignored. Values over the visitor data
     /// limits ([`crate::MAX_VISITOR_DATA_DEPTH`], [`crate::MAX_VISITOR_VALUE_BYTES`],
     /// [`crate::MAX_VISITOR_DATA_BYTES`]) are dropped with a log line; the rest is stored.
-    pub fn set_default_segments(&self, segments: &Map<String, Value>) {
+    ///
+    /// Takes anything [`Attributes`](crate::Attributes) converts from (`&Map`, `HashMap`,
+    /// `[(k, v)]`, `json!({...})`, ...).
+    pub fn set_default_segments(&self, segments: impl Into<crate::Attributes>) {
         if self.preview.is_some() {
             return;
         }
-        let segments = crate::attributes::checked(segments, "segment");
+        let segments = segments.into();
+        let segments = crate::attributes::checked(segments.as_map(), "segment");
         if let Some(report) = report_segments(&segments) {
             self.write(&[StoreOp::MergeSegments(report)]);
         }
@@ -787,12 +787,15 @@ impl Context {
 
     /// Evaluates custom segments `segment_keys` against the visitor's properties merged with
     /// `rule_data`, and stores the ids that matched. Returns the visitor's updated segments, or
-    /// `None` when nothing new was added.
+    /// `None` when nothing new was added. `rule_data` takes anything
+    /// [`Attributes`](crate::Attributes) converts from; `None` (or empty data) adds nothing.
     pub fn run_custom_segments(
         &self,
         segment_keys: &[&str],
-        rule_data: Option<&Map<String, Value>>,
+        rule_data: impl Into<crate::Attributes>,
     ) -> Result<Option<Map<String, Value>>, RuleError> {
+        let rule_data = rule_data.into();
+        let rule_data = Some(rule_data.as_map()).filter(|m| !m.is_empty());
         self.with_props(rule_data, |engine, vs, props, fx| {
             engine.run_custom_segments(vs, segment_keys, Some(props), self.preview.is_none(), fx)
         })
@@ -803,11 +806,15 @@ impl Context {
     /// the visitor data limits ([`crate::MAX_VISITOR_DATA_DEPTH`],
     /// [`crate::MAX_VISITOR_VALUE_BYTES`], [`crate::MAX_VISITOR_DATA_BYTES`]) are dropped with a
     /// log line; the rest is stored, so every record the SDK writes can be read back.
-    pub fn update_visitor_properties(&self, properties: &Map<String, Value>) {
+    ///
+    /// Takes anything [`Attributes`](crate::Attributes) converts from (`&Map`, `HashMap`,
+    /// `[(k, v)]`, `json!({...})`, ...).
+    pub fn update_visitor_properties(&self, properties: impl Into<crate::Attributes>) {
         if self.preview.is_some() {
             return;
         }
-        let properties = crate::attributes::checked(properties, "visitor property");
+        let properties = properties.into();
+        let properties = crate::attributes::checked(properties.as_map(), "visitor property");
         self.write(&[StoreOp::MergeSegments(properties.into_owned())]);
     }
 

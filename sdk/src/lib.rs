@@ -11,8 +11,8 @@ mod runtime;
 mod store_guard;
 
 pub use crate::attributes::{
-    BucketingAttributes, ConversionAttributes, EntityType, MAX_VISITOR_DATA_BYTES,
-    MAX_VISITOR_DATA_DEPTH, MAX_VISITOR_VALUE_BYTES,
+    Attributes, AttributesError, BucketingAttributes, ConversionAttributes, EntityType,
+    MAX_VISITOR_DATA_BYTES, MAX_VISITOR_DATA_DEPTH, MAX_VISITOR_VALUE_BYTES,
 };
 pub use crate::context::{
     Context, FeatureDecision, PreviewError, VariableError, parse_preview_param,
