@@ -45,7 +45,7 @@ async fn checkout(
         .visitor_property("cart_items", cart_items);
     let variation = match ctx.run_experience("checkout-button", &attrs) {
         Decision::Variation(v) => {
-            json!({"id": &*v.variation_id, "key": v.variation_key.as_deref()})
+            json!({"id": v.variation_id(), "key": v.variation_key()})
         }
         _ => Value::Null,
     };

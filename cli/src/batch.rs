@@ -365,6 +365,8 @@ pub fn decision_json(d: &Decision) -> Value {
             "decision": null
         }),
         Decision::RuleError(e) => json!({"type": "rule_error", "code": e.code()}),
+        // A decision kind newer than the protocol: no variation.
+        _ => json!({"type": "none", "decision": null}),
     }
 }
 

@@ -23,6 +23,7 @@ type Index = HashMap<Str, usize, foldhash::fast::RandomState>;
 
 /// Why a config was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The text is not JSON.
     #[error("config is not valid JSON: {0}")]

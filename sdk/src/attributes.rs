@@ -67,7 +67,9 @@ impl Attributes {
     pub fn try_from_value(value: Value) -> Result<Self, AttributesError> {
         match value {
             Value::Object(m) => Ok(Attributes(m)),
-            other => Err(AttributesError::NotAnObject(convert_core::config::type_name(&other))),
+            other => Err(AttributesError::NotAnObject(
+                convert_core::config::type_name(&other),
+            )),
         }
     }
 
@@ -405,6 +407,7 @@ impl ConversionAttributes {
 
 /// The config entity types of `get_config_entity`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum EntityType {
     /// An audience.
     Audience,

@@ -36,6 +36,7 @@ struct Preview {
 
 /// Why [`Context::set_preview`] refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PreviewError {
     /// The experience id is not in the served config.
     #[error("experience {0} is not in the config")]
@@ -72,6 +73,7 @@ pub struct FeatureDecision {
 
 /// Why a typed variable could not be read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum VariableError {
     /// The feature is disabled for this visitor.
     #[error("feature `{0}` is disabled for this visitor")]
@@ -574,7 +576,7 @@ impl Context {
         &self,
         key: &str,
         attrs: &BucketingAttributes,
-    ) -> (Decision, Vec<convert_core::engine::Step>) {
+    ) -> (Decision, Vec<crate::Step>) {
         let mut opts = self.run_options(attrs, false);
         opts.enable_storage = false;
         opts.enable_tracking = false;

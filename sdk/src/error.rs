@@ -5,6 +5,7 @@ use convert_ports::{StoreError, TransportError};
 
 /// What can go wrong building the SDK or delivering its requests.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The config is invalid.
     #[error(transparent)]

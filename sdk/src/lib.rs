@@ -23,6 +23,14 @@ pub use crate::core::{
 };
 pub use crate::error::Error;
 pub use crate::events::EventKind;
+/// The string type of ids, keys and names in decisions ([`BucketedVariation`],
+/// [`BucketedFeature`]): `smol_str::SmolStr`, re-exported on purpose. It derefs to `&str`,
+/// compares with `&str` and `String`, and clones without allocating for strings up to 23 bytes,
+/// which keeps the decision path free of allocations (see the performance guide). Most callers
+/// never name it: the accessors (`variation_key()`, ...) return `&str`.
+pub use convert_core::config::Str;
+pub use convert_core::engine::{Layout, Step};
+pub use convert_core::rules::RuleOutcome;
 pub use convert_core::{
     BucketedFeature, BucketedVariation, ConfigError, ConversionOutcome, Decision, FeatureStatus,
     ProjectConfig, RuleError, StoreData,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 /// Options of [`RedisStore::open_with`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RedisOptions {
     /// Prepended to every store key (default `"convert:"`, the Ruby SDK's layout).
     pub prefix: String,
@@ -52,6 +53,62 @@ impl Default for RedisOptions {
             pool_wait: Duration::from_millis(100),
             tls_ca_pem: None,
         }
+    }
+}
+
+impl RedisOptions {
+    /// Sets [`RedisOptions::prefix`].
+    pub fn prefix(mut self, value: impl Into<String>) -> Self {
+        self.prefix = value.into();
+        self
+    }
+
+    /// Sets [`RedisOptions::ttl`] (an expiry at every write).
+    pub fn ttl(mut self, value: Duration) -> Self {
+        self.ttl = Some(value);
+        self
+    }
+
+    /// Sets [`RedisOptions::connect_timeout`].
+    pub fn connect_timeout(mut self, value: Duration) -> Self {
+        self.connect_timeout = value;
+        self
+    }
+
+    /// Sets [`RedisOptions::io_timeout`].
+    pub fn io_timeout(mut self, value: Duration) -> Self {
+        self.io_timeout = value;
+        self
+    }
+
+    /// Sets [`RedisOptions::max_update_attempts`].
+    pub fn max_update_attempts(mut self, value: u32) -> Self {
+        self.max_update_attempts = value;
+        self
+    }
+
+    /// Sets [`RedisOptions::max_idle_connections`].
+    pub fn max_idle_connections(mut self, value: usize) -> Self {
+        self.max_idle_connections = value;
+        self
+    }
+
+    /// Sets [`RedisOptions::max_connections`].
+    pub fn max_connections(mut self, value: usize) -> Self {
+        self.max_connections = value;
+        self
+    }
+
+    /// Sets [`RedisOptions::pool_wait`].
+    pub fn pool_wait(mut self, value: Duration) -> Self {
+        self.pool_wait = value;
+        self
+    }
+
+    /// Sets [`RedisOptions::tls_ca_pem`] (PEM CA certificate(s) for `rediss://`).
+    pub fn tls_ca_pem(mut self, value: impl Into<Vec<u8>>) -> Self {
+        self.tls_ca_pem = Some(value.into());
+        self
     }
 }
 

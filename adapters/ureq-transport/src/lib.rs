@@ -206,6 +206,11 @@ impl UreqTransport {
             .method(match request.method {
                 Method::Get => http::Method::GET,
                 Method::Post => http::Method::POST,
+                other => {
+                    return Err(TransportError::Other(format!(
+                        "HTTP method {other:?} is not supported by this transport"
+                    )));
+                }
             })
             .uri(uri);
         for (name, value) in &request.headers {
@@ -371,7 +376,7 @@ fn scrub_error(error: TransportError, request: &HttpRequest) -> TransportError {
         TransportError::Connect(m) => TransportError::Connect(scrub(m)),
         TransportError::Refused(m) => TransportError::Refused(scrub(m)),
         TransportError::Other(m) => TransportError::Other(scrub(m)),
-        e @ (TransportError::Timeout | TransportError::TooLarge(_)) => e,
+        e => e,
     }
 }
 
