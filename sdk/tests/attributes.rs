@@ -9,16 +9,9 @@ use convert_sdk::{
 };
 use serde_json::{Map, Value, json};
 
-const DEMO: &str = include_str!("../../examples/data/demo-config.json");
+mod support;
 
-fn new_core() -> Core {
-    Core::builder()
-        .config_json(DEMO)
-        .environment("production")
-        .tracking(false)
-        .build()
-        .unwrap()
-}
+use support::demo_core as new_core;
 
 fn map(v: Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap()

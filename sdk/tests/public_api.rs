@@ -4,18 +4,11 @@
 
 use std::time::Duration;
 
-use convert_sdk::{BucketingAttributes, Core, Decision, EventsOptions, RetryPolicy, Step, Str};
+use convert_sdk::{BucketingAttributes, Decision, EventsOptions, RetryPolicy, Step, Str};
 
-const DEMO: &str = include_str!("../../examples/data/demo-config.json");
+mod support;
 
-fn core() -> Core {
-    Core::builder()
-        .config_json(DEMO)
-        .environment("production")
-        .tracking(false)
-        .build()
-        .unwrap()
-}
+use support::demo_core as core;
 
 #[test]
 fn decision_helpers_agree_with_the_variant() {
