@@ -272,6 +272,10 @@ pub enum Decision {
     /// The visitor qualified but no variation covers their bucket
     /// (`"convert.com_variation_not_decided"`).
     NotDecided,
+    /// The SDK has no project config yet (SDK-key mode before the first successful fetch), so
+    /// nothing was decided, stored or tracked. The reference returns `null`, as for
+    /// [`Decision::NotMatched`]; ask again once the SDK is ready.
+    NotReady,
 }
 
 impl Decision {
@@ -296,6 +300,15 @@ impl Decision {
     /// The variation's id, when the visitor is in a variation.
     pub fn variation_id(&self) -> Option<&str> {
         self.variation().map(BucketedVariation::variation_id)
+    }
+
+    /// The decision, or the rule error as `Err` so that `?` can pass it on: a missing
+    /// variation (`NotMatched`, `NotDecided`, `NotReady`) is an outcome, not an error.
+    pub fn into_result(self) -> Result<Decision, RuleError> {
+        match self {
+            Decision::RuleError(e) => Err(e),
+            d => Ok(d),
+        }
     }
 }
 

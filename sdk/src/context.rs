@@ -15,6 +15,39 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 /// One visitor's view of the SDK. Cheap to create; create one per request.
+///
+/// # Error model of the run methods
+///
+/// A run method returns what was decided; not getting a variation is an *outcome*, never an
+/// error: [`Decision::NotMatched`] (the visitor does not qualify), [`Decision::NotDecided`] (no
+/// variation covers the bucket), [`Decision::NotReady`] (no config yet; for features
+/// [`FeatureDecision::not_ready`]). The one *error* is a targeting rule that needed visitor data
+/// the call did not give ([`RuleError`]; with plain key/value data it does not occur). Every run
+/// method hands it to `?`, converting into [`crate::Error::Rule`] or a `Box<dyn Error>`:
+///
+/// | method | returns | with `?` |
+/// |---|---|---|
+/// | `run_experience` | [`Decision`] (`Decision::RuleError`) | `.into_result()?` |
+/// | `run_feature` | [`FeatureDecision`] (`rule_errors`) | `.into_result()?` |
+/// | `run_features` | `Result<Vec<BucketedFeature>, RuleErrors>` | `?` |
+///
+/// The decisions themselves stay values (rather than `Result`s) because the common case,
+/// "decide and render", matches on them, and the batch protocol prints rule errors as records.
+///
+/// ```
+/// # fn main() -> Result<(), convert_sdk::Error> {
+/// # let sdk = convert_sdk::Core::builder()
+/// #     .config_json(std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/data/demo-config.json")).unwrap())
+/// #     .environment("production").tracking(false).build()?;
+/// let visitor = sdk.create_context("visitor-1", [("plan", "premium")]);
+/// let attrs = convert_sdk::BucketingAttributes::new().location_property("url", "https://shop.example/checkout");
+/// let decision = visitor.run_experience("checkout-button", &attrs).into_result()?;
+/// println!("variation {:?}", decision.variation_key());
+/// let features = visitor.run_features(&attrs)?;
+/// assert!(!features.is_empty());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Context {
     core: Core,
@@ -68,7 +101,9 @@ pub struct FeatureDecision {
     /// Enabled entries (one per delivering experience) or one disabled entry.
     pub entries: Vec<BucketedFeature>,
     /// Rule errors, when a rule needed data it did not have (then `entries` is empty).
-    pub rule_errors: Vec<RuleError>,
+    pub rule_errors: crate::RuleErrors,
+    /// The SDK had no config yet: nothing was decided (`entries` is empty).
+    pub not_ready: bool,
 }
 
 /// Why a typed variable could not be read.
@@ -99,6 +134,16 @@ pub enum VariableError {
 }
 
 impl FeatureDecision {
+    /// The decision, or its rule errors as `Err` so that `?` can pass them on (a disabled
+    /// feature is an outcome, not an error).
+    pub fn into_result(self) -> Result<FeatureDecision, crate::RuleErrors> {
+        if self.rule_errors.is_empty() {
+            Ok(self)
+        } else {
+            Err(self.rule_errors)
+        }
+    }
+
     /// Whether the feature is on for the visitor.
     pub fn is_enabled(&self) -> bool {
         self.entries
@@ -504,6 +549,9 @@ impl Context {
             log::debug!("convert: run_experience without a visitor id");
             return Decision::NotMatched;
         }
+        if self.core.inner.shared.config_guard().is_none() {
+            return Decision::NotReady;
+        }
         if let Some(p) = self.preview.as_ref().filter(|p| p.experience_key == key) {
             return self.preview_decision(p);
         }
@@ -629,9 +677,14 @@ impl Context {
         let mut out = FeatureDecision {
             key: key.to_string(),
             entries: Vec::new(),
-            rule_errors: Vec::new(),
+            rule_errors: crate::RuleErrors::default(),
+            not_ready: false,
         };
         if self.visitor_id.is_empty() {
+            return out;
+        }
+        if self.core.inner.shared.config_guard().is_none() {
+            out.not_ready = true;
             return out;
         }
         let opts = self.run_options(attrs, true);
@@ -652,7 +705,7 @@ impl Context {
                 }
                 out.entries = entries;
             }
-            Err(errors) => out.rule_errors = errors,
+            Err(errors) => out.rule_errors = errors.into(),
         }
         out
     }
@@ -662,7 +715,7 @@ impl Context {
     pub fn run_features(
         &self,
         attrs: &BucketingAttributes,
-    ) -> Result<Vec<BucketedFeature>, Vec<RuleError>> {
+    ) -> Result<Vec<BucketedFeature>, crate::RuleErrors> {
         if self.visitor_id.is_empty() {
             return Ok(Vec::new());
         }
@@ -678,7 +731,7 @@ impl Context {
                 self.feature_event(None, e);
             }
         }
-        r
+        r.map_err(Into::into)
     }
 
     /// Tracks a conversion of goal `goal_key`. The dedup check and the goal mark happen in one

@@ -21,7 +21,7 @@ pub use crate::core::{
     BatchLimits, Core, CoreBuilder, EventsOptions, HEALTHY_SLACK, MAX_RETRY_AFTER, Metrics,
     RetryPolicy, StoreOptions, USER_AGENT,
 };
-pub use crate::error::Error;
+pub use crate::error::{Error, RuleErrors};
 pub use crate::events::EventKind;
 /// The string type of ids, keys and names in decisions ([`BucketedVariation`],
 /// [`BucketedFeature`]): `smol_str::SmolStr`, re-exported on purpose. It derefs to `&str`,
