@@ -308,6 +308,77 @@ fn cluster_nodes(url: &str) -> Option<Vec<String>> {
     (!nodes.is_empty()).then_some(nodes)
 }
 
+/// The URL forms [`RedisStore::open`] accepts, for error messages.
+const URL_FORMS: &str = "redis://[[user]:password@]host[:port][/db], rediss://... (TLS), \
+redis+cluster://[[user]:password@]host:port[,host:port...] or unix:///path/to/redis.sock";
+
+/// `url` with its password replaced by `***`, for messages.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or_default();
+            let pass = if rest[..at].contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{pass}@{}", &rest[at + 1..])
+        }
+        None => url.to_string(),
+    }
+}
+
+/// What is wrong with `url`, checked before the Redis client sees it so that the message says
+/// more than "did not parse".
+fn url_problem(url: &str) -> Option<String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Some(
+            "no scheme (it must start with redis://, rediss:// or redis+cluster://)".into(),
+        );
+    };
+    match scheme {
+        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => {}
+        "unix" | "redis+unix" => return None,
+        other => return Some(format!("unknown scheme `{other}`")),
+    }
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let hosts = authority
+        .rfind('@')
+        .map_or(authority, |at| &authority[at + 1..]);
+    if hosts.is_empty() {
+        return Some("no host".into());
+    }
+    if !scheme.ends_with("+cluster") && hosts.contains(',') {
+        return Some(
+            "several hosts in a single-server URL (use redis+cluster:// for a cluster)".into(),
+        );
+    }
+    for host in hosts.split(',') {
+        if host.is_empty() {
+            return Some("an empty host in the host list".into());
+        }
+        // `[::1]:6379`, `host:6379`, `host`.
+        let port = match host.strip_prefix('[') {
+            Some(v6) => v6.split_once("]:").map(|(_, p)| p),
+            None => host.split_once(':').map(|(_, p)| p),
+        };
+        if let Some(p) = port {
+            if p.parse::<u16>().is_err() {
+                return Some(format!("port `{p}` is not a number from 0 to 65535"));
+            }
+        }
+    }
+    None
+}
+
+/// The error for a bad `url`.
+fn bad_url(url: &str, problem: &str) -> StoreError {
+    StoreError::Other(format!(
+        "invalid Redis URL {:?}: {problem}; expected {URL_FORMS}",
+        redact(url)
+    ))
+}
+
 impl RedisStore {
     /// Connects to `url` (`redis://[[user]:password@]host[:port][/db]`; `rediss://` with the `tls`
     /// feature; `redis+cluster://[[user]:password@]host:port[,host:port...]` for a Redis Cluster)
@@ -319,6 +390,9 @@ impl RedisStore {
     /// Connects to `url` with `options`. The URL is checked here; connections are made when
     /// needed and re-made after a failure, so a store can be created while Redis is down.
     pub fn open_with(url: &str, options: RedisOptions) -> Result<RedisStore, StoreError> {
+        if let Some(problem) = url_problem(url) {
+            return Err(bad_url(url, &problem));
+        }
         let tls = url.starts_with("rediss://") || url.starts_with("rediss+cluster://");
         if tls && !cfg!(feature = "tls") {
             return Err(StoreError::Other(
@@ -326,19 +400,18 @@ impl RedisStore {
             ));
         }
         let client = if url.contains("+cluster://") {
-            let nodes = cluster_nodes(url).ok_or_else(|| {
-                StoreError::Other("invalid Redis Cluster URL: no host:port listed".into())
-            })?;
+            let nodes = cluster_nodes(url)
+                .ok_or_else(|| bad_url(url, "a cluster URL needs at least one host:port"))?;
             let client = ClusterClient::builder(nodes)
                 .connection_timeout(options.connect_timeout)
                 .response_timeout(options.io_timeout)
                 .retries(2)
                 .build()
-                .map_err(|e| StoreError::Other(format!("invalid Redis URL: {}", describe(&e))))?;
+                .map_err(|e| bad_url(url, &describe(&e)))?;
             Target::Cluster(client)
         } else {
-            let client = Self::client(url, tls, &options)
-                .map_err(|e| StoreError::Other(format!("invalid Redis URL: {}", describe(&e))))?;
+            let client =
+                Self::client(url, tls, &options).map_err(|e| bad_url(url, &describe(&e)))?;
             Target::Single(client)
         };
         Ok(RedisStore {
