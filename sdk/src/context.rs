@@ -282,6 +282,12 @@ impl Context {
         &self.properties
     }
 
+    /// [`Context::write`] for the test kit.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn write_for_tests(&self, ops: &[StoreOp]) {
+        self.write(ops);
+    }
+
     fn write(&self, ops: &[StoreOp]) {
         if !ops.is_empty() {
             self.with_current_key(|key| self.write_at(key, ops));

@@ -9,6 +9,9 @@ mod error;
 pub mod events;
 mod runtime;
 mod store_guard;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod testing;
 
 pub use crate::attributes::{
     Attributes, AttributesError, BucketingAttributes, ConversionAttributes, EntityType,
