@@ -48,7 +48,7 @@ pub struct BucketedFeature {
     pub variables: Option<Value>,
 }
 
-/// Borrowing accessors (the fields are [`Str`](crate::config::Str)).
+/// Borrowing accessors (the fields are [`Str`]).
 impl BucketedFeature {
     /// Feature id (`None` for an undeclared key).
     pub fn feature_id(&self) -> Option<&str> {
