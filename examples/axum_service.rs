@@ -49,7 +49,7 @@ async fn checkout(
         .visitor_property("cart_items", cart_items);
     let variation = match ctx.run_experience_async("checkout-button", &attrs).await {
         Decision::Variation(v) => {
-            json!({"id": &*v.variation_id, "key": v.variation_key.as_deref()})
+            json!({"id": v.variation_id(), "key": v.variation_key()})
         }
         _ => Value::Null,
     };

@@ -124,7 +124,7 @@ fn check(sdk: &Core, visitor: &str, answer: &Value) -> Result<(), String> {
         .entries
         .iter()
         .find(|e| e.status == FeatureStatus::Enabled)
-        .and_then(|e| e.variation_key.as_deref());
+        .and_then(|e| e.variation_key());
     let expected_reason = if cta.is_enabled() {
         "TARGETING_MATCH"
     } else {

@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     match visitor.run_experience("checkout-button", &on_checkout) {
         Decision::Variation(v) => println!(
             "  checkout-button  -> {} ({}), bucket value {}",
-            v.variation_key.as_deref().unwrap_or("?"),
+            v.variation_key().unwrap_or("?"),
             v.variation_id,
             v.bucketing_allocation
                 .map_or("stored".to_string(), |b| b.to_string())
@@ -69,7 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         println!(
             "  {:<12} {status} {}",
-            f.feature_key.as_deref().unwrap_or("?"),
+            f.feature_key().unwrap_or("?"),
             f.variables
                 .as_ref()
                 .map(Value::to_string)

@@ -365,6 +365,8 @@ pub fn decision_json(d: &Decision) -> Value {
             "decision": null
         }),
         Decision::RuleError(e) => json!({"type": "rule_error", "code": e.code()}),
+        // A decision kind newer than the protocol: no variation.
+        _ => json!({"type": "none", "decision": null}),
     }
 }
 
@@ -495,7 +497,7 @@ fn visitor_op(inst: &mut Instance, op: &str, c: &Map<String, Value>) -> (Value, 
             let keys = str_list(c.get("segmentKeys"));
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
             let rule_data = obj(c.get("ruleData")).or_else(|| obj(c.get("attributes")));
-            let returned = match ctx.run_custom_segments(&keys, rule_data.as_ref()) {
+            let returned = match ctx.run_custom_segments(&keys, rule_data) {
                 Ok(Some(m)) => Value::Object(m),
                 Ok(None) => Value::Null,
                 Err(e) => json!(e.code()),
@@ -503,7 +505,7 @@ fn visitor_op(inst: &mut Instance, op: &str, c: &Map<String, Value>) -> (Value, 
             json!({"type": "customSegments", "returned": returned, "visitorData": store_json(&ctx.get_visitor_data())})
         }
         "setDefaultSegments" => {
-            ctx.set_default_segments(&obj(c.get("segments")).unwrap_or_default());
+            ctx.set_default_segments(obj(c.get("segments")).unwrap_or_default());
             json!({"type": "ok"})
         }
         "updateVisitorProperties" => {

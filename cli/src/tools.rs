@@ -152,6 +152,7 @@ pub fn describe(step: &Step) -> String {
             match layout {
                 Layout::Packed => "packed",
                 Layout::Anchored => "anchored",
+                _ => "other",
             },
             variation
                 .as_deref()
@@ -159,6 +160,7 @@ pub fn describe(step: &Step) -> String {
                     "variation {v}"
                 ))
         ),
+        other => format!("{other:?}"),
     }
 }
 
@@ -174,6 +176,7 @@ fn decision_line(d: &Decision) -> String {
         Decision::NotMatched => "not matched".into(),
         Decision::NotDecided => "qualified, but no variation covers the bucket".into(),
         Decision::RuleError(e) => format!("rule error {}", e.code()),
+        other => format!("{other:?}"),
     }
 }
 
@@ -362,6 +365,7 @@ pub fn simulate(a: &SimulateArgs, quiet: bool) -> Result<String, String> {
                     .entry(format!("rule error {} (an attribute is missing)", e.code()))
                     .or_default() += 1;
             }
+            _ => none += 1,
         }
     }
     let mut out = format!(

@@ -989,7 +989,7 @@ fn regex_warnings(r: &mut Report, cfg: &ProjectConfig) {
 fn core_error_path(e: &ConfigError) -> Option<&str> {
     match e {
         ConfigError::InvalidType { field, .. } | ConfigError::Missing(field) => Some(field),
-        ConfigError::Json(_) | ConfigError::ErrorResponse(_) => None,
+        _ => None,
     }
 }
 

@@ -23,6 +23,7 @@ type Index = HashMap<Str, usize, foldhash::fast::RandomState>;
 
 /// Why a config was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The text is not JSON.
     #[error("config is not valid JSON: {0}")]
@@ -45,7 +46,8 @@ pub enum ConfigError {
     ErrorResponse(String),
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// What kind of JSON value `v` is, for messages: `"null"`, `"a boolean"`, `"an array"`, ...
+pub fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -149,6 +149,7 @@ impl RuleData for VisitorProps<'_> {
 /// A decided variation (the reference's `BucketedVariation`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct BucketedVariation {
     /// Experience id.
     pub experience_id: Str,
@@ -172,7 +173,38 @@ pub struct BucketedVariation {
     pub variation_index: usize,
 }
 
+/// Borrowing accessors: the fields are [`Str`] (`SmolStr`, which clones without allocating on the
+/// decision path); these give plain `&str` so callers need not name that type.
 impl BucketedVariation {
+    /// Experience id.
+    pub fn experience_id(&self) -> &str {
+        &self.experience_id
+    }
+
+    /// Experience key.
+    pub fn experience_key(&self) -> &str {
+        &self.experience_key
+    }
+
+    /// Experience name.
+    pub fn experience_name(&self) -> Option<&str> {
+        self.experience_name.as_deref()
+    }
+
+    /// Variation id.
+    pub fn variation_id(&self) -> &str {
+        &self.variation_id
+    }
+
+    /// Variation key.
+    pub fn variation_key(&self) -> Option<&str> {
+        self.variation_key.as_deref()
+    }
+
+    /// Variation name.
+    pub fn variation_name(&self) -> Option<&str> {
+        self.variation_name.as_deref()
+    }
     /// The decision for variation `vi` of `exp`; `allocation` is the bucket value of a fresh
     /// decision (`None` for a stored or forced-preview one).
     pub fn of(exp: &Experience, vi: usize, allocation: Option<u32>) -> BucketedVariation {
@@ -228,6 +260,7 @@ impl BucketedVariation {
 /// `{"type": "notDecided"}`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "type", content = "value", rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum Decision {
     /// The visitor is in this variation.
     Variation(BucketedVariation),
@@ -239,6 +272,44 @@ pub enum Decision {
     /// The visitor qualified but no variation covers their bucket
     /// (`"convert.com_variation_not_decided"`).
     NotDecided,
+    /// The SDK has no project config yet (SDK-key mode before the first successful fetch), so
+    /// nothing was decided, stored or tracked. The reference returns `null`, as for
+    /// [`Decision::NotMatched`]; ask again once the SDK is ready.
+    NotReady,
+}
+
+impl Decision {
+    /// The variation, when the visitor is in one.
+    pub fn variation(&self) -> Option<&BucketedVariation> {
+        match self {
+            Decision::Variation(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Whether the visitor is in a variation.
+    pub fn is_variation(&self) -> bool {
+        matches!(self, Decision::Variation(_))
+    }
+
+    /// The variation's key, when the visitor is in a variation that has one.
+    pub fn variation_key(&self) -> Option<&str> {
+        self.variation().and_then(BucketedVariation::variation_key)
+    }
+
+    /// The variation's id, when the visitor is in a variation.
+    pub fn variation_id(&self) -> Option<&str> {
+        self.variation().map(BucketedVariation::variation_id)
+    }
+
+    /// The decision, or the rule error as `Err` so that `?` can pass it on: a missing
+    /// variation (`NotMatched`, `NotDecided`, `NotReady`) is an outcome, not an error.
+    pub fn into_result(self) -> Result<Decision, RuleError> {
+        match self {
+            Decision::RuleError(e) => Err(e),
+            d => Ok(d),
+        }
+    }
 }
 
 /// The reference's sentinel for [`Decision::NotDecided`].
@@ -259,6 +330,7 @@ pub enum Notice {
 /// Which variation layout decided a fresh bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum Layout {
     /// Cumulative walk in JS key order (experience version ≤ 11).
     Packed,
@@ -268,6 +340,7 @@ pub enum Layout {
 
 /// One step of a decision, recorded when [`Effects::trace`] is `Some` (for `--explain` output).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Step {
     /// The experience was not found by key.
     UnknownExperience(String),

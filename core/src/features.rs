@@ -23,6 +23,7 @@ pub enum FeatureStatus {
 /// A feature as resolved for a visitor (the reference's `BucketedFeature`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct BucketedFeature {
     /// `String(feature id)`; `None` for an undeclared key.
     pub feature_id: Option<Str>,
@@ -45,6 +46,49 @@ pub struct BucketedFeature {
     /// Variable values, cast to their declared types when casting is on (enabled only; `None`
     /// when the change carries no `variables_data`).
     pub variables: Option<Value>,
+}
+
+/// Borrowing accessors (the fields are [`Str`]).
+impl BucketedFeature {
+    /// Feature id (`None` for an undeclared key).
+    pub fn feature_id(&self) -> Option<&str> {
+        self.feature_id.as_deref()
+    }
+
+    /// Feature key.
+    pub fn feature_key(&self) -> Option<&str> {
+        self.feature_key.as_deref()
+    }
+
+    /// Feature name.
+    pub fn feature_name(&self) -> Option<&str> {
+        self.feature_name.as_deref()
+    }
+
+    /// The experience that delivers it (enabled only).
+    pub fn experience_id(&self) -> Option<&str> {
+        self.experience_id.as_deref()
+    }
+
+    /// The experience key (enabled only).
+    pub fn experience_key(&self) -> Option<&str> {
+        self.experience_key.as_deref()
+    }
+
+    /// The experience name (enabled only).
+    pub fn experience_name(&self) -> Option<&str> {
+        self.experience_name.as_deref()
+    }
+
+    /// The variation that delivers it (enabled only).
+    pub fn variation_id(&self) -> Option<&str> {
+        self.variation_id.as_deref()
+    }
+
+    /// The variation key (enabled only).
+    pub fn variation_key(&self) -> Option<&str> {
+        self.variation_key.as_deref()
+    }
 }
 
 /// Which features and experiences to consider.
@@ -123,7 +167,7 @@ impl Engine<'_> {
             match self.decide(visitor, exp, props, opts, fx) {
                 Decision::Variation(v) => decided.push(v),
                 Decision::RuleError(e) => errors.push(e),
-                Decision::NotMatched | Decision::NotDecided => {}
+                Decision::NotMatched | Decision::NotDecided | Decision::NotReady => {}
             }
         }
         if !errors.is_empty() {

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 /// What a conversion call did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum ConversionOutcome {
     /// No goal with that key (or it has no id).
     GoalNotFound,

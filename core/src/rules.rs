@@ -125,6 +125,7 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 /// from custom rule-data providers (the web tracker's data object in JS), see
 /// [`RuleData::custom_value`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub enum RuleError {
     /// `"convert.com_no_data_found"`.
     #[serde(rename = "convert.com_no_data_found")]

@@ -4,6 +4,7 @@ use serde_json::Value;
 
 /// Something that happened in the SDK, as delivered to [`EventBus`] subscribers.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum SdkEvent {
     /// A valid config is installed and the SDK can decide (`"ready"`).
     Ready,

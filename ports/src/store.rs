@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The backend could not be reached or refused the operation (connection refused, timeout,
     /// database locked). The SDK logs it, counts it, and decides without stored state.

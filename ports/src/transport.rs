@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 /// HTTP method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Method {
     /// `GET` (config fetch).
     Get,
@@ -174,6 +175,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 
 /// Why a request failed before a response was read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransportError {
     /// Connection refused, reset, DNS failure.
     #[error("connection failed: {0}")]

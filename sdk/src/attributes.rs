@@ -1,6 +1,228 @@
-//! Per-call options of the visitor methods.
+//! Per-call options of the visitor methods, and the [`Attributes`] every method taking visitor
+//! data accepts.
+
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value};
+
+/// Visitor data: an ordered map of property names to JSON values.
+///
+/// Every method taking visitor data (`create_context`'s attributes,
+/// [`Context::update_visitor_properties`](crate::Context::update_visitor_properties),
+/// [`Context::set_default_segments`](crate::Context::set_default_segments),
+/// [`Context::run_custom_segments`](crate::Context::run_custom_segments)'s rule data,
+/// [`BucketingAttributes::visitor_properties`], [`BucketingAttributes::location_properties`] and
+/// [`ConversionAttributes::rule_data`]) takes `impl Into<Attributes>`, so any of these works:
+///
+/// ```
+/// use std::collections::HashMap;
+/// use convert_sdk::Attributes;
+/// use serde_json::json;
+///
+/// let a: Attributes = [("plan", "premium")].into(); // an array of pairs
+/// let b: Attributes = HashMap::from([("plan".to_string(), "premium".to_string())]).into();
+/// let c: Attributes = HashMap::from([("cart_items", 3_i64)]).into();
+/// let d: Attributes = json!({"plan": "premium"}).into(); // a JSON object
+/// let e: Attributes = vec![("plan", json!("premium"))].into();
+/// let f: Attributes = ["a", "b"].iter().map(|k| (*k, 1)).collect(); // any iterator of pairs
+/// let g: Attributes = None.into(); // no data (as `Option<serde_json::Map>`)
+///
+/// #[derive(serde::Serialize)]
+/// struct Visitor { plan: &'static str, cart_items: u32 }
+/// let h = Attributes::from_serialize(&Visitor { plan: "premium", cart_items: 3 })?;
+/// assert_eq!(h.get("cart_items"), Some(&json!(3)));
+/// assert_eq!(a, d);
+/// assert!(g.is_empty());
+/// // A value that is not an object is refused with a clear error.
+/// let err = Attributes::from_serialize(&[1, 2]).unwrap_err();
+/// assert_eq!(err.to_string(), "visitor data must be a JSON object (a map or a struct), not an array");
+/// # Ok::<(), convert_sdk::AttributesError>(())
+/// ```
+///
+/// Keys keep their insertion order. A JSON value that is not an object converts (through
+/// `From<Value>`) to empty attributes and logs a warning; use [`Attributes::try_from_value`]
+/// or [`Attributes::from_serialize`] to get an error instead.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attributes(Map<String, Value>);
+
+/// Why a value could not become [`Attributes`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttributesError {
+    /// The value is JSON but not an object.
+    #[error("visitor data must be a JSON object (a map or a struct), not {0}")]
+    NotAnObject(&'static str),
+    /// The value could not be serialized to JSON.
+    #[error("visitor data could not be serialized: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+impl Attributes {
+    /// No data.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A JSON object's entries; an error for any other JSON value (`null` included).
+    pub fn try_from_value(value: Value) -> Result<Self, AttributesError> {
+        match value {
+            Value::Object(m) => Ok(Attributes(m)),
+            other => Err(AttributesError::NotAnObject(
+                convert_core::config::type_name(&other),
+            )),
+        }
+    }
+
+    /// The fields of a `Serialize` value that serializes to a JSON object (a struct, a map);
+    /// an error for anything else.
+    pub fn from_serialize<T: serde::Serialize + ?Sized>(
+        value: &T,
+    ) -> Result<Self, AttributesError> {
+        Self::try_from_value(serde_json::to_value(value)?)
+    }
+
+    /// Sets one entry (builder style).
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.0.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets one entry; returns the previous value.
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<Value>) -> Option<Value> {
+        self.0.insert(key.into(), value.into())
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.get(key)
+    }
+
+    /// Whether there is no entry.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The entries as a JSON map.
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
+    /// The entries as a JSON map (no copy).
+    pub fn into_map(self) -> Map<String, Value> {
+        self.0
+    }
+}
+
+impl<K: Into<String>, V: Into<Value>> FromIterator<(K, V)> for Attributes {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Attributes(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+}
+
+impl<K: Into<String>, V: Into<Value>> Extend<(K, V)> for Attributes {
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        self.0
+            .extend(iter.into_iter().map(|(k, v)| (k.into(), v.into())));
+    }
+}
+
+impl IntoIterator for Attributes {
+    type Item = (String, Value);
+    type IntoIter = serde_json::map::IntoIter;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl From<Map<String, Value>> for Attributes {
+    fn from(m: Map<String, Value>) -> Self {
+        Attributes(m)
+    }
+}
+
+impl From<&Map<String, Value>> for Attributes {
+    fn from(m: &Map<String, Value>) -> Self {
+        Attributes(m.clone())
+    }
+}
+
+/// `None` is no data: keeps `create_context(id, None)` and `create_context(id, Some(map))`.
+impl From<Option<Map<String, Value>>> for Attributes {
+    fn from(m: Option<Map<String, Value>>) -> Self {
+        Attributes(m.unwrap_or_default())
+    }
+}
+
+impl From<&Attributes> for Attributes {
+    fn from(a: &Attributes) -> Self {
+        a.clone()
+    }
+}
+
+/// A JSON object's entries. Any other value gives empty attributes and logs a warning (this
+/// conversion cannot fail); [`Attributes::try_from_value`] returns an error instead.
+impl From<Value> for Attributes {
+    fn from(v: Value) -> Self {
+        match v {
+            Value::Null => Attributes::new(),
+            other => Attributes::try_from_value(other).unwrap_or_else(|e| {
+                log::warn!("convert: {e}; it is ignored");
+                Attributes::new()
+            }),
+        }
+    }
+}
+
+impl<K: Into<String>, V: Into<Value>, S> From<HashMap<K, V, S>> for Attributes {
+    fn from(m: HashMap<K, V, S>) -> Self {
+        m.into_iter().collect()
+    }
+}
+
+impl<K: Into<String>, V: Into<Value>> From<BTreeMap<K, V>> for Attributes {
+    fn from(m: BTreeMap<K, V>) -> Self {
+        m.into_iter().collect()
+    }
+}
+
+impl<K: Into<String>, V: Into<Value>> From<Vec<(K, V)>> for Attributes {
+    fn from(m: Vec<(K, V)>) -> Self {
+        m.into_iter().collect()
+    }
+}
+
+impl<K: Into<String>, V: Into<Value>, const N: usize> From<[(K, V); N]> for Attributes {
+    fn from(m: [(K, V); N]) -> Self {
+        m.into_iter().collect()
+    }
+}
+
+impl From<Attributes> for Map<String, Value> {
+    fn from(a: Attributes) -> Self {
+        a.0
+    }
+}
+
+impl From<Attributes> for Value {
+    fn from(a: Attributes) -> Self {
+        Value::Object(a.0)
+    }
+}
+
+impl serde::Serialize for Attributes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
 
 /// Options of `run_experience(s)` and `run_feature(s)` (the reference's `BucketingAttributes`).
 ///
@@ -46,9 +268,9 @@ impl BucketingAttributes {
         self
     }
 
-    /// Sets all visitor properties.
-    pub fn visitor_properties(mut self, props: Map<String, Value>) -> Self {
-        self.visitor_properties = Some(props);
+    /// Sets all visitor properties (anything [`Attributes`] converts from).
+    pub fn visitor_properties(mut self, props: impl Into<Attributes>) -> Self {
+        self.visitor_properties = Some(props.into().0);
         self
     }
 
@@ -60,9 +282,9 @@ impl BucketingAttributes {
         self
     }
 
-    /// Sets all location properties.
-    pub fn location_properties(mut self, props: Map<String, Value>) -> Self {
-        self.location_properties = Some(props);
+    /// Sets all location properties (anything [`Attributes`] converts from).
+    pub fn location_properties(mut self, props: impl Into<Attributes>) -> Self {
+        self.location_properties = Some(props.into().0);
         self
     }
 
@@ -161,6 +383,12 @@ impl ConversionAttributes {
         self
     }
 
+    /// Sets all rule data (anything [`Attributes`] converts from).
+    pub fn rule_data(mut self, data: impl Into<Attributes>) -> Self {
+        self.rule_data = Some(data.into().0);
+        self
+    }
+
     /// Forces a repeated transaction.
     pub fn force_multiple_transactions(mut self, yes: bool) -> Self {
         self.force_multiple_transactions = yes;
@@ -191,6 +419,7 @@ impl ConversionAttributes {
 
 /// The config entity types of `get_config_entity`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum EntityType {
     /// An audience.
     Audience,

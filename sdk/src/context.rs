@@ -18,6 +18,39 @@ use serde_json::{Map, Value};
 mod async_ops;
 
 /// One visitor's view of the SDK. Cheap to create; create one per request.
+///
+/// # Error model of the run methods
+///
+/// A run method returns what was decided; not getting a variation is an *outcome*, never an
+/// error: [`Decision::NotMatched`] (the visitor does not qualify), [`Decision::NotDecided`] (no
+/// variation covers the bucket), [`Decision::NotReady`] (no config yet; for features
+/// [`FeatureDecision::not_ready`]). The one *error* is a targeting rule that needed visitor data
+/// the call did not give ([`RuleError`]; with plain key/value data it does not occur). Every run
+/// method hands it to `?`, converting into [`crate::Error::Rule`] or a `Box<dyn Error>`:
+///
+/// | method | returns | with `?` |
+/// |---|---|---|
+/// | `run_experience` | [`Decision`] (`Decision::RuleError`) | `.into_result()?` |
+/// | `run_feature` | [`FeatureDecision`] (`rule_errors`) | `.into_result()?` |
+/// | `run_features` | `Result<Vec<BucketedFeature>, RuleErrors>` | `?` |
+///
+/// The decisions themselves stay values (rather than `Result`s) because the common case,
+/// "decide and render", matches on them, and the batch protocol prints rule errors as records.
+///
+/// ```
+/// # fn main() -> Result<(), convert_sdk::Error> {
+/// # let sdk = convert_sdk::Core::builder()
+/// #     .config_json(std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/data/demo-config.json")).unwrap())
+/// #     .environment("production").tracking(false).build()?;
+/// let visitor = sdk.create_context("visitor-1", [("plan", "premium")]);
+/// let attrs = convert_sdk::BucketingAttributes::new().location_property("url", "https://shop.example/checkout");
+/// let decision = visitor.run_experience("checkout-button", &attrs).into_result()?;
+/// println!("variation {:?}", decision.variation_key());
+/// let features = visitor.run_features(&attrs)?;
+/// assert!(!features.is_empty());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Context {
     core: Core,
@@ -39,6 +72,7 @@ struct Preview {
 
 /// Why [`Context::set_preview`] refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PreviewError {
     /// The experience id is not in the served config.
     #[error("experience {0} is not in the config")]
@@ -70,11 +104,14 @@ pub struct FeatureDecision {
     /// Enabled entries (one per delivering experience) or one disabled entry.
     pub entries: Vec<BucketedFeature>,
     /// Rule errors, when a rule needed data it did not have (then `entries` is empty).
-    pub rule_errors: Vec<RuleError>,
+    pub rule_errors: crate::RuleErrors,
+    /// The SDK had no config yet: nothing was decided (`entries` is empty).
+    pub not_ready: bool,
 }
 
 /// Why a typed variable could not be read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum VariableError {
     /// The feature is disabled for this visitor.
     #[error("feature `{0}` is disabled for this visitor")]
@@ -100,6 +137,16 @@ pub enum VariableError {
 }
 
 impl FeatureDecision {
+    /// The decision, or its rule errors as `Err` so that `?` can pass them on (a disabled
+    /// feature is an outcome, not an error).
+    pub fn into_result(self) -> Result<FeatureDecision, crate::RuleErrors> {
+        if self.rule_errors.is_empty() {
+            Ok(self)
+        } else {
+            Err(self.rule_errors)
+        }
+    }
+
     /// Whether the feature is on for the visitor.
     pub fn is_enabled(&self) -> bool {
         self.entries
@@ -159,11 +206,7 @@ thread_local! {
 }
 
 impl Context {
-    pub(crate) fn new(
-        core: Core,
-        visitor_id: String,
-        attributes: Option<Map<String, Value>>,
-    ) -> Self {
+    pub(crate) fn new(core: Core, visitor_id: String, attributes: crate::Attributes) -> Self {
         let mut ctx = Context {
             core,
             visitor_id,
@@ -171,7 +214,7 @@ impl Context {
             properties: Map::new(),
             preview: None,
         };
-        if let Some(mut attrs) = attributes.filter(|a| !a.is_empty()) {
+        if let Some(mut attrs) = Some(attributes.into_map()).filter(|a| !a.is_empty()) {
             crate::attributes::retain_checked(&mut attrs, "visitor attribute");
             if let Some(report) = report_segments(&attrs) {
                 ctx.write(&[StoreOp::MergeSegments(report)]);
@@ -240,6 +283,12 @@ impl Context {
     /// The context's own (non-report) visitor properties.
     pub fn properties(&self) -> &Map<String, Value> {
         &self.properties
+    }
+
+    /// [`Context::write`] for the test kit.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn write_for_tests(&self, ops: &[StoreOp]) {
+        self.write(ops);
     }
 
     fn write(&self, ops: &[StoreOp]) {
@@ -512,6 +561,9 @@ impl Context {
             log::debug!("convert: run_experience without a visitor id");
             return Decision::NotMatched;
         }
+        if self.core.inner.shared.config_guard().is_none() {
+            return Decision::NotReady;
+        }
         if let Some(p) = self.preview.as_ref().filter(|p| p.experience_key == key) {
             return self.preview_decision(p);
         }
@@ -584,7 +636,7 @@ impl Context {
         &self,
         key: &str,
         attrs: &BucketingAttributes,
-    ) -> (Decision, Vec<convert_core::engine::Step>) {
+    ) -> (Decision, Vec<crate::Step>) {
         let mut opts = self.run_options(attrs, false);
         opts.enable_storage = false;
         opts.enable_tracking = false;
@@ -637,9 +689,14 @@ impl Context {
         let mut out = FeatureDecision {
             key: key.to_string(),
             entries: Vec::new(),
-            rule_errors: Vec::new(),
+            rule_errors: crate::RuleErrors::default(),
+            not_ready: false,
         };
         if self.visitor_id.is_empty() {
+            return out;
+        }
+        if self.core.inner.shared.config_guard().is_none() {
+            out.not_ready = true;
             return out;
         }
         let opts = self.run_options(attrs, true);
@@ -660,7 +717,7 @@ impl Context {
                 }
                 out.entries = entries;
             }
-            Err(errors) => out.rule_errors = errors,
+            Err(errors) => out.rule_errors = errors.into(),
         }
         out
     }
@@ -670,7 +727,7 @@ impl Context {
     pub fn run_features(
         &self,
         attrs: &BucketingAttributes,
-    ) -> Result<Vec<BucketedFeature>, Vec<RuleError>> {
+    ) -> Result<Vec<BucketedFeature>, crate::RuleErrors> {
         if self.visitor_id.is_empty() {
             return Ok(Vec::new());
         }
@@ -686,7 +743,7 @@ impl Context {
                 self.feature_event(None, e);
             }
         }
-        r
+        r.map_err(Into::into)
     }
 
     /// Tracks a conversion of goal `goal_key`. The dedup check and the goal mark happen in one
@@ -800,11 +857,15 @@ impl Context {
     /// `visitorType`, `customSegments`); other keys are ignored. Values over the visitor data
     /// limits ([`crate::MAX_VISITOR_DATA_DEPTH`], [`crate::MAX_VISITOR_VALUE_BYTES`],
     /// [`crate::MAX_VISITOR_DATA_BYTES`]) are dropped with a log line; the rest is stored.
-    pub fn set_default_segments(&self, segments: &Map<String, Value>) {
+    ///
+    /// Takes anything [`Attributes`](crate::Attributes) converts from (`&Map`, `HashMap`,
+    /// `[(k, v)]`, `json!({...})`, ...).
+    pub fn set_default_segments(&self, segments: impl Into<crate::Attributes>) {
         if self.preview.is_some() {
             return;
         }
-        let segments = crate::attributes::checked(segments, "segment");
+        let segments = segments.into();
+        let segments = crate::attributes::checked(segments.as_map(), "segment");
         if let Some(report) = report_segments(&segments) {
             self.write(&[StoreOp::MergeSegments(report)]);
         }
@@ -812,12 +873,15 @@ impl Context {
 
     /// Evaluates custom segments `segment_keys` against the visitor's properties merged with
     /// `rule_data`, and stores the ids that matched. Returns the visitor's updated segments, or
-    /// `None` when nothing new was added.
+    /// `None` when nothing new was added. `rule_data` takes anything
+    /// [`Attributes`](crate::Attributes) converts from; `None` (or empty data) adds nothing.
     pub fn run_custom_segments(
         &self,
         segment_keys: &[&str],
-        rule_data: Option<&Map<String, Value>>,
+        rule_data: impl Into<crate::Attributes>,
     ) -> Result<Option<Map<String, Value>>, RuleError> {
+        let rule_data = rule_data.into();
+        let rule_data = Some(rule_data.as_map()).filter(|m| !m.is_empty());
         self.with_props(rule_data, |engine, vs, props, fx| {
             engine.run_custom_segments(vs, segment_keys, Some(props), self.preview.is_none(), fx)
         })
@@ -828,11 +892,15 @@ impl Context {
     /// the visitor data limits ([`crate::MAX_VISITOR_DATA_DEPTH`],
     /// [`crate::MAX_VISITOR_VALUE_BYTES`], [`crate::MAX_VISITOR_DATA_BYTES`]) are dropped with a
     /// log line; the rest is stored, so every record the SDK writes can be read back.
-    pub fn update_visitor_properties(&self, properties: &Map<String, Value>) {
+    ///
+    /// Takes anything [`Attributes`](crate::Attributes) converts from (`&Map`, `HashMap`,
+    /// `[(k, v)]`, `json!({...})`, ...).
+    pub fn update_visitor_properties(&self, properties: impl Into<crate::Attributes>) {
         if self.preview.is_some() {
             return;
         }
-        let properties = crate::attributes::checked(properties, "visitor property");
+        let properties = properties.into();
+        let properties = crate::attributes::checked(properties.as_map(), "visitor property");
         self.write(&[StoreOp::MergeSegments(properties.into_owned())]);
     }
 

@@ -12,7 +12,7 @@ use convert_core::tracking;
 use convert_core::{EngineSettings, ProjectConfig, TrackingEvent};
 use convert_ports::{DataStore, EventBus, HttpRequest, SdkEvent, StoreData, Transport};
 use convert_store_memory::MemoryStore;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -481,12 +481,15 @@ impl Core {
     /// Creates the context of one visitor. `attributes` are the visitor's properties: report
     /// segments among them (`country`, `browser`, `devices`, `source`, `campaign`, `visitorType`,
     /// `customSegments`) are stored; the others are kept by the context for audience rules.
+    ///
+    /// `attributes` takes anything [`Attributes`](crate::Attributes) converts from: `None`,
+    /// `Some(serde_json::Map)`, a `HashMap`, an array of pairs, a `json!({...})` object.
     pub fn create_context(
         &self,
         visitor_id: impl Into<String>,
-        attributes: Option<Map<String, Value>>,
+        attributes: impl Into<crate::Attributes>,
     ) -> Context {
-        Context::new(self.clone(), visitor_id.into(), attributes)
+        Context::new(self.clone(), visitor_id.into(), attributes.into())
     }
 
     /// Subscribes `handler` to events of `kind`. A panicking handler is contained and logged. A

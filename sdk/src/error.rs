@@ -1,10 +1,11 @@
 //! The SDK's error type.
 
-use convert_core::ConfigError;
+use convert_core::{ConfigError, RuleError};
 use convert_ports::{StoreError, TransportError};
 
 /// What can go wrong building the SDK or delivering its requests.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The config is invalid.
     #[error(transparent)]
@@ -49,4 +50,55 @@ pub enum Error {
     /// The data store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A targeting rule needed visitor data the call did not give (from a run method, through
+    /// [`Decision::into_result`](crate::Decision::into_result),
+    /// [`FeatureDecision::into_result`](crate::FeatureDecision::into_result) or
+    /// [`Context::run_features`](crate::Context::run_features)).
+    #[error(transparent)]
+    Rule(#[from] RuleErrors),
+}
+
+impl From<RuleError> for Error {
+    fn from(e: RuleError) -> Self {
+        Error::Rule(RuleErrors(vec![e]))
+    }
+}
+
+/// One or more rule errors of a feature run: each a rule that needed visitor data the call did
+/// not give. An [`std::error::Error`], so `?` passes it on (into [`Error::Rule`] or a
+/// `Box<dyn Error>`); derefs to the slice of [`RuleError`]s.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleErrors(pub Vec<RuleError>);
+
+impl std::fmt::Display for RuleErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a targeting rule needs visitor data that was not given:")?;
+        for e in &self.0 {
+            write!(f, " {}", e.code())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RuleErrors {}
+
+impl std::ops::Deref for RuleErrors {
+    type Target = [RuleError];
+    fn deref(&self) -> &[RuleError] {
+        &self.0
+    }
+}
+
+impl From<Vec<RuleError>> for RuleErrors {
+    fn from(v: Vec<RuleError>) -> Self {
+        RuleErrors(v)
+    }
+}
+
+impl IntoIterator for RuleErrors {
+    type Item = RuleError;
+    type IntoIter = std::vec::IntoIter<RuleError>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
 }

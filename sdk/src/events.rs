@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 /// The kinds of [`SdkEvent`] a handler can subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum EventKind {
     /// [`SdkEvent::Ready`].
     Ready,
@@ -43,6 +44,8 @@ impl EventKind {
             SdkEvent::QueueReleased { .. } => EventKind::QueueReleased,
             SdkEvent::DataStoreError { .. } => EventKind::DataStoreError,
             SdkEvent::DataStoreCircuit { .. } => EventKind::DataStoreCircuit,
+            // An event newer than this SDK's kinds reaches the `All` subscribers only.
+            _ => EventKind::All,
         }
     }
 }

@@ -11,10 +11,13 @@ mod error;
 pub mod events;
 mod runtime;
 mod store_guard;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod testing;
 
 pub use crate::attributes::{
-    BucketingAttributes, ConversionAttributes, EntityType, MAX_VISITOR_DATA_BYTES,
-    MAX_VISITOR_DATA_DEPTH, MAX_VISITOR_VALUE_BYTES,
+    Attributes, AttributesError, BucketingAttributes, ConversionAttributes, EntityType,
+    MAX_VISITOR_DATA_BYTES, MAX_VISITOR_DATA_DEPTH, MAX_VISITOR_VALUE_BYTES,
 };
 pub use crate::context::{
     Context, FeatureDecision, PreviewError, VariableError, parse_preview_param,
@@ -23,8 +26,16 @@ pub use crate::core::{
     BatchLimits, Core, CoreBuilder, EventsOptions, HEALTHY_SLACK, MAX_RETRY_AFTER, Metrics,
     RetryPolicy, StoreOptions, USER_AGENT,
 };
-pub use crate::error::Error;
+pub use crate::error::{Error, RuleErrors};
 pub use crate::events::EventKind;
+/// The string type of ids, keys and names in decisions ([`BucketedVariation`],
+/// [`BucketedFeature`]): `smol_str::SmolStr`, re-exported on purpose. It derefs to `&str`,
+/// compares with `&str` and `String`, and clones without allocating for strings up to 23 bytes,
+/// which keeps the decision path free of allocations (see the performance guide). Most callers
+/// never name it: the accessors (`variation_key()`, ...) return `&str`.
+pub use convert_core::config::Str;
+pub use convert_core::engine::{Layout, Step};
+pub use convert_core::rules::RuleOutcome;
 pub use convert_core::{
     BucketedFeature, BucketedVariation, ConfigError, ConversionOutcome, Decision, FeatureStatus,
     ProjectConfig, RuleError, StoreData,

@@ -20,6 +20,7 @@ pub const USER_AGENT: &str = "ConvertAgent/1.0";
 
 /// Tracking queue settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EventsOptions {
     /// Release when this many events are queued (default 10).
     pub batch_size: usize,
@@ -41,10 +42,31 @@ impl Default for EventsOptions {
     }
 }
 
+impl EventsOptions {
+    /// Sets [`EventsOptions::batch_size`].
+    pub fn batch_size(mut self, value: usize) -> Self {
+        self.batch_size = value;
+        self
+    }
+
+    /// Sets [`EventsOptions::release_interval`].
+    pub fn release_interval(mut self, value: Duration) -> Self {
+        self.release_interval = value;
+        self
+    }
+
+    /// Sets [`EventsOptions::max_queue`].
+    pub fn max_queue(mut self, value: usize) -> Self {
+        self.max_queue = value;
+        self
+    }
+}
+
 /// Retry policy for failed deliveries and config fetches: exponential backoff with ±25 % jitter
 /// (the shared [`convert_ports::Backoff`]). A `Retry-After` answer is honoured instead when it
 /// asks for longer, up to [`MAX_RETRY_AFTER`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// First retry delay (default 500 ms).
     pub initial: Duration,
@@ -58,6 +80,20 @@ impl Default for RetryPolicy {
             initial: Duration::from_millis(500),
             max: Duration::from_secs(30),
         }
+    }
+}
+
+impl RetryPolicy {
+    /// Sets the first retry delay.
+    pub fn initial(mut self, value: Duration) -> Self {
+        self.initial = value;
+        self
+    }
+
+    /// Sets the upper bound of the delay.
+    pub fn max(mut self, value: Duration) -> Self {
+        self.max = value;
+        self
     }
 }
 

@@ -134,7 +134,7 @@ fn state_vectors() {
                     // Through the public API (rule data is always an object there) the visitor
                     // ends up with the same segments, stored.
                     let returned = ctx
-                        .run_custom_segments(&keys, Some(rule))
+                        .run_custom_segments(&keys, rule)
                         .unwrap_or_else(|e| panic!("{rel} {id}: rule error {e:?}"));
                     assert_eq!(
                         custom_segments(returned.as_ref()),

@@ -40,10 +40,11 @@ fn builder(server: &FakeConvert, timeout: Duration) -> CoreBuilder {
         .events(1000, Duration::from_secs(3600), 10_000)
         .batch_limits(BatchLimits::default().max_events(10))
         .close_timeout(Duration::from_millis(200))
-        .retry(RetryPolicy {
-            initial: Duration::from_millis(10),
-            max: Duration::from_millis(50),
-        })
+        .retry(
+            RetryPolicy::default()
+                .initial(Duration::from_millis(10))
+                .max(Duration::from_millis(50)),
+        )
 }
 
 fn sdk(server: &FakeConvert) -> Core {
@@ -347,10 +348,11 @@ fn a_closed_port_keeps_events_until_close() {
         .transport(UreqTransport::new())
         .track_endpoint("http://127.0.0.1:1/v1/")
         .events(1, Duration::from_millis(10), 100)
-        .retry(RetryPolicy {
-            initial: Duration::from_millis(10),
-            max: Duration::from_millis(50),
-        })
+        .retry(
+            RetryPolicy::default()
+                .initial(Duration::from_millis(10))
+                .max(Duration::from_millis(50)),
+        )
         .build()
         .unwrap();
     core.create_context("v", None)
@@ -374,10 +376,11 @@ fn the_queue_stays_bounded_while_the_server_is_down_and_recovers() {
         .transport(UreqTransport::new())
         .track_endpoint(format!("{}/v1/", server.base_url()))
         .events(4, Duration::from_millis(10), 8)
-        .retry(RetryPolicy {
-            initial: Duration::from_millis(10),
-            max: Duration::from_millis(50),
-        })
+        .retry(
+            RetryPolicy::default()
+                .initial(Duration::from_millis(10))
+                .max(Duration::from_millis(50)),
+        )
         .build()
         .unwrap();
     eventually("nothing sent yet", || server.posts() == 0);

@@ -148,6 +148,12 @@ fn a_visitor_attribute_nested_10000_levels_deep_never_aborts_delivery() {
     let bodies = server.accepted();
     assert_eq!(bodies.len(), 1);
     let body: Value = serde_json::from_slice(&bodies[0]).unwrap();
+    let events = body["visitors"][0]["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        events.iter().all(|e| e["data"].get("goalData").is_none()),
+        "{events:?}"
+    );
     assert_eq!(
         body["visitors"][0]["segments"],
         json!({"browser": "CH"}),

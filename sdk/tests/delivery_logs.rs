@@ -39,10 +39,11 @@ fn an_outage_with_a_full_queue_logs_a_few_lines_and_counts_every_drop() {
         .transport(UreqTransport::new())
         .track_endpoint(format!("{}/v1/", server.base_url()))
         .events(10, Duration::from_millis(5), 100)
-        .retry(RetryPolicy {
-            initial: Duration::from_millis(5),
-            max: Duration::from_millis(20),
-        })
+        .retry(
+            RetryPolicy::default()
+                .initial(Duration::from_millis(5))
+                .max(Duration::from_millis(20)),
+        )
         .build()
         .unwrap();
     for i in 0..5_000 {

@@ -76,6 +76,7 @@ impl Transport for Scripted {
         let (queue, default) = match request.method {
             Method::Get => (&self.get, &self.get_default),
             Method::Post => (&self.post, &self.post_default),
+            other => panic!("unexpected method {other:?}"),
         };
         if let Some(r) = queue.lock().unwrap().pop_front() {
             return r;
@@ -96,10 +97,9 @@ fn config(goal_count: usize) -> Value {
 }
 
 fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        initial: Duration::from_millis(5),
-        max: Duration::from_millis(40),
-    }
+    RetryPolicy::default()
+        .initial(Duration::from_millis(5))
+        .max(Duration::from_millis(40))
 }
 
 /// Waits (bounded) for a condition that background threads make true.
@@ -374,10 +374,11 @@ fn not_ready_until_a_valid_config_then_ready_fires_once() {
     let core = Core::builder()
         .sdk_key("k")
         .shared_transport(t.clone())
-        .retry(RetryPolicy {
-            initial: Duration::from_millis(200),
-            max: Duration::from_millis(200),
-        })
+        .retry(
+            RetryPolicy::default()
+                .initial(Duration::from_millis(200))
+                .max(Duration::from_millis(200)),
+        )
         .build()
         .unwrap();
     assert!(!core.is_ready());

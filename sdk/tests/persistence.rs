@@ -90,11 +90,9 @@ fn decisions_survive_a_redis_outage_and_state_stays_consistent() {
     let mut server = RedisServer::start("sdk-outage");
     let store = RedisStore::open_with(
         &server.url(),
-        RedisOptions {
-            connect_timeout: Duration::from_millis(200),
-            io_timeout: Duration::from_millis(500),
-            ..RedisOptions::default()
-        },
+        RedisOptions::default()
+            .connect_timeout(Duration::from_millis(200))
+            .io_timeout(Duration::from_millis(500)),
     )
     .unwrap();
     let rec = Recorder::default();
@@ -203,10 +201,7 @@ fn decisions_survive_a_locked_sqlite_database() {
     let db = dir.join("locked.db");
     let store = SqliteStore::open_with(
         &db,
-        SqliteOptions {
-            busy_timeout: Duration::from_millis(50),
-            ttl: None,
-        },
+        SqliteOptions::default().busy_timeout(Duration::from_millis(50)),
     )
     .unwrap();
     let rec = Recorder::default();

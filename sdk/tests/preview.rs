@@ -67,7 +67,7 @@ fn preview_forces_a_variation_and_leaves_no_trace() {
             .unwrap(),
         ConversionOutcome::Preview
     );
-    ctx.update_visitor_properties(&json!({"plan": "x"}).as_object().cloned().unwrap());
+    ctx.update_visitor_properties(json!({"plan": "x"}).as_object().cloned().unwrap());
     assert!(
         ctx.get_visitor_data().is_empty(),
         "{:?}",

@@ -313,11 +313,9 @@ fn check(name: &str, o: &Outcome) {
 }
 
 fn redis_options() -> RedisOptions {
-    RedisOptions {
-        connect_timeout: Duration::from_millis(100),
-        io_timeout: Duration::from_millis(100),
-        ..RedisOptions::default()
-    }
+    RedisOptions::default()
+        .connect_timeout(Duration::from_millis(100))
+        .io_timeout(Duration::from_millis(100))
 }
 
 fn redis_fleet(server: &RedisServer, fault: impl FnOnce(), heals: bool) -> Outcome {
@@ -468,10 +466,7 @@ fn sqlite_dir(tag: &str) -> PathBuf {
 }
 
 fn sqlite_fleet(db: &Path, fault: impl FnOnce(), heals: bool) -> Outcome {
-    let opts = SqliteOptions {
-        busy_timeout: Duration::from_millis(100),
-        ..SqliteOptions::default()
-    };
+    let opts = SqliteOptions::default().busy_timeout(Duration::from_millis(100));
     fleet(
         || Arc::new(SqliteStore::open_with(db, opts).unwrap()),
         fault,

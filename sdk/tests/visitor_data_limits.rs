@@ -45,8 +45,8 @@ fn deep_properties_do_not_poison_the_visitor(store: Arc<dyn DataStore>) {
             json!({"country": "US", "customSegments": nested(200), "tier": nested(200)}),
         )),
     );
-    ctx.update_visitor_properties(&map(json!({"plan": "pro", "deep": nested(200)})));
-    ctx.set_default_segments(&map(json!({"browser": "FF", "campaign": nested(200)})));
+    ctx.update_visitor_properties(map(json!({"plan": "pro", "deep": nested(200)})));
+    ctx.set_default_segments(map(json!({"browser": "FF", "campaign": nested(200)})));
     let attrs = BucketingAttributes::new()
         .visitor_property("bucketing-deep", nested(200))
         .visitor_property("seen", true)
@@ -127,7 +127,7 @@ fn values_at_the_limits_round_trip(store: Arc<dyn DataStore>) {
     let props = map(json!({"deepest": deepest, "largest": largest}));
     ctx.update_visitor_properties(&props);
     // One level more, or a few bytes more, is one too many.
-    ctx.update_visitor_properties(&map(json!({
+    ctx.update_visitor_properties(map(json!({
         "too-deep": nested(MAX_VISITOR_DATA_DEPTH + 1),
         "too-large": "x".repeat(MAX_VISITOR_VALUE_BYTES + 1),
     })));

@@ -19,6 +19,7 @@ pub use tokio_store::AsyncRedisStore;
 
 /// Options of [`RedisStore::open_with`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RedisOptions {
     /// Prepended to every store key (default `"convert:"`, the Ruby SDK's layout).
     pub prefix: String,
@@ -58,6 +59,62 @@ impl Default for RedisOptions {
             pool_wait: Duration::from_millis(100),
             tls_ca_pem: None,
         }
+    }
+}
+
+impl RedisOptions {
+    /// Sets [`RedisOptions::prefix`].
+    pub fn prefix(mut self, value: impl Into<String>) -> Self {
+        self.prefix = value.into();
+        self
+    }
+
+    /// Sets [`RedisOptions::ttl`] (an expiry at every write).
+    pub fn ttl(mut self, value: Duration) -> Self {
+        self.ttl = Some(value);
+        self
+    }
+
+    /// Sets [`RedisOptions::connect_timeout`].
+    pub fn connect_timeout(mut self, value: Duration) -> Self {
+        self.connect_timeout = value;
+        self
+    }
+
+    /// Sets [`RedisOptions::io_timeout`].
+    pub fn io_timeout(mut self, value: Duration) -> Self {
+        self.io_timeout = value;
+        self
+    }
+
+    /// Sets [`RedisOptions::max_update_attempts`].
+    pub fn max_update_attempts(mut self, value: u32) -> Self {
+        self.max_update_attempts = value;
+        self
+    }
+
+    /// Sets [`RedisOptions::max_idle_connections`].
+    pub fn max_idle_connections(mut self, value: usize) -> Self {
+        self.max_idle_connections = value;
+        self
+    }
+
+    /// Sets [`RedisOptions::max_connections`].
+    pub fn max_connections(mut self, value: usize) -> Self {
+        self.max_connections = value;
+        self
+    }
+
+    /// Sets [`RedisOptions::pool_wait`].
+    pub fn pool_wait(mut self, value: Duration) -> Self {
+        self.pool_wait = value;
+        self
+    }
+
+    /// Sets [`RedisOptions::tls_ca_pem`] (PEM CA certificate(s) for `rediss://`).
+    pub fn tls_ca_pem(mut self, value: impl Into<Vec<u8>>) -> Self {
+        self.tls_ca_pem = Some(value.into());
+        self
     }
 }
 
@@ -376,6 +433,77 @@ fn cluster_nodes(url: &str) -> Option<Vec<String>> {
     (!nodes.is_empty()).then_some(nodes)
 }
 
+/// The URL forms [`RedisStore::open`] accepts, for error messages.
+const URL_FORMS: &str = "redis://[[user]:password@]host[:port][/db], rediss://... (TLS), \
+redis+cluster://[[user]:password@]host:port[,host:port...] or unix:///path/to/redis.sock";
+
+/// `url` with its password replaced by `***`, for messages.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or_default();
+            let pass = if rest[..at].contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{pass}@{}", &rest[at + 1..])
+        }
+        None => url.to_string(),
+    }
+}
+
+/// What is wrong with `url`, checked before the Redis client sees it so that the message says
+/// more than "did not parse".
+fn url_problem(url: &str) -> Option<String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Some(
+            "no scheme (it must start with redis://, rediss:// or redis+cluster://)".into(),
+        );
+    };
+    match scheme {
+        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => {}
+        "unix" | "redis+unix" => return None,
+        other => return Some(format!("unknown scheme `{other}`")),
+    }
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let hosts = authority
+        .rfind('@')
+        .map_or(authority, |at| &authority[at + 1..]);
+    if hosts.is_empty() {
+        return Some("no host".into());
+    }
+    if !scheme.ends_with("+cluster") && hosts.contains(',') {
+        return Some(
+            "several hosts in a single-server URL (use redis+cluster:// for a cluster)".into(),
+        );
+    }
+    for host in hosts.split(',') {
+        if host.is_empty() {
+            return Some("an empty host in the host list".into());
+        }
+        // `[::1]:6379`, `host:6379`, `host`.
+        let port = match host.strip_prefix('[') {
+            Some(v6) => v6.split_once("]:").map(|(_, p)| p),
+            None => host.split_once(':').map(|(_, p)| p),
+        };
+        if let Some(p) = port {
+            if p.parse::<u16>().is_err() {
+                return Some(format!("port `{p}` is not a number from 0 to 65535"));
+            }
+        }
+    }
+    None
+}
+
+/// The error for a bad `url`.
+fn bad_url(url: &str, problem: &str) -> StoreError {
+    StoreError::Other(format!(
+        "invalid Redis URL {:?}: {problem}; expected {URL_FORMS}",
+        redact(url)
+    ))
+}
+
 impl RedisStore {
     /// Connects to `url` (`redis://[[user]:password@]host[:port][/db]`; `rediss://` with the `tls`
     /// feature; `redis+cluster://[[user]:password@]host:port[,host:port...]` for a Redis Cluster)
@@ -387,6 +515,9 @@ impl RedisStore {
     /// Connects to `url` with `options`. The URL is checked here; connections are made when
     /// needed and re-made after a failure, so a store can be created while Redis is down.
     pub fn open_with(url: &str, options: RedisOptions) -> Result<RedisStore, StoreError> {
+        if let Some(problem) = url_problem(url) {
+            return Err(bad_url(url, &problem));
+        }
         let tls = url.starts_with("rediss://") || url.starts_with("rediss+cluster://");
         if tls && !cfg!(feature = "tls") {
             return Err(StoreError::Other(
@@ -394,19 +525,18 @@ impl RedisStore {
             ));
         }
         let client = if url.contains("+cluster://") {
-            let nodes = cluster_nodes(url).ok_or_else(|| {
-                StoreError::Other("invalid Redis Cluster URL: no host:port listed".into())
-            })?;
+            let nodes = cluster_nodes(url)
+                .ok_or_else(|| bad_url(url, "a cluster URL needs at least one host:port"))?;
             let client = ClusterClient::builder(nodes)
                 .connection_timeout(options.connect_timeout)
                 .response_timeout(options.io_timeout)
                 .retries(2)
                 .build()
-                .map_err(|e| StoreError::Other(format!("invalid Redis URL: {}", describe(&e))))?;
+                .map_err(|e| bad_url(url, &describe(&e)))?;
             Target::Cluster(client)
         } else {
-            let client = Self::client(url, tls, &options)
-                .map_err(|e| StoreError::Other(format!("invalid Redis URL: {}", describe(&e))))?;
+            let client =
+                Self::client(url, tls, &options).map_err(|e| bad_url(url, &describe(&e)))?;
             Target::Single(client)
         };
         Ok(RedisStore {

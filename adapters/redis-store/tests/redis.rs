@@ -79,14 +79,8 @@ fn keys_use_the_ruby_sdk_layout() {
 #[test]
 fn ttl_is_applied_on_every_write() {
     let Some(url) = shared() else { return };
-    let store = RedisStore::open_with(
-        url,
-        RedisOptions {
-            ttl: Some(Duration::from_secs(60)),
-            ..RedisOptions::default()
-        },
-    )
-    .unwrap();
+    let store =
+        RedisStore::open_with(url, RedisOptions::default().ttl(Duration::from_secs(60))).unwrap();
     store
         .update("ttl-1-2-v", &mut |d| {
             d.extra_mut().insert("x".into(), serde_json::json!(1));
@@ -170,10 +164,7 @@ fn an_unreachable_server_is_unavailable() {
     // Port 1 on loopback is never a Redis (an ephemeral port could be taken by a parallel test).
     let store = RedisStore::open_with(
         "redis://127.0.0.1:1/",
-        RedisOptions {
-            connect_timeout: Duration::from_millis(200),
-            ..RedisOptions::default()
-        },
+        RedisOptions::default().connect_timeout(Duration::from_millis(200)),
     )
     .unwrap();
     assert!(matches!(store.get("k"), Err(StoreError::Unavailable(_))));
@@ -269,11 +260,9 @@ fn a_hung_server_times_out_instead_of_blocking() {
     let server = Server::start("hung");
     let store = RedisStore::open_with(
         &server.url(),
-        RedisOptions {
-            connect_timeout: Duration::from_millis(300),
-            io_timeout: Duration::from_millis(300),
-            ..RedisOptions::default()
-        },
+        RedisOptions::default()
+            .connect_timeout(Duration::from_millis(300))
+            .io_timeout(Duration::from_millis(300)),
     )
     .unwrap();
     store.set("1-2-v", &StoreData::default()).unwrap();
@@ -341,14 +330,7 @@ fn a_hung_server_times_out_instead_of_blocking() {
 fn many_threads_share_a_small_pool() {
     let Some(url) = shared() else { return };
     let store = Arc::new(
-        RedisStore::open_with(
-            url,
-            RedisOptions {
-                max_idle_connections: 2,
-                ..RedisOptions::default()
-            },
-        )
-        .unwrap(),
+        RedisStore::open_with(url, RedisOptions::default().max_idle_connections(2)).unwrap(),
     );
     let threads: Vec<_> = (0..16)
         .map(|i| {
@@ -379,11 +361,9 @@ fn a_burst_of_threads_stays_within_max_connections() {
     let store = Arc::new(
         RedisStore::open_with(
             &server.url(),
-            RedisOptions {
-                max_connections: 3,
-                pool_wait: Duration::from_secs(5),
-                ..RedisOptions::default()
-            },
+            RedisOptions::default()
+                .max_connections(3)
+                .pool_wait(Duration::from_secs(5)),
         )
         .unwrap(),
     );
@@ -478,10 +458,7 @@ fn tls_with_a_private_ca() {
     let url = format!("rediss://127.0.0.1:{tls_port}/");
     let store = RedisStore::open_with(
         &url,
-        RedisOptions {
-            tls_ca_pem: Some(std::fs::read(dir.join("ca.crt")).unwrap()),
-            ..RedisOptions::default()
-        },
+        RedisOptions::default().tls_ca_pem(std::fs::read(dir.join("ca.crt")).unwrap()),
     )
     .unwrap();
     let data = StoreData::from_value(serde_json::json!({"goals": {"tls": true}})).unwrap();

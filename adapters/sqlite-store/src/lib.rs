@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Options of [`SqliteStore::open_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SqliteOptions {
     /// How long a write waits for another connection's lock before failing (default 5 s).
     pub busy_timeout: Duration,
@@ -26,6 +27,20 @@ impl Default for SqliteOptions {
             busy_timeout: Duration::from_secs(5),
             ttl: None,
         }
+    }
+}
+
+impl SqliteOptions {
+    /// Sets [`SqliteOptions::busy_timeout`].
+    pub fn busy_timeout(mut self, value: Duration) -> Self {
+        self.busy_timeout = value;
+        self
+    }
+
+    /// Sets [`SqliteOptions::ttl`] (records older than this are treated as absent).
+    pub fn ttl(mut self, value: Duration) -> Self {
+        self.ttl = Some(value);
+        self
     }
 }
 

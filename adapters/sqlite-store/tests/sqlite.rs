@@ -204,10 +204,7 @@ fn a_locked_database_is_unavailable_not_a_panic() {
     let path = temp_db("locked");
     let store = SqliteStore::open_with(
         &path,
-        SqliteOptions {
-            busy_timeout: Duration::from_millis(50),
-            ttl: None,
-        },
+        SqliteOptions::default().busy_timeout(Duration::from_millis(50)),
     )
     .unwrap();
     store.set("k", &StoreData::default()).unwrap();
@@ -264,10 +261,9 @@ fn ttl_hides_and_cleans_old_records() {
     let path = temp_db("ttl");
     let store = SqliteStore::open_with(
         &path,
-        SqliteOptions {
-            busy_timeout: Duration::from_secs(1),
-            ttl: Some(Duration::from_secs(1)),
-        },
+        SqliteOptions::default()
+            .busy_timeout(Duration::from_secs(1))
+            .ttl(Duration::from_secs(1)),
     )
     .unwrap();
     let record = StoreData::from_value(serde_json::json!({"goals": {"purchase": true}})).unwrap();

@@ -170,6 +170,7 @@ impl UreqTransport {
             .user_agent(AutoHeaderValue::None)
             .timeout_connect(Some(config.connect_timeout))
             .timeout_global(Some(config.timeout))
+            .tls_config(tls_config())
             .build()
             .new_agent();
         let loopback = Agent::config_builder()
@@ -194,6 +195,13 @@ impl UreqTransport {
         &self.config
     }
 
+    /// The TLS stack and trust store chosen by this crate's cargo features:
+    /// `"rustls, webpki roots"` (default), `"rustls, platform verifier"` (`platform-verifier`)
+    /// or `"native-tls, platform roots"` (`native-tls`, which wins when both are on).
+    pub fn tls_backend(&self) -> &'static str {
+        TLS_BACKEND
+    }
+
     fn send_inner(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         let uri = parse_and_check(&request.url)?;
         let agent = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
@@ -206,6 +214,11 @@ impl UreqTransport {
             .method(match request.method {
                 Method::Get => http::Method::GET,
                 Method::Post => http::Method::POST,
+                other => {
+                    return Err(TransportError::Other(format!(
+                        "HTTP method {other:?} is not supported by this transport"
+                    )));
+                }
             })
             .uri(uri);
         for (name, value) in &request.headers {
@@ -363,6 +376,31 @@ fn map_io_error(error: &io::Error) -> TransportError {
     }
 }
 
+/// See [`UreqTransport::tls_backend`].
+const TLS_BACKEND: &str = if cfg!(feature = "native-tls") {
+    "native-tls, platform roots"
+} else if cfg!(feature = "platform-verifier") {
+    "rustls, platform verifier"
+} else {
+    "rustls, webpki roots"
+};
+
+/// The TLS settings of HTTPS requests, per the cargo features (see [`TLS_BACKEND`]).
+fn tls_config() -> ureq::tls::TlsConfig {
+    use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
+    let builder = TlsConfig::builder();
+    if cfg!(feature = "native-tls") {
+        builder
+            .provider(TlsProvider::NativeTls)
+            .root_certs(RootCerts::PlatformVerifier)
+            .build()
+    } else if cfg!(feature = "platform-verifier") {
+        builder.root_certs(RootCerts::PlatformVerifier).build()
+    } else {
+        builder.build()
+    }
+}
+
 /// Removes the request's secrets (the `Authorization` value, the `debug_token` value and
 /// the unredacted URL) from an error message, in case a lower layer echoed them.
 fn scrub_error(error: TransportError, request: &HttpRequest) -> TransportError {
@@ -371,7 +409,7 @@ fn scrub_error(error: TransportError, request: &HttpRequest) -> TransportError {
         TransportError::Connect(m) => TransportError::Connect(scrub(m)),
         TransportError::Refused(m) => TransportError::Refused(scrub(m)),
         TransportError::Other(m) => TransportError::Other(scrub(m)),
-        e @ (TransportError::Timeout | TransportError::TooLarge(_)) => e,
+        e => e,
     }
 }
 
@@ -403,6 +441,28 @@ fn scrub_message(mut msg: String, request: &HttpRequest) -> String {
         }
     }
     msg
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+    use ureq::tls::{RootCerts, TlsProvider};
+
+    /// The agent for HTTPS uses the stack the features ask for.
+    #[test]
+    fn https_agent_uses_the_features_tls_stack() {
+        let t = UreqTransport::new();
+        let tls = t.secure.config().tls_config();
+        let native = cfg!(feature = "native-tls");
+        let platform = native || cfg!(feature = "platform-verifier");
+        assert_eq!(tls.provider() == TlsProvider::NativeTls, native, "{tls:?}");
+        assert_eq!(
+            matches!(tls.root_certs(), RootCerts::PlatformVerifier),
+            platform,
+            "{tls:?}"
+        );
+        assert_eq!(t.tls_backend(), TLS_BACKEND);
+    }
 }
 
 #[cfg(test)]

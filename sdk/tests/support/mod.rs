@@ -154,3 +154,17 @@ pub fn conversion_events(recorder: &Recorder) -> usize {
         })
         .sum()
 }
+
+/// The repository's demo project config (`examples/data/demo-config.json`).
+pub const DEMO_CONFIG: &str = include_str!("../../../examples/data/demo-config.json");
+
+/// An offline SDK on the demo config in the `production` environment (where its experiences
+/// run), tracking off.
+pub fn demo_core() -> Core {
+    Core::builder()
+        .config_json(DEMO_CONFIG)
+        .environment("production")
+        .tracking(false)
+        .build()
+        .unwrap()
+}
