@@ -136,13 +136,10 @@ fn async_store_passes_the_contract_suite() {
         .unwrap();
     let n = std::sync::atomic::AtomicUsize::new(0);
     convert_store_tests::run_all(|| {
-        let options = convert_store_redis::RedisOptions {
-            prefix: format!(
-                "async-contract-{}:",
-                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            ),
-            ..Default::default()
-        };
+        let options = convert_store_redis::RedisOptions::default().prefix(format!(
+            "async-contract-{}:",
+            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        ));
         Bridge {
             rt: rt.handle().clone(),
             async_store: rt

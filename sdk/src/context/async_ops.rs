@@ -179,7 +179,7 @@ impl Context {
     pub async fn run_features_async(
         &self,
         attrs: &BucketingAttributes,
-    ) -> Result<Vec<BucketedFeature>, Vec<RuleError>> {
+    ) -> Result<Vec<BucketedFeature>, crate::RuleErrors> {
         self.decide_async(|c| c.run_features(attrs)).await
     }
 
@@ -188,9 +188,10 @@ impl Context {
     pub async fn run_custom_segments_async(
         &self,
         segment_keys: &[&str],
-        rule_data: Option<&Map<String, Value>>,
+        rule_data: impl Into<crate::Attributes>,
     ) -> Result<Option<Map<String, Value>>, RuleError> {
-        self.decide_async(|c| c.run_custom_segments(segment_keys, rule_data))
+        let rule_data = rule_data.into();
+        self.decide_async(|c| c.run_custom_segments(segment_keys, rule_data.as_map()))
             .await
     }
 
