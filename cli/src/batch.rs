@@ -358,7 +358,7 @@ pub fn variation_json(v: &BucketedVariation) -> Value {
 pub fn decision_json(d: &Decision) -> Value {
     match d {
         Decision::Variation(v) => variation_json(v),
-        Decision::NotMatched => json!({"type": "none", "decision": null}),
+        Decision::NotMatched(_) => json!({"type": "none", "decision": null}),
         Decision::NotDecided => json!({
             "type": "bucketing_error",
             "code": convert_core::engine::VARIATION_NOT_DECIDED,

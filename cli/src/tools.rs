@@ -173,7 +173,7 @@ fn decision_line(d: &Decision) -> String {
             v.bucketing_allocation
                 .map_or(", stored".to_string(), |b| format!(", bucket value {b}"))
         ),
-        Decision::NotMatched => "not matched".into(),
+        Decision::NotMatched(reason) => format!("not matched: {reason}"),
         Decision::NotDecided => "qualified, but no variation covers the bucket".into(),
         Decision::RuleError(e) => format!("rule error {}", e.code()),
         other => format!("{other:?}"),
@@ -354,7 +354,7 @@ pub fn simulate(a: &SimulateArgs, quiet: bool) -> Result<String, String> {
         match engine.run_experience(&mut vs, key, &props, &opts, &mut fx) {
             Decision::Variation(v) => counts[v.variation_index] += 1,
             Decision::NotDecided => undecided += 1,
-            Decision::NotMatched => {
+            Decision::NotMatched(_) => {
                 none += 1;
                 let steps = fx.trace.as_deref().unwrap_or_default();
                 *reasons.entry(not_matched_reason(steps)).or_default() += 1;

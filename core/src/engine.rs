@@ -256,17 +256,22 @@ impl BucketedVariation {
 }
 
 /// The outcome of one experience decision. Serializes as `{"type": "variation", "value": {...}}`,
-/// `{"type": "notMatched"}`, `{"type": "ruleError", "value": "convert.com_..."}` or
-/// `{"type": "notDecided"}`.
+/// `{"type": "notMatched", "value": "audience"}`, `{"type": "ruleError", "value": "convert.com_..."}`,
+/// `{"type": "notDecided"}` or `{"type": "notReady"}`.
+///
+/// Why the visitor got no variation is known without extra work: [`Decision::NotMatched`]
+/// carries a [`NotMatchedReason`] (environment, location, audience, segments, ...),
+/// [`Decision::NotDecided`] means the traffic allocation left the visitor out and
+/// [`Decision::NotReady`] that there was no config yet.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "type", content = "value", rename_all = "camelCase")]
 #[non_exhaustive]
 pub enum Decision {
     /// The visitor is in this variation.
     Variation(BucketedVariation),
-    /// The experience did not match (unknown, archived, wrong environment, location, audience or
-    /// segment mismatch, no variations). The reference returns `null`.
-    NotMatched,
+    /// The experience did not match; the reason says which check failed. The reference returns
+    /// `null`.
+    NotMatched(NotMatchedReason),
     /// A rule needed data it did not have.
     RuleError(RuleError),
     /// The visitor qualified but no variation covers their bucket
@@ -302,6 +307,30 @@ impl Decision {
         self.variation().map(BucketedVariation::variation_id)
     }
 
+    /// Why the experience did not match, when the decision is [`Decision::NotMatched`].
+    ///
+    /// A `Copy` value read from the decision itself: asking costs nothing, and the decision was
+    /// no slower for carrying it.
+    ///
+    /// ```
+    /// use convert_core::{Decision, NotMatchedReason};
+    ///
+    /// let d = Decision::NotMatched(NotMatchedReason::Audience);
+    /// assert_eq!(d.not_matched_reason(), Some(NotMatchedReason::Audience));
+    /// assert_eq!(Decision::NotDecided.not_matched_reason(), None);
+    /// match d {
+    ///     Decision::NotMatched(NotMatchedReason::Environment) => println!("environment"),
+    ///     Decision::NotMatched(reason) => println!("not matched: {reason}"),
+    ///     _ => {}
+    /// }
+    /// ```
+    pub fn not_matched_reason(&self) -> Option<NotMatchedReason> {
+        match self {
+            Decision::NotMatched(r) => Some(*r),
+            _ => None,
+        }
+    }
+
     /// The decision, or the rule error as `Err` so that `?` can pass it on: a missing
     /// variation (`NotMatched`, `NotDecided`, `NotReady`) is an outcome, not an error.
     pub fn into_result(self) -> Result<Decision, RuleError> {
@@ -309,6 +338,54 @@ impl Decision {
             Decision::RuleError(e) => Err(e),
             d => Ok(d),
         }
+    }
+}
+
+/// Which check kept the visitor out of an experience ([`Decision::NotMatched`]), in the order the
+/// engine makes them. A small `Copy` value: recording it allocates nothing. Serializes as a
+/// camelCase string (`"noVisitorId"`); [`Display`](std::fmt::Display) gives the words
+/// (`no visitor id`), as in `not matched: audience`.
+///
+/// Traffic allocation is not here: a qualified visitor whose bucket no variation covers gets
+/// [`Decision::NotDecided`]; before the first config the decision is [`Decision::NotReady`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum NotMatchedReason {
+    /// The config has no experience with this key.
+    UnknownExperience,
+    /// The experience is archived.
+    Archived,
+    /// The experience runs in another environment.
+    Environment,
+    /// The location (or site area) rules did not match the location properties.
+    Location,
+    /// The audiences did not match the visitor's properties.
+    Audience,
+    /// The visitor is in none of the experience's segments.
+    Segments,
+    /// The experience has no variations.
+    NoVariations,
+    /// The call had an empty visitor id.
+    NoVisitorId,
+    /// The config cannot be decided on as the reference does: the experience has no id, or the
+    /// chosen variation's id is not a string (the reference then returns `null` too).
+    InvalidConfig,
+}
+
+impl std::fmt::Display for NotMatchedReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NotMatchedReason::UnknownExperience => "unknown experience",
+            NotMatchedReason::Archived => "archived",
+            NotMatchedReason::Environment => "environment",
+            NotMatchedReason::Location => "location",
+            NotMatchedReason::Audience => "audience",
+            NotMatchedReason::Segments => "segments",
+            NotMatchedReason::NoVariations => "no variations",
+            NotMatchedReason::NoVisitorId => "no visitor id",
+            NotMatchedReason::InvalidConfig => "invalid config",
+        })
     }
 }
 
@@ -558,7 +635,7 @@ impl<'a> Engine<'a> {
             Some(exp) => self.decide_with(visitor, exp, props, opts, fx, false),
             None => {
                 fx.step(|| Step::UnknownExperience(key.to_string()));
-                Decision::NotMatched
+                Decision::NotMatched(NotMatchedReason::UnknownExperience)
             }
         }
     }
@@ -603,13 +680,14 @@ impl<'a> Engine<'a> {
         mirror: bool,
     ) -> Decision {
         match self.qualify(visitor, exp, props, opts, fx, mirror) {
-            Ok(true) => self.bucket(visitor, exp, props, opts, fx, mirror),
-            Ok(false) => Decision::NotMatched,
+            Ok(None) => self.bucket(visitor, exp, props, opts, fx, mirror),
+            Ok(Some(reason)) => Decision::NotMatched(reason),
             Err(e) => Decision::RuleError(e),
         }
     }
 
     /// Steps 2–8 of the matching: archived, environment, location, audiences, segments.
+    /// `Ok(None)` when the visitor qualifies, else the check that failed.
     fn qualify(
         &self,
         visitor: &mut VisitorState<'_>,
@@ -618,10 +696,10 @@ impl<'a> Engine<'a> {
         opts: &RunOptions<'_>,
         fx: &mut Effects,
         mirror: bool,
-    ) -> Result<bool, RuleError> {
+    ) -> Result<Option<NotMatchedReason>, RuleError> {
         if exp.archived {
             fx.step(|| Step::Archived);
-            return Ok(false);
+            return Ok(Some(NotMatchedReason::Archived));
         }
         if let Some(env) = &exp.environment {
             let wanted = opts.environment.unwrap_or(&self.settings.environment);
@@ -632,7 +710,7 @@ impl<'a> Engine<'a> {
                 matched,
             });
             if !matched {
-                return Ok(false);
+                return Ok(Some(NotMatchedReason::Environment));
             }
         }
         let is_bucketed = visitor
@@ -664,7 +742,7 @@ impl<'a> Engine<'a> {
                 }
             };
             if !matched {
-                return Ok(false);
+                return Ok(Some(NotMatchedReason::Location));
             }
         }
 
@@ -738,7 +816,7 @@ impl<'a> Engine<'a> {
                     matched > 0
                 };
                 if !ok {
-                    return Ok(false);
+                    return Ok(Some(NotMatchedReason::Audience));
                 }
             }
         }
@@ -758,14 +836,14 @@ impl<'a> Engine<'a> {
             });
             fx.step(|| Step::Segments { matched: any });
             if !any {
-                return Ok(false);
+                return Ok(Some(NotMatchedReason::Segments));
             }
         }
         if exp.variations.is_empty() {
             fx.step(|| Step::NoVariations);
-            return Ok(false);
+            return Ok(Some(NotMatchedReason::NoVariations));
         }
-        Ok(true)
+        Ok(None)
     }
 
     /// Location activation for experiences with a `locations` list (SPEC §5.6). Returns whether
@@ -840,8 +918,11 @@ impl<'a> Engine<'a> {
         fx: &mut Effects,
         mirror: bool,
     ) -> Decision {
-        if visitor.id.is_empty() || !exp.has_id {
-            return Decision::NotMatched;
+        if visitor.id.is_empty() {
+            return Decision::NotMatched(NotMatchedReason::NoVisitorId);
+        }
+        if !exp.has_id {
+            return Decision::NotMatched(NotMatchedReason::InvalidConfig);
         }
         let forced = opts
             .force_variation_id
@@ -912,7 +993,7 @@ impl<'a> Engine<'a> {
         }
         if !variation.id_is_string {
             // The reference re-reads the variation by a string id and finds nothing.
-            return Decision::NotMatched;
+            return Decision::NotMatched(NotMatchedReason::InvalidConfig);
         }
         Decision::Variation(self.result(exp, vi, Some(value)))
     }

@@ -167,7 +167,7 @@ impl Engine<'_> {
             match self.decide(visitor, exp, props, opts, fx) {
                 Decision::Variation(v) => decided.push(v),
                 Decision::RuleError(e) => errors.push(e),
-                Decision::NotMatched | Decision::NotDecided | Decision::NotReady => {}
+                Decision::NotMatched(_) | Decision::NotDecided | Decision::NotReady => {}
             }
         }
         if !errors.is_empty() {

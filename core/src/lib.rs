@@ -15,8 +15,8 @@ pub mod tracking;
 
 pub use config::{ConfigError, ProjectConfig};
 pub use engine::{
-    BucketedVariation, Decision, Effects, Engine, EngineSettings, Notice, RunOptions, VisitorProps,
-    VisitorState,
+    BucketedVariation, Decision, Effects, Engine, EngineSettings, NotMatchedReason, Notice,
+    RunOptions, VisitorProps, VisitorState,
 };
 pub use features::{BucketedFeature, FeatureFilter, FeatureStatus};
 pub use goals::ConversionOutcome;

@@ -7,8 +7,8 @@ use convert_core::engine::{Engine, Notice, RunOptions, VisitorProps, VisitorStat
 use convert_core::features::{BucketedFeature, FeatureFilter, FeatureStatus};
 use convert_core::store::{StoreOp, report_segments};
 use convert_core::{
-    BucketedVariation, ConversionOutcome, Decision, Effects, ProjectConfig, RuleError, StoreData,
-    TrackingEvent,
+    BucketedVariation, ConversionOutcome, Decision, Effects, NotMatchedReason, ProjectConfig,
+    RuleError, StoreData, TrackingEvent,
 };
 use convert_ports::{Applied, SdkEvent};
 use serde::de::DeserializeOwned;
@@ -22,8 +22,8 @@ mod async_ops;
 /// # Error model of the run methods
 ///
 /// A run method returns what was decided; not getting a variation is an *outcome*, never an
-/// error: [`Decision::NotMatched`] (the visitor does not qualify), [`Decision::NotDecided`] (no
-/// variation covers the bucket), [`Decision::NotReady`] (no config yet; for features
+/// error: [`Decision::NotMatched`] (the visitor does not qualify; its [`NotMatchedReason`] says
+/// which check failed), [`Decision::NotDecided`] (no variation covers the bucket: traffic), [`Decision::NotReady`] (no config yet; for features
 /// [`FeatureDecision::not_ready`]). The one *error* is a targeting rule that needed visitor data
 /// the call did not give ([`RuleError`]; with plain key/value data it does not occur). Every run
 /// method hands it to `?`, converting into [`crate::Error::Rule`] or a `Box<dyn Error>`:
@@ -559,7 +559,7 @@ impl Context {
     pub fn run_experience(&self, key: &str, attrs: &BucketingAttributes) -> Decision {
         if self.visitor_id.is_empty() {
             log::debug!("convert: run_experience without a visitor id");
-            return Decision::NotMatched;
+            return Decision::NotMatched(NotMatchedReason::NoVisitorId);
         }
         if self.core.inner.shared.config_guard().is_none() {
             return Decision::NotReady;
@@ -626,7 +626,7 @@ impl Context {
             Some(exp) if p.variation_index < exp.variations.len() => {
                 Decision::Variation(BucketedVariation::of(exp, p.variation_index, None))
             }
-            _ => Decision::NotMatched,
+            _ => Decision::NotMatched(NotMatchedReason::UnknownExperience),
         }
     }
 

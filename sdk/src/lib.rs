@@ -38,7 +38,7 @@ pub use convert_core::engine::{Layout, Step};
 pub use convert_core::rules::RuleOutcome;
 pub use convert_core::{
     BucketedFeature, BucketedVariation, ConfigError, ConversionOutcome, Decision, FeatureStatus,
-    ProjectConfig, RuleError, StoreData,
+    NotMatchedReason, ProjectConfig, RuleError, StoreData,
 };
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]

@@ -134,7 +134,7 @@ fn mutual_exclusion_rule_fixture() {
         let matched =
             matches!(&decision, Decision::Variation(v) if &*v.variation_id == EXP_B_VARIATION);
         let mut problems = Vec::new();
-        if !matches!(decision, Decision::Variation(_) | Decision::NotMatched) {
+        if !matches!(decision, Decision::Variation(_) | Decision::NotMatched(_)) {
             problems.push(format!("unexpected decision {decision:?}"));
         }
         if matched != row["expectedMatched"].as_bool().unwrap() {

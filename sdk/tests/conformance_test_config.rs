@@ -14,7 +14,7 @@ mod support;
 
 use convert_sdk::{
     BucketingAttributes, ConversionAttributes, ConversionOutcome, Core, Decision, FeatureStatus,
-    HttpRequest, Method,
+    HttpRequest, Method, NotMatchedReason,
 };
 use serde_json::{Map, Value, json};
 use support::{Recorder, sdk_flushing_to};
@@ -306,7 +306,7 @@ fn static_config() {
                 "test-experience-ab-fullstack-4",
                 &BucketingAttributes::new()
             ),
-            Decision::NotMatched,
+            Decision::NotMatched(NotMatchedReason::Location),
             "{rel}"
         );
         // Another environment does not match the experiences' `environment: "staging"`.
@@ -315,7 +315,7 @@ fn static_config() {
                 "test-experience-ab-fullstack-4",
                 &pricing.clone().environment("production")
             ),
-            Decision::NotMatched,
+            Decision::NotMatched(NotMatchedReason::Environment),
             "{rel}: SPEC §5.2 step 3"
         );
     }

@@ -5,7 +5,8 @@
 mod support;
 
 use convert_sdk::{
-    BucketingAttributes, Core, Decision, Error, ProjectConfig, RuleError, RuleErrors,
+    BucketingAttributes, Core, Decision, Error, NotMatchedReason, ProjectConfig, RuleError,
+    RuleErrors,
 };
 use support::{DEMO_CONFIG, Recorder};
 
@@ -47,7 +48,7 @@ fn before_the_first_config_decisions_are_not_ready() {
     // A config without the experience: not matched, not "not ready".
     assert_eq!(
         ctx.run_experience("no-such-experience", &checkout()),
-        Decision::NotMatched
+        Decision::NotMatched(NotMatchedReason::UnknownExperience)
     );
 }
 
@@ -78,7 +79,8 @@ fn rule_errors_become_errors() {
         Decision::RuleError(RuleError::NeedMoreData).into_result(),
         Err(RuleError::NeedMoreData)
     );
-    assert_eq!(Decision::NotMatched.into_result(), Ok(Decision::NotMatched));
+    let not_matched = Decision::NotMatched(NotMatchedReason::Audience);
+    assert_eq!(not_matched.clone().into_result(), Ok(not_matched));
     let errs = RuleErrors::from(vec![RuleError::NoDataFound, RuleError::NeedMoreData]);
     assert_eq!(errs.len(), 2);
     assert_eq!(

@@ -3,7 +3,7 @@
 
 use convert_sdk::{
     BucketingAttributes, ConversionAttributes, ConversionOutcome, Core, Decision, EventKind,
-    PreviewError, parse_preview_param,
+    NotMatchedReason, PreviewError, parse_preview_param,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -43,7 +43,7 @@ fn preview_forces_a_variation_and_leaves_no_trace() {
     let attrs = BucketingAttributes::new();
     assert_eq!(
         ctx.run_experience("paused-exp", &attrs),
-        Decision::NotMatched
+        Decision::NotMatched(NotMatchedReason::Environment)
     );
 
     ctx.set_preview("100", "102").unwrap();
@@ -127,8 +127,8 @@ fn decisions_serialize() {
     assert_eq!(v["value"]["experienceKey"], "open");
     assert!(v["value"]["bucketingAllocation"].is_u64());
     assert_eq!(
-        serde_json::to_value(Decision::NotMatched).unwrap(),
-        json!({"type": "notMatched"})
+        serde_json::to_value(Decision::NotMatched(NotMatchedReason::NoVisitorId)).unwrap(),
+        json!({"type": "notMatched", "value": "noVisitorId"})
     );
     let f = ctx.run_features(&BucketingAttributes::new()).unwrap();
     assert!(serde_json::to_value(&f).unwrap().is_array());

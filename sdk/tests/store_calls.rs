@@ -6,7 +6,7 @@
 mod support;
 
 use convert_sdk::DataStore;
-use convert_sdk::{BucketingAttributes, ConversionAttributes, Core, Decision};
+use convert_sdk::{BucketingAttributes, ConversionAttributes, Core, Decision, NotMatchedReason};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -95,7 +95,7 @@ fn a_server_store_is_called_once_per_decision_and_written_only_on_change() {
     let other = core.create_context("visitor-2", None);
     assert_eq!(
         other.run_experience("exp-missing", &attrs()),
-        Decision::NotMatched
+        Decision::NotMatched(NotMatchedReason::UnknownExperience)
     );
     assert_eq!(store.take_counts(), (1, 0, 0));
 }

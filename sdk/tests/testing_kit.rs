@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use convert_sdk::testing::{ForceError, TestConfig, VariableType, force_variation};
-use convert_sdk::{BucketingAttributes, ConversionAttributes, Decision};
+use convert_sdk::{BucketingAttributes, ConversionAttributes, Decision, NotMatchedReason};
 
 fn config() -> TestConfig {
     TestConfig::new()
@@ -53,7 +53,7 @@ fn the_config_decides_as_built() {
         let basic = sdk.create_context(format!("b{i}"), [("plan", "basic")]);
         assert_eq!(
             basic.run_experience("search-test", &attrs),
-            Decision::NotMatched
+            Decision::NotMatched(NotMatchedReason::Audience)
         );
     }
     // Both arms of a 50/50 split are used.
