@@ -983,7 +983,7 @@ impl<'a> Engine<'a> {
         }
         if opts.enable_tracking {
             fx.tracking.push(TrackingEvent {
-                visitor_id: visitor.id.to_string(),
+                visitor_id: Str::from(visitor.id),
                 data: EventData::Bucketing {
                     experience_id: exp.id.clone(),
                     variation_id: variation.id.clone(),

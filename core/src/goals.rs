@@ -77,7 +77,7 @@ impl Engine<'_> {
         let mut events = 0;
         if !triggered {
             fx.tracking.push(TrackingEvent {
-                visitor_id: visitor.id.to_string(),
+                visitor_id: crate::config::Str::from(visitor.id),
                 data: EventData::Conversion {
                     goal_id: goal.id.clone(),
                     goal_data: None,
@@ -89,7 +89,7 @@ impl Engine<'_> {
         }
         if let Some(gd) = goal_data.filter(|g| crate::js::truthy(g)) {
             fx.tracking.push(TrackingEvent {
-                visitor_id: visitor.id.to_string(),
+                visitor_id: crate::config::Str::from(visitor.id),
                 data: EventData::Conversion {
                     goal_id: goal.id.clone(),
                     goal_data: Some(gd.clone()),

@@ -77,7 +77,7 @@ impl EventData {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrackingEvent {
     /// The visitor it belongs to.
-    pub visitor_id: String,
+    pub visitor_id: Str,
     /// The event.
     pub data: EventData,
     /// Report segments to attach when the visitor first appears in a batch.
@@ -458,7 +458,7 @@ mod tests {
             match visitors.iter_mut().find(|v| v.0 == e.visitor_id) {
                 Some(v) => v.1.push(ev),
                 None => visitors.push((
-                    e.visitor_id.clone(),
+                    e.visitor_id.to_string(),
                     vec![ev],
                     e.segments.clone().filter(|s| !s.is_empty()),
                 )),
