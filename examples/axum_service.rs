@@ -18,8 +18,12 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use convert_examples::DEMO_CONFIG;
+
+#[path = "support/http.rs"]
+mod http;
 use convert_sdk::stores::AsyncRedisStore;
 use convert_sdk::{BucketingAttributes, Core, Decision};
+use http::get_body;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
@@ -35,14 +39,7 @@ async fn checkout(
     State(sdk): State<Core>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Json<Value> {
-    let visitor = q
-        .get("visitor")
-        .cloned()
-        .unwrap_or_else(|| "anonymous".into());
-    let cart_items: i64 = q
-        .get("cart_items")
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(1);
+    let (visitor, cart_items) = convert_examples::checkout_query(&q);
     let ctx = sdk.create_context(&visitor, None);
     let attrs = BucketingAttributes::new()
         .location_property("url", "https://shop.example/checkout")
@@ -73,17 +70,6 @@ async fn sdk(redis_url: Option<&str>) -> Result<Core, Box<dyn std::error::Error>
         builder = builder.async_data_store(AsyncRedisStore::open(url).await?);
     }
     Ok(builder.build()?)
-}
-
-/// Sends `GET path` to `addr` over a plain TCP connection and returns the response body.
-async fn get_body(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await?;
-    Ok(buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -55,14 +55,7 @@ async fn checkout(
     State(client): State<Arc<Client>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Json<Value> {
-    let visitor = q
-        .get("visitor")
-        .cloned()
-        .unwrap_or_else(|| "anonymous".into());
-    let cart_items: i64 = q
-        .get("cart_items")
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(1);
+    let (visitor, cart_items) = convert_examples::checkout_query(&q);
     let ctx = evaluation_context(&visitor, cart_items);
     // An evaluation without a value (feature off, unknown flag, ...) is an error in the Rust
     // OpenFeature API: the handler's own defaults apply.
