@@ -1,26 +1,21 @@
 //! `convert batch`: the batch evaluation protocol (shared/BATCH-PROTOCOL.md).
 
+use crate::request::{
+    self, BatchRequest, Case, DataStore, RequestError, SdkOptions, State, unexpected,
+};
 use convert_core::bucketing::select_bucket;
 use convert_core::hash::{bucket_value, murmur3_32};
+use convert_core::js;
 use convert_core::rules::{RuleOutcome, RuleSet, compare};
 use convert_core::{Decision, ProjectConfig};
 use convert_sdk::{
     BucketedFeature, BucketedVariation, BucketingAttributes, Context, ConversionAttributes, Core,
     EntityType, FeatureStatus, HttpRequest, HttpResponse, StoreData, Transport, TransportError,
 };
+use serde::de::Error as _;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-
-/// A request that is not of the protocol's shape (exit status 2).
-#[derive(Debug)]
-pub struct RequestError(pub String);
-
-impl std::fmt::Display for RequestError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// A transport that records every request and answers 200: nothing leaves the process.
 #[derive(Debug, Default, Clone)]
@@ -52,27 +47,15 @@ pub struct Instance {
     contexts: HashMap<String, Context>,
 }
 
-fn obj(v: Option<&Value>) -> Option<Map<String, Value>> {
-    v.and_then(Value::as_object).cloned()
-}
-
-fn merge_sdk(base: Option<&Value>, over: Option<&Value>) -> Map<String, Value> {
-    let mut m = obj(base).unwrap_or_default();
-    if let Some(o) = over.and_then(Value::as_object) {
-        convert_core::store::merge_into(&mut m, o);
-    }
-    m
-}
-
 /// Builds an SDK instance for a config and the protocol's `sdk` options.
-pub fn build_instance(config: &Value, sdk: &Map<String, Value>) -> Result<Instance, String> {
+pub fn build_instance(config: &Value, sdk: &SdkOptions) -> Result<Instance, String> {
     build_instance_with(config, sdk, None)
 }
 
 /// [`build_instance`] delivering tracking to `transport` instead of the recording transport.
 pub fn build_instance_with(
     config: &Value,
-    sdk: &Map<String, Value>,
+    sdk: &SdkOptions,
     transport: Option<Arc<dyn Transport>>,
 ) -> Result<Instance, String> {
     let recorder = Recorder::default();
@@ -82,29 +65,26 @@ pub fn build_instance_with(
         Some(t) => b.shared_transport(t),
         None => b.transport(recorder.clone()),
     };
-    if let Some(env) = sdk.get("environment").and_then(Value::as_str) {
-        b = b.environment(env);
+    if let Some(Some(env)) = &sdk.environment {
+        b = b.environment(env.as_str());
     }
-    if let Some(bk) = sdk.get("bucketing") {
+    if let Some(Some(bk)) = &sdk.bucketing {
         // The reference's `||` defaults: 0 means the default.
-        if let Some(seed) = bk
-            .get("hash_seed")
-            .and_then(Value::as_f64)
-            .filter(|s| *s != 0.0)
-        {
+        if let Some(seed) = bk.hash_seed.flatten().filter(|s| *s != 0.0) {
             b = b.hash_seed(js_to_uint32(seed));
         }
-        if let Some(max) = bk.get("max_traffic").and_then(Value::as_u64) {
+        if let Some(max) = bk.max_traffic.flatten() {
             b = b.max_traffic(u32::try_from(max).unwrap_or(10_000));
         }
-        if let Some(x) = bk.get("excludeExperienceIdHash") {
-            b = b.exclude_experience_id_hash(convert_core::js::truthy(x));
+        if let Some(x) = bk.exclude_experience_id_hash.flatten() {
+            b = b.exclude_experience_id_hash(x);
         }
     }
     let batch = sdk
-        .get("events")
-        .and_then(|e| e.get("batch_size"))
-        .and_then(Value::as_u64)
+        .events
+        .as_ref()
+        .and_then(Option::as_ref)
+        .and_then(|e| e.batch_size.flatten())
         .filter(|n| *n > 0)
         .unwrap_or(10);
     b = b.events(
@@ -112,19 +92,13 @@ pub fn build_instance_with(
         std::time::Duration::from_secs(1),
         10_000,
     );
-    match sdk.get("dataStore").and_then(Value::as_str) {
-        None | Some("memory") => {}
-        Some(url)
-            if url.starts_with("redis://")
-                || url.starts_with("rediss://")
-                || url.starts_with("redis+cluster://")
-                || url.starts_with("rediss+cluster://") =>
-        {
+    match sdk.data_store() {
+        DataStore::Memory => {}
+        DataStore::Redis(url) => {
             let store = convert_sdk::stores::RedisStore::open(url).map_err(|e| e.to_string())?;
             b = b.data_store(store);
         }
-        Some(url) if url.starts_with("sqlite://") => {
-            let path = &url["sqlite://".len()..];
+        DataStore::Sqlite(path) => {
             if path.is_empty() {
                 return Err(
                     "sdk.dataStore: sqlite:// needs a file path (sqlite:///path/to/file.db)".into(),
@@ -133,7 +107,7 @@ pub fn build_instance_with(
             let store = convert_sdk::stores::SqliteStore::open(path).map_err(|e| e.to_string())?;
             b = b.data_store(store);
         }
-        Some(other) => {
+        DataStore::Unsupported(other) => {
             return Err(format!(
                 "sdk.dataStore must be \"memory\", a redis:// or redis+cluster:// URL or a sqlite:// path, not {other:?}"
             ));
@@ -157,64 +131,82 @@ fn js_to_uint32(x: f64) -> u32 {
     t as u32
 }
 
-/// Runs a whole batch request; returns the response array.
-pub fn run(request: &Value) -> Result<Value, RequestError> {
-    let req = request
-        .as_object()
-        .ok_or_else(|| RequestError("the request must be a JSON object".into()))?;
-    let cases = req
-        .get("cases")
-        .and_then(Value::as_array)
-        .ok_or_else(|| RequestError("the request must have a `cases` array".into()))?;
-    let shared = match req.get("state").and_then(Value::as_str) {
-        None | Some("isolated") => false,
-        Some("shared") => true,
-        Some(other) => {
-            return Err(RequestError(format!(
-                "`state` must be \"isolated\" or \"shared\", not {other:?}"
-            )));
+/// The operations that run on a visitor's context (the others are engine operations).
+const VISITOR_OPS: &[&str] = &[
+    "runExperience",
+    "runExperiences",
+    "runFeature",
+    "runFeatures",
+    "trackConversion",
+    "runCustomSegments",
+    "setDefaultSegments",
+    "updateVisitorProperties",
+    "getVisitorData",
+    "getConfigEntity",
+    "getConfigEntityById",
+    "seedBucketing",
+];
+
+/// A visitor operation's `visitorId` is a string or a number; absent or `null`, the case's record
+/// says it is missing (a case that cannot run), any other value is a request error.
+fn check_visitor_ids(req: &BatchRequest) -> Result<(), RequestError> {
+    for (i, c) in req.cases.iter().enumerate() {
+        let visitor_op = c.op.as_str().is_some_and(|op| VISITOR_OPS.contains(&op));
+        if let (true, Some(v)) = (visitor_op, &c.visitor_id) {
+            if !matches!(v, Value::Null | Value::String(_) | Value::Number(_)) {
+                let e = serde_json::Error::invalid_type(unexpected(v), &"a string or a number");
+                return Err(RequestError(format!("cases[{i}].visitorId: {e}")));
+            }
         }
-    };
-    let capture = req
-        .get("captureTracking")
-        .map(convert_core::js::truthy)
-        .unwrap_or(true);
+    }
+    Ok(())
+}
+
+/// Runs a whole batch request; returns the response array.
+///
+/// The whole request is read and checked before the first case runs: a request error leaves no
+/// trace in a persistent store.
+pub fn run(request: &Value) -> Result<Value, RequestError> {
+    let request::Obj(req) = request::parse::<request::Obj<BatchRequest>>(request)?;
+    check_visitor_ids(&req)?;
+    let shared = req.state == Some(State::Shared);
+    let base_sdk = req.sdk.as_deref().cloned().unwrap_or_default();
     let mut instances: HashMap<String, Result<Instance, String>> = HashMap::new();
-    let mut out = Vec::with_capacity(cases.len());
-    for (i, case) in cases.iter().enumerate() {
-        let Some(c) = case.as_object() else {
-            return Err(RequestError(format!("cases[{i}] must be an object")));
-        };
-        let op = c.get("op").and_then(Value::as_str).unwrap_or("");
+    let mut out = Vec::with_capacity(req.cases.len());
+    for (i, c) in req.cases.iter().enumerate() {
+        let op = c.op.as_str().unwrap_or("");
         let mut record = Map::new();
         record.insert("i".into(), json!(i));
-        record.insert("id".into(), c.get("id").cloned().unwrap_or(Value::Null));
-        record.insert("op".into(), c.get("op").cloned().unwrap_or(Value::Null));
+        record.insert("id".into(), c.id.clone().unwrap_or(Value::Null));
+        record.insert("op".into(), c.op.clone());
         record.insert(
             "visitorId".into(),
-            c.get("visitorId").cloned().unwrap_or(Value::Null),
+            c.visitor_id.clone().unwrap_or(Value::Null),
         );
-        record.insert("key".into(), c.get("key").cloned().unwrap_or(Value::Null));
+        record.insert("key".into(), c.key.clone().unwrap_or(Value::Null));
 
         let (result, error, tracking) = if let Some(r) = engine_op(op, c) {
             (r, Value::Null, Vec::new())
         } else {
-            let inst_key = match c.get("session").and_then(Value::as_str) {
+            let inst_key = match &c.session {
                 Some(s) => format!("session:{s}"),
                 None if shared => "shared".to_string(),
                 None => format!("case:{i}"),
             };
-            let inst = instances.entry(inst_key.clone()).or_insert_with(|| {
-                let config = c.get("config").or_else(|| req.get("config"));
-                match config {
-                    Some(cfg) => build_instance(cfg, &merge_sdk(req.get("sdk"), c.get("sdk"))),
+            let inst = instances.entry(inst_key).or_insert_with(|| {
+                let sdk = match c.sdk.as_deref() {
+                    Some(over) => base_sdk.merged_with(over),
+                    None => base_sdk.clone(),
+                };
+                match c.config.as_ref().or(req.config.as_ref()) {
+                    Some(cfg) => build_instance(cfg, &sdk),
                     None => Err("no config given".into()),
                 }
             });
             match inst {
                 Ok(inst) => {
                     let (result, error) = visitor_op(inst, op, c);
-                    let tracking = if capture {
+                    let tracking = if req.capture_tracking {
                         if let Err(e) = inst.core.flush() {
                             log::warn!("flush failed: {e}");
                         }
@@ -231,7 +223,7 @@ pub fn run(request: &Value) -> Result<Value, RequestError> {
                 ),
             }
         };
-        if !shared && c.get("session").is_none() {
+        if !shared && c.session.is_none() {
             instances.remove(&format!("case:{i}"));
         }
         record.insert("result".into(), result);
@@ -263,41 +255,36 @@ fn error_result(msg: &str) -> (Value, Value) {
     )
 }
 
-fn engine_op(op: &str, c: &Map<String, Value>) -> Option<Value> {
-    let seed = || {
-        c.get("seed")
-            .and_then(Value::as_f64)
-            .map_or(9999, js_to_uint32)
-    };
+fn engine_op(op: &str, c: &Case) -> Option<Value> {
+    let a = &c.engine;
+    let seed = || a.seed.as_f64().map_or(9999, js_to_uint32);
     Some(match op {
         "hash" => {
-            let input = convert_core::js::opt_to_js_string(c.get("input"));
+            let input = js::opt_to_js_string(a.input.as_ref());
             json!({"type": "hash", "value": murmur3_32(input.as_bytes(), seed())})
         }
         "bucketValue" => {
-            let v = convert_core::js::opt_to_js_string(c.get("visitorId"));
-            let e = c
-                .get("experienceId")
-                .map(|e| convert_core::js::to_js_string(e).into_owned())
+            let v = js::opt_to_js_string(c.visitor_id.as_ref());
+            let e = a
+                .experience_id
+                .as_ref()
+                .map(|e| js::to_js_string(e).into_owned())
                 .unwrap_or_default();
-            let max = c
-                .get("maxTraffic")
-                .and_then(Value::as_f64)
-                .unwrap_or(10000.0);
+            let max = a.max_traffic.as_f64().unwrap_or(10000.0);
             json!({"type": "bucketValue", "value": bucket_value(&e, &v, seed(), max)})
         }
         "selectBucket" => {
-            let buckets: Vec<(String, Value)> = c
-                .get("buckets")
-                .and_then(Value::as_object)
+            let buckets: Vec<(String, Value)> = a
+                .buckets
+                .as_object()
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                 .unwrap_or_default();
-            let value = c.get("value").and_then(Value::as_f64).unwrap_or(f64::NAN);
+            let value = a.value.as_ref().and_then(Value::as_f64).unwrap_or(f64::NAN);
             json!({"type": "selectBucket", "value": select_bucket(&buckets, value)})
         }
         "ruleMatch" => {
-            let rules = RuleSet::compile(c.get("ruleSet").unwrap_or(&Value::Null));
-            let data = obj(c.get("data")).unwrap_or_default();
+            let rules = RuleSet::compile(&a.rule_set);
+            let data = a.data.as_object().cloned().unwrap_or_default();
             let value = match rules.evaluate(&data) {
                 RuleOutcome::Matched => json!(true),
                 RuleOutcome::NotMatched => json!(false),
@@ -306,38 +293,29 @@ fn engine_op(op: &str, c: &Map<String, Value>) -> Option<Value> {
             json!({"type": "ruleMatch", "value": value})
         }
         "compare" => {
-            let method = c.get("method").and_then(Value::as_str).unwrap_or("");
-            let negation = c.get("negation").is_some_and(convert_core::js::truthy);
-            json!({"type": "compare", "value": compare(method, c.get("value"), c.get("testAgainst"), negation)})
+            let method = a.method.as_str().unwrap_or("");
+            json!({"type": "compare", "value": compare(method, a.value.as_ref(), a.test_against.as_ref(), a.negation)})
         }
         _ => return None,
     })
 }
 
-fn bucketing_attrs(c: &Map<String, Value>) -> BucketingAttributes {
+fn bucketing_attrs(c: &Case) -> BucketingAttributes {
     BucketingAttributes {
-        visitor_properties: obj(c.get("attributes")),
-        location_properties: obj(c.get("locationProperties")),
-        ignore_location_properties: c.get("ignoreLocationProperties") == Some(&Value::Bool(true)),
-        environment: c
-            .get("environment")
-            .and_then(Value::as_str)
-            .filter(|e| !e.is_empty())
-            .map(str::to_string),
-        force_variation_id: c
-            .get("forceVariationId")
-            .filter(|v| convert_core::js::truthy(v))
-            .map(|v| convert_core::js::to_js_string(v).into_owned()),
-        enable_tracking: c.get("enableTracking").map(convert_core::js::truthy),
-        update_visitor_properties: c
-            .get("updateVisitorProperties")
-            .is_some_and(convert_core::js::truthy),
-        type_casting: c.get("typeCasting").map(convert_core::js::truthy),
-        experience_keys: c.get("experienceKeys").and_then(Value::as_array).map(|a| {
-            a.iter()
-                .map(|k| convert_core::js::to_js_string(k).into_owned())
-                .collect()
-        }),
+        visitor_properties: c.attributes.clone(),
+        location_properties: c.location_properties.clone(),
+        ignore_location_properties: c.ignore_location_properties == Value::Bool(true),
+        environment: c.environment.clone().filter(|e| !e.is_empty()),
+        force_variation_id: Some(&c.force_variation_id)
+            .filter(|v| js::truthy(v))
+            .map(|v| js::to_js_string(v).into_owned()),
+        enable_tracking: c.enable_tracking,
+        update_visitor_properties: c.update_visitor_properties,
+        type_casting: c.type_casting,
+        experience_keys: c
+            .experience_keys
+            .as_ref()
+            .map(|a| a.iter().map(|k| js::to_js_string(k).into_owned()).collect()),
     }
 }
 
@@ -383,8 +361,8 @@ pub fn feature_json(f: &BucketedFeature) -> Value {
     })
 }
 
-fn context<'a>(inst: &'a mut Instance, c: &Map<String, Value>) -> Result<&'a Context, String> {
-    let vid = match c.get("visitorId") {
+fn context<'a>(inst: &'a mut Instance, c: &Case) -> Result<&'a Context, String> {
+    let vid = match &c.visitor_id {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
         _ => return Err("missing field `visitorId`".into()),
@@ -393,24 +371,11 @@ fn context<'a>(inst: &'a mut Instance, c: &Map<String, Value>) -> Result<&'a Con
     Ok(inst
         .contexts
         .entry(vid.clone())
-        .or_insert_with(|| core.create_context(vid, obj(c.get("visitorAttributes")))))
+        .or_insert_with(|| core.create_context(vid, c.visitor_attributes.clone())))
 }
 
-fn str_list(v: Option<&Value>) -> Vec<String> {
-    match v {
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|x| convert_core::js::to_js_string(x).into_owned())
-            .collect(),
-        Some(Value::String(s)) => vec![s.clone()],
-        _ => Vec::new(),
-    }
-}
-
-fn visitor_op(inst: &mut Instance, op: &str, c: &Map<String, Value>) -> (Value, Value) {
-    let key = c
-        .get("key")
-        .map(|k| convert_core::js::to_js_string(k).into_owned());
+fn visitor_op(inst: &mut Instance, op: &str, c: &Case) -> (Value, Value) {
+    let key = c.key.as_ref().map(|k| js::to_js_string(k).into_owned());
     let needs_key = matches!(
         op,
         "runExperience" | "runFeature" | "trackConversion" | "getConfigEntity"
@@ -419,22 +384,7 @@ fn visitor_op(inst: &mut Instance, op: &str, c: &Map<String, Value>) -> (Value, 
         return error_result("missing field `key`");
     }
     let key = key.unwrap_or_default();
-    let known = matches!(
-        op,
-        "runExperience"
-            | "runExperiences"
-            | "runFeature"
-            | "runFeatures"
-            | "trackConversion"
-            | "runCustomSegments"
-            | "setDefaultSegments"
-            | "updateVisitorProperties"
-            | "getVisitorData"
-            | "getConfigEntity"
-            | "getConfigEntityById"
-            | "seedBucketing"
-    );
-    if !known {
+    if !VISITOR_OPS.contains(&op) {
         return error_result(&format!("unknown op `{op}`"));
     }
     let ctx = match context(inst, c) {
@@ -470,33 +420,30 @@ fn visitor_op(inst: &mut Instance, op: &str, c: &Map<String, Value>) -> (Value, 
         },
         "trackConversion" => {
             let mut ca = ConversionAttributes {
-                rule_data: obj(c.get("ruleData")),
+                rule_data: c.rule_data.clone(),
                 ..Default::default()
             };
-            if let Some(list) = c.get("conversionData").and_then(Value::as_array) {
-                for item in list {
-                    ca.conversion_data.push((
-                        convert_core::js::opt_to_js_string(item.get("key")).into_owned(),
-                        item.get("value").cloned().unwrap_or(Value::Null),
-                    ));
-                }
+            for item in c.conversion_data.iter().flatten() {
+                ca.conversion_data.push((
+                    js::opt_to_js_string(item.key.as_ref()).into_owned(),
+                    item.value.clone(),
+                ));
             }
-            if let Some(rev) = c.get("revenue") {
+            if let Some(rev) = &c.revenue {
                 ca.conversion_data.insert(0, ("amount".into(), rev.clone()));
             }
             ca.force_multiple_transactions = c
-                .get("conversionSetting")
-                .and_then(|s| s.get("forceMultipleTransactions"))
-                .is_some_and(convert_core::js::truthy);
+                .conversion_setting
+                .as_ref()
+                .is_some_and(|s| s.force_multiple_transactions);
             match ctx.track_conversion(&key, &ca) {
                 Ok(o) => json!({"type": "conversion", "returned": null, "fired": o.fired()}),
                 Err(e) => json!({"type": "conversion", "returned": e.code(), "fired": false}),
             }
         }
         "runCustomSegments" => {
-            let keys = str_list(c.get("segmentKeys"));
-            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-            let rule_data = obj(c.get("ruleData")).or_else(|| obj(c.get("attributes")));
+            let keys: Vec<&str> = c.segment_keys.iter().map(String::as_str).collect();
+            let rule_data = c.rule_data.clone().or_else(|| c.attributes.clone());
             let returned = match ctx.run_custom_segments(&keys, rule_data) {
                 Ok(Some(m)) => Value::Object(m),
                 Ok(None) => Value::Null,
@@ -505,13 +452,15 @@ fn visitor_op(inst: &mut Instance, op: &str, c: &Map<String, Value>) -> (Value, 
             json!({"type": "customSegments", "returned": returned, "visitorData": store_json(&ctx.get_visitor_data())})
         }
         "setDefaultSegments" => {
-            ctx.set_default_segments(obj(c.get("segments")).unwrap_or_default());
+            ctx.set_default_segments(c.segments.clone().unwrap_or_default());
             json!({"type": "ok"})
         }
         "updateVisitorProperties" => {
-            let props = obj(c.get("properties"))
-                .or_else(|| obj(c.get("visitorProperties")))
-                .or_else(|| obj(c.get("attributes")))
+            let props = c
+                .properties
+                .clone()
+                .or_else(|| c.visitor_properties.clone())
+                .or_else(|| c.attributes.clone())
                 .unwrap_or_default();
             ctx.update_visitor_properties(&props);
             json!({"type": "ok"})
@@ -520,17 +469,14 @@ fn visitor_op(inst: &mut Instance, op: &str, c: &Map<String, Value>) -> (Value, 
             json!({"type": "visitorData", "value": store_json(&ctx.get_visitor_data())})
         }
         "getConfigEntity" | "getConfigEntityById" => {
-            let ty = c
-                .get("entityType")
-                .and_then(Value::as_str)
-                .and_then(EntityType::parse);
+            let ty = c.entity_type.as_deref().and_then(EntityType::parse);
             let Some(ty) = ty else {
                 return error_result("missing or unknown field `entityType`");
             };
             let value = if op == "getConfigEntity" {
                 ctx.get_config_entity(&key, ty)
             } else {
-                let id = convert_core::js::opt_to_js_string(c.get("id"));
+                let id = js::opt_to_js_string(c.id.as_ref());
                 ctx.get_config_entity_by_id(&id, ty)
             };
             let id = value
@@ -542,13 +488,13 @@ fn visitor_op(inst: &mut Instance, op: &str, c: &Map<String, Value>) -> (Value, 
         }
         "seedBucketing" => {
             let ops: Vec<convert_core::StoreOp> = c
-                .get("bucketing")
-                .and_then(Value::as_object)
+                .bucketing
+                .as_ref()
                 .map(|m| {
                     m.iter()
                         .map(|(e, v)| convert_core::StoreOp::Bucketing {
                             experience_id: e.as_str().into(),
-                            variation_id: convert_core::js::to_js_string(v).as_ref().into(),
+                            variation_id: js::to_js_string(v).as_ref().into(),
                         })
                         .collect()
                 })

@@ -1,6 +1,7 @@
 //! `convert bench`: decisions per second for one experience (shared/BATCH-PROTOCOL.md).
 
-use crate::batch::{RequestError, build_instance_with};
+use crate::batch::build_instance_with;
+use crate::request::{self, BenchMode, BenchRequest, DataStore, RequestError};
 use convert_sdk::{
     BucketingAttributes, Decision, HttpRequest, HttpResponse, Transport, TransportError,
 };
@@ -20,63 +21,27 @@ impl Transport for Sink {
 
 /// Runs a bench request and returns its result object.
 pub fn run(request: &Value) -> Result<Value, RequestError> {
-    let req = request
-        .as_object()
-        .ok_or_else(|| RequestError("the request must be a JSON object".into()))?;
-    let config = req
-        .get("config")
-        .ok_or_else(|| RequestError("the request must have a `config`".into()))?;
-    let bench = req
-        .get("bench")
-        .and_then(Value::as_object)
-        .ok_or_else(|| RequestError("the request must have a `bench` object".into()))?;
-    let key = bench
-        .get("key")
-        .and_then(Value::as_str)
-        .ok_or_else(|| RequestError("`bench.key` (an experience key) is required".into()))?
-        .to_string();
-    let n = bench.get("n").and_then(Value::as_u64).unwrap_or(100_000) as usize;
-    let warmup = bench
-        .get("warmup")
-        .and_then(Value::as_u64)
-        .unwrap_or(10_000) as usize;
+    let request::Obj(req) = request::parse::<request::Obj<BenchRequest>>(request)?;
+    let bench = &*req.bench;
+    let key = bench.key.clone();
+    let n = bench.n.unwrap_or(100_000) as usize;
+    let warmup = bench.warmup.unwrap_or(10_000) as usize;
     let prefix = bench
-        .get("visitorPrefix")
-        .and_then(Value::as_str)
-        .unwrap_or("bench-visitor-")
-        .to_string();
-    let mode = bench
-        .get("mode")
-        .and_then(Value::as_str)
-        .unwrap_or("context+decide")
-        .to_string();
-    if mode != "context+decide" && mode != "decide-only" {
-        return Err(RequestError(format!(
-            "`bench.mode` must be \"context+decide\" or \"decide-only\", not {mode:?}"
-        )));
-    }
-    let threads = bench
-        .get("threads")
-        .and_then(Value::as_u64)
-        .unwrap_or(1)
-        .clamp(1, 256) as usize;
+        .visitor_prefix
+        .clone()
+        .unwrap_or_else(|| "bench-visitor-".to_string());
+    let mode = bench.mode.unwrap_or(BenchMode::ContextDecide);
+    let threads = bench.threads.unwrap_or(1).clamp(1, 256) as usize;
     let attrs = BucketingAttributes {
-        visitor_properties: bench.get("attributes").and_then(Value::as_object).cloned(),
-        location_properties: bench
-            .get("locationProperties")
-            .and_then(Value::as_object)
-            .cloned(),
-        enable_tracking: Some(bench.get("enableTracking") == Some(&Value::Bool(true))),
+        visitor_properties: bench.attributes.clone(),
+        location_properties: bench.location_properties.clone(),
+        enable_tracking: Some(bench.enable_tracking == Some(true)),
         ..Default::default()
     };
-    let sdk = req
-        .get("sdk")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let sink = bench.get("sink") == Some(&Value::Bool(true));
+    let sdk = req.sdk.as_deref().cloned().unwrap_or_default();
+    let sink = bench.sink == Some(true);
     let transport: Option<Arc<dyn Transport>> = sink.then(|| Arc::new(Sink) as Arc<dyn Transport>);
-    let inst = build_instance_with(config, &sdk, transport).map_err(RequestError)?;
+    let inst = build_instance_with(&req.config, &sdk, transport).map_err(RequestError)?;
     let core = inst.core;
     if core.config().experience_by_key(&key).is_none() {
         return Err(RequestError(format!(
@@ -105,13 +70,12 @@ pub fn run(request: &Value) -> Result<Value, RequestError> {
                 let key = &key;
                 let attrs = &attrs;
                 let prefix = &prefix;
-                let mode = &mode;
                 let start = &start;
                 s.spawn(move || {
                     let lo = t * per_thread;
                     let hi = ((t + 1) * per_thread).min(n);
                     let mut bucketed = 0u64;
-                    let contexts: Vec<_> = if mode == "decide-only" {
+                    let contexts: Vec<_> = if mode == BenchMode::DecideOnly {
                         (lo..hi)
                             .map(|i| core.create_context(visitor_id(prefix, i), None))
                             .collect()
@@ -120,7 +84,7 @@ pub fn run(request: &Value) -> Result<Value, RequestError> {
                     };
                     start.wait();
                     let t0 = Instant::now();
-                    if mode == "decide-only" {
+                    if mode == BenchMode::DecideOnly {
                         for ctx in &contexts {
                             if matches!(ctx.run_experience(key, attrs), Decision::Variation(_)) {
                                 bucketed += 1;
@@ -149,7 +113,7 @@ pub fn run(request: &Value) -> Result<Value, RequestError> {
     });
     let mut out = Map::new();
     out.insert("sdk".into(), json!("rust"));
-    out.insert("mode".into(), json!(mode));
+    out.insert("mode".into(), json!(mode.as_str()));
     out.insert("key".into(), json!(key));
     out.insert("n".into(), json!(n));
     out.insert("threads".into(), json!(threads));
@@ -172,11 +136,7 @@ pub fn run(request: &Value) -> Result<Value, RequestError> {
         out.insert("eventsDelivered".into(), json!(delivered));
         out.insert("eventsDropped".into(), json!(dropped));
     }
-    if sdk
-        .get("dataStore")
-        .and_then(Value::as_str)
-        .is_some_and(|s| s != "memory")
-    {
+    if *sdk.data_store() != DataStore::Memory {
         store_passes(&core, &key, &attrs, &prefix, n, threads, &mut out);
     }
     Ok(Value::Object(out))

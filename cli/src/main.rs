@@ -3,6 +3,7 @@
 mod args;
 mod batch;
 mod bench;
+mod request;
 mod tools;
 mod validate;
 
@@ -32,7 +33,7 @@ fn read_input(a: &InputArgs) -> Result<String, String> {
 /// `batch` and `bench`: a JSON request in, one JSON document out.
 fn run_request(
     a: &InputArgs,
-    run: fn(&Value) -> Result<Value, batch::RequestError>,
+    run: fn(&Value) -> Result<Value, request::RequestError>,
 ) -> Result<String, String> {
     let text = read_input(a)?;
     let request: Value = convert_core::js::json_parse(&text)
