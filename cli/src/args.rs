@@ -42,13 +42,15 @@ The request (batch evaluation protocol, docs/batch-protocol.md in the repository
 The output is a JSON array with one record per case.
 
 Exit status:
-  0  every case ran (a failed SDK call still produces a record)
-  2  the request cannot be read, is not valid JSON, or is not of the protocol's shape";
+  0  every case ran (a failed SDK call, unknown op or missing field still produces a record)
+  2  the request cannot be read, is not valid JSON, or is not of the protocol's shape (the
+     message names the JSON path, e.g. `cases[3].attributes: invalid type: ...`); no case runs";
 
 const EXIT_BENCH: &str = "\
 Exit status:
   0  the measurements were printed
-  2  the request cannot be read, is not valid JSON, or is not of the protocol's shape";
+  2  the request cannot be read, is not valid JSON, or is not of the protocol's shape (the
+     message names the JSON path, e.g. `bench.mode: unknown variant ...`)";
 
 const EXIT_COMPLETIONS: &str = "\
 Exit status:
