@@ -167,7 +167,7 @@ fn check_visitor_ids(req: &BatchRequest) -> Result<(), RequestError> {
 /// The whole request is read and checked before the first case runs: a request error leaves no
 /// trace in a persistent store.
 pub fn run(request: &Value) -> Result<Value, RequestError> {
-    let request::Obj(req) = request::parse::<request::Obj<BatchRequest>>(request)?;
+    let req: BatchRequest = request::parse(request)?;
     check_visitor_ids(&req)?;
     let shared = req.state == Some(State::Shared);
     let base_sdk = req.sdk.as_deref().cloned().unwrap_or_default();

@@ -21,7 +21,7 @@ impl Transport for Sink {
 
 /// Runs a bench request and returns its result object.
 pub fn run(request: &Value) -> Result<Value, RequestError> {
-    let request::Obj(req) = request::parse::<request::Obj<BenchRequest>>(request)?;
+    let req: BenchRequest = request::parse(request)?;
     let bench = &*req.bench;
     let key = bench.key.clone();
     let n = bench.n.unwrap_or(100_000) as usize;

@@ -48,10 +48,12 @@ impl fmt::Display for RequestError {
     }
 }
 
-/// Deserializes a request from its parsed JSON; an error names the JSON path of the value at
-/// fault (`bench.mode: unknown variant ...`), or says what the whole request should be.
+/// Deserializes a request (a JSON object) from its parsed JSON; an error names the JSON path of
+/// the value at fault (`bench.mode: unknown variant ...`), or says what the whole request should be.
 pub fn parse<'de, T: Deserialize<'de>>(request: &'de Value) -> Result<T, RequestError> {
-    serde_path_to_error::deserialize(request).map_err(|e| RequestError(e.to_string()))
+    serde_path_to_error::deserialize(request)
+        .map(|Obj(request)| request)
+        .map_err(|e| RequestError(e.to_string()))
 }
 
 /// JSON objects only: serde's derived structs also take an array (fields by position), which the
@@ -90,7 +92,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
 
 /// A setting whose explicit `null` overrides a value inherited from the request's `sdk` block:
 /// `None` when absent, `Some(None)` for `null`.
-type Given<T> = Option<Option<T>>;
+pub type Given<T> = Option<Option<T>>;
 
 /// Reads a [`Given`] field (with `#[serde(default, deserialize_with = "given")]`).
 fn given<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Given<T>, D::Error> {
