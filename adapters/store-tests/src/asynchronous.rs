@@ -221,7 +221,7 @@ pub async fn one_apply_winner_among_tasks(s: Shared) {
 /// hints are stale by the time they write): every mark is reported as made and none is lost.
 pub async fn concurrent_applies_lose_nothing(s: Shared) {
     let key = "acontract-many-1-2-v";
-    let _ = expect(s.delete(key).await, "delete");
+    expect(s.delete(key).await, "delete");
     let tasks = (0..24)
         .map(|i| {
             let s = Arc::clone(&s);
