@@ -47,10 +47,7 @@ fn os_threads() -> usize {
 fn delaying_proxy(upstream: u16) -> u16 {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = support::current_thread_runtime();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap().port()).unwrap();
@@ -122,10 +119,7 @@ fn async_decisions_overlap_on_few_threads_and_conversions_stay_exactly_once() {
     let proxied = format!("redis://127.0.0.1:{proxy}/");
 
     // 1. 2,000 concurrent decisions through the delaying proxy, on one current-thread runtime.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::current_thread_runtime();
     let recorder = Recorder::default();
     let (max_in_flight, max_threads, ticks_while_busy, variations) = rt.block_on(async {
         let core = sdk(&proxied, &recorder).await;
@@ -206,10 +200,7 @@ fn async_decisions_overlap_on_few_threads_and_conversions_stay_exactly_once() {
             .map(|recorder| {
                 let direct = direct.clone();
                 s.spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
+                    let rt = support::current_thread_runtime();
                     rt.block_on(async {
                         let core = sdk(&direct, recorder).await;
                         let mut tasks = tokio::task::JoinSet::new();
@@ -259,10 +250,7 @@ fn async_conversions_made_while_redis_is_down_are_reconciled_once() {
     }
     let mut server = RedisServer::start("async-outage");
     let url = server.url();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::current_thread_runtime();
     let recorder = Recorder::default();
     rt.block_on(async {
         let store = AsyncRedisStore::open(&url).await.unwrap();

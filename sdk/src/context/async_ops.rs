@@ -377,3 +377,18 @@ async fn reconcile_held_async(core: &Core, astore: &AsyncStore, deadline: Instan
         batch.rest.pop_front();
     }
 }
+
+impl Core {
+    /// [`Core::reconcile_store`] for the async store (`CoreBuilder::async_data_store`): one
+    /// batch of the conversions it held while it did not answer, each marked atomically and sent
+    /// only when its mark wins, within one call deadline. Returns the number the async store
+    /// still holds (without an async store: `reconcile_store`). Async calls do this too, once
+    /// the store answers again; call it before `close` to settle what is left.
+    pub async fn reconcile_store_async(&self) -> u64 {
+        let Some(astore) = self.inner.shared.async_store.as_ref() else {
+            return self.reconcile_store();
+        };
+        reconcile_held_async(self, astore, astore.deadline()).await;
+        astore.guard.held_count()
+    }
+}
