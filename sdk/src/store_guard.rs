@@ -144,6 +144,8 @@ pub(crate) struct StoreGuard {
     /// When the last store-error line was logged (ms since `base` + 1; 0: never).
     last_log: AtomicU64,
     suppressed: AtomicU64,
+    /// When the last "circuit open" line was logged at warn level (as `last_log`).
+    last_open_log: AtomicU64,
     pub counters: StoreCounters,
 }
 
@@ -161,6 +163,7 @@ impl StoreGuard {
             held_len: AtomicU64::new(0),
             last_log: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
+            last_open_log: AtomicU64::new(0),
             counters: StoreCounters::default(),
         }
     }
@@ -277,11 +280,14 @@ impl StoreGuard {
     fn announce(&self, events: &EventHub, state: &str) {
         let name = self.store.name();
         match state {
-            "open" => log::warn!(
+            // A store that fails only some operations (writes refused at `maxmemory`) can
+            // open the circuit again and again: one warn line per `log_interval`.
+            "open" if self.log_due(&self.last_open_log) => log::warn!(
                 "convert: data store `{name}` circuit open after {} consecutive failures: skipping it for {:?}",
                 self.failures.load(Ordering::Relaxed),
                 self.opts.cooldown
             ),
+            "open" => log::debug!("convert: data store `{name}` circuit open again"),
             "closed" => {
                 log::info!("convert: data store `{name}` circuit closed: the store answers again")
             }
@@ -293,17 +299,21 @@ impl StoreGuard {
         });
     }
 
+    /// Whether a line rate-limited by `last` (when it was last logged, ms since `base` + 1;
+    /// 0: never) may be logged now, once per `log_interval`; if so, `last` becomes now.
+    fn log_due(&self, last: &AtomicU64) -> bool {
+        let now = self.now_ms() + 1;
+        let seen = last.load(Ordering::Relaxed);
+        let every = u64::try_from(self.opts.log_interval.as_millis()).unwrap_or(u64::MAX);
+        (seen == 0 || now.saturating_sub(seen) >= every)
+            && last
+                .compare_exchange(seen, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
     /// Logs a store failure at most once per `log_interval`.
     fn log_failure(&self, e: &StoreError) {
-        let now = self.now_ms() + 1;
-        let last = self.last_log.load(Ordering::Relaxed);
-        let every = u64::try_from(self.opts.log_interval.as_millis()).unwrap_or(u64::MAX);
-        if (last == 0 || now.saturating_sub(last) >= every)
-            && self
-                .last_log
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.log_due(&self.last_log) {
             let n = self.suppressed.swap(0, Ordering::Relaxed);
             log::warn!(
                 "convert: data store `{}` failed: {e}; deciding without stored state ({n} similar messages suppressed)",

@@ -312,3 +312,112 @@ fn async_conversions_made_while_redis_is_down_are_reconciled_once() {
     });
     assert_eq!(conversion_events(&recorder), 10);
 }
+
+/// Commands Redis executed since the last `CONFIG RESETSTAT`, from `INFO commandstats`, by
+/// command (`set`, `get`, `evalsha`, …), without the test's own `config` and `info`.
+fn commands(server: &RedisServer) -> std::collections::BTreeMap<String, u64> {
+    server
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter_map(|l| {
+            let (name, stats) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            (!name.starts_with("config") && name != "info").then(|| (name.to_string(), calls))
+        })
+        .collect()
+}
+
+/// The async path decides like the sync one, in as few round trips: a new visitor's decision is
+/// one `SET … NX GET` (its record written, nothing read first), a returning visitor's is the
+/// same single command (the stored record comes back, nothing is written), and a visitor stored
+/// with another variation keeps it. Counted with `INFO commandstats`, not timed; the bucketing
+/// events are fired once per decision.
+#[test]
+fn async_fresh_and_sticky_decisions_are_one_round_trip() {
+    if !redis_available() {
+        return;
+    }
+    const N: u64 = 20;
+    let server = RedisServer::start("async-round-trips");
+    let url = server.url();
+    let rt = support::current_thread_runtime();
+    let recorder = Recorder::default();
+    let bucketing_events = Arc::new(AtomicUsize::new(0));
+    rt.block_on(async {
+        let core = sdk(&url, &recorder).await;
+        let counter = Arc::clone(&bucketing_events);
+        core.on(convert_sdk::EventKind::Bucketing, move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        // The connection is made (and its handshake done) before counting.
+        let warm = core.create_context("warm-up", None);
+        warm.run_experience_async("exp", &BucketingAttributes::default())
+            .await;
+        // A returning visitor stored (by the sync store) with the variation the hash would not
+        // give, to see that the stored one is kept.
+        let sync = RedisStore::open(&url).unwrap();
+        let mut stored = convert_sdk::StoreData::default();
+        stored.set_bucketing("100", "101");
+        sync.set("10-20-stored-a", &stored).unwrap();
+        stored.set_bucketing("100", "102");
+        sync.set("10-20-stored-b", &stored).unwrap();
+        bucketing_events.store(0, Ordering::SeqCst);
+
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        let mut first = Vec::new();
+        for i in 0..N {
+            let ctx = core.create_context(format!("fresh-{i}"), None);
+            first.push(
+                ctx.run_experience_async("exp", &BucketingAttributes::default())
+                    .await,
+            );
+        }
+        let fresh = commands(&server);
+        eprintln!("{N} fresh decisions: {fresh:?}");
+        assert_eq!(fresh.values().sum::<u64>(), N, "fresh: {fresh:?}");
+        assert_eq!(fresh.get("set"), Some(&N), "fresh: {fresh:?}");
+
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        for (i, before) in first.iter().enumerate() {
+            let ctx = core.create_context(format!("fresh-{i}"), None);
+            let again = ctx
+                .run_experience_async("exp", &BucketingAttributes::default())
+                .await;
+            let variation = |d: &Decision| match d {
+                Decision::Variation(v) => v.variation_id.clone(),
+                other => panic!("fresh-{i}: {other:?}"),
+            };
+            assert_eq!(variation(&again), variation(before), "fresh-{i} is sticky");
+        }
+        for (v, variation) in [("stored-a", "a"), ("stored-b", "b")] {
+            let d = core
+                .create_context(v, None)
+                .run_experience_async("exp", &BucketingAttributes::default())
+                .await;
+            match d {
+                Decision::Variation(bv) => {
+                    assert_eq!(bv.variation_key.as_deref(), Some(variation), "{v}")
+                }
+                other => panic!("{v}: {other:?}"),
+            }
+        }
+        let sticky = commands(&server);
+        eprintln!("{} sticky decisions: {sticky:?}", N + 2);
+        assert_eq!(sticky.values().sum::<u64>(), N + 2, "sticky: {sticky:?}");
+        // Nothing was rewritten: the stored records are as they were.
+        for (v, id) in [("stored-a", "101"), ("stored-b", "102")] {
+            let rec = sync.get(&format!("10-20-{v}")).unwrap().unwrap();
+            assert_eq!(rec.bucketed_variation("100"), Some(id), "{v}");
+        }
+    });
+    assert_eq!(
+        bucketing_events.load(Ordering::SeqCst) as u64,
+        2 * N + 2,
+        "one bucketing event per decision"
+    );
+}
