@@ -192,10 +192,21 @@ impl StoreGuard {
         out
     }
 
-    /// Whether less than half of the call deadline is left: reconciliation stops there, so it
-    /// never makes a call overrun (a deadline miss counts as a store failure).
+    /// Whether less than half of the call deadline is left (`left`): reconciliation stops
+    /// there, so it never makes a call overrun (a deadline miss counts as a store failure).
+    fn short(&self, left: Duration) -> bool {
+        left < self.opts.call_deadline / 2
+    }
+
+    /// [`StoreGuard::short`] for the sync path, whose deadline is set on the calling thread.
     pub fn time_short(&self) -> bool {
-        convert_ports::store_time_left().is_some_and(|left| left < self.opts.call_deadline / 2)
+        convert_ports::store_time_left().is_some_and(|left| self.short(left))
+    }
+
+    /// [`StoreGuard::short`] for the async path, whose deadline travels with the call.
+    #[cfg(feature = "tokio")]
+    pub fn time_short_until(&self, deadline: Instant) -> bool {
+        self.short(deadline.saturating_duration_since(Instant::now()))
     }
 
     /// Whether the circuit is open (the store is being skipped).
@@ -463,20 +474,20 @@ impl StoreGuard {
     }
 
     /// Takes up to one batch of held conversions, to reconcile now (only while the circuit is
-    /// closed).
-    pub fn take_batch(&self) -> Vec<HeldConversion> {
-        if self.held_count() == 0 || self.is_open() {
-            return Vec::new();
+    /// closed). What the batch still holds when dropped goes back to the front of the list.
+    pub fn take_batch(&self) -> HeldBatch<'_> {
+        let mut rest = VecDeque::new();
+        if self.held_count() != 0 && !self.is_open() {
+            let mut held = self.held();
+            let n = held.len().min(self.opts.reconcile_batch);
+            rest.extend(held.drain(..n));
+            self.held_len.store(held.len() as u64, Ordering::Relaxed);
         }
-        let mut held = self.held();
-        let n = held.len().min(self.opts.reconcile_batch);
-        let batch: Vec<_> = held.drain(..n).collect();
-        self.held_len.store(held.len() as u64, Ordering::Relaxed);
-        batch
+        HeldBatch { guard: self, rest }
     }
 
     /// Puts back conversions that could not be reconciled yet (at the front, in order).
-    pub fn put_back(&self, rest: Vec<HeldConversion>) {
+    fn put_back(&self, rest: VecDeque<HeldConversion>) {
         if rest.is_empty() {
             return;
         }
@@ -526,6 +537,32 @@ impl StoreGuard {
         ops.iter()
             .zip(&applied.changed)
             .any(|(op, changed)| *changed && matches!(op, StoreOp::Goal(g) if g.as_str() == goal))
+    }
+}
+
+/// Held conversions taken for reconciliation: settle them front first
+/// ([`HeldBatch::next`], [`HeldBatch::settled`]); the ones not settled when the batch is dropped
+/// (time short, no answer, or the reconciling call no longer awaited) go back to the held list.
+pub(crate) struct HeldBatch<'g> {
+    guard: &'g StoreGuard,
+    rest: VecDeque<HeldConversion>,
+}
+
+impl HeldBatch<'_> {
+    /// The next conversion to settle (it stays in the batch until [`HeldBatch::settled`]).
+    pub fn next(&self) -> Option<HeldConversion> {
+        self.rest.front().cloned()
+    }
+
+    /// The conversion [`HeldBatch::next`] gave is settled.
+    pub fn settled(&mut self) {
+        self.rest.pop_front();
+    }
+}
+
+impl Drop for HeldBatch<'_> {
+    fn drop(&mut self) {
+        self.guard.put_back(std::mem::take(&mut self.rest));
     }
 }
 

@@ -11,14 +11,13 @@ use super::{Context, FeatureDecision, Stored, convert_on, mark_lost, settle_held
 use crate::asynchronous::AsyncStore;
 use crate::attributes::{BucketingAttributes, ConversionAttributes};
 use crate::core::Core;
-use crate::store_guard::{HeldConversion, Unanswered};
+use crate::store_guard::Unanswered;
 use convert_core::engine::{Effects, Engine, VisitorState};
 use convert_core::features::BucketedFeature;
 use convert_core::{BucketedVariation, ConversionOutcome, Decision, RuleError, StoreData};
 use convert_ports::{SdkEvent, StoreOp};
 use serde_json::{Map, Value};
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::time::Instant;
 
 thread_local! {
@@ -369,31 +368,13 @@ async fn convert_in_async_store(
     Ok((result, fx.tracking))
 }
 
-/// Held conversions not yet settled; put back in the held list when dropped (also when the
-/// reconciling call stops being awaited).
-struct Batch<'a> {
-    astore: &'a AsyncStore,
-    rest: VecDeque<HeldConversion>,
-}
-
-impl Drop for Batch<'_> {
-    fn drop(&mut self) {
-        self.astore
-            .guard
-            .put_back(std::mem::take(&mut self.rest).into());
-    }
-}
-
 /// `reconcile_held` on the async store: a batch of held conversions, each marked atomically and
 /// sent only when its mark wins, while at least half of the call's deadline is left.
 async fn reconcile_held_async(core: &Core, astore: &AsyncStore, deadline: Instant) {
     let guard = &astore.guard;
-    let mut batch = Batch {
-        astore,
-        rest: guard.take_batch().into(),
-    };
-    while let Some(h) = batch.rest.front().cloned() {
-        if Instant::now() + guard.call_deadline() / 2 > deadline {
+    let mut batch = guard.take_batch();
+    while let Some(h) = batch.next() {
+        if guard.time_short_until(deadline) {
             return;
         }
         let outcome = convert_in_async_store(
@@ -411,7 +392,7 @@ async fn reconcile_held_async(core: &Core, astore: &AsyncStore, deadline: Instan
         if !settle_held(core, guard, &h, outcome) {
             return;
         }
-        batch.rest.pop_front();
+        batch.settled();
     }
 }
 
