@@ -526,17 +526,8 @@ impl RedisStore {
             ));
         }
         let client = if url.contains("+cluster://") {
-            let nodes = cluster_nodes(url)
-                .ok_or_else(|| bad_url(url, "a cluster URL needs at least one host:port"))?;
-            let nodes_len = nodes.len();
-            let client = ClusterClient::builder(nodes)
-                .connection_timeout(options.connect_timeout)
-                .response_timeout(options.io_timeout)
-                .retries(2)
-                .build()
-                .map_err(|e| bad_url(url, &describe(&e)))?;
-            let seeds = u32::try_from(nodes_len).unwrap_or(u32::MAX).max(1);
-            Target::Cluster(client, seeds)
+            let (client, seeds) = Self::cluster_client(url, &options)?;
+            Target::Cluster(client, u32::try_from(seeds).unwrap_or(u32::MAX).max(1))
         } else {
             let client =
                 Self::client(url, tls, &options).map_err(|e| bad_url(url, &describe(&e)))?;
@@ -549,6 +540,24 @@ impl RedisStore {
             options,
             no_set_nx_get: AtomicBool::new(false),
         })
+    }
+
+    /// The cluster client of a `redis+cluster://` URL (sync and async stores), and its number
+    /// of seed nodes.
+    fn cluster_client(
+        url: &str,
+        options: &RedisOptions,
+    ) -> Result<(ClusterClient, usize), StoreError> {
+        let nodes = cluster_nodes(url)
+            .ok_or_else(|| bad_url(url, "a cluster URL needs at least one host:port"))?;
+        let seeds = nodes.len();
+        let client = ClusterClient::builder(nodes)
+            .connection_timeout(options.connect_timeout)
+            .response_timeout(options.io_timeout)
+            .retries(2)
+            .build()
+            .map_err(|e| bad_url(url, &describe(&e)))?;
+        Ok((client, seeds))
     }
 
     #[cfg(feature = "tls")]
