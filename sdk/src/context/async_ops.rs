@@ -1,11 +1,13 @@
 //! The async variants of the context methods that may touch a network store (cargo feature
 //! `tokio`).
 //!
-//! Each is "load the visitor record (await), decide (sync, pure), write back (await)": the
-//! decision runs the very same sync method on the record loaded beforehand (handed to
-//! `Context::with_state` through a per-thread slot for the length of that sync step, which
-//! contains no await), and the store writes it produced are collected and written back
-//! afterwards, in one atomic operation against the record read.
+//! A decision is "decide as for a new visitor (sync, pure), one round trip (await), and only
+//! for a returning visitor decide again on the stored record and write what changed (await)":
+//! each decision step runs the very same sync method on a record handed to
+//! `Context::with_state` through a per-thread slot for the length of that step (which contains
+//! no await); the store writes it produced are collected there, and the effects and events of
+//! the speculative first step are held until its decision is known to stand. A conversion is
+//! "read (await), decide (sync), mark the goal atomically (await)".
 
 use super::{Context, FeatureDecision, Stored, convert_on, mark_lost, settle_held};
 use crate::asynchronous::AsyncStore;
