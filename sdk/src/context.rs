@@ -1025,13 +1025,9 @@ fn convert_on(
 /// atomically and sent only when its mark wins.
 pub(crate) fn reconcile_held(core: &Core) {
     let guard = &core.inner.shared.guard;
-    let batch = guard.take_batch();
-    let mut rest = batch.into_iter();
-    while let Some(h) = rest.next() {
+    let mut batch = guard.take_batch();
+    while let Some(h) = batch.next() {
         if guard.time_short() {
-            let mut back = vec![h];
-            back.extend(rest);
-            guard.put_back(back);
             return;
         }
         let outcome = convert_in_store(
@@ -1044,11 +1040,9 @@ pub(crate) fn reconcile_held(core: &Core) {
             h.force,
         );
         if !settle_held(core, guard, &h, outcome) {
-            let mut back = vec![h];
-            back.extend(rest);
-            guard.put_back(back);
             return;
         }
+        batch.settled();
     }
 }
 

@@ -626,7 +626,13 @@ impl Core {
 
     pub(crate) fn fire(&self, event: impl FnOnce() -> SdkEvent) {
         if self.inner.shared.events.has_subscribers() {
-            self.inner.shared.events.fire(&event());
+            let event = event();
+            // Held while an async call's speculative decision step runs (`context/async_ops.rs`).
+            #[cfg(feature = "tokio")]
+            let Some(event) = crate::context::Context::hold_event(event) else {
+                return;
+            };
+            self.inner.shared.events.fire(&event);
         }
     }
 }

@@ -144,6 +144,8 @@ pub(crate) struct StoreGuard {
     /// When the last store-error line was logged (ms since `base` + 1; 0: never).
     last_log: AtomicU64,
     suppressed: AtomicU64,
+    /// When the last "circuit open" line was logged at warn level (as `last_log`).
+    last_open_log: AtomicU64,
     pub counters: StoreCounters,
 }
 
@@ -161,6 +163,7 @@ impl StoreGuard {
             held_len: AtomicU64::new(0),
             last_log: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
+            last_open_log: AtomicU64::new(0),
             counters: StoreCounters::default(),
         }
     }
@@ -189,10 +192,21 @@ impl StoreGuard {
         out
     }
 
-    /// Whether less than half of the call deadline is left: reconciliation stops there, so it
-    /// never makes a call overrun (a deadline miss counts as a store failure).
+    /// Whether less than half of the call deadline is left (`left`): reconciliation stops
+    /// there, so it never makes a call overrun (a deadline miss counts as a store failure).
+    fn short(&self, left: Duration) -> bool {
+        left < self.opts.call_deadline / 2
+    }
+
+    /// [`StoreGuard::short`] for the sync path, whose deadline is set on the calling thread.
     pub fn time_short(&self) -> bool {
-        convert_ports::store_time_left().is_some_and(|left| left < self.opts.call_deadline / 2)
+        convert_ports::store_time_left().is_some_and(|left| self.short(left))
+    }
+
+    /// [`StoreGuard::short`] for the async path, whose deadline travels with the call.
+    #[cfg(feature = "tokio")]
+    pub fn time_short_until(&self, deadline: Instant) -> bool {
+        self.short(deadline.saturating_duration_since(Instant::now()))
     }
 
     /// Whether the circuit is open (the store is being skipped).
@@ -277,11 +291,14 @@ impl StoreGuard {
     fn announce(&self, events: &EventHub, state: &str) {
         let name = self.store.name();
         match state {
-            "open" => log::warn!(
+            // A store that fails only some operations (writes refused at `maxmemory`) can
+            // open the circuit again and again: one warn line per `log_interval`.
+            "open" if self.log_due(&self.last_open_log) => log::warn!(
                 "convert: data store `{name}` circuit open after {} consecutive failures: skipping it for {:?}",
                 self.failures.load(Ordering::Relaxed),
                 self.opts.cooldown
             ),
+            "open" => log::debug!("convert: data store `{name}` circuit open again"),
             "closed" => {
                 log::info!("convert: data store `{name}` circuit closed: the store answers again")
             }
@@ -293,17 +310,21 @@ impl StoreGuard {
         });
     }
 
+    /// Whether a line rate-limited by `last` (when it was last logged, ms since `base` + 1;
+    /// 0: never) may be logged now, once per `log_interval`; if so, `last` becomes now.
+    fn log_due(&self, last: &AtomicU64) -> bool {
+        let now = self.now_ms() + 1;
+        let seen = last.load(Ordering::Relaxed);
+        let every = u64::try_from(self.opts.log_interval.as_millis()).unwrap_or(u64::MAX);
+        (seen == 0 || now.saturating_sub(seen) >= every)
+            && last
+                .compare_exchange(seen, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
     /// Logs a store failure at most once per `log_interval`.
     fn log_failure(&self, e: &StoreError) {
-        let now = self.now_ms() + 1;
-        let last = self.last_log.load(Ordering::Relaxed);
-        let every = u64::try_from(self.opts.log_interval.as_millis()).unwrap_or(u64::MAX);
-        if (last == 0 || now.saturating_sub(last) >= every)
-            && self
-                .last_log
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.log_due(&self.last_log) {
             let n = self.suppressed.swap(0, Ordering::Relaxed);
             log::warn!(
                 "convert: data store `{}` failed: {e}; deciding without stored state ({n} similar messages suppressed)",
@@ -453,20 +474,20 @@ impl StoreGuard {
     }
 
     /// Takes up to one batch of held conversions, to reconcile now (only while the circuit is
-    /// closed).
-    pub fn take_batch(&self) -> Vec<HeldConversion> {
-        if self.held_count() == 0 || self.is_open() {
-            return Vec::new();
+    /// closed). What the batch still holds when dropped goes back to the front of the list.
+    pub fn take_batch(&self) -> HeldBatch<'_> {
+        let mut rest = VecDeque::new();
+        if self.held_count() != 0 && !self.is_open() {
+            let mut held = self.held();
+            let n = held.len().min(self.opts.reconcile_batch);
+            rest.extend(held.drain(..n));
+            self.held_len.store(held.len() as u64, Ordering::Relaxed);
         }
-        let mut held = self.held();
-        let n = held.len().min(self.opts.reconcile_batch);
-        let batch: Vec<_> = held.drain(..n).collect();
-        self.held_len.store(held.len() as u64, Ordering::Relaxed);
-        batch
+        HeldBatch { guard: self, rest }
     }
 
     /// Puts back conversions that could not be reconciled yet (at the front, in order).
-    pub fn put_back(&self, rest: Vec<HeldConversion>) {
+    fn put_back(&self, rest: VecDeque<HeldConversion>) {
         if rest.is_empty() {
             return;
         }
@@ -516,6 +537,32 @@ impl StoreGuard {
         ops.iter()
             .zip(&applied.changed)
             .any(|(op, changed)| *changed && matches!(op, StoreOp::Goal(g) if g.as_str() == goal))
+    }
+}
+
+/// Held conversions taken for reconciliation: settle them front first
+/// ([`HeldBatch::next`], [`HeldBatch::settled`]); the ones not settled when the batch is dropped
+/// (time short, no answer, or the reconciling call no longer awaited) go back to the held list.
+pub(crate) struct HeldBatch<'g> {
+    guard: &'g StoreGuard,
+    rest: VecDeque<HeldConversion>,
+}
+
+impl HeldBatch<'_> {
+    /// The next conversion to settle (it stays in the batch until [`HeldBatch::settled`]).
+    pub fn next(&self) -> Option<HeldConversion> {
+        self.rest.front().cloned()
+    }
+
+    /// The conversion [`HeldBatch::next`] gave is settled.
+    pub fn settled(&mut self) {
+        self.rest.pop_front();
+    }
+}
+
+impl Drop for HeldBatch<'_> {
+    fn drop(&mut self) {
+        self.guard.put_back(std::mem::take(&mut self.rest));
     }
 }
 

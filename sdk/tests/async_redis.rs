@@ -16,6 +16,7 @@ use convert_sdk::{
     StoreOptions,
 };
 use convert_store_tests::redis_server::{RedisServer, redis_available};
+use convert_testkit::process::os_threads;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -29,28 +30,13 @@ const DELAY: Duration = Duration::from_millis(100);
 const DECISIONS: usize = 2_000;
 const CONVERTING: usize = 200;
 
-/// The process's OS threads now, from `/proc/self/status` (0 where it cannot be read).
-fn os_threads() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Threads:"))
-                .and_then(|n| n.trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// A loopback TCP proxy to `upstream` that holds every chunk the server sends for `DELAY`
 /// before passing it on (in order; the delays of consecutive replies overlap, as network
 /// latency does). Runs on its own thread and current-thread runtime; returns its port.
 fn delaying_proxy(upstream: u16) -> u16 {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = support::current_thread_runtime();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap().port()).unwrap();
@@ -122,10 +108,7 @@ fn async_decisions_overlap_on_few_threads_and_conversions_stay_exactly_once() {
     let proxied = format!("redis://127.0.0.1:{proxy}/");
 
     // 1. 2,000 concurrent decisions through the delaying proxy, on one current-thread runtime.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::current_thread_runtime();
     let recorder = Recorder::default();
     let (max_in_flight, max_threads, ticks_while_busy, variations) = rt.block_on(async {
         let core = sdk(&proxied, &recorder).await;
@@ -206,10 +189,7 @@ fn async_decisions_overlap_on_few_threads_and_conversions_stay_exactly_once() {
             .map(|recorder| {
                 let direct = direct.clone();
                 s.spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
+                    let rt = support::current_thread_runtime();
                     rt.block_on(async {
                         let core = sdk(&direct, recorder).await;
                         let mut tasks = tokio::task::JoinSet::new();
@@ -259,10 +239,7 @@ fn async_conversions_made_while_redis_is_down_are_reconciled_once() {
     }
     let mut server = RedisServer::start("async-outage");
     let url = server.url();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::current_thread_runtime();
     let recorder = Recorder::default();
     rt.block_on(async {
         let store = AsyncRedisStore::open(&url).await.unwrap();
@@ -323,4 +300,113 @@ fn async_conversions_made_while_redis_is_down_are_reconciled_once() {
         core.flush().unwrap();
     });
     assert_eq!(conversion_events(&recorder), 10);
+}
+
+/// Commands Redis executed since the last `CONFIG RESETSTAT`, from `INFO commandstats`, by
+/// command (`set`, `get`, `evalsha`, …), without the test's own `config` and `info`.
+fn commands(server: &RedisServer) -> std::collections::BTreeMap<String, u64> {
+    server
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter_map(|l| {
+            let (name, stats) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            (!name.starts_with("config") && name != "info").then(|| (name.to_string(), calls))
+        })
+        .collect()
+}
+
+/// The async path decides like the sync one, in as few round trips: a new visitor's decision is
+/// one `SET … NX GET` (its record written, nothing read first), a returning visitor's is the
+/// same single command (the stored record comes back, nothing is written), and a visitor stored
+/// with another variation keeps it. Counted with `INFO commandstats`, not timed; the bucketing
+/// events are fired once per decision.
+#[test]
+fn async_fresh_and_sticky_decisions_are_one_round_trip() {
+    if !redis_available() {
+        return;
+    }
+    const N: u64 = 20;
+    let server = RedisServer::start("async-round-trips");
+    let url = server.url();
+    let rt = support::current_thread_runtime();
+    let recorder = Recorder::default();
+    let bucketing_events = Arc::new(AtomicUsize::new(0));
+    rt.block_on(async {
+        let core = sdk(&url, &recorder).await;
+        let counter = Arc::clone(&bucketing_events);
+        core.on(convert_sdk::EventKind::Bucketing, move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        // The connection is made (and its handshake done) before counting.
+        let warm = core.create_context("warm-up", None);
+        warm.run_experience_async("exp", &BucketingAttributes::default())
+            .await;
+        // A returning visitor stored (by the sync store) with the variation the hash would not
+        // give, to see that the stored one is kept.
+        let sync = RedisStore::open(&url).unwrap();
+        let mut stored = convert_sdk::StoreData::default();
+        stored.set_bucketing("100", "101");
+        sync.set("10-20-stored-a", &stored).unwrap();
+        stored.set_bucketing("100", "102");
+        sync.set("10-20-stored-b", &stored).unwrap();
+        bucketing_events.store(0, Ordering::SeqCst);
+
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        let mut first = Vec::new();
+        for i in 0..N {
+            let ctx = core.create_context(format!("fresh-{i}"), None);
+            first.push(
+                ctx.run_experience_async("exp", &BucketingAttributes::default())
+                    .await,
+            );
+        }
+        let fresh = commands(&server);
+        eprintln!("{N} fresh decisions: {fresh:?}");
+        assert_eq!(fresh.values().sum::<u64>(), N, "fresh: {fresh:?}");
+        assert_eq!(fresh.get("set"), Some(&N), "fresh: {fresh:?}");
+
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        for (i, before) in first.iter().enumerate() {
+            let ctx = core.create_context(format!("fresh-{i}"), None);
+            let again = ctx
+                .run_experience_async("exp", &BucketingAttributes::default())
+                .await;
+            let variation = |d: &Decision| match d {
+                Decision::Variation(v) => v.variation_id.clone(),
+                other => panic!("fresh-{i}: {other:?}"),
+            };
+            assert_eq!(variation(&again), variation(before), "fresh-{i} is sticky");
+        }
+        for (v, variation) in [("stored-a", "a"), ("stored-b", "b")] {
+            let d = core
+                .create_context(v, None)
+                .run_experience_async("exp", &BucketingAttributes::default())
+                .await;
+            match d {
+                Decision::Variation(bv) => {
+                    assert_eq!(bv.variation_key.as_deref(), Some(variation), "{v}")
+                }
+                other => panic!("{v}: {other:?}"),
+            }
+        }
+        let sticky = commands(&server);
+        eprintln!("{} sticky decisions: {sticky:?}", N + 2);
+        assert_eq!(sticky.values().sum::<u64>(), N + 2, "sticky: {sticky:?}");
+        // Nothing was rewritten: the stored records are as they were.
+        for (v, id) in [("stored-a", "101"), ("stored-b", "102")] {
+            let rec = sync.get(&format!("10-20-{v}")).unwrap().unwrap();
+            assert_eq!(rec.bucketed_variation("100"), Some(id), "{v}");
+        }
+    });
+    assert_eq!(
+        bucketing_events.load(Ordering::SeqCst) as u64,
+        2 * N + 2,
+        "one bucketing event per decision"
+    );
 }

@@ -7,6 +7,8 @@
 //! them), so a test can compare the exact multiset of events received.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod process;
+
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::io::{Read, Write};

@@ -5,7 +5,7 @@ use convert_ports::{
     Applied, Backoff, DataStore, StoreData, StoreError, StoreOp, apply_ops, create_with_update,
     store_wait_limit,
 };
-use redis::cluster::{ClusterClient, ClusterConnection};
+use redis::cluster::{ClusterClient, ClusterConfig, ClusterConnection};
 use redis::{Client, Connection, ConnectionLike, ErrorKind, RedisError, Script, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -133,7 +133,8 @@ pub struct RedisStore {
 /// Where the store connects.
 enum Target {
     Single(Client),
-    Cluster(ClusterClient),
+    /// The client and the number of seed nodes in the URL.
+    Cluster(ClusterClient, u32),
 }
 
 /// One connection of the pool, with the read/write timeout last set on it.
@@ -343,7 +344,7 @@ impl std::fmt::Debug for RedisStore {
         // The connection info may hold a password: show only where it points.
         let addr = match &self.client {
             Target::Single(c) => c.get_connection_info().addr().to_string(),
-            Target::Cluster(_) => "cluster".to_string(),
+            Target::Cluster(..) => "cluster".to_string(),
         };
         f.debug_struct("RedisStore")
             .field("addr", &addr)
@@ -525,15 +526,8 @@ impl RedisStore {
             ));
         }
         let client = if url.contains("+cluster://") {
-            let nodes = cluster_nodes(url)
-                .ok_or_else(|| bad_url(url, "a cluster URL needs at least one host:port"))?;
-            let client = ClusterClient::builder(nodes)
-                .connection_timeout(options.connect_timeout)
-                .response_timeout(options.io_timeout)
-                .retries(2)
-                .build()
-                .map_err(|e| bad_url(url, &describe(&e)))?;
-            Target::Cluster(client)
+            let (client, seeds) = Self::cluster_client(url, &options)?;
+            Target::Cluster(client, u32::try_from(seeds).unwrap_or(u32::MAX).max(1))
         } else {
             let client =
                 Self::client(url, tls, &options).map_err(|e| bad_url(url, &describe(&e)))?;
@@ -546,6 +540,24 @@ impl RedisStore {
             options,
             no_set_nx_get: AtomicBool::new(false),
         })
+    }
+
+    /// The cluster client of a `redis+cluster://` URL (sync and async stores), and its number
+    /// of seed nodes.
+    fn cluster_client(
+        url: &str,
+        options: &RedisOptions,
+    ) -> Result<(ClusterClient, usize), StoreError> {
+        let nodes = cluster_nodes(url)
+            .ok_or_else(|| bad_url(url, "a cluster URL needs at least one host:port"))?;
+        let seeds = nodes.len();
+        let client = ClusterClient::builder(nodes)
+            .connection_timeout(options.connect_timeout)
+            .response_timeout(options.io_timeout)
+            .retries(2)
+            .build()
+            .map_err(|e| bad_url(url, &describe(&e)))?;
+        Ok((client, seeds))
     }
 
     #[cfg(feature = "tls")]
@@ -577,7 +589,7 @@ impl RedisStore {
 
     /// Whether this store talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.client, Target::Cluster(_))
+        matches!(self.client, Target::Cluster(..))
     }
 
     /// The Redis key of a store key (`prefix` + key).
@@ -611,8 +623,16 @@ impl RedisStore {
                 let c = client.get_connection_with_timeout(limit)?;
                 Ok(Conn::new(Link::Single(c)))
             }
-            Target::Cluster(client) => {
-                Ok(Conn::new(Link::Cluster(Box::new(client.get_connection()?))))
+            // The client's own timeouts are the store's upper bounds; this connection's are cut
+            // so that connecting fits in the time the call has left: the seeds are tried one
+            // after another, each with a connect and a first command (`READONLY`) to wait for.
+            Target::Cluster(client, seeds) => {
+                let step = (limit / (2 * seeds)).max(Duration::from_millis(1));
+                let config = ClusterConfig::new()
+                    .set_connection_timeout(step)
+                    .set_response_timeout(step);
+                let c = client.get_connection_with_config(config)?;
+                Ok(Conn::new(Link::Cluster(Box::new(c))))
             }
         }
     }

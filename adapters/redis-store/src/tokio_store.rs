@@ -7,19 +7,23 @@ use crate::{
 use convert_ports::{
     Applied, AsyncDataStore, Backoff, StoreData, StoreError, StoreFuture, StoreOp,
 };
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// An [`AsyncDataStore`] on one Redis server, for tokio hosts: the keys, JSON records and
-/// one-round-trip writes of [`RedisStore`] (`GET`; `SET … NX GET`; the same compare-and-set
-/// script via `EVALSHA`), over one multiplexed connection shared by every task
-/// (redis-rs's `ConnectionManager`, which reconnects by itself after a failure).
+/// An [`AsyncDataStore`] on Redis, for tokio hosts: the keys, JSON records and one-round-trip
+/// writes of [`RedisStore`] (`GET`; `SET … NX GET`; the same compare-and-set script via
+/// `EVALSHA`), over one multiplexed connection shared by every task (redis-rs's
+/// `ConnectionManager`, which reconnects by itself after a failure). With a
+/// `redis+cluster://host:port[,host:port...]` URL, over redis-rs's async cluster connection
+/// (one multiplexed connection per node, commands routed by key, topology refreshed after
+/// `MOVED`), made on first use.
 ///
 /// The SDK bounds each call's store work with its call deadline and drives its circuit breaker
 /// around every operation; `RedisOptions::io_timeout` bounds each command as well. Pool options
-/// (`max_connections`, `pool_wait`, …) do not apply: there is one connection. Redis Cluster URLs
-/// are not supported by this store yet (use [`RedisStore`] behind `spawn_blocking`).
+/// (`max_connections`, `pool_wait`, …) do not apply: there is one connection (per node).
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), convert_ports::StoreError> {
@@ -27,10 +31,55 @@ use std::time::Duration;
 /// # Ok(()) }
 /// ```
 pub struct AsyncRedisStore {
-    conn: ConnectionManager,
+    link: Link,
     options: RedisOptions,
     /// Set once the server refused `SET … NX GET` (Redis before 7.0).
     no_set_nx_get: AtomicBool,
+}
+
+/// Where the store's commands go.
+enum Link {
+    Single(ConnectionManager),
+    /// Connected on first use (and again on the next call while connecting fails).
+    Cluster(Box<(ClusterClient, tokio::sync::OnceCell<ClusterConnection>)>),
+}
+
+/// A connection handle for one operation (both kinds are cheap clones of a shared connection).
+#[derive(Clone)]
+enum Handle {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Handle {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Handle::Single(c) => c.req_packed_command(cmd),
+            Handle::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Handle::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Handle::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Handle::Single(c) => c.get_db(),
+            Handle::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 impl std::fmt::Debug for AsyncRedisStore {
@@ -43,9 +92,10 @@ impl std::fmt::Debug for AsyncRedisStore {
 }
 
 impl AsyncRedisStore {
-    /// Opens a store on `url` (`redis://` or, with the `tls` feature, `rediss://`) with default
-    /// options. The connection is made on first use, so a server that is down now is not an
-    /// error here. Must be called from within a tokio runtime.
+    /// Opens a store on `url` (`redis://`, `redis+cluster://host:port[,host:port...]` or, with
+    /// the `tls` feature, `rediss://`, `rediss+cluster://`) with default options. The connection
+    /// is made on first use, so a server that is down now is not an error here. Must be called
+    /// from within a tokio runtime.
     pub async fn open(url: &str) -> Result<AsyncRedisStore, StoreError> {
         Self::open_with(url, RedisOptions::default()).await
     }
@@ -55,12 +105,10 @@ impl AsyncRedisStore {
         url: &str,
         options: RedisOptions,
     ) -> Result<AsyncRedisStore, StoreError> {
-        if url.contains("+cluster://") {
-            return Err(StoreError::Other(
-                "the async Redis store does not support Redis Cluster URLs yet".into(),
-            ));
+        if let Some(problem) = crate::url_problem(url) {
+            return Err(crate::bad_url(url, &problem));
         }
-        let tls = url.starts_with("rediss://");
+        let tls = url.starts_with("rediss://") || url.starts_with("rediss+cluster://");
         if tls && !cfg!(feature = "tls") {
             return Err(StoreError::Other(
                 "rediss:// (TLS) URLs need the `tls` feature of convert-store-redis".into(),
@@ -69,6 +117,14 @@ impl AsyncRedisStore {
         let invalid = |e: redis::RedisError| {
             StoreError::Other(format!("invalid Redis URL: {}", crate::describe(&e)))
         };
+        if url.contains("+cluster://") {
+            let (client, _) = RedisStore::cluster_client(url, &options)?;
+            return Ok(AsyncRedisStore {
+                link: Link::Cluster(Box::new((client, tokio::sync::OnceCell::new()))),
+                options,
+                no_set_nx_get: AtomicBool::new(false),
+            });
+        }
         let client = RedisStore::client(url, tls, &options).map_err(invalid)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
@@ -78,7 +134,7 @@ impl AsyncRedisStore {
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(invalid)?;
         Ok(AsyncRedisStore {
-            conn,
+            link: Link::Single(conn),
             options,
             no_set_nx_get: AtomicBool::new(false),
         })
@@ -94,6 +150,24 @@ impl AsyncRedisStore {
         &self.options
     }
 
+    /// Whether this store talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.link, Link::Cluster(..))
+    }
+
+    /// The connection for one operation (connecting to the cluster on first use).
+    async fn conn(&self) -> Result<Handle, StoreError> {
+        match &self.link {
+            Link::Single(c) => Ok(Handle::Single(c.clone())),
+            Link::Cluster(cluster) => cluster
+                .1
+                .get_or_try_init(|| cluster.0.get_async_connection())
+                .await
+                .map(|c| Handle::Cluster(c.clone()))
+                .map_err(|e| unavailable(&e)),
+        }
+    }
+
     /// A failure as a store error.
     fn error(f: Failure) -> StoreError {
         match f {
@@ -104,7 +178,7 @@ impl AsyncRedisStore {
     }
 
     async fn read_raw(&self, rkey: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await?;
         match redis::cmd("GET").arg(rkey).query_async(&mut c).await {
             Ok(v) => Ok(v),
             Err(e) if e.code() == Some("WRONGTYPE") => Err(Self::error(RedisStore::corrupt(
@@ -124,7 +198,7 @@ impl AsyncRedisStore {
         key: &str,
     ) -> Result<Cas, StoreError> {
         let ttl = ttl_ms(&self.options);
-        let mut c = self.conn.clone();
+        let mut c = self.conn().await?;
         if expected.is_none() && !self.no_set_nx_get.load(Ordering::Relaxed) {
             let reply = set_nx_get(rkey, new, ttl).query_async(&mut c).await;
             match set_nx_get_reply(reply, key).map_err(Self::error)? {
@@ -220,7 +294,7 @@ impl AsyncDataStore for AsyncRedisStore {
 
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let mut c = self.conn.clone();
+            let mut c = self.conn().await?;
             redis::cmd("DEL")
                 .arg(self.redis_key(key))
                 .query_async::<()>(&mut c)

@@ -149,3 +149,32 @@ fn async_store_passes_the_contract_suite() {
         }
     });
 }
+
+/// One server shared by the async contract cases of this file (each case uses its own keys).
+fn contract_server() -> Option<&'static RedisServer> {
+    static SERVER: std::sync::OnceLock<Option<&'static RedisServer>> = std::sync::OnceLock::new();
+    *SERVER.get_or_init(|| {
+        // Leaked on purpose: it lives as long as the test process; its watchdog stops it.
+        redis_available().then(|| &*Box::leak(Box::new(RedisServer::start("async-contract-ts"))))
+    })
+}
+
+convert_store_tests::async_contract_tests!(|| async {
+    let url = contract_server()?.url();
+    let store = AsyncRedisStore::open(&url).await.unwrap();
+    Some(Arc::new(store) as convert_store_tests::asynchronous::Shared)
+});
+
+/// Two async stores (two multiplexed connections) on one server race to mark the same goal.
+#[test]
+fn async_contract_one_winner_across_instances() {
+    let Some(server) = contract_server() else {
+        return;
+    };
+    let url = server.url();
+    convert_store_tests::asynchronous::block_on(|| async {
+        let a = Arc::new(AsyncRedisStore::open(&url).await.unwrap());
+        let b = Arc::new(AsyncRedisStore::open(&url).await.unwrap());
+        convert_store_tests::asynchronous::one_winner_across_instances(a, b).await;
+    });
+}

@@ -3,6 +3,8 @@
 // A test-support crate: failing a check means panicking, exactly like `assert!`.
 #![allow(clippy::panic)]
 
+#[cfg(feature = "async")]
+pub mod asynchronous;
 pub mod redis_server;
 
 use convert_ports::{DataStore, StoreData, StoreOp};

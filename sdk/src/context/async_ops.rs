@@ -1,54 +1,67 @@
 //! The async variants of the context methods that may touch a network store (cargo feature
 //! `tokio`).
 //!
-//! Each is "load the visitor record (await), decide (sync, pure), write back (await)": the
-//! decision runs the very same sync method on the record loaded beforehand (handed to
-//! `Context::with_state` through a per-thread slot for the length of that sync step, which
-//! contains no await), and the store writes it produced are collected and written back
-//! afterwards, in one atomic operation against the record read.
+//! A decision is "decide as for a new visitor (sync, pure), one round trip (await), and only
+//! for a returning visitor decide again on the stored record and write what changed (await)":
+//! each decision step runs the very same sync method on a record handed to
+//! `Context::with_state` through a per-thread slot for the length of that step (which contains
+//! no await); the store writes it produced are collected there, and the effects and events of
+//! the speculative first step are held until its decision is known to stand. A conversion is
+//! "read (await), decide (sync), mark the goal atomically (await)".
 
 use super::{Context, FeatureDecision, Stored, convert_on, mark_lost, settle_held};
 use crate::asynchronous::AsyncStore;
 use crate::attributes::{BucketingAttributes, ConversionAttributes};
 use crate::core::Core;
-use crate::store_guard::{HeldConversion, Unanswered};
+use crate::store_guard::Unanswered;
 use convert_core::engine::{Effects, Engine, VisitorState};
 use convert_core::features::BucketedFeature;
 use convert_core::{BucketedVariation, ConversionOutcome, Decision, RuleError, StoreData};
-use convert_ports::StoreOp;
+use convert_ports::{SdkEvent, StoreOp};
 use serde_json::{Map, Value};
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::time::Instant;
 
 thread_local! {
-    /// The record an async call loaded, and the writes its sync decision step produced.
+    /// The record an async call decides on, and what its sync decision step produced.
     static PREFETCHED: RefCell<Option<Prefetched>> = const { RefCell::new(None) };
 }
 
 struct Prefetched {
     record: StoreData,
     ops: Vec<StoreOp>,
+    /// `Some` while the decision is speculative (made as for a new visitor before the store
+    /// answered): its effects and SDK events are kept here, and take effect only if it stands.
+    held: Option<Held>,
+}
+
+/// The effects and SDK events of a speculative decision.
+#[derive(Default)]
+struct Held {
+    effects: Vec<Effects>,
+    events: Vec<SdkEvent>,
 }
 
 /// The slot filled for one sync decision step; emptied when dropped, even by unwinding.
 struct Slot;
 
 impl Slot {
-    fn fill(record: StoreData) -> Slot {
+    fn fill(record: StoreData, speculative: bool) -> Slot {
         PREFETCHED.with(|p| {
             *p.borrow_mut() = Some(Prefetched {
                 record,
                 ops: Vec::new(),
+                held: speculative.then(Held::default),
             })
         });
         Slot
     }
 
-    fn take_ops(self) -> Vec<StoreOp> {
+    /// The store writes of the step, and (speculative) its held effects and events.
+    fn take(self) -> (Vec<StoreOp>, Option<Held>) {
         PREFETCHED
             .with(|p| p.borrow_mut().take())
-            .map(|p| p.ops)
+            .map(|p| (p.ops, p.held))
             .unwrap_or_default()
     }
 }
@@ -61,8 +74,8 @@ impl Drop for Slot {
 
 impl Context {
     /// Inside an async call's decision step: decides on the loaded record, keeps the store
-    /// writes for the write-back, and handles the events as the sync path does. `None` outside
-    /// one (then nothing is done).
+    /// writes for the write-back, and handles the events as the sync path does (or holds them,
+    /// in a speculative step). `None` outside one (then nothing is done).
     pub(super) fn decide_prefetched<R>(
         &self,
         f: &mut impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &mut Effects) -> R,
@@ -80,75 +93,100 @@ impl Context {
             &mut fx,
         );
         pre.ops.append(&mut fx.store);
-        self.apply(&cfg, None, fx);
+        match &mut pre.held {
+            Some(held) => held.effects.push(fx),
+            None => self.apply(&cfg, None, fx),
+        }
         PREFETCHED.with(|p| *p.borrow_mut() = Some(pre));
         Some(r)
     }
 
-    /// Runs the sync method `decide` on the visitor's record loaded from the async store, then
-    /// writes its store writes back. Without an async store (or a config), `decide` runs as is.
-    async fn decide_async<R>(&self, decide: impl FnOnce(&Context) -> R) -> R {
+    /// An SDK event about to be fired: kept (`None`) while a speculative decision step runs
+    /// on this thread, to be fired only if that decision stands; otherwise handed back.
+    pub(crate) fn hold_event(event: SdkEvent) -> Option<SdkEvent> {
+        PREFETCHED
+            .try_with(
+                |p| match p.borrow_mut().as_mut().and_then(|p| p.held.as_mut()) {
+                    Some(held) => {
+                        held.events.push(event);
+                        None
+                    }
+                    None => Some(event),
+                },
+            )
+            .unwrap_or(None)
+    }
+
+    /// A speculative decision stands: its effects and events take effect now.
+    fn release(&self, held: Option<Held>) {
+        let Some(held) = held else { return };
+        let cfg = self.core.config();
+        for fx in held.effects {
+            self.apply(&cfg, None, fx);
+        }
+        let events = &self.core.inner.shared.events;
+        for e in held.events {
+            events.fire(&e);
+        }
+    }
+
+    /// Runs the sync method `decide` against the async store in as few round trips as the sync
+    /// path (`Context::decide_remote`): `decide` runs as for a new visitor, its effects and
+    /// events held; then one round trip: `create` its record (`SET … NX GET`), or, when it
+    /// writes nothing, `get`. A new visitor's decision then stands; a returning visitor is
+    /// decided again on the stored record and only what changed is written, against it. When
+    /// the store does not answer, the decision comes from the hash and nothing is written (a
+    /// stored decision the store shows later is not overwritten). A call dropped before the
+    /// store answered fires no events. Without an async store (or a config), `decide` runs as is.
+    async fn decide_async<R>(&self, decide: impl Fn(&Context) -> R) -> R {
         let shared = &self.core.inner.shared;
         let (Some(astore), Some(key)) = (shared.async_store.as_ref(), self.store_key()) else {
             return decide(self);
         };
+        let events = &shared.events;
         let deadline = astore.deadline();
-        let seen = astore.read(&shared.events, key, deadline).await;
-        // Not answered: the decision comes from the hash and nothing is written (a stored
-        // decision the store shows later is not overwritten), as on the sync path.
-        let answered = seen.is_ok();
-        let seen = seen.unwrap_or_default();
-        let slot = Slot::fill(seen.clone().unwrap_or_default());
-        let out = decide(self);
-        let ops = slot.take_ops();
-        if answered {
-            if !ops.is_empty() {
-                self.write_back(astore, key, seen, &ops, deadline).await;
+        let slot = Slot::fill(StoreData::default(), true);
+        let first = decide(self);
+        let (ops, held) = slot.take();
+        let stored = if ops.is_empty() {
+            astore.read(events, key, deadline).await
+        } else {
+            let mut record = StoreData::default();
+            record.apply_all(&ops);
+            match astore.create(events, key, &record, deadline).await {
+                Ok(Ok(found)) => Ok(found),
+                // Unreadable: decided as new, and the record is replaced by this call's writes.
+                Ok(Err(_)) => {
+                    let _ = astore.apply(events, key, None, &ops, deadline).await;
+                    Ok(None)
+                }
+                Err(e) => Err(e),
             }
+        };
+        let answered = stored.is_ok();
+        let out = match stored {
+            Ok(Some(stored)) => {
+                drop(held);
+                let slot = Slot::fill(stored.clone(), false);
+                let out = decide(self);
+                let (ops, _) = slot.take();
+                if !ops.is_empty() {
+                    // A failure is counted and logged by the guard; the write is not retried.
+                    let _ = astore
+                        .apply(events, key, Some(&stored), &ops, deadline)
+                        .await;
+                }
+                out
+            }
+            Ok(None) | Err(_) => {
+                self.release(held);
+                first
+            }
+        };
+        if answered {
             reconcile_held_async(&self.core, astore, deadline).await;
         }
         out
-    }
-
-    /// Writes a decision's store writes back in one atomic operation against the record read.
-    /// A failure is counted and logged by the guard; the write is not retried.
-    async fn write_back(
-        &self,
-        astore: &AsyncStore,
-        key: &str,
-        seen: Option<StoreData>,
-        ops: &[StoreOp],
-        deadline: Instant,
-    ) {
-        let events = &self.core.inner.shared.events;
-        let Some(seen) = seen else {
-            let mut record = StoreData::default();
-            record.apply_all(ops);
-            match astore.create(events, key, &record, deadline).await {
-                // Another writer created the record since it was read: its sticky decisions
-                // stay, the rest of this call's writes are added.
-                Ok(Ok(Some(stored))) => {
-                    let rest: Vec<StoreOp> = ops
-                        .iter()
-                        .filter(|op| {
-                            !matches!(op, StoreOp::Bucketing { experience_id, .. }
-                                if stored.has_bucketing(experience_id))
-                        })
-                        .cloned()
-                        .collect();
-                    let _ = astore
-                        .apply(events, key, Some(&stored), &rest, deadline)
-                        .await;
-                }
-                // Unreadable: replaced by this call's writes.
-                Ok(Err(_)) => {
-                    let _ = astore.apply(events, key, None, ops, deadline).await;
-                }
-                Ok(Ok(None)) | Err(_) => {}
-            }
-            return;
-        };
-        let _ = astore.apply(events, key, Some(&seen), ops, deadline).await;
     }
 
     /// [`Context::run_experience`] for async hosts: the visitor's record comes from the async
@@ -332,31 +370,13 @@ async fn convert_in_async_store(
     Ok((result, fx.tracking))
 }
 
-/// Held conversions not yet settled; put back in the held list when dropped (also when the
-/// reconciling call stops being awaited).
-struct Batch<'a> {
-    astore: &'a AsyncStore,
-    rest: VecDeque<HeldConversion>,
-}
-
-impl Drop for Batch<'_> {
-    fn drop(&mut self) {
-        self.astore
-            .guard
-            .put_back(std::mem::take(&mut self.rest).into());
-    }
-}
-
 /// `reconcile_held` on the async store: a batch of held conversions, each marked atomically and
 /// sent only when its mark wins, while at least half of the call's deadline is left.
 async fn reconcile_held_async(core: &Core, astore: &AsyncStore, deadline: Instant) {
     let guard = &astore.guard;
-    let mut batch = Batch {
-        astore,
-        rest: guard.take_batch().into(),
-    };
-    while let Some(h) = batch.rest.front().cloned() {
-        if Instant::now() + guard.call_deadline() / 2 > deadline {
+    let mut batch = guard.take_batch();
+    while let Some(h) = batch.next() {
+        if guard.time_short_until(deadline) {
             return;
         }
         let outcome = convert_in_async_store(
@@ -374,6 +394,21 @@ async fn reconcile_held_async(core: &Core, astore: &AsyncStore, deadline: Instan
         if !settle_held(core, guard, &h, outcome) {
             return;
         }
-        batch.rest.pop_front();
+        batch.settled();
+    }
+}
+
+impl Core {
+    /// [`Core::reconcile_store`] for the async store (`CoreBuilder::async_data_store`): one
+    /// batch of the conversions it held while it did not answer, each marked atomically and sent
+    /// only when its mark wins, within one call deadline. Returns the number the async store
+    /// still holds (without an async store: `reconcile_store`). Async calls do this too, once
+    /// the store answers again; call it before `close` to settle what is left.
+    pub async fn reconcile_store_async(&self) -> u64 {
+        let Some(astore) = self.inner.shared.async_store.as_ref() else {
+            return self.reconcile_store();
+        };
+        reconcile_held_async(self, astore, astore.deadline()).await;
+        astore.guard.held_count()
     }
 }

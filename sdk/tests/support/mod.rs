@@ -3,6 +3,9 @@
 // Every test crate compiles this whole module but uses only part of it.
 #![allow(dead_code)]
 
+#[cfg(feature = "redis")]
+pub mod faults;
+
 use convert_sdk::stores::MemoryStore;
 use convert_sdk::{
     Core, DataStore, HttpRequest, HttpResponse, StoreData, StoreError, Transport, TransportError,
@@ -165,6 +168,14 @@ pub fn demo_core() -> Core {
         .config_json(DEMO_CONFIG)
         .environment("production")
         .tracking(false)
+        .build()
+        .unwrap()
+}
+
+/// A current-thread tokio runtime with time and I/O enabled.
+pub fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap()
 }
