@@ -36,40 +36,54 @@ impl<'t> Tokens<'t> {
 
 /// The number tokens of `text` (outside strings), in order. For valid JSON this is exactly the
 /// list of its numbers: the literals `true`, `false`, `null` hold no digit and no `-`.
-fn number_tokens(text: &str) -> Vec<&str> {
-    let b = text.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'"' => {
-                i += 1;
-                while i < b.len() {
-                    match b[i] {
-                        b'\\' => i += 2,
-                        b'"' => {
-                            i += 1;
-                            break;
+fn number_tokens(text: &str) -> NumberTokens<'_> {
+    NumberTokens { text, at: 0 }
+}
+
+/// Iterator of [`number_tokens`]: one scan of the bytes, no allocation.
+struct NumberTokens<'t> {
+    text: &'t str,
+    at: usize,
+}
+
+impl<'t> Iterator for NumberTokens<'t> {
+    type Item = &'t str;
+
+    fn next(&mut self) -> Option<&'t str> {
+        let b = self.text.as_bytes();
+        let mut i = self.at;
+        while i < b.len() {
+            match b[i] {
+                b'"' => {
+                    i += 1;
+                    while i < b.len() {
+                        match b[i] {
+                            b'\\' => i += 2,
+                            b'"' => {
+                                i += 1;
+                                break;
+                            }
+                            _ => i += 1,
                         }
-                        _ => i += 1,
                     }
                 }
-            }
-            b'-' | b'0'..=b'9' => {
-                let start = i;
-                while i < b.len() && matches!(b[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
-                {
-                    i += 1;
+                b'-' | b'0'..=b'9' => {
+                    let start = i;
+                    while i < b.len()
+                        && matches!(b[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                    {
+                        i += 1;
+                    }
+                    self.at = i;
+                    // Both ends sit on ASCII bytes (or the end), so they are char boundaries.
+                    return self.text.get(start..i);
                 }
-                // Both ends sit on ASCII bytes, so they are char boundaries.
-                if let Some(t) = text.get(start..i) {
-                    out.push(t);
-                }
+                _ => i += 1,
             }
-            _ => i += 1,
         }
+        self.at = b.len();
+        None
     }
-    out
 }
 
 /// Whether `serde_json` without `float_roundtrip` reads `token` exactly as `JSON.parse` does:
@@ -195,7 +209,7 @@ impl<'de> de::Visitor<'de> for ValueSeed<'_, '_> {
 /// `serde_json`'s own.
 pub fn parse_value(text: &str) -> Result<Value, serde_json::Error> {
     let tokens = Tokens {
-        list: number_tokens(text),
+        list: number_tokens(text).collect(),
         next: Cell::new(0),
     };
     let mut de = serde_json::Deserializer::from_str(text);
@@ -208,7 +222,7 @@ pub fn parse_value(text: &str) -> Result<Value, serde_json::Error> {
 /// numbers `serde_json` reads exactly anyway (the usual case: no long decimals) is deserialized
 /// directly, without an intermediate tree.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
-    if number_tokens(text).into_iter().all(read_exactly_by_serde) {
+    if number_tokens(text).all(read_exactly_by_serde) {
         serde_json::from_str(text)
     } else {
         serde_json::from_value(parse_value(text)?)
@@ -281,6 +295,13 @@ mod tests {
             assert!(ours.is_some(), "{bad}");
             assert_eq!(ours, theirs, "{bad}");
         }
+    }
+
+    #[test]
+    fn number_tokens_skip_strings_and_literals() {
+        let doc = r#"{"a-1":[-1.5e+3,true,"x\"9\\",0],"7":null,"k":"\u0031"} 12"#;
+        let tokens: Vec<&str> = number_tokens(doc).collect();
+        assert_eq!(tokens, ["-1.5e+3", "0", "12"]);
     }
 
     #[test]
