@@ -71,7 +71,7 @@ impl Engine<'_> {
         if triggered && !force {
             return Ok(ConversionOutcome::AlreadyConverted);
         }
-        let bucketing_data = visitor.data.bucketing_map();
+        let bucketing_data = visitor.data.bucketing_members();
         let segments = visitor.data.segments().and_then(report_segments);
         visitor.write(StoreOp::Goal(goal.key.clone()), fx, true);
         let mut events = 0;

@@ -556,31 +556,40 @@ pub fn write_json(out: &mut String, v: &Value) {
             }
             out.push(']');
         }
-        Value::Object(m) => {
-            out.push('{');
-            let member = |out: &mut String, n: usize, k: &str, val: &Value| {
-                if n > 0 {
-                    out.push(',');
-                }
-                write_json_string(out, k);
-                out.push(':');
-                write_json(out, val);
-            };
-            if m.keys().any(|k| array_index(k).is_some()) {
-                let entries: Vec<(&String, &Value)> = m.iter().collect();
-                let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
-                for (n, i) in js_key_order(&keys).into_iter().enumerate() {
-                    let (k, val) = entries[i];
-                    member(out, n, k, val);
-                }
-            } else {
-                for (n, (k, val)) in m.iter().enumerate() {
-                    member(out, n, k, val);
-                }
-            }
-            out.push('}');
+        Value::Object(m) => write_json_object(out, m.iter().map(|(k, v)| (k.as_str(), v))),
+    }
+}
+
+/// Appends a JSON object with `members` (given in insertion order) the way `JSON.stringify`
+/// lists them: array-index keys ascending first, then the others in the given order (see
+/// [`crate::keyorder`]). For a [`serde_json::Map`], "insertion order" is the map's own iteration
+/// order: sorted by key unless the program enables `serde_json`'s `preserve_order` feature.
+pub fn write_json_object<'a>(
+    out: &mut String,
+    members: impl Iterator<Item = (&'a str, &'a Value)> + Clone,
+) {
+    let member = |out: &mut String, n: usize, k: &str, val: &Value| {
+        if n > 0 {
+            out.push(',');
+        }
+        write_json_string(out, k);
+        out.push(':');
+        write_json(out, val);
+    };
+    out.push('{');
+    if members.clone().any(|(k, _)| array_index(k).is_some()) {
+        let entries: Vec<(&str, &Value)> = members.collect();
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| *k).collect();
+        for (n, i) in js_key_order(&keys).into_iter().enumerate() {
+            let (k, val) = entries[i];
+            member(out, n, k, val);
+        }
+    } else {
+        for (n, (k, val)) in members.enumerate() {
+            member(out, n, k, val);
         }
     }
+    out.push('}');
 }
 
 /// A JSON number for a JS double: integral values within ±2^53 become integers, NaN and
@@ -595,10 +604,12 @@ pub fn number_value(n: f64) -> Value {
 
 /// Parses JSON text as `JSON.parse` accepts it: like [`serde_json::from_str`], except that a
 /// lone UTF-16 surrogate escape (`"\ud800"`, a `\uDC00` without a high surrogate before it) is
-/// accepted. JavaScript keeps such a string's lone code unit; a Rust string cannot hold one, so it
-/// becomes U+FFFD (see [`replace_lone_surrogate_escapes`] for where that can change an outcome).
+/// accepted, and that numbers are always correctly rounded (see [`crate::json::parse_value`]:
+/// `serde_json` without its `float_roundtrip` feature may be one ULP off). JavaScript keeps a lone
+/// surrogate's code unit; a Rust string cannot hold one, so it becomes U+FFFD (see
+/// [`replace_lone_surrogate_escapes`] for where that can change an outcome).
 pub fn json_parse(text: &str) -> Result<Value, serde_json::Error> {
-    serde_json::from_str(&replace_lone_surrogate_escapes(text))
+    crate::json::parse_value(&replace_lone_surrogate_escapes(text))
 }
 
 /// `text` with every lone surrogate escape (`\uD800`–`\uDFFF` not part of a high + low pair)
@@ -665,7 +676,7 @@ pub fn replace_lone_surrogate_escapes(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Map, json};
 
     #[test]
     fn number_formatting() {
@@ -828,9 +839,22 @@ mod tests {
             r#"{"b":1.0,"300":"x","20":[1.5,2.0,1e21],"a":{"2":true,"1":null},"s":"q\"\n\u0001\u007fé"}"#,
         )
         .unwrap_or(Value::Null);
+        // After the array-index keys, members follow the map's own order: insertion order with
+        // serde_json's `preserve_order` (enabled by some crate of the build), sorted without.
+        let probe: Map<String, Value> = [("b".to_string(), Value::Null), ("a".into(), Value::Null)]
+            .into_iter()
+            .collect();
+        let insertion_order = probe.keys().next().map(String::as_str) == Some("b");
+        let (first, second) = if insertion_order {
+            ("\"b\":1", "\"a\":{\"1\":null,\"2\":true}")
+        } else {
+            ("\"a\":{\"1\":null,\"2\":true}", "\"b\":1")
+        };
         assert_eq!(
             json_stringify(&v),
-            "{\"20\":[1.5,2,1e+21],\"300\":\"x\",\"b\":1,\"a\":{\"1\":null,\"2\":true},\"s\":\"q\\\"\\n\\u0001\u{7f}é\"}"
+            format!(
+                "{{\"20\":[1.5,2,1e+21],\"300\":\"x\",{first},{second},\"s\":\"q\\\"\\n\\u0001\u{7f}é\"}}"
+            )
         );
         assert_eq!(
             json_stringify(&json!(12345678901234567890u64)),

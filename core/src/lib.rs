@@ -8,6 +8,7 @@ pub mod features;
 pub mod goals;
 pub mod hash;
 pub mod js;
+pub mod json;
 pub mod keyorder;
 pub mod rules;
 pub mod store;

@@ -198,9 +198,9 @@ pub trait RuleData {
     }
 }
 
-/// Maps with at most this many members are searched by scanning their keys, which beats hashing
-/// the key (SipHash, with `serde_json`'s `preserve_order`) for the few properties a visitor or a
-/// location usually has.
+/// Maps with at most this many members are searched by scanning their keys, which beats the
+/// map's own lookup (a SipHash with `serde_json`'s `preserve_order`, a B-tree walk without) for
+/// the few properties a visitor or a location usually has.
 const SCAN_LIMIT: usize = 12;
 
 /// The member of `map` named exactly `key`: a scan for small maps, the map's own lookup otherwise.

@@ -559,6 +559,17 @@ impl StoreData {
         self.bucketing.as_ref().map(Entries::to_map)
     }
 
+    /// The `bucketing` member as `(experience id, value)` pairs in stored order (`None` when
+    /// absent): the order JavaScript would list the stored object's own keys in, before its
+    /// array-index rule, whatever map type `serde_json` uses in the program.
+    pub fn bucketing_members(&self) -> Option<Vec<(String, Value)>> {
+        self.bucketing.as_ref().map(|b| {
+            b.iter()
+                .map(|(k, v)| (k.to_string(), v.to_value()))
+                .collect()
+        })
+    }
+
     /// The active-location list (`None` when never written).
     pub fn locations(&self) -> Option<&[StoredValue]> {
         self.locations.as_ref().map(ValueList::as_slice)
@@ -642,9 +653,11 @@ impl StoreData {
         serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
     }
 
-    /// Parses the shared JSON shape.
+    /// Parses the shared JSON shape. Numbers are read correctly rounded, as `JSON.parse` reads
+    /// them (see [`crate::json::from_str`]), so a stored visitor property survives a round trip
+    /// through the store bit for bit.
     pub fn from_json(text: &str) -> Result<StoreData, serde_json::Error> {
-        serde_json::from_str(text)
+        crate::json::from_str(text)
     }
 }
 

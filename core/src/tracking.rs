@@ -6,7 +6,6 @@
 
 use crate::config::Str;
 use crate::js;
-use crate::keyorder::{array_index, js_key_order};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
 
@@ -27,8 +26,9 @@ pub enum EventData {
         goal_id: Value,
         /// `[{key, value}]` revenue and custom data.
         goal_data: Option<Value>,
-        /// The visitor's stored decisions at conversion time.
-        bucketing_data: Option<Map<String, Value>>,
+        /// The visitor's stored decisions at conversion time (experience id → variation id), in
+        /// the order they were stored; written in JS property order.
+        bucketing_data: Option<Vec<(String, Value)>>,
     },
 }
 
@@ -61,7 +61,10 @@ impl EventData {
                     data.insert("goalData".into(), gd.clone());
                 }
                 if let Some(bd) = bucketing_data {
-                    data.insert("bucketingData".into(), Value::Object(bd.clone()));
+                    data.insert(
+                        "bucketingData".into(),
+                        Value::Object(bd.iter().cloned().collect()),
+                    );
                 }
                 "conversion"
             }
@@ -257,28 +260,7 @@ fn group_by_visitor<'a>(
 
 /// Appends a JSON object's members the way `JSON.stringify` lists them (see [`js::write_json`]).
 fn write_object(out: &mut String, m: &Map<String, Value>) {
-    let member = |out: &mut String, n: usize, k: &str, v: &Value| {
-        if n > 0 {
-            out.push(',');
-        }
-        js::write_json_string(out, k);
-        out.push(':');
-        js::write_json(out, v);
-    };
-    out.push('{');
-    if m.keys().any(|k| array_index(k).is_some()) {
-        let entries: Vec<(&String, &Value)> = m.iter().collect();
-        let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
-        for (n, i) in js_key_order(&keys).into_iter().enumerate() {
-            let (k, v) = entries[i];
-            member(out, n, k, v);
-        }
-    } else {
-        for (n, (k, v)) in m.iter().enumerate() {
-            member(out, n, k, v);
-        }
-    }
-    out.push('}');
+    js::write_json_object(out, m.iter().map(|(k, v)| (k.as_str(), v)));
 }
 
 fn write_event(out: &mut String, e: &EventData) {
@@ -306,7 +288,7 @@ fn write_event(out: &mut String, e: &EventData) {
             }
             if let Some(bd) = bucketing_data {
                 out.push_str(r#","bucketingData":"#);
-                write_object(out, bd);
+                js::write_json_object(out, bd.iter().map(|(k, v)| (k.as_str(), v)));
             }
             out.push_str("}}");
         }
@@ -448,13 +430,74 @@ mod tests {
         }
     }
 
-    /// The payload as the previous implementation built it: a `serde_json::Value` tree written by
-    /// `js::json_stringify`. The direct writer must produce the same bytes.
+    /// `JSON.stringify` of an object literal whose (non-array-index) members are listed in the
+    /// given order, values already serialized.
+    fn literal(members: &[(&str, String)]) -> String {
+        let body: Vec<String> = members
+            .iter()
+            .map(|(k, v)| format!("{}:{v}", js::json_stringify(&json!(k))))
+            .collect();
+        format!("{{{}}}", body.join(","))
+    }
+
+    /// The payload as the previous implementation built it: a tree of JS objects written by
+    /// `js::json_stringify`, with the literal member order of the reference's object literals
+    /// and `bucketingData` ordered by `keyorder::js_object_from_pairs`. The direct writer must
+    /// produce the same bytes, whatever map type `serde_json` uses.
     fn via_value_tree(meta: &PayloadMeta<'_>, events: &[TrackingEvent]) -> String {
-        type Visitor = (String, Vec<Value>, Option<Map<String, Value>>);
+        let event = |e: &EventData| -> String {
+            let (kind, data) = match e {
+                EventData::Bucketing {
+                    experience_id,
+                    variation_id,
+                } => (
+                    "bucketing",
+                    literal(&[
+                        (
+                            "experienceId",
+                            js::json_stringify(&json!(experience_id.as_str())),
+                        ),
+                        (
+                            "variationId",
+                            js::json_stringify(&json!(variation_id.as_str())),
+                        ),
+                    ]),
+                ),
+                EventData::Conversion {
+                    goal_id,
+                    goal_data,
+                    bucketing_data,
+                } => {
+                    let mut m = vec![("goalId", js::json_stringify(goal_id))];
+                    if let Some(gd) = goal_data {
+                        m.push(("goalData", js::json_stringify(gd)));
+                    }
+                    if let Some(bd) = bucketing_data {
+                        let ordered = crate::keyorder::js_object_from_pairs(bd.iter().cloned());
+                        let body: Vec<String> = ordered
+                            .iter()
+                            .map(|(k, v)| {
+                                format!(
+                                    "{}:{}",
+                                    js::json_stringify(&json!(k)),
+                                    js::json_stringify(v)
+                                )
+                            })
+                            .collect();
+                        m.push(("bucketingData", format!("{{{}}}", body.join(","))));
+                    }
+                    ("conversion", literal(&m))
+                }
+            };
+            literal(&[
+                ("eventType", js::json_stringify(&json!(kind))),
+                ("data", data),
+            ])
+        };
+        type Visitor = (String, Vec<String>, Option<Map<String, Value>>);
         let mut visitors: Vec<Visitor> = Vec::new();
         for e in events {
-            let ev = e.data.to_value();
+            let ev = event(&e.data);
             match visitors.iter_mut().find(|v| v.0 == e.visitor_id) {
                 Some(v) => v.1.push(ev),
                 None => visitors.push((
@@ -464,25 +507,26 @@ mod tests {
                 )),
             }
         }
-        let list: Vec<Value> = visitors
+        let list: Vec<String> = visitors
             .into_iter()
             .map(|(id, evs, segs)| {
-                let mut m = Map::new();
-                m.insert("visitorId".into(), Value::String(id));
-                m.insert("events".into(), Value::Array(evs));
+                let mut m = vec![
+                    ("visitorId", js::json_stringify(&json!(id))),
+                    ("events", format!("[{}]", evs.join(","))),
+                ];
                 if let Some(s) = segs {
-                    m.insert("segments".into(), Value::Object(s));
+                    m.push(("segments", js::json_stringify(&Value::Object(s))));
                 }
-                Value::Object(m)
+                literal(&m)
             })
             .collect();
-        js::json_stringify(&json!({
-            "enrichData": meta.enrich_data,
-            "accountId": meta.account_id,
-            "projectId": meta.project_id,
-            "visitors": list,
-            "source": meta.source,
-        }))
+        literal(&[
+            ("enrichData", js::json_stringify(&json!(meta.enrich_data))),
+            ("accountId", js::json_stringify(&json!(meta.account_id))),
+            ("projectId", js::json_stringify(&json!(meta.project_id))),
+            ("visitors", format!("[{}]", list.join(","))),
+            ("source", js::json_stringify(&json!(meta.source))),
+        ])
     }
 
     #[test]
@@ -498,7 +542,17 @@ mod tests {
                 goal_data: Some(
                     json!([{"key": "amount", "value": 10.50}, {"key": "n", "value": 1e21}]),
                 ),
-                bucketing_data: seg(json!({"zz": "1", "100218245": "100299457", "7": "9"})),
+                bucketing_data: Some(
+                    [
+                        ("zz", "1"),
+                        ("100218245", "100299457"),
+                        ("7", "9"),
+                        ("ab", "2"),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), json!(v)))
+                    .collect(),
+                ),
             },
             segments: seg(json!({})),
         };
@@ -522,6 +576,12 @@ mod tests {
             assert_eq!(payload_json(&m, &events), via_value_tree(&m, &events));
         }
         assert_eq!(payload_json(&meta(), &[]), via_value_tree(&meta(), &[]));
+        // The stored decisions keep their stored order (JS property order), whatever map type
+        // serde_json uses in this build.
+        assert!(
+            payload_json(&meta(), &events)
+                .contains(r#""bucketingData":{"7":"9","100218245":"100299457","zz":"1","ab":"2"}"#)
+        );
         let doc: Value = serde_json::from_str(&payload_json(&meta(), &events)).unwrap_or_default();
         assert_eq!(
             doc["visitors"][0]["events"].as_array().map(Vec::len),

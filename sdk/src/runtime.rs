@@ -485,7 +485,7 @@ impl Shared {
         if !self.store.is_persistent() {
             return;
         }
-        let (Some(key), Ok(value)) = (self.cache_key(), serde_json::from_str(text)) else {
+        let (Some(key), Ok(value)) = (self.cache_key(), convert_core::js::json_parse(text)) else {
             return;
         };
         let mut data = StoreData::default();

@@ -351,7 +351,7 @@ impl RecordingTransport {
             let Some(body) = r.body.as_deref() else {
                 continue;
             };
-            let Ok(Value::Object(batch)) = serde_json::from_str::<Value>(body) else {
+            let Ok(Value::Object(batch)) = convert_core::js::json_parse(body) else {
                 continue;
             };
             for v in batch

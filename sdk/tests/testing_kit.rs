@@ -101,3 +101,28 @@ fn forced_variations_stick_and_events_are_recorded() {
         Err(ForceError::UnknownVariation { .. })
     ));
 }
+
+#[test]
+fn recorded_events_keep_numbers_exact() {
+    // serde_json without `float_roundtrip` (convert-sdk does not enable it) would decode the sent
+    // `123.45678901234567` as the neighbouring double; the recording transport decodes as
+    // `JSON.parse` does.
+    let amount: f64 = 123.456_789_012_345_67;
+    let (sdk, tracked) = config().sdk().unwrap();
+    let v = sdk.create_context("buyer", [("plan", "premium")]);
+    v.track_conversion("purchase", &ConversionAttributes::new().revenue(amount))
+        .unwrap();
+    sdk.flush().unwrap();
+    let sent: Vec<f64> = tracked
+        .events()
+        .iter()
+        .filter(|e| e.event_type == "conversion")
+        .flat_map(|e| e.data["goalData"].as_array().cloned().unwrap_or_default())
+        .filter(|d| d["key"] == "amount")
+        .filter_map(|d| d["value"].as_f64())
+        .collect();
+    assert_eq!(
+        sent.iter().map(|f| f.to_bits()).collect::<Vec<_>>(),
+        [amount.to_bits()]
+    );
+}

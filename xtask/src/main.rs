@@ -338,6 +338,27 @@ fn test_steps(env: &[(String, String)]) -> Vec<Step> {
             cargo_with_env(&["test", "--workspace", "--all-features"]),
         )
         .counting(),
+        // `--workspace` unifies the `convert` binary's serde_json features (preserve_order,
+        // float_roundtrip) into every crate; the library crates alone build without them, as in
+        // an integrator's program, and must pass there too.
+        Step::new(
+            "library tests without the CLI's serde_json features",
+            cargo_with_env(&[
+                "test",
+                "-p",
+                "convert-core",
+                "-p",
+                "convert-sdk",
+                "-p",
+                "convert-ports",
+                "-p",
+                "convert-store-memory",
+                "-p",
+                "convert-openfeature",
+                "--all-features",
+            ]),
+        )
+        .counting(),
         Step::new(
             "example quickstart",
             cargo_with_env(&["run", "--quiet", "--example", "quickstart"]),
@@ -469,8 +490,71 @@ fn check_boundaries() -> Result<(), String> {
     Ok(())
 }
 
+/// The published library crates: none may enable a `serde_json` feature in [`SERDE_JSON_FORBIDDEN`]
+/// (features unify into the integrator's program; issue 12 item 7).
+const LIBRARIES: &[&str] = &[
+    "convert-core",
+    "convert-ports",
+    "convert-sdk",
+    "convert-store-memory",
+    "convert-transport-ureq",
+    "convert-store-redis",
+    "convert-store-sqlite",
+    "convert-openfeature",
+];
+
+/// `serde_json` features that change how the integrator's own JSON behaves.
+const SERDE_JSON_FORBIDDEN: &[&str] = &["preserve_order", "float_roundtrip", "arbitrary_precision"];
+
+/// The `serde_json` features listed in `cargo tree -e normal,features --prefix none` output.
+fn serde_json_features(tree: &str) -> Vec<&str> {
+    let mut out: Vec<&str> = tree
+        .lines()
+        .filter_map(|l| l.strip_prefix("serde_json feature \""))
+        .filter_map(|l| l.split('"').next())
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Checks with `cargo tree` that no library crate, built alone with all its features (as an
+/// integrator's program would build it), enables a forbidden `serde_json` feature.
+fn check_serde_json_features() -> Result<(), String> {
+    eprintln!("\n==> serde_json features of the library crates");
+    for krate in LIBRARIES {
+        let out = cargo()
+            .current_dir(root())
+            .args([
+                "tree",
+                "-p",
+                krate,
+                "--all-features",
+                "-e",
+                "normal,features",
+            ])
+            .args(["--prefix", "none"])
+            .output()
+            .map_err(|e| format!("cargo tree: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("cargo tree -p {krate} -e features failed"));
+        }
+        let tree = String::from_utf8_lossy(&out.stdout);
+        let features = serde_json_features(&tree);
+        if let Some(bad) = features.iter().find(|f| SERDE_JSON_FORBIDDEN.contains(f)) {
+            return Err(format!(
+                "{krate} enables serde_json feature `{bad}`, which would leak into every program \
+                 depending on it (see docs/architecture.md, \"serde_json features\")"
+            ));
+        }
+        eprintln!("    {krate}: serde_json features {features:?}");
+    }
+    Ok(())
+}
+
 fn test(install: bool) -> Result<(), String> {
     check_boundaries()?;
+    check_serde_json_features()?;
     let (env, redis) = test_env(install)?;
     let mut steps = test_steps(&env);
     if !redis {
@@ -657,6 +741,15 @@ mod tests {
         );
         // No apt-get: nothing to run.
         assert_eq!(redis_plan(false, true, true, true, false), RedisPlan::Skip);
+    }
+
+    #[test]
+    fn lists_serde_json_features_from_cargo_tree() {
+        let tree = "convert-sdk v0.1.0 (/w/sdk)\nserde_json feature \"std\"\nserde_json v1.0.154\n\
+                    serde_json feature \"preserve_order\" (*)\nindexmap feature \"std\"\n\
+                    serde_json feature \"std\"\n";
+        assert_eq!(serde_json_features(tree), ["preserve_order", "std"]);
+        assert!(serde_json_features("serde_json v1.0.154\n").is_empty());
     }
 
     #[test]
