@@ -79,7 +79,7 @@ pub struct RegexWarning {
     pub concern: RegexConcern,
 }
 
-/// A variation of an experience.
+/// A variation of an experience. Its object as served is [`ProjectConfig::variation_raw`].
 #[derive(Debug, Clone)]
 pub struct Variation {
     /// `String(id)`.
@@ -93,8 +93,6 @@ pub struct Variation {
     pub name: Option<Str>,
     /// The fullStackFeature changes it carries, in order.
     pub features: Vec<FeatureChange>,
-    /// The config object as served.
-    pub raw: Map<String, Value>,
 }
 
 /// A `fullStackFeature` change of a variation.
@@ -118,7 +116,8 @@ pub enum LocationTarget {
     SiteArea(RuleSet),
 }
 
-/// An experience, with everything a decision needs precomputed.
+/// An experience, with everything a decision needs precomputed. Its object as served is
+/// [`ProjectConfig::experience_raw`].
 #[derive(Debug, Clone)]
 pub struct Experience {
     /// Position in [`ProjectConfig::experiences`].
@@ -153,8 +152,6 @@ pub struct Experience {
     pub anchored_layout: AnchoredLayout,
     /// Whether any variation carries a feature change.
     pub carries_features: bool,
-    /// The config object as served.
-    pub raw: Map<String, Value>,
 }
 
 impl Experience {
@@ -173,7 +170,9 @@ impl Experience {
     }
 }
 
-/// An audience, segment or location: a named rule tree.
+/// An audience, segment or location: a named rule tree. Its object as served is
+/// [`ProjectConfig::audience_raw`], [`ProjectConfig::segment_raw`] or
+/// [`ProjectConfig::location_raw`].
 #[derive(Debug, Clone)]
 pub struct RuledEntity {
     /// `String(id)`.
@@ -186,8 +185,6 @@ pub struct RuledEntity {
     pub permanent: bool,
     /// The compiled rules; `None` when the config has none (falsy).
     pub rules: Option<RuleSet>,
-    /// The config object as served.
-    pub raw: Map<String, Value>,
 }
 
 /// A goal.
@@ -240,6 +237,9 @@ pub struct ProjectConfig {
     exp_by_key: Index,
     exp_by_id: Index,
     feature_by_id: Index,
+    /// Each segment's `id` as served (a decision compares it with `===` to the visitor's
+    /// `customSegments`), so that a decision does not look the segment up in [`Self::raw`].
+    pub(crate) segment_id_values: Vec<Option<Value>>,
     raw: Value,
 }
 
@@ -281,7 +281,6 @@ fn ruled(obj: &Map<String, Value>, field: &str, i: usize) -> Result<RuledEntity,
         name: opt_str(obj.get("name")),
         permanent: obj.get("type").and_then(Value::as_str) == Some("permanent"),
         rules: rules_of(obj),
-        raw: obj.clone(),
     })
 }
 
@@ -437,6 +436,7 @@ impl ProjectConfig {
         for (i, a) in raw_segments.iter().enumerate() {
             segments.push(ruled(entity(a, "segments", i)?, "segments", i)?);
         }
+        let segment_id_values = raw_segments.iter().map(|s| s.get("id").cloned()).collect();
         let mut locations = Vec::with_capacity(raw_locations.len());
         for (i, a) in raw_locations.iter().enumerate() {
             locations.push(ruled(entity(a, "locations", i)?, "locations", i)?);
@@ -521,6 +521,7 @@ impl ProjectConfig {
             exp_by_key,
             exp_by_id,
             feature_by_id,
+            segment_id_values,
             raw: Value::Object(data),
         })
     }
@@ -559,7 +560,6 @@ impl ProjectConfig {
                 key: opt_str(vo.get("key")),
                 name: opt_str(vo.get("name")),
                 features: feats,
-                raw: vo.clone(),
             });
         }
         let arms: Vec<ArmSpec<'_>> = raw_variations
@@ -617,7 +617,6 @@ impl ProjectConfig {
             packed,
             anchored_layout,
             carries_features,
-            raw: obj.clone(),
         })
     }
 
@@ -637,6 +636,7 @@ impl ProjectConfig {
             exp_by_key: Index::default(),
             exp_by_id: Index::default(),
             feature_by_id: Index::default(),
+            segment_id_values: Vec::new(),
             raw: Value::Object(Map::new()),
         }
     }
@@ -742,8 +742,68 @@ impl ProjectConfig {
     }
 
     /// The project config as served (the `data` object).
+    ///
+    /// This is the only copy of the served JSON: the entities of the snapshot do not hold their
+    /// own. Each one's object as served is read from this tree by its position, through
+    /// [`experience_raw`](Self::experience_raw), [`variation_raw`](Self::variation_raw),
+    /// [`audience_raw`](Self::audience_raw), [`segment_raw`](Self::segment_raw) and
+    /// [`location_raw`](Self::location_raw).
     pub fn raw(&self) -> &Value {
         &self.raw
+    }
+
+    /// The served list `field` of the config (empty when absent or not a list).
+    fn raw_list(&self, field: &str) -> &[Value] {
+        self.raw
+            .get(field)
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Experience `exp` as served: `experiences[exp]` of [`raw`](Self::raw), where `exp` is the
+    /// experience's position in [`experiences`](Self::experiences) (its [`Experience::index`]).
+    /// `None` when there is no such experience.
+    ///
+    /// ```
+    /// # use convert_core::ProjectConfig;
+    /// let cfg = ProjectConfig::from_json(
+    ///     r#"{"account_id": "1", "project": {"id": "2"},
+    ///         "experiences": [{"id": "7", "key": "e", "type": "a/b", "variations": [{"id": "8"}]}]}"#,
+    /// )?;
+    /// let exp = cfg.experience_by_key("e").map(|e| e.index);
+    /// let raw = exp.and_then(|i| cfg.experience_raw(i));
+    /// assert_eq!(raw.and_then(|o| o.get("type")), Some(&"a/b".into()));
+    /// assert_eq!(exp.and_then(|i| cfg.variation_raw(i, 0)).and_then(|v| v.get("id")), Some(&"8".into()));
+    /// # Ok::<(), convert_core::config::ConfigError>(())
+    /// ```
+    pub fn experience_raw(&self, exp: usize) -> Option<&Map<String, Value>> {
+        self.raw_list("experiences").get(exp)?.as_object()
+    }
+
+    /// Variation `variation` of experience `exp` as served (positions in
+    /// [`experiences`](Self::experiences) and in its [`Experience::variations`]); `None` when
+    /// there is no such variation.
+    pub fn variation_raw(&self, exp: usize, variation: usize) -> Option<&Map<String, Value>> {
+        self.experience_raw(exp)?
+            .get("variations")?
+            .as_array()?
+            .get(variation)?
+            .as_object()
+    }
+
+    /// Audience `i` (position in [`audiences`](Self::audiences)) as served.
+    pub fn audience_raw(&self, i: usize) -> Option<&Map<String, Value>> {
+        self.raw_list("audiences").get(i)?.as_object()
+    }
+
+    /// Segment `i` (position in [`segments`](Self::segments)) as served.
+    pub fn segment_raw(&self, i: usize) -> Option<&Map<String, Value>> {
+        self.raw_list("segments").get(i)?.as_object()
+    }
+
+    /// Location `i` (position in [`locations`](Self::locations)) as served.
+    pub fn location_raw(&self, i: usize) -> Option<&Map<String, Value>> {
+        self.raw_list("locations").get(i)?.as_object()
     }
 
     /// Looks up a config entity by key (SPEC §3.3, §1.5 `getConfigEntity`): `entity_type` is one of
@@ -839,6 +899,48 @@ mod tests {
         assert!(c.is_ok(), "{:?}", c.err());
         let c = c.ok();
         assert!(c.is_some_and(|c| c.experience_by_key("k\u{fffd}").is_some()));
+    }
+
+    #[test]
+    fn raw_accessors_read_each_entity_at_its_position() {
+        let mut cfg = base();
+        cfg["audiences"] = json!([{"id": "a1", "x": 1}, {"id": "a2", "x": 2}]);
+        cfg["segments"] = json!([{"id": 9, "x": 3}]);
+        cfg["locations"] = json!([{"id": "l1", "x": 4}, {"id": "l1", "x": 5}]);
+        cfg["experiences"] = json!([
+            {"id": "e1", "key": "k", "variations": [{"id": "v1", "x": 6}, {"id": "v2", "x": 7}]},
+            {"id": "e2", "key": "k", "variations": null},
+            {"id": "e3", "key": "m", "variations": [{"id": "v3", "x": 8}]}
+        ]);
+        let c = ProjectConfig::from_value(cfg);
+        assert!(c.is_ok(), "{:?}", c.err());
+        let Ok(c) = c else { return };
+        let x = |m: Option<&Map<String, Value>>| m.and_then(|m| m.get("x")).cloned();
+        assert_eq!(x(c.audience_raw(1)), Some(json!(2)));
+        assert_eq!(x(c.segment_raw(0)), Some(json!(3)));
+        assert_eq!(x(c.location_raw(1)), Some(json!(5)));
+        assert_eq!(x(c.variation_raw(0, 1)), Some(json!(7)));
+        assert_eq!(x(c.variation_raw(2, 0)), Some(json!(8)));
+        for (i, e) in c.experiences.iter().enumerate() {
+            assert_eq!(e.index, i);
+            let raw_id = c.experience_raw(e.index).and_then(|o| o.get("id"));
+            assert_eq!(
+                raw_id.map(|v| js::to_js_string(v).into_owned()),
+                Some(e.id.to_string())
+            );
+            for (j, v) in e.variations.iter().enumerate() {
+                let raw_id = c.variation_raw(i, j).and_then(|o| o.get("id"));
+                assert_eq!(raw_id.and_then(Value::as_str), Some(&*v.id));
+            }
+        }
+        assert_eq!(c.segment_id_values, [Some(json!(9))]);
+        assert!(c.experience_raw(3).is_none());
+        assert!(c.variation_raw(1, 0).is_none());
+        assert!(c.variation_raw(0, 2).is_none());
+        assert!(c.audience_raw(2).is_none());
+        assert!(c.segment_raw(1).is_none());
+        assert!(c.location_raw(2).is_none());
+        assert!(ProjectConfig::empty().experience_raw(0).is_none());
     }
 
     #[test]

@@ -230,10 +230,11 @@ impl BucketedVariation {
             "experienceId".into(),
             Value::String(self.experience_id.to_string()),
         );
-        if let Some(exp) = config.experiences.get(self.experience_index) {
-            if let Some(n) = exp.raw.get("name") {
-                m.insert("experienceName".into(), n.clone());
-            }
+        if let Some(n) = config
+            .experience_raw(self.experience_index)
+            .and_then(|e| e.get("name"))
+        {
+            m.insert("experienceName".into(), n.clone());
         }
         m.insert(
             "experienceKey".into(),
@@ -242,12 +243,8 @@ impl BucketedVariation {
         if let Some(a) = self.bucketing_allocation {
             m.insert("bucketingAllocation".into(), Value::from(a));
         }
-        if let Some(v) = config
-            .experiences
-            .get(self.experience_index)
-            .and_then(|e| e.variations.get(self.variation_index))
-        {
-            for (k, val) in &v.raw {
+        if let Some(v) = config.variation_raw(self.experience_index, self.variation_index) {
+            for (k, val) in v {
                 m.insert(k.clone(), val.clone());
             }
         }
@@ -828,7 +825,11 @@ impl<'a> Engine<'a> {
                 .and_then(|s| s.get("customSegments"))
                 .and_then(Value::as_array);
             let any = exp.segments.iter().any(|&si| {
-                let id = self.config.segments[si].raw.get("id");
+                let id = self
+                    .config
+                    .segment_id_values
+                    .get(si)
+                    .and_then(Option::as_ref);
                 match (member, id) {
                     (Some(list), Some(id)) => list.iter().any(|v| strict_eq(v, id)),
                     _ => false,
