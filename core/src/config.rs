@@ -244,7 +244,12 @@ pub struct ProjectConfig {
 }
 
 fn list<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a [Value], ConfigError> {
-    match obj.get(field) {
+    as_list(obj.get(field), field)
+}
+
+/// `v` as a list: absent and `null` are empty, anything else but an array is an error.
+fn as_list<'a>(v: Option<&'a Value>, field: &str) -> Result<&'a [Value], ConfigError> {
+    match v {
         None | Some(Value::Null) => Ok(&[]),
         Some(Value::Array(a)) => Ok(a),
         Some(other) => Err(ConfigError::InvalidType {
@@ -255,7 +260,12 @@ fn list<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a [Value], Con
     }
 }
 
-fn entity<'a>(v: &'a Value, field: &str, i: usize) -> Result<&'a Map<String, Value>, ConfigError> {
+/// `v` (item `i` of list `field`) as an object. `field` is only formatted on error.
+fn entity(
+    v: &Value,
+    field: impl std::fmt::Display,
+    i: usize,
+) -> Result<&Map<String, Value>, ConfigError> {
     v.as_object().ok_or_else(|| ConfigError::InvalidType {
         field: format!("{field}[{i}]"),
         expected: "an object",
@@ -263,25 +273,42 @@ fn entity<'a>(v: &'a Value, field: &str, i: usize) -> Result<&'a Map<String, Val
     })
 }
 
+/// The members `names` of `obj`, read in one pass over its entries: config objects have few
+/// members, so comparing names is cheaper than hashing each one for a lookup.
+fn members<'a, const N: usize>(
+    obj: &'a Map<String, Value>,
+    names: [&str; N],
+) -> [Option<&'a Value>; N] {
+    let mut out = [None; N];
+    for (k, v) in obj {
+        if let Some(slot) = names.iter().position(|n| n == k) {
+            out[slot] = Some(v);
+        }
+    }
+    out
+}
+
 fn opt_str(v: Option<&Value>) -> Option<Str> {
     v.and_then(Value::as_str).map(Str::new)
 }
 
 fn rules_of(obj: &Map<String, Value>) -> Option<RuleSet> {
-    obj.get("rules")
-        .filter(|r| js::truthy(r))
-        .map(RuleSet::compile)
+    compile_rules(obj.get("rules"))
 }
 
-fn ruled(obj: &Map<String, Value>, field: &str, i: usize) -> Result<RuledEntity, ConfigError> {
-    let _ = (field, i);
-    Ok(RuledEntity {
-        id: s(obj.get("id")),
-        key: s(obj.get("key")),
-        name: opt_str(obj.get("name")),
-        permanent: obj.get("type").and_then(Value::as_str) == Some("permanent"),
-        rules: rules_of(obj),
-    })
+fn compile_rules(rules: Option<&Value>) -> Option<RuleSet> {
+    rules.filter(|r| js::truthy(r)).map(RuleSet::compile)
+}
+
+fn ruled(obj: &Map<String, Value>) -> RuledEntity {
+    let [id, key, name, kind, rules] = members(obj, ["id", "key", "name", "type", "rules"]);
+    RuledEntity {
+        id: s(id),
+        key: s(key),
+        name: opt_str(name),
+        permanent: kind.and_then(Value::as_str) == Some("permanent"),
+        rules: compile_rules(rules),
+    }
 }
 
 /// An id as JavaScript's `===` sees it (numbers by value, `-0` equal to `0`).
@@ -430,16 +457,16 @@ impl ProjectConfig {
 
         let mut audiences = Vec::with_capacity(raw_audiences.len());
         for (i, a) in raw_audiences.iter().enumerate() {
-            audiences.push(ruled(entity(a, "audiences", i)?, "audiences", i)?);
+            audiences.push(ruled(entity(a, "audiences", i)?));
         }
         let mut segments = Vec::with_capacity(raw_segments.len());
         for (i, a) in raw_segments.iter().enumerate() {
-            segments.push(ruled(entity(a, "segments", i)?, "segments", i)?);
+            segments.push(ruled(entity(a, "segments", i)?));
         }
         let segment_id_values = raw_segments.iter().map(|s| s.get("id").cloned()).collect();
         let mut locations = Vec::with_capacity(raw_locations.len());
         for (i, a) in raw_locations.iter().enumerate() {
-            locations.push(ruled(entity(a, "locations", i)?, "locations", i)?);
+            locations.push(ruled(entity(a, "locations", i)?));
         }
 
         let indexes = [
@@ -473,7 +500,7 @@ impl ProjectConfig {
                 .iter()
                 .enumerate()
             {
-                let vo = entity(var, &format!("{field}.variables"), j)?;
+                let vo = entity(var, format_args!("{field}.variables"), j)?;
                 variables.push((
                     js::opt_to_js_string(vo.get("key")).into_owned(),
                     js::opt_to_js_string(vo.get("type")).into_owned(),
@@ -532,14 +559,52 @@ impl ProjectConfig {
         archived_ids: &HashSet<String>,
         [audience_ids, segment_ids, location_ids]: &[IdIndex<'_>; 3],
     ) -> Result<Experience, ConfigError> {
-        let field = format!("experiences[{i}]");
-        let id = s(obj.get("id"));
-        let raw_variations = list(obj, "variations").map_err(|e| prefix_err(e, &field))?;
+        let [
+            id_v,
+            key,
+            name,
+            environment,
+            version,
+            locations,
+            site_area,
+            audience_ids_v,
+            settings,
+            raw_variations,
+        ] = members(
+            obj,
+            [
+                "id",
+                "key",
+                "name",
+                "environment",
+                "version",
+                "locations",
+                "site_area",
+                "audiences",
+                "settings",
+                "variations",
+            ],
+        );
+        let id = s(id_v);
+        let raw_variations = as_list(raw_variations, "variations")
+            .map_err(|e| prefix_err(e, &format!("experiences[{i}]")))?;
         let mut variations = Vec::with_capacity(raw_variations.len());
+        let mut arms = Vec::with_capacity(raw_variations.len());
         for (j, v) in raw_variations.iter().enumerate() {
-            let vo = entity(v, &format!("{field}.variations"), j)?;
+            let vo = entity(v, format_args!("experiences[{i}].variations"), j)?;
+            let [vid, vkey, vname, changes, traffic_allocation, status] = members(
+                vo,
+                [
+                    "id",
+                    "key",
+                    "name",
+                    "changes",
+                    "traffic_allocation",
+                    "status",
+                ],
+            );
             let mut feats = Vec::new();
-            if let Some(changes) = vo.get("changes").and_then(Value::as_array) {
+            if let Some(changes) = changes.and_then(Value::as_array) {
                 for ch in changes {
                     if ch.get("type").and_then(Value::as_str) != Some("fullStackFeature") {
                         continue;
@@ -555,46 +620,46 @@ impl ProjectConfig {
                 }
             }
             variations.push(Variation {
-                id: s(vo.get("id")),
-                id_is_string: matches!(vo.get("id"), Some(Value::String(_))),
-                key: opt_str(vo.get("key")),
-                name: opt_str(vo.get("name")),
+                id: s(vid),
+                id_is_string: matches!(vid, Some(Value::String(_))),
+                key: opt_str(vkey),
+                name: opt_str(vname),
                 features: feats,
             });
+            arms.push((vid.is_some_and(js::truthy), traffic_allocation, status));
         }
-        let arms: Vec<ArmSpec<'_>> = raw_variations
-            .iter()
+        let arms: Vec<ArmSpec<'_>> = arms
+            .into_iter()
             .zip(&variations)
-            .map(|(raw, v)| ArmSpec {
-                id: raw.get("id").filter(|x| js::truthy(x)).map(|_| &*v.id),
-                traffic_allocation: raw.get("traffic_allocation"),
-                status: raw.get("status"),
+            .map(|((has_id, traffic_allocation, status), v)| ArmSpec {
+                id: has_id.then_some(&*v.id),
+                traffic_allocation,
+                status,
             })
             .collect();
-        let anchored = is_anchored(obj.get("version"));
+        let anchored = is_anchored(version);
         let (packed, anchored_layout) = if anchored {
             (PackedLayout::default(), AnchoredLayout::build(&arms))
         } else {
             (PackedLayout::build(&arms), AnchoredLayout::default())
         };
 
-        let location = match obj.get("locations") {
+        let location = match locations {
             Some(Value::Array(ids)) if !ids.is_empty() => {
                 LocationTarget::Locations(location_ids.resolve(ids))
             }
-            _ => match obj.get("site_area").filter(|v| js::truthy(v)) {
+            _ => match site_area.filter(|v| js::truthy(v)) {
                 Some(rules) => LocationTarget::SiteArea(RuleSet::compile(rules)),
                 None => LocationTarget::Unrestricted,
             },
         };
-        let (audiences, segments) = match obj.get("audiences") {
+        let (audiences, segments) = match audience_ids_v {
             Some(Value::Array(ids)) if !ids.is_empty() => {
                 (audience_ids.resolve(ids), segment_ids.resolve(ids))
             }
             _ => (Vec::new(), Vec::new()),
         };
-        let audiences_all = obj
-            .get("settings")
+        let audiences_all = settings
             .and_then(|s| s.get("matching_options"))
             .and_then(|m| m.get("audiences"))
             .and_then(Value::as_str)
@@ -603,11 +668,11 @@ impl ProjectConfig {
         Ok(Experience {
             index: i,
             archived: archived_ids.contains(&*id),
-            has_id: obj.get("id").is_some_and(js::truthy),
+            has_id: id_v.is_some_and(js::truthy),
             id,
-            key: s(obj.get("key")),
-            name: opt_str(obj.get("name")),
-            environment: obj.get("environment").filter(|v| js::truthy(v)).cloned(),
+            key: s(key),
+            name: opt_str(name),
+            environment: environment.filter(|v| js::truthy(v)).cloned(),
             anchored,
             location,
             audiences,
