@@ -1023,3 +1023,36 @@ impl std::fmt::Display for RuleError {
 }
 
 impl std::error::Error for RuleError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn js_value_carries_the_served_experience_name_and_variation_members() {
+        let cfg = ProjectConfig::from_value(json!({
+            "account_id": "1", "project": {"id": "2"},
+            "experiences": [
+                {"id": "10", "key": "first", "variations": [{"id": "11"}]},
+                {"id": "20", "key": "second", "name": 5, "variations": [
+                    {"id": "21", "key": "a"},
+                    {"id": "22", "key": "b", "traffic_allocation": 50,
+                     "experienceKey": "clash", "changes": [{"data": {"x": [1]}}]}
+                ]}
+            ]
+        }));
+        assert!(cfg.is_ok(), "{:?}", cfg.err());
+        let Ok(cfg) = cfg else { return };
+        let exp = cfg.experience_by_key("second");
+        assert!(exp.is_some());
+        let Some(exp) = exp else { return };
+        let v = BucketedVariation::of(exp, 1, Some(4200)).to_js_value(&cfg);
+        assert_eq!(
+            v,
+            json!({"experienceId": "20", "experienceName": 5, "experienceKey": "clash",
+                   "bucketingAllocation": 4200, "id": "22", "key": "b", "traffic_allocation": 50,
+                   "changes": [{"data": {"x": [1]}}]})
+        );
+    }
+}
