@@ -8,7 +8,7 @@ use convert_core::engine::{
 use convert_core::rules::RuleOutcome;
 use convert_core::{Decision, StoreData};
 use convert_sdk::{BucketingAttributes, Core, FeatureStatus};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -290,12 +290,14 @@ fn not_matched_reason(steps: &[Step]) -> String {
 }
 
 /// A variation's configured share: `Ok(percent)` (0 when stopped), or `Err` with what is wrong.
-fn configured_share(v: &convert_core::config::Variation) -> Result<f64, String> {
+fn configured_share(v: Option<&Map<String, Value>>) -> Result<f64, String> {
+    let Some(v) = v else {
+        return Err("the variation is not in the served config".into());
+    };
     let running = v
-        .raw
         .get("status")
         .is_none_or(|s| s.as_str().is_none_or(|s| s.is_empty() || s == "running"));
-    let Some(t) = v.raw.get("traffic_allocation") else {
+    let Some(t) = v.get("traffic_allocation") else {
         return Ok(if running { 100.0 } else { 0.0 });
     };
     let n = convert_core::js::to_number(Some(t));
@@ -388,7 +390,7 @@ pub fn simulate(a: &SimulateArgs, quiet: bool) -> Result<String, String> {
     let mut notes = Vec::new();
     for (i, v) in exp.variations.iter().enumerate() {
         let label = format!("{} ({})", v.key.as_deref().unwrap_or("?"), v.id);
-        match configured_share(v) {
+        match configured_share(cfg.variation_raw(exp.index, i)) {
             Ok(configured) => {
                 let _ = writeln!(
                     out,

@@ -907,9 +907,9 @@ fn check_references(r: &mut Report, cfg: &ProjectConfig) {
         if e.variations.is_empty() {
             r.warning(&at(&path, "variations"), "the experience has no variations");
         }
-        let raw_audiences = e
-            .raw
-            .get("audiences")
+        let raw = cfg.experience_raw(e.index);
+        let raw_audiences = raw
+            .and_then(|o| o.get("audiences"))
             .and_then(Value::as_array)
             .map_or(0, Vec::len);
         let resolved = e.audiences.len() + e.segments.len();
@@ -920,8 +920,8 @@ fn check_references(r: &mut Report, cfg: &ProjectConfig) {
             );
         }
         if !e.audiences.is_empty()
-            && e.raw
-                .get("settings")
+            && raw
+                .and_then(|o| o.get("settings"))
                 .and_then(|s| s.get("matching_options"))
                 .is_none()
         {

@@ -79,7 +79,7 @@ pub struct RegexWarning {
     pub concern: RegexConcern,
 }
 
-/// A variation of an experience.
+/// A variation of an experience. Its object as served is [`ProjectConfig::variation_raw`].
 #[derive(Debug, Clone)]
 pub struct Variation {
     /// `String(id)`.
@@ -93,8 +93,6 @@ pub struct Variation {
     pub name: Option<Str>,
     /// The fullStackFeature changes it carries, in order.
     pub features: Vec<FeatureChange>,
-    /// The config object as served.
-    pub raw: Map<String, Value>,
 }
 
 /// A `fullStackFeature` change of a variation.
@@ -118,7 +116,8 @@ pub enum LocationTarget {
     SiteArea(RuleSet),
 }
 
-/// An experience, with everything a decision needs precomputed.
+/// An experience, with everything a decision needs precomputed. Its object as served is
+/// [`ProjectConfig::experience_raw`].
 #[derive(Debug, Clone)]
 pub struct Experience {
     /// Position in [`ProjectConfig::experiences`].
@@ -153,8 +152,6 @@ pub struct Experience {
     pub anchored_layout: AnchoredLayout,
     /// Whether any variation carries a feature change.
     pub carries_features: bool,
-    /// The config object as served.
-    pub raw: Map<String, Value>,
 }
 
 impl Experience {
@@ -173,7 +170,9 @@ impl Experience {
     }
 }
 
-/// An audience, segment or location: a named rule tree.
+/// An audience, segment or location: a named rule tree. Its object as served is
+/// [`ProjectConfig::audience_raw`], [`ProjectConfig::segment_raw`] or
+/// [`ProjectConfig::location_raw`].
 #[derive(Debug, Clone)]
 pub struct RuledEntity {
     /// `String(id)`.
@@ -186,8 +185,6 @@ pub struct RuledEntity {
     pub permanent: bool,
     /// The compiled rules; `None` when the config has none (falsy).
     pub rules: Option<RuleSet>,
-    /// The config object as served.
-    pub raw: Map<String, Value>,
 }
 
 /// A goal.
@@ -240,11 +237,19 @@ pub struct ProjectConfig {
     exp_by_key: Index,
     exp_by_id: Index,
     feature_by_id: Index,
+    /// Each segment's `id` as served (a decision compares it with `===` to the visitor's
+    /// `customSegments`), so that a decision does not look the segment up in [`Self::raw`].
+    pub(crate) segment_id_values: Vec<Option<Value>>,
     raw: Value,
 }
 
 fn list<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a [Value], ConfigError> {
-    match obj.get(field) {
+    as_list(obj.get(field), field)
+}
+
+/// `v` as a list: absent and `null` are empty, anything else but an array is an error.
+fn as_list<'a>(v: Option<&'a Value>, field: &str) -> Result<&'a [Value], ConfigError> {
+    match v {
         None | Some(Value::Null) => Ok(&[]),
         Some(Value::Array(a)) => Ok(a),
         Some(other) => Err(ConfigError::InvalidType {
@@ -255,7 +260,12 @@ fn list<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a [Value], Con
     }
 }
 
-fn entity<'a>(v: &'a Value, field: &str, i: usize) -> Result<&'a Map<String, Value>, ConfigError> {
+/// `v` (item `i` of list `field`) as an object. `field` is only formatted on error.
+fn entity(
+    v: &Value,
+    field: impl std::fmt::Display,
+    i: usize,
+) -> Result<&Map<String, Value>, ConfigError> {
     v.as_object().ok_or_else(|| ConfigError::InvalidType {
         field: format!("{field}[{i}]"),
         expected: "an object",
@@ -263,26 +273,42 @@ fn entity<'a>(v: &'a Value, field: &str, i: usize) -> Result<&'a Map<String, Val
     })
 }
 
+/// The members `names` of `obj`, read in one pass over its entries: config objects have few
+/// members, so comparing names is cheaper than hashing each one for a lookup.
+fn members<'a, const N: usize>(
+    obj: &'a Map<String, Value>,
+    names: [&str; N],
+) -> [Option<&'a Value>; N] {
+    let mut out = [None; N];
+    for (k, v) in obj {
+        if let Some(slot) = names.iter().position(|n| n == k) {
+            out[slot] = Some(v);
+        }
+    }
+    out
+}
+
 fn opt_str(v: Option<&Value>) -> Option<Str> {
     v.and_then(Value::as_str).map(Str::new)
 }
 
 fn rules_of(obj: &Map<String, Value>) -> Option<RuleSet> {
-    obj.get("rules")
-        .filter(|r| js::truthy(r))
-        .map(RuleSet::compile)
+    compile_rules(obj.get("rules"))
 }
 
-fn ruled(obj: &Map<String, Value>, field: &str, i: usize) -> Result<RuledEntity, ConfigError> {
-    let _ = (field, i);
-    Ok(RuledEntity {
-        id: s(obj.get("id")),
-        key: s(obj.get("key")),
-        name: opt_str(obj.get("name")),
-        permanent: obj.get("type").and_then(Value::as_str) == Some("permanent"),
-        rules: rules_of(obj),
-        raw: obj.clone(),
-    })
+fn compile_rules(rules: Option<&Value>) -> Option<RuleSet> {
+    rules.filter(|r| js::truthy(r)).map(RuleSet::compile)
+}
+
+fn ruled(obj: &Map<String, Value>) -> RuledEntity {
+    let [id, key, name, kind, rules] = members(obj, ["id", "key", "name", "type", "rules"]);
+    RuledEntity {
+        id: s(id),
+        key: s(key),
+        name: opt_str(name),
+        permanent: kind.and_then(Value::as_str) == Some("permanent"),
+        rules: compile_rules(rules),
+    }
 }
 
 /// An id as JavaScript's `===` sees it (numbers by value, `-0` equal to `0`).
@@ -431,15 +457,16 @@ impl ProjectConfig {
 
         let mut audiences = Vec::with_capacity(raw_audiences.len());
         for (i, a) in raw_audiences.iter().enumerate() {
-            audiences.push(ruled(entity(a, "audiences", i)?, "audiences", i)?);
+            audiences.push(ruled(entity(a, "audiences", i)?));
         }
         let mut segments = Vec::with_capacity(raw_segments.len());
         for (i, a) in raw_segments.iter().enumerate() {
-            segments.push(ruled(entity(a, "segments", i)?, "segments", i)?);
+            segments.push(ruled(entity(a, "segments", i)?));
         }
+        let segment_id_values = raw_segments.iter().map(|s| s.get("id").cloned()).collect();
         let mut locations = Vec::with_capacity(raw_locations.len());
         for (i, a) in raw_locations.iter().enumerate() {
-            locations.push(ruled(entity(a, "locations", i)?, "locations", i)?);
+            locations.push(ruled(entity(a, "locations", i)?));
         }
 
         let indexes = [
@@ -473,7 +500,7 @@ impl ProjectConfig {
                 .iter()
                 .enumerate()
             {
-                let vo = entity(var, &format!("{field}.variables"), j)?;
+                let vo = entity(var, format_args!("{field}.variables"), j)?;
                 variables.push((
                     js::opt_to_js_string(vo.get("key")).into_owned(),
                     js::opt_to_js_string(vo.get("type")).into_owned(),
@@ -521,6 +548,7 @@ impl ProjectConfig {
             exp_by_key,
             exp_by_id,
             feature_by_id,
+            segment_id_values,
             raw: Value::Object(data),
         })
     }
@@ -531,14 +559,52 @@ impl ProjectConfig {
         archived_ids: &HashSet<String>,
         [audience_ids, segment_ids, location_ids]: &[IdIndex<'_>; 3],
     ) -> Result<Experience, ConfigError> {
-        let field = format!("experiences[{i}]");
-        let id = s(obj.get("id"));
-        let raw_variations = list(obj, "variations").map_err(|e| prefix_err(e, &field))?;
+        let [
+            id_v,
+            key,
+            name,
+            environment,
+            version,
+            locations,
+            site_area,
+            audience_ids_v,
+            settings,
+            raw_variations,
+        ] = members(
+            obj,
+            [
+                "id",
+                "key",
+                "name",
+                "environment",
+                "version",
+                "locations",
+                "site_area",
+                "audiences",
+                "settings",
+                "variations",
+            ],
+        );
+        let id = s(id_v);
+        let raw_variations = as_list(raw_variations, "variations")
+            .map_err(|e| prefix_err(e, &format!("experiences[{i}]")))?;
         let mut variations = Vec::with_capacity(raw_variations.len());
+        let mut arms = Vec::with_capacity(raw_variations.len());
         for (j, v) in raw_variations.iter().enumerate() {
-            let vo = entity(v, &format!("{field}.variations"), j)?;
+            let vo = entity(v, format_args!("experiences[{i}].variations"), j)?;
+            let [vid, vkey, vname, changes, traffic_allocation, status] = members(
+                vo,
+                [
+                    "id",
+                    "key",
+                    "name",
+                    "changes",
+                    "traffic_allocation",
+                    "status",
+                ],
+            );
             let mut feats = Vec::new();
-            if let Some(changes) = vo.get("changes").and_then(Value::as_array) {
+            if let Some(changes) = changes.and_then(Value::as_array) {
                 for ch in changes {
                     if ch.get("type").and_then(Value::as_str) != Some("fullStackFeature") {
                         continue;
@@ -554,47 +620,46 @@ impl ProjectConfig {
                 }
             }
             variations.push(Variation {
-                id: s(vo.get("id")),
-                id_is_string: matches!(vo.get("id"), Some(Value::String(_))),
-                key: opt_str(vo.get("key")),
-                name: opt_str(vo.get("name")),
+                id: s(vid),
+                id_is_string: matches!(vid, Some(Value::String(_))),
+                key: opt_str(vkey),
+                name: opt_str(vname),
                 features: feats,
-                raw: vo.clone(),
             });
+            arms.push((vid.is_some_and(js::truthy), traffic_allocation, status));
         }
-        let arms: Vec<ArmSpec<'_>> = raw_variations
-            .iter()
+        let arms: Vec<ArmSpec<'_>> = arms
+            .into_iter()
             .zip(&variations)
-            .map(|(raw, v)| ArmSpec {
-                id: raw.get("id").filter(|x| js::truthy(x)).map(|_| &*v.id),
-                traffic_allocation: raw.get("traffic_allocation"),
-                status: raw.get("status"),
+            .map(|((has_id, traffic_allocation, status), v)| ArmSpec {
+                id: has_id.then_some(&*v.id),
+                traffic_allocation,
+                status,
             })
             .collect();
-        let anchored = is_anchored(obj.get("version"));
+        let anchored = is_anchored(version);
         let (packed, anchored_layout) = if anchored {
             (PackedLayout::default(), AnchoredLayout::build(&arms))
         } else {
             (PackedLayout::build(&arms), AnchoredLayout::default())
         };
 
-        let location = match obj.get("locations") {
+        let location = match locations {
             Some(Value::Array(ids)) if !ids.is_empty() => {
                 LocationTarget::Locations(location_ids.resolve(ids))
             }
-            _ => match obj.get("site_area").filter(|v| js::truthy(v)) {
+            _ => match site_area.filter(|v| js::truthy(v)) {
                 Some(rules) => LocationTarget::SiteArea(RuleSet::compile(rules)),
                 None => LocationTarget::Unrestricted,
             },
         };
-        let (audiences, segments) = match obj.get("audiences") {
+        let (audiences, segments) = match audience_ids_v {
             Some(Value::Array(ids)) if !ids.is_empty() => {
                 (audience_ids.resolve(ids), segment_ids.resolve(ids))
             }
             _ => (Vec::new(), Vec::new()),
         };
-        let audiences_all = obj
-            .get("settings")
+        let audiences_all = settings
             .and_then(|s| s.get("matching_options"))
             .and_then(|m| m.get("audiences"))
             .and_then(Value::as_str)
@@ -603,11 +668,11 @@ impl ProjectConfig {
         Ok(Experience {
             index: i,
             archived: archived_ids.contains(&*id),
-            has_id: obj.get("id").is_some_and(js::truthy),
+            has_id: id_v.is_some_and(js::truthy),
             id,
-            key: s(obj.get("key")),
-            name: opt_str(obj.get("name")),
-            environment: obj.get("environment").filter(|v| js::truthy(v)).cloned(),
+            key: s(key),
+            name: opt_str(name),
+            environment: environment.filter(|v| js::truthy(v)).cloned(),
             anchored,
             location,
             audiences,
@@ -617,7 +682,6 @@ impl ProjectConfig {
             packed,
             anchored_layout,
             carries_features,
-            raw: obj.clone(),
         })
     }
 
@@ -637,6 +701,7 @@ impl ProjectConfig {
             exp_by_key: Index::default(),
             exp_by_id: Index::default(),
             feature_by_id: Index::default(),
+            segment_id_values: Vec::new(),
             raw: Value::Object(Map::new()),
         }
     }
@@ -742,8 +807,68 @@ impl ProjectConfig {
     }
 
     /// The project config as served (the `data` object).
+    ///
+    /// This is the only copy of the served JSON: the entities of the snapshot do not hold their
+    /// own. Each one's object as served is read from this tree by its position, through
+    /// [`experience_raw`](Self::experience_raw), [`variation_raw`](Self::variation_raw),
+    /// [`audience_raw`](Self::audience_raw), [`segment_raw`](Self::segment_raw) and
+    /// [`location_raw`](Self::location_raw).
     pub fn raw(&self) -> &Value {
         &self.raw
+    }
+
+    /// The served list `field` of the config (empty when absent or not a list).
+    fn raw_list(&self, field: &str) -> &[Value] {
+        self.raw
+            .get(field)
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Experience `exp` as served: `experiences[exp]` of [`raw`](Self::raw), where `exp` is the
+    /// experience's position in [`experiences`](Self::experiences) (its [`Experience::index`]).
+    /// `None` when there is no such experience.
+    ///
+    /// ```
+    /// # use convert_core::ProjectConfig;
+    /// let cfg = ProjectConfig::from_json(
+    ///     r#"{"account_id": "1", "project": {"id": "2"},
+    ///         "experiences": [{"id": "7", "key": "e", "type": "a/b", "variations": [{"id": "8"}]}]}"#,
+    /// )?;
+    /// let exp = cfg.experience_by_key("e").map(|e| e.index);
+    /// let raw = exp.and_then(|i| cfg.experience_raw(i));
+    /// assert_eq!(raw.and_then(|o| o.get("type")), Some(&"a/b".into()));
+    /// assert_eq!(exp.and_then(|i| cfg.variation_raw(i, 0)).and_then(|v| v.get("id")), Some(&"8".into()));
+    /// # Ok::<(), convert_core::config::ConfigError>(())
+    /// ```
+    pub fn experience_raw(&self, exp: usize) -> Option<&Map<String, Value>> {
+        self.raw_list("experiences").get(exp)?.as_object()
+    }
+
+    /// Variation `variation` of experience `exp` as served (positions in
+    /// [`experiences`](Self::experiences) and in its [`Experience::variations`]); `None` when
+    /// there is no such variation.
+    pub fn variation_raw(&self, exp: usize, variation: usize) -> Option<&Map<String, Value>> {
+        self.experience_raw(exp)?
+            .get("variations")?
+            .as_array()?
+            .get(variation)?
+            .as_object()
+    }
+
+    /// Audience `i` (position in [`audiences`](Self::audiences)) as served.
+    pub fn audience_raw(&self, i: usize) -> Option<&Map<String, Value>> {
+        self.raw_list("audiences").get(i)?.as_object()
+    }
+
+    /// Segment `i` (position in [`segments`](Self::segments)) as served.
+    pub fn segment_raw(&self, i: usize) -> Option<&Map<String, Value>> {
+        self.raw_list("segments").get(i)?.as_object()
+    }
+
+    /// Location `i` (position in [`locations`](Self::locations)) as served.
+    pub fn location_raw(&self, i: usize) -> Option<&Map<String, Value>> {
+        self.raw_list("locations").get(i)?.as_object()
     }
 
     /// Looks up a config entity by key (SPEC §3.3, §1.5 `getConfigEntity`): `entity_type` is one of
@@ -839,6 +964,48 @@ mod tests {
         assert!(c.is_ok(), "{:?}", c.err());
         let c = c.ok();
         assert!(c.is_some_and(|c| c.experience_by_key("k\u{fffd}").is_some()));
+    }
+
+    #[test]
+    fn raw_accessors_read_each_entity_at_its_position() {
+        let mut cfg = base();
+        cfg["audiences"] = json!([{"id": "a1", "x": 1}, {"id": "a2", "x": 2}]);
+        cfg["segments"] = json!([{"id": 9, "x": 3}]);
+        cfg["locations"] = json!([{"id": "l1", "x": 4}, {"id": "l1", "x": 5}]);
+        cfg["experiences"] = json!([
+            {"id": "e1", "key": "k", "variations": [{"id": "v1", "x": 6}, {"id": "v2", "x": 7}]},
+            {"id": "e2", "key": "k", "variations": null},
+            {"id": "e3", "key": "m", "variations": [{"id": "v3", "x": 8}]}
+        ]);
+        let c = ProjectConfig::from_value(cfg);
+        assert!(c.is_ok(), "{:?}", c.err());
+        let Ok(c) = c else { return };
+        let x = |m: Option<&Map<String, Value>>| m.and_then(|m| m.get("x")).cloned();
+        assert_eq!(x(c.audience_raw(1)), Some(json!(2)));
+        assert_eq!(x(c.segment_raw(0)), Some(json!(3)));
+        assert_eq!(x(c.location_raw(1)), Some(json!(5)));
+        assert_eq!(x(c.variation_raw(0, 1)), Some(json!(7)));
+        assert_eq!(x(c.variation_raw(2, 0)), Some(json!(8)));
+        for (i, e) in c.experiences.iter().enumerate() {
+            assert_eq!(e.index, i);
+            let raw_id = c.experience_raw(e.index).and_then(|o| o.get("id"));
+            assert_eq!(
+                raw_id.map(|v| js::to_js_string(v).into_owned()),
+                Some(e.id.to_string())
+            );
+            for (j, v) in e.variations.iter().enumerate() {
+                let raw_id = c.variation_raw(i, j).and_then(|o| o.get("id"));
+                assert_eq!(raw_id.and_then(Value::as_str), Some(&*v.id));
+            }
+        }
+        assert_eq!(c.segment_id_values, [Some(json!(9))]);
+        assert!(c.experience_raw(3).is_none());
+        assert!(c.variation_raw(1, 0).is_none());
+        assert!(c.variation_raw(0, 2).is_none());
+        assert!(c.audience_raw(2).is_none());
+        assert!(c.segment_raw(1).is_none());
+        assert!(c.location_raw(2).is_none());
+        assert!(ProjectConfig::empty().experience_raw(0).is_none());
     }
 
     #[test]

@@ -230,10 +230,11 @@ impl BucketedVariation {
             "experienceId".into(),
             Value::String(self.experience_id.to_string()),
         );
-        if let Some(exp) = config.experiences.get(self.experience_index) {
-            if let Some(n) = exp.raw.get("name") {
-                m.insert("experienceName".into(), n.clone());
-            }
+        if let Some(n) = config
+            .experience_raw(self.experience_index)
+            .and_then(|e| e.get("name"))
+        {
+            m.insert("experienceName".into(), n.clone());
         }
         m.insert(
             "experienceKey".into(),
@@ -242,12 +243,8 @@ impl BucketedVariation {
         if let Some(a) = self.bucketing_allocation {
             m.insert("bucketingAllocation".into(), Value::from(a));
         }
-        if let Some(v) = config
-            .experiences
-            .get(self.experience_index)
-            .and_then(|e| e.variations.get(self.variation_index))
-        {
-            for (k, val) in &v.raw {
+        if let Some(v) = config.variation_raw(self.experience_index, self.variation_index) {
+            for (k, val) in v {
                 m.insert(k.clone(), val.clone());
             }
         }
@@ -828,7 +825,11 @@ impl<'a> Engine<'a> {
                 .and_then(|s| s.get("customSegments"))
                 .and_then(Value::as_array);
             let any = exp.segments.iter().any(|&si| {
-                let id = self.config.segments[si].raw.get("id");
+                let id = self
+                    .config
+                    .segment_id_values
+                    .get(si)
+                    .and_then(Option::as_ref);
                 match (member, id) {
                     (Some(list), Some(id)) => list.iter().any(|v| strict_eq(v, id)),
                     _ => false,
@@ -1022,3 +1023,36 @@ impl std::fmt::Display for RuleError {
 }
 
 impl std::error::Error for RuleError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn js_value_carries_the_served_experience_name_and_variation_members() {
+        let cfg = ProjectConfig::from_value(json!({
+            "account_id": "1", "project": {"id": "2"},
+            "experiences": [
+                {"id": "10", "key": "first", "variations": [{"id": "11"}]},
+                {"id": "20", "key": "second", "name": 5, "variations": [
+                    {"id": "21", "key": "a"},
+                    {"id": "22", "key": "b", "traffic_allocation": 50,
+                     "experienceKey": "clash", "changes": [{"data": {"x": [1]}}]}
+                ]}
+            ]
+        }));
+        assert!(cfg.is_ok(), "{:?}", cfg.err());
+        let Ok(cfg) = cfg else { return };
+        let exp = cfg.experience_by_key("second");
+        assert!(exp.is_some());
+        let Some(exp) = exp else { return };
+        let v = BucketedVariation::of(exp, 1, Some(4200)).to_js_value(&cfg);
+        assert_eq!(
+            v,
+            json!({"experienceId": "20", "experienceName": 5, "experienceKey": "clash",
+                   "bucketingAllocation": 4200, "id": "22", "key": "b", "traffic_allocation": 50,
+                   "changes": [{"data": {"x": [1]}}]})
+        );
+    }
+}

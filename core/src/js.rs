@@ -612,6 +612,14 @@ pub fn json_parse(text: &str) -> Result<Value, serde_json::Error> {
     crate::json::parse_value(&replace_lone_surrogate_escapes(text))
 }
 
+/// The position of the first backslash at or after byte `from` of `text`. The search starts at
+/// the first char boundary from `from` on (the bytes skipped are UTF-8 continuation bytes, never a
+/// backslash) so that it runs as `str::find`, a word-at-a-time search.
+fn next_backslash(text: &str, from: usize) -> Option<usize> {
+    let start = (from..=text.len()).find(|&p| text.is_char_boundary(p))?;
+    text.get(start..)?.find('\\').map(|p| start + p)
+}
+
 /// `text` with every lone surrogate escape (`\uD800`–`\uDFFF` not part of a high + low pair)
 /// replaced by `\uFFFD`; borrowed, after one scan, when there is none (the common case).
 ///
@@ -644,11 +652,7 @@ pub fn replace_lone_surrogate_escapes(text: &str) -> Cow<'_, str> {
     let mut from = 0;
     // Scan bytes: after a backslash the escaped character may be multi-byte (invalid JSON, which
     // serde_json then rejects), so `from` need not be a char boundary.
-    while let Some(pos) = bytes
-        .get(from..)
-        .and_then(|b| b.iter().position(|&c| c == b'\\'))
-    {
-        let i = from + pos;
+    while let Some(i) = next_backslash(text, from) {
         let next = match surrogate_at(i) {
             // A pair: both escapes stay.
             Some(true) if surrogate_at(i + 6) == Some(false) => i + 12,
