@@ -16,21 +16,10 @@
 use convert_examples::DEMO_CONFIG;
 use convert_sdk::stores::AsyncRedisStore;
 use convert_sdk::{BucketingAttributes, ConversionAttributes, Core, Decision};
+use convert_testkit::os_threads;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-/// The process's OS threads now (0 where `/proc/self/status` cannot be read).
-fn os_threads() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Threads:"))
-                .and_then(|n| n.trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// The value after `flag` on the command line.
 fn arg(args: &[String], flag: &str) -> Option<String> {

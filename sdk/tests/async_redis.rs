@@ -17,6 +17,7 @@ use convert_sdk::{
 };
 use convert_store_tests::redis_server::{RedisServer, redis_available};
 use convert_testkit::delay_proxy::DelayProxy;
+use convert_testkit::os_threads;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -28,18 +29,6 @@ const CONFIG: &str = r#"{"account_id":"10","project":{"id":"20"},
 const DELAY: Duration = Duration::from_millis(100);
 const DECISIONS: usize = 2_000;
 const CONVERTING: usize = 200;
-
-/// The process's OS threads now, from `/proc/self/status` (0 where it cannot be read).
-fn os_threads() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Threads:"))
-                .and_then(|n| n.trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 async fn sdk(url: &str, recorder: &Recorder) -> Core {
     let store = AsyncRedisStore::open(url).await.unwrap();

@@ -365,3 +365,15 @@ pub fn eventually(what: &str, cond: impl Fn() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// The process's OS threads now, from `/proc/self/status` (0 where it cannot be read).
+pub fn os_threads() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
