@@ -16,7 +16,7 @@
 use convert_examples::DEMO_CONFIG;
 use convert_sdk::stores::AsyncRedisStore;
 use convert_sdk::{BucketingAttributes, ConversionAttributes, Core, Decision};
-use convert_testkit::process::os_threads;
+use convert_testkit::os_threads;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

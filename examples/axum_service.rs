@@ -13,25 +13,34 @@
 //! Run it with `cargo run --example axum_service --features convert-sdk/redis,convert-sdk/tokio`
 //! and open `http://127.0.0.1:3000/checkout?visitor=alice`. With `--self-test` it binds a free
 //! port, requests three visitors from itself and exits (that is what `cargo xtask test` runs).
+//! With `--bench` it measures this service against the same handlers on `spawn_blocking` and
+//! the sync `RedisStore` (see `support/axum_bench.rs` and `cargo xtask bench-axum`).
 
 use axum::extract::{Query, State};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use convert_examples::DEMO_CONFIG;
+use convert_examples::{
+    DEMO_CONFIG, checkout_answer, checkout_attributes, checkout_query, purchase_answer,
+    purchase_attributes,
+};
 
+#[path = "support/axum_bench.rs"]
+mod bench;
 #[path = "support/http.rs"]
 mod http;
 use convert_sdk::stores::AsyncRedisStore;
-use convert_sdk::{BucketingAttributes, Core, Decision};
+use convert_sdk::{Core, CoreBuilder};
 use http::get_body;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::HashMap;
 
 /// The routes: `/checkout?visitor=ID[&cart_items=N]` answers the visitor's variation and the
-/// checkout-cta feature variables as JSON.
+/// checkout-cta feature variables as JSON; `POST /purchase?visitor=ID` tracks the visitor's
+/// `purchase` conversion (exactly once per visitor) and answers whether this call fired it.
 pub fn app(sdk: Core) -> Router {
     Router::new()
         .route("/checkout", get(checkout))
+        .route("/purchase", post(purchase))
         .with_state(sdk)
 }
 
@@ -39,42 +48,60 @@ async fn checkout(
     State(sdk): State<Core>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Json<Value> {
-    let (visitor, cart_items) = convert_examples::checkout_query(&q);
+    let (visitor, cart_items) = checkout_query(&q);
     let ctx = sdk.create_context(&visitor, None);
-    let attrs = BucketingAttributes::new()
-        .location_property("url", "https://shop.example/checkout")
-        .visitor_property("cart_items", cart_items);
-    let variation = match ctx.run_experience_async("checkout-button", &attrs).await {
-        Decision::Variation(v) => {
-            json!({"id": v.variation_id(), "key": v.variation_key()})
-        }
-        _ => Value::Null,
-    };
+    let attrs = checkout_attributes(cart_items);
+    let variation = ctx.run_experience_async("checkout-button", &attrs).await;
     let cta = ctx.run_feature_async("checkout-cta", &attrs).await;
-    Json(json!({
-        "visitor": visitor,
-        "variation": variation,
-        "cta": cta.variables(),
-    }))
+    Json(checkout_answer(&visitor, &variation, &cta))
+}
+
+async fn purchase(
+    State(sdk): State<Core>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Json<Value> {
+    let (visitor, _) = checkout_query(&q);
+    let ctx = sdk.create_context(&visitor, None);
+    let outcome = ctx
+        .track_conversion_async("purchase", &purchase_attributes())
+        .await;
+    Json(purchase_answer(&visitor, &outcome))
+}
+
+/// The SDK's builder without a store: the demo config, offline.
+fn builder() -> CoreBuilder {
+    // `.tracking(false)` keeps events queued in memory so this example sends nothing; a real
+    // service drops that line and uses an SDK key (`build_async` and `ready().await`).
+    Core::builder()
+        .config_json(DEMO_CONFIG)
+        .environment("production")
+        .tracking(false)
 }
 
 /// The SDK, on Redis when `redis_url` is given.
 async fn sdk(redis_url: Option<&str>) -> Result<Core, Box<dyn std::error::Error>> {
-    // `.tracking(false)` keeps events queued in memory so this example sends nothing; a real
-    // service drops that line and uses an SDK key (`build_async` and `ready().await`).
-    let mut builder = Core::builder()
-        .config_json(DEMO_CONFIG)
-        .environment("production")
-        .tracking(false);
+    let mut builder = builder();
     if let Some(url) = redis_url {
         builder = builder.async_data_store(AsyncRedisStore::open(url).await?);
     }
     Ok(builder.build()?)
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--bench") {
+        // Builds its own runtimes: the service's and the load generator's.
+        return bench::run(&args);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(serve(&args))
+}
+
+/// Serves on port 3000, or with `--self-test` on a free port for three requests of its own.
+async fn serve(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let self_test = args.iter().any(|a| a == "--self-test");
     let redis_url = args
         .iter()

@@ -16,12 +16,12 @@ use convert_sdk::{
     StoreOptions,
 };
 use convert_store_tests::redis_server::{RedisServer, redis_available};
-use convert_testkit::process::os_threads;
+use convert_testkit::delay_proxy::DelayProxy;
+use convert_testkit::os_threads;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use support::{Recorder, conversion_events};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CONFIG: &str = r#"{"account_id":"10","project":{"id":"20"},
   "experiences":[{"id":"100","key":"exp","variations":[{"id":"101","key":"a","traffic_allocation":50},{"id":"102","key":"b","traffic_allocation":50}]}],
@@ -29,61 +29,6 @@ const CONFIG: &str = r#"{"account_id":"10","project":{"id":"20"},
 const DELAY: Duration = Duration::from_millis(100);
 const DECISIONS: usize = 2_000;
 const CONVERTING: usize = 200;
-
-/// A loopback TCP proxy to `upstream` that holds every chunk the server sends for `DELAY`
-/// before passing it on (in order; the delays of consecutive replies overlap, as network
-/// latency does). Runs on its own thread and current-thread runtime; returns its port.
-fn delaying_proxy(upstream: u16) -> u16 {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = support::current_thread_runtime();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().port()).unwrap();
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    return;
-                };
-                tokio::spawn(async move {
-                    let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
-                    else {
-                        return;
-                    };
-                    let (mut cr, mut cw) = client.into_split();
-                    let (mut sr, mut sw) = server.into_split();
-                    // Requests go through at once.
-                    tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut cr, &mut sw).await;
-                    });
-                    // Replies are released DELAY after they arrived, in order.
-                    let (due_tx, mut due_rx) =
-                        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
-                    tokio::spawn(async move {
-                        while let Some((due, bytes)) = due_rx.recv().await {
-                            tokio::time::sleep_until(due).await;
-                            if cw.write_all(&bytes).await.is_err() {
-                                return;
-                            }
-                        }
-                    });
-                    let mut buf = vec![0u8; 64 * 1024];
-                    loop {
-                        match sr.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => {
-                                let due = tokio::time::Instant::now() + DELAY;
-                                if due_tx.send((due, buf[..n].to_vec())).is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                });
-            }
-        });
-    });
-    rx.recv().unwrap()
-}
 
 async fn sdk(url: &str, recorder: &Recorder) -> Core {
     let store = AsyncRedisStore::open(url).await.unwrap();
@@ -104,8 +49,8 @@ fn async_decisions_overlap_on_few_threads_and_conversions_stay_exactly_once() {
         return;
     }
     let server = RedisServer::start("async-sdk");
-    let proxy = delaying_proxy(server.port());
-    let proxied = format!("redis://127.0.0.1:{proxy}/");
+    let proxy = DelayProxy::start(server.port(), DELAY).unwrap();
+    let proxied = proxy.redis_url();
 
     // 1. 2,000 concurrent decisions through the delaying proxy, on one current-thread runtime.
     let rt = support::current_thread_runtime();

@@ -5,9 +5,16 @@
 //! answered by the next [`Mode`] of its method's script, then by the method's default mode; the
 //! server records every request and which bodies it *accepted* (as Convert would have stored
 //! them), so a test can compare the exact multiset of events received.
+//!
+//! With the `tokio` feature, [`delay_proxy::DelayProxy`] delays every reply of a TCP server
+//! (Redis) by a fixed time.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod process;
+#[cfg(feature = "tokio")]
+pub mod delay_proxy;
+
+pub use process::os_threads;
 
 use serde_json::Value;
 use std::collections::VecDeque;
@@ -361,3 +368,4 @@ pub fn eventually(what: &str, cond: impl Fn() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+

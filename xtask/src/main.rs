@@ -6,6 +6,9 @@
 //!   doctests), and the examples. A missing `redis-server` is installed with apt only in CI
 //!   (`CI=true`) or when asked (`cargo xtask test --install`), never with `sudo` on a developer's
 //!   machine unasked; otherwise the Redis tests are skipped and listed.
+//! - `cargo xtask bench-axum [ARGS]`: the axum service benchmark of issue 13 (the async facade
+//!   vs `spawn_blocking` + the sync Redis store), a release build of
+//!   `axum_service --bench ARGS` (see `examples/support/axum_bench.rs`).
 //! - `cargo xtask vectors`: regenerates the golden vectors under `tests/golden/` by running the
 //!   published `@convertcom/js-sdk` through the batch protocol (the only command that needs
 //!   Node.js and npm).
@@ -21,6 +24,14 @@ COMMANDS:
       --install  install redis-server with apt-get (sudo -n when not root) when it is missing;
                  done anyway in CI (CI=true). Elsewhere a missing redis-server skips the Redis
                  tests, and the list of skipped tests is printed.
+    bench-axum [ARGS]
+               the axum service on Redis, async facade vs spawn_blocking + the sync store, at
+               concurrency 64 (needs redis-server): runs the release build of
+               `axum_service --bench ARGS`; one JSON line per run (rps, p50/p99/max ms, errors,
+               max OS threads). ARGS: --requests N (20000), --warmup N (N/10),
+               --concurrency C (64), --redis-delay-ms D[,D...] (0), --modes async,blocking,
+               --rounds R (1; interleaved, then median lines), --redis-url URL (default: a
+               throw-away redis-server on a free port)
     vectors    regenerate tests/golden/**/*.js-output.json with the published @convertcom/js-sdk
                (needs node + npm; nothing else does)
     help       this text
@@ -185,6 +196,14 @@ const REDIS_TESTS: &[&str] = &[
     "cli/tests/persistent_batch.rs (batch runs with a Redis store)",
     "the redis_dedup example",
     "the async_redis example",
+    "the axum_service benchmark smoke run",
+];
+
+/// The examples that start their own `redis-server`; without one they cannot run.
+const REDIS_EXAMPLES: &[&str] = &[
+    "example redis_dedup",
+    "example async_redis",
+    "example axum_service bench (smoke)",
 ];
 
 /// What `cargo xtask test` does about `redis-server`.
@@ -421,6 +440,19 @@ fn test_steps(env: &[(String, String)]) -> Vec<Step> {
                 "--self-test",
             ]),
         ),
+        // The benchmark's smoke run, so it cannot rot: both modes, a few hundred requests; it
+        // fails unless every request was answered as expected without a store error.
+        Step::new(
+            "example axum_service bench (smoke)",
+            cargo_with_env(
+                &[
+                    &["run", "--quiet"][..],
+                    AXUM_BENCH,
+                    &["--requests", "300", "--warmup", "30"],
+                ]
+                .concat(),
+            ),
+        ),
         Step::new(
             "example openfeature_axum",
             cargo_with_env(&[
@@ -559,7 +591,7 @@ fn test(install: bool) -> Result<(), String> {
     let mut steps = test_steps(&env);
     if !redis {
         // The example starts its own redis-server; without one it cannot run.
-        steps.retain(|s| s.name != "example redis_dedup" && s.name != "example async_redis");
+        steps.retain(|s| !REDIS_EXAMPLES.contains(&s.name));
     }
     let result = run_pipeline("xtask test", steps);
     if !redis {
@@ -570,6 +602,45 @@ fn test(install: bool) -> Result<(), String> {
     let totals = result?;
     println!("{} passed, {} failed", totals.passed, totals.failed);
     Ok(())
+}
+
+// ---- cargo xtask bench-axum ----------------------------------------------------------------
+
+/// The features the axum_service example needs.
+const AXUM_FEATURES: &str = "convert-sdk/redis,convert-sdk/tokio";
+
+/// `cargo run` arguments after `run [--release]` for `axum_service --bench`.
+const AXUM_BENCH: &[&str] = &[
+    "--example",
+    "axum_service",
+    "--features",
+    AXUM_FEATURES,
+    "--",
+    "--bench",
+];
+
+/// `cargo run --release` of `axum_service --bench` with `args`.
+fn bench_axum_command(args: &[String]) -> Command {
+    let mut c = cargo();
+    c.current_dir(root())
+        .args(["run", "--release", "--quiet"])
+        .args(AXUM_BENCH)
+        .args(args);
+    c
+}
+
+fn bench_axum(args: &[String]) -> Result<(), String> {
+    if !have("redis-server") {
+        return Err("bench-axum needs redis-server on PATH (apt-get install redis-server)".into());
+    }
+    let status = bench_axum_command(args)
+        .status()
+        .map_err(|e| format!("cargo run: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("axum_service --bench failed ({status})"))
+    }
 }
 
 // ---- cargo xtask vectors --------------------------------------------------------------------
@@ -692,6 +763,16 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1).peekable();
     let command = args.next().unwrap_or_default();
     let install = command == "test" && args.next_if(|a| a == "--install").is_some();
+    if command == "bench-axum" {
+        let rest: Vec<String> = args.collect();
+        return match bench_axum(&rest) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("\nxtask: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(extra) = args.next() {
         eprintln!("xtask: unexpected argument `{extra}`\n\n{HELP}");
         return ExitCode::FAILURE;
@@ -750,6 +831,22 @@ mod tests {
                     serde_json feature \"std\"\n";
         assert_eq!(serde_json_features(tree), ["preserve_order", "std"]);
         assert!(serde_json_features("serde_json v1.0.154\n").is_empty());
+    }
+
+    #[test]
+    fn bench_axum_runs_the_release_example_with_the_given_arguments() {
+        let args = ["--redis-delay-ms".to_string(), "0,20".to_string()];
+        let c = bench_axum_command(&args);
+        let got: Vec<String> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let at = |flag: &str| got.iter().position(|a| a == flag).unwrap();
+        assert!(got.contains(&"--release".to_string()));
+        assert_eq!(got[at("--example") + 1], "axum_service");
+        assert_eq!(got[at("--features") + 1], AXUM_FEATURES);
+        // The benchmark's own arguments come after `--`, in order.
+        assert_eq!(got[at("--") + 1..], ["--bench", "--redis-delay-ms", "0,20"]);
     }
 
     #[test]
