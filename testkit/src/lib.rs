@@ -10,9 +10,9 @@
 //! (Redis) by a fixed time.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-pub mod process;
 #[cfg(feature = "tokio")]
 pub mod delay_proxy;
+pub mod process;
 
 pub use process::os_threads;
 
@@ -368,4 +368,3 @@ pub fn eventually(what: &str, cond: impl Fn() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
-
