@@ -81,6 +81,8 @@ struct Set {
     order: u64,
     /// Number of live ways.
     len: u8,
+    /// Bit `w` is set when way `w` is live.
+    live: u16,
     slots: Option<Box<[Slot; WAYS]>>,
 }
 
@@ -91,6 +93,7 @@ impl Default for Set {
             // Position p holds way p: every way free.
             order: 0xFEDC_BA98_7654_3210,
             len: 0,
+            live: 0,
             slots: None,
         }
     }
@@ -123,12 +126,22 @@ impl Set {
         self.slots.as_mut().and_then(|s| s.get_mut(w))
     }
 
-    /// The recency position of `key`'s way.
+    /// The recency position of `key`'s way. The tags of all ways are compared at once (a
+    /// loop the compiler vectorizes); only ways whose tag matches compare their key.
     fn find(&self, tag: u16, key: &str) -> Option<usize> {
-        (0..usize::from(self.len)).find(|&p| {
-            let w = self.way(p);
-            self.tags[w] == tag && self.slot(w).is_some_and(|s| s.key == key)
-        })
+        let mut hits = 0u32;
+        for (w, &t) in self.tags.iter().enumerate() {
+            hits |= u32::from(t == tag) << w;
+        }
+        hits &= u32::from(self.live);
+        while hits != 0 {
+            let w = hits.trailing_zeros() as usize;
+            if self.slot(w).is_some_and(|s| s.key == key) {
+                return (0..usize::from(self.len)).find(|&p| self.way(p) == w);
+            }
+            hits &= hits - 1;
+        }
+        None
     }
 
     /// Moves the way at position `p` to position 0 (the most recently used); the ways before
@@ -148,6 +161,7 @@ impl Set {
         let after = (self.order >> 4) & nibbles(ways - 1) & !nibbles(p);
         self.order = before | after | (w << (4 * (ways - 1)));
         self.len -= 1;
+        self.live &= !(1 << w);
         if let Some(s) = self.slot_mut(w as usize) {
             s.key = String::new();
             s.data = StoreData::default();
@@ -217,6 +231,7 @@ impl Set {
         let w = self.way(p);
         self.promote(p);
         self.tags[w] = tag;
+        self.live |= 1 << w;
         let slots = self
             .slots
             .get_or_insert_with(|| Box::new(std::array::from_fn(|_| Slot::default())));
@@ -595,6 +610,8 @@ mod tests {
         seen.sort_unstable();
         assert_eq!(seen, (0..ways).collect::<Vec<_>>(), "order {:x}", set.order);
         assert!(usize::from(set.len) <= ways);
+        let live = (0..usize::from(set.len)).fold(0u16, |m, p| m | 1 << set.way(p));
+        assert_eq!(set.live, live, "live ways");
     }
 
     #[test]
