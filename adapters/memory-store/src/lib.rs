@@ -64,6 +64,14 @@ fn nibbles(n: usize) -> u64 {
     }
 }
 
+/// The records of a set, allocated at its first insert (once per set: kept out of line so that
+/// the hot path stays small).
+#[cold]
+#[inline(never)]
+fn new_slots() -> Box<[Slot; WAYS]> {
+    Box::new(std::array::from_fn(|_| Slot::default()))
+}
+
 /// One set of a set-associative table: up to `ways` visitors whose keys hash to it, in order of
 /// use.
 ///
@@ -155,6 +163,7 @@ impl Set {
 
     /// Frees the live way at position `p`: the later positions move forward and the way goes
     /// to the last position (`ways - 1`), among the free ones.
+    #[cold]
     fn remove_at(&mut self, p: usize, ways: usize) {
         let w = (self.order >> (4 * p)) & 0xF;
         let before = self.order & nibbles(p);
@@ -176,6 +185,7 @@ impl Set {
 
     /// Removes the expired records. Recency order is also the order of expiry, so they are
     /// all at the least recently used end.
+    #[cold]
     fn purge_expired(&mut self, now: u64, ttl: u64, ways: usize) {
         while self.len > 0 && self.expired(usize::from(self.len) - 1, now, ttl) {
             self.remove_at(usize::from(self.len) - 1, ways);
@@ -232,9 +242,7 @@ impl Set {
         self.promote(p);
         self.tags[w] = tag;
         self.live |= 1 << w;
-        let slots = self
-            .slots
-            .get_or_insert_with(|| Box::new(std::array::from_fn(|_| Slot::default())));
+        let slots = self.slots.get_or_insert_with(new_slots);
         let s = &mut slots[w];
         // Reuse the key buffer, unless an unusually long key left it oversized.
         if s.key.capacity() > 4 * key.len().max(64) {
