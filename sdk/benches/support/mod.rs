@@ -22,6 +22,11 @@ pub struct Workload {
 
 /// The bench request `examples/data/{name}.json` (`bench-3arm` or `bench-targeted`).
 pub fn workload(name: &str) -> Workload {
+    workload_with_store(name, convert_sdk::stores::MemoryStore::new())
+}
+
+/// [`workload`] with another store.
+pub fn workload_with_store(name: &str, store: impl convert_sdk::DataStore) -> Workload {
     let text = match name {
         "bench-3arm" => include_str!("../../../examples/data/bench-3arm.json"),
         "bench-targeted" => include_str!("../../../examples/data/bench-targeted.json"),
@@ -32,7 +37,7 @@ pub fn workload(name: &str) -> Workload {
     let core = Core::builder()
         .config(req["config"].clone())
         .events(1_000_000, std::time::Duration::from_secs(3600), 1_000_000)
-        .data_store(convert_sdk::stores::MemoryStore::new())
+        .data_store(store)
         .build()
         .unwrap();
     let attrs = BucketingAttributes {
