@@ -2,19 +2,13 @@
 #![deny(missing_docs)]
 
 use convert_ports::{DataStore, StoreData, StoreError};
-use hashbrown::HashTable;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-const SHARDS: usize = 16;
-
 /// Default number of visitors kept (the reference SDK's bound).
 pub const DEFAULT_CAPACITY: usize = 10_000;
-
-/// "No slot" in the recency links.
-const NIL: u32 = u32::MAX;
 
 /// A monotonic clock for the store's time-to-live, injectable so that tests can move time.
 ///
@@ -44,65 +38,80 @@ impl Clock for MonotonicClock {
     }
 }
 
-/// Milliseconds, saturating (the unit of `Shard::used`).
+/// Milliseconds, saturating (the unit of `Slot::used`).
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// One stored visitor, or a vacant slot waiting in the free list.
-///
-/// Slots live in a slab that never grows past the shard's capacity. They are linked in order of
-/// last use (`older` / `newer`), so the visitor to evict is known without searching, and an
-/// evicted slot is overwritten in place: its key buffer is reused for the new key.
-#[derive(Debug)]
+/// Ways per set: how many visitors share one set (and one lock).
+const WAYS: usize = 16;
+
+/// One visitor's record.
+#[derive(Debug, Default)]
 struct Slot {
-    /// The key's hash, kept so that the table never rehashes a key (rehashing and eviction
-    /// read only this).
-    hash: u64,
-    /// The previous visitor in order of use (`NIL` for the least recently used).
-    older: u32,
-    /// The next visitor in order of use (`NIL` for the most recently used); in a vacant slot,
-    /// the next vacant slot.
-    newer: u32,
     key: String,
     data: StoreData,
+    /// When the record was last used, in clock milliseconds; only kept with a TTL.
+    used: u64,
 }
 
-/// A shard: a slab of records, a hash table of slab indices, and the order of use.
+/// `n` nibbles from the low end set (`n` ≤ 16).
+fn nibbles(n: usize) -> u64 {
+    if n >= 16 {
+        u64::MAX
+    } else {
+        (1u64 << (4 * n)) - 1
+    }
+}
+
+/// The records of a set, allocated at its first insert (once per set: kept out of line so that
+/// the hot path stays small).
+#[cold]
+#[inline(never)]
+fn new_slots() -> Box<[Slot; WAYS]> {
+    Box::new(std::array::from_fn(|_| Slot::default()))
+}
+
+/// One set of a set-associative table: up to `ways` visitors whose keys hash to it, in order of
+/// use.
+///
+/// Everything needed to find a visitor, to pick the one to evict and to lock the set fits in
+/// the set's one cache line (with its lock): the 16-bit tags of the ways, and the ways ordered
+/// by recency packed as nibbles. The records themselves are allocated once per set, at its
+/// first insert, and reused in place from then on.
 #[derive(Debug)]
-struct Shard {
-    table: HashTable<u32>,
-    slots: Vec<Slot>,
-    /// Least recently used.
-    oldest: u32,
-    /// Most recently used.
-    newest: u32,
-    /// First vacant slot (left by a delete or an expiry), `NIL` when none.
-    vacant: u32,
-    /// When each slot's record was last used, in clock milliseconds; only kept with a TTL
-    /// (beside the slots rather than in them, so that a store without a TTL pays nothing).
-    used: Vec<u64>,
+struct Set {
+    /// Per way: 16 bits of the key's hash, compared before the key itself.
+    tags: [u16; WAYS],
+    /// Ways by recency of use, one nibble per position: position 0 is the most recently used
+    /// way. Positions below `len` hold the live ways; the positions from `len` to `ways - 1`
+    /// hold the free ones.
+    order: u64,
+    /// Number of live ways.
+    len: u8,
+    /// Bit `w` is set when way `w` is live.
+    live: u16,
+    slots: Option<Box<[Slot; WAYS]>>,
 }
 
-impl Default for Shard {
+impl Default for Set {
     fn default() -> Self {
-        Shard {
-            table: HashTable::new(),
-            slots: Vec::new(),
-            oldest: NIL,
-            newest: NIL,
-            vacant: NIL,
-            used: Vec::new(),
+        Set {
+            tags: [0; WAYS],
+            // Position p holds way p: every way free.
+            order: 0xFEDC_BA98_7654_3210,
+            len: 0,
+            live: 0,
+            slots: None,
         }
     }
 }
 
-/// A shard's lock, alone on its cache lines (128 bytes: a line and the adjacent line that x86
-/// prefetchers pull in with it), so that threads working on different shards never write to
-/// the same line.
+/// A set and its lock, alone on their cache line, so that threads working on different sets
+/// never write to the same line.
 #[derive(Debug, Default)]
-#[repr(align(128))]
-struct PaddedShard(Mutex<Shard>);
+#[repr(align(64))]
+struct PaddedSet(Mutex<Set>);
 
 /// The time-to-live settings: the TTL in milliseconds and the clock that measures it.
 #[derive(Debug, Clone)]
@@ -111,200 +120,159 @@ struct Ttl {
     clock: Arc<dyn Clock>,
 }
 
-impl Shard {
-    fn slot(&self, i: u32) -> Option<&Slot> {
-        self.slots.get(i as usize)
+impl Set {
+    /// The way at recency position `p`.
+    fn way(&self, p: usize) -> usize {
+        ((self.order >> (4 * p)) & 0xF) as usize
     }
 
-    fn slot_mut(&mut self, i: u32) -> Option<&mut Slot> {
-        self.slots.get_mut(i as usize)
+    fn slot(&self, w: usize) -> Option<&Slot> {
+        self.slots.as_ref().and_then(|s| s.get(w))
     }
 
-    fn find(&self, hash: u64, key: &str) -> Option<u32> {
-        let slots = &self.slots;
-        self.table
-            .find(hash, |&i| {
-                slots
-                    .get(i as usize)
-                    .is_some_and(|s| s.hash == hash && s.key == key)
-            })
-            .copied()
+    fn slot_mut(&mut self, w: usize) -> Option<&mut Slot> {
+        self.slots.as_mut().and_then(|s| s.get_mut(w))
+    }
+
+    /// The recency position of `key`'s way. The tags of all ways are compared at once (a
+    /// loop the compiler vectorizes); only ways whose tag matches compare their key.
+    fn find(&self, tag: u16, key: &str) -> Option<usize> {
+        let mut hits = 0u32;
+        for (w, &t) in self.tags.iter().enumerate() {
+            hits |= u32::from(t == tag) << w;
+        }
+        hits &= u32::from(self.live);
+        while hits != 0 {
+            let w = hits.trailing_zeros() as usize;
+            if self.slot(w).is_some_and(|s| s.key == key) {
+                return (0..usize::from(self.len)).find(|&p| self.way(p) == w);
+            }
+            hits &= hits - 1;
+        }
+        None
+    }
+
+    /// Moves the way at position `p` to position 0 (the most recently used); the ways before
+    /// it move back by one.
+    fn promote(&mut self, p: usize) {
+        let w = (self.order >> (4 * p)) & 0xF;
+        let before = self.order & nibbles(p);
+        let after = self.order & !nibbles(p + 1);
+        self.order = after | (before << 4) | w;
+    }
+
+    /// Frees the live way at position `p`: the later positions move forward and the way goes
+    /// to the last position (`ways - 1`), among the free ones.
+    #[cold]
+    fn remove_at(&mut self, p: usize, ways: usize) {
+        let w = (self.order >> (4 * p)) & 0xF;
+        let before = self.order & nibbles(p);
+        let after = (self.order >> 4) & nibbles(ways - 1) & !nibbles(p);
+        self.order = before | after | (w << (4 * (ways - 1)));
+        self.len -= 1;
+        self.live &= !(1 << w);
+        if let Some(s) = self.slot_mut(w as usize) {
+            s.key = String::new();
+            s.data = StoreData::default();
+        }
+    }
+
+    /// Whether the way at position `p` was last used `ttl` ms or more before `now`.
+    fn expired(&self, p: usize, now: u64, ttl: u64) -> bool {
+        self.slot(self.way(p))
+            .is_some_and(|s| now.saturating_sub(s.used) >= ttl)
+    }
+
+    /// Removes the expired records. Recency order is also the order of expiry, so they are
+    /// all at the least recently used end.
+    #[cold]
+    fn purge_expired(&mut self, now: u64, ttl: u64, ways: usize) {
+        while self.len > 0 && self.expired(usize::from(self.len) - 1, now, ttl) {
+            self.remove_at(usize::from(self.len) - 1, ways);
+        }
     }
 
     /// The live record of `key`, marked as just used; an expired record is removed and reads
     /// as absent.
-    fn use_mut(&mut self, hash: u64, key: &str, now: Option<(u64, u64)>) -> Option<&mut StoreData> {
-        let i = self.find(hash, key)?;
+    fn use_mut(
+        &mut self,
+        tag: u16,
+        key: &str,
+        ways: usize,
+        now: Option<(u64, u64)>,
+    ) -> Option<&mut StoreData> {
+        let p = self.find(tag, key)?;
+        let w = self.way(p);
         if let Some((now, ttl)) = now {
-            if self.expired(i, now, ttl) {
-                self.vacate(i);
+            if self.expired(p, now, ttl) {
+                self.remove_at(p, ways);
                 return None;
             }
-            self.set_used(i, now);
+            if let Some(s) = self.slot_mut(w) {
+                s.used = now;
+            }
         }
-        self.make_newest(i);
-        self.slot_mut(i).map(|s| &mut s.data)
+        if p != 0 {
+            self.promote(p);
+        }
+        self.slot_mut(w).map(|s| &mut s.data)
     }
 
-    /// Whether slot `i`'s record was last used `ttl` ms or more before `now`.
-    fn expired(&self, i: u32, now: u64, ttl: u64) -> bool {
-        self.used
-            .get(i as usize)
-            .is_some_and(|&used| now.saturating_sub(used) >= ttl)
-    }
-
-    fn set_used(&mut self, i: u32, now: u64) {
-        let i = i as usize;
-        if self.used.len() <= i {
-            self.used.resize(i + 1, now);
-        }
-        if let Some(u) = self.used.get_mut(i) {
-            *u = now;
-        }
-    }
-
-    /// Takes slot `i` out of the order of use.
-    fn unlink(&mut self, i: u32) {
-        let Some(s) = self.slot(i) else { return };
-        let (older, newer) = (s.older, s.newer);
-        match self.slot_mut(older) {
-            Some(o) => o.newer = newer,
-            None => self.oldest = newer,
-        }
-        match self.slot_mut(newer) {
-            Some(n) => n.older = older,
-            None => self.newest = older,
-        }
-    }
-
-    /// Links slot `i` (not linked) as the most recently used.
-    fn link_newest(&mut self, i: u32) {
-        let newest = self.newest;
-        if let Some(s) = self.slot_mut(i) {
-            s.older = newest;
-            s.newer = NIL;
-        }
-        match self.slot_mut(newest) {
-            Some(n) => n.newer = i,
-            None => self.oldest = i,
-        }
-        self.newest = i;
-    }
-
-    /// Moves slot `i` to the most recently used end (nothing to do when it is there already,
-    /// which is the case for repeated calls of one visitor).
-    fn make_newest(&mut self, i: u32) {
-        if self.newest != i {
-            self.unlink(i);
-            self.link_newest(i);
-        }
-    }
-
-    /// Removes slot `i`'s entry from the table.
-    fn forget(&mut self, i: u32) {
-        let Some(hash) = self.slot(i).map(|s| s.hash) else {
-            return;
-        };
-        if let Ok(e) = self.table.find_entry(hash, |&j| j == i) {
-            e.remove();
-        }
-    }
-
-    /// Removes the record in slot `i` and puts the slot on the free list.
-    fn vacate(&mut self, i: u32) {
-        self.forget(i);
-        self.unlink(i);
-        let vacant = self.vacant;
-        if let Some(s) = self.slot_mut(i) {
-            s.key = String::new();
-            s.data = StoreData::default();
-            s.older = NIL;
-            s.newer = vacant;
-        }
-        self.vacant = i;
-    }
-
-    /// Removes the expired records. The order of use is also the order of expiry, so they are
-    /// all at the least recently used end.
-    fn purge_expired(&mut self, now: u64, ttl: u64) {
-        while self.oldest != NIL && self.expired(self.oldest, now, ttl) {
-            self.vacate(self.oldest);
-        }
-    }
-
-    /// Inserts a record that is not in the shard yet, as the most recently used. A full shard
-    /// gives the slot of its least recently used visitor to the new one.
-    fn insert_new(
+    /// Inserts a record that is not in the set yet, as the most recently used, after removing
+    /// expired ones. A full set gives the way of its least recently used visitor (its record
+    /// and key buffer) to the new one.
+    fn insert(
         &mut self,
-        hash: u64,
+        tag: u16,
         key: &str,
         data: StoreData,
-        capacity: usize,
-        now: Option<u64>,
+        ways: usize,
+        now: Option<(u64, u64)>,
     ) {
-        let i = if self.table.len() >= capacity && self.oldest != NIL {
-            let victim = self.oldest;
-            self.forget(victim);
-            self.unlink(victim);
-            victim
-        } else if let Some(next) = self.slot(self.vacant).map(|s| s.newer) {
-            let i = self.vacant;
-            self.vacant = next;
-            i
+        if let Some((now, ttl)) = now {
+            self.purge_expired(now, ttl, ways);
+        }
+        let p = if usize::from(self.len) < ways {
+            self.len += 1;
+            usize::from(self.len) - 1
         } else {
-            let Ok(i) = u32::try_from(self.slots.len()) else {
-                return; // More than 4 billion visitors in one shard: keep what is there.
-            };
-            self.slots.push(Slot {
-                hash,
-                older: NIL,
-                newer: NIL,
-                key: String::new(),
-                data: StoreData::default(),
-            });
-            i
+            ways - 1
         };
-        if let Some(s) = self.slot_mut(i) {
-            s.hash = hash;
-            // Reuse the key buffer, unless an unusually long key left it oversized.
-            if s.key.capacity() > 4 * key.len().max(64) {
-                s.key = String::with_capacity(key.len());
-            }
-            s.key.clear();
-            s.key.push_str(key);
-            s.data = data;
+        let w = self.way(p);
+        self.promote(p);
+        self.tags[w] = tag;
+        self.live |= 1 << w;
+        let slots = self.slots.get_or_insert_with(new_slots);
+        let s = &mut slots[w];
+        // Reuse the key buffer, unless an unusually long key left it oversized.
+        if s.key.capacity() > 4 * key.len().max(64) {
+            s.key = String::with_capacity(key.len());
         }
-        if let Some(now) = now {
-            self.set_used(i, now);
-        }
-        self.link_newest(i);
-        let slots = &self.slots;
-        self.table
-            .insert_unique(hash, i, |&j| slots.get(j as usize).map_or(0, |s| s.hash));
+        s.key.clear();
+        s.key.push_str(key);
+        s.data = data;
+        s.used = now.map_or(0, |(now, _)| now);
     }
 
-    fn remove(&mut self, hash: u64, key: &str) {
-        if let Some(i) = self.find(hash, key) {
-            self.vacate(i);
+    fn remove(&mut self, tag: u16, key: &str, ways: usize) {
+        if let Some(p) = self.find(tag, key) {
+            self.remove_at(p, ways);
         }
-    }
-
-    fn clear(&mut self) {
-        *self = Shard::default();
     }
 }
 
-/// A thread-safe, bounded, in-memory [`DataStore`] that evicts the least recently used visitor,
-/// with an optional time-to-live.
+/// A thread-safe, bounded, in-memory [`DataStore`] that evicts the least recently used visitor
+/// of a set, with an optional time-to-live.
 ///
-/// Records are spread over 16 independently locked shards, each on its own cache lines. Each
-/// shard keeps its records in a slab linked in order of use, indexed by a small hash table.
-/// Every read or update of a record makes it the shard's most recently used; evicting the least
-/// recently used visitor is O(1): the new visitor takes over its slot and key buffer. A key is
-/// hashed once per call (the hash also picks the shard).
+/// A set-associative table: a key's hash picks one of `capacity / 16` sets, each holding up to
+/// 16 visitors in order of use, behind its own lock, on its own cache line. Every read or
+/// update of a record makes it its set's most recently used; a new visitor in a full set takes
+/// over the least recently used one's record and key buffer. A decision therefore writes only
+/// the set's line and the record itself: two threads deciding for different visitors rarely
+/// touch the same memory. A key is hashed once per call.
 pub struct MemoryStore {
-    shards: Box<[PaddedShard]>,
-    per_shard: usize,
+    sets: Box<[PaddedSet]>,
+    ways: usize,
     hasher: foldhash::fast::RandomState,
     ttl: Option<Ttl>,
 }
@@ -312,7 +280,7 @@ pub struct MemoryStore {
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("capacity", &(self.per_shard * SHARDS))
+            .field("capacity", &self.capacity())
             .field("ttl", &self.ttl())
             .finish_non_exhaustive()
     }
@@ -330,12 +298,15 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// A store keeping up to `capacity` visitors (rounded up to a multiple of 16, the number of
-    /// shards; at least one per shard), without a TTL.
+    /// A store keeping up to `capacity` visitors (at least one; rounded up to a multiple of 16,
+    /// the visitors per set, above 16), without a TTL.
     pub fn with_capacity(capacity: usize) -> Self {
+        let ways = capacity.clamp(1, WAYS);
         MemoryStore {
-            shards: (0..SHARDS).map(|_| PaddedShard::default()).collect(),
-            per_shard: capacity.div_ceil(SHARDS).max(1),
+            sets: (0..capacity.div_ceil(ways).max(1))
+                .map(|_| PaddedSet::default())
+                .collect(),
+            ways,
             hasher: foldhash::fast::RandomState::default(),
             ttl: None,
         }
@@ -362,16 +333,21 @@ impl MemoryStore {
         self.ttl.as_ref().map(|t| Duration::from_millis(t.millis))
     }
 
+    /// The most visitors the store keeps.
+    pub fn capacity(&self) -> usize {
+        self.sets.len() * self.ways
+    }
+
     /// Number of visitors stored (expired records are removed first).
     pub fn len(&self) -> usize {
         let now = self.now();
-        (0..SHARDS)
+        (0..self.sets.len())
             .map(|i| {
-                let mut shard = self.lock(i);
+                let mut set = self.lock(i);
                 if let Some((now, ttl)) = now {
-                    shard.purge_expired(now, ttl);
+                    set.purge_expired(now, ttl, self.ways);
                 }
-                shard.table.len()
+                usize::from(set.len)
             })
             .sum()
     }
@@ -383,8 +359,8 @@ impl MemoryStore {
 
     /// Removes every record.
     pub fn clear(&self) {
-        for i in 0..SHARDS {
-            self.lock(i).clear();
+        for i in 0..self.sets.len() {
+            *self.lock(i) = Set::default();
         }
     }
 
@@ -393,59 +369,48 @@ impl MemoryStore {
         self.ttl.as_ref().map(|t| (millis(t.clock.now()), t.millis))
     }
 
-    /// The key's hash and its shard. The shard comes from bits 32–35, which the table uses
-    /// neither for its bucket index (low bits) nor for its tag (top 7 bits).
-    fn locate(&self, key: &str) -> (u64, usize) {
+    /// The key's tag (the hash's low 16 bits) and its set (from the high bits).
+    fn locate(&self, key: &str) -> (u16, usize) {
         let hash = self.hasher.hash_one(key);
-        (hash, (hash >> 32) as usize % SHARDS)
+        let set = ((u128::from(hash) * self.sets.len() as u128) >> 64) as usize;
+        (hash as u16, set)
     }
 
-    fn lock(&self, i: usize) -> MutexGuard<'_, Shard> {
-        // A poisoned lock only means another thread panicked while holding it; the shard itself
-        // is still consistent (every mutation is a single insert/remove), so keep serving.
-        self.shards[i % SHARDS]
+    fn lock(&self, i: usize) -> MutexGuard<'_, Set> {
+        // A poisoned lock only means another thread panicked while holding it; the set itself
+        // is still consistent (its order and length change together, after the record), so
+        // keep serving.
+        self.sets[i % self.sets.len()]
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Inserts a new record as the most recently used, after removing expired ones.
-    fn insert(
-        &self,
-        shard: &mut Shard,
-        hash: u64,
-        key: &str,
-        data: StoreData,
-        now: Option<(u64, u64)>,
-    ) {
-        if let Some((now, ttl)) = now {
-            shard.purge_expired(now, ttl);
-        }
-        shard.insert_new(hash, key, data, self.per_shard, now.map(|(now, _)| now));
     }
 }
 
 impl DataStore for MemoryStore {
     fn get(&self, key: &str) -> Result<Option<StoreData>, StoreError> {
-        let (hash, i) = self.locate(key);
+        let (tag, i) = self.locate(key);
         let now = self.now();
-        Ok(self.lock(i).use_mut(hash, key, now).map(|d| d.clone()))
+        Ok(self
+            .lock(i)
+            .use_mut(tag, key, self.ways, now)
+            .map(|d| d.clone()))
     }
 
     fn set(&self, key: &str, value: &StoreData) -> Result<(), StoreError> {
-        let (hash, i) = self.locate(key);
+        let (tag, i) = self.locate(key);
         let now = self.now();
-        let mut shard = self.lock(i);
-        match shard.use_mut(hash, key, now) {
+        let mut set = self.lock(i);
+        match set.use_mut(tag, key, self.ways, now) {
             Some(slot) => *slot = value.clone(),
-            None => self.insert(&mut shard, hash, key, value.clone(), now),
+            None => set.insert(tag, key, value.clone(), self.ways, now),
         }
         Ok(())
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let (hash, i) = self.locate(key);
-        self.lock(i).remove(hash, key);
+        let (tag, i) = self.locate(key);
+        self.lock(i).remove(tag, key, self.ways);
         Ok(())
     }
 
@@ -454,16 +419,16 @@ impl DataStore for MemoryStore {
         key: &str,
         f: &mut dyn FnMut(&mut StoreData) -> bool,
     ) -> Result<bool, StoreError> {
-        let (hash, i) = self.locate(key);
+        let (tag, i) = self.locate(key);
         let now = self.now();
-        let mut shard = self.lock(i);
-        if let Some(existing) = shard.use_mut(hash, key, now) {
+        let mut set = self.lock(i);
+        if let Some(existing) = set.use_mut(tag, key, self.ways, now) {
             return Ok(f(existing));
         }
         let mut fresh = StoreData::default();
         let changed = f(&mut fresh);
         if changed {
-            self.insert(&mut shard, hash, key, fresh, now);
+            set.insert(tag, key, fresh, self.ways, now);
         }
         Ok(changed)
     }
@@ -525,20 +490,26 @@ mod tests {
     }
 
     #[test]
-    fn capacity_bounds_every_shard() {
-        let s = MemoryStore::with_capacity(SHARDS); // one per shard
+    fn capacity_bounds_every_set() {
+        let s = MemoryStore::with_capacity(4 * WAYS); // four sets
+        assert_eq!(s.capacity(), 4 * WAYS);
         let keys: Vec<String> = (0..200).map(|i| format!("v{i}")).collect();
         for k in &keys {
             let _ = s.update(k, &mut |d| mark(d, "g"));
         }
-        assert!(s.len() <= SHARDS);
-        // The most recent key of each shard survives.
+        assert!(s.len() <= 4 * WAYS);
+        // The most recent key of each set survives.
         let last = keys.last().map(String::as_str).unwrap_or_default();
         assert!(s.get(last).ok().flatten().is_some());
+        // Capacity: exact up to one set, then whole sets.
+        assert_eq!(MemoryStore::with_capacity(0).capacity(), 1);
+        assert_eq!(MemoryStore::with_capacity(5).capacity(), 5);
+        assert_eq!(MemoryStore::with_capacity(100).capacity(), 112);
+        assert_eq!(MemoryStore::new().capacity(), DEFAULT_CAPACITY);
     }
 
-    /// Keys that all land in one shard, in a fixed order.
-    fn same_shard_keys(s: &MemoryStore, n: usize) -> (usize, Vec<String>) {
+    /// Keys that all land in one set, in a fixed order.
+    fn same_set_keys(s: &MemoryStore, n: usize) -> (usize, Vec<String>) {
         let (_, target) = s.locate("seed");
         let keys = (0..)
             .map(|i| format!("visitor-{i}"))
@@ -549,9 +520,9 @@ mod tests {
     }
 
     #[test]
-    fn eviction_takes_the_least_recently_used_within_a_shard() {
-        let s = MemoryStore::with_capacity(3 * SHARDS); // three per shard
-        let (target, same) = same_shard_keys(&s, 6);
+    fn eviction_takes_the_least_recently_used_within_a_set() {
+        let s = MemoryStore::with_capacity(3); // one set of three
+        let (target, same) = same_set_keys(&s, 6);
         for k in &same[..3] {
             let _ = s.update(k, &mut |d| mark(d, "g"));
         }
@@ -570,7 +541,7 @@ mod tests {
         for k in [&same[0], &same[3], &same[4]] {
             assert!(s.get(k).ok().flatten().is_some(), "{k} kept after delete");
         }
-        assert_eq!(s.lock(target).table.len(), 3);
+        assert_eq!(s.lock(target).len, 3);
         // `set` of an existing key also counts as a use.
         let _ = s.set(&same[0], &StoreData::default());
         let _ = s.update(&same[5], &mut |d| mark(d, "g"));
@@ -579,35 +550,94 @@ mod tests {
     }
 
     #[test]
-    fn delete_and_reinsert_reuses_slots() {
-        let s = MemoryStore::with_capacity(SHARDS);
+    fn a_full_set_of_sixteen_evicts_in_order_of_use() {
+        let s = MemoryStore::with_capacity(2 * WAYS);
+        let (target, same) = same_set_keys(&s, WAYS + 4);
+        for k in &same[..WAYS] {
+            let _ = s.update(k, &mut |d| mark(d, "g"));
+        }
+        // Use the ways in reverse: visitor 15 is now the least recently used, 0 the most.
+        for k in same[..WAYS].iter().rev() {
+            assert!(s.get(k).ok().flatten().is_some());
+        }
+        for (n, k) in same[WAYS..].iter().enumerate() {
+            let _ = s.update(k, &mut |d| mark(d, "g"));
+            let evicted = &same[WAYS - 1 - n];
+            assert_eq!(s.lock(target).len as usize, WAYS);
+            // Peek without using (a `get` would change the order).
+            let (tag, _) = s.locate(evicted);
+            assert_eq!(s.lock(target).find(tag, evicted), None, "{evicted} evicted");
+        }
+        for k in same[..WAYS - 4].iter().chain(&same[WAYS..]) {
+            assert!(s.get(k).ok().flatten().is_some(), "{k} kept");
+        }
+    }
+
+    #[test]
+    fn a_reused_way_holds_only_the_new_record() {
+        let s = MemoryStore::with_capacity(2);
+        let (_, same) = same_set_keys(&s, 3);
+        let rich = |d: &mut StoreData| {
+            d.mark_goal("a");
+            d.mark_goal("b");
+            d.set_bucketing("100", "101");
+            true
+        };
+        let _ = s.update(&same[0], &mut |d| rich(d));
+        let _ = s.update(&same[1], &mut |d| rich(d));
+        // The third visitor takes the first one's way: its record is its own, nothing left
+        // over from the evicted visitor.
+        let _ = s.update(&same[2], &mut |d| mark(d, "c"));
+        let mut expected = StoreData::default();
+        mark(&mut expected, "c");
+        assert_eq!(s.get(&same[2]).ok().flatten(), Some(expected));
+        assert_eq!(s.get(&same[0]).ok().flatten(), None);
+        let mut second = StoreData::default();
+        rich(&mut second);
+        assert_eq!(s.get(&same[1]).ok().flatten(), Some(second));
+    }
+
+    #[test]
+    fn delete_and_reinsert_keeps_every_way_accounted_for() {
+        let s = MemoryStore::with_capacity(WAYS);
         for round in 0..10_000 {
             let k = format!("churn-{}", round % 7);
             let _ = s.update(&k, &mut |d| mark(d, "g"));
-            let _ = s.delete(&k);
+            if round % 3 != 0 {
+                let _ = s.delete(&k);
+            }
+            assert_order_is_a_permutation(&s.lock(0), WAYS);
         }
-        let slots: usize = (0..SHARDS).map(|i| s.lock(i).slots.len()).sum();
-        assert!(slots <= 7, "the slab grew to {slots} slots for 7 keys");
+        let _ = (0..7).map(|i| s.delete(&format!("churn-{i}"))).count();
         assert!(s.is_empty());
+    }
+
+    /// The recency positions of a set name each of its ways exactly once.
+    fn assert_order_is_a_permutation(set: &Set, ways: usize) {
+        let mut seen: Vec<usize> = (0..ways).map(|p| set.way(p)).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..ways).collect::<Vec<_>>(), "order {:x}", set.order);
+        assert!(usize::from(set.len) <= ways);
+        let live = (0..usize::from(set.len)).fold(0u16, |m, p| m | 1 << set.way(p));
+        assert_eq!(set.live, live, "live ways");
     }
 
     #[test]
     fn a_long_key_does_not_leave_its_buffer_behind() {
-        let s = MemoryStore::with_capacity(SHARDS);
+        let s = MemoryStore::with_capacity(WAYS);
         let long = "x".repeat(100_000);
         let _ = s.update(&long, &mut |d| mark(d, "g"));
-        // Enough short keys to evict the long one from whichever shard holds it.
+        // Enough short keys to evict the long one.
         for i in 0..2_000 {
             let _ = s.update(&format!("v{i}"), &mut |d| mark(d, "g"));
         }
         assert_eq!(s.get(&long).ok().flatten(), None);
-        let biggest = (0..SHARDS)
+        let biggest = (0..s.sets.len())
             .flat_map(|i| {
-                let shard = s.lock(i);
-                shard
-                    .slots
+                let set = s.lock(i);
+                set.slots
                     .iter()
-                    .map(|slot| slot.key.capacity())
+                    .flat_map(|slots| slots.iter().map(|slot| slot.key.capacity()))
                     .collect::<Vec<_>>()
             })
             .max()
@@ -631,7 +661,7 @@ mod tests {
         }
     }
 
-    /// A plain model of the store: per shard, a list of (key, value, last use) ordered from least
+    /// A plain model of the store: per set, a list of (key, value, last use) ordered from least
     /// to most recently used; with a TTL, records unused for `ttl` ms are gone.
     struct Model {
         per_shard: usize,
@@ -675,24 +705,24 @@ mod tests {
         }
 
         fn len(&mut self, now: u64) -> usize {
-            (0..SHARDS).for_each(|i| self.expire(i, now));
+            (0..self.shards.len()).for_each(|i| self.expire(i, now));
             self.shards.iter().map(Vec::len).sum()
         }
     }
 
     /// Runs a long pseudo-random mix of inserts, updates, reads, deletes and (with a TTL) clock
     /// steps against the store and against the model, and compares every read.
-    fn matches_the_model(ttl: Option<u64>) {
-        let per_shard = 4;
+    fn matches_the_model(capacity: usize, ttl: Option<u64>) {
         let clock = Arc::new(ManualClock::default());
-        let mut s = MemoryStore::with_capacity(per_shard * SHARDS);
+        let mut s = MemoryStore::with_capacity(capacity);
+        let per_shard = s.ways;
         if let Some(ttl) = ttl {
             s = s.with_ttl_clock(Duration::from_millis(ttl), clock.clone());
         }
         let mut model = Model {
             per_shard,
             ttl,
-            shards: vec![Vec::new(); SHARDS],
+            shards: vec![Vec::new(); s.sets.len()],
         };
         let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = move || {
@@ -742,6 +772,7 @@ mod tests {
                     }
                 }
             }
+            assert_order_is_a_permutation(&s.lock(shard), s.ways);
             let got = s.get(&k).ok().flatten();
             assert_eq!(
                 got,
@@ -752,19 +783,23 @@ mod tests {
         let now = millis(clock.now());
         assert_eq!(s.len(), model.len(now));
         for (shard, list) in model.shards.iter().enumerate() {
-            let stored = s.lock(shard).table.len();
+            let set = s.lock(shard);
+            assert_order_is_a_permutation(&set, s.ways);
+            let stored = usize::from(set.len);
             assert_eq!(stored, list.len(), "shard {shard}");
         }
     }
 
     #[test]
     fn matches_an_lru_model_under_random_operations() {
-        matches_the_model(None);
+        matches_the_model(4 * WAYS, None);
+        matches_the_model(5, None);
     }
 
     #[test]
     fn matches_an_lru_model_with_ttl_under_random_operations() {
-        matches_the_model(Some(40));
+        matches_the_model(4 * WAYS, Some(40));
+        matches_the_model(5, Some(40));
     }
 
     #[test]
@@ -793,16 +828,12 @@ mod tests {
     }
 
     #[test]
-    fn shards_do_not_share_cache_lines() {
+    fn a_set_and_its_lock_fill_one_cache_line() {
+        assert_eq!(std::mem::size_of::<PaddedSet>(), 64);
         let s = MemoryStore::new();
-        let addr = |i: usize| std::ptr::from_ref(&s.shards[i]) as usize;
-        for i in 1..SHARDS {
-            assert!(
-                addr(i) - addr(i - 1) >= 128,
-                "shards {} and {i} too close",
-                i - 1
-            );
-            assert_eq!(addr(i) % 128, 0, "shard {i} not aligned to 128 bytes");
+        for i in 0..s.sets.len() {
+            let addr = std::ptr::from_ref(&s.sets[i]) as usize;
+            assert_eq!(addr % 64, 0, "set {i} not aligned to 64 bytes");
         }
     }
 

@@ -1,0 +1,94 @@
+//! Fresh decisions on several threads: CPU time per decision and decisions per second, for the
+//! memory store's scaling (issue 10). Not a divan bench: wall clock on a shared machine says
+//! little, so each thread also reports the CPU time it spent deciding
+//! (`/proc/thread-self/schedstat`, Linux; 0 elsewhere), which shows what sharing costs even when
+//! other processes compete for the cores.
+//!
+//! ```sh
+//! cargo bench -p convert-sdk --bench threads -- [workload] [visitors] [threads] [layout]
+//! # e.g. bench-3arm 1000000 2 shared; layouts:
+//! #   shared        one SDK instance (one store) for all threads, as `convert bench`
+//! #   shared-store  an SDK instance per thread, one MemoryStore shared by all
+//! #   separate      an SDK instance and a store per thread (nothing shared)
+//! ```
+//!
+//! Each thread decides for its own fresh visitors (contexts created before the timed loop, as in
+//! `convert bench`'s decide-only mode) after a warm-up that fills the store (10,000 visitors,
+//! the default).
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use convert_sdk::Core;
+use convert_sdk::stores::MemoryStore;
+use std::sync::{Arc, Barrier};
+use std::time::Instant;
+use support::{Workload, workload, workload_with_store};
+
+/// CPU time of the calling thread, in nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; positional arguments are ours.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let name = args.first().map_or("bench-3arm", String::as_str);
+    let n: usize = args
+        .get(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let threads: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2).max(1);
+    let layout = args.get(3).map_or("shared", String::as_str);
+    let Workload { core, attrs, key } = workload(name);
+    let store = Arc::new(MemoryStore::new());
+    let instance = || -> Core {
+        match layout {
+            "shared" => core.clone(),
+            "shared-store" => workload_with_store(name, Arc::clone(&store)).core,
+            "separate" => workload(name).core,
+            other => panic!("unknown layout {other}"),
+        }
+    };
+    let per = n / threads;
+    let start = Barrier::new(threads);
+    let results: Vec<(u64, f64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let core = instance();
+                let (key, attrs, start) = (&key, &attrs, &start);
+                s.spawn(move || {
+                    for i in 0..20_000 {
+                        let ctx = core.create_context(format!("warmup-{t}-{i}"), None);
+                        std::hint::black_box(ctx.run_experience(key, attrs));
+                    }
+                    let contexts: Vec<_> = (t * per..(t + 1) * per)
+                        .map(|i| core.create_context(format!("bench-visitor-{i}"), None))
+                        .collect();
+                    start.wait();
+                    let (cpu, wall) = (thread_cpu_ns(), Instant::now());
+                    for ctx in &contexts {
+                        std::hint::black_box(ctx.run_experience(key, attrs));
+                    }
+                    (
+                        (thread_cpu_ns() - cpu) / per as u64,
+                        wall.elapsed().as_secs_f64(),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let slowest = results.iter().map(|r| r.1).fold(0.0, f64::max);
+    let cpu: Vec<u64> = results.iter().map(|r| r.0).collect();
+    println!(
+        "{name} threads={threads} layout={layout} cpu_ns_per_decision={cpu:?} decisions_per_second={:.0}",
+        (per * threads) as f64 / slowest
+    );
+}
