@@ -21,6 +21,9 @@ use std::collections::{HashMap, HashSet};
 /// (randomly seeded per map) rather than SipHash; its keys come from the served config.
 type Index = HashMap<Str, usize, foldhash::fast::RandomState>;
 
+/// Up to this many experiences, [`ProjectConfig::experience_by_key`] scans instead of hashing.
+const SCAN_EXPERIENCES: usize = 8;
+
 /// Why a config was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -783,6 +786,11 @@ impl ProjectConfig {
 
     /// The experience with `String(key) == key` (first in config order).
     pub fn experience_by_key(&self, key: &str) -> Option<&Experience> {
+        // With a few experiences, comparing keys is cheaper than hashing the one asked for
+        // (the first match is the one the index holds).
+        if self.experiences.len() <= SCAN_EXPERIENCES {
+            return self.experiences.iter().find(|e| &*e.key == key);
+        }
         self.exp_by_key.get(key).map(|&i| &self.experiences[i])
     }
 
@@ -954,6 +962,37 @@ mod tests {
         assert_eq!(auds("a"), Some(vec![0, 2, 3]));
         assert_eq!(auds("b"), Some(vec![1, 4]));
         assert_eq!(auds("c"), Some(vec![]));
+    }
+
+    /// Small configs are scanned, larger ones hashed: both give the first experience with the
+    /// key (`String(key)`, so a numeric key is found by its decimal text), and no other.
+    #[test]
+    fn experience_by_key_finds_the_first_match_whether_scanned_or_hashed() {
+        for n in [
+            3,
+            SCAN_EXPERIENCES,
+            SCAN_EXPERIENCES + 1,
+            3 * SCAN_EXPERIENCES,
+        ] {
+            let mut cfg = base();
+            let mut list: Vec<Value> = (0..n)
+                .map(|i| json!({"id": format!("id-{i}"), "key": format!("k{i}"), "variations": []}))
+                .collect();
+            // A duplicate key at the end, and a numeric key.
+            list[n - 1] = json!({"id": "dup", "key": "k0", "variations": []});
+            list[n - 2] = json!({"id": "num", "key": 7, "variations": []});
+            cfg["experiences"] = Value::Array(list);
+            let c = ProjectConfig::from_value(cfg).ok();
+            let id = |k: &str| {
+                c.as_ref()
+                    .and_then(|c| c.experience_by_key(k))
+                    .map(|e| e.id.to_string())
+            };
+            assert_eq!(id("k0").as_deref(), Some("id-0"), "{n} experiences");
+            assert_eq!(id("7").as_deref(), Some("num"), "{n} experiences");
+            assert_eq!(id("k1").is_some(), n > 3, "{n} experiences");
+            assert_eq!(id("missing"), None, "{n} experiences");
+        }
     }
 
     #[test]

@@ -975,7 +975,12 @@ impl<'a> Engine<'a> {
             return Decision::NotDecided;
         };
         let variation = &exp.variations[vi];
-        let segments_before = visitor.data.segments().and_then(report_segments);
+        // Taken before the writes below; only a tracking event carries it.
+        let segments_before = if opts.enable_tracking {
+            visitor.data.segments().and_then(report_segments)
+        } else {
+            None
+        };
         if opts.enable_storage {
             visitor.write_bucketing(&exp.id, &variation.id, fx, mirror);
             if opts.update_visitor_properties {

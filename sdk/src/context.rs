@@ -200,6 +200,9 @@ fn store_key_of(cfg: &ProjectConfig, visitor_id: &str) -> String {
     key
 }
 
+/// A config snapshot held for one call (no reference count touched).
+type ConfigGuard = arc_swap::Guard<Option<std::sync::Arc<ProjectConfig>>>;
+
 thread_local! {
     /// Scratch space in which a call builds its store key.
     static KEY_BUF: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
@@ -317,15 +320,16 @@ impl Context {
     /// With a store that updates in place (the memory store), `f` runs inside one atomic
     /// `update` on the stored record itself: one lookup, no copy. Otherwise the record is read,
     /// `f` runs on the copy, and its writes are applied in one `update` afterwards.
-    fn with_state<R>(
+    /// `guard` is the config snapshot the caller loaded (one load per call).
+    fn with_state_on<R>(
         &self,
+        guard: ConfigGuard,
         mut f: impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &mut Effects) -> R,
     ) -> R {
         #[cfg(feature = "tokio")]
         if let Some(r) = self.decide_prefetched(&mut f) {
             return r;
         }
-        let guard = self.core.inner.shared.config_guard();
         let empty;
         let cfg: &ProjectConfig = match guard.as_deref() {
             Some(cfg) => cfg,
@@ -443,15 +447,25 @@ impl Context {
         out
     }
 
-    /// [`Context::with_state`] with the visitor properties of this call: the call's data over the
+    /// [`Context::with_state_on`] with the visitor properties of this call: the call's data over the
     /// context's properties over the stored segments. The stored segments are a snapshot taken
     /// before any write of this call, as the reference computes the properties once per call.
     fn with_props<R>(
         &self,
         call: Option<&Map<String, Value>>,
+        f: impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &VisitorProps<'_>, &mut Effects) -> R,
+    ) -> R {
+        self.with_props_on(self.core.inner.shared.config_guard(), call, f)
+    }
+
+    /// [`Context::with_props`] under a config guard the caller already loaded.
+    fn with_props_on<R>(
+        &self,
+        guard: ConfigGuard,
+        call: Option<&Map<String, Value>>,
         mut f: impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &VisitorProps<'_>, &mut Effects) -> R,
     ) -> R {
-        self.with_state(|engine, vs, fx| {
+        self.with_state_on(guard, |engine, vs, fx| {
             let stored = vs.data.segments().cloned();
             let props = VisitorProps::new(call, Some(&self.properties), stored.as_ref());
             f(engine, vs, &props, fx)
@@ -459,6 +473,9 @@ impl Context {
     }
 
     fn apply(&self, cfg: &ProjectConfig, key: Option<&str>, fx: Effects) {
+        if fx.is_empty() {
+            return;
+        }
         self.write_at(key, &fx.store);
         self.core.enqueue(fx.tracking);
         for n in fx.notices {
@@ -561,16 +578,22 @@ impl Context {
             log::debug!("convert: run_experience without a visitor id");
             return Decision::NotMatched(NotMatchedReason::NoVisitorId);
         }
-        if self.core.inner.shared.config_guard().is_none() {
+        // Loaded once: the readiness check and the decision use the same snapshot.
+        let guard = self.core.inner.shared.config_guard();
+        if guard.is_none() {
             return Decision::NotReady;
         }
         if let Some(p) = self.preview.as_ref().filter(|p| p.experience_key == key) {
             return self.preview_decision(p);
         }
         let opts = self.run_options(attrs, false);
-        let d = self.with_props(
+        // The closure writes the decision here instead of returning it: a `Decision` is about
+        // 170 bytes, and handing it back through the closures copied it at every level.
+        let mut d = Decision::NotReady;
+        self.with_props_on(
+            guard,
             attrs.call_properties().as_deref(),
-            |engine, vs, props, fx| engine.run_experience(vs, key, props, &opts, fx),
+            |engine, vs, props, fx| d = engine.run_experience(vs, key, props, &opts, fx),
         );
         if let Decision::Variation(v) = &d {
             self.bucketing_event(v);
@@ -1025,6 +1048,10 @@ fn convert_on(
 /// atomically and sent only when its mark wins.
 pub(crate) fn reconcile_held(core: &Core) {
     let guard = &core.inner.shared.guard;
+    // Nothing held (the usual case): one relaxed load, no batch to build and drop.
+    if guard.held_count() == 0 {
+        return;
+    }
     let mut batch = guard.take_batch();
     while let Some(h) = batch.next() {
         if guard.time_short() {

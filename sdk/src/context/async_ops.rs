@@ -4,7 +4,7 @@
 //! A decision is "decide as for a new visitor (sync, pure), one round trip (await), and only
 //! for a returning visitor decide again on the stored record and write what changed (await)":
 //! each decision step runs the very same sync method on a record handed to
-//! `Context::with_state` through a per-thread slot for the length of that step (which contains
+//! `Context::with_state_on` through a per-thread slot for the length of that step (which contains
 //! no await); the store writes it produced are collected there, and the effects and events of
 //! the speculative first step are held until its decision is known to stand. A conversion is
 //! "read (await), decide (sync), mark the goal atomically (await)".
