@@ -56,14 +56,21 @@ impl<'t> Iterator for NumberTokens<'t> {
             match b[i] {
                 b'"' => {
                     i += 1;
-                    while i < b.len() {
-                        match b[i] {
-                            b'\\' => i += 2,
-                            b'"' => {
-                                i += 1;
+                    // Strings are most of a config's bytes: jump to the next quote or backslash.
+                    loop {
+                        match b
+                            .get(i..)
+                            .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                        {
+                            Some(p) if b[i + p] == b'"' => {
+                                i += p + 1;
                                 break;
                             }
-                            _ => i += 1,
+                            Some(p) => i += p + 2,
+                            None => {
+                                i = b.len();
+                                break;
+                            }
                         }
                     }
                 }
