@@ -401,12 +401,28 @@ fn tls_config() -> ureq::tls::TlsConfig {
     }
 }
 
+/// The `host[:port]` of an absolute URL, without any user information.
+fn host_of(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    (!host.is_empty()).then_some(host)
+}
+
 /// Removes the request's secrets (the `Authorization` value, the `debug_token` value and
 /// the unredacted URL) from an error message, in case a lower layer echoed them.
 fn scrub_error(error: TransportError, request: &HttpRequest) -> TransportError {
     let scrub = |msg: String| scrub_message(msg, request);
     match error {
-        TransportError::Connect(m) => TransportError::Connect(scrub(m)),
+        TransportError::Connect(m) => {
+            let m = scrub(m);
+            // Name the server that could not be reached ("connection refused" alone does not
+            // say which of the SDK's endpoints failed).
+            match host_of(&request.url) {
+                Some(host) if !m.contains(host) => TransportError::Connect(format!("{host}: {m}")),
+                _ => TransportError::Connect(m),
+            }
+        }
         TransportError::Refused(m) => TransportError::Refused(scrub(m)),
         TransportError::Other(m) => TransportError::Other(scrub(m)),
         e => e,

@@ -240,6 +240,21 @@ fn closed_port_is_a_connect_error() {
         matches!(result, Err(TransportError::Connect(_))),
         "{result:?}"
     );
+    // The message names the server that could not be reached.
+    let message = result.unwrap_err().to_string();
+    assert!(message.contains(&addr.to_string()), "{message}");
+}
+
+#[test]
+fn connect_errors_name_the_host_without_credentials() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let result = transport().send(&get(format!("http://user:hunter2@{addr}/v1/track")));
+    let message = result.unwrap_err().to_string();
+    assert!(message.contains(&addr.to_string()), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
 }
 
 fn limited(limit: u64) -> UreqTransport {
