@@ -204,6 +204,12 @@ impl UreqTransport {
 
     fn send_inner(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         let uri = parse_and_check(&request.url)?;
+        // `host[:port]`, no user information: named in a connection error ("connection refused"
+        // alone does not say which of the SDK's endpoints failed).
+        let server = match (uri.host(), uri.port_u16()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (host, _) => host.unwrap_or_default().to_string(),
+        };
         let agent = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
             &self.secure
         } else {
@@ -237,9 +243,12 @@ impl UreqTransport {
             .body(body)
             .map_err(|e| TransportError::Other(format!("invalid request: {e}")))?;
 
-        let response = agent
-            .run(http_request)
-            .map_err(|e| map_error(e, self.config.max_response_bytes))?;
+        let response = agent.run(http_request).map_err(|e| {
+            match map_error(e, self.config.max_response_bytes) {
+                TransportError::Connect(m) => TransportError::Connect(format!("{server}: {m}")),
+                other => other,
+            }
+        })?;
         let status = response.status().as_u16();
         let headers: Vec<(String, String)> = response
             .headers()
@@ -401,28 +410,12 @@ fn tls_config() -> ureq::tls::TlsConfig {
     }
 }
 
-/// The `host[:port]` of an absolute URL, without any user information.
-fn host_of(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    (!host.is_empty()).then_some(host)
-}
-
 /// Removes the request's secrets (the `Authorization` value, the `debug_token` value and
 /// the unredacted URL) from an error message, in case a lower layer echoed them.
 fn scrub_error(error: TransportError, request: &HttpRequest) -> TransportError {
     let scrub = |msg: String| scrub_message(msg, request);
     match error {
-        TransportError::Connect(m) => {
-            let m = scrub(m);
-            // Name the server that could not be reached ("connection refused" alone does not
-            // say which of the SDK's endpoints failed).
-            match host_of(&request.url) {
-                Some(host) if !m.contains(host) => TransportError::Connect(format!("{host}: {m}")),
-                _ => TransportError::Connect(m),
-            }
-        }
+        TransportError::Connect(m) => TransportError::Connect(scrub(m)),
         TransportError::Refused(m) => TransportError::Refused(scrub(m)),
         TransportError::Other(m) => TransportError::Other(scrub(m)),
         e => e,
