@@ -11,6 +11,7 @@
 //! layouts. A decision then only reads the snapshot.
 
 use crate::bucketing::{AnchoredLayout, ArmSpec, PackedLayout, is_anchored};
+use crate::intern::config_str;
 use crate::js;
 use crate::keyorder::js_key_order;
 use crate::rules::{RegexConcern, RuleSet};
@@ -63,11 +64,12 @@ pub fn type_name(v: &Value) -> &'static str {
 
 /// An immutable string that is cheap to clone: ids, keys and names are copied into every
 /// decision, so strings up to 23 bytes are stored inline (a clone is a copy, no allocation and no
-/// shared reference count touched by every thread) and longer ones are shared.
+/// shared reference count touched by every thread). A config's longer strings are interned for
+/// the life of the process (see [`crate::intern`]), so they copy the same way.
 pub type Str = smol_str::SmolStr;
 
 fn s(v: Option<&Value>) -> Str {
-    Str::new(js::opt_to_js_string(v))
+    config_str(&js::opt_to_js_string(v))
 }
 
 /// A `regexMatches` pattern worth a warning, from [`ProjectConfig::regex_warnings`].
@@ -292,7 +294,7 @@ fn members<'a, const N: usize>(
 }
 
 fn opt_str(v: Option<&Value>) -> Option<Str> {
-    v.and_then(Value::as_str).map(Str::new)
+    v.and_then(Value::as_str).map(config_str)
 }
 
 fn rules_of(obj: &Map<String, Value>) -> Option<RuleSet> {
@@ -511,7 +513,7 @@ impl ProjectConfig {
             }
             features.push(Feature {
                 id: s(obj.get("id")),
-                key: obj.get("key").map(|k| Str::new(js::to_js_string(k))),
+                key: obj.get("key").map(|k| config_str(&js::to_js_string(k))),
                 name: opt_str(obj.get("name")),
                 variables,
             });
@@ -538,8 +540,8 @@ impl ProjectConfig {
         }
 
         Ok(ProjectConfig {
-            account_id: Str::new(js::to_js_string(account_id)),
-            project_id: Str::new(js::to_js_string(project_id)),
+            account_id: config_str(&js::to_js_string(account_id)),
+            project_id: config_str(&js::to_js_string(project_id)),
             experiences,
             audiences,
             segments,
@@ -617,7 +619,7 @@ impl ProjectConfig {
                         continue;
                     };
                     feats.push(FeatureChange {
-                        feature_id: Str::new(js::to_js_string(fid)),
+                        feature_id: config_str(&js::to_js_string(fid)),
                         variables: data.get("variables_data").cloned(),
                     });
                 }

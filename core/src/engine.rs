@@ -1060,4 +1060,39 @@ mod tests {
                    "changes": [{"data": {"x": [1]}}]})
         );
     }
+
+    /// Threads deciding for the same experience must not share a reference count: every id,
+    /// key and name a decision carries copies without touching shared memory, even when it is
+    /// longer than the 23 bytes a `Str` holds inline.
+    #[test]
+    fn long_ids_keys_and_names_are_copied_without_a_reference_count() {
+        let long = |what: &str| format!("{what} long enough not to fit inline in a Str");
+        let cfg = ProjectConfig::from_value(json!({
+            "account_id": "1", "project": {"id": "2"},
+            "experiences": [{"id": long("experience id"), "key": long("experience key"),
+                "name": long("experience name"),
+                "variations": [{"id": long("variation id"), "key": long("variation key"),
+                                "name": long("variation name")}]}]
+        }));
+        assert!(cfg.is_ok(), "{:?}", cfg.err());
+        let Ok(cfg) = cfg else { return };
+        let exp = cfg.experience_by_key(&long("experience key"));
+        assert!(exp.is_some(), "the experience is indexed by its key");
+        let Some(exp) = exp else { return };
+        let v = BucketedVariation::of(exp, 0, Some(1));
+        let fields = [
+            Some(&v.experience_id),
+            Some(&v.experience_key),
+            v.experience_name.as_ref(),
+            Some(&v.variation_id),
+            v.variation_key.as_ref(),
+            v.variation_name.as_ref(),
+        ];
+        assert!(fields.iter().all(Option::is_some), "every field is set");
+        for f in fields.into_iter().flatten() {
+            assert!(f.len() > 23, "{f}");
+            assert!(!f.is_heap_allocated(), "{f} is reference-counted");
+        }
+        assert_eq!(v.variation_name.as_deref(), Some(&*long("variation name")));
+    }
 }

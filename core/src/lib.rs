@@ -7,6 +7,7 @@ pub mod engine;
 pub mod features;
 pub mod goals;
 pub mod hash;
+pub mod intern;
 pub mod js;
 pub mod json;
 pub mod keyorder;
