@@ -46,11 +46,63 @@ fn millis(d: Duration) -> u64 {
 /// Ways per set: how many visitors share one set (and one lock).
 const WAYS: usize = 16;
 
-/// One visitor's record.
+/// Longest key kept inside its slot (an SDK key, `{account}-{project}-{visitor}`, with a UUID
+/// visitor id is about 55 bytes); a longer key gets its own allocation.
+const INLINE_KEY: usize = 62;
+
+/// A slot's key: inline up to [`INLINE_KEY`] bytes, so that storing or comparing a key touches
+/// no memory but the slot's.
+#[derive(Debug)]
+#[repr(u8)]
+enum Key {
+    Inline(u8, [u8; INLINE_KEY]),
+    Heap(Box<str>),
+}
+
+impl Default for Key {
+    fn default() -> Self {
+        Key::Inline(0, [0; INLINE_KEY])
+    }
+}
+
+impl Key {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Key::Inline(len, buf) => buf.get(..usize::from(*len)).unwrap_or_default(),
+            Key::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    /// Stores `key`, writing only its bytes (and its length) when it fits inline.
+    fn set(&mut self, key: &str) {
+        let bytes = key.as_bytes();
+        match u8::try_from(bytes.len()) {
+            Ok(n) if bytes.len() <= INLINE_KEY => {
+                if let Key::Heap(_) = self {
+                    *self = Key::default();
+                }
+                if let Key::Inline(len, buf) = self {
+                    buf[..bytes.len()].copy_from_slice(bytes);
+                    *len = n;
+                }
+            }
+            _ => *self = Key::Heap(key.into()),
+        }
+    }
+}
+
+/// One visitor's record, aligned to a cache line.
+///
+/// The record comes first and the key right after it, so that a fresh insert (which drops the
+/// evicted record and writes the new one and its key) and a lookup (which compares the key and
+/// reads the record) touch only the slot's first two lines when the key is shorter than about
+/// 38 bytes, and its three lines otherwise. The time of last use, written only with a TTL, is
+/// last.
 #[derive(Debug, Default)]
+#[repr(C, align(64))]
 struct Slot {
-    key: String,
     data: StoreData,
+    key: Key,
     /// When the record was last used, in clock milliseconds; only kept with a TTL.
     used: u64,
 }
@@ -144,7 +196,10 @@ impl Set {
         hits &= u32::from(self.live);
         while hits != 0 {
             let w = hits.trailing_zeros() as usize;
-            if self.slot(w).is_some_and(|s| s.key == key) {
+            if self
+                .slot(w)
+                .is_some_and(|s| s.key.as_bytes() == key.as_bytes())
+            {
                 return (0..usize::from(self.len)).find(|&p| self.way(p) == w);
             }
             hits &= hits - 1;
@@ -162,19 +217,18 @@ impl Set {
     }
 
     /// Frees the live way at position `p`: the later positions move forward and the way goes
-    /// to the last position (`ways - 1`), among the free ones.
+    /// to the last position (`ways - 1`), among the free ones. Returns the record and its key,
+    /// for the caller to drop after releasing the lock.
     #[cold]
-    fn remove_at(&mut self, p: usize, ways: usize) {
+    fn remove_at(&mut self, p: usize, ways: usize) -> Option<(StoreData, Key)> {
         let w = (self.order >> (4 * p)) & 0xF;
         let before = self.order & nibbles(p);
         let after = (self.order >> 4) & nibbles(ways - 1) & !nibbles(p);
         self.order = before | after | (w << (4 * (ways - 1)));
         self.len -= 1;
         self.live &= !(1 << w);
-        if let Some(s) = self.slot_mut(w as usize) {
-            s.key = String::new();
-            s.data = StoreData::default();
-        }
+        self.slot_mut(w as usize)
+            .map(|s| (std::mem::take(&mut s.data), std::mem::take(&mut s.key)))
     }
 
     /// Whether the way at position `p` was last used `ttl` ms or more before `now`.
@@ -219,8 +273,8 @@ impl Set {
     }
 
     /// Inserts a record that is not in the set yet, as the most recently used, after removing
-    /// expired ones. A full set gives the way of its least recently used visitor (its record
-    /// and key buffer) to the new one.
+    /// expired ones. A full set gives the slot of its least recently used visitor to the new
+    /// one; the record it held is returned, for the caller to drop after releasing the lock.
     fn insert(
         &mut self,
         tag: u16,
@@ -228,7 +282,7 @@ impl Set {
         data: StoreData,
         ways: usize,
         now: Option<(u64, u64)>,
-    ) {
+    ) -> StoreData {
         if let Some((now, ttl)) = now {
             self.purge_expired(now, ttl, ways);
         }
@@ -244,20 +298,16 @@ impl Set {
         self.live |= 1 << w;
         let slots = self.slots.get_or_insert_with(new_slots);
         let s = &mut slots[w];
-        // Reuse the key buffer, unless an unusually long key left it oversized.
-        if s.key.capacity() > 4 * key.len().max(64) {
-            s.key = String::with_capacity(key.len());
+        s.key.set(key);
+        if let Some((now, _)) = now {
+            s.used = now;
         }
-        s.key.clear();
-        s.key.push_str(key);
-        s.data = data;
-        s.used = now.map_or(0, |(now, _)| now);
+        std::mem::replace(&mut s.data, data)
     }
 
-    fn remove(&mut self, tag: u16, key: &str, ways: usize) {
-        if let Some(p) = self.find(tag, key) {
-            self.remove_at(p, ways);
-        }
+    fn remove(&mut self, tag: u16, key: &str, ways: usize) -> Option<(StoreData, Key)> {
+        let p = self.find(tag, key)?;
+        self.remove_at(p, ways)
     }
 }
 
@@ -267,9 +317,10 @@ impl Set {
 /// A set-associative table: a key's hash picks one of `capacity / 16` sets, each holding up to
 /// 16 visitors in order of use, behind its own lock, on its own cache line. Every read or
 /// update of a record makes it its set's most recently used; a new visitor in a full set takes
-/// over the least recently used one's record and key buffer. A decision therefore writes only
-/// the set's line and the record itself: two threads deciding for different visitors rarely
-/// touch the same memory. A key is hashed once per call.
+/// over the least recently used one's slot, whose old record is freed after the lock is
+/// released. A decision therefore writes only the set's line and the slot (its key inline up to
+/// 62 bytes, on the same lines as its record): two threads deciding for different visitors
+/// rarely touch the same memory. A key is hashed once per call.
 pub struct MemoryStore {
     sets: Box<[PaddedSet]>,
     ways: usize,
@@ -360,7 +411,8 @@ impl MemoryStore {
     /// Removes every record.
     pub fn clear(&self) {
         for i in 0..self.sets.len() {
-            *self.lock(i) = Set::default();
+            // Freed after the lock is released.
+            drop(std::mem::take(&mut *self.lock(i)));
         }
     }
 
@@ -380,7 +432,7 @@ impl MemoryStore {
         // A poisoned lock only means another thread panicked while holding it; the set itself
         // is still consistent (its order and length change together, after the record), so
         // keep serving.
-        self.sets[i % self.sets.len()]
+        self.sets[i.min(self.sets.len() - 1)]
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -401,16 +453,20 @@ impl DataStore for MemoryStore {
         let (tag, i) = self.locate(key);
         let now = self.now();
         let mut set = self.lock(i);
-        match set.use_mut(tag, key, self.ways, now) {
-            Some(slot) => *slot = value.clone(),
+        let old = match set.use_mut(tag, key, self.ways, now) {
+            Some(data) => std::mem::replace(data, value.clone()),
             None => set.insert(tag, key, value.clone(), self.ways, now),
-        }
+        };
+        // Whatever the write replaced is freed after the lock is released.
+        drop(set);
+        drop(old);
         Ok(())
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         let (tag, i) = self.locate(key);
-        self.lock(i).remove(tag, key, self.ways);
+        let removed = self.lock(i).remove(tag, key, self.ways);
+        drop(removed);
         Ok(())
     }
 
@@ -426,11 +482,15 @@ impl DataStore for MemoryStore {
             return Ok(f(existing));
         }
         let mut fresh = StoreData::default();
-        let changed = f(&mut fresh);
-        if changed {
-            set.insert(tag, key, fresh, self.ways, now);
+        if !f(&mut fresh) {
+            return Ok(false);
         }
-        Ok(changed)
+        let evicted = set.insert(tag, key, fresh, self.ways, now);
+        // The evicted record, last written by whichever thread inserted or updated it, is
+        // freed after the lock is released.
+        drop(set);
+        drop(evicted);
+        Ok(true)
     }
 
     fn name(&self) -> &'static str {
@@ -632,17 +692,58 @@ mod tests {
             let _ = s.update(&format!("v{i}"), &mut |d| mark(d, "g"));
         }
         assert_eq!(s.get(&long).ok().flatten(), None);
-        let biggest = (0..s.sets.len())
-            .flat_map(|i| {
-                let set = s.lock(i);
-                set.slots
-                    .iter()
-                    .flat_map(|slots| slots.iter().map(|slot| slot.key.capacity()))
-                    .collect::<Vec<_>>()
-            })
-            .max()
-            .unwrap_or(0);
-        assert!(biggest < 1_000, "a key buffer kept {biggest} bytes");
+        let set = s.lock(0);
+        let heap_keys = set
+            .slots
+            .iter()
+            .flat_map(|slots| slots.iter())
+            .filter(|slot| matches!(slot.key, Key::Heap(_)))
+            .count();
+        assert_eq!(heap_keys, 0, "a slot still holds a key on the heap");
+    }
+
+    #[test]
+    fn keys_of_every_length_are_kept_apart() {
+        // Around the inline key length and far beyond it; keys that are prefixes of each
+        // other, the empty key, multibyte characters.
+        let keys: Vec<String> = (0..=2 * INLINE_KEY + 2)
+            .map(|n| "k".repeat(n))
+            .chain(["é".repeat(INLINE_KEY / 2), "x".repeat(100_000)])
+            .collect();
+        let s = MemoryStore::with_capacity(64 * WAYS);
+        for (n, k) in keys.iter().enumerate() {
+            assert!(matches!(
+                s.update(k, &mut |d| mark(d, &n.to_string())),
+                Ok(true)
+            ));
+        }
+        for (n, k) in keys.iter().enumerate() {
+            let mut expected = StoreData::default();
+            mark(&mut expected, &n.to_string());
+            assert_eq!(
+                s.get(k).ok().flatten(),
+                Some(expected),
+                "key of {} bytes",
+                k.len()
+            );
+        }
+        for k in &keys {
+            assert!(s.delete(k).is_ok());
+            assert_eq!(s.get(k).ok().flatten(), None);
+        }
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_slot_starts_and_ends_on_cache_line_boundaries() {
+        assert_eq!(std::mem::align_of::<Slot>(), 64);
+        assert_eq!(std::mem::size_of::<Slot>() % 64, 0);
+        // The record, then the key's tag and length, then its bytes.
+        assert_eq!(std::mem::offset_of!(Slot, data), 0);
+        assert_eq!(
+            std::mem::offset_of!(Slot, key),
+            std::mem::size_of::<StoreData>()
+        );
     }
 
     /// A time source the tests move by hand.
@@ -742,8 +843,10 @@ mod tests {
                 clock.advance(r % 3);
             }
             let now = millis(clock.now());
-            // Keys of varying length, so reused key buffers grow and shrink.
-            let k = format!("{}{}", "v".repeat((r % 5) as usize + 1), (r >> 8) % 150);
+            // Keys of varying length, inline and on the heap, so reused slots hold longer and
+            // shorter keys in turn.
+            let width = [1, 2, 3, INLINE_KEY - 2, INLINE_KEY + 8][(r % 5) as usize];
+            let k = format!("{}{}", "v".repeat(width), (r >> 8) % 150);
             let shard = s.locate(&k).1;
             match (r >> 32) % 6 {
                 0 | 1 => {
