@@ -16,6 +16,7 @@ use crate::keyorder::js_key_order;
 use crate::rules::{RegexConcern, RuleSet};
 use crate::tree::{self, Node};
 use serde_json::{Map, Value};
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
@@ -364,7 +365,8 @@ fn entity(v: &Node, field: impl std::fmt::Display, i: usize) -> Result<&Obj, Con
 fn members<'a, const N: usize>(obj: &'a Obj, names: [&str; N]) -> [Option<&'a Node>; N] {
     let mut out = [None; N];
     for (k, v) in obj {
-        if let Some(slot) = names.iter().position(|n| n == k) {
+        let k = k.as_str();
+        if let Some(slot) = names.iter().position(|n| *n == k) {
             out[slot] = Some(v);
         }
     }
@@ -419,30 +421,43 @@ impl<'a> IdKey<'a> {
 }
 
 /// The positions of a list's items by id, built once per list so that resolving an experience's
-/// audience, segment and location ids costs its own ids, not the size of the lists.
-struct IdIndex<'a>(HashMap<IdKey<'a>, Vec<usize>, foldhash::fast::RandomState>);
+/// audience, segment and location ids costs its own ids, not the size of the lists. Ids are
+/// usually unique: the first position of each is kept on its own, the others (if any) apart.
+struct IdIndex<'a> {
+    first: HashMap<IdKey<'a>, usize, foldhash::fast::RandomState>,
+    more: HashMap<IdKey<'a>, Vec<usize>, foldhash::fast::RandomState>,
+}
 
 impl<'a> IdIndex<'a> {
     fn new(items: &'a [Node]) -> IdIndex<'a> {
-        let mut map: HashMap<IdKey<'a>, Vec<usize>, foldhash::fast::RandomState> =
+        let mut first: HashMap<IdKey<'a>, usize, foldhash::fast::RandomState> =
             HashMap::with_capacity_and_hasher(items.len(), Default::default());
+        let mut more: HashMap<IdKey<'a>, Vec<usize>, foldhash::fast::RandomState> =
+            HashMap::default();
         for (i, item) in items.iter().enumerate() {
             if let Some(key) = item.get("id").and_then(IdKey::of) {
-                map.entry(key).or_default().push(i);
+                match first.entry(key) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(i);
+                    }
+                    Entry::Occupied(_) => more.entry(key).or_default().push(i),
+                }
             }
         }
-        IdIndex(map)
+        IdIndex { first, more }
     }
 
     /// Positions (config order) of the items whose id is strictly equal to one of `wanted`.
     fn resolve(&self, wanted: &[Node]) -> Vec<usize> {
-        let mut out: Vec<usize> = wanted
-            .iter()
-            .filter_map(IdKey::of)
-            .filter_map(|k| self.0.get(&k))
-            .flatten()
-            .copied()
-            .collect();
+        let mut out = Vec::with_capacity(wanted.len());
+        for key in wanted.iter().filter_map(IdKey::of) {
+            if let Some(&p) = self.first.get(&key) {
+                out.push(p);
+                if let Some(others) = self.more.get(&key) {
+                    out.extend_from_slice(others);
+                }
+            }
+        }
         out.sort_unstable();
         out.dedup();
         out

@@ -191,6 +191,7 @@ pub(crate) fn parse(text: &str) -> Option<Node> {
         members: Vec::new(),
         fingerprints: Vec::new(),
         scratch: String::new(),
+        recent: Recent::new(),
     };
     let v = p.value(0)?;
     p.skip_ws();
@@ -209,12 +210,53 @@ struct Parser<'t> {
     fingerprints: Vec<u64>,
     /// Decoded text of a string with escapes.
     scratch: String,
+    /// Strings read lately.
+    recent: Recent,
+}
+
+/// Short strings read lately, by a hash of their bytes. Keys and many values repeat throughout a
+/// config (`"id"`, `"rules"`, `"equals"`): a repeat is a copy of the stored [`Str`] instead of a
+/// new one.
+struct Recent(Vec<Str>);
+
+impl Recent {
+    const SLOTS: usize = 512;
+
+    fn new() -> Recent {
+        Recent(vec![Str::default(); Self::SLOTS])
+    }
+
+    fn str(&mut self, text: &str) -> Str {
+        let b = text.as_bytes();
+        let (Some(&first), Some(&last)) = (b.first(), b.last()) else {
+            return Str::default();
+        };
+        if b.len() > 23 {
+            return Str::new(text);
+        }
+        let mid = b[b.len() / 2];
+        let h =
+            (b.len() * 31 + usize::from(first) * 7 + usize::from(mid) * 131 + usize::from(last))
+                % Self::SLOTS;
+        let Some(slot) = self.0.get_mut(h) else {
+            return Str::new(text);
+        };
+        if slot.as_bytes() == b {
+            return slot.clone();
+        }
+        let s = Str::new(text);
+        *slot = s.clone();
+        s
+    }
 }
 
 impl Parser<'_> {
     fn skip_ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.at) {
-            self.at += 1;
+        // Compact JSON has none: one comparison (every whitespace byte is at most b' ').
+        if self.b.get(self.at).is_some_and(|&c| c <= b' ') {
+            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.at) {
+                self.at += 1;
+            }
         }
     }
 
@@ -323,7 +365,8 @@ impl Parser<'_> {
         if self.b[end] == b'"' {
             self.at = end + 1;
             // Both ends are ASCII quotes, so they are char boundaries.
-            return self.text.get(start..end).map(Str::new);
+            let text = self.text.get(start..end)?;
+            return Some(self.recent.str(text));
         }
         self.scratch.clear();
         let mut from = start;
@@ -336,7 +379,7 @@ impl Parser<'_> {
                     return None;
                 }
                 self.at = stop + 1;
-                return Some(Str::new(&self.scratch));
+                return Some(self.recent.str(&self.scratch));
             }
             from = stop + 2;
             let c = match *self.b.get(stop + 1)? {
@@ -453,33 +496,56 @@ impl Parser<'_> {
 }
 
 /// The position of the first byte at or after `from` that ends a run of plain string bytes: a
-/// quote, a backslash or a control character (below U+0020). Eight bytes at a time.
+/// quote, a backslash or a control character (below U+0020).
+///
+/// Keys and most values are short: the first 16 bytes are checked eight at a time in plain
+/// registers. Past them, `memchr2` finds the next quote or backslash (many bytes per step) and
+/// the bytes before it are checked for control characters with a minimum, which the compiler
+/// vectorizes.
 fn special_at(b: &[u8], from: usize) -> Option<usize> {
-    const ONES: u64 = u64::from_le_bytes([1; 8]);
-    const HIGH: u64 = ONES << 7;
     let mut i = from;
-    while let Some(chunk) = b.get(i..i + 8) {
-        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
-            break;
+    for _ in 0..2 {
+        let Some(chunk) = b.get(i..i + 8) else {
+            return short_special_at(b, i);
         };
-        let w = u64::from_le_bytes(bytes);
-        let quote = w ^ (ONES * u64::from(b'"'));
-        let backslash = w ^ (ONES * u64::from(b'\\'));
-        // Bytes that are zero in `quote` or `backslash`, or below 0x20 in `w`: the lowest flag
-        // is exact (a borrow only carries into higher bytes).
-        let flags = ((quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash)
-            | (w.wrapping_sub(ONES * 0x20) & !w))
-            & HIGH;
+        let flags = special_flags(chunk);
         if flags != 0 {
             return Some(i + (flags.trailing_zeros() / 8) as usize);
         }
         i += 8;
     }
-    b.get(i..)?
+    let rest = b.get(i..)?;
+    let stop = memchr::memchr2(b'"', b'\\', rest)?;
+    if rest[..stop].iter().copied().min().is_some_and(|c| c < 0x20) {
+        return short_special_at(b, i);
+    }
+    Some(i + stop)
+}
+
+/// The bytes of an 8-byte chunk that are a quote, a backslash or below 0x20, as the high bit of
+/// each byte. Only the lowest flag is exact (a borrow carries into higher bytes), which is the
+/// one used.
+fn special_flags(chunk: &[u8]) -> u64 {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+        return 0;
+    };
+    let w = u64::from_le_bytes(bytes);
+    let quote = w ^ (ONES * u64::from(b'"'));
+    let backslash = w ^ (ONES * u64::from(b'\\'));
+    ((quote.wrapping_sub(ONES) & !quote)
+        | (backslash.wrapping_sub(ONES) & !backslash)
+        | (w.wrapping_sub(ONES * 0x20) & !w))
+        & HIGH
+}
+
+/// [`special_at`] one byte at a time.
+fn short_special_at(b: &[u8], from: usize) -> Option<usize> {
+    b.get(from..)?
         .iter()
         .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-        .map(|p| i + p)
+        .map(|p| from + p)
 }
 
 /// The items of `stack` from `start` on, moved into an exact-size `Vec` (one allocation).
@@ -553,6 +619,8 @@ mod tests {
             "[\"01234567\u{1f}89\"]",
             "[\"0123456789\u{7f}\u{80}\u{ff}\u{10ffff}\u{20}\u{21}\"]",
             "[\"0123456789abcdef\u{19}\"]",
+            "[\"0123456789abcdefghijklmnop\u{0}qrstuvwxyz\\\"\"]",
+            "[\"0123456789abcdefghijklmnop",
             r#"{"k":1,"k":2,"j":3,"k":4}"#,
             r#"{"abcdefgX":1,"abcdefgY":2,"abcdefgX":3}"#,
             r#"{"":0,"a b":{"":[]}}"#,
