@@ -14,7 +14,7 @@ use crate::bucketing::{AnchoredLayout, ArmSpec, PackedLayout, is_anchored};
 use crate::js;
 use crate::keyorder::js_key_order;
 use crate::rules::{RegexConcern, RuleSet};
-use crate::tree::{self, Node};
+use crate::tree::{self, Items, Members, NodeRef, Tree};
 use serde_json::{Map, Value};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -74,7 +74,7 @@ fn config_str(s: &str) -> Str {
     Str::new(s)
 }
 
-fn s(v: Option<&Node>) -> Str {
+fn s(v: Option<NodeRef<'_>>) -> Str {
     config_str(&opt_js(v))
 }
 
@@ -259,7 +259,7 @@ pub struct ProjectConfig {
 /// top-level lists (the `*_raw` accessors), so that loading a config builds no `Value` tree.
 #[derive(Debug, Clone)]
 struct Served {
-    data: Node,
+    data: Tree,
     full: OnceLock<Value>,
     /// One slot per item of `experiences`, `audiences`, `segments`, `locations`, `goals` and
     /// `features` (in [`SERVED_LISTS`] order).
@@ -278,12 +278,13 @@ const SERVED_LISTS: [&str; 6] = [
 
 impl Served {
     /// `data` (an object node), with its `Value` form when the caller already has it.
-    fn new(data: Node, full: Option<Value>) -> Served {
+    fn new(data: Tree, full: Option<Value>) -> Served {
         let entities = SERVED_LISTS.map(|field| {
             let n = data
+                .root()
                 .get(field)
-                .and_then(Node::as_array)
-                .map_or(0, <[Node]>::len);
+                .and_then(NodeRef::as_array)
+                .map_or(0, Items::len);
             std::iter::repeat_with(OnceLock::new).take(n).collect()
         });
         let full = full.map_or_else(OnceLock::new, OnceLock::from);
@@ -295,77 +296,85 @@ impl Served {
     }
 
     /// The served list `field` (empty when absent or not a list).
-    fn list(&self, field: &str) -> &[Node] {
-        self.data.get(field).and_then(Node::as_array).unwrap_or(&[])
+    fn list(&self, field: &str) -> Option<Items<'_>> {
+        self.data.root().get(field)?.as_array()
     }
 
     /// Item `i` of the top-level list `SERVED_LISTS[list]` as a `Value`, converted on first use.
     fn entity(&self, list: usize, i: usize) -> Option<&Value> {
-        let node = self.list(SERVED_LISTS[list]).get(i)?;
+        let node = self.list(SERVED_LISTS[list])?.get(i)?;
         Some(self.entities[list].get(i)?.get_or_init(|| node.to_value()))
     }
 }
 
 /// The members of a JSON object of the served config.
-type Obj = [(Str, Node)];
+type Obj<'a> = Members<'a>;
 
 /// Member `key` of `obj`.
-fn get<'a>(obj: &'a Obj, key: &str) -> Option<&'a Node> {
-    obj.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-}
-
-/// What kind of JSON value `v` is, for messages (as [`type_name`]).
-fn node_type_name(v: &Node) -> &'static str {
-    match v {
-        Node::Null => "null",
-        Node::Bool(_) => "a boolean",
-        Node::Number(_) => "a number",
-        Node::String(_) => "a string",
-        Node::Array(_) => "an array",
-        Node::Object(_) => "an object",
-    }
+fn get<'a>(obj: Obj<'a>, key: &str) -> Option<NodeRef<'a>> {
+    obj.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
 }
 
 /// JS `String(v)` where `None` is `undefined`.
-fn opt_js(v: Option<&Node>) -> std::borrow::Cow<'_, str> {
+fn opt_js(v: Option<NodeRef<'_>>) -> std::borrow::Cow<'_, str> {
     match v {
         Some(v) => v.js_string(),
         None => js::opt_to_js_string(None),
     }
 }
 
-fn list<'a>(obj: &'a Obj, field: &str) -> Result<&'a [Node], ConfigError> {
+/// A served list: its items, or none.
+#[derive(Clone, Copy)]
+struct List<'a>(Option<Items<'a>>);
+
+impl<'a> List<'a> {
+    fn len(self) -> usize {
+        self.0.map_or(0, Items::len)
+    }
+
+    fn iter(self) -> impl Iterator<Item = NodeRef<'a>> {
+        self.0.into_iter().flat_map(Items::iter)
+    }
+}
+
+fn list<'a>(obj: Obj<'a>, field: &str) -> Result<List<'a>, ConfigError> {
     as_list(get(obj, field), field)
 }
 
 /// `v` as a list: absent and `null` are empty, anything else but an array is an error.
-fn as_list<'a>(v: Option<&'a Node>, field: &str) -> Result<&'a [Node], ConfigError> {
+fn as_list<'a>(v: Option<NodeRef<'a>>, field: &str) -> Result<List<'a>, ConfigError> {
     match v {
-        None | Some(Node::Null) => Ok(&[]),
-        Some(Node::Array(a)) => Ok(a),
-        Some(other) => Err(ConfigError::InvalidType {
-            field: field.to_string(),
-            expected: "an array",
-            found: node_type_name(other),
-        }),
+        None => Ok(List(None)),
+        Some(v) if v.is_null() => Ok(List(None)),
+        Some(v) => v
+            .as_array()
+            .map(|a| List(Some(a)))
+            .ok_or_else(|| ConfigError::InvalidType {
+                field: field.to_string(),
+                expected: "an array",
+                found: v.type_name(),
+            }),
     }
 }
 
 /// `v` (item `i` of list `field`) as an object. `field` is only formatted on error.
-fn entity(v: &Node, field: impl std::fmt::Display, i: usize) -> Result<&Obj, ConfigError> {
+fn entity<'a>(
+    v: NodeRef<'a>,
+    field: impl std::fmt::Display,
+    i: usize,
+) -> Result<Obj<'a>, ConfigError> {
     v.as_object().ok_or_else(|| ConfigError::InvalidType {
         field: format!("{field}[{i}]"),
         expected: "an object",
-        found: node_type_name(v),
+        found: v.type_name(),
     })
 }
 
 /// The members `names` of `obj`, read in one pass over its entries: config objects have few
 /// members, so comparing names is cheaper than hashing each one for a lookup.
-fn members<'a, const N: usize>(obj: &'a Obj, names: [&str; N]) -> [Option<&'a Node>; N] {
+fn members<'a, const N: usize>(obj: Obj<'a>, names: [&str; N]) -> [Option<NodeRef<'a>>; N] {
     let mut out = [None; N];
-    for (k, v) in obj {
-        let k = k.as_str();
+    for (k, v) in obj.iter() {
         if let Some(slot) = names.iter().position(|n| *n == k) {
             out[slot] = Some(v);
         }
@@ -373,25 +382,25 @@ fn members<'a, const N: usize>(obj: &'a Obj, names: [&str; N]) -> [Option<&'a No
     out
 }
 
-fn opt_str(v: Option<&Node>) -> Option<Str> {
-    v.and_then(Node::as_str).map(config_str)
+fn opt_str(v: Option<NodeRef<'_>>) -> Option<Str> {
+    v.and_then(NodeRef::as_str).map(config_str)
 }
 
-fn rules_of(obj: &Obj) -> Option<RuleSet> {
+fn rules_of(obj: Obj<'_>) -> Option<RuleSet> {
     compile_rules(get(obj, "rules"))
 }
 
-fn compile_rules(rules: Option<&Node>) -> Option<RuleSet> {
+fn compile_rules(rules: Option<NodeRef<'_>>) -> Option<RuleSet> {
     rules.filter(|r| r.truthy()).map(RuleSet::compile_json)
 }
 
-fn ruled(obj: &Obj) -> RuledEntity {
+fn ruled(obj: Obj<'_>) -> RuledEntity {
     let [id, key, name, kind, rules] = members(obj, ["id", "key", "name", "type", "rules"]);
     RuledEntity {
         id: s(id),
         key: s(key),
         name: opt_str(name),
-        permanent: kind.and_then(Node::as_str) == Some("permanent"),
+        permanent: kind.and_then(NodeRef::as_str) == Some("permanent"),
         rules: compile_rules(rules),
     }
 }
@@ -406,16 +415,18 @@ enum IdKey<'a> {
 }
 
 impl<'a> IdKey<'a> {
-    fn of(v: &'a Node) -> Option<IdKey<'a>> {
-        Some(match v {
-            Node::String(s) => IdKey::Str(s),
-            Node::Number(n) => {
-                let x = n.as_f64()?;
-                IdKey::Num(if x == 0.0 { 0 } else { x.to_bits() })
-            }
-            Node::Bool(b) => IdKey::Bool(*b),
-            Node::Null => IdKey::Null,
-            _ => return None,
+    fn of(v: NodeRef<'a>) -> Option<IdKey<'a>> {
+        Some(if let Some(s) = v.as_str() {
+            IdKey::Str(s)
+        } else if let Some(n) = v.as_number() {
+            let x = n.as_f64()?;
+            IdKey::Num(if x == 0.0 { 0 } else { x.to_bits() })
+        } else if let Some(b) = v.as_bool() {
+            IdKey::Bool(b)
+        } else if v.is_null() {
+            IdKey::Null
+        } else {
+            return None;
         })
     }
 }
@@ -429,7 +440,7 @@ struct IdIndex<'a> {
 }
 
 impl<'a> IdIndex<'a> {
-    fn new(items: &'a [Node]) -> IdIndex<'a> {
+    fn new(items: List<'a>) -> IdIndex<'a> {
         let mut first: HashMap<IdKey<'a>, usize, foldhash::fast::RandomState> =
             HashMap::with_capacity_and_hasher(items.len(), Default::default());
         let mut more: HashMap<IdKey<'a>, Vec<usize>, foldhash::fast::RandomState> =
@@ -448,7 +459,7 @@ impl<'a> IdIndex<'a> {
     }
 
     /// Positions (config order) of the items whose id is strictly equal to one of `wanted`.
-    fn resolve(&self, wanted: &[Node]) -> Vec<usize> {
+    fn resolve(&self, wanted: Items<'a>) -> Vec<usize> {
         let mut out = Vec::with_capacity(wanted.len());
         for key in wanted.iter().filter_map(IdKey::of) {
             if let Some(&p) = self.first.get(&key) {
@@ -469,8 +480,8 @@ impl ProjectConfig {
     /// `{"environment": ..., "data": {...}}`. The text is read as `JSON.parse` reads it: a lone
     /// surrogate escape (`"\ud800"`) is accepted and becomes U+FFFD ([`js::json_parse`]).
     pub fn from_json(text: &str) -> Result<ProjectConfig, ConfigError> {
-        match tree::parse(text) {
-            Some(root) => Self::from_node(root, None),
+        match Tree::parse(text) {
+            Some(root) => Self::from_tree(root, None),
             // Text the compact reader does not take (invalid JSON, mostly): `js::json_parse`
             // reads it, with its own error message.
             None => {
@@ -483,35 +494,31 @@ impl ProjectConfig {
 
     /// Builds a config from a parsed JSON value (project config or envelope).
     pub fn from_value(v: Value) -> Result<ProjectConfig, ConfigError> {
-        let root = Node::from_value(&v);
-        Self::from_node(root, Some(v))
+        let root = Tree::from_value(&v);
+        Self::from_tree(root, Some(v))
     }
 
     /// Builds a config from the tree of the served JSON, and its `Value` form when the caller has
     /// it (then [`Self::raw`] is that value's `data` object, as given).
-    fn from_node(root: Node, value: Option<Value>) -> Result<ProjectConfig, ConfigError> {
-        let Node::Object(mut top) = root else {
+    fn from_tree(root: Tree, value: Option<Value>) -> Result<ProjectConfig, ConfigError> {
+        let Some(top) = root.root().as_object() else {
             return Err(ConfigError::InvalidType {
                 field: "(root)".into(),
                 expected: "an object",
-                found: node_type_name(&root),
+                found: root.root().type_name(),
             });
         };
         // The envelope form wraps the config under `data`.
-        let is_envelope =
-            get(&top, "account_id").is_none() && matches!(get(&top, "data"), Some(Node::Object(_)));
+        let is_envelope = get(top, "account_id").is_none()
+            && get(top, "data").is_some_and(|d| d.as_object().is_some());
         if !is_envelope {
             let value = value.filter(Value::is_object);
-            return Self::from_data(Node::Object(top), value, None);
+            return Self::from_data(root, value, None);
         }
-        let env = get(&top, "environment")
-            .and_then(Node::as_str)
+        let env = get(top, "environment")
+            .and_then(NodeRef::as_str)
             .map(str::to_string);
-        let data = top
-            .iter()
-            .position(|(k, _)| k == "data")
-            .map(|p| top.swap_remove(p).1)
-            .unwrap_or(Node::Object(Vec::new()));
+        let data = root.into_member("data").unwrap_or_else(Tree::empty_object);
         let value = match value {
             Some(Value::Object(mut m)) => m.remove("data").filter(Value::is_object),
             _ => None,
@@ -520,46 +527,58 @@ impl ProjectConfig {
     }
 
     fn from_data(
-        root: Node,
+        root: Tree,
         value: Option<Value>,
         envelope_environment: Option<String>,
     ) -> Result<ProjectConfig, ConfigError> {
-        let data = root.as_object().unwrap_or(&[]);
+        let built = Self::build(root.root(), envelope_environment)?;
+        Ok(ProjectConfig {
+            served: Served::new(root, value),
+            ..built
+        })
+    }
+
+    /// The model of the `data` object `root` (its `served` member left empty).
+    fn build(
+        root: NodeRef<'_>,
+        envelope_environment: Option<String>,
+    ) -> Result<ProjectConfig, ConfigError> {
+        let Some(data) = root.as_object() else {
+            return Err(ConfigError::Missing("account_id".into()));
+        };
         if let Some(err) = get(data, "error").filter(|e| e.truthy()) {
-            return Err(ConfigError::ErrorResponse(match err {
-                Node::String(s) => s.to_string(),
-                other => other.to_value().to_string(),
+            return Err(ConfigError::ErrorResponse(match err.as_str() {
+                Some(s) => s.to_string(),
+                None => err.to_value().to_string(),
             }));
         }
         let account_id = get(data, "account_id")
             .filter(|v| v.truthy())
             .ok_or_else(|| ConfigError::Missing("account_id".into()))?;
-        if !matches!(account_id, Node::String(_) | Node::Number(_)) {
+        if account_id.as_str().is_none() && account_id.as_number().is_none() {
             return Err(ConfigError::InvalidType {
                 field: "account_id".into(),
                 expected: "a string or number",
-                found: node_type_name(account_id),
+                found: account_id.type_name(),
             });
         }
         let project = match get(data, "project") {
-            Some(Node::Object(p)) => p,
-            None | Some(Node::Null) => return Err(ConfigError::Missing("project.id".into())),
-            Some(other) => {
-                return Err(ConfigError::InvalidType {
-                    field: "project".into(),
-                    expected: "an object",
-                    found: node_type_name(other),
-                });
-            }
+            None => return Err(ConfigError::Missing("project.id".into())),
+            Some(p) if p.is_null() => return Err(ConfigError::Missing("project.id".into())),
+            Some(p) => p.as_object().ok_or_else(|| ConfigError::InvalidType {
+                field: "project".into(),
+                expected: "an object",
+                found: p.type_name(),
+            })?,
         };
         let project_id = get(project, "id")
             .filter(|v| v.truthy())
             .ok_or_else(|| ConfigError::Missing("project.id".into()))?;
-        if !matches!(project_id, Node::String(_) | Node::Number(_)) {
+        if project_id.as_str().is_none() && project_id.as_number().is_none() {
             return Err(ConfigError::InvalidType {
                 field: "project.id".into(),
                 expected: "a string or number",
-                found: node_type_name(project_id),
+                found: project_id.type_name(),
             });
         }
 
@@ -581,7 +600,7 @@ impl ProjectConfig {
         }
         let segment_id_values = raw_segments
             .iter()
-            .map(|s| s.get("id").map(Node::to_value))
+            .map(|s| s.get("id").map(NodeRef::to_value))
             .collect();
         let mut locations = Vec::with_capacity(raw_locations.len());
         for (i, a) in raw_locations.iter().enumerate() {
@@ -604,7 +623,7 @@ impl ProjectConfig {
         for (i, g) in list(data, "goals")?.iter().enumerate() {
             let obj = entity(g, "goals", i)?;
             goals.push(Goal {
-                id: get(obj, "id").map_or(Value::Null, Node::to_value),
+                id: get(obj, "id").map_or(Value::Null, NodeRef::to_value),
                 key: s(get(obj, "key")),
                 rules: rules_of(obj),
             });
@@ -671,12 +690,12 @@ impl ProjectConfig {
             exp_by_id,
             feature_by_id,
             segment_id_values,
-            served: Served::new(root, value),
+            served: Served::new(Tree::empty_object(), None),
         })
     }
 
     fn experience(
-        obj: &Obj,
+        obj: Obj<'_>,
         i: usize,
         archived_ids: &HashSet<String>,
         [audience_ids, segment_ids, location_ids]: &[IdIndex<'_>; 3],
@@ -726,9 +745,9 @@ impl ProjectConfig {
                 ],
             );
             let mut feats = Vec::new();
-            if let Some(changes) = changes.and_then(Node::as_array) {
-                for ch in changes {
-                    if ch.get("type").and_then(Node::as_str) != Some("fullStackFeature") {
+            if let Some(changes) = changes.and_then(NodeRef::as_array) {
+                for ch in changes.iter() {
+                    if ch.get("type").and_then(NodeRef::as_str) != Some("fullStackFeature") {
                         continue;
                     }
                     let Some(data) = ch.get("data") else { continue };
@@ -737,21 +756,21 @@ impl ProjectConfig {
                     };
                     feats.push(FeatureChange {
                         feature_id: config_str(&fid.js_string()),
-                        variables: data.get("variables_data").map(Node::to_value),
+                        variables: data.get("variables_data").map(NodeRef::to_value),
                     });
                 }
             }
             variations.push(Variation {
                 id: s(vid),
-                id_is_string: matches!(vid, Some(Node::String(_))),
+                id_is_string: vid.is_some_and(|v| v.as_str().is_some()),
                 key: opt_str(vkey),
                 name: opt_str(vname),
                 features: feats,
             });
             arms.push((
-                vid.is_some_and(Node::truthy),
-                traffic_allocation.map(Node::to_value),
-                status.map(Node::to_value),
+                vid.is_some_and(NodeRef::truthy),
+                traffic_allocation.map(NodeRef::to_value),
+                status.map(NodeRef::to_value),
             ));
         }
         let arms: Vec<ArmSpec<'_>> = arms
@@ -763,42 +782,38 @@ impl ProjectConfig {
                 status: status.as_ref(),
             })
             .collect();
-        let anchored = is_anchored(version.map(Node::to_value).as_ref());
+        let anchored = is_anchored(version.map(NodeRef::to_value).as_ref());
         let (packed, anchored_layout) = if anchored {
             (PackedLayout::default(), AnchoredLayout::build(&arms))
         } else {
             (PackedLayout::build(&arms), AnchoredLayout::default())
         };
 
-        let location = match locations {
-            Some(Node::Array(ids)) if !ids.is_empty() => {
-                LocationTarget::Locations(location_ids.resolve(ids))
-            }
+        let location = match locations.and_then(NodeRef::as_array) {
+            Some(ids) if !ids.is_empty() => LocationTarget::Locations(location_ids.resolve(ids)),
             _ => match site_area.filter(|v| v.truthy()) {
                 Some(rules) => LocationTarget::SiteArea(RuleSet::compile_json(rules)),
                 None => LocationTarget::Unrestricted,
             },
         };
-        let (audiences, segments) = match audience_ids_v {
-            Some(Node::Array(ids)) if !ids.is_empty() => {
-                (audience_ids.resolve(ids), segment_ids.resolve(ids))
-            }
+        let (audiences, segments) = match audience_ids_v.and_then(NodeRef::as_array) {
+            Some(ids) if !ids.is_empty() => (audience_ids.resolve(ids), segment_ids.resolve(ids)),
             _ => (Vec::new(), Vec::new()),
         };
         let audiences_all = settings
             .and_then(|s| s.get("matching_options"))
             .and_then(|m| m.get("audiences"))
-            .and_then(Node::as_str)
+            .and_then(NodeRef::as_str)
             == Some("all");
         let carries_features = variations.iter().any(|v| !v.features.is_empty());
         Ok(Experience {
             index: i,
             archived: archived_ids.contains(&*id),
-            has_id: id_v.is_some_and(Node::truthy),
+            has_id: id_v.is_some_and(NodeRef::truthy),
             id,
             key: s(key),
             name: opt_str(name),
-            environment: environment.filter(|v| v.truthy()).map(Node::to_value),
+            environment: environment.filter(|v| v.truthy()).map(NodeRef::to_value),
             anchored,
             location,
             audiences,
@@ -828,7 +843,7 @@ impl ProjectConfig {
             exp_by_id: Index::default(),
             feature_by_id: Index::default(),
             segment_id_values: Vec::new(),
-            served: Served::new(Node::Object(Vec::new()), Some(Value::Object(Map::new()))),
+            served: Served::new(Tree::empty_object(), Some(Value::Object(Map::new()))),
         }
     }
 
@@ -947,13 +962,15 @@ impl ProjectConfig {
     /// only that entity (once); to tell whether two configs were served the same, use
     /// [`same_served`](Self::same_served).
     pub fn raw(&self) -> &Value {
-        self.served.full.get_or_init(|| self.served.data.to_value())
+        self.served
+            .full
+            .get_or_init(|| self.served.data.root().to_value())
     }
 
     /// Whether both configs were served the same JSON (the `data` object): `self.raw() ==
     /// other.raw()`, without building either value.
     pub fn same_served(&self, other: &ProjectConfig) -> bool {
-        tree::same(&self.served.data, &other.served.data)
+        tree::same(self.served.data.root(), other.served.data.root())
     }
 
     /// Experience `exp` as served: `experiences[exp]` of [`raw`](Self::raw), where `exp` is the
@@ -1018,13 +1035,13 @@ impl ProjectConfig {
             // Variations are matched strictly against the string given.
             let (exp, var) = self
                 .served
-                .list("experiences")
+                .list("experiences")?
                 .iter()
                 .enumerate()
                 .filter_map(|(i, e)| Some((i, e.get("variations")?.as_array()?)))
                 .find_map(|(i, vars)| {
                     vars.iter()
-                        .position(|v| v.get(field).and_then(Node::as_str) == Some(wanted))
+                        .position(|v| v.get(field).and_then(NodeRef::as_str) == Some(wanted))
                         .map(|j| (i, j))
                 })?;
             return self
@@ -1046,7 +1063,7 @@ impl ProjectConfig {
         let list = SERVED_LISTS.iter().position(|l| *l == plural)?;
         let i = self
             .served
-            .list(plural)
+            .list(plural)?
             .iter()
             .position(|e| opt_js(e.get(field)) == wanted)?;
         self.served.entity(list, i)

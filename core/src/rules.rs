@@ -440,47 +440,51 @@ pub struct RuleSet {
 
 /// Read access to a JSON tree, so that a rule tree compiles from a `serde_json::Value` or from the
 /// config's own tree without a conversion (only rule values are turned into `Value`s).
-pub(crate) trait RuleJson: Sized {
+pub(crate) trait RuleJson<'a>: Copy {
+    /// The items of an array.
+    type Items: ExactSizeIterator<Item = Self> + Clone;
     /// Member `key` when this is an object.
-    fn member(&self, key: &str) -> Option<&Self>;
+    fn member(self, key: &str) -> Option<Self>;
     /// The items when this is an array.
-    fn items(&self) -> Option<&[Self]>;
+    fn items(self) -> Option<Self::Items>;
     /// Whether this is an object.
-    fn is_object(&self) -> bool;
+    fn is_object(self) -> bool;
     /// The text when this is a string.
-    fn text(&self) -> Option<&str>;
+    fn text(self) -> Option<&'a str>;
     /// The value when this is a boolean.
-    fn boolean(&self) -> Option<bool>;
+    fn boolean(self) -> Option<bool>;
     /// This value as a `serde_json::Value`.
-    fn value(&self) -> Cow<'_, Value>;
+    fn value(self) -> Cow<'a, Value>;
 }
 
-impl RuleJson for Value {
-    fn member(&self, key: &str) -> Option<&Value> {
+impl<'a> RuleJson<'a> for &'a Value {
+    type Items = std::slice::Iter<'a, Value>;
+
+    fn member(self, key: &str) -> Option<&'a Value> {
         self.as_object()?.get(key)
     }
-    fn items(&self) -> Option<&[Value]> {
-        self.as_array().map(Vec::as_slice)
+    fn items(self) -> Option<Self::Items> {
+        self.as_array().map(|a| a.iter())
     }
-    fn is_object(&self) -> bool {
-        self.is_object()
+    fn is_object(self) -> bool {
+        Value::is_object(self)
     }
-    fn text(&self) -> Option<&str> {
+    fn text(self) -> Option<&'a str> {
         self.as_str()
     }
-    fn boolean(&self) -> Option<bool> {
+    fn boolean(self) -> Option<bool> {
         self.as_bool()
     }
-    fn value(&self) -> Cow<'_, Value> {
+    fn value(self) -> Cow<'a, Value> {
         Cow::Borrowed(self)
     }
 }
 
-fn non_empty_list<'a, J: RuleJson>(v: &'a J, member: &str) -> Option<&'a [J]> {
-    v.member(member)?.items().filter(|a| !a.is_empty())
+fn non_empty_list<'a, J: RuleJson<'a>>(v: J, member: &str) -> Option<J::Items> {
+    v.member(member)?.items().filter(|a| a.len() > 0)
 }
 
-fn compile_item<J: RuleJson>(obj: &J) -> Item {
+fn compile_item<'a, J: RuleJson<'a>>(obj: J) -> Item {
     if !obj.is_object() {
         return Item::Never;
     }
@@ -514,7 +518,7 @@ fn compile_item<J: RuleJson>(obj: &J) -> Item {
     }))
 }
 
-fn exclusion_of<J: RuleJson>(item: &J) -> Option<ExclusionRule> {
+fn exclusion_of<'a, J: RuleJson<'a>>(item: J) -> Option<ExclusionRule> {
     (item.member("rule_type").and_then(J::text) == Some("bucketed_into_experience_key")).then(
         || ExclusionRule {
             target_key: js::opt_js_str(item.member("value").map(J::value).as_deref()).to_string(),
@@ -542,26 +546,24 @@ impl RuleSet {
     }
 
     /// [`RuleSet::compile`] from any [`RuleJson`] tree.
-    pub(crate) fn compile_json<J: RuleJson>(raw: &J) -> RuleSet {
+    pub(crate) fn compile_json<'a, J: RuleJson<'a>>(raw: J) -> RuleSet {
         let mut exclusion = None;
         let or = non_empty_list(raw, "OR").map(|ors| {
-            ors.iter()
-                .map(|and| {
-                    non_empty_list(and, "AND").map(|blocks| {
-                        blocks
-                            .iter()
-                            .map(|block| {
-                                non_empty_list(block, "OR_WHEN").map(|items| {
-                                    if exclusion.is_none() {
-                                        exclusion = items.iter().find_map(exclusion_of);
-                                    }
-                                    items.iter().map(compile_item).collect()
-                                })
+            ors.map(|and| {
+                non_empty_list(and, "AND").map(|blocks| {
+                    blocks
+                        .map(|block| {
+                            non_empty_list(block, "OR_WHEN").map(|items| {
+                                if exclusion.is_none() {
+                                    exclusion = items.clone().find_map(exclusion_of);
+                                }
+                                items.map(compile_item).collect()
                             })
-                            .collect()
-                    })
+                        })
+                        .collect()
                 })
-                .collect()
+            })
+            .collect()
         });
         RuleSet { or, exclusion }
     }

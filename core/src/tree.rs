@@ -2,15 +2,16 @@
 //!
 //! `serde_json::Value` allocates once per key, per string, per array and per object (a B-tree
 //! node, or an index map). Loading the 1.7 MB benchmark config that way spent a third of its
-//! instructions in `malloc`/`free`. A [`Node`] allocates once per array and object (its items or
-//! members in one exact-size `Vec`) and keeps keys and strings up to 23 bytes inline
-//! ([`Str`](crate::config::Str)), so the config model is built from it with far fewer
-//! allocations, and the served JSON is turned into `serde_json::Value` only for what asks for it
-//! (rule trees, feature variables, the `*_raw` accessors).
+//! instructions in `malloc`/`free`. A [`Tree`] keeps every array item in one `Vec` and every
+//! object member in another (a container names a range of them), and keeps keys and strings up
+//! to 23 bytes inline ([`Str`](crate::config::Str)): reading a config allocates a few growing
+//! vectors and the long strings, and dropping it frees as much. The config model is built from
+//! it through [`NodeRef`], and the served JSON is turned into `serde_json::Value` only for what
+//! asks for it (rule values, feature variables, the `*_raw` accessors).
 //!
-//! [`parse`] reads text exactly as [`crate::js::json_parse`] does (`JSON.parse` semantics: lone
-//! surrogate escapes become U+FFFD, numbers are correctly rounded doubles, integers that fit 64
-//! bits stay integers, a repeated key keeps its first position and its last value). It answers
+//! [`Tree::parse`] reads text exactly as [`crate::js::json_parse`] does (`JSON.parse` semantics:
+//! lone surrogate escapes become U+FFFD, numbers are correctly rounded doubles, integers that fit
+//! 64 bits stay integers, a repeated key keeps its first position and its last value). It answers
 //! `None` for anything it does not read exactly as that function does (any syntax error, a number
 //! out of the double range, nesting deeper than `serde_json`'s limit): the caller then falls back
 //! to [`crate::js::json_parse`], which gives the same result or the same error as before.
@@ -20,16 +21,52 @@ use crate::js;
 use serde_json::{Map, Number, Value};
 use std::borrow::Cow;
 
-/// A JSON value. Objects keep their members in text order, without duplicates. (`==` counts
-/// member order; [`same`] does not.)
+/// A value of a [`Tree`]. Arrays and objects name a range of the tree's items or members; object
+/// members are in text order, without duplicates.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Node {
+enum Slot {
     Null,
     Bool(bool),
     Number(Number),
     String(Str),
-    Array(Vec<Node>),
-    Object(Vec<(Str, Node)>),
+    Array { start: u32, len: u32 },
+    Object { start: u32, len: u32 },
+}
+
+/// A JSON value and everything under it.
+#[derive(Debug, Clone)]
+pub(crate) struct Tree {
+    root: Slot,
+    items: Vec<Slot>,
+    members: Vec<(Str, Slot)>,
+}
+
+/// A value inside a [`Tree`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NodeRef<'t> {
+    tree: &'t Tree,
+    slot: &'t Slot,
+}
+
+/// The items of an array of a [`Tree`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Items<'t> {
+    tree: &'t Tree,
+    slots: &'t [Slot],
+}
+
+/// The members of an object of a [`Tree`], in text order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Members<'t> {
+    tree: &'t Tree,
+    slots: &'t [(Str, Slot)],
+}
+
+/// Iterator over [`Items`].
+#[derive(Debug, Clone)]
+pub(crate) struct ItemIter<'t> {
+    tree: &'t Tree,
+    slots: std::slice::Iter<'t, Slot>,
 }
 
 /// Nesting at which `serde_json` stops with "recursion limit exceeded" (128 arrays or objects).
@@ -38,176 +75,368 @@ const MAX_DEPTH: usize = 128;
 /// Objects with more members than this are checked for repeated keys with a hash set.
 const SCAN_MEMBERS: usize = 16;
 
-impl Node {
+impl Tree {
+    /// Parses JSON text as [`js::json_parse`] does, or `None` (see the module documentation).
+    pub(crate) fn parse(text: &str) -> Option<Tree> {
+        let mut p = Parser {
+            text,
+            b: text.as_bytes(),
+            at: 0,
+            stack: Vec::new(),
+            pending: Vec::new(),
+            fingerprints: Vec::new(),
+            // Room for the members and items of a typical config (about one member per 30
+            // bytes, one array item per 100), so that the vectors seldom grow and copy.
+            items: Vec::with_capacity(text.len() / 100),
+            members: Vec::with_capacity(text.len() / 30),
+            scratch: String::new(),
+            recent: Recent::new(),
+        };
+        p.value(0)?;
+        p.skip_ws();
+        if p.at != p.b.len() {
+            return None;
+        }
+        let root = p.stack.pop()?;
+        p.items.shrink_to_fit();
+        p.members.shrink_to_fit();
+        Some(Tree {
+            root,
+            items: p.items,
+            members: p.members,
+        })
+    }
+
+    /// The tree of a `serde_json::Value` (for configs handed over already parsed).
+    pub(crate) fn from_value(v: &Value) -> Tree {
+        let mut tree = Tree {
+            root: Slot::Null,
+            items: Vec::new(),
+            members: Vec::new(),
+        };
+        tree.root = tree.slot_of(v);
+        tree
+    }
+
+    /// An empty object.
+    pub(crate) fn empty_object() -> Tree {
+        Tree {
+            root: Slot::Object { start: 0, len: 0 },
+            items: Vec::new(),
+            members: Vec::new(),
+        }
+    }
+
+    fn slot_of(&mut self, v: &Value) -> Slot {
+        match v {
+            Value::Null => Slot::Null,
+            Value::Bool(b) => Slot::Bool(*b),
+            Value::Number(n) => Slot::Number(n.clone()),
+            Value::String(s) => Slot::String(Str::new(s)),
+            Value::Array(a) => {
+                let slots: Vec<Slot> = a.iter().map(|v| self.slot_of(v)).collect();
+                let (start, len) = (self.items.len(), slots.len());
+                self.items.extend(slots);
+                Slot::Array {
+                    start: u32::try_from(start).unwrap_or(u32::MAX),
+                    len: u32::try_from(len).unwrap_or(0),
+                }
+            }
+            Value::Object(m) => {
+                let slots: Vec<(Str, Slot)> = m
+                    .iter()
+                    .map(|(k, v)| (Str::new(k), self.slot_of(v)))
+                    .collect();
+                let (start, len) = (self.members.len(), slots.len());
+                self.members.extend(slots);
+                Slot::Object {
+                    start: u32::try_from(start).unwrap_or(u32::MAX),
+                    len: u32::try_from(len).unwrap_or(0),
+                }
+            }
+        }
+    }
+
+    /// The root value.
+    pub(crate) fn root(&self) -> NodeRef<'_> {
+        NodeRef {
+            tree: self,
+            slot: &self.root,
+        }
+    }
+
+    /// The tree of the root's member `key` (its arrays and objects stay where they are).
+    pub(crate) fn into_member(self, key: &str) -> Option<Tree> {
+        let slot = self.root().get(key)?.slot.clone();
+        Some(Tree { root: slot, ..self })
+    }
+
+    fn items_of(&self, start: u32, len: u32) -> &[Slot] {
+        let start = start as usize;
+        self.items.get(start..start + len as usize).unwrap_or(&[])
+    }
+
+    fn members_of(&self, start: u32, len: u32) -> &[(Str, Slot)] {
+        let start = start as usize;
+        self.members.get(start..start + len as usize).unwrap_or(&[])
+    }
+}
+
+impl<'t> NodeRef<'t> {
+    fn at(self, slot: &'t Slot) -> NodeRef<'t> {
+        NodeRef {
+            tree: self.tree,
+            slot,
+        }
+    }
+
     /// Member `key` of an object (`None` for other values).
-    pub(crate) fn get(&self, key: &str) -> Option<&Node> {
-        match self {
-            Node::Object(m) => m.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+    pub(crate) fn get(self, key: &str) -> Option<NodeRef<'t>> {
+        let members = self.as_object()?;
+        members
+            .slots
+            .iter()
+            .find(|(k, _)| k.as_str() == key)
+            .map(|(_, v)| self.at(v))
+    }
+
+    pub(crate) fn as_str(self) -> Option<&'t str> {
+        match self.slot {
+            Slot::String(s) => Some(s),
             _ => None,
         }
     }
 
-    pub(crate) fn as_str(&self) -> Option<&str> {
-        match self {
-            Node::String(s) => Some(s),
+    pub(crate) fn as_bool(self) -> Option<bool> {
+        match self.slot {
+            Slot::Bool(b) => Some(*b),
             _ => None,
         }
     }
 
-    pub(crate) fn as_array(&self) -> Option<&[Node]> {
-        match self {
-            Node::Array(a) => Some(a),
+    pub(crate) fn as_number(self) -> Option<&'t Number> {
+        match self.slot {
+            Slot::Number(n) => Some(n),
             _ => None,
         }
     }
 
-    pub(crate) fn as_object(&self) -> Option<&[(Str, Node)]> {
-        match self {
-            Node::Object(m) => Some(m),
+    pub(crate) fn is_null(self) -> bool {
+        matches!(self.slot, Slot::Null)
+    }
+
+    pub(crate) fn as_array(self) -> Option<Items<'t>> {
+        match self.slot {
+            Slot::Array { start, len } => Some(Items {
+                tree: self.tree,
+                slots: self.tree.items_of(*start, *len),
+            }),
             _ => None,
+        }
+    }
+
+    pub(crate) fn as_object(self) -> Option<Members<'t>> {
+        match self.slot {
+            Slot::Object { start, len } => Some(Members {
+                tree: self.tree,
+                slots: self.tree.members_of(*start, *len),
+            }),
+            _ => None,
+        }
+    }
+
+    /// What kind of JSON value this is, for messages (as [`crate::config::type_name`]).
+    pub(crate) fn type_name(self) -> &'static str {
+        match self.slot {
+            Slot::Null => "null",
+            Slot::Bool(_) => "a boolean",
+            Slot::Number(_) => "a number",
+            Slot::String(_) => "a string",
+            Slot::Array { .. } => "an array",
+            Slot::Object { .. } => "an object",
         }
     }
 
     /// JS truthiness, as [`js::truthy`].
-    pub(crate) fn truthy(&self) -> bool {
-        match self {
-            Node::Null => false,
-            Node::Bool(b) => *b,
-            Node::Number(n) => {
+    pub(crate) fn truthy(self) -> bool {
+        match self.slot {
+            Slot::Null => false,
+            Slot::Bool(b) => *b,
+            Slot::Number(n) => {
                 let f = js::number_f64(n);
                 f != 0.0 && !f.is_nan()
             }
-            Node::String(s) => !s.is_empty(),
-            Node::Array(_) | Node::Object(_) => true,
+            Slot::String(s) => !s.is_empty(),
+            Slot::Array { .. } | Slot::Object { .. } => true,
         }
     }
 
     /// JS `String(v)`, as [`js::to_js_string`].
-    pub(crate) fn js_string(&self) -> Cow<'_, str> {
-        match self {
-            Node::String(s) => Cow::Borrowed(s),
-            Node::Number(n) => Cow::Owned(js::NumberStr::new(js::number_f64(n)).as_str().into()),
-            Node::Null => Cow::Borrowed("null"),
-            Node::Bool(true) => Cow::Borrowed("true"),
-            Node::Bool(false) => Cow::Borrowed("false"),
-            Node::Object(_) => Cow::Borrowed("[object Object]"),
-            Node::Array(_) => Cow::Owned(js::to_js_string(&self.to_value()).into_owned()),
+    pub(crate) fn js_string(self) -> Cow<'t, str> {
+        match self.slot {
+            Slot::String(s) => Cow::Borrowed(s),
+            Slot::Number(n) => Cow::Owned(js::NumberStr::new(js::number_f64(n)).as_str().into()),
+            Slot::Null => Cow::Borrowed("null"),
+            Slot::Bool(true) => Cow::Borrowed("true"),
+            Slot::Bool(false) => Cow::Borrowed("false"),
+            Slot::Object { .. } => Cow::Borrowed("[object Object]"),
+            Slot::Array { .. } => Cow::Owned(js::to_js_string(&self.to_value()).into_owned()),
         }
     }
 
     /// The same value as a `serde_json::Value` (what [`js::json_parse`] gives for its text).
-    pub(crate) fn to_value(&self) -> Value {
-        match self {
-            Node::Null => Value::Null,
-            Node::Bool(b) => Value::Bool(*b),
-            Node::Number(n) => Value::Number(n.clone()),
-            Node::String(s) => Value::String(s.as_str().to_owned()),
-            Node::Array(a) => Value::Array(a.iter().map(Node::to_value).collect()),
-            Node::Object(m) => Value::Object(object_to_map(m)),
-        }
-    }
-
-    /// The node of a `serde_json::Value` (for configs handed over already parsed).
-    pub(crate) fn from_value(v: &Value) -> Node {
-        match v {
-            Value::Null => Node::Null,
-            Value::Bool(b) => Node::Bool(*b),
-            Value::Number(n) => Node::Number(n.clone()),
-            Value::String(s) => Node::String(Str::new(s)),
-            Value::Array(a) => Node::Array(a.iter().map(Node::from_value).collect()),
-            Value::Object(m) => Node::Object(
-                m.iter()
-                    .map(|(k, v)| (Str::new(k), Node::from_value(v)))
-                    .collect(),
+    pub(crate) fn to_value(self) -> Value {
+        match self.slot {
+            Slot::Null => Value::Null,
+            Slot::Bool(b) => Value::Bool(*b),
+            Slot::Number(n) => Value::Number(n.clone()),
+            Slot::String(s) => Value::String(s.as_str().to_owned()),
+            Slot::Array { .. } => Value::Array(
+                self.as_array()
+                    .map(|a| a.iter().map(NodeRef::to_value).collect())
+                    .unwrap_or_default(),
             ),
+            Slot::Object { .. } => {
+                let mut map = Map::new();
+                for (k, v) in self.as_object().into_iter().flat_map(Members::iter) {
+                    map.insert(k.to_owned(), v.to_value());
+                }
+                Value::Object(map)
+            }
         }
     }
 }
 
-impl crate::rules::RuleJson for Node {
-    fn member(&self, key: &str) -> Option<&Node> {
-        self.get(key)
+impl<'t> Items<'t> {
+    pub(crate) fn len(self) -> usize {
+        self.slots.len()
     }
-    fn items(&self) -> Option<&[Node]> {
-        self.as_array()
+
+    pub(crate) fn is_empty(self) -> bool {
+        self.slots.is_empty()
     }
-    fn is_object(&self) -> bool {
-        matches!(self, Node::Object(_))
+
+    pub(crate) fn get(self, i: usize) -> Option<NodeRef<'t>> {
+        self.slots.get(i).map(|slot| NodeRef {
+            tree: self.tree,
+            slot,
+        })
     }
-    fn text(&self) -> Option<&str> {
-        self.as_str()
-    }
-    fn boolean(&self) -> Option<bool> {
-        match self {
-            Node::Bool(b) => Some(*b),
-            _ => None,
+
+    pub(crate) fn iter(self) -> ItemIter<'t> {
+        ItemIter {
+            tree: self.tree,
+            slots: self.slots.iter(),
         }
     }
-    fn value(&self) -> Cow<'_, Value> {
+}
+
+impl<'t> Iterator for ItemIter<'t> {
+    type Item = NodeRef<'t>;
+
+    fn next(&mut self) -> Option<NodeRef<'t>> {
+        let slot = self.slots.next()?;
+        Some(NodeRef {
+            tree: self.tree,
+            slot,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.slots.size_hint()
+    }
+}
+
+impl ExactSizeIterator for ItemIter<'_> {}
+
+impl<'t> Members<'t> {
+    pub(crate) fn len(self) -> usize {
+        self.slots.len()
+    }
+
+    /// `(key, value)` in text order.
+    pub(crate) fn iter(self) -> impl Iterator<Item = (&'t str, NodeRef<'t>)> {
+        self.slots.iter().map(move |(k, slot)| {
+            (
+                k.as_str(),
+                NodeRef {
+                    tree: self.tree,
+                    slot,
+                },
+            )
+        })
+    }
+}
+
+impl<'t> crate::rules::RuleJson<'t> for NodeRef<'t> {
+    type Items = ItemIter<'t>;
+
+    fn member(self, key: &str) -> Option<NodeRef<'t>> {
+        self.get(key)
+    }
+    fn items(self) -> Option<ItemIter<'t>> {
+        self.as_array().map(Items::iter)
+    }
+    fn is_object(self) -> bool {
+        matches!(self.slot, Slot::Object { .. })
+    }
+    fn text(self) -> Option<&'t str> {
+        self.as_str()
+    }
+    fn boolean(self) -> Option<bool> {
+        self.as_bool()
+    }
+    fn value(self) -> Cow<'t, Value> {
         Cow::Owned(self.to_value())
     }
 }
 
 /// Whether `a` and `b` are the same JSON value, as `serde_json::Value`'s `==` says: member order
 /// does not count, numbers compare by kind and value.
-pub(crate) fn same(a: &Node, b: &Node) -> bool {
-    match (a, b) {
-        (Node::Array(x), Node::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+pub(crate) fn same(a: NodeRef<'_>, b: NodeRef<'_>) -> bool {
+    match (a.slot, b.slot) {
+        (Slot::Array { .. }, Slot::Array { .. }) => {
+            let (Some(x), Some(y)) = (a.as_array(), b.as_array()) else {
+                return false;
+            };
+            x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| same(p, q))
         }
-        (Node::Object(x), Node::Object(y)) => {
+        (Slot::Object { .. }, Slot::Object { .. }) => {
+            let (Some(x), Some(y)) = (a.as_object(), b.as_object()) else {
+                return false;
+            };
             if x.len() != y.len() {
                 return false;
             }
             // Same order (the usual case: the same text served twice) costs one pass.
-            if x.iter().zip(y).all(|((k, _), (l, _))| k == l) {
-                return x.iter().zip(y).all(|((_, p), (_, q))| same(p, q));
+            if x.iter().zip(y.iter()).all(|((k, _), (l, _))| k == l) {
+                return x.iter().zip(y.iter()).all(|((_, p), (_, q))| same(p, q));
             }
-            let by_key: std::collections::HashMap<&str, &Node> =
-                y.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            let by_key: std::collections::HashMap<&str, NodeRef<'_>> = y.iter().collect();
             x.iter()
-                .all(|(k, p)| by_key.get(k.as_str()).is_some_and(|q| same(p, q)))
+                .all(|(k, p)| by_key.get(k).is_some_and(|q| same(p, *q)))
         }
-        _ => a == b,
+        (Slot::Array { .. } | Slot::Object { .. }, _)
+        | (_, Slot::Array { .. } | Slot::Object { .. }) => false,
+        (x, y) => x == y,
     }
-}
-
-/// The members of an object node as a `serde_json::Map`.
-pub(crate) fn object_to_map(members: &[(Str, Node)]) -> Map<String, Value> {
-    let mut map = Map::new();
-    for (k, v) in members {
-        map.insert(k.as_str().to_owned(), v.to_value());
-    }
-    map
-}
-
-/// Parses JSON text as [`js::json_parse`] does, or `None` (see the module documentation).
-pub(crate) fn parse(text: &str) -> Option<Node> {
-    let mut p = Parser {
-        text,
-        b: text.as_bytes(),
-        at: 0,
-        items: Vec::new(),
-        members: Vec::new(),
-        fingerprints: Vec::new(),
-        scratch: String::new(),
-        recent: Recent::new(),
-    };
-    let v = p.value(0)?;
-    p.skip_ws();
-    (p.at == p.b.len()).then_some(v)
 }
 
 struct Parser<'t> {
     text: &'t str,
     b: &'t [u8],
     at: usize,
-    /// Items of the arrays being read, innermost last: each array takes its own off the end.
-    items: Vec<Node>,
+    /// Values read and not yet placed in `items` or `members` (those of the arrays and objects
+    /// being read, innermost last).
+    stack: Vec<Slot>,
     /// Members of the objects being read, innermost last.
-    members: Vec<(Str, Node)>,
-    /// The [`fingerprint`] of each key of `members`.
+    pending: Vec<(Str, Slot)>,
+    /// The [`fingerprint`] of each key of `pending`.
     fingerprints: Vec<u64>,
+    /// Items of the arrays read so far.
+    items: Vec<Slot>,
+    /// Members of the objects read so far.
+    members: Vec<(Str, Slot)>,
     /// Decoded text of a string with escapes.
     scratch: String,
     /// Strings read lately.
@@ -264,25 +493,35 @@ impl Parser<'_> {
         self.b.get(self.at).copied()
     }
 
-    fn literal(&mut self, word: &[u8], node: Node) -> Option<Node> {
+    fn literal(&mut self, word: &[u8], slot: Slot) -> Option<()> {
         if self.b.get(self.at..self.at + word.len())? == word {
             self.at += word.len();
-            Some(node)
+            self.stack.push(slot);
+            Some(())
         } else {
             None
         }
     }
 
-    fn value(&mut self, depth: usize) -> Option<Node> {
+    /// Reads a value and pushes it on `stack`.
+    fn value(&mut self, depth: usize) -> Option<()> {
         self.skip_ws();
         match self.peek()? {
             b'{' => self.object(depth + 1),
             b'[' => self.array(depth + 1),
-            b'"' => self.string().map(Node::String),
-            b't' => self.literal(b"true", Node::Bool(true)),
-            b'f' => self.literal(b"false", Node::Bool(false)),
-            b'n' => self.literal(b"null", Node::Null),
-            b'-' | b'0'..=b'9' => self.number().map(Node::Number),
+            b'"' => {
+                let s = self.string()?;
+                self.stack.push(Slot::String(s));
+                Some(())
+            }
+            b't' => self.literal(b"true", Slot::Bool(true)),
+            b'f' => self.literal(b"false", Slot::Bool(false)),
+            b'n' => self.literal(b"null", Slot::Null),
+            b'-' | b'0'..=b'9' => {
+                let n = self.number()?;
+                self.stack.push(Slot::Number(n));
+                Some(())
+            }
             _ => None,
         }
     }
@@ -302,60 +541,68 @@ impl Parser<'_> {
         Some(empty)
     }
 
-    fn array(&mut self, depth: usize) -> Option<Node> {
-        if self.open(depth, b']')? {
-            return Some(Node::Array(Vec::new()));
+    /// After an item or member: past a comma (`false`) or past `close` (`true`).
+    fn closes(&mut self, close: u8) -> Option<bool> {
+        self.skip_ws();
+        let c = self.peek()?;
+        if c != b',' && c != close {
+            return None;
         }
-        let start = self.items.len();
-        loop {
-            let v = self.value(depth)?;
-            self.items.push(v);
-            self.skip_ws();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b']' => {
-                    self.at += 1;
-                    return Some(Node::Array(take_from(&mut self.items, start)));
-                }
-                _ => return None,
-            }
-        }
+        self.at += 1;
+        Some(c == close)
     }
 
-    fn object(&mut self, depth: usize) -> Option<Node> {
-        if self.open(depth, b'}')? {
-            return Some(Node::Object(Vec::new()));
-        }
-        let start = self.members.len();
-        loop {
-            self.skip_ws();
-            if self.peek()? != b'"' {
-                return None;
-            }
-            let key = self.string()?;
-            self.fingerprints.push(fingerprint(&key));
-            self.skip_ws();
-            if self.peek()? != b':' {
-                return None;
-            }
-            self.at += 1;
-            let v = self.value(depth)?;
-            self.members.push((key, v));
-            self.skip_ws();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    let members = dedup(
-                        take_from(&mut self.members, start),
-                        &self.fingerprints[start..],
-                    );
-                    self.fingerprints.truncate(start);
-                    return Some(Node::Object(members));
+    fn array(&mut self, depth: usize) -> Option<()> {
+        let start = self.stack.len();
+        if !self.open(depth, b']')? {
+            loop {
+                self.value(depth)?;
+                if self.closes(b']')? {
+                    break;
                 }
-                _ => return None,
             }
         }
+        let first = u32::try_from(self.items.len()).ok()?;
+        let len = u32::try_from(self.stack.len() - start).ok()?;
+        self.items.extend(self.stack.drain(start..));
+        self.stack.push(Slot::Array { start: first, len });
+        Some(())
+    }
+
+    fn object(&mut self, depth: usize) -> Option<()> {
+        let start = self.pending.len();
+        if !self.open(depth, b'}')? {
+            loop {
+                self.skip_ws();
+                if self.peek()? != b'"' {
+                    return None;
+                }
+                let key = self.string()?;
+                self.fingerprints.push(fingerprint(&key));
+                self.skip_ws();
+                if self.peek()? != b':' {
+                    return None;
+                }
+                self.at += 1;
+                self.value(depth)?;
+                let value = self.stack.pop()?;
+                self.pending.push((key, value));
+                if self.closes(b'}')? {
+                    break;
+                }
+            }
+        }
+        let first = self.members.len();
+        let repeated = maybe_repeated(&self.fingerprints[start..]);
+        self.fingerprints.truncate(start);
+        self.members.extend(self.pending.drain(start..));
+        if repeated {
+            dedup(&mut self.members, first);
+        }
+        let len = u32::try_from(self.members.len() - first).ok()?;
+        let first = u32::try_from(first).ok()?;
+        self.stack.push(Slot::Object { start: first, len });
+        Some(())
     }
 
     /// A string token (the cursor on its opening quote), decoded.
@@ -548,18 +795,6 @@ fn short_special_at(b: &[u8], from: usize) -> Option<usize> {
         .map(|p| from + p)
 }
 
-/// The items of `stack` from `start` on, moved into an exact-size `Vec` (one allocation).
-fn take_from<T>(stack: &mut Vec<T>, start: usize) -> Vec<T> {
-    if start == 0 {
-        // `split_off(0)` would hand over the stack's whole buffer.
-        let mut out = Vec::with_capacity(stack.len());
-        out.append(stack);
-        out
-    } else {
-        stack.split_off(start)
-    }
-}
-
 /// A key's length and first seven bytes: equal keys have equal fingerprints, and the keys of one
 /// object seldom share one, so looking for repeated keys compares these first.
 fn fingerprint(key: &str) -> u64 {
@@ -571,10 +806,9 @@ fn fingerprint(key: &str) -> u64 {
     u64::from_le_bytes(head)
 }
 
-/// Members with repeated keys merged as `JSON.parse` does: first position, last value.
-/// `fingerprints` are the keys' [`fingerprint`]s.
-fn dedup(members: Vec<(Str, Node)>, fingerprints: &[u64]) -> Vec<(Str, Node)> {
-    let maybe_repeated = if fingerprints.len() <= SCAN_MEMBERS {
+/// Whether keys with these [`fingerprint`]s may repeat.
+fn maybe_repeated(fingerprints: &[u64]) -> bool {
+    if fingerprints.len() <= SCAN_MEMBERS {
         fingerprints
             .iter()
             .enumerate()
@@ -582,13 +816,15 @@ fn dedup(members: Vec<(Str, Node)>, fingerprints: &[u64]) -> Vec<(Str, Node)> {
     } else {
         let mut seen = std::collections::HashSet::with_capacity(fingerprints.len());
         !fingerprints.iter().all(|f| seen.insert(*f))
-    };
-    if !maybe_repeated {
-        return members;
     }
+}
+
+/// Merges the repeated keys of `members[start..]` as `JSON.parse` does: first position, last
+/// value.
+fn dedup(members: &mut Vec<(Str, Slot)>, start: usize) {
     let mut first: std::collections::HashMap<Str, usize> = std::collections::HashMap::new();
-    let mut out: Vec<(Str, Node)> = Vec::with_capacity(members.len());
-    for (k, v) in members {
+    let mut out: Vec<(Str, Slot)> = Vec::with_capacity(members.len() - start);
+    for (k, v) in members.drain(start..) {
         match first.get(&k) {
             Some(&p) => out[p].1 = v,
             None => {
@@ -597,12 +833,16 @@ fn dedup(members: Vec<(Str, Node)>, fingerprints: &[u64]) -> Vec<(Str, Node)> {
             }
         }
     }
-    out
+    members.extend(out);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_value(text: &str) -> Option<Value> {
+        Tree::parse(text).map(|t| t.root().to_value())
+    }
 
     /// Every case is read exactly as `js::json_parse` reads it: same value, or both refuse.
     #[test]
@@ -651,7 +891,7 @@ mod tests {
             "\u{feff}{}",
         ];
         for text in cases {
-            let ours = parse(text).map(|n| n.to_value());
+            let ours = parse_value(text);
             let theirs = js::json_parse(text).ok();
             assert_eq!(ours, theirs, "{text:?}");
         }
@@ -660,7 +900,7 @@ mod tests {
     #[test]
     fn numbers_keep_serde_jsons_kind() {
         for text in ["-0", "0", "7", "-7", "1e2", "-9223372036854775808"] {
-            let ours = parse(text).map(|n| n.to_value());
+            let ours = parse_value(text);
             let theirs = js::json_parse(text).ok();
             assert_eq!(ours, theirs, "{text}");
             // Equal values of different kinds (integer 0 and float -0.0) compare unequal.
@@ -678,8 +918,12 @@ mod tests {
         let keys: Vec<String> = (0..40).map(|i| format!("\"k{}\":{i}", i % 20)).collect();
         for n in [5, 40] {
             let text = format!("{{{}}}", keys[..n].join(","));
-            let node = parse(&text);
-            let members = node.as_ref().and_then(Node::as_object).unwrap_or(&[]);
+            let tree = Tree::parse(&text);
+            let members: Vec<(&str, NodeRef<'_>)> = tree
+                .as_ref()
+                .and_then(|t| t.root().as_object())
+                .map(|m| m.iter().collect())
+                .unwrap_or_default();
             let want: Vec<(String, i64)> = (0..n.min(20))
                 .map(|i| {
                     let last = if n > 20 { i + 20 } else { i };
@@ -689,15 +933,12 @@ mod tests {
             let got: Vec<(String, i64)> = members
                 .iter()
                 .map(|(k, v)| {
-                    let n = match v {
-                        Node::Number(n) => n.as_i64().unwrap_or(-1),
-                        _ => -1,
-                    };
+                    let n = v.as_number().and_then(Number::as_i64).unwrap_or(-1);
                     (k.to_string(), n)
                 })
                 .collect();
             assert_eq!(got, want, "{n} members");
-            assert_eq!(node.map(|n| n.to_value()), js::json_parse(&text).ok());
+            assert_eq!(parse_value(&text), js::json_parse(&text).ok());
         }
     }
 
@@ -709,16 +950,14 @@ mod tests {
                 .chain(["\"prefix_01\":\"last\"".to_string()])
                 .collect();
             let text = format!("{{{}}}", members.join(","));
-            let node = parse(&text);
+            let tree = Tree::parse(&text);
             assert_eq!(
-                node.as_ref().and_then(Node::as_object).map(<[_]>::len),
+                tree.as_ref()
+                    .and_then(|t| t.root().as_object())
+                    .map(Members::len),
                 Some(n)
             );
-            assert_eq!(
-                node.map(|n| n.to_value()),
-                js::json_parse(&text).ok(),
-                "{n}"
-            );
+            assert_eq!(parse_value(&text), js::json_parse(&text).ok(), "{n}");
         }
     }
 
@@ -726,7 +965,7 @@ mod tests {
     fn nesting_stops_where_serde_json_stops() {
         for depth in [1, 127, 128, 129, 300] {
             let text = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
-            let ours = parse(&text).map(|n| n.to_value());
+            let ours = parse_value(&text);
             if ours.is_some() {
                 assert_eq!(ours, js::json_parse(&text).ok(), "{depth}");
             }
@@ -736,20 +975,32 @@ mod tests {
 
     #[test]
     fn same_ignores_member_order_only() {
-        let node = |t: &str| parse(t).unwrap_or(Node::Null);
+        let node = |t: &str| Tree::parse(t).unwrap_or_else(Tree::empty_object);
         let a = node(r#"{"a":1,"b":[{"c":2,"d":3}]}"#);
-        assert!(same(&a, &node(r#"{"b":[{"d":3,"c":2}],"a":1}"#)));
-        assert!(!same(&a, &node(r#"{"a":1,"b":[{"c":2,"d":4}]}"#)));
-        assert!(!same(&a, &node(r#"{"a":1.0,"b":[{"c":2,"d":3}]}"#)));
-        assert!(!same(&a, &node(r#"{"a":1,"e":[{"c":2,"d":3}]}"#)));
-        assert!(!same(&a, &node(r#"{"a":1}"#)));
+        assert!(same(
+            a.root(),
+            node(r#"{"b":[{"d":3,"c":2}],"a":1}"#).root()
+        ));
+        assert!(!same(
+            a.root(),
+            node(r#"{"a":1,"b":[{"c":2,"d":4}]}"#).root()
+        ));
+        assert!(!same(
+            a.root(),
+            node(r#"{"a":1.0,"b":[{"c":2,"d":3}]}"#).root()
+        ));
+        assert!(!same(
+            a.root(),
+            node(r#"{"a":1,"e":[{"c":2,"d":3}]}"#).root()
+        ));
+        assert!(!same(a.root(), node(r#"{"a":1}"#).root()));
     }
 
     #[test]
     fn values_round_trip() {
         let text = r#"{"a":[1,-2,3.5,"x",null,true,{"b":{}}],"long":"a string longer than twenty-three bytes"}"#;
         let v = js::json_parse(text).unwrap_or_default();
-        assert_eq!(Node::from_value(&v).to_value(), v);
-        assert_eq!(parse(text), Some(Node::from_value(&v)));
+        assert_eq!(Tree::from_value(&v).root().to_value(), v);
+        assert_eq!(parse_value(text), Some(v));
     }
 }
