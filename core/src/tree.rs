@@ -1003,4 +1003,94 @@ mod tests {
         assert_eq!(Tree::from_value(&v).root().to_value(), v);
         assert_eq!(parse_value(text), Some(v));
     }
+    /// Arbitrary JSON text: a serialized random value (compact or pretty), then zero to two
+    /// random edits with bytes that matter to a JSON reader (quotes, escapes, surrogate escapes,
+    /// brackets, digits, exponents, control characters).
+    fn json_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            "\\PC{0,30}".prop_map(Value::String),
+            "[\\x00-\\x1f\"\\\\a\u{e9}]{0,6}".prop_map(Value::String),
+        ];
+        let key = prop_oneof!["[a-z]{1,3}", "\\PC{0,9}"];
+        let value = leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((key.clone(), inner), 0..6)
+                    .prop_map(|pairs| Value::Object(pairs.into_iter().collect::<Map<_, _>>())),
+            ]
+        });
+        let piece = prop_oneof![
+            Just("\\"),
+            Just("\""),
+            Just("\\ud800"),
+            Just("\\uDC00"),
+            Just("\\u00"),
+            Just("e"),
+            Just("-"),
+            Just("0"),
+            Just("."),
+            Just(","),
+            Just(":"),
+            Just("["),
+            Just("]"),
+            Just("{"),
+            Just("}"),
+            Just(" "),
+            Just("\u{1}"),
+            Just("e400"),
+            Just("null"),
+        ];
+        let edit = (any::<prop::sample::Index>(), any::<bool>(), piece);
+        (value, any::<bool>(), prop::collection::vec(edit, 0..3)).prop_map(|(v, pretty, edits)| {
+            let mut text = if pretty {
+                serde_json::to_string_pretty(&v)
+            } else {
+                serde_json::to_string(&v)
+            }
+            .unwrap_or_default();
+            for (at, replace, piece) in edits {
+                let bounds: Vec<usize> = (0..=text.len())
+                    .filter(|&i| text.is_char_boundary(i))
+                    .collect();
+                let start = bounds[at.index(bounds.len())];
+                let end = if replace {
+                    bounds.iter().copied().find(|&e| e > start).unwrap_or(start)
+                } else {
+                    start
+                };
+                text.replace_range(start..end, piece);
+            }
+            text
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Whatever the tree reads, `js::json_parse` reads the same; text the tree refuses is
+        /// left to `js::json_parse` (the caller falls back to it), but valid JSON from serde_json
+        /// is always read.
+        #[test]
+        fn random_text_reads_as_json_parse_reads_it(text in json_text()) {
+            let ours = parse_value(&text);
+            let theirs = js::json_parse(&text).ok();
+            if ours.is_some() {
+                proptest::prop_assert_eq!(ours, theirs, "{:?}", text);
+            } else {
+                proptest::prop_assert!(
+                    theirs.is_none() || text.contains("e400"),
+                    "refused {:?}",
+                    text
+                );
+            }
+        }
+    }
 }
