@@ -82,7 +82,6 @@ impl Tree {
             text,
             b: text.as_bytes(),
             at: 0,
-            stack: Vec::new(),
             pending: Vec::new(),
             fingerprints: Vec::new(),
             // Room for the members and items of a typical config (about one member per 30
@@ -92,12 +91,12 @@ impl Tree {
             scratch: String::new(),
             recent: Recent::new(),
         };
-        p.value(0)?;
+        p.value(0, Str::default())?;
         p.skip_ws();
         if p.at != p.b.len() {
             return None;
         }
-        let root = p.stack.pop()?;
+        let (_, root) = p.pending.pop()?;
         p.items.shrink_to_fit();
         p.members.shrink_to_fit();
         Some(Tree {
@@ -427,11 +426,9 @@ struct Parser<'t> {
     b: &'t [u8],
     at: usize,
     /// Values read and not yet placed in `items` or `members` (those of the arrays and objects
-    /// being read, innermost last).
-    stack: Vec<Slot>,
-    /// Members of the objects being read, innermost last.
+    /// being read, innermost last), each with its key (empty for an array item).
     pending: Vec<(Str, Slot)>,
-    /// The [`fingerprint`] of each key of `pending`.
+    /// The [`fingerprint`] of each key of the objects being read.
     fingerprints: Vec<u64>,
     /// Items of the arrays read so far.
     items: Vec<Slot>,
@@ -493,37 +490,30 @@ impl Parser<'_> {
         self.b.get(self.at).copied()
     }
 
-    fn literal(&mut self, word: &[u8], slot: Slot) -> Option<()> {
+    fn literal(&mut self, word: &[u8], slot: Slot) -> Option<Slot> {
         if self.b.get(self.at..self.at + word.len())? == word {
             self.at += word.len();
-            self.stack.push(slot);
-            Some(())
+            Some(slot)
         } else {
             None
         }
     }
 
-    /// Reads a value and pushes it on `stack`.
-    fn value(&mut self, depth: usize) -> Option<()> {
+    /// Reads a value and pushes it on `pending` with `key`.
+    fn value(&mut self, depth: usize, key: Str) -> Option<()> {
         self.skip_ws();
-        match self.peek()? {
-            b'{' => self.object(depth + 1),
-            b'[' => self.array(depth + 1),
-            b'"' => {
-                let s = self.string()?;
-                self.stack.push(Slot::String(s));
-                Some(())
-            }
-            b't' => self.literal(b"true", Slot::Bool(true)),
-            b'f' => self.literal(b"false", Slot::Bool(false)),
-            b'n' => self.literal(b"null", Slot::Null),
-            b'-' | b'0'..=b'9' => {
-                let n = self.number()?;
-                self.stack.push(Slot::Number(n));
-                Some(())
-            }
-            _ => None,
-        }
+        let slot = match self.peek()? {
+            b'{' => self.object(depth + 1)?,
+            b'[' => self.array(depth + 1)?,
+            b'"' => Slot::String(self.string()?),
+            b't' => self.literal(b"true", Slot::Bool(true))?,
+            b'f' => self.literal(b"false", Slot::Bool(false))?,
+            b'n' => self.literal(b"null", Slot::Null)?,
+            b'-' | b'0'..=b'9' => Slot::Number(self.number()?),
+            _ => return None,
+        };
+        self.pending.push((key, slot));
+        Some(())
     }
 
     /// Enters an array or object (the cursor on its opening bracket) at nesting `depth`:
@@ -552,25 +542,26 @@ impl Parser<'_> {
         Some(c == close)
     }
 
-    fn array(&mut self, depth: usize) -> Option<()> {
-        let start = self.stack.len();
+    fn array(&mut self, depth: usize) -> Option<Slot> {
+        let start = self.pending.len();
         if !self.open(depth, b']')? {
             loop {
-                self.value(depth)?;
+                self.value(depth, Str::default())?;
                 if self.closes(b']')? {
                     break;
                 }
             }
         }
         let first = u32::try_from(self.items.len()).ok()?;
-        let len = u32::try_from(self.stack.len() - start).ok()?;
-        self.items.extend(self.stack.drain(start..));
-        self.stack.push(Slot::Array { start: first, len });
-        Some(())
+        let len = u32::try_from(self.pending.len() - start).ok()?;
+        self.items
+            .extend(self.pending.drain(start..).map(|(_, slot)| slot));
+        Some(Slot::Array { start: first, len })
     }
 
-    fn object(&mut self, depth: usize) -> Option<()> {
+    fn object(&mut self, depth: usize) -> Option<Slot> {
         let start = self.pending.len();
+        let fingerprints = self.fingerprints.len();
         if !self.open(depth, b'}')? {
             loop {
                 self.skip_ws();
@@ -578,31 +569,28 @@ impl Parser<'_> {
                     return None;
                 }
                 let key = self.string()?;
-                self.fingerprints.push(fingerprint(&key));
+                self.fingerprints.push(fingerprint(key.as_bytes()));
                 self.skip_ws();
                 if self.peek()? != b':' {
                     return None;
                 }
                 self.at += 1;
-                self.value(depth)?;
-                let value = self.stack.pop()?;
-                self.pending.push((key, value));
+                self.value(depth, key)?;
                 if self.closes(b'}')? {
                     break;
                 }
             }
         }
         let first = self.members.len();
-        let repeated = maybe_repeated(&self.fingerprints[start..]);
-        self.fingerprints.truncate(start);
+        let repeated = maybe_repeated(&self.fingerprints[fingerprints..]);
+        self.fingerprints.truncate(fingerprints);
         self.members.extend(self.pending.drain(start..));
         if repeated {
             dedup(&mut self.members, first);
         }
         let len = u32::try_from(self.members.len() - first).ok()?;
         let first = u32::try_from(first).ok()?;
-        self.stack.push(Slot::Object { start: first, len });
-        Some(())
+        Some(Slot::Object { start: first, len })
     }
 
     /// A string token (the cursor on its opening quote), decoded.
@@ -795,15 +783,12 @@ fn short_special_at(b: &[u8], from: usize) -> Option<usize> {
         .map(|p| from + p)
 }
 
-/// A key's length and first seven bytes: equal keys have equal fingerprints, and the keys of one
-/// object seldom share one, so looking for repeated keys compares these first.
-fn fingerprint(key: &str) -> u64 {
-    let b = key.as_bytes();
-    let mut head = [0u8; 8];
-    let n = b.len().min(7);
-    head[..n].copy_from_slice(&b[..n]);
-    head[7] = u8::try_from(b.len() % 256).unwrap_or(0);
-    u64::from_le_bytes(head)
+/// A key's length and its first, middle and last bytes: equal keys have equal fingerprints, and
+/// the keys of one object seldom share one, so looking for repeated keys compares these first.
+fn fingerprint(key: &[u8]) -> u64 {
+    let byte = |i: usize| u64::from(key.get(i).copied().unwrap_or(0));
+    let n = key.len();
+    ((n as u64) << 24) | (byte(0) << 16) | (byte(n / 2) << 8) | byte(n.wrapping_sub(1))
 }
 
 /// Whether keys with these [`fingerprint`]s may repeat.
