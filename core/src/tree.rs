@@ -82,7 +82,8 @@ impl Tree {
             text,
             b: text.as_bytes(),
             at: 0,
-            pending: Vec::new(),
+            item_pool: std::iter::repeat_with(Vec::new).take(MAX_DEPTH).collect(),
+            member_pool: std::iter::repeat_with(Vec::new).take(MAX_DEPTH).collect(),
             fingerprints: Vec::new(),
             // Room for the members and items of a typical config (about one member per 30
             // bytes, one array item per 100), so that the vectors seldom grow and copy.
@@ -91,12 +92,11 @@ impl Tree {
             scratch: String::new(),
             recent: Recent::new(),
         };
-        p.value(0, Str::default())?;
+        let root = p.value(0)?;
         p.skip_ws();
         if p.at != p.b.len() {
             return None;
         }
-        let (_, root) = p.pending.pop()?;
         p.items.shrink_to_fit();
         p.members.shrink_to_fit();
         Some(Tree {
@@ -425,9 +425,11 @@ struct Parser<'t> {
     text: &'t str,
     b: &'t [u8],
     at: usize,
-    /// Values read and not yet placed in `items` or `members` (those of the arrays and objects
-    /// being read, innermost last), each with its key (empty for an array item).
-    pending: Vec<(Str, Slot)>,
+    /// The items of the array being read at each depth, moved to `items` in one copy when it
+    /// closes (the vectors keep their room for the next array at that depth).
+    item_pool: Vec<Vec<Slot>>,
+    /// The members of the object being read at each depth, likewise.
+    member_pool: Vec<Vec<(Str, Slot)>>,
     /// The [`fingerprint`] of each key of the objects being read.
     fingerprints: Vec<u64>,
     /// Items of the arrays read so far.
@@ -499,10 +501,10 @@ impl Parser<'_> {
         }
     }
 
-    /// Reads a value and pushes it on `pending` with `key`.
-    fn value(&mut self, depth: usize, key: Str) -> Option<()> {
+    /// Reads a value.
+    fn value(&mut self, depth: usize) -> Option<Slot> {
         self.skip_ws();
-        let slot = match self.peek()? {
+        Some(match self.peek()? {
             b'{' => self.object(depth + 1)?,
             b'[' => self.array(depth + 1)?,
             b'"' => Slot::String(self.string()?),
@@ -511,9 +513,7 @@ impl Parser<'_> {
             b'n' => self.literal(b"null", Slot::Null)?,
             b'-' | b'0'..=b'9' => Slot::Number(self.number()?),
             _ => return None,
-        };
-        self.pending.push((key, slot));
-        Some(())
+        })
     }
 
     /// Enters an array or object (the cursor on its opening bracket) at nesting `depth`:
@@ -543,48 +543,53 @@ impl Parser<'_> {
     }
 
     fn array(&mut self, depth: usize) -> Option<Slot> {
-        let start = self.pending.len();
-        if !self.open(depth, b']')? {
-            loop {
-                self.value(depth, Str::default())?;
-                if self.closes(b']')? {
-                    break;
-                }
+        if self.open(depth, b']')? {
+            return Some(Slot::Array { start: 0, len: 0 });
+        }
+        let mut mine = std::mem::take(self.item_pool.get_mut(depth)?);
+        loop {
+            let v = self.value(depth)?;
+            mine.push(v);
+            if self.closes(b']')? {
+                break;
             }
         }
         let first = u32::try_from(self.items.len()).ok()?;
-        let len = u32::try_from(self.pending.len() - start).ok()?;
-        self.items
-            .extend(self.pending.drain(start..).map(|(_, slot)| slot));
+        let len = u32::try_from(mine.len()).ok()?;
+        self.items.append(&mut mine);
+        *self.item_pool.get_mut(depth)? = mine;
         Some(Slot::Array { start: first, len })
     }
 
     fn object(&mut self, depth: usize) -> Option<Slot> {
-        let start = self.pending.len();
+        if self.open(depth, b'}')? {
+            return Some(Slot::Object { start: 0, len: 0 });
+        }
+        let mut mine = std::mem::take(self.member_pool.get_mut(depth)?);
         let fingerprints = self.fingerprints.len();
-        if !self.open(depth, b'}')? {
-            loop {
-                self.skip_ws();
-                if self.peek()? != b'"' {
-                    return None;
-                }
-                let key = self.string()?;
-                self.fingerprints.push(fingerprint(key.as_bytes()));
-                self.skip_ws();
-                if self.peek()? != b':' {
-                    return None;
-                }
-                self.at += 1;
-                self.value(depth, key)?;
-                if self.closes(b'}')? {
-                    break;
-                }
+        loop {
+            self.skip_ws();
+            if self.peek()? != b'"' {
+                return None;
+            }
+            let key = self.string()?;
+            self.fingerprints.push(fingerprint(key.as_bytes()));
+            self.skip_ws();
+            if self.peek()? != b':' {
+                return None;
+            }
+            self.at += 1;
+            let v = self.value(depth)?;
+            mine.push((key, v));
+            if self.closes(b'}')? {
+                break;
             }
         }
         let first = self.members.len();
         let repeated = maybe_repeated(&self.fingerprints[fingerprints..]);
         self.fingerprints.truncate(fingerprints);
-        self.members.extend(self.pending.drain(start..));
+        self.members.append(&mut mine);
+        *self.member_pool.get_mut(depth)? = mine;
         if repeated {
             dedup(&mut self.members, first);
         }
