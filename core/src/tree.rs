@@ -4,7 +4,7 @@
 //! node, or an index map). Loading the 1.7 MB benchmark config that way spent a third of its
 //! instructions in `malloc`/`free`. A [`Tree`] keeps every array item in one `Vec` and every
 //! object member in another (a container names a range of them), and keeps keys and strings up
-//! to 23 bytes inline ([`Str`](crate::config::Str)): reading a config allocates a few growing
+//! to 23 bytes inline ([`Str`]): reading a config allocates a few growing
 //! vectors and the long strings, and dropping it frees as much. The config model is built from
 //! it through [`NodeRef`], and the served JSON is turned into `serde_json::Value` only for what
 //! asks for it (rule values, feature variables, the `*_raw` accessors).
