@@ -715,6 +715,10 @@ impl Parser<'_> {
         }
         self.at = i;
         let token = self.text.get(start..i)?;
+        if arbitrary_precision() {
+            // `js::json_parse` keeps each number's text then (see `json::parse_value`).
+            return serde_json::from_str(token).ok();
+        }
         if i == int_end {
             let magnitude = self.text.get(start + usize::from(negative)..i)?;
             if let Ok(m) = magnitude.parse::<u64>() {
@@ -794,6 +798,14 @@ fn fingerprint(key: &[u8]) -> u64 {
     let byte = |i: usize| u64::from(key.get(i).copied().unwrap_or(0));
     let n = key.len();
     ((n as u64) << 24) | (byte(0) << 16) | (byte(n / 2) << 8) | byte(n.wrapping_sub(1))
+}
+
+/// Whether the program enables `serde_json`'s `arbitrary_precision` feature (someone else's
+/// choice: features unify), under which a `Number` keeps its text.
+fn arbitrary_precision() -> bool {
+    static KEEPS_TEXT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    // Only a number kept as text can be out of the double range.
+    *KEEPS_TEXT.get_or_init(|| serde_json::from_str::<Number>("1e400").is_ok())
 }
 
 /// Whether keys with these [`fingerprint`]s may repeat.
