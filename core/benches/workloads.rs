@@ -10,7 +10,10 @@
 //! whole engine decision without a store. The fresh decision through the SDK (store write
 //! included) is `cargo bench -p convert-sdk --bench workloads`. `config_load` parses and indexes a
 //! generated 1.7 MB config (500 experiences × 5 variations, 1,000 audiences; see
-//! [`large_config`]).
+//! [`large_config`]); dropping the loaded config is not timed there but in `config_drop` (a
+//! reload pays both; the JS SDK's garbage collection is not measured). `config_parse_only` is
+//! `serde_json` reading the same text into a `Value` (which the load no longer builds), for
+//! comparison.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use convert_core::config::LocationTarget;
@@ -172,9 +175,19 @@ fn config_load(bencher: divan::Bencher) {
     bencher.bench_local(|| ProjectConfig::from_json(divan::black_box(&text)).unwrap());
 }
 
-/// The floor of `config_load`: `serde_json` parsing the same text into a `Value`, nothing else.
+/// `serde_json` parsing the same text into a `Value`, nothing else (the load reads the text into a
+/// compact tree of its own instead).
 #[divan::bench(sample_count = 30)]
 fn config_parse_only(bencher: divan::Bencher) {
     let text = large_config();
     bencher.bench_local(|| serde_json::from_str::<Value>(divan::black_box(&text)).unwrap());
+}
+
+/// Dropping the config `config_load` builds (not timed there).
+#[divan::bench(sample_count = 30)]
+fn config_drop(bencher: divan::Bencher) {
+    let text = large_config();
+    bencher
+        .with_inputs(|| ProjectConfig::from_json(&text).unwrap())
+        .bench_local_values(drop);
 }

@@ -15,8 +15,11 @@ use crate::intern::config_str;
 use crate::js;
 use crate::keyorder::js_key_order;
 use crate::rules::{RegexConcern, RuleSet};
+use crate::tree::{self, Items, Members, NodeRef, Tree};
 use serde_json::{Map, Value};
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 
 /// A config index (key or id to position). Looked up on every decision, so it uses foldhash
 /// (randomly seeded per map) rather than SipHash; its keys come from the served config.
@@ -68,8 +71,8 @@ pub fn type_name(v: &Value) -> &'static str {
 /// the life of the process (see [`crate::intern`]), so they copy the same way.
 pub type Str = smol_str::SmolStr;
 
-fn s(v: Option<&Value>) -> Str {
-    config_str(&js::opt_to_js_string(v))
+fn s(v: Option<NodeRef<'_>>) -> Str {
+    config_str(&opt_js(v))
 }
 
 /// A `regexMatches` pattern worth a warning, from [`ProjectConfig::regex_warnings`].
@@ -245,73 +248,156 @@ pub struct ProjectConfig {
     /// Each segment's `id` as served (a decision compares it with `===` to the visitor's
     /// `customSegments`), so that a decision does not look the segment up in [`Self::raw`].
     pub(crate) segment_id_values: Vec<Option<Value>>,
-    raw: Value,
+    served: Served,
 }
 
-fn list<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a [Value], ConfigError> {
-    as_list(obj.get(field), field)
+/// The served config (the `data` object) as a compact tree, and its `serde_json::Value` forms,
+/// made on first demand: the whole object ([`ProjectConfig::raw`]) and each entity of the
+/// top-level lists (the `*_raw` accessors), so that loading a config builds no `Value` tree.
+#[derive(Debug, Clone)]
+struct Served {
+    data: Tree,
+    full: OnceLock<Value>,
+    /// One slot per item of `experiences`, `audiences`, `segments`, `locations`, `goals` and
+    /// `features` (in [`SERVED_LISTS`] order).
+    entities: [Vec<OnceLock<Value>>; SERVED_LISTS.len()],
+}
+
+/// The top-level lists whose items [`Served`] converts one by one.
+const SERVED_LISTS: [&str; 6] = [
+    "experiences",
+    "audiences",
+    "segments",
+    "locations",
+    "goals",
+    "features",
+];
+
+impl Served {
+    /// `data` (an object node), with its `Value` form when the caller already has it.
+    fn new(data: Tree, full: Option<Value>) -> Served {
+        let entities = SERVED_LISTS.map(|field| {
+            let n = data
+                .root()
+                .get(field)
+                .and_then(NodeRef::as_array)
+                .map_or(0, Items::len);
+            std::iter::repeat_with(OnceLock::new).take(n).collect()
+        });
+        let full = full.map_or_else(OnceLock::new, OnceLock::from);
+        Served {
+            data,
+            full,
+            entities,
+        }
+    }
+
+    /// The served list `field` (empty when absent or not a list).
+    fn list(&self, field: &str) -> Option<Items<'_>> {
+        self.data.root().get(field)?.as_array()
+    }
+
+    /// Item `i` of the top-level list `SERVED_LISTS[list]` as a `Value`, converted on first use.
+    fn entity(&self, list: usize, i: usize) -> Option<&Value> {
+        let node = self.list(SERVED_LISTS[list])?.get(i)?;
+        Some(self.entities[list].get(i)?.get_or_init(|| node.to_value()))
+    }
+}
+
+/// The members of a JSON object of the served config.
+type Obj<'a> = Members<'a>;
+
+/// Member `key` of `obj`.
+fn get<'a>(obj: Obj<'a>, key: &str) -> Option<NodeRef<'a>> {
+    obj.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+}
+
+/// JS `String(v)` where `None` is `undefined`.
+fn opt_js(v: Option<NodeRef<'_>>) -> std::borrow::Cow<'_, str> {
+    match v {
+        Some(v) => v.js_string(),
+        None => js::opt_to_js_string(None),
+    }
+}
+
+/// A served list: its items, or none.
+#[derive(Clone, Copy)]
+struct List<'a>(Option<Items<'a>>);
+
+impl<'a> List<'a> {
+    fn len(self) -> usize {
+        self.0.map_or(0, Items::len)
+    }
+
+    fn iter(self) -> impl Iterator<Item = NodeRef<'a>> {
+        self.0.into_iter().flat_map(Items::iter)
+    }
+}
+
+fn list<'a>(obj: Obj<'a>, field: &str) -> Result<List<'a>, ConfigError> {
+    as_list(get(obj, field), field)
 }
 
 /// `v` as a list: absent and `null` are empty, anything else but an array is an error.
-fn as_list<'a>(v: Option<&'a Value>, field: &str) -> Result<&'a [Value], ConfigError> {
+fn as_list<'a>(v: Option<NodeRef<'a>>, field: &str) -> Result<List<'a>, ConfigError> {
     match v {
-        None | Some(Value::Null) => Ok(&[]),
-        Some(Value::Array(a)) => Ok(a),
-        Some(other) => Err(ConfigError::InvalidType {
-            field: field.to_string(),
-            expected: "an array",
-            found: type_name(other),
-        }),
+        None => Ok(List(None)),
+        Some(v) if v.is_null() => Ok(List(None)),
+        Some(v) => v
+            .as_array()
+            .map(|a| List(Some(a)))
+            .ok_or_else(|| ConfigError::InvalidType {
+                field: field.to_string(),
+                expected: "an array",
+                found: v.type_name(),
+            }),
     }
 }
 
 /// `v` (item `i` of list `field`) as an object. `field` is only formatted on error.
-fn entity(
-    v: &Value,
+fn entity<'a>(
+    v: NodeRef<'a>,
     field: impl std::fmt::Display,
     i: usize,
-) -> Result<&Map<String, Value>, ConfigError> {
+) -> Result<Obj<'a>, ConfigError> {
     v.as_object().ok_or_else(|| ConfigError::InvalidType {
         field: format!("{field}[{i}]"),
         expected: "an object",
-        found: type_name(v),
+        found: v.type_name(),
     })
 }
 
 /// The members `names` of `obj`, read in one pass over its entries: config objects have few
 /// members, so comparing names is cheaper than hashing each one for a lookup.
-fn members<'a, const N: usize>(
-    obj: &'a Map<String, Value>,
-    names: [&str; N],
-) -> [Option<&'a Value>; N] {
+fn members<'a, const N: usize>(obj: Obj<'a>, names: [&str; N]) -> [Option<NodeRef<'a>>; N] {
     let mut out = [None; N];
-    for (k, v) in obj {
-        if let Some(slot) = names.iter().position(|n| n == k) {
+    for (k, v) in obj.iter() {
+        if let Some(slot) = names.iter().position(|n| *n == k) {
             out[slot] = Some(v);
         }
     }
     out
 }
 
-fn opt_str(v: Option<&Value>) -> Option<Str> {
-    v.and_then(Value::as_str).map(config_str)
+fn opt_str(v: Option<NodeRef<'_>>) -> Option<Str> {
+    v.and_then(NodeRef::as_str).map(config_str)
 }
 
-fn rules_of(obj: &Map<String, Value>) -> Option<RuleSet> {
-    compile_rules(obj.get("rules"))
+fn rules_of(obj: Obj<'_>) -> Option<RuleSet> {
+    compile_rules(get(obj, "rules"))
 }
 
-fn compile_rules(rules: Option<&Value>) -> Option<RuleSet> {
-    rules.filter(|r| js::truthy(r)).map(RuleSet::compile)
+fn compile_rules(rules: Option<NodeRef<'_>>) -> Option<RuleSet> {
+    rules.filter(|r| r.truthy()).map(RuleSet::compile_json)
 }
 
-fn ruled(obj: &Map<String, Value>) -> RuledEntity {
+fn ruled(obj: Obj<'_>) -> RuledEntity {
     let [id, key, name, kind, rules] = members(obj, ["id", "key", "name", "type", "rules"]);
     RuledEntity {
         id: s(id),
         key: s(key),
         name: opt_str(name),
-        permanent: kind.and_then(Value::as_str) == Some("permanent"),
+        permanent: kind.and_then(NodeRef::as_str) == Some("permanent"),
         rules: compile_rules(rules),
     }
 }
@@ -326,45 +412,60 @@ enum IdKey<'a> {
 }
 
 impl<'a> IdKey<'a> {
-    fn of(v: &'a Value) -> Option<IdKey<'a>> {
-        Some(match v {
-            Value::String(s) => IdKey::Str(s),
-            Value::Number(n) => {
-                let x = n.as_f64()?;
-                IdKey::Num(if x == 0.0 { 0 } else { x.to_bits() })
-            }
-            Value::Bool(b) => IdKey::Bool(*b),
-            Value::Null => IdKey::Null,
-            _ => return None,
+    fn of(v: NodeRef<'a>) -> Option<IdKey<'a>> {
+        Some(if let Some(s) = v.as_str() {
+            IdKey::Str(s)
+        } else if let Some(n) = v.as_number() {
+            let x = n.as_f64()?;
+            IdKey::Num(if x == 0.0 { 0 } else { x.to_bits() })
+        } else if let Some(b) = v.as_bool() {
+            IdKey::Bool(b)
+        } else if v.is_null() {
+            IdKey::Null
+        } else {
+            return None;
         })
     }
 }
 
 /// The positions of a list's items by id, built once per list so that resolving an experience's
-/// audience, segment and location ids costs its own ids, not the size of the lists.
-struct IdIndex<'a>(HashMap<IdKey<'a>, Vec<usize>, foldhash::fast::RandomState>);
+/// audience, segment and location ids costs its own ids, not the size of the lists. Ids are
+/// usually unique: the first position of each is kept on its own, the others (if any) apart.
+struct IdIndex<'a> {
+    first: HashMap<IdKey<'a>, usize, foldhash::fast::RandomState>,
+    more: HashMap<IdKey<'a>, Vec<usize>, foldhash::fast::RandomState>,
+}
 
 impl<'a> IdIndex<'a> {
-    fn new(items: &'a [Value]) -> IdIndex<'a> {
-        let mut map: HashMap<IdKey<'a>, Vec<usize>, foldhash::fast::RandomState> =
+    fn new(items: List<'a>) -> IdIndex<'a> {
+        let mut first: HashMap<IdKey<'a>, usize, foldhash::fast::RandomState> =
             HashMap::with_capacity_and_hasher(items.len(), Default::default());
+        let mut more: HashMap<IdKey<'a>, Vec<usize>, foldhash::fast::RandomState> =
+            HashMap::default();
         for (i, item) in items.iter().enumerate() {
             if let Some(key) = item.get("id").and_then(IdKey::of) {
-                map.entry(key).or_default().push(i);
+                match first.entry(key) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(i);
+                    }
+                    Entry::Occupied(_) => more.entry(key).or_default().push(i),
+                }
             }
         }
-        IdIndex(map)
+        IdIndex { first, more }
     }
 
     /// Positions (config order) of the items whose id is strictly equal to one of `wanted`.
-    fn resolve(&self, wanted: &[Value]) -> Vec<usize> {
-        let mut out: Vec<usize> = wanted
-            .iter()
-            .filter_map(IdKey::of)
-            .filter_map(|k| self.0.get(&k))
-            .flatten()
-            .copied()
-            .collect();
+    fn resolve(&self, wanted: Items<'a>) -> Vec<usize> {
+        let mut out = Vec::with_capacity(wanted.len());
+        for key in wanted.iter().filter_map(IdKey::of) {
+            if let Some(&p) = self.first.get(&key) {
+                out.push(p);
+                if let Some(others) = self.more.get(&key) {
+                    out.extend_from_slice(others);
+                }
+            }
+        }
         out.sort_unstable();
         out.dedup();
         out
@@ -376,88 +477,114 @@ impl ProjectConfig {
     /// `{"environment": ..., "data": {...}}`. The text is read as `JSON.parse` reads it: a lone
     /// surrogate escape (`"\ud800"`) is accepted and becomes U+FFFD ([`js::json_parse`]).
     pub fn from_json(text: &str) -> Result<ProjectConfig, ConfigError> {
-        let v: Value = js::json_parse(text).map_err(|e| ConfigError::Json(e.to_string()))?;
-        ProjectConfig::from_value(v)
+        match Tree::parse(text) {
+            Some(root) => Self::from_tree(root, None),
+            // Text the compact reader does not take (invalid JSON, mostly): `js::json_parse`
+            // reads it, with its own error message.
+            None => {
+                let v: Value =
+                    js::json_parse(text).map_err(|e| ConfigError::Json(e.to_string()))?;
+                ProjectConfig::from_value(v)
+            }
+        }
     }
 
     /// Builds a config from a parsed JSON value (project config or envelope).
     pub fn from_value(v: Value) -> Result<ProjectConfig, ConfigError> {
-        let Value::Object(top) = v else {
+        let root = Tree::from_value(&v);
+        Self::from_tree(root, Some(v))
+    }
+
+    /// Builds a config from the tree of the served JSON, and its `Value` form when the caller has
+    /// it (then [`Self::raw`] is that value's `data` object, as given).
+    fn from_tree(root: Tree, value: Option<Value>) -> Result<ProjectConfig, ConfigError> {
+        let Some(top) = root.root().as_object() else {
             return Err(ConfigError::InvalidType {
                 field: "(root)".into(),
                 expected: "an object",
-                found: type_name(&v),
+                found: root.root().type_name(),
             });
         };
         // The envelope form wraps the config under `data`.
-        let is_envelope =
-            !top.contains_key("account_id") && top.get("data").is_some_and(Value::is_object);
-        let (data, envelope_environment) = if is_envelope {
-            let env = top
-                .get("environment")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let mut top = top;
-            match top.remove("data") {
-                Some(Value::Object(d)) => (d, env),
-                _ => (Map::new(), env),
-            }
-        } else {
-            (top, None)
+        let is_envelope = get(top, "account_id").is_none()
+            && get(top, "data").is_some_and(|d| d.as_object().is_some());
+        if !is_envelope {
+            let value = value.filter(Value::is_object);
+            return Self::from_data(root, value, None);
+        }
+        let env = get(top, "environment")
+            .and_then(NodeRef::as_str)
+            .map(str::to_string);
+        let data = root.into_member("data").unwrap_or_else(Tree::empty_object);
+        let value = match value {
+            Some(Value::Object(mut m)) => m.remove("data").filter(Value::is_object),
+            _ => None,
         };
-        Self::from_data(data, envelope_environment)
+        Self::from_data(data, value, env)
     }
 
     fn from_data(
-        data: Map<String, Value>,
+        root: Tree,
+        value: Option<Value>,
         envelope_environment: Option<String>,
     ) -> Result<ProjectConfig, ConfigError> {
-        if let Some(err) = data.get("error").filter(|e| js::truthy(e)) {
-            return Err(ConfigError::ErrorResponse(match err {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
+        let built = Self::build(root.root(), envelope_environment)?;
+        Ok(ProjectConfig {
+            served: Served::new(root, value),
+            ..built
+        })
+    }
+
+    /// The model of the `data` object `root` (its `served` member left empty).
+    fn build(
+        root: NodeRef<'_>,
+        envelope_environment: Option<String>,
+    ) -> Result<ProjectConfig, ConfigError> {
+        let Some(data) = root.as_object() else {
+            return Err(ConfigError::Missing("account_id".into()));
+        };
+        if let Some(err) = get(data, "error").filter(|e| e.truthy()) {
+            return Err(ConfigError::ErrorResponse(match err.as_str() {
+                Some(s) => s.to_string(),
+                None => err.to_value().to_string(),
             }));
         }
-        let account_id = data
-            .get("account_id")
-            .filter(|v| js::truthy(v))
+        let account_id = get(data, "account_id")
+            .filter(|v| v.truthy())
             .ok_or_else(|| ConfigError::Missing("account_id".into()))?;
-        if !matches!(account_id, Value::String(_) | Value::Number(_)) {
+        if account_id.as_str().is_none() && account_id.as_number().is_none() {
             return Err(ConfigError::InvalidType {
                 field: "account_id".into(),
                 expected: "a string or number",
-                found: type_name(account_id),
+                found: account_id.type_name(),
             });
         }
-        let project = match data.get("project") {
-            Some(Value::Object(p)) => p,
-            None | Some(Value::Null) => return Err(ConfigError::Missing("project.id".into())),
-            Some(other) => {
-                return Err(ConfigError::InvalidType {
-                    field: "project".into(),
-                    expected: "an object",
-                    found: type_name(other),
-                });
-            }
+        let project = match get(data, "project") {
+            None => return Err(ConfigError::Missing("project.id".into())),
+            Some(p) if p.is_null() => return Err(ConfigError::Missing("project.id".into())),
+            Some(p) => p.as_object().ok_or_else(|| ConfigError::InvalidType {
+                field: "project".into(),
+                expected: "an object",
+                found: p.type_name(),
+            })?,
         };
-        let project_id = project
-            .get("id")
-            .filter(|v| js::truthy(v))
+        let project_id = get(project, "id")
+            .filter(|v| v.truthy())
             .ok_or_else(|| ConfigError::Missing("project.id".into()))?;
-        if !matches!(project_id, Value::String(_) | Value::Number(_)) {
+        if project_id.as_str().is_none() && project_id.as_number().is_none() {
             return Err(ConfigError::InvalidType {
                 field: "project.id".into(),
                 expected: "a string or number",
-                found: type_name(project_id),
+                found: project_id.type_name(),
             });
         }
 
-        let raw_audiences = list(&data, "audiences")?;
-        let raw_segments = list(&data, "segments")?;
-        let raw_locations = list(&data, "locations")?;
-        let archived_ids: HashSet<String> = list(&data, "archived_experiences")?
+        let raw_audiences = list(data, "audiences")?;
+        let raw_segments = list(data, "segments")?;
+        let raw_locations = list(data, "locations")?;
+        let archived_ids: HashSet<String> = list(data, "archived_experiences")?
             .iter()
-            .map(|v| js::to_js_string(v).into_owned())
+            .map(|v| v.js_string().into_owned())
             .collect();
 
         let mut audiences = Vec::with_capacity(raw_audiences.len());
@@ -468,7 +595,10 @@ impl ProjectConfig {
         for (i, a) in raw_segments.iter().enumerate() {
             segments.push(ruled(entity(a, "segments", i)?));
         }
-        let segment_id_values = raw_segments.iter().map(|s| s.get("id").cloned()).collect();
+        let segment_id_values = raw_segments
+            .iter()
+            .map(|s| s.get("id").map(NodeRef::to_value))
+            .collect();
         let mut locations = Vec::with_capacity(raw_locations.len());
         for (i, a) in raw_locations.iter().enumerate() {
             locations.push(ruled(entity(a, "locations", i)?));
@@ -479,24 +609,25 @@ impl ProjectConfig {
             IdIndex::new(raw_segments),
             IdIndex::new(raw_locations),
         ];
-        let mut experiences = Vec::new();
-        for (i, e) in list(&data, "experiences")?.iter().enumerate() {
+        let raw_experiences = list(data, "experiences")?;
+        let mut experiences = Vec::with_capacity(raw_experiences.len());
+        for (i, e) in raw_experiences.iter().enumerate() {
             let obj = entity(e, "experiences", i)?;
             experiences.push(Self::experience(obj, i, &archived_ids, &indexes)?);
         }
 
         let mut goals = Vec::new();
-        for (i, g) in list(&data, "goals")?.iter().enumerate() {
+        for (i, g) in list(data, "goals")?.iter().enumerate() {
             let obj = entity(g, "goals", i)?;
             goals.push(Goal {
-                id: obj.get("id").cloned().unwrap_or(Value::Null),
-                key: s(obj.get("key")),
+                id: get(obj, "id").map_or(Value::Null, NodeRef::to_value),
+                key: s(get(obj, "key")),
                 rules: rules_of(obj),
             });
         }
 
         let mut features = Vec::new();
-        for (i, f) in list(&data, "features")?.iter().enumerate() {
+        for (i, f) in list(data, "features")?.iter().enumerate() {
             let obj = entity(f, "features", i)?;
             let field = format!("features[{i}]");
             let mut variables = Vec::new();
@@ -507,14 +638,14 @@ impl ProjectConfig {
             {
                 let vo = entity(var, format_args!("{field}.variables"), j)?;
                 variables.push((
-                    js::opt_to_js_string(vo.get("key")).into_owned(),
-                    js::opt_to_js_string(vo.get("type")).into_owned(),
+                    opt_js(get(vo, "key")).into_owned(),
+                    opt_js(get(vo, "type")).into_owned(),
                 ));
             }
             features.push(Feature {
-                id: s(obj.get("id")),
-                key: obj.get("key").map(|k| config_str(&js::to_js_string(k))),
-                name: opt_str(obj.get("name")),
+                id: s(get(obj, "id")),
+                key: get(obj, "key").map(|k| config_str(&k.js_string())),
+                name: opt_str(get(obj, "name")),
                 variables,
             });
         }
@@ -539,9 +670,11 @@ impl ProjectConfig {
             exp_by_id.entry(e.id.clone()).or_insert(i);
         }
 
+        let account_id = config_str(&account_id.js_string());
+        let project_id = config_str(&project_id.js_string());
         Ok(ProjectConfig {
-            account_id: config_str(&js::to_js_string(account_id)),
-            project_id: config_str(&js::to_js_string(project_id)),
+            account_id,
+            project_id,
             experiences,
             audiences,
             segments,
@@ -554,12 +687,12 @@ impl ProjectConfig {
             exp_by_id,
             feature_by_id,
             segment_id_values,
-            raw: Value::Object(data),
+            served: Served::new(Tree::empty_object(), None),
         })
     }
 
     fn experience(
-        obj: &Map<String, Value>,
+        obj: Obj<'_>,
         i: usize,
         archived_ids: &HashSet<String>,
         [audience_ids, segment_ids, location_ids]: &[IdIndex<'_>; 3],
@@ -609,75 +742,75 @@ impl ProjectConfig {
                 ],
             );
             let mut feats = Vec::new();
-            if let Some(changes) = changes.and_then(Value::as_array) {
-                for ch in changes {
-                    if ch.get("type").and_then(Value::as_str) != Some("fullStackFeature") {
+            if let Some(changes) = changes.and_then(NodeRef::as_array) {
+                for ch in changes.iter() {
+                    if ch.get("type").and_then(NodeRef::as_str) != Some("fullStackFeature") {
                         continue;
                     }
                     let Some(data) = ch.get("data") else { continue };
-                    let Some(fid) = data.get("feature_id").filter(|f| js::truthy(f)) else {
+                    let Some(fid) = data.get("feature_id").filter(|f| f.truthy()) else {
                         continue;
                     };
                     feats.push(FeatureChange {
-                        feature_id: config_str(&js::to_js_string(fid)),
-                        variables: data.get("variables_data").cloned(),
+                        feature_id: config_str(&fid.js_string()),
+                        variables: data.get("variables_data").map(NodeRef::to_value),
                     });
                 }
             }
             variations.push(Variation {
                 id: s(vid),
-                id_is_string: matches!(vid, Some(Value::String(_))),
+                id_is_string: vid.is_some_and(|v| v.as_str().is_some()),
                 key: opt_str(vkey),
                 name: opt_str(vname),
                 features: feats,
             });
-            arms.push((vid.is_some_and(js::truthy), traffic_allocation, status));
+            arms.push((
+                vid.is_some_and(NodeRef::truthy),
+                traffic_allocation.map(NodeRef::to_value),
+                status.map(NodeRef::to_value),
+            ));
         }
         let arms: Vec<ArmSpec<'_>> = arms
-            .into_iter()
+            .iter()
             .zip(&variations)
             .map(|((has_id, traffic_allocation, status), v)| ArmSpec {
                 id: has_id.then_some(&*v.id),
-                traffic_allocation,
-                status,
+                traffic_allocation: traffic_allocation.as_ref(),
+                status: status.as_ref(),
             })
             .collect();
-        let anchored = is_anchored(version);
+        let anchored = is_anchored(version.map(NodeRef::to_value).as_ref());
         let (packed, anchored_layout) = if anchored {
             (PackedLayout::default(), AnchoredLayout::build(&arms))
         } else {
             (PackedLayout::build(&arms), AnchoredLayout::default())
         };
 
-        let location = match locations {
-            Some(Value::Array(ids)) if !ids.is_empty() => {
-                LocationTarget::Locations(location_ids.resolve(ids))
-            }
-            _ => match site_area.filter(|v| js::truthy(v)) {
-                Some(rules) => LocationTarget::SiteArea(RuleSet::compile(rules)),
+        let location = match locations.and_then(NodeRef::as_array) {
+            Some(ids) if !ids.is_empty() => LocationTarget::Locations(location_ids.resolve(ids)),
+            _ => match site_area.filter(|v| v.truthy()) {
+                Some(rules) => LocationTarget::SiteArea(RuleSet::compile_json(rules)),
                 None => LocationTarget::Unrestricted,
             },
         };
-        let (audiences, segments) = match audience_ids_v {
-            Some(Value::Array(ids)) if !ids.is_empty() => {
-                (audience_ids.resolve(ids), segment_ids.resolve(ids))
-            }
+        let (audiences, segments) = match audience_ids_v.and_then(NodeRef::as_array) {
+            Some(ids) if !ids.is_empty() => (audience_ids.resolve(ids), segment_ids.resolve(ids)),
             _ => (Vec::new(), Vec::new()),
         };
         let audiences_all = settings
             .and_then(|s| s.get("matching_options"))
             .and_then(|m| m.get("audiences"))
-            .and_then(Value::as_str)
+            .and_then(NodeRef::as_str)
             == Some("all");
         let carries_features = variations.iter().any(|v| !v.features.is_empty());
         Ok(Experience {
             index: i,
             archived: archived_ids.contains(&*id),
-            has_id: id_v.is_some_and(js::truthy),
+            has_id: id_v.is_some_and(NodeRef::truthy),
             id,
             key: s(key),
             name: opt_str(name),
-            environment: environment.filter(|v| js::truthy(v)).cloned(),
+            environment: environment.filter(|v| v.truthy()).map(NodeRef::to_value),
             anchored,
             location,
             audiences,
@@ -707,7 +840,7 @@ impl ProjectConfig {
             exp_by_id: Index::default(),
             feature_by_id: Index::default(),
             segment_id_values: Vec::new(),
-            raw: Value::Object(Map::new()),
+            served: Served::new(Tree::empty_object(), Some(Value::Object(Map::new()))),
         }
     }
 
@@ -818,26 +951,28 @@ impl ProjectConfig {
 
     /// The project config as served (the `data` object).
     ///
-    /// This is the only copy of the served JSON: the entities of the snapshot do not hold their
-    /// own. Each one's object as served is read from this tree by its position, through
-    /// [`experience_raw`](Self::experience_raw), [`variation_raw`](Self::variation_raw),
-    /// [`audience_raw`](Self::audience_raw), [`segment_raw`](Self::segment_raw) and
-    /// [`location_raw`](Self::location_raw).
+    /// Loading a config builds no `serde_json::Value`: this one is made from the served text's
+    /// tree on the first call (or is the value given to [`from_value`](Self::from_value)), then
+    /// kept. To read one entity, prefer [`experience_raw`](Self::experience_raw),
+    /// [`variation_raw`](Self::variation_raw), [`audience_raw`](Self::audience_raw),
+    /// [`segment_raw`](Self::segment_raw) and [`location_raw`](Self::location_raw), which convert
+    /// only that entity (once); to tell whether two configs were served the same, use
+    /// [`same_served`](Self::same_served).
     pub fn raw(&self) -> &Value {
-        &self.raw
+        self.served
+            .full
+            .get_or_init(|| self.served.data.root().to_value())
     }
 
-    /// The served list `field` of the config (empty when absent or not a list).
-    fn raw_list(&self, field: &str) -> &[Value] {
-        self.raw
-            .get(field)
-            .and_then(Value::as_array)
-            .map_or(&[], Vec::as_slice)
+    /// Whether both configs were served the same JSON (the `data` object): `self.raw() ==
+    /// other.raw()`, without building either value.
+    pub fn same_served(&self, other: &ProjectConfig) -> bool {
+        tree::same(self.served.data.root(), other.served.data.root())
     }
 
     /// Experience `exp` as served: `experiences[exp]` of [`raw`](Self::raw), where `exp` is the
     /// experience's position in [`experiences`](Self::experiences) (its [`Experience::index`]).
-    /// `None` when there is no such experience.
+    /// `None` when there is no such experience. Made on the first call for `exp`, then kept.
     ///
     /// ```
     /// # use convert_core::ProjectConfig;
@@ -852,7 +987,7 @@ impl ProjectConfig {
     /// # Ok::<(), convert_core::config::ConfigError>(())
     /// ```
     pub fn experience_raw(&self, exp: usize) -> Option<&Map<String, Value>> {
-        self.raw_list("experiences").get(exp)?.as_object()
+        self.served.entity(0, exp)?.as_object()
     }
 
     /// Variation `variation` of experience `exp` as served (positions in
@@ -868,17 +1003,17 @@ impl ProjectConfig {
 
     /// Audience `i` (position in [`audiences`](Self::audiences)) as served.
     pub fn audience_raw(&self, i: usize) -> Option<&Map<String, Value>> {
-        self.raw_list("audiences").get(i)?.as_object()
+        self.served.entity(1, i)?.as_object()
     }
 
     /// Segment `i` (position in [`segments`](Self::segments)) as served.
     pub fn segment_raw(&self, i: usize) -> Option<&Map<String, Value>> {
-        self.raw_list("segments").get(i)?.as_object()
+        self.served.entity(2, i)?.as_object()
     }
 
     /// Location `i` (position in [`locations`](Self::locations)) as served.
     pub fn location_raw(&self, i: usize) -> Option<&Map<String, Value>> {
-        self.raw_list("locations").get(i)?.as_object()
+        self.served.entity(3, i)?.as_object()
     }
 
     /// Looks up a config entity by key (SPEC §3.3, §1.5 `getConfigEntity`): `entity_type` is one of
@@ -895,14 +1030,23 @@ impl ProjectConfig {
     fn entity_by_field(&self, field: &str, wanted: &str, entity_type: &str) -> Option<&Value> {
         if entity_type == "variation" {
             // Variations are matched strictly against the string given.
-            return self
-                .raw
-                .get("experiences")?
-                .as_array()?
+            let (exp, var) = self
+                .served
+                .list("experiences")?
                 .iter()
-                .filter_map(|e| e.get("variations")?.as_array())
-                .flatten()
-                .find(|v| v.get(field).and_then(Value::as_str) == Some(wanted));
+                .enumerate()
+                .filter_map(|(i, e)| Some((i, e.get("variations")?.as_array()?)))
+                .find_map(|(i, vars)| {
+                    vars.iter()
+                        .position(|v| v.get(field).and_then(NodeRef::as_str) == Some(wanted))
+                        .map(|j| (i, j))
+                })?;
+            return self
+                .served
+                .entity(0, exp)?
+                .get("variations")?
+                .as_array()?
+                .get(var);
         }
         let plural = match entity_type {
             "goal" => "goals",
@@ -913,11 +1057,13 @@ impl ProjectConfig {
             "feature" => "features",
             _ => return None,
         };
-        self.raw
-            .get(plural)?
-            .as_array()?
+        let list = SERVED_LISTS.iter().position(|l| *l == plural)?;
+        let i = self
+            .served
+            .list(plural)?
             .iter()
-            .find(|e| js::opt_to_js_string(e.get(field)) == wanted)
+            .position(|e| opt_js(e.get(field)) == wanted)?;
+        self.served.entity(list, i)
     }
 }
 
@@ -1047,6 +1193,158 @@ mod tests {
         assert!(c.segment_raw(1).is_none());
         assert!(c.location_raw(2).is_none());
         assert!(ProjectConfig::empty().experience_raw(0).is_none());
+    }
+
+    /// The model and the served JSON of a config, for comparing two loads.
+    fn snapshot(c: &ProjectConfig) -> String {
+        format!(
+            "{:?}",
+            (
+                (&c.account_id, &c.project_id, &c.envelope_environment),
+                (&c.experiences, &c.audiences, &c.segments, &c.locations),
+                (
+                    &c.goals,
+                    &c.features,
+                    &c.feature_roster,
+                    &c.segment_id_values
+                ),
+                c.raw(),
+            )
+        )
+    }
+
+    /// Loading text through the compact tree gives the model, the served JSON and the raw
+    /// entities that loading `js::json_parse`'s value gives.
+    fn assert_text_load_is_value_load(name: &str, text: &str) {
+        let ours = ProjectConfig::from_json(text);
+        let theirs = js::json_parse(text)
+            .map_err(|e| ConfigError::Json(e.to_string()))
+            .and_then(ProjectConfig::from_value);
+        let (ours, theirs) = match (ours, theirs) {
+            (Ok(a), Ok(b)) => (a, b),
+            (a, b) => {
+                assert_eq!(a.err(), b.err(), "{name}");
+                return;
+            }
+        };
+        // Entities first (converted one by one), then the whole object.
+        let lists = [
+            ("experiences", ours.experiences.len()),
+            ("audiences", ours.audiences.len()),
+            ("segments", ours.segments.len()),
+            ("locations", ours.locations.len()),
+        ];
+        for (field, n) in lists {
+            for i in 0..=n {
+                let got = match field {
+                    "experiences" => ours.experience_raw(i),
+                    "audiences" => ours.audience_raw(i),
+                    "segments" => ours.segment_raw(i),
+                    _ => ours.location_raw(i),
+                };
+                let want = theirs.raw()[field].get(i).and_then(Value::as_object);
+                assert_eq!(got, want, "{name} {field}[{i}]");
+            }
+        }
+        for (i, e) in ours.experiences.iter().enumerate() {
+            for j in 0..=e.variations.len() {
+                assert_eq!(
+                    ours.variation_raw(i, j),
+                    theirs.variation_raw(i, j),
+                    "{name} {i}/{j}"
+                );
+            }
+        }
+        assert_eq!(snapshot(&ours), snapshot(&theirs), "{name}");
+        assert!(ours.same_served(&theirs), "{name}");
+        for (ty, field) in [("experience", "key"), ("audience", "id"), ("goal", "key")] {
+            for wanted in ["1", "k", "undefined"] {
+                assert_eq!(
+                    ours.entity_by_field(field, wanted, ty),
+                    theirs.entity_by_field(field, wanted, ty),
+                    "{name} {ty} {field}={wanted}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn text_loads_as_its_parsed_value_loads() {
+        let edge = r#"{"environment": "staging", "data": {"account_id": 1e2, "project": {"id": "2"},
+            "audiences": [{"id": 5, "key": "k", "rules": {"OR": [{"AND": [{"OR_WHEN": [
+                {"rule_type": "custom_key", "key": "a\ud800", "matching": {"match_type": "less",
+                 "negated": false}, "value": 2.729254981960025e-119}]}]}]}, "id": "6"},
+                {"id": -0, "key": 1, "type": "permanent", "type": "transient"}],
+            "segments": [{"id": 18446744073709551616, "key": "s"}],
+            "locations": [{"id": "l", "key": "l", "rules": null}],
+            "goals": [{"id": 9007199254740993, "key": "k", "rules": {"OR": []}}],
+            "features": [{"id": "f", "key": "fk", "variables": [{"key": "v", "type": "json"}]},
+                         {"id": "f", "key": "fk2"}],
+            "archived_experiences": [100],
+            "experiences": [{"id": 100, "key": "k", "version": "12", "audiences": [5, "6"],
+                "locations": ["l"], "environment": "staging",
+                "settings": {"matching_options": {"audiences": "all"}},
+                "variations": [{"id": "v1", "traffic_allocation": 5e1, "status": "running",
+                    "changes": [{"type": "fullStackFeature", "data": {"feature_id": "f",
+                        "variables_data": {"v": {"x": [1, "\u00e9"]}}}}]},
+                    {"id": 7, "key": "v2", "traffic_allocation": "50"}]},
+                {"id": "e2", "key": "k2", "site_area": {"OR": []}, "variations": null}]}}"#;
+        let loaded = ProjectConfig::from_json(edge);
+        assert!(loaded.is_ok(), "{:?}", loaded.err());
+        assert_text_load_is_value_load("edge", edge);
+        for bad in [
+            "[]",
+            "{}",
+            r#"{"data": {"error": 5}}"#,
+            "{\"a\":1e999}",
+            "{",
+        ] {
+            assert_text_load_is_value_load(bad, bad);
+        }
+        let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data");
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&data)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        let in_repo = files.len();
+        if let Some(dir) = std::env::var_os("CONVERT_CONFORMANCE_DIR") {
+            let dir = std::path::PathBuf::from(dir);
+            for rel in [
+                "javascript-sdk/test-config.json",
+                "javascript-sdk/static-config.json",
+                "javascript-sdk/test-config.no-matching-options.json",
+                "derived/realistic-config.json",
+            ] {
+                files.push(dir.join(rel));
+            }
+        }
+        let mut loaded = 0;
+        for path in files
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let name = path.display().to_string();
+            assert_text_load_is_value_load(&name, &text);
+            loaded += usize::from(ProjectConfig::from_json(&text).is_ok());
+        }
+        // The in-repo demo config, and the four conformance configs when they are given.
+        let want = 1 + (files.len() - in_repo);
+        assert!(loaded >= want, "{loaded} configs loaded from {files:?}");
+    }
+
+    #[test]
+    fn same_served_compares_the_served_json() {
+        let a = ProjectConfig::from_json(r#"{"account_id": "1", "project": {"id": "2"}}"#);
+        let b = ProjectConfig::from_value(base());
+        let c = ProjectConfig::from_json(r#"{"account_id": "1", "project": {"id": "3"}}"#);
+        assert!(a.is_ok() && b.is_ok() && c.is_ok());
+        let (Ok(a), Ok(b), Ok(c)) = (a, b, c) else {
+            return;
+        };
+        assert!(a.same_served(&b));
+        assert!(!a.same_served(&c));
+        assert_eq!(a.raw(), b.raw());
+        assert_ne!(a.raw(), c.raw());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod keyorder;
 pub mod rules;
 pub mod store;
 pub mod tracking;
+mod tree;
 
 pub use config::{ConfigError, ProjectConfig};
 pub use engine::{

@@ -438,40 +438,79 @@ pub struct RuleSet {
     exclusion: Option<ExclusionRule>,
 }
 
-fn non_empty_list<'a>(v: &'a Value, member: &str) -> Option<&'a Vec<Value>> {
-    v.as_object()?
-        .get(member)?
-        .as_array()
-        .filter(|a| !a.is_empty())
+/// Read access to a JSON tree, so that a rule tree compiles from a `serde_json::Value` or from the
+/// config's own tree without a conversion (only rule values are turned into `Value`s).
+pub(crate) trait RuleJson<'a>: Copy {
+    /// The items of an array.
+    type Items: ExactSizeIterator<Item = Self> + Clone;
+    /// Member `key` when this is an object.
+    fn member(self, key: &str) -> Option<Self>;
+    /// The items when this is an array.
+    fn items(self) -> Option<Self::Items>;
+    /// Whether this is an object.
+    fn is_object(self) -> bool;
+    /// The text when this is a string.
+    fn text(self) -> Option<&'a str>;
+    /// The value when this is a boolean.
+    fn boolean(self) -> Option<bool>;
+    /// This value as a `serde_json::Value`.
+    fn value(self) -> Cow<'a, Value>;
 }
 
-fn compile_item(raw: &Value) -> Item {
-    let Some(obj) = raw.as_object() else {
+impl<'a> RuleJson<'a> for &'a Value {
+    type Items = std::slice::Iter<'a, Value>;
+
+    fn member(self, key: &str) -> Option<&'a Value> {
+        self.as_object()?.get(key)
+    }
+    fn items(self) -> Option<Self::Items> {
+        self.as_array().map(|a| a.iter())
+    }
+    fn is_object(self) -> bool {
+        Value::is_object(self)
+    }
+    fn text(self) -> Option<&'a str> {
+        self.as_str()
+    }
+    fn boolean(self) -> Option<bool> {
+        self.as_bool()
+    }
+    fn value(self) -> Cow<'a, Value> {
+        Cow::Borrowed(self)
+    }
+}
+
+fn non_empty_list<'a, J: RuleJson<'a>>(v: J, member: &str) -> Option<J::Items> {
+    v.member(member)?.items().filter(|a| a.len() > 0)
+}
+
+fn compile_item<'a, J: RuleJson<'a>>(obj: J) -> Item {
+    if !obj.is_object() {
+        return Item::Never;
+    }
+    let Some(matching) = obj.member("matching").filter(|m| m.is_object()) else {
         return Item::Never;
     };
-    let Some(matching) = obj.get("matching").and_then(Value::as_object) else {
+    let Some(match_type) = matching.member("match_type").and_then(J::text) else {
         return Item::Never;
     };
-    let Some(match_type) = matching.get("match_type").and_then(Value::as_str) else {
-        return Item::Never;
-    };
-    let Some(negated) = matching.get("negated").and_then(Value::as_bool) else {
+    let Some(negated) = matching.member("negated").and_then(J::boolean) else {
         // The reference only accepts a boolean `negated`.
         return Item::Never;
     };
     let runs_on_missing = matches!(match_type, "exists" | "doesNotExist");
-    let value = obj.get("value");
+    let value = obj.member("value").map(J::value);
     if value.is_none() && !runs_on_missing {
         return Item::Never;
     }
-    let Some(check) = Check::new(match_type, value) else {
+    let Some(check) = Check::new(match_type, value.as_deref()) else {
         return Item::Never;
     };
     Item::Rule(Box::new(Rule {
-        key: obj.get("key").and_then(Value::as_str).map(str::to_string),
+        key: obj.member("key").and_then(J::text).map(str::to_string),
         rule_type: obj
-            .get("rule_type")
-            .and_then(Value::as_str)
+            .member("rule_type")
+            .and_then(J::text)
             .map(str::to_string),
         runs_on_missing,
         negated,
@@ -479,11 +518,16 @@ fn compile_item(raw: &Value) -> Item {
     }))
 }
 
-fn exclusion_of(item: &Value) -> Option<ExclusionRule> {
-    (item.get("rule_type").and_then(Value::as_str) == Some("bucketed_into_experience_key")).then(
+fn exclusion_of<'a, J: RuleJson<'a>>(item: J) -> Option<ExclusionRule> {
+    (item.member("rule_type").and_then(J::text) == Some("bucketed_into_experience_key")).then(
         || ExclusionRule {
-            target_key: js::opt_js_str(item.get("value")).to_string(),
-            negated: js::opt_truthy(item.get("matching").and_then(|m| m.get("negated"))),
+            target_key: js::opt_js_str(item.member("value").map(J::value).as_deref()).to_string(),
+            negated: js::opt_truthy(
+                item.member("matching")
+                    .and_then(|m| m.member("negated"))
+                    .map(J::value)
+                    .as_deref(),
+            ),
         },
     )
 }
@@ -498,25 +542,28 @@ struct Ctx<'d> {
 impl RuleSet {
     /// Compiles a raw rule tree (any JSON). Never fails.
     pub fn compile(raw: &Value) -> RuleSet {
+        Self::compile_json(raw)
+    }
+
+    /// [`RuleSet::compile`] from any [`RuleJson`] tree.
+    pub(crate) fn compile_json<'a, J: RuleJson<'a>>(raw: J) -> RuleSet {
         let mut exclusion = None;
         let or = non_empty_list(raw, "OR").map(|ors| {
-            ors.iter()
-                .map(|and| {
-                    non_empty_list(and, "AND").map(|blocks| {
-                        blocks
-                            .iter()
-                            .map(|block| {
-                                non_empty_list(block, "OR_WHEN").map(|items| {
-                                    if exclusion.is_none() {
-                                        exclusion = items.iter().find_map(exclusion_of);
-                                    }
-                                    items.iter().map(compile_item).collect()
-                                })
+            ors.map(|and| {
+                non_empty_list(and, "AND").map(|blocks| {
+                    blocks
+                        .map(|block| {
+                            non_empty_list(block, "OR_WHEN").map(|items| {
+                                if exclusion.is_none() {
+                                    exclusion = items.clone().find_map(exclusion_of);
+                                }
+                                items.map(compile_item).collect()
                             })
-                            .collect()
-                    })
+                        })
+                        .collect()
                 })
-                .collect()
+            })
+            .collect()
         });
         RuleSet { or, exclusion }
     }

@@ -369,7 +369,7 @@ impl Shared {
                 .config
                 .load()
                 .as_ref()
-                .is_none_or(|old| old.raw() != config.raw());
+                .is_none_or(|old| !old.same_served(&config));
             if changed {
                 self.config.store(Some(Arc::new(config)));
             }
