@@ -1048,9 +1048,10 @@ fn convert_on(
 /// atomically and sent only when its mark wins.
 pub(crate) fn reconcile_held(core: &Core) {
     let guard = &core.inner.shared.guard;
-    // Nothing held (the usual case): `take_batch` gives an empty batch after one relaxed load,
-    // without locking or allocating, and dropping it puts nothing back.
-    let mut batch = guard.take_batch();
+    // Nothing held (the usual case): no batch, after one relaxed load.
+    let Some(mut batch) = guard.take_batch() else {
+        return;
+    };
     while let Some(h) = batch.next() {
         if guard.time_short() {
             return;
