@@ -210,22 +210,22 @@ thread_local! {
 
 impl Context {
     pub(crate) fn new(core: Core, visitor_id: String, attributes: crate::Attributes) -> Self {
+        // Without attributes (the usual case) their empty map becomes the context's properties:
+        // no second map is made, and none is dropped here (dropping even an empty map walks it).
         let mut ctx = Context {
             core,
             visitor_id,
             store_key: std::sync::OnceLock::new(),
-            properties: Map::new(),
+            properties: attributes.into_map(),
             preview: None,
         };
-        if let Some(mut attrs) = Some(attributes.into_map()).filter(|a| !a.is_empty()) {
-            crate::attributes::retain_checked(&mut attrs, "visitor attribute");
-            if let Some(report) = report_segments(&attrs) {
+        if !ctx.properties.is_empty() {
+            crate::attributes::retain_checked(&mut ctx.properties, "visitor attribute");
+            if let Some(report) = report_segments(&ctx.properties) {
                 ctx.write(&[StoreOp::MergeSegments(report)]);
             }
-            ctx.properties = attrs
-                .into_iter()
-                .filter(|(k, _)| !convert_core::store::is_report_segment_key(k))
-                .collect();
+            ctx.properties
+                .retain(|k, _| !convert_core::store::is_report_segment_key(k));
         }
         ctx
     }
