@@ -1081,12 +1081,18 @@ fn convert_on(
 
 /// Reconciles held conversions (a batch per call) once the store answers again: each is marked
 /// atomically and sent only when its mark wins.
+#[inline]
 pub(crate) fn reconcile_held(core: &Core) {
+    // Nothing held (the usual case): no batch, after one relaxed load (inlined into the caller).
+    if let Some(batch) = core.inner.shared.guard.take_batch() {
+        reconcile_batch(core, batch);
+    }
+}
+
+/// [`reconcile_held`] of a batch taken.
+#[inline(never)]
+fn reconcile_batch(core: &Core, mut batch: crate::store_guard::HeldBatch<'_>) {
     let guard = &core.inner.shared.guard;
-    // Nothing held (the usual case): no batch, after one relaxed load.
-    let Some(mut batch) = guard.take_batch() else {
-        return;
-    };
     while let Some(h) = batch.next() {
         if guard.time_short() {
             return;

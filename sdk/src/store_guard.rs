@@ -477,8 +477,18 @@ impl StoreGuard {
     /// closed). What the batch still holds when dropped goes back to the front of the list.
     /// `None` when nothing is held (the usual case: one relaxed load, nothing built or dropped)
     /// or the circuit is open.
+    #[inline]
     pub fn take_batch(&self) -> Option<HeldBatch<'_>> {
-        if self.held_count() == 0 || self.is_open() {
+        if self.held_count() == 0 {
+            return None;
+        }
+        self.take_held_batch()
+    }
+
+    /// [`StoreGuard::take_batch`] when something is held.
+    #[cold]
+    fn take_held_batch(&self) -> Option<HeldBatch<'_>> {
+        if self.is_open() {
             return None;
         }
         let mut held = self.held();
