@@ -498,11 +498,13 @@ pub struct Effects {
 
 impl Effects {
     /// Whether nothing is asked.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.store.is_empty() && self.tracking.is_empty() && self.notices.is_empty()
     }
 
     /// Clears all lists, keeping their allocations.
+    #[inline]
     pub fn clear(&mut self) {
         self.store.clear();
         self.tracking.clear();
@@ -879,8 +881,11 @@ impl<'a> Engine<'a> {
                         if !opts.suppress_events {
                             fx.notices.push(Notice::LocationActivated(li));
                         }
-                        list.get_or_insert_with(|| ValueList::from(stored))
-                            .push(StoredValue::Str(loc.key.clone()));
+                        let value = StoredValue::Str(loc.key.clone());
+                        match &mut list {
+                            Some(l) => l.push(value),
+                            None => list = Some(ValueList::with_pushed(stored, value)),
+                        }
                     }
                     any = true;
                 }
