@@ -561,9 +561,15 @@ impl StoreData {
         experience_id: impl Into<Str>,
         variation_id: impl Into<Str>,
     ) -> bool {
-        self.bucketing
-            .get_or_insert_with(Entries::default)
-            .insert(experience_id.into(), StoredValue::Str(variation_id.into()))
+        let value = StoredValue::Str(variation_id.into());
+        match &mut self.bucketing {
+            Some(entries) => entries.insert(experience_id.into(), value),
+            // A visitor's first decision: the entry is the list's inline element.
+            None => {
+                self.bucketing = Some(Entries::List(Small::One((experience_id.into(), value))));
+                true
+            }
+        }
     }
 
     /// Every stored bucketing entry (experience id, value), in stored order.
