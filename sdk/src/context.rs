@@ -384,7 +384,10 @@ impl Context {
                     // In place: the decision is made on the stored record, in one update.
                     let _ = shared.guard.call(&shared.events, |store| {
                         store.update(key, &mut |data| {
-                            fx.clear();
+                            // Empty unless the store runs the update again.
+                            if !fx.is_empty() {
+                                fx.clear();
+                            }
                             let mut vs = VisitorState::in_place(&self.visitor_id, data);
                             out = Some(f(&engine, &mut vs, &mut fx));
                             vs.changed()
