@@ -207,6 +207,7 @@ impl BucketedVariation {
     }
     /// The decision for variation `vi` of `exp`; `allocation` is the bucket value of a fresh
     /// decision (`None` for a stored or forced-preview one).
+    #[inline]
     pub fn of(exp: &Experience, vi: usize, allocation: Option<u32>) -> BucketedVariation {
         let v = &exp.variations[vi];
         BucketedVariation {
@@ -498,11 +499,13 @@ pub struct Effects {
 
 impl Effects {
     /// Whether nothing is asked.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.store.is_empty() && self.tracking.is_empty() && self.notices.is_empty()
     }
 
     /// Clears all lists, keeping their allocations.
+    #[inline]
     pub fn clear(&mut self) {
         self.store.clear();
         self.tracking.clear();
@@ -619,6 +622,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Decides experience `key` for the visitor (SPEC §5.2–§5.3).
+    #[inline]
     pub fn run_experience(
         &self,
         visitor: &mut VisitorState<'_>,
@@ -667,6 +671,10 @@ impl<'a> Engine<'a> {
         self.decide_with(visitor, exp, props, opts, fx, true)
     }
 
+    /// [`Engine::decide`], with or without mirroring its writes. The decision is built here, from
+    /// the small [`Outcome`], so that a variation's `BucketedVariation` (about 170 bytes) is
+    /// written once, where the caller wants it, rather than built below and copied up.
+    #[inline]
     fn decide_with(
         &self,
         visitor: &mut VisitorState<'_>,
@@ -676,10 +684,30 @@ impl<'a> Engine<'a> {
         fx: &mut Effects,
         mirror: bool,
     ) -> Decision {
+        match self.outcome(visitor, exp, props, opts, fx, mirror) {
+            Outcome::Variation { index, allocation } => {
+                Decision::Variation(BucketedVariation::of(exp, index, allocation))
+            }
+            Outcome::NotMatched(reason) => Decision::NotMatched(reason),
+            Outcome::RuleError(e) => Decision::RuleError(e),
+            Outcome::NotDecided => Decision::NotDecided,
+        }
+    }
+
+    /// The matching (steps 2–8) and the bucketing of one experience.
+    fn outcome(
+        &self,
+        visitor: &mut VisitorState<'_>,
+        exp: &Experience,
+        props: &VisitorProps<'_>,
+        opts: &RunOptions<'_>,
+        fx: &mut Effects,
+        mirror: bool,
+    ) -> Outcome {
         match self.qualify(visitor, exp, props, opts, fx, mirror) {
             Ok(None) => self.bucket(visitor, exp, props, opts, fx, mirror),
-            Ok(Some(reason)) => Decision::NotMatched(reason),
-            Err(e) => Decision::RuleError(e),
+            Ok(Some(reason)) => Outcome::NotMatched(reason),
+            Err(e) => Outcome::RuleError(e),
         }
     }
 
@@ -879,8 +907,11 @@ impl<'a> Engine<'a> {
                         if !opts.suppress_events {
                             fx.notices.push(Notice::LocationActivated(li));
                         }
-                        list.get_or_insert_with(|| ValueList::from(stored))
-                            .push(StoredValue::Str(loc.key.clone()));
+                        let value = StoredValue::Str(loc.key.clone());
+                        match &mut list {
+                            Some(l) => l.push(value),
+                            None => list = Some(ValueList::with_pushed(stored, value)),
+                        }
                     }
                     any = true;
                 }
@@ -918,12 +949,12 @@ impl<'a> Engine<'a> {
         opts: &RunOptions<'_>,
         fx: &mut Effects,
         mirror: bool,
-    ) -> Decision {
+    ) -> Outcome {
         if visitor.id.is_empty() {
-            return Decision::NotMatched(NotMatchedReason::NoVisitorId);
+            return Outcome::NotMatched(NotMatchedReason::NoVisitorId);
         }
         if !exp.has_id {
-            return Decision::NotMatched(NotMatchedReason::InvalidConfig);
+            return Outcome::NotMatched(NotMatchedReason::InvalidConfig);
         }
         let forced = opts
             .force_variation_id
@@ -937,7 +968,10 @@ impl<'a> Engine<'a> {
             if agrees {
                 if let Some(vi) = exp.variation_by_id(stored) {
                     fx.step(|| Step::Sticky(stored.to_string()));
-                    return Decision::Variation(self.result(exp, vi, None));
+                    return Outcome::Variation {
+                        index: vi,
+                        allocation: None,
+                    };
                 }
             }
         }
@@ -972,7 +1006,7 @@ impl<'a> Engine<'a> {
             fx.step(|| Step::Forced(exp.variations[i].id.to_string()));
         }
         let Some(vi) = chosen else {
-            return Decision::NotDecided;
+            return Outcome::NotDecided;
         };
         let variation = &exp.variations[vi];
         // Taken before the writes below; only a tracking event carries it.
@@ -999,14 +1033,26 @@ impl<'a> Engine<'a> {
         }
         if !variation.id_is_string {
             // The reference re-reads the variation by a string id and finds nothing.
-            return Decision::NotMatched(NotMatchedReason::InvalidConfig);
+            return Outcome::NotMatched(NotMatchedReason::InvalidConfig);
         }
-        Decision::Variation(self.result(exp, vi, Some(value)))
+        Outcome::Variation {
+            index: vi,
+            allocation: Some(value),
+        }
     }
+}
 
-    fn result(&self, exp: &Experience, vi: usize, allocation: Option<u32>) -> BucketedVariation {
-        BucketedVariation::of(exp, vi, allocation)
-    }
+/// What deciding one experience came to, before its [`Decision`] is built.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    /// Variation `index` of the experience; `allocation` is the bucket of a fresh decision.
+    Variation {
+        index: usize,
+        allocation: Option<u32>,
+    },
+    NotMatched(NotMatchedReason),
+    RuleError(RuleError),
+    NotDecided,
 }
 
 /// JS truthiness of an optional JSON value (re-exported for the SDK's convenience).

@@ -137,6 +137,17 @@ impl<T: Clone> Small<T> {
             _ => Small::Many(items.to_vec()),
         }
     }
+
+    /// `items` followed by `item`, built at once.
+    fn with_pushed(items: &[T], item: T) -> Self {
+        if items.is_empty() {
+            return Small::One(item);
+        }
+        let mut v = Vec::with_capacity(items.len() + 1);
+        v.extend_from_slice(items);
+        v.push(item);
+        Small::Many(v)
+    }
 }
 
 impl<T> Small<T> {
@@ -176,6 +187,12 @@ impl ValueList {
     /// Removes and returns the element at `index` (`None` when out of range).
     pub fn remove(&mut self, index: usize) -> Option<StoredValue> {
         self.0.remove(index)
+    }
+
+    /// A copy of `items` with `value` appended (a visitor's first location is the common case:
+    /// it is then the inline element, with nothing copied or dropped on the way).
+    pub fn with_pushed(items: &[StoredValue], value: StoredValue) -> Self {
+        ValueList(Small::with_pushed(items, value))
     }
 }
 
@@ -544,9 +561,15 @@ impl StoreData {
         experience_id: impl Into<Str>,
         variation_id: impl Into<Str>,
     ) -> bool {
-        self.bucketing
-            .get_or_insert_with(Entries::default)
-            .insert(experience_id.into(), StoredValue::Str(variation_id.into()))
+        let value = StoredValue::Str(variation_id.into());
+        match &mut self.bucketing {
+            Some(entries) => entries.insert(experience_id.into(), value),
+            // A visitor's first decision: the entry is the list's inline element.
+            None => {
+                self.bucketing = Some(Entries::List(Small::One((experience_id.into(), value))));
+                true
+            }
+        }
     }
 
     /// Every stored bucketing entry (experience id, value), in stored order.
@@ -857,6 +880,23 @@ mod tests {
             assert_eq!(d.bucketed_variation(&format!("{}", 100_000 + i)), Some("v"));
         }
         KEY_COMPARISONS.with(std::cell::Cell::get)
+    }
+
+    #[test]
+    fn a_list_with_a_value_pushed_is_the_list_then_the_value() {
+        let items: Vec<StoredValue> = ["a", "b", "c"].into_iter().map(StoredValue::from).collect();
+        for n in 0..=items.len() {
+            let list = ValueList::with_pushed(&items[..n], StoredValue::from("new"));
+            let mut expected: Vec<&str> =
+                items[..n].iter().filter_map(StoredValue::as_str).collect();
+            expected.push("new");
+            let got: Vec<&str> = list.iter().filter_map(StoredValue::as_str).collect();
+            assert_eq!(got, expected, "{n} items before");
+            let mut d = StoreData::default();
+            d.set_locations(list);
+            let stored: Value = serde_json::from_str(&d.to_json()).unwrap_or_default();
+            assert_eq!(stored.get("locations"), Some(&json!(expected)));
+        }
     }
 
     #[test]

@@ -5,16 +5,19 @@
 //! other processes compete for the cores.
 //!
 //! ```sh
-//! cargo bench -p convert-sdk --bench threads -- [workload] [visitors] [threads] [layout]
+//! cargo bench -p convert-sdk --bench threads -- [workload] [visitors] [threads] [layout] [mode]
 //! # e.g. bench-3arm 1000000 2 shared; layouts:
 //! #   shared        one SDK instance (one store) for all threads, as `convert bench`
 //! #   shared-store  an SDK instance per thread, one MemoryStore shared by all
 //! #   separate      an SDK instance and a store per thread (nothing shared)
+//! # modes:
+//! #   decide        contexts created before the timed loop (`convert bench`'s decide-only mode)
+//! #   context       a context created, used and dropped per visitor in the timed loop
+//! #                 (`convert bench`'s default mode)
 //! ```
 //!
-//! Each thread decides for its own fresh visitors (contexts created before the timed loop, as in
-//! `convert bench`'s decide-only mode) after a warm-up that fills the store (10,000 visitors,
-//! the default).
+//! Each thread decides for its own fresh visitors after a warm-up that fills the store (10,000
+//! visitors, the default).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -46,6 +49,11 @@ fn main() {
         .unwrap_or(1_000_000);
     let threads: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2).max(1);
     let layout = args.get(3).map_or("shared", String::as_str);
+    let per_visitor_context = match args.get(4).map_or("decide", String::as_str) {
+        "decide" => false,
+        "context" => true,
+        other => panic!("unknown mode {other}"),
+    };
     let Workload { core, attrs, key } = workload(name);
     let store = Arc::new(MemoryStore::new());
     let instance = || -> Core {
@@ -68,12 +76,21 @@ fn main() {
                         let ctx = core.create_context(format!("warmup-{t}-{i}"), None);
                         std::hint::black_box(ctx.run_experience(key, attrs));
                     }
-                    let contexts: Vec<_> = (t * per..(t + 1) * per)
-                        .map(|i| core.create_context(format!("bench-visitor-{i}"), None))
-                        .collect();
+                    let ids = t * per..(t + 1) * per;
+                    let id = |i: usize| format!("bench-visitor-{i}");
+                    let (contexts, ids): (Vec<_>, Vec<_>) = if per_visitor_context {
+                        (Vec::new(), ids.map(id).collect())
+                    } else {
+                        let c = ids.map(|i| core.create_context(id(i), None)).collect();
+                        (c, Vec::new())
+                    };
                     start.wait();
                     let (cpu, wall) = (thread_cpu_ns(), Instant::now());
                     for ctx in &contexts {
+                        std::hint::black_box(ctx.run_experience(key, attrs));
+                    }
+                    for id in ids {
+                        let ctx = core.create_context(id, None);
                         std::hint::black_box(ctx.run_experience(key, attrs));
                     }
                     (
@@ -88,7 +105,7 @@ fn main() {
     let slowest = results.iter().map(|r| r.1).fold(0.0, f64::max);
     let cpu: Vec<u64> = results.iter().map(|r| r.0).collect();
     println!(
-        "{name} threads={threads} layout={layout} cpu_ns_per_decision={cpu:?} decisions_per_second={:.0}",
+        "{name} threads={threads} layout={layout} context_per_visitor={per_visitor_context} cpu_ns_per_decision={cpu:?} decisions_per_second={:.0}",
         (per * threads) as f64 / slowest
     );
 }

@@ -203,29 +203,62 @@ fn store_key_of(cfg: &ProjectConfig, visitor_id: &str) -> String {
 /// A config snapshot held for one call (no reference count touched).
 type ConfigGuard = arc_swap::Guard<Option<std::sync::Arc<ProjectConfig>>>;
 
+/// Scratch space in which a call builds its store key. It keeps the
+/// `{accountId}-{projectId}-` prefix of the last config it was built under, so a call under the
+/// same config only appends its visitor id.
+struct KeyBuf {
+    buf: String,
+    /// The config `buf`'s prefix was built from. Weak, so that the config is freed as usual, but
+    /// its allocation (not what the config owns) stays until this thread's next key under
+    /// another config: no other config can take the address while it is compared.
+    prefix_of: std::sync::Weak<ProjectConfig>,
+    prefix_len: usize,
+}
+
+impl KeyBuf {
+    /// The store key of `visitor_id` under `cfg`.
+    fn key(&mut self, cfg: &std::sync::Arc<ProjectConfig>, visitor_id: &str) -> &str {
+        if std::ptr::eq(self.prefix_of.as_ptr(), std::sync::Arc::as_ptr(cfg)) {
+            self.buf.truncate(self.prefix_len);
+            self.buf.push_str(visitor_id);
+        } else {
+            self.buf.clear();
+            push_store_key(&mut self.buf, cfg, visitor_id);
+            self.prefix_len = self.buf.len() - visitor_id.len();
+            self.prefix_of = std::sync::Arc::downgrade(cfg);
+        }
+        &self.buf
+    }
+}
+
 thread_local! {
-    /// Scratch space in which a call builds its store key.
-    static KEY_BUF: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    static KEY_BUF: std::cell::RefCell<KeyBuf> = const {
+        std::cell::RefCell::new(KeyBuf {
+            buf: String::new(),
+            prefix_of: std::sync::Weak::new(),
+            prefix_len: 0,
+        })
+    };
 }
 
 impl Context {
     pub(crate) fn new(core: Core, visitor_id: String, attributes: crate::Attributes) -> Self {
+        // Without attributes (the usual case) their empty map becomes the context's properties:
+        // no second map is made, and none is dropped here (dropping even an empty map walks it).
         let mut ctx = Context {
             core,
             visitor_id,
             store_key: std::sync::OnceLock::new(),
-            properties: Map::new(),
+            properties: attributes.into_map(),
             preview: None,
         };
-        if let Some(mut attrs) = Some(attributes.into_map()).filter(|a| !a.is_empty()) {
-            crate::attributes::retain_checked(&mut attrs, "visitor attribute");
-            if let Some(report) = report_segments(&attrs) {
+        if !ctx.properties.is_empty() {
+            crate::attributes::retain_checked(&mut ctx.properties, "visitor attribute");
+            if let Some(report) = report_segments(&ctx.properties) {
                 ctx.write(&[StoreOp::MergeSegments(report)]);
             }
-            ctx.properties = attrs
-                .into_iter()
-                .filter(|(k, _)| !convert_core::store::is_report_segment_key(k))
-                .collect();
+            ctx.properties
+                .retain(|k, _| !convert_core::store::is_report_segment_key(k));
         }
         ctx
     }
@@ -251,7 +284,11 @@ impl Context {
     /// Runs `f` once with the visitor's store key under `cfg` (`None` when there is no config
     /// yet). The key is built in a per-thread buffer; a nested call (a store calling back into
     /// the SDK) builds its own.
-    fn with_key(&self, cfg: Option<&ProjectConfig>, mut f: impl FnMut(Option<&str>)) {
+    fn with_key(
+        &self,
+        cfg: Option<&std::sync::Arc<ProjectConfig>>,
+        mut f: impl FnMut(Option<&str>),
+    ) {
         if let Some(k) = self.store_key.get() {
             return f(Some(k));
         }
@@ -263,9 +300,7 @@ impl Context {
                 let Ok(mut buf) = cell.try_borrow_mut() else {
                     return false;
                 };
-                buf.clear();
-                push_store_key(&mut buf, cfg, &self.visitor_id);
-                f(Some(buf.as_str()));
+                f(Some(buf.key(cfg, &self.visitor_id)));
                 true
             })
             .unwrap_or(false);
@@ -280,7 +315,7 @@ impl Context {
             return self.with_key(None, f);
         }
         let guard = self.core.inner.shared.config_guard();
-        self.with_key(guard.as_deref(), f)
+        self.with_key(guard.as_ref(), f)
     }
 
     /// The context's own (non-report) visitor properties.
@@ -343,13 +378,16 @@ impl Context {
         // The result is written once, here, rather than handed back through the closures.
         let mut out = None;
         shared.guard.within_deadline(|| {
-            self.with_key(guard.as_deref(), |key| {
+            self.with_key(guard.as_ref(), |key| {
                 let mut fx = Effects::default();
                 if let Some(key) = key.filter(|_| shared.guard.store().updates_in_place()) {
                     // In place: the decision is made on the stored record, in one update.
                     let _ = shared.guard.call(&shared.events, |store| {
                         store.update(key, &mut |data| {
-                            fx.clear();
+                            // Empty unless the store runs the update again.
+                            if !fx.is_empty() {
+                                fx.clear();
+                            }
                             let mut vs = VisitorState::in_place(&self.visitor_id, data);
                             out = Some(f(&engine, &mut vs, &mut fx));
                             vs.changed()
@@ -1046,11 +1084,18 @@ fn convert_on(
 
 /// Reconciles held conversions (a batch per call) once the store answers again: each is marked
 /// atomically and sent only when its mark wins.
+#[inline]
 pub(crate) fn reconcile_held(core: &Core) {
+    // Nothing held (the usual case): no batch, after one relaxed load (inlined into the caller).
+    if let Some(batch) = core.inner.shared.guard.take_batch() {
+        reconcile_batch(core, batch);
+    }
+}
+
+/// [`reconcile_held`] of a batch taken.
+#[inline(never)]
+fn reconcile_batch(core: &Core, mut batch: crate::store_guard::HeldBatch<'_>) {
     let guard = &core.inner.shared.guard;
-    // Nothing held (the usual case): `take_batch` gives an empty batch after one relaxed load,
-    // without locking or allocating, and dropping it puts nothing back.
-    let mut batch = guard.take_batch();
     while let Some(h) = batch.next() {
         if guard.time_short() {
             return;
@@ -1094,4 +1139,42 @@ fn settle_held(core: &Core, guard: &StoreGuard, h: &HeldConversion, outcome: Sto
         Err(_) => return false,
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn config(account: &str, project: &str) -> Arc<ProjectConfig> {
+        let value = serde_json::json!({"account_id": account, "project": {"id": project}});
+        match ProjectConfig::from_value(value) {
+            Ok(cfg) => Arc::new(cfg),
+            Err(e) => unreachable!("test config: {e:?}"),
+        }
+    }
+
+    #[test]
+    fn key_buffer_rebuilds_its_prefix_for_every_other_config() {
+        let mut kb = KeyBuf {
+            buf: String::new(),
+            prefix_of: std::sync::Weak::new(),
+            prefix_len: 0,
+        };
+        let first = config("1", "22");
+        assert_eq!(kb.key(&first, "visitor-a"), "1-22-visitor-a");
+        assert_eq!(kb.key(&first, "b"), "1-22-b");
+        assert_eq!(kb.key(&first, ""), "1-22-");
+        let second = config("333", "4");
+        assert_eq!(kb.key(&second, "visitor-a"), "333-4-visitor-a");
+        assert_eq!(kb.key(&first, "c"), "1-22-c");
+        // A config made after the one the prefix came from was dropped never reuses the prefix,
+        // even when it takes the same address.
+        drop(first);
+        for i in 0..50 {
+            let other = config(&format!("9{i}"), "8");
+            assert_eq!(kb.key(&other, "v"), format!("9{i}-8-v"));
+            drop(other);
+        }
+    }
 }

@@ -475,15 +475,27 @@ impl StoreGuard {
 
     /// Takes up to one batch of held conversions, to reconcile now (only while the circuit is
     /// closed). What the batch still holds when dropped goes back to the front of the list.
-    pub fn take_batch(&self) -> HeldBatch<'_> {
-        let mut rest = VecDeque::new();
-        if self.held_count() != 0 && !self.is_open() {
-            let mut held = self.held();
-            let n = held.len().min(self.opts.reconcile_batch);
-            rest.extend(held.drain(..n));
-            self.held_len.store(held.len() as u64, Ordering::Relaxed);
+    /// `None` when nothing is held (the usual case: one relaxed load, nothing built or dropped)
+    /// or the circuit is open.
+    #[inline]
+    pub fn take_batch(&self) -> Option<HeldBatch<'_>> {
+        if self.held_count() == 0 {
+            return None;
         }
-        HeldBatch { guard: self, rest }
+        self.take_held_batch()
+    }
+
+    /// [`StoreGuard::take_batch`] when something is held.
+    #[cold]
+    fn take_held_batch(&self) -> Option<HeldBatch<'_>> {
+        if self.is_open() {
+            return None;
+        }
+        let mut held = self.held();
+        let n = held.len().min(self.opts.reconcile_batch);
+        let rest: VecDeque<HeldConversion> = held.drain(..n).collect();
+        self.held_len.store(held.len() as u64, Ordering::Relaxed);
+        Some(HeldBatch { guard: self, rest })
     }
 
     /// Puts back conversions that could not be reconciled yet (at the front, in order).

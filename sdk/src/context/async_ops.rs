@@ -374,7 +374,9 @@ async fn convert_in_async_store(
 /// sent only when its mark wins, while at least half of the call's deadline is left.
 async fn reconcile_held_async(core: &Core, astore: &AsyncStore, deadline: Instant) {
     let guard = &astore.guard;
-    let mut batch = guard.take_batch();
+    let Some(mut batch) = guard.take_batch() else {
+        return;
+    };
     while let Some(h) = batch.next() {
         if guard.time_short_until(deadline) {
             return;
