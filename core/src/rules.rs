@@ -1246,6 +1246,9 @@ struct FastPath(std::sync::OnceLock<Option<Box<LazyDfa>>>);
 
 struct LazyDfa {
     dfa: regex_automata::hybrid::dfa::DFA,
+    /// Every match starts at the beginning (`^…`): searched anchored, so that a mismatch stops
+    /// the search where it occurs (as `regex` does), not at the end of the value.
+    anchored: regex_automata::Anchored,
     cache: std::sync::Mutex<regex_automata::hybrid::dfa::Cache>,
 }
 
@@ -1269,7 +1272,9 @@ impl FastPath {
             .as_ref()
             .and_then(|lazy| {
                 let mut cache = lazy.cache.try_lock().ok()?;
-                let input = regex_automata::Input::new(haystack).earliest(true);
+                let input = regex_automata::Input::new(haystack)
+                    .anchored(lazy.anchored)
+                    .earliest(true);
                 lazy.dfa.try_search_fwd(&mut cache, &input).ok()
             });
         match found {
@@ -1285,7 +1290,7 @@ impl LazyDfa {
     /// give-up heuristics included); `None` when it cannot be built.
     fn build(pattern: &str) -> Option<Box<LazyDfa>> {
         use regex_automata::util::prefilter::Prefilter;
-        use regex_automata::{MatchKind, hybrid::dfa, nfa::thompson, util::syntax};
+        use regex_automata::{Anchored, MatchKind, hybrid::dfa, nfa::thompson, util::syntax};
         let hir = syntax::parse_with(
             pattern,
             &syntax::Config::new()
@@ -1301,11 +1306,15 @@ impl LazyDfa {
             )
             .build_from_hir(&hir)
             .ok()?;
-        // A pattern anchored at the start needs no prefilter (nor does `regex` use one).
-        let prefilter = if nfa.is_always_start_anchored() {
-            None
+        // A pattern anchored at the start is searched anchored and needs no prefilter (`regex`
+        // does the same).
+        let (anchored, prefilter) = if nfa.is_always_start_anchored() {
+            (Anchored::Yes, None)
         } else {
-            Prefilter::from_hir_prefix(MatchKind::LeftmostFirst, &hir)
+            (
+                Anchored::No,
+                Prefilter::from_hir_prefix(MatchKind::LeftmostFirst, &hir),
+            )
         };
         let dfa = dfa::Builder::new()
             .configure(
@@ -1321,7 +1330,11 @@ impl LazyDfa {
             .build_from_nfa(nfa)
             .ok()?;
         let cache = std::sync::Mutex::new(dfa.create_cache());
-        Some(Box::new(LazyDfa { dfa, cache }))
+        Some(Box::new(LazyDfa {
+            dfa,
+            anchored,
+            cache,
+        }))
     }
 }
 
@@ -2544,6 +2557,19 @@ mod tests {
                 "x https://shop.example/pricing",
                 false,
             ),
+            (
+                "^https://shop\\.example/pricing(/|$)",
+                "https://shop.example/",
+                false,
+            ),
+            (
+                "^https://shop\\.example/pricing(/|$)",
+                "https://other.example/pricing",
+                false,
+            ),
+            ("^a|b", "xb", true),
+            ("^a|^b", "xb", false),
+            ("(^a)", "ya", false),
             ("pricing$", "https://shop.example/PRICING", true),
             ("pricing$", "https://shop.example/pricing/", false),
             ("^$", "", true),
@@ -2596,6 +2622,31 @@ mod tests {
         match &compiled.engine {
             Engine::Linear { states, .. } => *states,
             _ => 0,
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        /// Random patterns and values: the fast path (anchored or not, with or without a
+        /// prefilter) always agrees with `regex`.
+        #[test]
+        fn the_fast_path_agrees_on_random_patterns(
+            pattern in proptest::collection::vec(proptest::sample::select(vec![
+                "a", "b", "ab", "Ab", "^", "$", ".", "\\d", "\\w", "\\W", "\\b", "\\B", "\\s",
+                "[a-c]", "[^a]", "(", ")", "|", "*", "+", "?", "{2}", "\u{e9}", "\u{1f600}",
+                "\u{212a}", "/", "\\.",
+            ]), 0..8),
+            value in proptest::collection::vec(proptest::sample::select(vec![
+                "a", "B", "b", "x", " ", "/", ".", "1", "\u{e9}", "\u{c9}", "\u{1f600}", "K",
+                "\u{212a}", "\n",
+            ]), 0..12),
+        ) {
+            let pattern = pattern.concat();
+            let value = value.concat();
+            let compiled = Pattern::compile(&pattern);
+            if let Some((fast, meta)) = fast_and_meta(&compiled, &value) {
+                proptest::prop_assert_eq!(fast, meta, "{:?} on {:?}", pattern, value);
+            }
         }
     }
 
