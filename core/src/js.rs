@@ -298,20 +298,20 @@ pub(crate) fn is_ascii_lower(s: &str) -> bool {
         let gt_z = w.wrapping_add(0x2525_2525_2525_2525); // byte > b'Z' (0x5A)
         (w | (ge_a & !gt_z)) & HIGH
     }
-    let bytes = s.as_bytes();
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
+    let word = |chunk: &[u8]| {
         let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        if flagged(u64::from_le_bytes(word)) != 0 {
-            return false;
-        }
-    }
-    // The tail, padded with zero bytes (neither non-ASCII nor upper-case).
-    let tail = chunks.remainder();
-    let mut word = [0u8; 8];
-    word[..tail.len()].copy_from_slice(tail);
-    flagged(u64::from_le_bytes(word)) == 0
+        word[..chunk.len()].copy_from_slice(chunk);
+        u64::from_le_bytes(word)
+    };
+    let bytes = s.as_bytes();
+    let Some(last) = bytes.len().checked_sub(8) else {
+        // Shorter than a word: padded with zero bytes (neither non-ASCII nor upper-case).
+        return flagged(word(bytes)) == 0;
+    };
+    let mut chunks = bytes.chunks_exact(8);
+    // The tail is covered by the last eight bytes, read as one (overlapping) word.
+    chunks.all(|chunk| flagged(word(chunk)) == 0)
+        && bytes.get(last..).is_some_and(|end| flagged(word(end)) == 0)
 }
 
 /// ECMAScript `StringToNumber` (what `Number(s)` does with a string): the trimmed string must be
