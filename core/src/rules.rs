@@ -90,8 +90,8 @@
 //! ECMAScript natively, because it bounds its work with a backtracking-step limit; the translation
 //! above supplies the ECMAScript meaning). A linear-engine pattern is searched through its own
 //! lazy DFA, built on first use, which answers exactly as [`regex`] would without its per-call
-//! dispatch and cache pool ([`regex`] answers whenever that DFA cannot). Each evaluation has a budget, so no pattern or input
-//! can stall a decision:
+//! dispatch and cache pool ([`regex`] answers whenever that DFA cannot). Each evaluation has a
+//! budget, so no pattern or input can stall a decision:
 //!
 //! * linear engine: `(n + 1) × m ≤` [`REGEX_WORK_BUDGET`] (2²⁴), `n` the input size in bytes, `m`
 //!   the size of the compiled program (states); the engine's work is proportional to that product
@@ -1238,9 +1238,11 @@ const FAST_PATH_CACHE: usize = 256 * 1024;
 /// behind a `Mutex` taken with `try_lock`, so a contended search simply takes the `regex` path.
 ///
 /// Built on first use (not at config load), from `regex::Regex::as_str` with the same syntax
-/// configuration. When it cannot be built (a program too large for [`FAST_PATH_CACHE`]) or a
-/// search stops early (a Unicode word boundary on non-ASCII input), `regex::Regex` answers: the
-/// outcome is the same either way, and the work charged is computed before the search.
+/// configuration. When it cannot be built (a program too large for [`FAST_PATH_CACHE`]), when a
+/// search quits or gives up (a Unicode word boundary on non-ASCII input, a state explosion that
+/// keeps clearing the cache) or when the cache is in use by another thread, `regex::Regex`
+/// answers: the outcome is the same either way, and the work charged is computed before the
+/// search. (The `regex` pool's own cache is then never created for a pattern the DFA serves.)
 #[derive(Default)]
 struct FastPath(std::sync::OnceLock<Option<Box<LazyDfa>>>);
 
