@@ -266,7 +266,9 @@ pub fn js_trim(s: &str) -> &str {
 /// JS `s.toLowerCase()` (Unicode default lower-casing via Rust's `str::to_lowercase`), borrowing
 /// when the string is already lower-case.
 pub fn js_lowercase(s: &str) -> Cow<'_, str> {
-    if s.is_ascii() {
+    if is_ascii_lower(s) {
+        Cow::Borrowed(s)
+    } else if s.is_ascii() {
         if s.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(s.to_ascii_lowercase())
         } else {
@@ -282,6 +284,34 @@ pub fn js_lowercase(s: &str) -> Cow<'_, str> {
     } else {
         Cow::Owned(s.to_lowercase())
     }
+}
+
+/// Whether `s` is all ASCII without an upper-case letter (`A`–`Z`): then it is its own
+/// [`js_lowercase`] and its own UTF-16 unit form. One pass, eight bytes at a time.
+pub(crate) fn is_ascii_lower(s: &str) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    /// Per byte: the high bit is set when the byte is non-ASCII or an upper-case ASCII letter.
+    /// (Within a word of ASCII bytes the additions carry into no other byte; a word with a
+    /// non-ASCII byte is flagged by `w` itself, whatever the carries did.)
+    fn flagged(w: u64) -> u64 {
+        let ge_a = w.wrapping_add(0x3F3F_3F3F_3F3F_3F3F); // byte ≥ b'A' (0x41)
+        let gt_z = w.wrapping_add(0x2525_2525_2525_2525); // byte > b'Z' (0x5A)
+        (w | (ge_a & !gt_z)) & HIGH
+    }
+    let word = |chunk: &[u8]| {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        u64::from_le_bytes(word)
+    };
+    let bytes = s.as_bytes();
+    let Some(last) = bytes.len().checked_sub(8) else {
+        // Shorter than a word: padded with zero bytes (neither non-ASCII nor upper-case).
+        return flagged(word(bytes)) == 0;
+    };
+    let mut chunks = bytes.chunks_exact(8);
+    // The tail is covered by the last eight bytes, read as one (overlapping) word.
+    chunks.all(|chunk| flagged(word(chunk)) == 0)
+        && bytes.get(last..).is_some_and(|end| flagged(word(end)) == 0)
 }
 
 /// ECMAScript `StringToNumber` (what `Number(s)` does with a string): the trimmed string must be
@@ -739,6 +769,42 @@ mod tests {
         assert_eq!(js_lowercase("ǅ"), "ǆ"); // titlecase letter
         assert_eq!(js_lowercase("ΟΔΟΣ"), "οδος");
         assert_eq!(js_lowercase("İ"), "i\u{307}");
+    }
+
+    #[test]
+    fn ascii_lower_fast_path_agrees_with_to_lowercase() {
+        let mut checked = 0;
+        for len in 0..=40usize {
+            let base: String = (0..len)
+                .map(|i| char::from(b"az09-_./?=&%~ "[i % 14]))
+                .collect();
+            assert!(is_ascii_lower(&base), "{base:?}");
+            assert!(matches!(js_lowercase(&base), Cow::Borrowed(_)));
+            for pos in 0..len {
+                for odd in [
+                    "A",
+                    "Z",
+                    "M",
+                    "\u{e9}",
+                    "\u{c9}",
+                    "\u{1f600}",
+                    "\u{212a}",
+                    "\u{7f}",
+                    "@",
+                    "[",
+                    "`",
+                    "{",
+                ] {
+                    let mut s = base.clone();
+                    s.replace_range(pos..=pos, odd);
+                    let expected = s.to_lowercase();
+                    assert_eq!(js_lowercase(&s), expected, "{s:?}");
+                    assert_eq!(is_ascii_lower(&s), s == expected && s.is_ascii(), "{s:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 9000);
     }
 
     #[test]

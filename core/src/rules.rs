@@ -88,8 +88,10 @@
 //! Every pattern without look-around or backreferences runs on the linear-time [`regex`] engine;
 //! the others run on the backtracking [`fancy_regex`] engine (chosen over `regress`, which follows
 //! ECMAScript natively, because it bounds its work with a backtracking-step limit; the translation
-//! above supplies the ECMAScript meaning). Each evaluation has a budget, so no pattern or input
-//! can stall a decision:
+//! above supplies the ECMAScript meaning). A linear-engine pattern is searched through its own
+//! lazy DFA, built on first use, which answers exactly as [`regex`] would without its per-call
+//! dispatch and cache pool ([`regex`] answers whenever that DFA cannot). Each evaluation has a
+//! budget, so no pattern or input can stall a decision:
 //!
 //! * linear engine: `(n + 1) × m ≤` [`REGEX_WORK_BUDGET`] (2²⁴), `n` the input size in bytes, `m`
 //!   the size of the compiled program (states); the engine's work is proportional to that product
@@ -1039,6 +1041,9 @@ enum Engine {
         re: regex::Regex,
         /// Compiled program size (Thompson NFA states).
         states: u64,
+        /// The same pattern as a lazy DFA searched without `re`'s dispatch and cache pool,
+        /// built on first use.
+        fast: FastPath,
     },
     Backtracking {
         re: Box<fancy_regex::Regex>,
@@ -1133,11 +1138,18 @@ impl Pattern {
                 outcome: RegexOutcome::NotRun,
                 work: 0,
             },
-            Engine::Linear { re, states } => {
+            Engine::Linear { re, states, fast } => {
                 // The unit form is never shorter than the value: check before building it.
                 let cost = |n: usize| (n as u64 + 1).saturating_mul(*states);
                 if cost(value.len()) > REGEX_WORK_BUDGET {
                     return over;
+                }
+                if js::is_ascii_lower(value) {
+                    // Its own lower-case and unit form: no further scan.
+                    return RegexRun {
+                        outcome: verdict(fast.is_match(re, value)),
+                        work: cost(value.len()),
+                    };
                 }
                 let lower = js::js_lowercase(value);
                 let units = utf16_units(&lower);
@@ -1146,7 +1158,7 @@ impl Pattern {
                     return over;
                 }
                 RegexRun {
-                    outcome: verdict(re.is_match(&units)),
+                    outcome: verdict(fast.is_match(re, &units)),
                     work,
                 }
             }
@@ -1205,9 +1217,126 @@ fn compile_linear(translated: &str) -> Engine {
         .nest_limit(2 * NEST_LIMIT as u32)
         .build();
     match (re, program_states(translated)) {
-        (Ok(re), Ok(states)) => Engine::Linear { re, states },
+        (Ok(re), Ok(states)) => Engine::Linear {
+            re,
+            states,
+            fast: FastPath::default(),
+        },
         (Err(e), _) => Engine::NotRun(RegexConcern::Unsupported(first_line(&e.to_string()))),
         (_, Err(e)) => Engine::NotRun(RegexConcern::Unsupported(e)),
+    }
+}
+
+/// Cache capacity of a [`FastPath`] lazy DFA (bytes): ample for the usual URL and keyword
+/// patterns (a few dozen states); a pattern whose DFA outgrows it is simply re-determinized in
+/// parts, and one whose NFA is too large for it at all falls back to the `regex` engine.
+const FAST_PATH_CACHE: usize = 256 * 1024;
+
+/// The linear engine's fast path: the pattern as a lazy DFA (`regex_automata::hybrid`), searched
+/// directly for the earliest match. `regex::Regex::is_match` runs the same kind of automaton but
+/// pays its strategy dispatch and a per-thread cache pool on every call; here the cache sits
+/// behind a `Mutex` taken with `try_lock`, so a contended search simply takes the `regex` path.
+///
+/// Built on first use (not at config load), from `regex::Regex::as_str` with the same syntax
+/// configuration. When it cannot be built (a program too large for [`FAST_PATH_CACHE`]), when a
+/// search quits or gives up (a Unicode word boundary on non-ASCII input, a state explosion that
+/// keeps clearing the cache) or when the cache is in use by another thread, `regex::Regex`
+/// answers: the outcome is the same either way, and the work charged is computed before the
+/// search. (The `regex` pool's own cache is then never created for a pattern the DFA serves.)
+#[derive(Default)]
+struct FastPath(std::sync::OnceLock<Option<Box<LazyDfa>>>);
+
+struct LazyDfa {
+    dfa: regex_automata::hybrid::dfa::DFA,
+    /// Every match starts at the beginning (`^…`): searched anchored, so that a mismatch stops
+    /// the search where it occurs (as `regex` does), not at the end of the value.
+    anchored: regex_automata::Anchored,
+    cache: std::sync::Mutex<regex_automata::hybrid::dfa::Cache>,
+}
+
+impl std::fmt::Debug for FastPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.0.get() {
+            None => "not built",
+            Some(None) => "unavailable",
+            Some(Some(_)) => "lazy DFA",
+        };
+        f.debug_tuple("FastPath").field(&state).finish()
+    }
+}
+
+impl FastPath {
+    /// `re.is_match(haystack)`, through the lazy DFA when it can be used.
+    fn is_match(&self, re: &regex::Regex, haystack: &str) -> bool {
+        let found = self
+            .0
+            .get_or_init(|| LazyDfa::build(re.as_str()))
+            .as_ref()
+            .and_then(|lazy| {
+                let mut cache = lazy.cache.try_lock().ok()?;
+                let input = regex_automata::Input::new(haystack)
+                    .anchored(lazy.anchored)
+                    .earliest(true);
+                lazy.dfa.try_search_fwd(&mut cache, &input).ok()
+            });
+        match found {
+            Some(half_match) => half_match.is_some(),
+            None => re.is_match(haystack),
+        }
+    }
+}
+
+impl LazyDfa {
+    /// The lazy DFA of `regex`-syntax `pattern`, configured as [`compile_linear`] configures
+    /// `regex::Regex` (and as its engine configures its own lazy DFA, prefix prefilter and
+    /// give-up heuristics included); `None` when it cannot be built.
+    fn build(pattern: &str) -> Option<Box<LazyDfa>> {
+        use regex_automata::util::prefilter::Prefilter;
+        use regex_automata::{Anchored, MatchKind, hybrid::dfa, nfa::thompson, util::syntax};
+        let hir = syntax::parse_with(
+            pattern,
+            &syntax::Config::new()
+                .case_insensitive(true)
+                .nest_limit(2 * NEST_LIMIT as u32),
+        )
+        .ok()?;
+        let nfa = thompson::Compiler::new()
+            .configure(
+                thompson::Config::new()
+                    .nfa_size_limit(Some(SIZE_LIMIT))
+                    .which_captures(thompson::WhichCaptures::None),
+            )
+            .build_from_hir(&hir)
+            .ok()?;
+        // A pattern anchored at the start is searched anchored and needs no prefilter (`regex`
+        // does the same).
+        let (anchored, prefilter) = if nfa.is_always_start_anchored() {
+            (Anchored::Yes, None)
+        } else {
+            (
+                Anchored::No,
+                Prefilter::from_hir_prefix(MatchKind::LeftmostFirst, &hir),
+            )
+        };
+        let dfa = dfa::Builder::new()
+            .configure(
+                dfa::Config::new()
+                    .specialize_start_states(prefilter.is_some())
+                    .prefilter(prefilter)
+                    .unicode_word_boundary(true)
+                    .cache_capacity(FAST_PATH_CACHE)
+                    .skip_cache_capacity_check(false)
+                    .minimum_cache_clear_count(Some(3))
+                    .minimum_bytes_per_state(Some(10)),
+            )
+            .build_from_nfa(nfa)
+            .ok()?;
+        let cache = std::sync::Mutex::new(dfa.create_cache());
+        Some(Box::new(LazyDfa {
+            dfa,
+            anchored,
+            cache,
+        }))
     }
 }
 
@@ -2382,6 +2511,183 @@ mod tests {
             regex_test("(?=.*y)x", "aaxy").outcome,
             RegexOutcome::Matched
         );
+    }
+
+    /// The linear engine of `compiled`, its unit-form input for `value` (as `run_unrecorded`
+    /// builds it), and the fast path's answer next to `regex::Regex`'s.
+    /// `None` when the pattern is not on the linear engine.
+    fn fast_and_meta(compiled: &Pattern, value: &str) -> Option<(bool, bool)> {
+        let Engine::Linear { re, fast, .. } = &compiled.engine else {
+            return None;
+        };
+        let lower = js::js_lowercase(value);
+        let units = utf16_units(&lower);
+        Some((fast.is_match(re, &units), re.is_match(&units)))
+    }
+
+    fn fast_state(compiled: &Pattern) -> &'static str {
+        match &compiled.engine {
+            Engine::Linear { fast, .. } => match fast.0.get() {
+                None => "not built",
+                Some(None) => "unavailable",
+                Some(Some(_)) => "lazy DFA",
+            },
+            _ => "not linear",
+        }
+    }
+
+    #[test]
+    fn the_fast_path_answers_as_the_regex_engine() {
+        let cases: &[(&str, &str, bool)] = &[
+            (
+                "^https://shop\\.example/pricing(/|$)",
+                "https://shop.example/pricing",
+                true,
+            ),
+            (
+                "^https://shop\\.example/pricing(/|$)",
+                "HTTPS://Shop.Example/Pricing/",
+                true,
+            ),
+            (
+                "^https://shop\\.example/pricing(/|$)",
+                "https://shop.example/pricings",
+                false,
+            ),
+            (
+                "^https://shop\\.example/pricing(/|$)",
+                "x https://shop.example/pricing",
+                false,
+            ),
+            (
+                "^https://shop\\.example/pricing(/|$)",
+                "https://shop.example/",
+                false,
+            ),
+            (
+                "^https://shop\\.example/pricing(/|$)",
+                "https://other.example/pricing",
+                false,
+            ),
+            ("^a|b", "xb", true),
+            ("^a|^b", "xb", false),
+            ("(^a)", "ya", false),
+            ("pricing$", "https://shop.example/PRICING", true),
+            ("pricing$", "https://shop.example/pricing/", false),
+            ("^$", "", true),
+            ("^$", "a", false),
+            ("", "anything", true),
+            ("checkout", "/cart/CHECKOUT?step=2", true),
+            ("checkout", "/cart/check-out", false),
+            ("^/product/\\d+$", "/product/123", true),
+            ("^/product/\\d+$", "/product/12a", false),
+            ("caf\u{e9}", "CAF\u{c9} au lait", true),
+            ("^\u{e9}t\u{e9}$", "\u{c9}T\u{c9}", true),
+            ("^.$", "\u{1f600}", false),
+            ("^..$", "\u{1f600}", true),
+            ("^\\w+$", "stra\u{df}e", false),
+            ("\\bfoo\\b", "a foo!", true),
+            ("\\bfoo\\b", "afoo!", false),
+            ("\\bfoo\\b", "\u{e9}foo\u{e9}", true),
+            ("^[^a]*$", "\u{212a}\u{17f}", true),
+            ("k", "\u{212a}", true), // lower-cased to `k` first
+            ("\u{212a}", "k", false),
+            ("\u{17f}", "S", false),
+            ("(a|b)*c", &"ab".repeat(500), false),
+            ("(a|b)*c", &format!("{}c", "ab".repeat(500)), true),
+        ];
+        for &(pattern, value, expected) in cases {
+            let compiled = Pattern::compile(pattern);
+            assert_eq!(
+                fast_state(&compiled),
+                "not built",
+                "{pattern}: built at load"
+            );
+            assert_eq!(
+                fast_and_meta(&compiled, value),
+                Some((expected, expected)),
+                "{pattern} on {value:?}"
+            );
+            assert_eq!(fast_state(&compiled), "lazy DFA", "{pattern}");
+            // Through the rule path as well, with the work charged unchanged.
+            let run = compiled.run_unrecorded(value);
+            assert_eq!(run.outcome == RegexOutcome::Matched, expected, "{pattern}");
+            assert_eq!(
+                run.work,
+                (utf16_units(&js::js_lowercase(value)).len() as u64 + 1)
+                    * program_states_of(&compiled)
+            );
+        }
+    }
+
+    fn program_states_of(compiled: &Pattern) -> u64 {
+        match &compiled.engine {
+            Engine::Linear { states, .. } => *states,
+            _ => 0,
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        /// Random patterns and values: the fast path (anchored or not, with or without a
+        /// prefilter) always agrees with `regex`.
+        #[test]
+        fn the_fast_path_agrees_on_random_patterns(
+            pattern in proptest::collection::vec(proptest::sample::select(vec![
+                "a", "b", "ab", "Ab", "^", "$", ".", "\\d", "\\w", "\\W", "\\b", "\\B", "\\s",
+                "[a-c]", "[^a]", "(", ")", "|", "*", "+", "?", "{2}", "\u{e9}", "\u{1f600}",
+                "\u{212a}", "/", "\\.",
+            ]), 0..8),
+            value in proptest::collection::vec(proptest::sample::select(vec![
+                "a", "B", "b", "x", " ", "/", ".", "1", "\u{e9}", "\u{c9}", "\u{1f600}", "K",
+                "\u{212a}", "\n",
+            ]), 0..12),
+        ) {
+            let pattern = pattern.concat();
+            let value = value.concat();
+            let compiled = Pattern::compile(&pattern);
+            if let Some((fast, meta)) = fast_and_meta(&compiled, &value) {
+                proptest::prop_assert_eq!(fast, meta, "{:?} on {:?}", pattern, value);
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_path_falls_back_when_it_cannot_answer() {
+        // A Unicode word boundary (not produced by the JS translation, which keeps `\b` ASCII):
+        // the lazy DFA quits on non-ASCII input and `regex` answers.
+        let unicode_boundary = Pattern {
+            source: String::new(),
+            engine: compile_linear(r"\bx\b"),
+            over_budget: AtomicU64::new(0),
+        };
+        assert_eq!(
+            fast_and_meta(&unicode_boundary, "a x b"),
+            Some((true, true))
+        );
+        assert_eq!(fast_state(&unicode_boundary), "lazy DFA");
+        assert_eq!(
+            fast_and_meta(&unicode_boundary, "\u{e9}x"),
+            Some((false, false))
+        );
+        assert_eq!(
+            fast_and_meta(&unicode_boundary, "\u{e9} x"),
+            Some((true, true))
+        );
+        // Too large a program for the fast path's cache: never built, `regex` answers.
+        let big = Pattern::compile("^(?:[a-z]x){2000}$");
+        let value = "ax".repeat(2000);
+        assert_eq!(fast_and_meta(&big, &value), Some((true, true)));
+        assert_eq!(fast_and_meta(&big, &value[1..]), Some((false, false)));
+        assert_eq!(fast_state(&big), "unavailable");
+        // A state explosion: the lazy DFA gives up after a few cache clears, `regex` answers.
+        let hostile = Pattern::compile("[ab]*a[ab]{300}[^ab]");
+        let hit = format!("{}a{}x", "ab".repeat(2000), "b".repeat(300));
+        let miss = format!("{}a{}", "ab".repeat(2000), "b".repeat(301));
+        for _ in 0..3 {
+            assert_eq!(fast_and_meta(&hostile, &hit), Some((true, true)));
+            assert_eq!(fast_and_meta(&hostile, &miss), Some((false, false)));
+        }
     }
 
     #[test]
