@@ -212,14 +212,19 @@ pub trait RuleData {
 /// the few properties a visitor or a location usually has.
 const SCAN_LIMIT: usize = 12;
 
-/// Keys up to this many bytes are compared byte by byte in line, longer ones with `memcmp`.
-const SHORT_KEY: usize = 16;
+/// Keys (and rule texts) up to this many bytes are compared in line, longer ones with `memcmp`.
+const SHORT_KEY: usize = 32;
 
 /// `a == b` for map keys: lengths first, then the bytes, in line for short keys (property names
 /// are short; a `memcmp` call costs more than comparing a few bytes).
 #[inline]
 fn key_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
+    bytes_eq(a.as_bytes(), b.as_bytes())
+}
+
+/// `a == b`, in line up to [`SHORT_KEY`] bytes.
+#[inline]
+fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -231,9 +236,13 @@ fn key_eq(a: &str, b: &str) -> bool {
             a.first_chunk::<4>() == b.first_chunk::<4>()
                 && a.last_chunk::<4>() == b.last_chunk::<4>()
         }
-        8..=SHORT_KEY => {
+        8..=16 => {
             a.first_chunk::<8>() == b.first_chunk::<8>()
                 && a.last_chunk::<8>() == b.last_chunk::<8>()
+        }
+        17..=SHORT_KEY => {
+            a.first_chunk::<16>() == b.first_chunk::<16>()
+                && a.last_chunk::<16>() == b.last_chunk::<16>()
         }
         _ => a == b,
     }
@@ -284,13 +293,42 @@ pub struct ExclusionRule {
 struct TestText {
     text: String,
     lower: String,
+    /// `lower` is ASCII: a value holding exactly its bytes lower-cases to it.
+    ascii: bool,
 }
 
 impl TestText {
     fn new(test: Option<&Value>) -> TestText {
         let text = js::opt_js_str(test).to_string();
         let lower = js::js_lowercase(&text).into_owned();
-        TestText { text, lower }
+        let ascii = lower.is_ascii();
+        TestText { text, lower, ascii }
+    }
+
+    /// `String(value).toLowerCase() === lower`.
+    #[inline]
+    fn equals(&self, value: &str) -> bool {
+        (self.ascii && key_eq(value, &self.lower)) || eq_lower(value, &self.lower)
+    }
+
+    /// `String(value).toLowerCase().startsWith(lower)`.
+    #[inline]
+    fn starts(&self, value: &str) -> bool {
+        let (v, l) = (value.as_bytes(), self.lower.as_bytes());
+        (self.ascii && v.get(..l.len()).is_some_and(|head| bytes_eq(head, l)))
+            || starts_with_ci(value, &self.lower)
+    }
+
+    /// `String(value).toLowerCase().endsWith(lower)`.
+    #[inline]
+    fn ends(&self, value: &str) -> bool {
+        let (v, l) = (value.as_bytes(), self.lower.as_bytes());
+        (self.ascii
+            && v.len()
+                .checked_sub(l.len())
+                .and_then(|from| v.get(from..))
+                .is_some_and(|tail| bytes_eq(tail, l)))
+            || ends_with_ci(value, &self.lower)
     }
 }
 
@@ -347,8 +385,8 @@ enum Check {
         /// Lower-cased rule items, sorted and de-duplicated.
         items: Vec<String>,
     },
-    StartsWith(String),
-    EndsWith(String),
+    StartsWith(TestText),
+    EndsWith(TestText),
     Regex(Arc<Pattern>),
     Exists,
     NotExists,
@@ -395,8 +433,8 @@ impl Check {
                 items.dedup();
                 Check::IsIn { items }
             }
-            "startsWith" => Check::StartsWith(TestText::new(test).lower),
-            "endsWith" => Check::EndsWith(TestText::new(test).lower),
+            "startsWith" => Check::StartsWith(TestText::new(test)),
+            "endsWith" => Check::EndsWith(TestText::new(test)),
             "regexMatches" => Check::Regex(Arc::new(Pattern::compile(&js::opt_js_str(test)))),
             "exists" => Check::Exists,
             "not_exists" | "doesNotExist" => Check::NotExists,
@@ -432,15 +470,16 @@ impl Check {
                         .is_ok()
                 })
             }
-            Check::StartsWith(t) => starts_with_ci(&js::opt_js_str(value), t),
-            Check::EndsWith(t) => ends_with_ci(&js::opt_js_str(value), t),
-            Check::Regex(p) => match p.run(&js::opt_js_str(value)).outcome {
-                RegexOutcome::Matched => true,
-                RegexOutcome::NotMatched => false,
-                // Over budget, or a pattern the reference throws on: the rule is false,
-                // negation not applied.
-                RegexOutcome::OverBudget | RegexOutcome::NotRun => return false,
+            Check::StartsWith(t) => match value {
+                Some(Value::String(s)) => t.starts(s),
+                _ => t.starts(&js::opt_js_str(value)),
             },
+            Check::EndsWith(t) => match value {
+                Some(Value::String(s)) => t.ends(s),
+                _ => t.ends(&js::opt_js_str(value)),
+            },
+            // Out of line: the pattern run would weigh on every other operator's call.
+            Check::Regex(p) => return regex_check(p, value, negated),
             Check::Exists => exists(value),
             Check::NotExists => !exists(value),
             Check::NegationHelper { test_truthy } => {
@@ -452,6 +491,19 @@ impl Check {
         };
         r != negated
     }
+}
+
+/// The `regexMatches` arm of [`Check::apply`].
+#[inline(never)]
+fn regex_check(p: &Pattern, value: Option<&Value>, negated: bool) -> bool {
+    let r = match p.run(&js::opt_js_str(value)).outcome {
+        RegexOutcome::Matched => true,
+        RegexOutcome::NotMatched => false,
+        // Over budget, or a pattern the reference throws on: the rule is false,
+        // negation not applied.
+        RegexOutcome::OverBudget | RegexOutcome::NotRun => return false,
+    };
+    r != negated
 }
 
 /// A compiled, valid rule element.
@@ -861,12 +913,12 @@ fn ends_with_ci(value: &str, lower: &str) -> bool {
 fn equals(value: Option<&Value>, test: Option<&Value>, text: &TestText) -> bool {
     match value {
         // The common case, without building `String(value)`.
-        Some(Value::String(s)) => eq_lower(s, &text.lower),
+        Some(Value::String(s)) => text.equals(s),
         Some(Value::Array(items)) => {
             test.is_some_and(|t| items.iter().any(|i| js::strict_equals(i, t)))
         }
         Some(Value::Object(m)) if !m.is_empty() => m.contains_key(text.text.as_str()),
-        _ => eq_lower(&js::opt_js_str(value), &text.lower),
+        _ => text.equals(&js::opt_js_str(value)),
     }
 }
 
