@@ -101,11 +101,13 @@ impl<'a> VisitorProps<'a> {
         let layers = [call, context, stored];
         // The merged `name` is the top layer's when that is a string (a lower layer's value only
         // merges into an array or an object, never a string).
-        let names_rule_data = layers
-            .iter()
-            .flatten()
-            .find_map(|l| crate::rules::property(l, "name"))
-            .is_some_and(|v| v.as_str() == Some("RuleData"));
+        let mut names_rule_data = false;
+        for layer in layers.iter().flatten() {
+            if let Some(name) = crate::rules::property(layer, "name") {
+                names_rule_data = name.as_str() == Some("RuleData");
+                break;
+            }
+        }
         VisitorProps {
             layers,
             names_rule_data,
@@ -132,16 +134,20 @@ fn same_kind(a: &Value, b: &Value) -> bool {
 impl RuleData for VisitorProps<'_> {
     #[inline]
     fn lookup(&self, key: &str) -> Option<Cow<'_, Value>> {
-        let mut found = self
-            .layers
-            .iter()
-            .flatten()
-            .filter_map(|l| crate::rules::property(l, key));
-        let top = found.next()?;
-        if !matches!(top, Value::Array(_) | Value::Object(_)) {
-            return Some(Cow::Borrowed(top));
+        let mut layers = self.layers.iter();
+        while let Some(layer) = layers.next() {
+            let Some(top) = layer.and_then(|l| crate::rules::property(l, key)) else {
+                continue;
+            };
+            if !matches!(top, Value::Array(_) | Value::Object(_)) {
+                return Some(Cow::Borrowed(top));
+            }
+            let lower = layers
+                .flatten()
+                .filter_map(|l| crate::rules::property(l, key));
+            return Some(merged(top, lower));
         }
-        Some(merged(top, found))
+        None
     }
 
     #[inline]

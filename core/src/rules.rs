@@ -254,8 +254,14 @@ pub fn property<'m>(map: &'m Map<String, Value>, key: &str) -> Option<&'m Value>
     if map.len() <= SCAN_LIMIT {
         map.iter().find(|(k, _)| key_eq(k, key)).map(|(_, v)| v)
     } else {
-        map.get(key)
+        map_get(map, key)
     }
+}
+
+/// The map's own lookup, out of line (large maps are rare).
+#[inline(never)]
+fn map_get<'m>(map: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
+    map.get(key)
 }
 
 /// Whether `map` holds `name: "RuleData"` (see [`RuleData::names_rule_data`]).
@@ -317,6 +323,18 @@ impl TestText {
         let (v, l) = (value.as_bytes(), self.lower.as_bytes());
         (self.ascii && v.get(..l.len()).is_some_and(|head| bytes_eq(head, l)))
             || starts_with_ci(value, &self.lower)
+    }
+
+    /// [`TestText::starts`] on `String(value)`.
+    #[inline(never)]
+    fn starts_js(&self, value: Option<&Value>) -> bool {
+        self.starts(&js::opt_js_str(value))
+    }
+
+    /// [`TestText::ends`] on `String(value)`.
+    #[inline(never)]
+    fn ends_js(&self, value: Option<&Value>) -> bool {
+        self.ends(&js::opt_js_str(value))
     }
 
     /// `String(value).toLowerCase().endsWith(lower)`.
@@ -446,16 +464,47 @@ impl Check {
     }
 
     /// Runs the operator on the visitor's `value` (`None` = undefined), negation included.
+    ///
+    /// A small dispatch, in line in the evaluation loop: the common string cases are compared
+    /// here, everything else in out-of-line helpers (so that this does not need a large frame).
+    #[inline]
     fn apply(&self, value: Option<&Value>, negated: bool) -> bool {
-        let r = match self {
-            Check::Equals { test, text } => equals(value, test.as_ref(), text),
-            Check::Less { or_equal, test } => {
-                // A typeof mismatch is false before negation (the reference returns early).
-                return match less(rel(value), test.as_rel(), *or_equal) {
-                    Some(r) => r != negated,
-                    None => false,
+        match self {
+            Check::Equals { test, text } => {
+                let r = match value {
+                    // The common case, without building `String(value)`.
+                    Some(Value::String(s)) => text.equals(s),
+                    _ => equals(value, test.as_ref(), text),
                 };
+                r != negated
             }
+            Check::StartsWith(t) => {
+                let r = match value {
+                    Some(Value::String(s)) => t.starts(s),
+                    _ => t.starts_js(value),
+                };
+                r != negated
+            }
+            Check::EndsWith(t) => {
+                let r = match value {
+                    Some(Value::String(s)) => t.ends(s),
+                    _ => t.ends_js(value),
+                };
+                r != negated
+            }
+            Check::Less { or_equal, test } => less_check(value, test, *or_equal, negated),
+            // Out of line: the pattern run would weigh on every other operator's call.
+            Check::Regex(p) => regex_check(p, value, negated),
+            Check::Exists => exists(value) != negated,
+            Check::NotExists => exists(value) == negated,
+            _ => self.apply_other(value, negated),
+        }
+    }
+
+    /// [`Check::apply`] for `contains`, `isIn` and `_returnNegationCheck`.
+    #[inline(never)]
+    fn apply_other(&self, value: Option<&Value>, negated: bool) -> bool {
+        let r = match self {
             Check::Contains { blank, lower } => {
                 *blank || {
                     let s = js::opt_js_str(value);
@@ -470,26 +519,36 @@ impl Check {
                         .is_ok()
                 })
             }
-            Check::StartsWith(t) => match value {
-                Some(Value::String(s)) => t.starts(s),
-                _ => t.starts(&js::opt_js_str(value)),
-            },
-            Check::EndsWith(t) => match value {
-                Some(Value::String(s)) => t.ends(s),
-                _ => t.ends(&js::opt_js_str(value)),
-            },
-            // Out of line: the pattern run would weigh on every other operator's call.
-            Check::Regex(p) => return regex_check(p, value, negated),
-            Check::Exists => exists(value),
-            Check::NotExists => !exists(value),
             Check::NegationHelper { test_truthy } => {
                 // `_returnNegationCheck(value, negation)` receives the rule value as `negation`
                 // and never sees `negated`.
                 let v = js::opt_truthy(value);
                 return if *test_truthy { !v } else { v };
             }
+            // Handled by `apply`; kept exact here as well.
+            Check::Equals { test, text } => equals(value, test.as_ref(), text),
+            Check::StartsWith(t) => t.starts_js(value),
+            Check::EndsWith(t) => t.ends_js(value),
+            Check::Less { or_equal, test } => return less_check(value, test, *or_equal, negated),
+            Check::Regex(p) => return regex_check(p, value, negated),
+            Check::Exists => exists(value),
+            Check::NotExists => !exists(value),
         };
         r != negated
+    }
+}
+
+/// The `less` / `lessEqual` arm of [`Check::apply`].
+#[inline(never)]
+fn less_check(value: Option<&Value>, test: &RelTest, or_equal: bool, negated: bool) -> bool {
+    // A JSON number against a numeric rule value: what `less(rel(…), …)` does, directly.
+    if let (Some(Value::Number(n)), RelTest::Number(t)) = (value, test) {
+        return num_lt(js::number_f64(n), *t, or_equal) != negated;
+    }
+    // A typeof mismatch is false before negation (the reference returns early).
+    match less(rel(value), test.as_rel(), or_equal) {
+        Some(r) => r != negated,
+        None => false,
     }
 }
 
@@ -909,10 +968,9 @@ fn ends_with_ci(value: &str, lower: &str) -> bool {
     true
 }
 
-#[inline]
+#[inline(never)]
 fn equals(value: Option<&Value>, test: Option<&Value>, text: &TestText) -> bool {
     match value {
-        // The common case, without building `String(value)`.
         Some(Value::String(s)) => text.equals(s),
         Some(Value::Array(items)) => {
             test.is_some_and(|t| items.iter().any(|i| js::strict_equals(i, t)))
@@ -2882,5 +2940,56 @@ mod tests {
         let d = data(json!({"a": 1, "name": "RuleData"}));
         let dynamic: &dyn RuleData = &d;
         assert!(!any.evaluate(dynamic).is_match());
+    }
+
+    /// The number-against-number shortcut of `less`/`lessEqual` against the general path.
+    #[test]
+    fn less_on_numbers_matches_the_general_path() {
+        let nums = [
+            json!(0),
+            json!(-0.0),
+            json!(3),
+            json!(10),
+            json!(10.0),
+            json!(-1),
+            json!(1.5),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(1e300),
+        ];
+        let tests = [
+            json!(10),
+            json!(3),
+            json!(-0.0),
+            json!("10"),
+            json!("1,000"),
+            json!(1.5),
+            json!(u64::MAX),
+            json!("x"),
+            json!(true),
+        ];
+        for v in &nums {
+            for t in &tests {
+                for or_equal in [false, true] {
+                    for neg in [false, true] {
+                        let general = match less(rel(Some(v)), rel(Some(t)), or_equal) {
+                            Some(r) => r != neg,
+                            None => false,
+                        };
+                        let test = RelTest::new(Some(t));
+                        assert_eq!(
+                            less_check(Some(v), &test, or_equal, neg),
+                            general,
+                            "{v} < {t} or_equal {or_equal} negated {neg}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(c("less", json!(3), json!(10), false));
+        assert!(!c("less", json!(3), json!(10), true));
+        assert!(!c("less", json!(10), json!(10), false));
+        assert!(c("lessEqual", json!(10), json!(10.0), false));
+        assert!(!c("less", json!(3), json!("x"), true)); // typeof mismatch: false whatever
     }
 }
