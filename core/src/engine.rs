@@ -86,6 +86,9 @@ impl Default for RunOptions<'_> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct VisitorProps<'a> {
     layers: [Option<&'a Map<String, Value>>; 3],
+    /// Whether the merged properties hold `name: "RuleData"` (the reference then takes them for
+    /// a custom rule-data object), found once here rather than on every rule tree evaluated.
+    names_rule_data: bool,
 }
 
 impl<'a> VisitorProps<'a> {
@@ -95,8 +98,19 @@ impl<'a> VisitorProps<'a> {
         context: Option<&'a Map<String, Value>>,
         stored: Option<&'a Map<String, Value>>,
     ) -> Self {
+        let layers = [call, context, stored];
+        // The merged `name` is the top layer's when that is a string (a lower layer's value only
+        // merges into an array or an object, never a string).
+        let mut names_rule_data = false;
+        for layer in layers.iter().flatten() {
+            if let Some(name) = crate::rules::property(layer, "name") {
+                names_rule_data = name.as_str() == Some("RuleData");
+                break;
+            }
+        }
         VisitorProps {
-            layers: [call, context, stored],
+            layers,
+            names_rule_data,
         }
     }
 
@@ -118,32 +132,50 @@ fn same_kind(a: &Value, b: &Value) -> bool {
 }
 
 impl RuleData for VisitorProps<'_> {
+    #[inline]
     fn lookup(&self, key: &str) -> Option<Cow<'_, Value>> {
-        let mut found = self
-            .layers
-            .iter()
-            .flatten()
-            .filter_map(|l| crate::rules::property(l, key));
-        let top = found.next()?;
-        if !matches!(top, Value::Array(_) | Value::Object(_)) {
-            return Some(Cow::Borrowed(top));
+        let mut layers = self.layers.iter();
+        while let Some(layer) = layers.next() {
+            let Some(top) = layer.and_then(|l| crate::rules::property(l, key)) else {
+                continue;
+            };
+            if !matches!(top, Value::Array(_) | Value::Object(_)) {
+                return Some(Cow::Borrowed(top));
+            }
+            let lower = layers
+                .flatten()
+                .filter_map(|l| crate::rules::property(l, key));
+            return Some(merged(top, lower));
         }
-        let lower: Vec<&Value> = found.collect();
-        if !lower.iter().any(|v| same_kind(v, top)) {
-            return Some(Cow::Borrowed(top));
-        }
-        let mut acc = top.clone();
-        for lv in lower {
-            let mut o = lv.clone();
-            merge_value(&mut o, &acc);
-            acc = o;
-        }
-        Some(Cow::Owned(acc))
+        None
     }
 
+    #[inline]
     fn is_empty(&self) -> bool {
         self.layers.iter().flatten().all(|l| l.is_empty())
     }
+
+    #[inline]
+    fn names_rule_data(&self) -> bool {
+        self.names_rule_data
+    }
+}
+
+/// An array or object `top` merged with the values the lower layers hold under the same key
+/// (`found`).
+#[cold]
+fn merged<'v>(top: &'v Value, found: impl Iterator<Item = &'v Value>) -> Cow<'v, Value> {
+    let lower: Vec<&Value> = found.collect();
+    if !lower.iter().any(|v| same_kind(v, top)) {
+        return Cow::Borrowed(top);
+    }
+    let mut acc = top.clone();
+    for lv in lower {
+        let mut o = lv.clone();
+        merge_value(&mut o, &acc);
+        acc = o;
+    }
+    Cow::Owned(acc)
 }
 
 /// A decided variation (the reference's `BucketedVariation`).
@@ -1140,5 +1172,58 @@ mod tests {
             assert!(!f.is_heap_allocated(), "{f} is reference-counted");
         }
         assert_eq!(v.variation_name.as_deref(), Some(&*long("variation name")));
+    }
+
+    /// The `name: "RuleData"` flag `VisitorProps` finds once must say what a lookup of `name`
+    /// through the layers says, and make the properties a custom provider (every rule false).
+    #[test]
+    fn visitor_props_rule_data_flag_matches_the_merged_lookup() {
+        use crate::rules::RuleSet;
+        let obj = |v: Value| v.as_object().cloned().unwrap_or_default();
+        let layers = [
+            None,
+            Some(obj(json!({}))),
+            Some(obj(json!({"a": 1}))),
+            Some(obj(json!({"a": 1, "name": "RuleData"}))),
+            Some(obj(json!({"name": "other"}))),
+            Some(obj(json!({"name": {"x": "RuleData"}}))),
+            Some(obj(json!({"name": ["RuleData"]}))),
+            Some(obj(json!({"name": null}))),
+        ];
+        let any = RuleSet::compile(&json!({"OR": [{"AND": [{"OR_WHEN": [
+            {"key": "a", "matching": {"match_type": "exists", "negated": false}}
+        ]}]}]}));
+        let mut custom_seen = 0;
+        for call in &layers {
+            for context in &layers {
+                for stored in &layers {
+                    let props = VisitorProps::new(call.as_ref(), context.as_ref(), stored.as_ref());
+                    let by_lookup = props
+                        .lookup("name")
+                        .is_some_and(|v| v.as_str() == Some("RuleData"));
+                    assert_eq!(props.names_rule_data(), by_lookup, "{props:?}");
+                    let has_a = props.lookup("a").is_some();
+                    assert_eq!(
+                        any.evaluate(&props).is_match(),
+                        has_a && !by_lookup,
+                        "{props:?}"
+                    );
+                    let dynamic: &dyn RuleData = &props;
+                    assert_eq!(any.evaluate(dynamic), any.evaluate(&props));
+                    custom_seen += usize::from(by_lookup);
+                }
+            }
+        }
+        assert!(custom_seen > 0);
+        // A lower layer's marker is hidden by an upper layer's other `name`.
+        let top = obj(json!({"name": "x", "a": 1}));
+        let low = obj(json!({"name": "RuleData"}));
+        let props = VisitorProps::new(Some(&top), None, Some(&low));
+        assert!(!props.names_rule_data());
+        assert!(any.evaluate(&props).is_match());
+        let props = VisitorProps::new(None, Some(&low), Some(&top));
+        assert!(props.names_rule_data());
+        assert!(!any.evaluate(&props).is_match());
+        assert!(!VisitorProps::default().names_rule_data());
     }
 }

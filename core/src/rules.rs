@@ -189,6 +189,15 @@ pub trait RuleData {
         false
     }
 
+    /// Whether the data holds a member `name` equal to the string `"RuleData"`, which the
+    /// reference takes for a custom rule-data object (see [`RuleData::is_custom`]). The default
+    /// looks the member up; an implementation may answer from a cached flag, but must give the
+    /// same answer as the default.
+    fn names_rule_data(&self) -> bool {
+        self.lookup("name")
+            .is_some_and(|v| v.as_str() == Some("RuleData"))
+    }
+
     /// For a custom provider, the datum for rules of type `rule_type` (the reference calls the
     /// provider's getter `get<RuleType>`): `None` when there is no such getter (the rule is
     /// false), `Some(Err(_))` to report a [`RuleError`] (returned as the rule's outcome),
@@ -205,21 +214,76 @@ pub trait RuleData {
 /// the few properties a visitor or a location usually has.
 const SCAN_LIMIT: usize = 12;
 
-/// The member of `map` named exactly `key`: a scan for small maps, the map's own lookup otherwise.
-pub fn property<'m>(map: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
-    if map.len() <= SCAN_LIMIT {
-        map.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
-    } else {
-        map.get(key)
+/// Keys (and rule texts) up to this many bytes are compared in line, longer ones with `memcmp`.
+const SHORT_KEY: usize = 32;
+
+/// `a == b` for map keys: lengths first, then the bytes, in line for short keys (property names
+/// are short; a `memcmp` call costs more than comparing a few bytes).
+#[inline]
+fn key_eq(a: &str, b: &str) -> bool {
+    bytes_eq(a.as_bytes(), b.as_bytes())
+}
+
+/// `a == b`, in line up to [`SHORT_KEY`] bytes.
+#[inline]
+fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    // Overlapping head and tail chunks cover every byte.
+    match a.len() {
+        0 => true,
+        n @ 1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => {
+            a.first_chunk::<4>() == b.first_chunk::<4>()
+                && a.last_chunk::<4>() == b.last_chunk::<4>()
+        }
+        8..=16 => {
+            a.first_chunk::<8>() == b.first_chunk::<8>()
+                && a.last_chunk::<8>() == b.last_chunk::<8>()
+        }
+        17..=SHORT_KEY => {
+            a.first_chunk::<16>() == b.first_chunk::<16>()
+                && a.last_chunk::<16>() == b.last_chunk::<16>()
+        }
+        _ => a == b,
     }
 }
 
+/// The member of `map` named exactly `key`: a scan for small maps, the map's own lookup otherwise.
+#[inline]
+pub fn property<'m>(map: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
+    if map.len() <= SCAN_LIMIT {
+        map.iter().find(|(k, _)| key_eq(k, key)).map(|(_, v)| v)
+    } else {
+        map_get(map, key)
+    }
+}
+
+/// The map's own lookup, out of line (large maps are rare).
+#[inline(never)]
+fn map_get<'m>(map: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
+    map.get(key)
+}
+
+/// Whether `map` holds `name: "RuleData"` (see [`RuleData::names_rule_data`]).
+#[inline]
+pub(crate) fn map_names_rule_data(map: &Map<String, Value>) -> bool {
+    property(map, "name").is_some_and(|v| v.as_str().is_some_and(|s| key_eq(s, "RuleData")))
+}
+
 impl RuleData for Map<String, Value> {
+    #[inline]
     fn lookup(&self, key: &str) -> Option<Cow<'_, Value>> {
         property(self, key).map(Cow::Borrowed)
     }
+    #[inline]
     fn is_empty(&self) -> bool {
         Map::is_empty(self)
+    }
+    #[inline]
+    fn names_rule_data(&self) -> bool {
+        map_names_rule_data(self)
     }
 }
 
@@ -237,13 +301,54 @@ pub struct ExclusionRule {
 struct TestText {
     text: String,
     lower: String,
+    /// `lower` is ASCII: a value holding exactly its bytes lower-cases to it.
+    ascii: bool,
 }
 
 impl TestText {
     fn new(test: Option<&Value>) -> TestText {
         let text = js::opt_js_str(test).to_string();
         let lower = js::js_lowercase(&text).into_owned();
-        TestText { text, lower }
+        let ascii = lower.is_ascii();
+        TestText { text, lower, ascii }
+    }
+
+    /// `String(value).toLowerCase() === lower`.
+    #[inline]
+    fn equals(&self, value: &str) -> bool {
+        (self.ascii && key_eq(value, &self.lower)) || eq_lower(value, &self.lower)
+    }
+
+    /// `String(value).toLowerCase().startsWith(lower)`.
+    #[inline]
+    fn starts(&self, value: &str) -> bool {
+        let (v, l) = (value.as_bytes(), self.lower.as_bytes());
+        (self.ascii && v.get(..l.len()).is_some_and(|head| bytes_eq(head, l)))
+            || starts_with_ci(value, &self.lower)
+    }
+
+    /// [`TestText::starts`] on `String(value)`.
+    #[inline(never)]
+    fn starts_js(&self, value: Option<&Value>) -> bool {
+        self.starts(&js::opt_js_str(value))
+    }
+
+    /// [`TestText::ends`] on `String(value)`.
+    #[inline(never)]
+    fn ends_js(&self, value: Option<&Value>) -> bool {
+        self.ends(&js::opt_js_str(value))
+    }
+
+    /// `String(value).toLowerCase().endsWith(lower)`.
+    #[inline]
+    fn ends(&self, value: &str) -> bool {
+        let (v, l) = (value.as_bytes(), self.lower.as_bytes());
+        (self.ascii
+            && v.len()
+                .checked_sub(l.len())
+                .and_then(|from| v.get(from..))
+                .is_some_and(|tail| bytes_eq(tail, l)))
+            || ends_with_ci(value, &self.lower)
     }
 }
 
@@ -300,8 +405,8 @@ enum Check {
         /// Lower-cased rule items, sorted and de-duplicated.
         items: Vec<String>,
     },
-    StartsWith(String),
-    EndsWith(String),
+    StartsWith(TestText),
+    EndsWith(TestText),
     Regex(Arc<Pattern>),
     Exists,
     NotExists,
@@ -348,8 +453,8 @@ impl Check {
                 items.dedup();
                 Check::IsIn { items }
             }
-            "startsWith" => Check::StartsWith(TestText::new(test).lower),
-            "endsWith" => Check::EndsWith(TestText::new(test).lower),
+            "startsWith" => Check::StartsWith(TestText::new(test)),
+            "endsWith" => Check::EndsWith(TestText::new(test)),
             "regexMatches" => Check::Regex(Arc::new(Pattern::compile(&js::opt_js_str(test)))),
             "exists" => Check::Exists,
             "not_exists" | "doesNotExist" => Check::NotExists,
@@ -361,16 +466,47 @@ impl Check {
     }
 
     /// Runs the operator on the visitor's `value` (`None` = undefined), negation included.
+    ///
+    /// A small dispatch, in line in the evaluation loop: the common string cases are compared
+    /// here, everything else in out-of-line helpers (so that this does not need a large frame).
+    #[inline]
     fn apply(&self, value: Option<&Value>, negated: bool) -> bool {
-        let r = match self {
-            Check::Equals { test, text } => equals(value, test.as_ref(), text),
-            Check::Less { or_equal, test } => {
-                // A typeof mismatch is false before negation (the reference returns early).
-                return match less(rel(value), test.as_rel(), *or_equal) {
-                    Some(r) => r != negated,
-                    None => false,
+        match self {
+            Check::Equals { test, text } => {
+                let r = match value {
+                    // The common case, without building `String(value)`.
+                    Some(Value::String(s)) => text.equals(s),
+                    _ => equals(value, test.as_ref(), text),
                 };
+                r != negated
             }
+            Check::StartsWith(t) => {
+                let r = match value {
+                    Some(Value::String(s)) => t.starts(s),
+                    _ => t.starts_js(value),
+                };
+                r != negated
+            }
+            Check::EndsWith(t) => {
+                let r = match value {
+                    Some(Value::String(s)) => t.ends(s),
+                    _ => t.ends_js(value),
+                };
+                r != negated
+            }
+            Check::Less { or_equal, test } => less_check(value, test, *or_equal, negated),
+            // Out of line: the pattern run would weigh on every other operator's call.
+            Check::Regex(p) => regex_check(p, value, negated),
+            Check::Exists => exists(value) != negated,
+            Check::NotExists => exists(value) == negated,
+            _ => self.apply_other(value, negated),
+        }
+    }
+
+    /// [`Check::apply`] for `contains`, `isIn` and `_returnNegationCheck`.
+    #[inline(never)]
+    fn apply_other(&self, value: Option<&Value>, negated: bool) -> bool {
+        let r = match self {
             Check::Contains { blank, lower } => {
                 *blank || {
                     let s = js::opt_js_str(value);
@@ -385,26 +521,50 @@ impl Check {
                         .is_ok()
                 })
             }
-            Check::StartsWith(t) => starts_with_ci(&js::opt_js_str(value), t),
-            Check::EndsWith(t) => ends_with_ci(&js::opt_js_str(value), t),
-            Check::Regex(p) => match p.run(&js::opt_js_str(value)).outcome {
-                RegexOutcome::Matched => true,
-                RegexOutcome::NotMatched => false,
-                // Over budget, or a pattern the reference throws on: the rule is false,
-                // negation not applied.
-                RegexOutcome::OverBudget | RegexOutcome::NotRun => return false,
-            },
-            Check::Exists => exists(value),
-            Check::NotExists => !exists(value),
             Check::NegationHelper { test_truthy } => {
                 // `_returnNegationCheck(value, negation)` receives the rule value as `negation`
                 // and never sees `negated`.
                 let v = js::opt_truthy(value);
                 return if *test_truthy { !v } else { v };
             }
+            // Handled by `apply`; kept exact here as well.
+            Check::Equals { test, text } => equals(value, test.as_ref(), text),
+            Check::StartsWith(t) => t.starts_js(value),
+            Check::EndsWith(t) => t.ends_js(value),
+            Check::Less { or_equal, test } => return less_check(value, test, *or_equal, negated),
+            Check::Regex(p) => return regex_check(p, value, negated),
+            Check::Exists => exists(value),
+            Check::NotExists => !exists(value),
         };
         r != negated
     }
+}
+
+/// The `less` / `lessEqual` arm of [`Check::apply`].
+#[inline(never)]
+fn less_check(value: Option<&Value>, test: &RelTest, or_equal: bool, negated: bool) -> bool {
+    // A JSON number against a numeric rule value: what `less(rel(…), …)` does, directly.
+    if let (Some(Value::Number(n)), RelTest::Number(t)) = (value, test) {
+        return num_lt(js::number_f64(n), *t, or_equal) != negated;
+    }
+    // A typeof mismatch is false before negation (the reference returns early).
+    match less(rel(value), test.as_rel(), or_equal) {
+        Some(r) => r != negated,
+        None => false,
+    }
+}
+
+/// The `regexMatches` arm of [`Check::apply`].
+#[inline(never)]
+fn regex_check(p: &Pattern, value: Option<&Value>, negated: bool) -> bool {
+    let r = match p.run(&js::opt_js_str(value)).outcome {
+        RegexOutcome::Matched => true,
+        RegexOutcome::NotMatched => false,
+        // Over budget, or a pattern the reference throws on: the rule is false,
+        // negation not applied.
+        RegexOutcome::OverBudget | RegexOutcome::NotRun => return false,
+    };
+    r != negated
 }
 
 /// A compiled, valid rule element.
@@ -535,8 +695,8 @@ fn exclusion_of<'a, J: RuleJson<'a>>(item: J) -> Option<ExclusionRule> {
 }
 
 /// What a rule item is evaluated against.
-struct Ctx<'d> {
-    data: &'d dyn RuleData,
+struct Ctx<'d, D: RuleData + ?Sized> {
+    data: &'d D,
     empty: bool,
     custom: bool,
 }
@@ -570,19 +730,16 @@ impl RuleSet {
         RuleSet { or, exclusion }
     }
 
-    /// Evaluates the tree against `data`.
-    pub fn evaluate(&self, data: &dyn RuleData) -> RuleOutcome {
+    /// Evaluates the tree against `data` (any [`RuleData`], `dyn RuleData` included; a concrete
+    /// type gets its own copy of the evaluation, with its lookups in line).
+    pub fn evaluate<D: RuleData + ?Sized>(&self, data: &D) -> RuleOutcome {
         let Some(ors) = &self.or else {
             return RuleOutcome::NotMatched;
         };
         let empty = data.is_empty();
         // A map carrying `name: "RuleData"` is taken by the reference for a custom rule-data
         // object; a plain map has no getters, so nothing matches.
-        let custom = data.is_custom()
-            || (!empty
-                && data
-                    .lookup("name")
-                    .is_some_and(|v| v.as_str() == Some("RuleData")));
+        let custom = data.is_custom() || (!empty && data.names_rule_data());
         let ctx = Ctx {
             data,
             empty,
@@ -660,7 +817,8 @@ impl RuleSet {
     }
 }
 
-fn eval_and(blocks: Option<&[OrWhen]>, ctx: &Ctx<'_>) -> RuleOutcome {
+#[inline]
+fn eval_and<D: RuleData + ?Sized>(blocks: Option<&[OrWhen]>, ctx: &Ctx<'_, D>) -> RuleOutcome {
     let Some(blocks) = blocks else {
         return RuleOutcome::NotMatched;
     };
@@ -673,7 +831,8 @@ fn eval_and(blocks: Option<&[OrWhen]>, ctx: &Ctx<'_>) -> RuleOutcome {
     RuleOutcome::Matched
 }
 
-fn eval_or_when(items: Option<&[Item]>, ctx: &Ctx<'_>) -> RuleOutcome {
+#[inline]
+fn eval_or_when<D: RuleData + ?Sized>(items: Option<&[Item]>, ctx: &Ctx<'_, D>) -> RuleOutcome {
     let Some(items) = items else {
         return RuleOutcome::NotMatched;
     };
@@ -687,22 +846,13 @@ fn eval_or_when(items: Option<&[Item]>, ctx: &Ctx<'_>) -> RuleOutcome {
     last
 }
 
-fn eval_item(item: &Item, ctx: &Ctx<'_>) -> RuleOutcome {
+#[inline]
+fn eval_item<D: RuleData + ?Sized>(item: &Item, ctx: &Ctx<'_, D>) -> RuleOutcome {
     let Item::Rule(rule) = item else {
         return RuleOutcome::NotMatched;
     };
     if ctx.custom {
-        let Some(rule_type) = rule.rule_type.as_deref().filter(|t| !t.is_empty()) else {
-            return RuleOutcome::NotMatched;
-        };
-        return match ctx.data.custom_value(rule_type) {
-            None => RuleOutcome::NotMatched,
-            Some(Err(e)) => RuleOutcome::Error(e),
-            Some(Ok(v)) if rule_type == "js_condition" => {
-                RuleOutcome::from_bool(*v == Value::Bool(true))
-            }
-            Some(Ok(v)) => RuleOutcome::from_bool(rule.check.apply(Some(&v), rule.negated)),
-        };
+        return eval_custom(rule, ctx.data);
     }
     let found = if ctx.empty {
         None
@@ -714,6 +864,23 @@ fn eval_item(item: &Item, ctx: &Ctx<'_>) -> RuleOutcome {
         None if rule.runs_on_missing => rule.check.apply(None, rule.negated),
         None => false,
     })
+}
+
+/// A rule against a custom rule-data provider: resolved by `rule_type`.
+#[cold]
+#[inline(never)]
+fn eval_custom<D: RuleData + ?Sized>(rule: &Rule, data: &D) -> RuleOutcome {
+    let Some(rule_type) = rule.rule_type.as_deref().filter(|t| !t.is_empty()) else {
+        return RuleOutcome::NotMatched;
+    };
+    match data.custom_value(rule_type) {
+        None => RuleOutcome::NotMatched,
+        Some(Err(e)) => RuleOutcome::Error(e),
+        Some(Ok(v)) if rule_type == "js_condition" => {
+            RuleOutcome::from_bool(*v == Value::Bool(true))
+        }
+        Some(Ok(v)) => RuleOutcome::from_bool(rule.check.apply(Some(&v), rule.negated)),
+    }
 }
 
 /// Applies comparison operator `method` to the visitor's `value` and the rule's `test` value
@@ -752,41 +919,66 @@ fn exists(v: Option<&Value>) -> bool {
     }
 }
 
+// The case-insensitive comparisons below lower-case `value` as JavaScript would only when they
+// meet a non-ASCII byte. Lower-casing maps each character on its own, and an ASCII character to
+// one ASCII byte, so while `value` is ASCII its lower-cased form matches it byte for byte: a
+// difference found there is final, whatever follows.
+
 /// `String(value).toLowerCase() === lower` where `lower` is already lower-cased.
+#[inline]
 fn eq_lower(value: &str, lower: &str) -> bool {
-    if value.is_ascii() {
-        // ASCII lower-casing is per byte; a non-ASCII `lower` can never equal it.
-        value.eq_ignore_ascii_case(lower)
-    } else {
-        js::js_lowercase(value) == lower
+    let l = lower.as_bytes();
+    for (i, &b) in value.as_bytes().iter().enumerate() {
+        if !b.is_ascii() {
+            return js::js_lowercase(value) == lower;
+        }
+        if l.get(i) != Some(&b.to_ascii_lowercase()) {
+            return false;
+        }
     }
+    value.len() == l.len()
 }
 
+/// `String(value).toLowerCase().startsWith(lower)`, `lower` already lower-cased.
+#[inline]
 fn starts_with_ci(value: &str, lower: &str) -> bool {
-    if value.is_ascii() {
-        value.len() >= lower.len()
-            && value.as_bytes()[..lower.len()].eq_ignore_ascii_case(lower.as_bytes())
-    } else {
-        js::js_lowercase(value).starts_with(lower)
+    let v = value.as_bytes();
+    for (i, &c) in lower.as_bytes().iter().enumerate() {
+        match v.get(i) {
+            // An ASCII value shorter than `lower`.
+            None => return false,
+            Some(b) if !b.is_ascii() => return js::js_lowercase(value).starts_with(lower),
+            Some(b) if b.to_ascii_lowercase() != c => return false,
+            Some(_) => {}
+        }
     }
+    true
 }
 
+/// `String(value).toLowerCase().endsWith(lower)`, `lower` already lower-cased.
+#[inline]
 fn ends_with_ci(value: &str, lower: &str) -> bool {
-    if value.is_ascii() {
-        value.len() >= lower.len()
-            && value.as_bytes()[value.len() - lower.len()..].eq_ignore_ascii_case(lower.as_bytes())
-    } else {
-        js::js_lowercase(value).ends_with(lower)
+    let mut v = value.as_bytes().iter().rev();
+    for &c in lower.as_bytes().iter().rev() {
+        match v.next() {
+            None => return false,
+            Some(b) if !b.is_ascii() => return js::js_lowercase(value).ends_with(lower),
+            Some(b) if b.to_ascii_lowercase() != c => return false,
+            Some(_) => {}
+        }
     }
+    true
 }
 
+#[inline(never)]
 fn equals(value: Option<&Value>, test: Option<&Value>, text: &TestText) -> bool {
     match value {
+        Some(Value::String(s)) => text.equals(s),
         Some(Value::Array(items)) => {
             test.is_some_and(|t| items.iter().any(|i| js::strict_equals(i, t)))
         }
         Some(Value::Object(m)) if !m.is_empty() => m.contains_key(text.text.as_str()),
-        _ => eq_lower(&js::opt_js_str(value), &text.lower),
+        _ => text.equals(&js::opt_js_str(value)),
     }
 }
 
@@ -2908,5 +3100,202 @@ mod tests {
             tree(json!([rule("x", "equals", json!(false), json!("1"))])).exclusion_rule(),
             None
         );
+    }
+
+    /// The in-line key comparison against `==`, for every length up to past the in-line limit
+    /// and a difference at every position.
+    #[test]
+    fn key_eq_is_string_equality() {
+        for n in 0..=SHORT_KEY + 3 {
+            let a: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            assert!(key_eq(&a, &a.clone()), "{a}");
+            for i in 0..n {
+                let mut b = a.clone().into_bytes();
+                b[i] = b'#';
+                let b = String::from_utf8(b).unwrap_or_default();
+                assert!(!key_eq(&a, &b), "{a} vs {b}");
+            }
+            let longer = format!("{a}x");
+            assert!(!key_eq(&a, &longer) && !key_eq(&longer, &a));
+        }
+        assert!(!key_eq("é", "e\u{301}"));
+    }
+
+    /// The ASCII fast paths of `equals`, `startsWith` and `endsWith` against the plain
+    /// definitions (JS-lower-case the whole value, then compare).
+    #[test]
+    fn case_insensitive_fast_paths_match_the_definitions() {
+        let values = [
+            "",
+            "a",
+            "A",
+            "us",
+            "US",
+            "uS",
+            "landing",
+            "LANDING",
+            "Landing!",
+            "https://Shop.Example/",
+            "https://shop.example/pricing",
+            "ÄB",
+            "äb",
+            "xÄb",
+            "Äbc",
+            "\u{212A}",
+            "k",
+            "K",
+            "\u{212A}elvin",
+            "kelvin",
+            "İ",
+            "i\u{307}",
+            "İstanbul",
+            "ΣΑΣ",
+            "σας",
+            "ΑΣ",
+            "aς",
+            "aσ",
+            "ß",
+            "SS",
+            "ss",
+            "ﬀ",
+            "ab\u{0}",
+            "😀",
+            "😀a",
+            "a😀",
+            "123",
+            "1e21",
+            "true",
+            "TRUE",
+            "null",
+            "x\u{212A}",
+            "xk",
+            "straße",
+            "STRASSE",
+        ];
+        for v in values {
+            for t in values {
+                let lower = js::js_lowercase(t).into_owned();
+                let lv = js::js_lowercase(v);
+                assert_eq!(eq_lower(v, &lower), lv == lower, "{v:?} equals {lower:?}");
+                assert_eq!(
+                    starts_with_ci(v, &lower),
+                    lv.starts_with(lower.as_str()),
+                    "{v:?} startsWith {lower:?}"
+                );
+                assert_eq!(
+                    ends_with_ci(v, &lower),
+                    lv.ends_with(lower.as_str()),
+                    "{v:?} endsWith {lower:?}"
+                );
+                for op in ["equals", "startsWith", "endsWith"] {
+                    let expect = match op {
+                        "equals" => lv == lower,
+                        "startsWith" => lv.starts_with(lower.as_str()),
+                        _ => lv.ends_with(lower.as_str()),
+                    };
+                    assert_eq!(c(op, json!(v), json!(t), false), expect, "{v:?} {op} {t:?}");
+                    assert_eq!(
+                        c(op, json!(v), json!(t), true),
+                        !expect,
+                        "{v:?} !{op} {t:?}"
+                    );
+                }
+            }
+        }
+        // Non-string values go through String(value).
+        assert!(c("equals", json!(12), json!("12"), false));
+        assert!(!c("equals", json!(12), json!("12.0"), false));
+        assert!(c("equals", json!(1.5), json!(1.5), false));
+        assert!(c("equals", json!(false), json!("FALSE"), false));
+        assert!(c("equals", json!("FALSE"), json!(false), false));
+        assert!(!c("equals", json!(true), json!("tru"), false));
+        assert!(c("startsWith", json!(12345), json!(123), false));
+        assert!(c("startsWith", json!(true), json!("TR"), false));
+        assert!(c("endsWith", json!(null), json!("LL"), false));
+        assert!(c("startsWith", json!("anything"), json!(""), false));
+    }
+
+    /// `name: "RuleData"` marks a map as a custom provider (every rule false); another `name`,
+    /// or none, does not.
+    #[test]
+    fn rule_data_marker_on_maps() {
+        let any = tree(json!([rule("a", "exists", json!(false), json!(null))]));
+        let m = |d: Value| any.evaluate(&data(d)).is_match();
+        assert!(m(json!({"a": 1})));
+        assert!(!m(json!({"a": 1, "name": "RuleData"})));
+        assert!(!m(json!({"name": "RuleData", "a": 1})));
+        assert!(m(json!({"a": 1, "name": "RuleDatа"}))); // Cyrillic а
+        assert!(m(json!({"a": 1, "name": "RuleData "})));
+        assert!(m(json!({"a": 1, "name": ["RuleData"]})));
+        assert!(m(json!({"a": 1, "name": {"RuleData": 1}})));
+        assert!(m(json!({"a": 1, "Name": "RuleData"})));
+        assert!(!m(json!({})));
+        for d in [
+            json!({}),
+            json!({"name": "RuleData"}),
+            json!({"name": "x"}),
+            json!({"name": ["RuleData"]}),
+        ] {
+            let d = data(d);
+            let by_lookup = d
+                .lookup("name")
+                .is_some_and(|v| v.as_str() == Some("RuleData"));
+            assert_eq!(d.names_rule_data(), by_lookup, "{d:?}");
+        }
+        // Through `dyn RuleData` as well.
+        let d = data(json!({"a": 1, "name": "RuleData"}));
+        let dynamic: &dyn RuleData = &d;
+        assert!(!any.evaluate(dynamic).is_match());
+    }
+
+    /// The number-against-number shortcut of `less`/`lessEqual` against the general path.
+    #[test]
+    fn less_on_numbers_matches_the_general_path() {
+        let nums = [
+            json!(0),
+            json!(-0.0),
+            json!(3),
+            json!(10),
+            json!(10.0),
+            json!(-1),
+            json!(1.5),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(1e300),
+        ];
+        let tests = [
+            json!(10),
+            json!(3),
+            json!(-0.0),
+            json!("10"),
+            json!("1,000"),
+            json!(1.5),
+            json!(u64::MAX),
+            json!("x"),
+            json!(true),
+        ];
+        for v in &nums {
+            for t in &tests {
+                for or_equal in [false, true] {
+                    for neg in [false, true] {
+                        let general = match less(rel(Some(v)), rel(Some(t)), or_equal) {
+                            Some(r) => r != neg,
+                            None => false,
+                        };
+                        let test = RelTest::new(Some(t));
+                        assert_eq!(
+                            less_check(Some(v), &test, or_equal, neg),
+                            general,
+                            "{v} < {t} or_equal {or_equal} negated {neg}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(c("less", json!(3), json!(10), false));
+        assert!(!c("less", json!(3), json!(10), true));
+        assert!(!c("less", json!(10), json!(10), false));
+        assert!(c("lessEqual", json!(10), json!(10.0), false));
+        assert!(!c("less", json!(3), json!("x"), true)); // typeof mismatch: false whatever
     }
 }
