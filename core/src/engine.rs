@@ -207,7 +207,7 @@ impl BucketedVariation {
     }
     /// The decision for variation `vi` of `exp`; `allocation` is the bucket value of a fresh
     /// decision (`None` for a stored or forced-preview one).
-    #[inline]
+    #[inline(always)]
     pub fn of(exp: &Experience, vi: usize, allocation: Option<u32>) -> BucketedVariation {
         let v = &exp.variations[vi];
         BucketedVariation {
@@ -515,6 +515,21 @@ impl Effects {
         }
     }
 
+    /// Drops these effects. When none of the lists holds an allocation (the usual case after a
+    /// decision that asked for nothing) there is nothing to free, and the lists' drop code is
+    /// skipped.
+    #[inline]
+    pub fn discard(self) {
+        if self.store.capacity() == 0
+            && self.tracking.capacity() == 0
+            && self.notices.capacity() == 0
+            && self.trace.is_none()
+        {
+            // Owns no memory: forgetting it frees nothing that dropping it would.
+            std::mem::forget(self);
+        }
+    }
+
     /// Records a step when tracing.
     #[inline]
     fn step(&mut self, f: impl FnOnce() -> Step) {
@@ -622,7 +637,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Decides experience `key` for the visitor (SPEC §5.2–§5.3).
-    #[inline]
+    #[inline(always)]
     pub fn run_experience(
         &self,
         visitor: &mut VisitorState<'_>,

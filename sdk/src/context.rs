@@ -380,7 +380,7 @@ impl Context {
         shared.guard.within_deadline(|| {
             self.with_key(guard.as_ref(), |key| {
                 let mut fx = Effects::default();
-                if let Some(key) = key.filter(|_| shared.guard.store().updates_in_place()) {
+                if let Some(key) = key.filter(|_| shared.guard.updates_in_place()) {
                     // In place: the decision is made on the stored record, in one update.
                     let _ = shared.guard.call(&shared.events, |store| {
                         store.update(key, &mut |data| {
@@ -397,7 +397,11 @@ impl Context {
                 if out.is_none() {
                     out = Some(self.decide_remote(&engine, key, &mut fx, &mut f));
                 }
-                self.apply(cfg, key, fx);
+                if fx.is_empty() {
+                    fx.discard();
+                } else {
+                    self.apply(cfg, key, fx);
+                }
             });
             reconcile_held(&self.core);
         });
