@@ -689,7 +689,7 @@ impl<'a> Engine<'a> {
     /// [`Engine::decide`], with or without mirroring its writes. The decision is built here, from
     /// the small [`Outcome`], so that a variation's `BucketedVariation` (about 170 bytes) is
     /// written once, where the caller wants it, rather than built below and copied up.
-    #[inline]
+    #[inline(always)]
     fn decide_with(
         &self,
         visitor: &mut VisitorState<'_>,
