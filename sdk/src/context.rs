@@ -217,6 +217,7 @@ struct KeyBuf {
 
 impl KeyBuf {
     /// The store key of `visitor_id` under `cfg`.
+    #[inline(always)]
     fn key(&mut self, cfg: &std::sync::Arc<ProjectConfig>, visitor_id: &str) -> &str {
         if std::ptr::eq(self.prefix_of.as_ptr(), std::sync::Arc::as_ptr(cfg)) {
             self.buf.truncate(self.prefix_len);
@@ -284,6 +285,7 @@ impl Context {
     /// Runs `f` once with the visitor's store key under `cfg` (`None` when there is no config
     /// yet). The key is built in a per-thread buffer; a nested call (a store calling back into
     /// the SDK) builds its own.
+    #[inline]
     fn with_key(
         &self,
         cfg: Option<&std::sync::Arc<ProjectConfig>>,
