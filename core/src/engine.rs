@@ -239,7 +239,7 @@ impl BucketedVariation {
     }
     /// The decision for variation `vi` of `exp`; `allocation` is the bucket value of a fresh
     /// decision (`None` for a stored or forced-preview one).
-    #[inline]
+    #[inline(always)]
     pub fn of(exp: &Experience, vi: usize, allocation: Option<u32>) -> BucketedVariation {
         let v = &exp.variations[vi];
         BucketedVariation {
@@ -547,6 +547,21 @@ impl Effects {
         }
     }
 
+    /// Drops these effects. When none of the lists holds an allocation (the usual case after a
+    /// decision that asked for nothing) there is nothing to free, and the lists' drop code is
+    /// skipped.
+    #[inline]
+    pub fn discard(self) {
+        if self.store.capacity() == 0
+            && self.tracking.capacity() == 0
+            && self.notices.capacity() == 0
+            && self.trace.is_none()
+        {
+            // Owns no memory: forgetting it frees nothing that dropping it would.
+            std::mem::forget(self);
+        }
+    }
+
     /// Records a step when tracing.
     #[inline]
     fn step(&mut self, f: impl FnOnce() -> Step) {
@@ -654,7 +669,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Decides experience `key` for the visitor (SPEC §5.2–§5.3).
-    #[inline]
+    #[inline(always)]
     pub fn run_experience(
         &self,
         visitor: &mut VisitorState<'_>,
@@ -706,7 +721,7 @@ impl<'a> Engine<'a> {
     /// [`Engine::decide`], with or without mirroring its writes. The decision is built here, from
     /// the small [`Outcome`], so that a variation's `BucketedVariation` (about 170 bytes) is
     /// written once, where the caller wants it, rather than built below and copied up.
-    #[inline]
+    #[inline(always)]
     fn decide_with(
         &self,
         visitor: &mut VisitorState<'_>,

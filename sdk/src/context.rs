@@ -217,6 +217,7 @@ struct KeyBuf {
 
 impl KeyBuf {
     /// The store key of `visitor_id` under `cfg`.
+    #[inline(always)]
     fn key(&mut self, cfg: &std::sync::Arc<ProjectConfig>, visitor_id: &str) -> &str {
         if std::ptr::eq(self.prefix_of.as_ptr(), std::sync::Arc::as_ptr(cfg)) {
             self.buf.truncate(self.prefix_len);
@@ -284,6 +285,7 @@ impl Context {
     /// Runs `f` once with the visitor's store key under `cfg` (`None` when there is no config
     /// yet). The key is built in a per-thread buffer; a nested call (a store calling back into
     /// the SDK) builds its own.
+    #[inline]
     fn with_key(
         &self,
         cfg: Option<&std::sync::Arc<ProjectConfig>>,
@@ -380,7 +382,7 @@ impl Context {
         shared.guard.within_deadline(|| {
             self.with_key(guard.as_ref(), |key| {
                 let mut fx = Effects::default();
-                if let Some(key) = key.filter(|_| shared.guard.store().updates_in_place()) {
+                if let Some(key) = key.filter(|_| shared.guard.updates_in_place()) {
                     // In place: the decision is made on the stored record, in one update.
                     let _ = shared.guard.call(&shared.events, |store| {
                         store.update(key, &mut |data| {
@@ -397,7 +399,11 @@ impl Context {
                 if out.is_none() {
                     out = Some(self.decide_remote(&engine, key, &mut fx, &mut f));
                 }
-                self.apply(cfg, key, fx);
+                if fx.is_empty() {
+                    fx.discard();
+                } else {
+                    self.apply(cfg, key, fx);
+                }
             });
             reconcile_held(&self.core);
         });

@@ -624,16 +624,25 @@ impl Core {
             .unwrap_or_default()
     }
 
+    /// Builds and delivers an event, only when someone listens. The check is inlined into the
+    /// caller: without subscribers (the usual case on the decision path) no call is made.
+    #[inline]
     pub(crate) fn fire(&self, event: impl FnOnce() -> SdkEvent) {
         if self.inner.shared.events.has_subscribers() {
-            let event = event();
-            // Held while an async call's speculative decision step runs (`context/async_ops.rs`).
-            #[cfg(feature = "tokio")]
-            let Some(event) = crate::context::Context::hold_event(event) else {
-                return;
-            };
-            self.inner.shared.events.fire(&event);
+            self.fire_now(event);
         }
+    }
+
+    /// [`Core::fire`] once there are subscribers.
+    #[inline(never)]
+    fn fire_now(&self, event: impl FnOnce() -> SdkEvent) {
+        let event = event();
+        // Held while an async call's speculative decision step runs (`context/async_ops.rs`).
+        #[cfg(feature = "tokio")]
+        let Some(event) = crate::context::Context::hold_event(event) else {
+            return;
+        };
+        self.inner.shared.events.fire(&event);
     }
 }
 

@@ -87,6 +87,7 @@ impl EventHub {
         }
     }
 
+    #[inline]
     pub(crate) fn has_subscribers(&self) -> bool {
         self.bus.is_some() || self.count.load(Ordering::Acquire) > 0
     }

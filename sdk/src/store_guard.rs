@@ -132,6 +132,9 @@ pub(crate) enum Unanswered {
 /// The breaker, deadline and held conversions of one SDK instance's store.
 pub(crate) struct StoreGuard {
     store: Arc<dyn DataStore>,
+    /// `store.updates_in_place()`, asked once (a property of the store, not of the moment): the
+    /// per-call checks read this field instead of making a virtual call.
+    in_place: bool,
     opts: StoreOptions,
     state: AtomicU8,
     failures: AtomicU32,
@@ -152,6 +155,7 @@ pub(crate) struct StoreGuard {
 impl StoreGuard {
     pub fn new(store: Arc<dyn DataStore>, opts: StoreOptions) -> Self {
         StoreGuard {
+            in_place: store.updates_in_place(),
             store,
             opts,
             state: AtomicU8::new(CLOSED),
@@ -172,14 +176,22 @@ impl StoreGuard {
         &*self.store
     }
 
+    /// Whether the store updates records in place ([`DataStore::updates_in_place`], asked once
+    /// when the guard was made).
+    #[inline]
+    pub fn updates_in_place(&self) -> bool {
+        self.in_place
+    }
+
     fn now_ms(&self) -> u64 {
         u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Runs `f` (one public call's store work) under the call deadline. Stores that live in this
     /// process need none.
+    #[inline]
     pub fn within_deadline<R>(&self, f: impl FnOnce() -> R) -> R {
-        if self.store.updates_in_place() {
+        if self.in_place {
             return f();
         }
         let deadline = Instant::now() + self.opts.call_deadline;
@@ -216,7 +228,17 @@ impl StoreGuard {
 
     /// Whether a call may use the store now; moves an open circuit whose cooldown is over to
     /// half-open (this call is then the probe).
+    #[inline]
     fn admit(&self, events: &EventHub) -> bool {
+        if self.state.load(Ordering::Acquire) == CLOSED {
+            return true;
+        }
+        self.admit_not_closed(events)
+    }
+
+    /// [`StoreGuard::admit`] when the circuit was not closed.
+    #[cold]
+    fn admit_not_closed(&self, events: &EventHub) -> bool {
         match self.state.load(Ordering::Acquire) {
             CLOSED => true,
             OPEN => {
@@ -245,7 +267,20 @@ impl StoreGuard {
         }
     }
 
+    /// A store operation was answered: clears the failure count and closes the circuit.
+    #[inline]
     fn succeeded(&self, events: &EventHub) {
+        // The usual case (closed, no failures) is two relaxed loads.
+        if self.failures.load(Ordering::Relaxed) != 0
+            || self.state.load(Ordering::Relaxed) != CLOSED
+        {
+            self.recovered(events);
+        }
+    }
+
+    /// [`StoreGuard::succeeded`] after failures or with the circuit not closed.
+    #[cold]
+    fn recovered(&self, events: &EventHub) {
         if self.failures.load(Ordering::Relaxed) != 0 {
             self.failures.store(0, Ordering::Relaxed);
         }
@@ -337,6 +372,7 @@ impl StoreGuard {
 
     /// Runs one store operation through the breaker. Corrupt records and contention are
     /// answers (the store works); anything else is a failure.
+    #[inline]
     pub fn call<T>(
         &self,
         events: &EventHub,
@@ -391,6 +427,7 @@ impl StoreGuard {
     }
 
     /// Records the outcome of one admitted store operation.
+    #[inline]
     fn settle<T>(
         &self,
         events: &EventHub,
@@ -401,15 +438,24 @@ impl StoreGuard {
                 self.succeeded(events);
                 Ok(Ok(v))
             }
-            Err(e @ (StoreError::Corrupt { .. } | StoreError::Contention(_))) => {
+            Err(e) => self.settle_error(events, e).map(Err),
+        }
+    }
+
+    /// [`StoreGuard::settle`] of an error: `Ok(e)` when it is an answer (a corrupt record,
+    /// contention), else `Err` (a failure, counted).
+    #[cold]
+    fn settle_error(&self, events: &EventHub, e: StoreError) -> Result<StoreError, Unanswered> {
+        match e {
+            e @ (StoreError::Corrupt { .. } | StoreError::Contention(_)) => {
                 self.succeeded(events);
                 if matches!(e, StoreError::Corrupt { .. }) {
                     self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
                     self.log_failure(&e);
                 }
-                Ok(Err(e))
+                Ok(e)
             }
-            Err(e) => {
+            e => {
                 self.failed(events, &e);
                 Err(Unanswered::Failed)
             }
@@ -584,4 +630,124 @@ pub(crate) enum HoldOutcome {
     Held,
     Duplicate,
     Overflow,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use convert_store_memory::MemoryStore;
+
+    /// A memory store that claims either store mode and can be made to fail.
+    struct ModeStore {
+        inner: MemoryStore,
+        in_place: bool,
+        error: Mutex<Option<StoreError>>,
+    }
+
+    impl ModeStore {
+        fn new(in_place: bool) -> Arc<Self> {
+            Arc::new(ModeStore {
+                inner: MemoryStore::new(),
+                in_place,
+                error: Mutex::new(None),
+            })
+        }
+
+        fn fail_with(&self, e: Option<StoreError>) {
+            *self.error.lock().unwrap_or_else(PoisonError::into_inner) = e;
+        }
+
+        fn check(&self) -> Result<(), StoreError> {
+            let e = self.error.lock().unwrap_or_else(PoisonError::into_inner);
+            match &*e {
+                None => Ok(()),
+                Some(StoreError::Corrupt { key, reason }) => Err(StoreError::Corrupt {
+                    key: key.clone(),
+                    reason: reason.clone(),
+                }),
+                Some(e) => Err(StoreError::Unavailable(e.to_string())),
+            }
+        }
+    }
+
+    impl DataStore for ModeStore {
+        fn get(&self, key: &str) -> Result<Option<StoreData>, StoreError> {
+            self.check()?;
+            self.inner.get(key)
+        }
+        fn set(&self, key: &str, value: &StoreData) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.set(key, value)
+        }
+        fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.inner.delete(key)
+        }
+        fn update(
+            &self,
+            key: &str,
+            f: &mut dyn FnMut(&mut StoreData) -> bool,
+        ) -> Result<bool, StoreError> {
+            self.check()?;
+            self.inner.update(key, f)
+        }
+        fn updates_in_place(&self) -> bool {
+            self.in_place
+        }
+    }
+
+    #[test]
+    fn only_a_store_that_does_not_update_in_place_gets_a_deadline() {
+        let remote = StoreGuard::new(ModeStore::new(false), StoreOptions::default());
+        assert!(!remote.updates_in_place());
+        assert!(remote.within_deadline(|| convert_ports::store_time_left().is_some()));
+        let local = StoreGuard::new(ModeStore::new(true), StoreOptions::default());
+        assert!(local.updates_in_place());
+        assert!(local.within_deadline(|| convert_ports::store_time_left().is_none()));
+    }
+
+    #[test]
+    fn corrupt_is_an_answer_and_failures_open_then_a_success_closes_the_circuit() {
+        let store = ModeStore::new(true);
+        let opts = StoreOptions::default()
+            .failure_threshold(2)
+            .cooldown(Duration::ZERO);
+        let guard = StoreGuard::new(store.clone(), opts);
+        let events = EventHub::default();
+
+        store.fail_with(Some(StoreError::Corrupt {
+            key: "k".into(),
+            reason: "test".into(),
+        }));
+        assert!(matches!(
+            guard.read(&events, "k"),
+            Ok(None) // an unreadable record reads as absent
+        ));
+        assert!(matches!(
+            guard.call(&events, |s| s.get("k")),
+            Ok(Err(StoreError::Corrupt { .. }))
+        ));
+        assert_eq!(guard.counters.corrupt.load(Ordering::Relaxed), 2);
+        assert!(!guard.is_open());
+
+        store.fail_with(Some(StoreError::Unavailable("down".into())));
+        assert!(matches!(guard.read(&events, "k"), Err(Unanswered::Failed)));
+        assert!(!guard.is_open());
+        assert!(matches!(guard.read(&events, "k"), Err(Unanswered::Failed)));
+        assert!(guard.is_open());
+        assert_eq!(guard.counters.errors.load(Ordering::Relaxed), 2);
+        assert_eq!(guard.counters.circuit_opened.load(Ordering::Relaxed), 1);
+
+        // Cooled down at once: the next call is the probe, and its success closes the circuit
+        // and clears the failure count.
+        store.fail_with(None);
+        assert!(matches!(guard.read(&events, "k"), Ok(None)));
+        assert!(!guard.is_open());
+        assert_eq!(guard.failures.load(Ordering::Relaxed), 0);
+        store.fail_with(Some(StoreError::Unavailable("down".into())));
+        assert!(matches!(guard.read(&events, "k"), Err(Unanswered::Failed)));
+        assert!(
+            !guard.is_open(),
+            "one failure after the reset is below the threshold"
+        );
+    }
 }

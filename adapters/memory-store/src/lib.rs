@@ -248,6 +248,7 @@ impl Set {
 
     /// The live record of `key`, marked as just used; an expired record is removed and reads
     /// as absent.
+    #[inline]
     fn use_mut(
         &mut self,
         tag: u16,
@@ -275,6 +276,7 @@ impl Set {
     /// Inserts a record that is not in the set yet, as the most recently used, after removing
     /// expired ones. A full set gives the slot of its least recently used visitor to the new
     /// one; the record it held is returned, for the caller to drop after releasing the lock.
+    #[inline(always)]
     fn insert(
         &mut self,
         tag: u16,
