@@ -1428,6 +1428,9 @@ const FAST_PATH_CACHE: usize = 256 * 1024;
 /// directly for the earliest match. `regex::Regex::is_match` runs the same kind of automaton but
 /// pays its strategy dispatch and a per-thread cache pool on every call; here the cache sits
 /// behind a `Mutex` taken with `try_lock`, so a contended search simply takes the `regex` path.
+/// Small programs are also determinized in full ([`DenseDfa`]): searched without the cache and
+/// its lock, and, for an anchored pattern, from the state after its literal prefix when the
+/// value starts with it.
 ///
 /// Built on first use (not at config load), from `regex::Regex::as_str` with the same syntax
 /// configuration. When it cannot be built (a program too large for [`FAST_PATH_CACHE`]), when a
@@ -1444,7 +1447,19 @@ struct LazyDfa {
     /// the search where it occurs (as `regex` does), not at the end of the value.
     anchored: regex_automata::Anchored,
     cache: std::sync::Mutex<regex_automata::hybrid::dfa::Cache>,
+    /// The same automaton fully determinized, for small programs (most URL and keyword
+    /// patterns): searched without a cache, so without the lock. `None` when the program is
+    /// larger than [`DENSE_NFA_STATES`] or its DFA outgrows [`DENSE_DFA_SIZE`]; a search that
+    /// quits (a Unicode word boundary on non-ASCII input) falls back to `regex`, as the lazy
+    /// DFA's does.
+    dense: Option<DenseDfa>,
 }
+
+/// NFA states up to which a [`LazyDfa`] also gets a fully determinized DFA.
+const DENSE_NFA_STATES: usize = 256;
+
+/// Size limit of a [`LazyDfa`]'s full DFA and of its determinization (bytes).
+const DENSE_DFA_SIZE: usize = 64 * 1024;
 
 impl std::fmt::Debug for FastPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1465,16 +1480,121 @@ impl FastPath {
             .get_or_init(|| LazyDfa::build(re.as_str()))
             .as_ref()
             .and_then(|lazy| {
+                if let Some(dense) = &lazy.dense {
+                    return dense.is_match(haystack, lazy.anchored);
+                }
                 let mut cache = lazy.cache.try_lock().ok()?;
                 let input = regex_automata::Input::new(haystack)
                     .anchored(lazy.anchored)
                     .earliest(true);
-                lazy.dfa.try_search_fwd(&mut cache, &input).ok()
+                lazy.dfa
+                    .try_search_fwd(&mut cache, &input)
+                    .ok()
+                    .map(|m| m.is_some())
             });
         match found {
-            Some(half_match) => half_match.is_some(),
+            Some(found) => found,
             None => re.is_match(haystack),
         }
+    }
+}
+
+/// A [`LazyDfa`]'s full DFA, with the state it reaches after its literal prefix.
+struct DenseDfa {
+    dfa: regex_automata::dfa::dense::DFA<Vec<u32>>,
+    /// Bytes every match of an anchored pattern starts with in the lower-cased input (ASCII,
+    /// no upper-case letter), empty when none; see [`DenseDfa::prefix_of`].
+    prefix: Box<[u8]>,
+    /// `after[i]`: the state the DFA is in after reading `prefix[..=i]` from its anchored start
+    /// state (never a special state: no match, dead, quit, accelerated or start state on the
+    /// way).
+    after: Box<[regex_automata::util::primitives::StateID]>,
+}
+
+impl DenseDfa {
+    fn new(dfa: regex_automata::dfa::dense::DFA<Vec<u32>>, anchored: bool) -> DenseDfa {
+        let (prefix, after) = if anchored && !regex_automata::dfa::Automaton::has_empty(&dfa) {
+            Self::prefix_of(&dfa)
+        } else {
+            (Box::default(), Box::default())
+        };
+        DenseDfa { dfa, prefix, after }
+    }
+
+    /// Follows the DFA from its anchored start state while exactly one byte that a lower-cased
+    /// value can hold in ASCII (anything below 0x80 but `A`–`Z`) leads to a live state, and
+    /// that state is not special (match, dead, quit, accelerated or start). What the DFA does
+    /// on other bytes does not matter: the shortcut is only taken when the value starts with
+    /// these very bytes, and the DFA is deterministic.
+    fn prefix_of(
+        dfa: &regex_automata::dfa::dense::DFA<Vec<u32>>,
+    ) -> (Box<[u8]>, Box<[regex_automata::util::primitives::StateID]>) {
+        use regex_automata::dfa::Automaton;
+        let config =
+            regex_automata::util::start::Config::new().anchored(regex_automata::Anchored::Yes);
+        let Ok(start) = dfa.start_state(&config) else {
+            return (Box::default(), Box::default());
+        };
+        let mut prefix = Vec::new();
+        let mut after = Vec::new();
+        let mut sid = start;
+        while prefix.len() < 256 {
+            let mut only = None;
+            let mut live = 0;
+            for b in (0u8..0x80).filter(|b| !b.is_ascii_uppercase()) {
+                let next = dfa.next_state(sid, b);
+                if !dfa.is_dead_state(next) {
+                    live += 1;
+                    only = Some((b, next));
+                }
+            }
+            match only {
+                Some((b, next)) if live == 1 && !dfa.is_special_state(next) => {
+                    prefix.push(b);
+                    after.push(next);
+                    sid = next;
+                }
+                _ => break,
+            }
+        }
+        (prefix.into_boxed_slice(), after.into_boxed_slice())
+    }
+
+    /// Whether `haystack` matches; `None` when the search quits.
+    #[inline]
+    fn is_match(&self, haystack: &str, anchored: regex_automata::Anchored) -> Option<bool> {
+        use regex_automata::dfa::Automaton;
+        let bytes = haystack.as_bytes();
+        let n = self.prefix.len().min(bytes.len());
+        if let (Some(&state), Some(head)) = (
+            n.checked_sub(1).and_then(|i| self.after.get(i)),
+            bytes.get(..n),
+        ) && self.prefix.get(..n) == Some(head)
+        {
+            // The search from the start state would reach `state` here without stopping:
+            // finish it by hand.
+            let dfa = &self.dfa;
+            let mut sid = state;
+            for &b in &bytes[n..] {
+                sid = dfa.next_state(sid, b);
+                if dfa.is_special_state(sid) {
+                    if dfa.is_match_state(sid) {
+                        return Some(true);
+                    }
+                    if dfa.is_dead_state(sid) {
+                        return Some(false);
+                    }
+                    if dfa.is_quit_state(sid) {
+                        return None;
+                    }
+                }
+            }
+            return Some(dfa.is_match_state(dfa.next_eoi_state(sid)));
+        }
+        let input = regex_automata::Input::new(haystack)
+            .anchored(anchored)
+            .earliest(true);
+        self.dfa.try_search_fwd(&input).ok().map(|m| m.is_some())
     }
 }
 
@@ -1510,6 +1630,29 @@ impl LazyDfa {
                 Prefilter::from_hir_prefix(MatchKind::LeftmostFirst, &hir),
             )
         };
+        let dense = (nfa.states().len() <= DENSE_NFA_STATES)
+            .then(|| {
+                use regex_automata::dfa::{StartKind, dense};
+                dense::Builder::new()
+                    .configure(
+                        dense::Config::new()
+                            .start_kind(if anchored == Anchored::Yes {
+                                StartKind::Anchored
+                            } else {
+                                StartKind::Unanchored
+                            })
+                            .minimize(false)
+                            .specialize_start_states(prefilter.is_some())
+                            .prefilter(prefilter.clone())
+                            .unicode_word_boundary(true)
+                            .dfa_size_limit(Some(DENSE_DFA_SIZE))
+                            .determinize_size_limit(Some(DENSE_DFA_SIZE)),
+                    )
+                    .build_from_nfa(&nfa)
+                    .ok()
+                    .map(|d| DenseDfa::new(d, anchored == Anchored::Yes))
+            })
+            .flatten();
         let dfa = dfa::Builder::new()
             .configure(
                 dfa::Config::new()
@@ -1528,6 +1671,7 @@ impl LazyDfa {
             dfa,
             anchored,
             cache,
+            dense,
         }))
     }
 }
@@ -2840,6 +2984,142 @@ mod tests {
             let compiled = Pattern::compile(&pattern);
             if let Some((fast, meta)) = fast_and_meta(&compiled, &value) {
                 proptest::prop_assert_eq!(fast, meta, "{:?} on {:?}", pattern, value);
+            }
+        }
+    }
+
+    /// The dense DFA's answer with and without its literal-prefix shortcut, next to `regex`'s.
+    fn dense_answers(
+        compiled: &Pattern,
+        value: &str,
+    ) -> Option<(Option<bool>, Option<bool>, bool)> {
+        use regex_automata::dfa::Automaton;
+        let Engine::Linear { re, fast, .. } = &compiled.engine else {
+            return None;
+        };
+        let lower = js::js_lowercase(value);
+        let units = utf16_units(&lower);
+        fast.is_match(re, &units);
+        let lazy = fast.0.get()?.as_ref()?;
+        let dense = lazy.dense.as_ref()?;
+        let input = regex_automata::Input::new(&*units)
+            .anchored(lazy.anchored)
+            .earliest(true);
+        let general = dense.dfa.try_search_fwd(&input).ok().map(|m| m.is_some());
+        Some((
+            dense.is_match(&units, lazy.anchored),
+            general,
+            re.is_match(&units),
+        ))
+    }
+
+    #[test]
+    fn the_prefix_shortcut_answers_as_the_full_search() {
+        let pricing = Pattern::compile("^https://shop\\.example/pricing(/|$)");
+        assert_eq!(
+            dense_answers(&pricing, "https://shop.example/pricing"),
+            Some((Some(true), Some(true), true))
+        );
+        let prefix = match &pricing.engine {
+            Engine::Linear { fast, .. } => fast
+                .0
+                .get()
+                .and_then(|l| l.as_ref())
+                .and_then(|l| l.dense.as_ref())
+                .map(|d| d.prefix.to_vec()),
+            _ => None,
+        };
+        assert_eq!(
+            prefix.as_deref(),
+            Some(&b"https://shop.example/pricing/"[..])
+        );
+        let patterns = [
+            "^https://shop\\.example/pricing(/|$)",
+            "^/product/\\d+$",
+            "^abc",
+            "^abc$",
+            "^ab(c|d)e",
+            "^a\\bb",
+            "^a\\b",
+            "^k",
+            "^s+t",
+            "^[a]x|^ay",
+            "^\u{e9}t\u{e9}",
+            "^x\\w",
+        ];
+        let values = [
+            "",
+            "h",
+            "https",
+            "https://shop.example/pricing",
+            "https://shop.example/pricing/",
+            "https://shop.example/pricing/x",
+            "https://shop.example/pricingx",
+            "https://shop.example/pricin",
+            "HTTPS://SHOP.EXAMPLE/PRICING",
+            "/product/",
+            "/product/1",
+            "/product/12a",
+            "a",
+            "ab",
+            "abc",
+            "abcd",
+            "abce",
+            "abde",
+            "a b",
+            "ab ",
+            "k",
+            "\u{212a}",
+            "s",
+            "sst",
+            "\u{17f}t",
+            "ax",
+            "ay",
+            "az",
+            "\u{e9}t\u{e9}",
+            "x",
+            "x\u{e9}",
+            "xa",
+            "a\u{e9}",
+        ];
+        for pattern in patterns {
+            let compiled = Pattern::compile(pattern);
+            for value in values {
+                let answers = dense_answers(&compiled, value);
+                assert!(answers.is_some(), "{pattern}: no dense DFA");
+                let Some((shortcut, general, meta)) = answers else {
+                    continue;
+                };
+                assert_eq!(shortcut, general, "{pattern} on {value:?}");
+                if let Some(found) = shortcut {
+                    assert_eq!(found, meta, "{pattern} on {value:?}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        /// Random anchored patterns and values: the prefix shortcut agrees with the full search.
+        #[test]
+        fn the_prefix_shortcut_agrees_on_random_patterns(
+            pattern in proptest::collection::vec(proptest::sample::select(vec![
+                "a", "b", "ab", "Ab", "$", ".", "\\d", "\\w", "\\b", "\\B", "/", "\\.",
+                "[a-c]", "[^a]", "(", ")", "|", "*", "+", "?", "{2}", "\u{e9}", "\u{212a}", "s",
+            ]), 0..8),
+            value in proptest::collection::vec(proptest::sample::select(vec![
+                "a", "B", "b", "x", " ", "/", ".", "1", "\u{e9}", "\u{c9}", "K", "\u{212a}",
+                "s", "\u{17f}", "\n", "ab", "ab/",
+            ]), 0..12),
+        ) {
+            let pattern = format!("^{}", pattern.concat());
+            let value = value.concat();
+            let compiled = Pattern::compile(&pattern);
+            if let Some((shortcut, general, meta)) = dense_answers(&compiled, &value) {
+                proptest::prop_assert_eq!(shortcut, general, "{:?} on {:?}", pattern, value);
+                if let Some(found) = shortcut {
+                    proptest::prop_assert_eq!(found, meta, "{:?} on {:?}", pattern, value);
+                }
             }
         }
     }
