@@ -597,7 +597,64 @@ type AndBlock = Option<Vec<OrWhen>>;
 pub struct RuleSet {
     /// `None` when the top level is not a non-empty `OR` list.
     or: Option<Vec<AndBlock>>,
+    /// The items of `or` in tree order, for plain data (see [`Flat`]); empty when `or` is `None`.
+    flat: Vec<Flat>,
     exclusion: Option<ExclusionRule>,
+}
+
+/// One item of a rule tree in its flat form: the OR of ANDs of OR_WHENs as a single list, each
+/// item knowing where its OR_WHEN and its AND end. A structurally invalid OR_WHEN or AND is one
+/// never-matching item. Evaluated for data without getters, where every item is matched or
+/// not matched (no errors).
+#[derive(Debug, Clone)]
+struct Flat {
+    /// `None`: never matches.
+    rule: Option<Rule>,
+    /// Index just past the last item of this item's OR_WHEN.
+    or_when_end: u32,
+    /// Index just past the last item of this item's AND.
+    and_end: u32,
+}
+
+/// The flat form of rule tree `or` (see [`Flat`]).
+fn flatten(or: &[AndBlock]) -> Vec<Flat> {
+    let mut flat = Vec::new();
+    let never = |end: usize| Flat {
+        rule: None,
+        or_when_end: end as u32,
+        and_end: end as u32,
+    };
+    for and in or {
+        let and_start = flat.len();
+        match and {
+            None => flat.push(never(and_start + 1)),
+            Some(blocks) => {
+                for block in blocks {
+                    let start = flat.len();
+                    match block {
+                        None => flat.push(never(start + 1)),
+                        Some(items) => {
+                            for item in items {
+                                flat.push(Flat {
+                                    rule: match item {
+                                        Item::Rule(rule) => Some((**rule).clone()),
+                                        Item::Never => None,
+                                    },
+                                    or_when_end: (start + items.len()) as u32,
+                                    and_end: 0,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let end = flat.len() as u32;
+        for f in &mut flat[and_start..] {
+            f.and_end = end;
+        }
+    }
+    flat
 }
 
 /// Read access to a JSON tree, so that a rule tree compiles from a `serde_json::Value` or from the
@@ -727,7 +784,20 @@ impl RuleSet {
             })
             .collect()
         });
-        RuleSet { or, exclusion }
+        let flat = or.as_deref().map(flatten).unwrap_or_default();
+        if u32::try_from(flat.len()).is_err() {
+            // Beyond the flat form's indices: evaluated on the tree alone.
+            return RuleSet {
+                or,
+                flat: Vec::new(),
+                exclusion,
+            };
+        }
+        RuleSet {
+            or,
+            flat,
+            exclusion,
+        }
     }
 
     /// Evaluates the tree against `data` (any [`RuleData`], `dyn RuleData` included; a concrete
@@ -740,6 +810,19 @@ impl RuleSet {
         // A map carrying `name: "RuleData"` is taken by the reference for a custom rule-data
         // object; a plain map has no getters, so nothing matches.
         let custom = data.is_custom() || (!empty && data.names_rule_data());
+        if !custom && !self.flat.is_empty() {
+            return RuleOutcome::from_bool(self.evaluate_flat(data, empty));
+        }
+        Self::evaluate_tree(ors, data, empty, custom)
+    }
+
+    /// [`RuleSet::evaluate`] on the tree.
+    fn evaluate_tree<D: RuleData + ?Sized>(
+        ors: &[AndBlock],
+        data: &D,
+        empty: bool,
+        custom: bool,
+    ) -> RuleOutcome {
         let ctx = Ctx {
             data,
             empty,
@@ -753,6 +836,41 @@ impl RuleSet {
             }
         }
         last
+    }
+
+    /// [`RuleSet::evaluate`] on the flat form, for data without getters: whether the tree
+    /// matches.
+    #[inline]
+    fn evaluate_flat<D: RuleData + ?Sized>(&self, data: &D, empty: bool) -> bool {
+        let flat = self.flat.as_slice();
+        let mut i = 0;
+        while let Some(item) = flat.get(i) {
+            let matched = item.rule.as_ref().is_some_and(|rule| {
+                let found = if empty {
+                    None
+                } else {
+                    rule.key.as_deref().and_then(|k| data.lookup(k))
+                };
+                match found {
+                    Some(v) => rule.check.apply(Some(&v), rule.negated),
+                    None if rule.runs_on_missing => rule.check.apply(None, rule.negated),
+                    None => false,
+                }
+            });
+            if matched {
+                // This OR_WHEN holds: on to the next one of the AND, or done.
+                if item.or_when_end == item.and_end {
+                    return true;
+                }
+                i = item.or_when_end as usize;
+            } else if i + 1 == item.or_when_end as usize {
+                // The OR_WHEN's last item failed: so did the AND.
+                i = item.and_end as usize;
+            } else {
+                i += 1;
+            }
+        }
+        false
     }
 
     /// The first `bucketed_into_experience_key` element, scanning OR → AND → OR_WHEN in order
@@ -3159,6 +3277,58 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(fast_and_meta(&hostile, &hit), Some((true, true)));
             assert_eq!(fast_and_meta(&hostile, &miss), Some((false, false)));
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Random trees (invalid blocks and items included) and data: the flat form answers as
+        /// the tree walk.
+        #[test]
+        fn the_flat_form_answers_as_the_tree(
+            tree in proptest::collection::vec(
+                proptest::option::weighted(0.9, proptest::collection::vec(
+                    proptest::option::weighted(0.9, proptest::collection::vec(0usize..8, 1..4)),
+                    1..4,
+                )),
+                1..4,
+            ),
+            a in 0i64..4,
+            b in proptest::option::of(proptest::sample::select(vec!["x", "y", "Xy"])),
+        ) {
+            let item = |n: usize| match n {
+                0 => json!({"key": "a", "value": 2, "matching": {"match_type": "less", "negated": false}}),
+                1 => json!({"key": "a", "value": 1, "matching": {"match_type": "equals", "negated": true}}),
+                2 => json!({"key": "b", "value": "x", "matching": {"match_type": "equals", "negated": false}}),
+                3 => json!({"key": "b", "value": "x", "matching": {"match_type": "startsWith", "negated": true}}),
+                4 => json!({"key": "b", "matching": {"match_type": "exists", "negated": false}}),
+                5 => json!({"key": "b", "value": "^x", "matching": {"match_type": "regexMatches", "negated": false}}),
+                6 => json!({"key": "a", "value": 1, "matching": {"match_type": "nope", "negated": false}}),
+                _ => json!("not an object"),
+            };
+            let raw = json!({"OR": tree.iter().map(|and| match and {
+                None => json!({"AND": []}),
+                Some(blocks) => json!({"AND": blocks.iter().map(|block| match block {
+                    None => json!({"OR_WHEN": "x"}),
+                    Some(items) => json!({"OR_WHEN": items.iter().map(|&n| item(n)).collect::<Vec<_>>()}),
+                }).collect::<Vec<_>>()}),
+            }).collect::<Vec<_>>()});
+            let rules = RuleSet::compile(&raw);
+            let mut map = Map::new();
+            map.insert("a".to_string(), json!(a));
+            if let Some(b) = b {
+                map.insert("b".to_string(), json!(b));
+            }
+            for d in [Map::new(), map] {
+                let ors = rules.or.as_deref().unwrap_or_default();
+                let tree_outcome = RuleSet::evaluate_tree(ors, &d, d.is_empty(), false);
+                proptest::prop_assert_eq!(
+                    rules.evaluate(&d), tree_outcome, "{} on {:?}", raw, d
+                );
+                proptest::prop_assert_eq!(
+                    rules.evaluate_flat(&d, d.is_empty()), tree_outcome == RuleOutcome::Matched
+                );
+            }
         }
     }
 
