@@ -557,7 +557,12 @@ fn less_check(value: Option<&Value>, test: &RelTest, or_equal: bool, negated: bo
 /// The `regexMatches` arm of [`Check::apply`].
 #[inline(never)]
 fn regex_check(p: &Pattern, value: Option<&Value>, negated: bool) -> bool {
-    let r = match p.run(&js::opt_js_str(value)).outcome {
+    let run = match value {
+        // The common case, without building `String(value)`.
+        Some(Value::String(s)) => p.run(s),
+        _ => p.run(&js::opt_js_str(value)),
+    };
+    let r = match run.outcome {
         RegexOutcome::Matched => true,
         RegexOutcome::NotMatched => false,
         // Over budget, or a pattern the reference throws on: the rule is false,
@@ -1687,7 +1692,7 @@ impl DenseDfa {
         if let (Some(&state), Some(head)) = (
             n.checked_sub(1).and_then(|i| self.after.get(i)),
             bytes.get(..n),
-        ) && self.prefix.get(..n) == Some(head)
+        ) && self.prefix.get(..n).is_some_and(|p| bytes_eq(p, head))
         {
             // The search from the start state would reach `state` here without stopping:
             // finish it by hand.
