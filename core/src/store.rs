@@ -139,6 +139,7 @@ impl<T: Clone> Small<T> {
     }
 
     /// `items` followed by `item`, built at once.
+    #[inline]
     fn with_pushed(items: &[T], item: T) -> Self {
         if items.is_empty() {
             return Small::One(item);
@@ -191,6 +192,7 @@ impl ValueList {
 
     /// A copy of `items` with `value` appended (a visitor's first location is the common case:
     /// it is then the inline element, with nothing copied or dropped on the way).
+    #[inline]
     pub fn with_pushed(items: &[StoredValue], value: StoredValue) -> Self {
         ValueList(Small::with_pushed(items, value))
     }
