@@ -593,6 +593,7 @@ impl StoreData {
     }
 
     /// Records a sticky decision; returns whether the data changed.
+    #[inline]
     pub fn set_bucketing(
         &mut self,
         experience_id: impl Into<Str>,
@@ -636,6 +637,7 @@ impl StoreData {
     }
 
     /// Replaces the active-location list; returns whether the data changed.
+    #[inline]
     pub fn set_locations(&mut self, list: impl Into<ValueList>) -> bool {
         let list = list.into();
         if self.locations() == Some(list.as_slice()) {
