@@ -74,6 +74,7 @@ impl Key {
     }
 
     /// Stores `key`, writing only its bytes (and its length) when it fits inline.
+    #[inline]
     fn set(&mut self, key: &str) {
         let bytes = key.as_bytes();
         match u8::try_from(bytes.len()) {
@@ -188,6 +189,7 @@ impl Set {
 
     /// The recency position of `key`'s way. The tags of all ways are compared at once (a
     /// loop the compiler vectorizes); only ways whose tag matches compare their key.
+    #[inline]
     fn find(&self, tag: u16, key: &str) -> Option<usize> {
         let mut hits = 0u32;
         for (w, &t) in self.tags.iter().enumerate() {
