@@ -93,6 +93,7 @@ pub struct VisitorProps<'a> {
 
 impl<'a> VisitorProps<'a> {
     /// Layers in precedence order: per-call attributes, the context's properties, stored segments.
+    #[inline]
     pub fn new(
         call: Option<&'a Map<String, Value>>,
         context: Option<&'a Map<String, Value>>,
