@@ -920,6 +920,7 @@ impl ProjectConfig {
     }
 
     /// The experience with `String(key) == key` (first in config order).
+    #[inline]
     pub fn experience_by_key(&self, key: &str) -> Option<&Experience> {
         // With a few experiences, comparing keys is cheaper than hashing the one asked for
         // (the first match is the one the index holds).

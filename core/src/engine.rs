@@ -93,6 +93,7 @@ pub struct VisitorProps<'a> {
 
 impl<'a> VisitorProps<'a> {
     /// Layers in precedence order: per-call attributes, the context's properties, stored segments.
+    #[inline]
     pub fn new(
         call: Option<&'a Map<String, Value>>,
         context: Option<&'a Map<String, Value>>,
@@ -658,6 +659,17 @@ impl<'a> VisitorState<'a> {
         };
         self.write(op, fx, mirror);
     }
+
+    /// [`VisitorState::write`] of the active-location list. In place, the list goes straight
+    /// into the record, without building the op.
+    #[inline(always)]
+    fn write_locations(&mut self, list: ValueList, fx: &mut Effects, mirror: bool) {
+        if self.in_place {
+            self.changed |= self.data.set_locations(list);
+            return;
+        }
+        self.write(StoreOp::Locations(list), fx, mirror);
+    }
 }
 
 static EMPTY_MAP: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
@@ -684,6 +696,35 @@ impl<'a> Engine<'a> {
             None => {
                 fx.step(|| Step::UnknownExperience(key.to_string()));
                 Decision::NotMatched(NotMatchedReason::UnknownExperience)
+            }
+        }
+    }
+
+    /// [`Engine::run_experience`] without building the decision: the index of the experience in
+    /// the config (`None` when no experience has key `key`) and what deciding it came to. The
+    /// caller builds the [`Decision`] with [`Outcome::decision`] where it wants it, rather than
+    /// having it copied out of the call.
+    #[inline(always)]
+    pub fn run_experience_outcome(
+        &self,
+        visitor: &mut VisitorState<'_>,
+        key: &str,
+        props: &VisitorProps<'_>,
+        opts: &RunOptions<'_>,
+        fx: &mut Effects,
+    ) -> (Option<usize>, Outcome) {
+        match self.config.experience_by_key(key) {
+            // A single decision: its writes need not be mirrored into the local state.
+            Some(exp) => (
+                Some(exp.index),
+                self.outcome(visitor, exp, props, opts, fx, false),
+            ),
+            None => {
+                fx.step(|| Step::UnknownExperience(key.to_string()));
+                (
+                    None,
+                    Outcome::NotMatched(NotMatchedReason::UnknownExperience),
+                )
             }
         }
     }
@@ -731,14 +772,8 @@ impl<'a> Engine<'a> {
         fx: &mut Effects,
         mirror: bool,
     ) -> Decision {
-        match self.outcome(visitor, exp, props, opts, fx, mirror) {
-            Outcome::Variation { index, allocation } => {
-                Decision::Variation(BucketedVariation::of(exp, index, allocation))
-            }
-            Outcome::NotMatched(reason) => Decision::NotMatched(reason),
-            Outcome::RuleError(e) => Decision::RuleError(e),
-            Outcome::NotDecided => Decision::NotDecided,
-        }
+        self.outcome(visitor, exp, props, opts, fx, mirror)
+            .decision(exp)
     }
 
     /// The matching (steps 2–8) and the bucketing of one experience.
@@ -979,7 +1014,7 @@ impl<'a> Engine<'a> {
         // The list is written when it changed, or the first time (as the reference does).
         if opts.enable_storage && (list.is_some() || visitor.data.locations().is_none()) {
             let list = list.unwrap_or_else(|| ValueList::from(stored));
-            visitor.write(StoreOp::Locations(list), fx, mirror);
+            visitor.write_locations(list, fx, mirror);
         }
         match first_error {
             Some(e) => Err(e),
@@ -1089,17 +1124,38 @@ impl<'a> Engine<'a> {
     }
 }
 
-/// What deciding one experience came to, before its [`Decision`] is built.
-#[derive(Debug, Clone, Copy)]
-enum Outcome {
+/// What deciding one experience came to, before its [`Decision`] is built (a few bytes, where a
+/// decision for a variation is about 170).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
     /// Variation `index` of the experience; `allocation` is the bucket of a fresh decision.
     Variation {
+        /// Index of the variation in the experience.
         index: usize,
+        /// The bucket value of a fresh decision (`None` for a stored one).
         allocation: Option<u32>,
     },
+    /// As [`Decision::NotMatched`].
     NotMatched(NotMatchedReason),
+    /// As [`Decision::RuleError`].
     RuleError(RuleError),
+    /// As [`Decision::NotDecided`].
     NotDecided,
+}
+
+impl Outcome {
+    /// The decision this outcome of experience `exp` stands for.
+    #[inline(always)]
+    pub fn decision(self, exp: &Experience) -> Decision {
+        match self {
+            Outcome::Variation { index, allocation } => {
+                Decision::Variation(BucketedVariation::of(exp, index, allocation))
+            }
+            Outcome::NotMatched(reason) => Decision::NotMatched(reason),
+            Outcome::RuleError(e) => Decision::RuleError(e),
+            Outcome::NotDecided => Decision::NotDecided,
+        }
+    }
 }
 
 /// JS truthiness of an optional JSON value (re-exported for the SDK's convenience).
@@ -1187,6 +1243,54 @@ mod tests {
             assert!(!f.is_heap_allocated(), "{f} is reference-counted");
         }
         assert_eq!(v.variation_name.as_deref(), Some(&*long("variation name")));
+    }
+
+    /// A decision made in place (writes applied to the record at once, some without building the
+    /// op) must leave the record a copy plus its returned writes would, and report a change
+    /// exactly when the record changed: locations activated, kept and deactivated.
+    #[test]
+    fn in_place_writes_match_the_returned_ops() {
+        let rule = |page: &str| {
+            json!({"OR": [{"AND": [{"OR_WHEN": [{"key": "page",
+                "matching": {"match_type": "equals", "negated": false}, "value": page}]}]}]})
+        };
+        let cfg = ProjectConfig::from_value(json!({
+            "account_id": "1", "project": {"id": "2"},
+            "experiences": [{"id": "100", "key": "exp", "locations": ["50", "51"],
+                "variations": [{"id": "101", "key": "a", "traffic_allocation": 100}]}],
+            "locations": [{"id": "50", "key": "home", "rules": rule("home")},
+                          {"id": "51", "key": "shop", "rules": rule("shop")}]
+        }));
+        assert!(cfg.is_ok(), "{:?}", cfg.err());
+        let Ok(cfg) = cfg else { return };
+        let settings = EngineSettings::default();
+        let engine = Engine::new(&cfg, &settings);
+        let props = VisitorProps::default();
+        let mut in_place = StoreData::default();
+        let mut copy = StoreData::default();
+        for page in ["home", "home", "shop", "none", "none", "home"] {
+            let loc = json!({"page": page});
+            let loc = loc.as_object();
+            let opts = RunOptions {
+                location_properties: loc,
+                ..RunOptions::default()
+            };
+            let before = in_place.clone();
+            let mut fx = Effects::default();
+            let mut vs = VisitorState::in_place("v", &mut in_place);
+            let a = engine.run_experience(&mut vs, "exp", &props, &opts, &mut fx);
+            let changed = vs.changed();
+            assert!(fx.store.is_empty(), "{page}: in place, nothing is returned");
+            let mut fx = Effects::default();
+            let mut work = copy.clone();
+            let mut vs = VisitorState::new("v", &mut work);
+            let b = engine.run_experience(&mut vs, "exp", &props, &opts, &mut fx);
+            copy.apply_all(&fx.store);
+            assert_eq!(a, b, "{page}");
+            assert_eq!(in_place.to_json(), copy.to_json(), "{page}");
+            assert_eq!(changed, before.to_json() != in_place.to_json(), "{page}");
+        }
+        assert_eq!(in_place.locations().map(<[_]>::len), Some(1));
     }
 
     /// The `name: "RuleData"` flag `VisitorProps` finds once must say what a lookup of `name`

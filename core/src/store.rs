@@ -139,6 +139,7 @@ impl<T: Clone> Small<T> {
     }
 
     /// `items` followed by `item`, built at once.
+    #[inline]
     fn with_pushed(items: &[T], item: T) -> Self {
         if items.is_empty() {
             return Small::One(item);
@@ -191,6 +192,7 @@ impl ValueList {
 
     /// A copy of `items` with `value` appended (a visitor's first location is the common case:
     /// it is then the inline element, with nothing copied or dropped on the way).
+    #[inline]
     pub fn with_pushed(items: &[StoredValue], value: StoredValue) -> Self {
         ValueList(Small::with_pushed(items, value))
     }
@@ -491,6 +493,41 @@ impl StoreData {
             && self.extra().is_none()
     }
 
+    /// Drops this record. A record that owns no memory (a typical decision's: one decision and
+    /// one location, their strings inline, nothing else) is forgotten instead, which frees
+    /// nothing that dropping it would, and its drop code is skipped.
+    #[inline]
+    pub fn discard(self) {
+        if self.owns_no_memory() {
+            std::mem::forget(self);
+        }
+    }
+
+    /// Whether dropping this record would free nothing: every string inline or static, no
+    /// allocated list, no JSON value, none of the rarely used members.
+    #[inline]
+    fn owns_no_memory(&self) -> bool {
+        fn free(v: &StoredValue) -> bool {
+            match v {
+                StoredValue::Str(s) => !s.is_heap_allocated(),
+                StoredValue::Bool(_) => true,
+                StoredValue::Json(_) => false,
+            }
+        }
+        let bucketing = match &self.bucketing {
+            None => true,
+            Some(Entries::List(Small::One((k, v)))) => !k.is_heap_allocated() && free(v),
+            Some(Entries::List(Small::Many(v))) => v.capacity() == 0,
+            Some(Entries::Hashed(_)) => false,
+        };
+        let locations = match &self.locations {
+            None => true,
+            Some(ValueList(Small::One(v))) => free(v),
+            Some(ValueList(Small::Many(v))) => v.capacity() == 0,
+        };
+        bucketing && locations && self.rest.is_none()
+    }
+
     /// Applies one write; returns whether the data changed.
     pub fn apply(&mut self, op: &StoreOp) -> bool {
         match op {
@@ -556,6 +593,7 @@ impl StoreData {
     }
 
     /// Records a sticky decision; returns whether the data changed.
+    #[inline]
     pub fn set_bucketing(
         &mut self,
         experience_id: impl Into<Str>,
@@ -599,6 +637,7 @@ impl StoreData {
     }
 
     /// Replaces the active-location list; returns whether the data changed.
+    #[inline]
     pub fn set_locations(&mut self, list: impl Into<ValueList>) -> bool {
         let list = list.into();
         if self.locations() == Some(list.as_slice()) {
@@ -861,6 +900,47 @@ pub fn strict_eq(a: &Value, b: &Value) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Only a record whose drop frees nothing may be forgotten: every string inline, no
+    /// allocated list, no JSON value, no goals, segments or other members.
+    #[test]
+    fn only_records_owning_no_memory_are_forgotten() {
+        let long = "a string too long to be held inline in a Str";
+        let record = |text: &str| StoreData::from_json(text).unwrap_or_default();
+        let free = [
+            "{}".to_string(),
+            r#"{"bucketing": {"100": "101"}}"#.to_string(),
+            r#"{"bucketing": {"100": "101"}, "locations": ["home"]}"#.to_string(),
+            r#"{"bucketing": {"100": true}, "locations": []}"#.to_string(),
+        ];
+        for text in &free {
+            assert!(record(text).owns_no_memory(), "{text}");
+        }
+        let owning = [
+            format!(r#"{{"bucketing": {{"{long}": "101"}}}}"#),
+            format!(r#"{{"bucketing": {{"100": "{long}"}}}}"#),
+            format!(r#"{{"locations": ["{long}"]}}"#),
+            r#"{"bucketing": {"100": "101", "200": "201"}}"#.to_string(),
+            r#"{"bucketing": {"100": {"x": 1}}}"#.to_string(),
+            r#"{"locations": ["home", "shop"]}"#.to_string(),
+            r#"{"locations": [1]}"#.to_string(),
+            r#"{"goals": {"g": true}}"#.to_string(),
+            r#"{"segments": {}}"#.to_string(),
+            r#"{"other": 1}"#.to_string(),
+        ];
+        for text in &owning {
+            let data = record(text);
+            assert!(!data.is_empty(), "{text} parses");
+            assert!(!data.owns_no_memory(), "{text}");
+            data.discard();
+        }
+        let mut built = StoreData::default();
+        built.set_bucketing("100", "101");
+        built.set_locations(vec![StoredValue::Str("home".into())]);
+        assert!(built.owns_no_memory());
+        built.set_bucketing(long, "101");
+        assert!(!built.owns_no_memory());
+    }
 
     fn obj(v: Value) -> Map<String, Value> {
         match v {

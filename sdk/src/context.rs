@@ -3,7 +3,7 @@
 use crate::attributes::{BucketingAttributes, ConversionAttributes, EntityType};
 use crate::core::Core;
 use crate::store_guard::{HeldConversion, HoldOutcome, StoreGuard, Unanswered};
-use convert_core::engine::{Engine, Notice, RunOptions, VisitorProps, VisitorState};
+use convert_core::engine::{Engine, Notice, Outcome, RunOptions, VisitorProps, VisitorState};
 use convert_core::features::{BucketedFeature, FeatureFilter, FeatureStatus};
 use convert_core::store::{StoreOp, report_segments};
 use convert_core::{
@@ -360,7 +360,7 @@ impl Context {
     /// `guard` is the config snapshot the caller loaded (one load per call).
     fn with_state_on<R>(
         &self,
-        guard: ConfigGuard,
+        guard: &ConfigGuard,
         mut f: impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &mut Effects) -> R,
     ) -> R {
         #[cfg(feature = "tokio")]
@@ -499,13 +499,13 @@ impl Context {
         call: Option<&Map<String, Value>>,
         f: impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &VisitorProps<'_>, &mut Effects) -> R,
     ) -> R {
-        self.with_props_on(self.core.inner.shared.config_guard(), call, f)
+        self.with_props_on(&self.core.inner.shared.config_guard(), call, f)
     }
 
     /// [`Context::with_props`] under a config guard the caller already loaded.
     fn with_props_on<R>(
         &self,
-        guard: ConfigGuard,
+        guard: &ConfigGuard,
         call: Option<&Map<String, Value>>,
         mut f: impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &VisitorProps<'_>, &mut Effects) -> R,
     ) -> R {
@@ -598,6 +598,24 @@ impl Context {
         });
     }
 
+    /// [`Context::bucketing_event`] of variation `vi` of `exp`, before its decision is built.
+    fn bucketing_event_of(&self, exp: &convert_core::config::Experience, vi: usize) {
+        if self.preview.is_some() {
+            return;
+        }
+        self.core.fire(|| SdkEvent::Bucketing {
+            visitor_id: self.visitor_id.clone(),
+            experience_key: Some(exp.key.to_string()),
+            variation_key: exp
+                .variations
+                .get(vi)
+                .and_then(|v| v.key.as_deref())
+                .map(str::to_string),
+            feature_key: None,
+            status: None,
+        });
+    }
+
     fn feature_event(&self, feature_key: Option<&str>, f: &BucketedFeature) {
         if self.preview.is_some() {
             return;
@@ -631,18 +649,33 @@ impl Context {
             return self.preview_decision(p);
         }
         let opts = self.run_options(attrs, false);
-        // The closure writes the decision here instead of returning it: a `Decision` is about
-        // 170 bytes, and handing it back through the closures copied it at every level.
-        let mut d = Decision::NotReady;
+        // The closure hands back the small outcome, and the decision (about 170 bytes for a
+        // variation) is built once, in the value returned, rather than copied out of the closures.
+        let mut out = (None, Outcome::NotDecided);
         self.with_props_on(
-            guard,
+            &guard,
             attrs.call_properties().as_deref(),
-            |engine, vs, props, fx| d = engine.run_experience(vs, key, props, &opts, fx),
+            |engine, vs, props, fx| {
+                out = engine.run_experience_outcome(vs, key, props, &opts, fx);
+            },
         );
-        if let Decision::Variation(v) = &d {
-            self.bucketing_event(v);
+        let (index, outcome) = out;
+        let exp = index.and_then(|i| guard.as_deref()?.experiences.get(i));
+        match (exp, outcome) {
+            (Some(exp), Outcome::Variation { index, .. }) => {
+                self.bucketing_event_of(exp, index);
+                outcome.decision(exp)
+            }
+            (Some(exp), _) => outcome.decision(exp),
+            (None, Outcome::NotMatched(reason)) => Decision::NotMatched(reason),
+            (None, Outcome::RuleError(e)) => Decision::RuleError(e),
+            (None, Outcome::NotDecided) => Decision::NotDecided,
+            // A variation of an experience the snapshot does not hold: cannot happen, as the
+            // outcome was decided on this snapshot.
+            (None, Outcome::Variation { .. }) => {
+                Decision::NotMatched(NotMatchedReason::UnknownExperience)
+            }
         }
-        d
     }
 
     /// Forces `variation_id` of experience `experience_id` for this context (preview / QA mode).

@@ -145,3 +145,45 @@ fn location_and_bucketing_events_reach_handlers_and_the_bus() {
     );
     assert_eq!(names.iter().filter(|n| *n == "bucketing").count(), 2);
 }
+
+/// `run_experience` announces the decision it returns: the experience and variation keys of a
+/// fresh and of a sticky variation, and nothing for a decision without one.
+#[test]
+fn bucketing_events_name_the_decided_variation() {
+    let sdk = Core::builder()
+        .config(config())
+        .tracking(false)
+        .build()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    sdk.on(EventKind::Bucketing, move |e| {
+        if let SdkEvent::Bucketing {
+            visitor_id,
+            experience_key,
+            variation_key,
+            feature_key,
+            status,
+        } = e
+        {
+            s.lock().unwrap().push(format!(
+                "{visitor_id} {experience_key:?} {variation_key:?} {feature_key:?} {status:?}"
+            ));
+        }
+    });
+    let ctx = sdk.create_context("v", None);
+    let home = BucketingAttributes::new().location_property("page", "home");
+    for _ in 0..2 {
+        let d = ctx.run_experience("exp", &home);
+        let v = d.variation().unwrap();
+        assert_eq!(
+            (v.experience_key(), v.variation_key()),
+            ("exp", Some("only"))
+        );
+    }
+    let cart = BucketingAttributes::new().location_property("page", "cart");
+    assert!(ctx.run_experience("exp", &cart).variation().is_none());
+    assert!(ctx.run_experience("missing", &home).variation().is_none());
+    let want = "v Some(\"exp\") Some(\"only\") None None";
+    assert_eq!(*seen.lock().unwrap(), [want, want]);
+}

@@ -74,6 +74,7 @@ impl Key {
     }
 
     /// Stores `key`, writing only its bytes (and its length) when it fits inline.
+    #[inline]
     fn set(&mut self, key: &str) {
         let bytes = key.as_bytes();
         match u8::try_from(bytes.len()) {
@@ -188,6 +189,7 @@ impl Set {
 
     /// The recency position of `key`'s way. The tags of all ways are compared at once (a
     /// loop the compiler vectorizes); only ways whose tag matches compare their key.
+    #[inline]
     fn find(&self, tag: u16, key: &str) -> Option<usize> {
         let mut hits = 0u32;
         for (w, &t) in self.tags.iter().enumerate() {
@@ -491,7 +493,8 @@ impl DataStore for MemoryStore {
         // The evicted record, last written by whichever thread inserted or updated it, is
         // freed after the lock is released.
         drop(set);
-        drop(evicted);
+        // A typical record owns no memory and is forgotten rather than run through its drop code.
+        evicted.discard();
         Ok(true)
     }
 
