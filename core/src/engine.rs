@@ -1127,6 +1127,7 @@ impl<'a> Engine<'a> {
 /// What deciding one experience came to, before its [`Decision`] is built (a few bytes, where a
 /// decision for a variation is about 170).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// Variation `index` of the experience; `allocation` is the bucket of a fresh decision.
     Variation {

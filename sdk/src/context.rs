@@ -671,10 +671,8 @@ impl Context {
             (None, Outcome::RuleError(e)) => Decision::RuleError(e),
             (None, Outcome::NotDecided) => Decision::NotDecided,
             // A variation of an experience the snapshot does not hold: cannot happen, as the
-            // outcome was decided on this snapshot.
-            (None, Outcome::Variation { .. }) => {
-                Decision::NotMatched(NotMatchedReason::UnknownExperience)
-            }
+            // outcome was decided on this snapshot. (`Outcome` is non-exhaustive.)
+            (None, _) => Decision::NotMatched(NotMatchedReason::UnknownExperience),
         }
     }
 
