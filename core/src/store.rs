@@ -514,18 +514,24 @@ impl StoreData {
                 StoredValue::Json(_) => false,
             }
         }
-        let bucketing = match &self.bucketing {
+        // Destructured so that a new member cannot be forgotten here.
+        let StoreData {
+            bucketing,
+            locations,
+            rest,
+        } = self;
+        let bucketing = match bucketing {
             None => true,
             Some(Entries::List(Small::One((k, v)))) => !k.is_heap_allocated() && free(v),
             Some(Entries::List(Small::Many(v))) => v.capacity() == 0,
             Some(Entries::Hashed(_)) => false,
         };
-        let locations = match &self.locations {
+        let locations = match locations {
             None => true,
             Some(ValueList(Small::One(v))) => free(v),
             Some(ValueList(Small::Many(v))) => v.capacity() == 0,
         };
-        bucketing && locations && self.rest.is_none()
+        bucketing && locations && rest.is_none()
     }
 
     /// Applies one write; returns whether the data changed.
