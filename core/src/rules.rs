@@ -596,38 +596,36 @@ type OrWhen = Option<Vec<Item>>;
 /// An AND block: its OR_WHEN blocks, or `None` when structurally invalid.
 type AndBlock = Option<Vec<OrWhen>>;
 
-/// A compiled rule tree. Compiling never fails: a structurally invalid tree evaluates as the
-/// reference does (false). The default tree is invalid (never matches).
+/// A compiled rule tree, kept as one flat list of its rules in tree order (each knowing where
+/// its OR_WHEN and its AND end). Compiling never fails: a structurally invalid tree evaluates as
+/// the reference does (false). The default tree is invalid (never matches).
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
-    /// `None` when the top level is not a non-empty `OR` list.
-    or: Option<Vec<AndBlock>>,
-    /// The items of `or` in tree order, for plain data (see [`Flat`]); empty when `or` is `None`.
+    /// The tree's items in tree order; empty when the top level is not a non-empty `OR` list.
     flat: Vec<Flat>,
     exclusion: Option<ExclusionRule>,
 }
 
 /// One item of a rule tree in its flat form: the OR of ANDs of OR_WHENs as a single list, each
 /// item knowing where its OR_WHEN and its AND end. A structurally invalid OR_WHEN or AND is one
-/// never-matching item. Evaluated for data without getters, where every item is matched or
-/// not matched (no errors).
+/// never-matching item.
 #[derive(Debug, Clone)]
 struct Flat {
     /// `None`: never matches.
     rule: Option<Rule>,
     /// Index just past the last item of this item's OR_WHEN.
-    or_when_end: u32,
+    or_when_end: usize,
     /// Index just past the last item of this item's AND.
-    and_end: u32,
+    and_end: usize,
 }
 
-/// The flat form of rule tree `or` (see [`Flat`]).
-fn flatten(or: &[AndBlock]) -> Vec<Flat> {
+/// The flat form of rule tree `or` (see [`Flat`]); the rules are moved, not copied.
+fn flatten(or: Vec<AndBlock>) -> Vec<Flat> {
     let mut flat = Vec::new();
     let never = |end: usize| Flat {
         rule: None,
-        or_when_end: end as u32,
-        and_end: end as u32,
+        or_when_end: end,
+        and_end: end,
     };
     for and in or {
         let and_start = flat.len();
@@ -639,13 +637,14 @@ fn flatten(or: &[AndBlock]) -> Vec<Flat> {
                     match block {
                         None => flat.push(never(start + 1)),
                         Some(items) => {
+                            let end = start + items.len();
                             for item in items {
                                 flat.push(Flat {
                                     rule: match item {
-                                        Item::Rule(rule) => Some((**rule).clone()),
+                                        Item::Rule(rule) => Some(*rule),
                                         Item::Never => None,
                                     },
-                                    or_when_end: (start + items.len()) as u32,
+                                    or_when_end: end,
                                     and_end: 0,
                                 });
                             }
@@ -654,7 +653,7 @@ fn flatten(or: &[AndBlock]) -> Vec<Flat> {
                 }
             }
         }
-        let end = flat.len() as u32;
+        let end = flat.len();
         for f in &mut flat[and_start..] {
             f.and_end = end;
         }
@@ -756,11 +755,28 @@ fn exclusion_of<'a, J: RuleJson<'a>>(item: J) -> Option<ExclusionRule> {
     )
 }
 
-/// What a rule item is evaluated against.
-struct Ctx<'d, D: RuleData + ?Sized> {
-    data: &'d D,
-    empty: bool,
-    custom: bool,
+/// Compiles a raw rule tree into its blocks (`None` when the top level is not a non-empty `OR`
+/// list) and its first exclusion rule.
+fn compile_tree<'a, J: RuleJson<'a>>(raw: J) -> (Option<Vec<AndBlock>>, Option<ExclusionRule>) {
+    let mut exclusion = None;
+    let or = non_empty_list(raw, "OR").map(|ors| {
+        ors.map(|and| {
+            non_empty_list(and, "AND").map(|blocks| {
+                blocks
+                    .map(|block| {
+                        non_empty_list(block, "OR_WHEN").map(|items| {
+                            if exclusion.is_none() {
+                                exclusion = items.clone().find_map(exclusion_of);
+                            }
+                            items.map(compile_item).collect()
+                        })
+                    })
+                    .collect()
+            })
+        })
+        .collect()
+    });
+    (or, exclusion)
 }
 
 impl RuleSet {
@@ -771,36 +787,9 @@ impl RuleSet {
 
     /// [`RuleSet::compile`] from any [`RuleJson`] tree.
     pub(crate) fn compile_json<'a, J: RuleJson<'a>>(raw: J) -> RuleSet {
-        let mut exclusion = None;
-        let or = non_empty_list(raw, "OR").map(|ors| {
-            ors.map(|and| {
-                non_empty_list(and, "AND").map(|blocks| {
-                    blocks
-                        .map(|block| {
-                            non_empty_list(block, "OR_WHEN").map(|items| {
-                                if exclusion.is_none() {
-                                    exclusion = items.clone().find_map(exclusion_of);
-                                }
-                                items.map(compile_item).collect()
-                            })
-                        })
-                        .collect()
-                })
-            })
-            .collect()
-        });
-        let flat = or.as_deref().map(flatten).unwrap_or_default();
-        if u32::try_from(flat.len()).is_err() {
-            // Beyond the flat form's indices: evaluated on the tree alone.
-            return RuleSet {
-                or,
-                flat: Vec::new(),
-                exclusion,
-            };
-        }
+        let (or, exclusion) = compile_tree(raw);
         RuleSet {
-            or,
-            flat,
+            flat: or.map(flatten).unwrap_or_default(),
             exclusion,
         }
     }
@@ -808,74 +797,85 @@ impl RuleSet {
     /// Evaluates the tree against `data` (any [`RuleData`], `dyn RuleData` included; a concrete
     /// type gets its own copy of the evaluation, with its lookups in line).
     pub fn evaluate<D: RuleData + ?Sized>(&self, data: &D) -> RuleOutcome {
-        let Some(ors) = &self.or else {
+        if self.flat.is_empty() {
             return RuleOutcome::NotMatched;
-        };
+        }
         let empty = data.is_empty();
         // A map carrying `name: "RuleData"` is taken by the reference for a custom rule-data
         // object; a plain map has no getters, so nothing matches.
-        let custom = data.is_custom() || (!empty && data.names_rule_data());
-        if !custom && !self.flat.is_empty() {
-            return RuleOutcome::from_bool(self.evaluate_flat(data, empty));
+        if data.is_custom() || (!empty && data.names_rule_data()) {
+            return self.evaluate_custom(data);
         }
-        Self::evaluate_tree(ors, data, empty, custom)
+        RuleOutcome::from_bool(self.evaluate_flat(data, empty))
     }
 
-    /// [`RuleSet::evaluate`] on the tree.
-    fn evaluate_tree<D: RuleData + ?Sized>(
-        ors: &[AndBlock],
-        data: &D,
-        empty: bool,
-        custom: bool,
-    ) -> RuleOutcome {
-        let ctx = Ctx {
-            data,
-            empty,
-            custom,
-        };
-        let mut last = RuleOutcome::NotMatched;
-        for and in ors {
-            last = eval_and(and.as_deref(), &ctx);
-            if last == RuleOutcome::Matched {
-                return last;
-            }
-        }
-        last
-    }
-
-    /// [`RuleSet::evaluate`] on the flat form, for data without getters: whether the tree
-    /// matches.
+    /// [`RuleSet::evaluate`] for data without getters, where every item is matched or not
+    /// (no errors): whether the tree matches.
     #[inline]
     fn evaluate_flat<D: RuleData + ?Sized>(&self, data: &D, empty: bool) -> bool {
+        self.walk(
+            false,
+            |b| *b,
+            |rule| {
+                rule.is_some_and(|rule| {
+                    let found = if empty {
+                        None
+                    } else {
+                        rule.key.as_deref().and_then(|k| data.lookup(k))
+                    };
+                    match found {
+                        Some(v) => rule.check.apply(Some(&v), rule.negated),
+                        None if rule.runs_on_missing => rule.check.apply(None, rule.negated),
+                        None => false,
+                    }
+                })
+            },
+        )
+    }
+
+    /// [`RuleSet::evaluate`] for a custom rule-data provider: rules are resolved by their
+    /// `rule_type`, and an item may report an error.
+    #[cold]
+    #[inline(never)]
+    fn evaluate_custom<D: RuleData + ?Sized>(&self, data: &D) -> RuleOutcome {
+        self.walk(
+            RuleOutcome::NotMatched,
+            |r| *r == RuleOutcome::Matched,
+            |rule| rule.map_or(RuleOutcome::NotMatched, |rule| eval_custom(rule, data)),
+        )
+    }
+
+    /// Walks the flat form as the reference walks the tree: an OR_WHEN holds at its first item
+    /// that holds, else it comes to its last item's outcome; an AND comes to the outcome of its
+    /// first OR_WHEN that does not hold, else holds; the OR holds at its first AND that holds,
+    /// else comes to its last AND's outcome. `none` is the outcome of a tree with no item.
+    #[inline(always)]
+    fn walk<R>(
+        &self,
+        none: R,
+        holds: impl Fn(&R) -> bool,
+        mut eval: impl FnMut(Option<&Rule>) -> R,
+    ) -> R {
         let flat = self.flat.as_slice();
+        let mut last = none;
         let mut i = 0;
         while let Some(item) = flat.get(i) {
-            let matched = item.rule.as_ref().is_some_and(|rule| {
-                let found = if empty {
-                    None
-                } else {
-                    rule.key.as_deref().and_then(|k| data.lookup(k))
-                };
-                match found {
-                    Some(v) => rule.check.apply(Some(&v), rule.negated),
-                    None if rule.runs_on_missing => rule.check.apply(None, rule.negated),
-                    None => false,
-                }
-            });
-            if matched {
+            let r = eval(item.rule.as_ref());
+            if holds(&r) {
                 // This OR_WHEN holds: on to the next one of the AND, or done.
                 if item.or_when_end == item.and_end {
-                    return true;
+                    return r;
                 }
-                i = item.or_when_end as usize;
-            } else if i + 1 == item.or_when_end as usize {
-                // The OR_WHEN's last item failed: so did the AND.
-                i = item.and_end as usize;
+                i = item.or_when_end;
+            } else if i + 1 == item.or_when_end {
+                // The OR_WHEN's last item failed: so did the AND, with that outcome.
+                last = r;
+                i = item.and_end;
             } else {
                 i += 1;
             }
         }
-        false
+        last
     }
 
     /// The first `bucketed_into_experience_key` element, scanning OR → AND → OR_WHEN in order
@@ -886,17 +886,11 @@ impl RuleSet {
 
     /// The `regexMatches` patterns of this tree, in tree order.
     fn patterns(&self) -> impl Iterator<Item = &Pattern> {
-        self.or
+        self.flat
             .iter()
-            .flatten()
-            .flatten()
-            .flat_map(|and| and.iter().flatten().flatten())
-            .filter_map(|item| match item {
-                Item::Rule(rule) => match &rule.check {
-                    Check::Regex(p) => Some(&**p),
-                    _ => None,
-                },
-                Item::Never => None,
+            .filter_map(|item| match &item.rule.as_ref()?.check {
+                Check::Regex(p) => Some(&**p),
+                _ => None,
             })
     }
 
@@ -936,57 +930,9 @@ impl RuleSet {
     /// Whether the tree is structurally valid at the top level (an own `OR` holding a non-empty
     /// array). An invalid tree never matches.
     pub fn is_valid(&self) -> bool {
-        self.or.is_some()
+        // A valid top level has at least one AND, and every AND at least one item.
+        !self.flat.is_empty()
     }
-}
-
-#[inline]
-fn eval_and<D: RuleData + ?Sized>(blocks: Option<&[OrWhen]>, ctx: &Ctx<'_, D>) -> RuleOutcome {
-    let Some(blocks) = blocks else {
-        return RuleOutcome::NotMatched;
-    };
-    for block in blocks {
-        let r = eval_or_when(block.as_deref(), ctx);
-        if r != RuleOutcome::Matched {
-            return r;
-        }
-    }
-    RuleOutcome::Matched
-}
-
-#[inline]
-fn eval_or_when<D: RuleData + ?Sized>(items: Option<&[Item]>, ctx: &Ctx<'_, D>) -> RuleOutcome {
-    let Some(items) = items else {
-        return RuleOutcome::NotMatched;
-    };
-    let mut last = RuleOutcome::NotMatched;
-    for item in items {
-        last = eval_item(item, ctx);
-        if last == RuleOutcome::Matched {
-            return last;
-        }
-    }
-    last
-}
-
-#[inline]
-fn eval_item<D: RuleData + ?Sized>(item: &Item, ctx: &Ctx<'_, D>) -> RuleOutcome {
-    let Item::Rule(rule) = item else {
-        return RuleOutcome::NotMatched;
-    };
-    if ctx.custom {
-        return eval_custom(rule, ctx.data);
-    }
-    let found = if ctx.empty {
-        None
-    } else {
-        rule.key.as_deref().and_then(|k| ctx.data.lookup(k))
-    };
-    RuleOutcome::from_bool(match found {
-        Some(v) => rule.check.apply(Some(&v), rule.negated),
-        None if rule.runs_on_missing => rule.check.apply(None, rule.negated),
-        None => false,
-    })
 }
 
 /// A rule against a custom rule-data provider: resolved by `rule_type`.
@@ -3285,6 +3231,56 @@ mod tests {
         }
     }
 
+    /// The reference's walk of a rule tree, item by item (the model the flat form is checked
+    /// against): an OR_WHEN holds at its first item that holds, else comes to its last item's
+    /// outcome; an AND comes to its first OR_WHEN that does not hold; the OR to its first AND
+    /// that holds, else its last AND's outcome. Invalid blocks and items never match.
+    fn tree_walk<D: RuleData + ?Sized>(ors: &[AndBlock], data: &D, custom: bool) -> RuleOutcome {
+        let empty = data.is_empty();
+        let item = |item: &Item| match item {
+            Item::Never => RuleOutcome::NotMatched,
+            Item::Rule(rule) if custom => eval_custom(rule, data),
+            Item::Rule(rule) => {
+                let found = if empty {
+                    None
+                } else {
+                    rule.key.as_deref().and_then(|k| data.lookup(k))
+                };
+                RuleOutcome::from_bool(match found {
+                    Some(v) => rule.check.apply(Some(&v), rule.negated),
+                    None if rule.runs_on_missing => rule.check.apply(None, rule.negated),
+                    None => false,
+                })
+            }
+        };
+        let or_when = |items: &OrWhen| {
+            let mut last = RuleOutcome::NotMatched;
+            for i in items.as_deref().unwrap_or_default() {
+                last = item(i);
+                if last == RuleOutcome::Matched {
+                    break;
+                }
+            }
+            last
+        };
+        let and = |blocks: &AndBlock| match blocks {
+            None => RuleOutcome::NotMatched,
+            Some(blocks) => blocks
+                .iter()
+                .map(or_when)
+                .find(|r| *r != RuleOutcome::Matched)
+                .unwrap_or(RuleOutcome::Matched),
+        };
+        let mut last = RuleOutcome::NotMatched;
+        for a in ors {
+            last = and(a);
+            if last == RuleOutcome::Matched {
+                break;
+            }
+        }
+        last
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
         /// Random trees (invalid blocks and items included) and data: the flat form answers as
@@ -3301,13 +3297,14 @@ mod tests {
             a in 0i64..4,
             b in proptest::option::of(proptest::sample::select(vec!["x", "y", "Xy"])),
         ) {
+            // Each rule also names a `rule_type`, read by the custom provider below.
             let item = |n: usize| match n {
-                0 => json!({"key": "a", "value": 2, "matching": {"match_type": "less", "negated": false}}),
-                1 => json!({"key": "a", "value": 1, "matching": {"match_type": "equals", "negated": true}}),
-                2 => json!({"key": "b", "value": "x", "matching": {"match_type": "equals", "negated": false}}),
-                3 => json!({"key": "b", "value": "x", "matching": {"match_type": "startsWith", "negated": true}}),
-                4 => json!({"key": "b", "matching": {"match_type": "exists", "negated": false}}),
-                5 => json!({"key": "b", "value": "^x", "matching": {"match_type": "regexMatches", "negated": false}}),
+                0 => json!({"key": "a", "rule_type": "url", "value": 2, "matching": {"match_type": "less", "negated": false}}),
+                1 => json!({"key": "a", "rule_type": "cookie", "value": 1, "matching": {"match_type": "equals", "negated": true}}),
+                2 => json!({"key": "b", "rule_type": "weather_condition", "value": "x", "matching": {"match_type": "equals", "negated": false}}),
+                3 => json!({"key": "b", "rule_type": "js_condition", "value": "x", "matching": {"match_type": "startsWith", "negated": true}}),
+                4 => json!({"key": "b", "rule_type": "city", "matching": {"match_type": "exists", "negated": false}}),
+                5 => json!({"key": "b", "rule_type": "url", "value": "^x", "matching": {"match_type": "regexMatches", "negated": false}}),
                 6 => json!({"key": "a", "value": 1, "matching": {"match_type": "nope", "negated": false}}),
                 _ => json!("not an object"),
             };
@@ -3319,14 +3316,15 @@ mod tests {
                 }).collect::<Vec<_>>()}),
             }).collect::<Vec<_>>()});
             let rules = RuleSet::compile(&raw);
+            let (ors, _) = compile_tree(&raw);
+            let ors = ors.unwrap_or_default();
             let mut map = Map::new();
             map.insert("a".to_string(), json!(a));
             if let Some(b) = b {
                 map.insert("b".to_string(), json!(b));
             }
             for d in [Map::new(), map] {
-                let ors = rules.or.as_deref().unwrap_or_default();
-                let tree_outcome = RuleSet::evaluate_tree(ors, &d, d.is_empty(), false);
+                let tree_outcome = tree_walk(&ors, &d, false);
                 proptest::prop_assert_eq!(
                     rules.evaluate(&d), tree_outcome, "{} on {:?}", raw, d
                 );
@@ -3334,6 +3332,16 @@ mod tests {
                     rules.evaluate_flat(&d, d.is_empty()), tree_outcome == RuleOutcome::Matched
                 );
             }
+            // A custom provider: outcomes include errors, which the walk must carry as the tree does.
+            let provider = Provider(vec![
+                ("url", Ok(json!(if a > 1 { "xa" } else { "ya" }))),
+                ("cookie", Err(RuleError::NoDataFound)),
+                ("weather_condition", Err(RuleError::NeedMoreData)),
+                ("js_condition", Ok(json!(a % 2 == 0))),
+            ]);
+            proptest::prop_assert_eq!(
+                rules.evaluate(&provider), tree_walk(&ors, &provider, true), "{} on the provider", raw
+            );
         }
     }
 
