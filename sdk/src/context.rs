@@ -585,34 +585,21 @@ impl Context {
         }
     }
 
-    fn bucketing_event(&self, v: &BucketedVariation) {
+    /// Announces a bucketing; `keys` gives the experience key and the variation key, called
+    /// only when someone subscribes (never in preview mode).
+    fn bucketing_event(&self, keys: impl FnOnce() -> (String, Option<String>)) {
         if self.preview.is_some() {
             return;
         }
-        self.core.fire(|| SdkEvent::Bucketing {
-            visitor_id: self.visitor_id.clone(),
-            experience_key: Some(v.experience_key.to_string()),
-            variation_key: v.variation_key.as_deref().map(str::to_string),
-            feature_key: None,
-            status: None,
-        });
-    }
-
-    /// [`Context::bucketing_event`] of variation `vi` of `exp`, before its decision is built.
-    fn bucketing_event_of(&self, exp: &convert_core::config::Experience, vi: usize) {
-        if self.preview.is_some() {
-            return;
-        }
-        self.core.fire(|| SdkEvent::Bucketing {
-            visitor_id: self.visitor_id.clone(),
-            experience_key: Some(exp.key.to_string()),
-            variation_key: exp
-                .variations
-                .get(vi)
-                .and_then(|v| v.key.as_deref())
-                .map(str::to_string),
-            feature_key: None,
-            status: None,
+        self.core.fire(|| {
+            let (experience_key, variation_key) = keys();
+            SdkEvent::Bucketing {
+                visitor_id: self.visitor_id.clone(),
+                experience_key: Some(experience_key),
+                variation_key,
+                feature_key: None,
+                status: None,
+            }
         });
     }
 
@@ -663,7 +650,12 @@ impl Context {
         let exp = index.and_then(|i| guard.as_deref()?.experiences.get(i));
         match (exp, outcome) {
             (Some(exp), Outcome::Variation { index, .. }) => {
-                self.bucketing_event_of(exp, index);
+                self.bucketing_event(|| {
+                    let variation = exp.variations.get(index);
+                    let variation_key =
+                        variation.and_then(|v| v.key.as_deref()).map(str::to_string);
+                    (exp.key.to_string(), variation_key)
+                });
                 outcome.decision(exp)
             }
             (Some(exp), _) => outcome.decision(exp),
@@ -777,7 +769,10 @@ impl Context {
             }
         }
         for v in &list {
-            self.bucketing_event(v);
+            self.bucketing_event(|| {
+                let variation_key = v.variation_key.as_deref().map(str::to_string);
+                (v.experience_key.to_string(), variation_key)
+            });
         }
         list
     }
@@ -1059,7 +1054,7 @@ fn convert_in_store(
         engine.convert(&mut vs, goal_key, rule_data, goal_data, force, fx)
     };
     let mut fx = Effects::default();
-    if shared.guard.store().updates_in_place() {
+    if shared.guard.updates_in_place() {
         let mut result: Result<ConversionOutcome, RuleError> = Ok(ConversionOutcome::GoalNotFound);
         let updated = shared.guard.call(&shared.events, |s| {
             s.update(key, &mut |d| {

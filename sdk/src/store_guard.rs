@@ -172,10 +172,6 @@ impl StoreGuard {
         }
     }
 
-    pub fn store(&self) -> &dyn DataStore {
-        &*self.store
-    }
-
     /// Whether the store updates records in place ([`DataStore::updates_in_place`], asked once
     /// when the guard was made).
     #[inline]
