@@ -690,14 +690,8 @@ impl<'a> Engine<'a> {
         opts: &RunOptions<'_>,
         fx: &mut Effects,
     ) -> Decision {
-        match self.config.experience_by_key(key) {
-            // A single decision: its writes need not be mirrored into the local state.
-            Some(exp) => self.decide_with(visitor, exp, props, opts, fx, false),
-            None => {
-                fx.step(|| Step::UnknownExperience(key.to_string()));
-                Decision::NotMatched(NotMatchedReason::UnknownExperience)
-            }
-        }
+        let (index, outcome) = self.run_experience_outcome(visitor, key, props, opts, fx);
+        outcome.decision_for(index.and_then(|i| self.config.experiences.get(i)))
     }
 
     /// [`Engine::run_experience`] without building the decision: the index of the experience in
@@ -1155,6 +1149,17 @@ impl Outcome {
             Outcome::NotMatched(reason) => Decision::NotMatched(reason),
             Outcome::RuleError(e) => Decision::RuleError(e),
             Outcome::NotDecided => Decision::NotDecided,
+        }
+    }
+
+    /// The decision for what [`Engine::run_experience_outcome`] found: `exp` is the experience
+    /// at the index it returned, `None` when no experience has the key asked for (the decision
+    /// is then `NotMatched(UnknownExperience)`, the only outcome reported without an index).
+    #[inline(always)]
+    pub fn decision_for(self, exp: Option<&Experience>) -> Decision {
+        match exp {
+            Some(exp) => self.decision(exp),
+            None => Decision::NotMatched(NotMatchedReason::UnknownExperience),
         }
     }
 }

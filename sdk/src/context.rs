@@ -648,24 +648,14 @@ impl Context {
         );
         let (index, outcome) = out;
         let exp = index.and_then(|i| guard.as_deref()?.experiences.get(i));
-        match (exp, outcome) {
-            (Some(exp), Outcome::Variation { index, .. }) => {
-                self.bucketing_event(|| {
-                    let variation = exp.variations.get(index);
-                    let variation_key =
-                        variation.and_then(|v| v.key.as_deref()).map(str::to_string);
-                    (exp.key.to_string(), variation_key)
-                });
-                outcome.decision(exp)
-            }
-            (Some(exp), _) => outcome.decision(exp),
-            (None, Outcome::NotMatched(reason)) => Decision::NotMatched(reason),
-            (None, Outcome::RuleError(e)) => Decision::RuleError(e),
-            (None, Outcome::NotDecided) => Decision::NotDecided,
-            // A variation of an experience the snapshot does not hold: cannot happen, as the
-            // outcome was decided on this snapshot. (`Outcome` is non-exhaustive.)
-            (None, _) => Decision::NotMatched(NotMatchedReason::UnknownExperience),
+        if let (Some(exp), Outcome::Variation { index, .. }) = (exp, outcome) {
+            self.bucketing_event(|| {
+                let variation = exp.variations.get(index);
+                let variation_key = variation.and_then(|v| v.key.as_deref()).map(str::to_string);
+                (exp.key.to_string(), variation_key)
+            });
         }
+        outcome.decision_for(exp)
     }
 
     /// Forces `variation_id` of experience `experience_id` for this context (preview / QA mode).
