@@ -21,6 +21,7 @@ use convert_testkit::os_threads;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
+use support::faults::redis_commands;
 use support::{Recorder, conversion_events};
 
 const CONFIG: &str = r#"{"account_id":"10","project":{"id":"20"},
@@ -247,25 +248,6 @@ fn async_conversions_made_while_redis_is_down_are_reconciled_once() {
     assert_eq!(conversion_events(&recorder), 10);
 }
 
-/// Commands Redis executed since the last `CONFIG RESETSTAT`, from `INFO commandstats`, by
-/// command (`set`, `get`, `evalsha`, …), without the test's own `config` and `info`.
-fn commands(server: &RedisServer) -> std::collections::BTreeMap<String, u64> {
-    server
-        .cli(&["INFO", "commandstats"])
-        .lines()
-        .filter_map(|l| {
-            let (name, stats) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = stats
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            (!name.starts_with("config") && name != "info").then(|| (name.to_string(), calls))
-        })
-        .collect()
-}
-
 /// The async path decides like the sync one, in as few round trips: a new visitor's decision is
 /// one `SET … NX GET` (its record written, nothing read first), a returning visitor's is the
 /// same single command (the stored record comes back, nothing is written), and a visitor stored
@@ -311,7 +293,7 @@ fn async_fresh_and_sticky_decisions_are_one_round_trip() {
                     .await,
             );
         }
-        let fresh = commands(&server);
+        let fresh = redis_commands(&server);
         eprintln!("{N} fresh decisions: {fresh:?}");
         assert_eq!(fresh.values().sum::<u64>(), N, "fresh: {fresh:?}");
         assert_eq!(fresh.get("set"), Some(&N), "fresh: {fresh:?}");
@@ -340,7 +322,7 @@ fn async_fresh_and_sticky_decisions_are_one_round_trip() {
                 other => panic!("{v}: {other:?}"),
             }
         }
-        let sticky = commands(&server);
+        let sticky = redis_commands(&server);
         eprintln!("{} sticky decisions: {sticky:?}", N + 2);
         assert_eq!(sticky.values().sum::<u64>(), N + 2, "sticky: {sticky:?}");
         // Nothing was rewritten: the stored records are as they were.

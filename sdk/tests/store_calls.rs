@@ -236,3 +236,75 @@ fn a_store_calling_back_into_the_sdk_gets_each_visitor_under_its_own_key() {
         );
     }
 }
+
+/// Round trips with the Redis store (issue 10: a fresh decision used to be 6 commands in 4 round
+/// trips, a first conversion 3 round trips), counted with `INFO commandstats` on a real
+/// `redis-server`, not timed.
+#[cfg(feature = "redis")]
+mod redis_round_trips {
+    use super::*;
+    use convert_sdk::ConversionOutcome;
+    use convert_sdk::stores::RedisStore;
+    use convert_store_tests::redis_server::{RedisServer, redis_available};
+    use support::faults::redis_commands;
+
+    /// A fresh decision is one command (`SET … NX GET`: the record written, nothing read
+    /// first). A first conversion is two: `GET`, then the compare-and-set script through
+    /// `EVALSHA`; `INFO commandstats` also counts the script's own `GET` and `SET`, which run
+    /// inside Redis.
+    #[test]
+    fn a_fresh_decision_is_one_round_trip_and_a_first_conversion_two() {
+        if !redis_available() {
+            return;
+        }
+        const N: u64 = 20;
+        let server = RedisServer::start("sync-round-trips");
+        let core = Core::builder()
+            .config(config())
+            .data_store(RedisStore::open(&server.url()).unwrap())
+            .tracking(false)
+            .build()
+            .unwrap();
+        let attrs = BucketingAttributes::default();
+        // The connection is made and the script loaded before counting.
+        let warm = core.create_context("warm-up", None);
+        assert!(matches!(
+            warm.run_experience("exp-b", &attrs),
+            Decision::Variation(_)
+        ));
+        warm.track_conversion("buy", &ConversionAttributes::new())
+            .unwrap();
+
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        for i in 0..N {
+            let ctx = core.create_context(format!("visitor-{i}"), None);
+            assert!(matches!(
+                ctx.run_experience("exp-b", &attrs),
+                Decision::Variation(_)
+            ));
+        }
+        let fresh = redis_commands(&server);
+        assert_eq!(
+            fresh.values().sum::<u64>(),
+            N,
+            "{N} fresh decisions: {fresh:?}"
+        );
+        assert_eq!(fresh.get("set"), Some(&N), "{N} fresh decisions: {fresh:?}");
+
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        for i in 0..N {
+            let ctx = core.create_context(format!("visitor-{i}"), None);
+            let outcome = ctx.track_conversion("buy", &ConversionAttributes::new());
+            assert!(
+                matches!(outcome, Ok(ConversionOutcome::Converted { .. })),
+                "visitor-{i}: {outcome:?}"
+            );
+        }
+        let converted = redis_commands(&server);
+        let expected = [("evalsha", N), ("get", 2 * N), ("set", N)]
+            .map(|(c, n)| (c.to_string(), n))
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>();
+        assert_eq!(converted, expected, "{N} first conversions");
+    }
+}

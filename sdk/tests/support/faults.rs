@@ -446,3 +446,22 @@ impl ProcessFleet {
         assert!(opened >= 1, "{name}: the outage was seen");
     }
 }
+
+/// Commands Redis executed since the last `CONFIG RESETSTAT`, from `INFO commandstats`, by
+/// command (`set`, `get`, `evalsha`, …), without the test's own `config` and `info`.
+pub fn redis_commands(server: &RedisServer) -> std::collections::BTreeMap<String, u64> {
+    server
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter_map(|l| {
+            let (name, stats) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            (!name.starts_with("config") && name != "info").then(|| (name.to_string(), calls))
+        })
+        .collect()
+}
