@@ -24,17 +24,10 @@ mod support;
 
 use convert_sdk::Core;
 use convert_sdk::stores::MemoryStore;
+use convert_testkit::thread_cpu_ns;
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 use support::{Workload, workload, workload_with_store};
-
-/// CPU time of the calling thread, in nanoseconds.
-fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
 
 fn main() {
     // `cargo bench` passes `--bench`; positional arguments are ours.

@@ -14,7 +14,7 @@
 pub mod delay_proxy;
 pub mod process;
 
-pub use process::os_threads;
+pub use process::{os_threads, thread_cpu_ns};
 
 use serde_json::Value;
 use std::collections::VecDeque;

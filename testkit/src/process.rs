@@ -12,3 +12,13 @@ pub fn os_threads() -> usize {
         })
         .unwrap_or(0)
 }
+
+/// CPU time the calling thread has run, in nanoseconds, from `/proc/thread-self/schedstat` (0
+/// where it cannot be read). Benchmarks read it around their loops to report what each thread
+/// spent, whatever else competes for the cores.
+pub fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}

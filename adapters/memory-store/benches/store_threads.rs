@@ -21,17 +21,10 @@
 
 use convert_ports::{DataStore, StoreData};
 use convert_store_memory::MemoryStore;
+use convert_testkit::thread_cpu_ns;
 use std::fmt::Write;
 use std::sync::Barrier;
 use std::time::Instant;
-
-/// CPU time of the calling thread, in nanoseconds.
-fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
 
 /// A decision's record: one bucketing entry and one location.
 fn decision() -> StoreData {
