@@ -73,6 +73,8 @@ const ENGINE_OPS = new Set(['hash', 'bucketValue', 'selectBucket', 'ruleMatch', 
 const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 const orNull = (v) => (v === undefined ? null : v);
 const settle = () => new Promise((resolve) => setImmediate(resolve));
+/** A deep copy as the output will print it (`undefined` members dropped). */
+const snapshot = (v) => (v === undefined ? undefined : JSON.parse(JSON.stringify(v)));
 
 function die(message) {
   process.stderr.write(`batch.js: ${message}\n`);
@@ -425,7 +427,9 @@ async function main() {
           inst = newInstance(c.config !== undefined ? c.config : request.config, mergeOptions(request.sdk, c.sdk));
           instances.set(slot, inst);
         }
-        record.result = visitorOp(inst, c);
+        // A snapshot: results such as `getVisitorData()` are the SDK's live stored objects, which
+        // later cases (of any visitor) may change in place before the output is printed.
+        record.result = snapshot(visitorOp(inst, c));
         if (capture) {
           // The queue belongs to the instance; the case's own context releases it.
           const ctx = inst.contexts.get(String(c.visitorId)) || inst.contexts.values().next().value;
