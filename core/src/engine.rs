@@ -196,7 +196,9 @@ pub struct BucketedVariation {
     pub variation_key: Option<Str>,
     /// Variation name.
     pub variation_name: Option<Str>,
-    /// The bucket value (0–9999) used for a fresh decision; `None` for a stored (sticky) one.
+    /// The bucket value (0–9999) of a fresh decision; `None` for a stored (sticky) one, and for a
+    /// forced variation when the allocation walk itself selected no variation (every arm stopped,
+    /// or the value beyond the arms' total), as in the reference.
     pub bucketing_allocation: Option<u32>,
     /// Index of the experience in the config.
     #[serde(skip)]
@@ -1062,13 +1064,14 @@ impl<'a> Engine<'a> {
             self.settings.hash_seed,
             self.settings.max_traffic,
         );
-        let chosen = forced.or_else(|| {
-            if exp.anchored {
-                exp.anchored_layout.select(f64::from(value))
-            } else {
-                exp.packed.select(f64::from(value))
-            }
-        });
+        // The layout is walked even for a forced variation: the reference reports the bucket
+        // value only when the walk selected a variation, forced or not.
+        let selected = if exp.anchored {
+            exp.anchored_layout.select(f64::from(value))
+        } else {
+            exp.packed.select(f64::from(value))
+        };
+        let chosen = forced.or(selected);
         fx.step(|| Step::Bucket {
             value,
             layout: if exp.anchored {
@@ -1113,7 +1116,7 @@ impl<'a> Engine<'a> {
         }
         Outcome::Variation {
             index: vi,
-            allocation: Some(value),
+            allocation: selected.map(|_| value),
         }
     }
 }
@@ -1127,7 +1130,7 @@ pub enum Outcome {
     Variation {
         /// Index of the variation in the experience.
         index: usize,
-        /// The bucket value of a fresh decision (`None` for a stored one).
+        /// As [`BucketedVariation::bucketing_allocation`].
         allocation: Option<u32>,
     },
     /// As [`Decision::NotMatched`].
@@ -1249,6 +1252,68 @@ mod tests {
             assert!(!f.is_heap_allocated(), "{f} is reference-counted");
         }
         assert_eq!(v.variation_name.as_deref(), Some(&*long("variation name")));
+    }
+
+    /// A forced variation reports the bucket value only when the layout walk selected a
+    /// variation itself (the reference's `getBucketForVisitor` answers nothing otherwise): an
+    /// experience whose only arm is stopped, and one whose arms cover 30 % of the range, decide
+    /// the forced arm with no `bucketingAllocation` for a visitor the walk leaves out, and with
+    /// it for one the walk covers. Found by the random differential (`cargo xtask differential`).
+    #[test]
+    fn a_forced_variation_has_an_allocation_only_when_the_walk_selected_one() {
+        let cfg = ProjectConfig::from_value(json!({
+            "account_id": "1", "project": {"id": "2"},
+            "experiences": [
+                {"id": "10", "key": "stopped", "variations": [
+                    {"id": "11", "traffic_allocation": 100, "status": "stopped"}]},
+                {"id": "20", "key": "partial", "variations": [
+                    {"id": "21", "traffic_allocation": 10}, {"id": "22", "traffic_allocation": 20}]}
+            ]
+        }));
+        assert!(cfg.is_ok(), "{:?}", cfg.err());
+        let Ok(cfg) = cfg else { return };
+        let settings = EngineSettings::default();
+        let engine = Engine::new(&cfg, &settings);
+        let decide = |key: &str, visitor: &str, forced: Option<&str>| {
+            let opts = RunOptions {
+                ignore_location_properties: true,
+                force_variation_id: forced,
+                ..RunOptions::default()
+            };
+            let mut data = StoreData::default();
+            let mut vs = VisitorState::new(visitor, &mut data);
+            let props = VisitorProps::new(None, None, None);
+            engine.run_experience(&mut vs, key, &props, &opts, &mut Effects::default())
+        };
+        let value = |exp: &str, visitor: &str| {
+            crate::hash::bucket_value(exp, visitor, settings.hash_seed, settings.max_traffic)
+        };
+        let allocation = |d: &Decision| match d {
+            Decision::Variation(v) => Some((v.variation_id().to_string(), v.bucketing_allocation)),
+            _ => None,
+        };
+        // The stopped arm is never selected by the walk: no allocation, forced or not.
+        assert_eq!(decide("stopped", "v-1", None), Decision::NotDecided);
+        assert_eq!(
+            allocation(&decide("stopped", "v-1", Some("11"))),
+            Some(("11".to_string(), None))
+        );
+        // 10 % + 20 %: the walk covers values below 3,000.
+        let visitors: Vec<String> = (0..200).map(|i| format!("visitor-{i}")).collect();
+        let outside = visitors.iter().find(|v| value("20", v) >= 3000);
+        let inside = visitors.iter().find(|v| value("20", v) < 3000);
+        assert!(outside.is_some() && inside.is_some());
+        let (Some(outside), Some(inside)) = (outside, inside) else {
+            return;
+        };
+        assert_eq!(
+            allocation(&decide("partial", outside, Some("22"))),
+            Some(("22".to_string(), None))
+        );
+        assert_eq!(
+            allocation(&decide("partial", inside, Some("22"))),
+            Some(("22".to_string(), Some(value("20", inside))))
+        );
     }
 
     /// A decision made in place (writes applied to the record at once, some without building the

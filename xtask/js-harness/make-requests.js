@@ -201,6 +201,12 @@ function write(name, request, dir = OUT) {
     Object.assign({ id: '960007', key: 'archived', type: 'a/b_fullstack', variations: v('96007') }, opts),
     Object.assign({ id: '960008', key: 'segment-gated', type: 'a/b_fullstack', audiences: ['971'], variations: v('96008') }, opts),
     Object.assign({ id: '960009', key: 'language', type: 'a/b_fullstack', audiences: ['964'], variations: v('96009') }, opts),
+    // A forced variation where the allocation walk selects nothing: every arm stopped, or arms
+    // covering 30 % of the range (the bucket value is reported only when the walk selected one).
+    Object.assign({ id: '960010', key: 'forced-stopped', type: 'a/b_fullstack',
+      variations: [{ id: '960101', key: 'only', traffic_allocation: 100, status: 'stopped' }] }, opts),
+    Object.assign({ id: '960011', key: 'forced-partial', type: 'a/b_fullstack',
+      variations: [{ id: '960111', key: 'small', traffic_allocation: 10 }, { id: '960112', key: 'medium', traffic_allocation: 20 }] }, opts),
   ];
   const L = (url) => ({ url });
   const cases = [
@@ -239,6 +245,12 @@ function write(name, request, dir = OUT) {
     { op: 'getConfigEntityById', visitorId: 'g-1', id: '982', entityType: 'location' },
     { op: 'getConfigEntity', visitorId: 'g-1', key: 'treatment', entityType: 'variation' },
     { op: 'getConfigEntity', visitorId: 'g-1', key: 'nope', entityType: 'goal' },
+    { id: 'forced-stopped', op: 'runExperience', visitorId: 'g-30', key: 'forced-stopped', locationProperties: {}, forceVariationId: '960101' },
+    { id: 'stopped-unforced', op: 'runExperience', visitorId: 'g-31', key: 'forced-stopped', locationProperties: {} },
+    ...visitors('g-partial', 6).flatMap((visitorId) => [
+      { id: 'partial-unforced', op: 'runExperience', visitorId, key: 'forced-partial', locationProperties: {}, enableTracking: false },
+      { id: 'partial-forced', op: 'runExperience', visitorId: `${visitorId}-f`, key: 'forced-partial', locationProperties: {}, forceVariationId: '960112' },
+    ]),
   ];
   write('targeting', {
     config: base({ experiences, audiences, segments, locations, archived_experiences: ['960007'] }),
