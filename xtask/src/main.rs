@@ -34,6 +34,12 @@ COMMANDS:
                throw-away redis-server on a free port)
     vectors    regenerate tests/golden/**/*.js-output.json with the published @convertcom/js-sdk
                (needs node + npm; nothing else does)
+    differential [--seed N] [--rounds N]
+               random configs, visitors and operations replayed through the published
+               @convertcom/js-sdk and the release `convert batch`, compared record by record
+               (needs node + npm; xtask/js-harness/differential.js). Seeds default to the clock;
+               rounds to 200. A disagreement prints the case and keeps its request in the
+               system temp folder. Not part of `test`.
     help       this text
 
 ENVIRONMENT:
@@ -643,6 +649,68 @@ fn bench_axum(args: &[String]) -> Result<(), String> {
     }
 }
 
+// ---- cargo xtask differential ---------------------------------------------------------------
+
+/// The arguments `differential.js` takes from `cargo xtask differential ARGS`: `--seed N` and
+/// `--rounds N`, checked here so that a typo fails before anything is built.
+fn differential_args(args: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        if flag != "--seed" && flag != "--rounds" {
+            return Err(format!("differential: unknown argument `{flag}`\n\n{HELP}"));
+        }
+        match it.next() {
+            Some(n) if n.parse::<u64>().is_ok() => out.extend([flag.clone(), n.clone()]),
+            _ => return Err(format!("differential: `{flag}` needs a whole number")),
+        }
+    }
+    if !out.iter().any(|a| a == "--rounds") {
+        out.extend(["--rounds".to_string(), "200".to_string()]);
+    }
+    Ok(out)
+}
+
+fn differential(args: &[String]) -> Result<(), String> {
+    let forwarded = differential_args(args)?;
+    for tool in ["node", "npm"] {
+        if !have(tool) {
+            return Err(format!(
+                "`cargo xtask differential` needs Node.js and npm on PATH (`{tool}` not found)"
+            ));
+        }
+    }
+    let harness = root().join("xtask/js-harness");
+    let mut build = cargo();
+    build
+        .current_dir(root())
+        .args(["build", "--release", "-p", "convert-cli"]);
+    let mut steps = vec![Step::new("build convert (release)", build)];
+    if !harness.join("node_modules/@convertcom/js-sdk").is_dir() {
+        steps.push(Step::new("npm ci", {
+            let mut c = in_dir("npm", &harness);
+            c.args(["ci", "--no-audit", "--no-fund"]);
+            c
+        }));
+    }
+    run_pipeline("xtask differential", steps)?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let convert = target.join("release/convert");
+    let status = in_dir("node", &harness)
+        .arg("differential.js")
+        .arg("--convert")
+        .arg(&convert)
+        .args(&forwarded)
+        .status()
+        .map_err(|e| format!("cannot run node: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err("the reference and convert-rs disagreed (cases above)".into())
+    }
+}
+
 // ---- cargo xtask vectors --------------------------------------------------------------------
 
 /// The golden requests: `tests/golden/*.request.json` (compared by `cli/tests/golden.rs`) and
@@ -763,6 +831,16 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1).peekable();
     let command = args.next().unwrap_or_default();
     let install = command == "test" && args.next_if(|a| a == "--install").is_some();
+    if command == "differential" {
+        let rest: Vec<String> = args.collect();
+        return match differential(&rest) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("\nxtask: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if command == "bench-axum" {
         let rest: Vec<String> = args.collect();
         return match bench_axum(&rest) {
@@ -831,6 +909,22 @@ mod tests {
                     serde_json feature \"std\"\n";
         assert_eq!(serde_json_features(tree), ["preserve_order", "std"]);
         assert!(serde_json_features("serde_json v1.0.154\n").is_empty());
+    }
+
+    #[test]
+    fn differential_forwards_seed_and_rounds_and_rejects_anything_else() {
+        let args = |v: &[&str]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            differential_args(&args(&["--seed", "7"])).unwrap(),
+            args(&["--seed", "7", "--rounds", "200"])
+        );
+        assert_eq!(
+            differential_args(&args(&["--rounds", "5", "--seed", "1"])).unwrap(),
+            args(&["--rounds", "5", "--seed", "1"])
+        );
+        assert!(differential_args(&args(&["--seed"])).is_err());
+        assert!(differential_args(&args(&["--seed", "x"])).is_err());
+        assert!(differential_args(&args(&["--out", "/tmp"])).is_err());
     }
 
     #[test]
