@@ -95,6 +95,11 @@ pub struct Variation {
     /// Whether the config's id is a JSON string (the reference re-reads variations by strict equality
     /// with a string id, so a non-string id can be bucketed but never returned).
     pub id_is_string: bool,
+    /// The variation a decision for this one returns: the reference turns the arm its walk
+    /// selected back into a variation by looking its id up among the string ids, so this is the
+    /// first variation whose id is the same JSON string (itself unless an earlier arm shares
+    /// the id), and `None` when no variation has it as a string id.
+    pub returned_as: Option<usize>,
     /// The variation key, when it is a string.
     pub key: Option<Str>,
     /// The variation name, when it is a string.
@@ -760,6 +765,7 @@ impl ProjectConfig {
             variations.push(Variation {
                 id: s(vid),
                 id_is_string: vid.is_some_and(|v| v.as_str().is_some()),
+                returned_as: None, // set below, once every variation is known
                 key: opt_str(vkey),
                 name: opt_str(vname),
                 features: feats,
@@ -769,6 +775,13 @@ impl ProjectConfig {
                 traffic_allocation.map(NodeRef::to_value),
                 status.map(NodeRef::to_value),
             ));
+        }
+        for i in 0..variations.len() {
+            let id = &variations[i].id;
+            let first = variations
+                .iter()
+                .position(|v| v.id_is_string && v.id == *id);
+            variations[i].returned_as = first;
         }
         let arms: Vec<ArmSpec<'_>> = arms
             .iter()

@@ -259,23 +259,22 @@ impl BucketedVariation {
     }
 
     /// The reference's JSON shape: `{experienceId, experienceName, experienceKey,
-    /// bucketingAllocation?, ...variation}` (variation members win on a name clash).
+    /// bucketingAllocation?, ...variation}` (variation members win on a name clash). Ids, keys
+    /// and names are the served values: an experience id served as a JSON number stays a number.
     pub fn to_js_value(&self, config: &ProjectConfig) -> Value {
+        let served = config.experience_raw(self.experience_index);
+        let member = |k: &str, typed: &Str| {
+            served
+                .and_then(|e| e.get(k))
+                .cloned()
+                .unwrap_or_else(|| Value::String(typed.to_string()))
+        };
         let mut m = Map::new();
-        m.insert(
-            "experienceId".into(),
-            Value::String(self.experience_id.to_string()),
-        );
-        if let Some(n) = config
-            .experience_raw(self.experience_index)
-            .and_then(|e| e.get("name"))
-        {
+        m.insert("experienceId".into(), member("id", &self.experience_id));
+        if let Some(n) = served.and_then(|e| e.get("name")) {
             m.insert("experienceName".into(), n.clone());
         }
-        m.insert(
-            "experienceKey".into(),
-            Value::String(self.experience_key.to_string()),
-        );
+        m.insert("experienceKey".into(), member("key", &self.experience_key));
         if let Some(a) = self.bucketing_allocation {
             m.insert("bucketingAllocation".into(), Value::from(a));
         }
@@ -1110,12 +1109,13 @@ impl<'a> Engine<'a> {
                 segments: segments_before,
             });
         }
-        if !variation.id_is_string {
-            // The reference re-reads the variation by a string id and finds nothing.
+        // The reference re-reads the variation by its id among the string ids: a non-string id
+        // finds nothing, a duplicated one the first variation that has it.
+        let Some(returned) = variation.returned_as else {
             return Outcome::NotMatched(NotMatchedReason::InvalidConfig);
-        }
+        };
         Outcome::Variation {
-            index: vi,
+            index: returned,
             allocation: selected.map(|_| value),
         }
     }
@@ -1197,7 +1197,7 @@ mod tests {
         let cfg = ProjectConfig::from_value(json!({
             "account_id": "1", "project": {"id": "2"},
             "experiences": [
-                {"id": "10", "key": "first", "variations": [{"id": "11"}]},
+                {"id": 10, "key": "first", "variations": [{"id": "11"}]},
                 {"id": "20", "key": "second", "name": 5, "variations": [
                     {"id": "21", "key": "a"},
                     {"id": "22", "key": "b", "traffic_allocation": 50,
@@ -1216,6 +1216,16 @@ mod tests {
             json!({"experienceId": "20", "experienceName": 5, "experienceKey": "clash",
                    "bucketingAllocation": 4200, "id": "22", "key": "b", "traffic_allocation": 50,
                    "changes": [{"data": {"x": [1]}}]})
+        );
+        // An id served as a number is echoed as one (the typed field holds its string form).
+        let first = cfg.experience_by_key("first");
+        assert!(first.is_some());
+        let Some(first) = first else { return };
+        let v = BucketedVariation::of(first, 0, None);
+        assert_eq!(v.experience_id(), "10");
+        assert_eq!(
+            v.to_js_value(&cfg),
+            json!({"experienceId": 10, "experienceKey": "first", "id": "11"})
         );
     }
 

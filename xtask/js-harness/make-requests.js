@@ -59,6 +59,31 @@ function write(name, request, dir = OUT) {
       cases.push({ op: 'runExperience', visitorId: v, key: e.key, ignoreLocationProperties: true, enableTracking: false });
     }
   }
+  // Ids the walk selects but the reference returns as another variation: it looks the selected
+  // id up among the string ids, so a numeric id returns its string twin (or nothing) and a
+  // duplicated id the first variation that has it.
+  const twins = [
+    ['numeric-twin', [[71, 'numeric', 50], ['71', 'string', 50]]],
+    ['numeric-alone', [[72, 'numeric', 50], ['73', 'string', 50]]],
+    ['string-twins', [['74', 'first', 30], ['75', 'other', 40], ['74', 'second', 30]]],
+  ];
+  twins.forEach(([key, arms], i) => {
+    experiences.push(Object.assign({
+      id: String(919000 + i), key, name: key, type: 'a/b_fullstack', audiences: [], goals: [],
+      variations: arms.map(([id, vkey, ta]) => ({ id, key: vkey, traffic_allocation: ta })),
+    }, opts));
+    for (const v of visitors(`twin-${key}`, 12)) {
+      cases.push({ op: 'runExperience', visitorId: v, key, ignoreLocationProperties: true, enableTracking: false });
+    }
+  });
+  // An experience id served as a number: decided as its string, echoed as a number.
+  experiences.push(Object.assign({
+    id: 919010, key: 'numeric-experience-id', name: 'numeric-experience-id', type: 'a/b_fullstack', audiences: [], goals: [],
+    variations: [{ id: '919011', key: 'a', traffic_allocation: 50 }, { id: '919012', key: 'b', traffic_allocation: 50 }],
+  }, opts));
+  for (const v of visitors('numeric-experience', 4)) {
+    cases.push({ op: 'runExperience', visitorId: v, key: 'numeric-experience-id', ignoreLocationProperties: true, enableTracking: false });
+  }
   write('packed-walk', { config: base({ experiences }), captureTracking: false, cases });
 }
 
