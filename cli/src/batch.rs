@@ -319,23 +319,27 @@ fn bucketing_attrs(c: &Case) -> BucketingAttributes {
     }
 }
 
-/// The protocol's `variation` record.
-pub fn variation_json(v: &BucketedVariation) -> Value {
+/// The protocol's `variation` record. Its members are read from the reference's merged object
+/// ([`BucketedVariation::to_js_value`]): ids and keys as served (a JSON number stays a number) and
+/// a variation member of the same name winning over the experience's, as the reference prints them.
+pub fn variation_json(cfg: &ProjectConfig, v: &BucketedVariation) -> Value {
+    let js = v.to_js_value(cfg);
+    let member = |k: &str| js.get(k).cloned().unwrap_or(Value::Null);
     json!({
         "type": "variation",
-        "decision": &*v.variation_id,
-        "experienceId": &*v.experience_id,
-        "experienceKey": &*v.experience_key,
-        "variationId": &*v.variation_id,
-        "variationKey": v.variation_key.as_deref(),
-        "bucketingAllocation": v.bucketing_allocation,
+        "decision": member("id"),
+        "experienceId": member("experienceId"),
+        "experienceKey": member("experienceKey"),
+        "variationId": member("id"),
+        "variationKey": member("key"),
+        "bucketingAllocation": member("bucketingAllocation"),
     })
 }
 
 /// The protocol's record for a decision.
-pub fn decision_json(d: &Decision) -> Value {
+pub fn decision_json(cfg: &ProjectConfig, d: &Decision) -> Value {
     match d {
-        Decision::Variation(v) => variation_json(v),
+        Decision::Variation(v) => variation_json(cfg, v),
         Decision::NotMatched(_) => json!({"type": "none", "decision": null}),
         Decision::NotDecided => json!({
             "type": "bucketing_error",
@@ -348,15 +352,36 @@ pub fn decision_json(d: &Decision) -> Value {
     }
 }
 
-/// The protocol's `feature` record.
-pub fn feature_json(f: &BucketedFeature) -> Value {
+/// The protocol's `feature` record. The experience's id and key come from the delivering
+/// variation's merged object, as in [`variation_json`].
+pub fn feature_json(cfg: &ProjectConfig, f: &BucketedFeature) -> Value {
+    let delivering = cfg
+        .experiences
+        .iter()
+        .find(|e| {
+            Some(&*e.key) == f.experience_key.as_deref()
+                && Some(&*e.id) == f.experience_id.as_deref()
+        })
+        .and_then(|e| {
+            let vi = e
+                .variations
+                .iter()
+                .position(|v| Some(&*v.id) == f.variation_id.as_deref())?;
+            Some(BucketedVariation::of(e, vi, None).to_js_value(cfg))
+        });
+    let experience = |k: &str, typed: Option<&str>| {
+        delivering
+            .as_ref()
+            .and_then(|js| js.get(k).cloned())
+            .unwrap_or_else(|| typed.map_or(Value::Null, Value::from))
+    };
     json!({
         "type": "feature",
         "featureKey": f.feature_key.as_deref(),
         "featureId": f.feature_id.as_deref(),
         "status": match f.status { FeatureStatus::Enabled => "enabled", FeatureStatus::Disabled => "disabled" },
-        "experienceKey": f.experience_key.as_deref(),
-        "experienceId": f.experience_id.as_deref(),
+        "experienceKey": experience("experienceKey", f.experience_key.as_deref()),
+        "experienceId": experience("experienceId", f.experience_id.as_deref()),
         "variables": f.variables.clone(),
     })
 }
@@ -393,28 +418,28 @@ fn visitor_op(inst: &mut Instance, op: &str, c: &Case) -> (Value, Value) {
     };
     let attrs = bucketing_attrs(c);
     let result = match op {
-        "runExperience" => decision_json(&ctx.run_experience(&key, &attrs)),
+        "runExperience" => decision_json(&ctx.core().config(), &ctx.run_experience(&key, &attrs)),
         "runExperiences" => {
-            let items: Vec<Value> = ctx
-                .run_experiences(&attrs)
-                .iter()
-                .map(variation_json)
-                .collect();
+            let decided = ctx.run_experiences(&attrs);
+            let cfg = ctx.core().config();
+            let items: Vec<Value> = decided.iter().map(|v| variation_json(&cfg, v)).collect();
             json!({"type": "variations", "items": items})
         }
         "runFeature" => {
             let d = ctx.run_feature(&key, &attrs);
+            let cfg = ctx.core().config();
             if let Some(e) = d.rule_errors.first() {
                 json!({"type": "rule_error", "code": e.code()})
             } else if d.entries.len() == 1 {
-                feature_json(&d.entries[0])
+                feature_json(&cfg, &d.entries[0])
             } else {
-                json!({"type": "features", "items": d.entries.iter().map(feature_json).collect::<Vec<_>>()})
+                json!({"type": "features", "items": d.entries.iter().map(|f| feature_json(&cfg, f)).collect::<Vec<_>>()})
             }
         }
         "runFeatures" => match ctx.run_features(&attrs) {
             Ok(list) => {
-                json!({"type": "features", "items": list.iter().map(feature_json).collect::<Vec<_>>()})
+                let cfg = ctx.core().config();
+                json!({"type": "features", "items": list.iter().map(|f| feature_json(&cfg, f)).collect::<Vec<_>>()})
             }
             Err(errs) => json!({"type": "rule_error", "code": errs.first().map(|e| e.code())}),
         },
