@@ -179,7 +179,8 @@ function config(r) {
     const variations = [];
     const n = 1 + r.int(4);
     for (let v = 0; v < n; v++) {
-      const id = r.chance(0.8) ? String(100000 + i * 10 + (r.chance(0.5) ? n - v : v)) : `v${i}${v}`;
+      const numeric = 100000 + i * 10 + (r.chance(0.5) ? n - v : v);
+      const id = r.chance(0.8) ? String(numeric) : r.chance(0.8) ? `v${i}${v}` : numeric;
       const variation = { id, key: `var-${i}-${v}`, name: `Variation ${v}`,
         traffic_allocation: r.chance(0.9) ? Math.floor(100 / n) + (v === 0 ? 100 % n : 0) : r.pick([0, 30, 12.5]) };
       if (r.chance(0.08)) variation.status = 'stopped';
@@ -187,7 +188,7 @@ function config(r) {
       if (ch.length) variation.changes = ch;
       variations.push(variation);
     }
-    const e = { id: String(900 + i), key: `exp-${i}`, name: `Experience ${i}`, type: 'a/b_fullstack',
+    const e = { id: r.chance(0.05) ? 900 + i : String(900 + i), key: `exp-${i}`, name: `Experience ${i}`, type: 'a/b_fullstack',
       variations, goals: goals.filter(() => r.chance(0.7)).map((g) => g.id),
       settings: { matching_options: { audiences: r.pick(['any', 'all']), locations: 'any' } },
       audiences: audiences.filter(() => r.chance(0.4)).map((a) => a.id) };
@@ -205,7 +206,9 @@ function config(r) {
 
 // ---- cases --------------------------------------------------------------------------------------------
 function cases(r, cfg) {
-  const visitors = Array.from({ length: 2 + r.int(4) }, (_, i) => `visitor-${r.int(1000)}-${i}`);
+  const ID_SHAPES = [(n) => `visitor-${n}`, (n) => `${n}`, (n) => `visiteur-é-${n}`, (n) => `访客-${n}`,
+    (n) => `😀-${n}`, (n) => ` spaced ${n} `];
+  const visitors = Array.from({ length: 2 + r.int(4) }, (_, i) => `${r.pick(ID_SHAPES)(r.int(1000))}-${i}`);
   const created = new Set();
   const out = [];
   for (let i = 0; i < 8 + r.int(20); i++) {
@@ -353,6 +356,10 @@ for (let round = 0; round < ROUNDS; round++) {
   const r = rng(seed);
   const cfg = config(r);
   const sdk = { events: { batch_size: 500 } };
+  if (r.chance(0.3)) {
+    sdk.bucketing = { hash_seed: r.pick([9999, 1, 12345]), max_traffic: r.pick([10000, 10000, 1000, 100]),
+      excludeExperienceIdHash: r.chance(0.3) };
+  }
   if (r.chance(0.3)) sdk.environment = r.pick(['staging', 'production']);
   const requests = {
     visitors: { config: cfg, sdk, state: 'shared', captureTracking: true, cases: cases(r, cfg) },
