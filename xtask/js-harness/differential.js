@@ -259,13 +259,31 @@ function cases(r, cfg) {
         c.segments = seg;
         break;
       }
-      default:
-        if (r.chance(0.5)) {
+      default: {
+        const pick = r.int(5);
+        if (pick === 0) {
           c.op = 'getVisitorData';
-        } else {
+        } else if (pick === 1) {
           c.op = 'seedBucketing';
-          c.bucketing = { [exp.id]: r.pick(exp.variations).id };
+          c.bucketing = { [exp.id]: r.chance(0.9) ? r.pick(exp.variations).id : 'gone' };
+        } else if (pick === 2) {
+          c.op = 'updateVisitorProperties';
+          c.properties = properties(r, 1 + r.int(2));
+        } else {
+          const types = { experience: cfg.experiences, audience: cfg.audiences, location: cfg.locations,
+            segment: cfg.segments, goal: cfg.goals, feature: cfg.features };
+          const entityType = r.pick(Object.keys(types));
+          const entity = types[entityType].length && r.chance(0.8) ? r.pick(types[entityType]) : null;
+          if (pick === 3) {
+            c.op = 'getConfigEntity';
+            c.key = entity ? entity.key : 'nothing';
+          } else {
+            c.op = 'getConfigEntityById';
+            c.id = entity ? String(entity.id) : '404';
+          }
+          c.entityType = entityType;
         }
+      }
     }
     out.push(c);
   }
