@@ -232,7 +232,8 @@ function cases(r, cfg) {
         c.op = 'runExperience';
         c.key = r.chance(0.95) ? exp.key : 'no-such-experience';
         call();
-        if (r.chance(0.08)) c.forceVariationId = r.pick(exp.variations).id;
+        // A string, as the reference declares it (a number would be stored as given).
+        if (r.chance(0.08)) c.forceVariationId = String(r.pick(exp.variations).id);
         break;
       case 3: case 4:
         c.op = 'runExperiences';
