@@ -64,12 +64,15 @@ function rng(seed) {
 const WORDS = ['free', 'Free', 'pro', 'PRO', 'team', 'de', 'DE', 'us', 'abc', 'aab', 'xyzzy', 'e', 'Σς',
   'café', 'cafe\u0301', '日本', '😀', 'a|b', 'x,y', ' 5', '5', '10', '10.0', '-3', '.5', '0,500',
   '1,234.5', '1,23', 'true', 'TRUE', 'false', 'null', '', ' ', 'https://shop.example/cart?x=1',
-  '/checkout/step-2', 'mobile', 'MoBiLe', 'aa', 'abab', 'free-trial', 'the end'];
+  '/checkout/step-2', 'mobile', 'MoBiLe', 'aa', 'abab', 'free-trial', 'the end', 'İstanbul', 'STRASSE',
+  'straße', 'ǅ', '\u212a', 'p', 'L', '\n', 'line\u2028break', '\u00a0', 'x'.repeat(40)];
 const NUMBERS = [0, 1, 5, 10, -3, 0.5, 2.25, 1234.5, 123, 1e21, 99999, -0.25];
 const KEYS = ['country', 'plan', 'age', 'flag', 'tags', 'url', 'device', 'score'];
 const PATTERNS = ['^free', '^(?!free)', '^(?=.*e).+$', '(.)\\1', 'pro$', '^\\d+$', 'ca(f|ff)e',
   '(?<!a)b', '(?<=a)b', '^(?<w>[a-z])\\k<w>', '\\bend\\b', '[', 'a{,2}', '^.{3,}$', 'x|y',
-  '\\u00e9', '日本', '(a)|\\1b', '^$', '.*', 'ch?eck', '(?:ab)+', '^[^/]+$', '\\/cart'];
+  '\\u00e9', '日本', '(a)|\\1b', '^$', '.*', 'ch?eck', '(?:ab)+', '^[^/]+$', '\\/cart',
+  '\\p{L}', '[\\s\\S]{2}', '(?i)abc', '\\d{2,}', '^.*?$', '\\W', '[^\\x00-\\x7f]', '\\u{1F600}',
+  'a(?=b)', '\\0', '[\\b]', '\\cJ', 'k', 'ß', '\\u0130', 'x{2}{3}', '(?=a)*', '\\8', '[z-a]'];
 const MATCH_TYPES = ['equals', 'matches', 'equalsNumber', 'less', 'lessEqual', 'contains', 'isIn',
   'startsWith', 'endsWith', 'regexMatches', 'exists', 'doesNotExist', 'not_exists', 'noSuchMatch'];
 const REPORT_SEGMENTS = { country: ['DE', 'US'], browser: ['CH', 'FF'], devices: ['DESK', 'MOB'],
@@ -103,7 +106,8 @@ function ruleValue(r, matchType) {
 }
 
 function rule(r) {
-  const matchType = r.pick(MATCH_TYPES);
+  // Patterns get a quarter of the rules: JavaScript's regex semantics are the widest surface.
+  const matchType = r.chance(0.25) ? 'regexMatches' : r.pick(MATCH_TYPES);
   const item = {
     rule_type: r.pick(['generic_text_key_value', 'generic_numeric_key_value', 'generic_bool_key_value']),
     key: r.pick(KEYS),
