@@ -776,12 +776,27 @@ impl ProjectConfig {
                 status.map(NodeRef::to_value),
             ));
         }
-        for i in 0..variations.len() {
-            let id = &variations[i].id;
-            let first = variations
-                .iter()
-                .position(|v| v.id_is_string && v.id == *id);
-            variations[i].returned_as = first;
+        // The first string-id arm of each id: scanned for the usual handful of arms, indexed
+        // for more (a hostile config may have thousands in one experience).
+        if variations.len() <= 16 {
+            for i in 0..variations.len() {
+                let id = &variations[i].id;
+                let first = variations
+                    .iter()
+                    .position(|v| v.id_is_string && v.id == *id);
+                variations[i].returned_as = first;
+            }
+        } else {
+            let mut first_string: std::collections::HashMap<Str, usize> =
+                std::collections::HashMap::with_capacity(variations.len());
+            for (i, v) in variations.iter().enumerate() {
+                if v.id_is_string {
+                    first_string.entry(v.id.clone()).or_insert(i);
+                }
+            }
+            for v in &mut variations {
+                v.returned_as = first_string.get(&v.id).copied();
+            }
         }
         let arms: Vec<ArmSpec<'_>> = arms
             .iter()
@@ -1101,6 +1116,46 @@ fn prefix_err(e: ConfigError, prefix: &str) -> ConfigError {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// `returned_as` is the first arm whose id is the same JSON string, for a few arms (scanned)
+    /// and for many (indexed): ids repeat, and some are numbers, with or without a string twin.
+    #[test]
+    fn returned_as_is_the_first_string_arm_with_the_same_id() {
+        for n in [5usize, 40] {
+            let mut arms: Vec<Value> = (0..n)
+                .map(|i| {
+                    let id = (i * 7) % 11; // repeats once i reaches 11
+                    if i % 4 == 1 {
+                        json!({"id": id})
+                    } else {
+                        json!({"id": id.to_string()})
+                    }
+                })
+                .collect();
+            arms.push(json!({"id": 999})); // a number without a string twin
+            let mut cfg = base();
+            cfg["experiences"] = json!([{"id": "1", "key": "e", "variations": arms.clone()}]);
+            let loaded = ProjectConfig::from_value(cfg);
+            assert!(loaded.is_ok(), "{:?}", loaded.err());
+            let Ok(loaded) = loaded else { return };
+            let exp = &loaded.experiences[0];
+            for (i, v) in exp.variations.iter().enumerate() {
+                let expected = arms.iter().position(|a| {
+                    a["id"].as_str() == Some(&*crate::js::to_js_string(&arms[i]["id"]))
+                });
+                assert_eq!(v.returned_as, expected, "{n} arms, arm {i}");
+            }
+            assert_eq!(exp.variations.last().map(|v| v.returned_as), Some(None));
+            if n == 40 {
+                assert!(
+                    exp.variations
+                        .iter()
+                        .enumerate()
+                        .any(|(i, v)| v.returned_as.is_some_and(|r| r != i))
+                );
+            }
+        }
+    }
 
     fn base() -> Value {
         json!({"account_id": "1", "project": {"id": "2"}})
