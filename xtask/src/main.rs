@@ -827,29 +827,22 @@ fn vectors() -> Result<(), String> {
     Ok(())
 }
 
+/// A command that takes the rest of the command line.
+type WithArgs = fn(&[String]) -> Result<(), String>;
+
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1).peekable();
     let command = args.next().unwrap_or_default();
     let install = command == "test" && args.next_if(|a| a == "--install").is_some();
-    if command == "differential" {
+    // Commands that take their own arguments get the rest of the command line.
+    let with_args: Option<WithArgs> = match command.as_str() {
+        "differential" => Some(differential),
+        "bench-axum" => Some(bench_axum),
+        _ => None,
+    };
+    if let Some(run) = with_args {
         let rest: Vec<String> = args.collect();
-        return match differential(&rest) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("\nxtask: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    if command == "bench-axum" {
-        let rest: Vec<String> = args.collect();
-        return match bench_axum(&rest) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("\nxtask: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        return exit_code(run(&rest));
     }
     if let Some(extra) = args.next() {
         eprintln!("xtask: unexpected argument `{extra}`\n\n{HELP}");
@@ -864,6 +857,11 @@ fn main() -> ExitCode {
         }
         other => Err(format!("unknown command `{other}`\n\n{HELP}")),
     };
+    exit_code(result)
+}
+
+/// A command's result as the process exit status, its error printed.
+fn exit_code(result: Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
