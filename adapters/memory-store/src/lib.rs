@@ -415,8 +415,10 @@ impl MemoryStore {
     /// Removes every record.
     pub fn clear(&self) {
         for i in 0..self.sets.len() {
-            // Freed after the lock is released.
-            drop(std::mem::take(&mut *self.lock(i)));
+            // Taken under the lock, freed after it is released (the guard is a temporary of
+            // this statement, dropped at its end).
+            let old = std::mem::take(&mut *self.lock(i));
+            drop(old);
         }
     }
 
