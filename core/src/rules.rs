@@ -499,45 +499,33 @@ impl Check {
             Check::Regex(p) => regex_check(p, value, negated),
             Check::Exists => exists(value) != negated,
             Check::NotExists => exists(value) == negated,
-            _ => self.apply_other(value, negated),
+            Check::Contains { blank, lower } => contains_check(*blank, lower, value) != negated,
+            Check::IsIn { items } => is_in_check(items, value) != negated,
+            // `_returnNegationCheck(value, negation)` receives the rule value as `negation` and
+            // never sees `negated`.
+            Check::NegationHelper { test_truthy } => js::opt_truthy(value) != *test_truthy,
         }
     }
+}
 
-    /// [`Check::apply`] for `contains`, `isIn` and `_returnNegationCheck`.
-    #[inline(never)]
-    fn apply_other(&self, value: Option<&Value>, negated: bool) -> bool {
-        let r = match self {
-            Check::Contains { blank, lower } => {
-                *blank || {
-                    let s = js::opt_js_str(value);
-                    js::js_lowercase(&s).contains(lower.as_str())
-                }
-            }
-            Check::IsIn { items } => {
-                let s = js::opt_js_str(value);
-                s.split('|').any(|part| {
-                    items
-                        .binary_search_by(|item| item.as_str().cmp(part))
-                        .is_ok()
-                })
-            }
-            Check::NegationHelper { test_truthy } => {
-                // `_returnNegationCheck(value, negation)` receives the rule value as `negation`
-                // and never sees `negated`.
-                let v = js::opt_truthy(value);
-                return if *test_truthy { !v } else { v };
-            }
-            // Handled by `apply`; kept exact here as well.
-            Check::Equals { test, text } => equals(value, test.as_ref(), text),
-            Check::StartsWith(t) => t.starts_js(value),
-            Check::EndsWith(t) => t.ends_js(value),
-            Check::Less { or_equal, test } => return less_check(value, test, *or_equal, negated),
-            Check::Regex(p) => return regex_check(p, value, negated),
-            Check::Exists => exists(value),
-            Check::NotExists => !exists(value),
-        };
-        r != negated
+/// The `contains` arm of [`Check::apply`], negation aside.
+#[inline(never)]
+fn contains_check(blank: bool, lower: &str, value: Option<&Value>) -> bool {
+    blank || {
+        let s = js::opt_js_str(value);
+        js::js_lowercase(&s).contains(lower)
     }
+}
+
+/// The `isIn` arm of [`Check::apply`], negation aside.
+#[inline(never)]
+fn is_in_check(items: &[String], value: Option<&Value>) -> bool {
+    let s = js::opt_js_str(value);
+    s.split('|').any(|part| {
+        items
+            .binary_search_by(|item| item.as_str().cmp(part))
+            .is_ok()
+    })
 }
 
 /// The `less` / `lessEqual` arm of [`Check::apply`].
@@ -557,11 +545,7 @@ fn less_check(value: Option<&Value>, test: &RelTest, or_equal: bool, negated: bo
 /// The `regexMatches` arm of [`Check::apply`].
 #[inline(never)]
 fn regex_check(p: &Pattern, value: Option<&Value>, negated: bool) -> bool {
-    let run = match value {
-        // The common case, without building `String(value)`.
-        Some(Value::String(s)) => p.run(s),
-        _ => p.run(&js::opt_js_str(value)),
-    };
+    let run = p.run(&js::opt_js_str(value));
     let r = match run.outcome {
         RegexOutcome::Matched => true,
         RegexOutcome::NotMatched => false,
@@ -1039,10 +1023,11 @@ fn ends_with_ci(value: &str, lower: &str) -> bool {
     true
 }
 
+/// The `equals` arm of [`Check::apply`] for a value that is not a string (a string is compared
+/// there), negation aside.
 #[inline(never)]
 fn equals(value: Option<&Value>, test: Option<&Value>, text: &TestText) -> bool {
     match value {
-        Some(Value::String(s)) => text.equals(s),
         Some(Value::Array(items)) => {
             test.is_some_and(|t| items.iter().any(|i| js::strict_equals(i, t)))
         }
