@@ -89,8 +89,9 @@
 //! the others run on the backtracking [`fancy_regex`] engine (chosen over `regress`, which follows
 //! ECMAScript natively, because it bounds its work with a backtracking-step limit; the translation
 //! above supplies the ECMAScript meaning). A linear-engine pattern is searched through its own
-//! lazy DFA, built on first use, which answers exactly as [`regex`] would without its per-call
-//! dispatch and cache pool ([`regex`] answers whenever that DFA cannot). Each evaluation has a
+//! DFA (determinized in full for a small program, lazily otherwise), built on first use, which
+//! answers exactly as [`regex`] would without its per-call dispatch and cache pool ([`regex`]
+//! answers whenever that DFA cannot). Each evaluation has a
 //! budget, so no pattern or input can stall a decision:
 //!
 //! * linear engine: `(n + 1) × m ≤` [`REGEX_WORK_BUDGET`] (2²⁴), `n` the input size in bytes, `m`
@@ -501,11 +502,16 @@ impl Check {
             Check::NotExists => exists(value) == negated,
             Check::Contains { blank, lower } => contains_check(*blank, lower, value) != negated,
             Check::IsIn { items } => is_in_check(items, value) != negated,
-            // `_returnNegationCheck(value, negation)` receives the rule value as `negation` and
-            // never sees `negated`.
-            Check::NegationHelper { test_truthy } => js::opt_truthy(value) != *test_truthy,
+            Check::NegationHelper { test_truthy } => negation_helper(*test_truthy, value),
         }
     }
+}
+
+/// The `_returnNegationCheck` arm of [`Check::apply`]: `_returnNegationCheck(value, negation)`
+/// receives the rule value as `negation` and never sees `negated`.
+#[inline(never)]
+fn negation_helper(test_truthy: bool, value: Option<&Value>) -> bool {
+    js::opt_truthy(value) != test_truthy
 }
 
 /// The `contains` arm of [`Check::apply`], negation aside.
@@ -545,7 +551,12 @@ fn less_check(value: Option<&Value>, test: &RelTest, or_equal: bool, negated: bo
 /// The `regexMatches` arm of [`Check::apply`].
 #[inline(never)]
 fn regex_check(p: &Pattern, value: Option<&Value>, negated: bool) -> bool {
-    let run = p.run(&js::opt_js_str(value));
+    let run = match value {
+        // The common case, without building a `JsStr` (measured: about 2 % of the targeted
+        // workload's rules).
+        Some(Value::String(s)) => p.run(s),
+        _ => p.run(&js::opt_js_str(value)),
+    };
     let r = match run.outcome {
         RegexOutcome::Matched => true,
         RegexOutcome::NotMatched => false,
@@ -1287,8 +1298,8 @@ enum Engine {
         re: regex::Regex,
         /// Compiled program size (Thompson NFA states).
         states: u64,
-        /// The same pattern as a lazy DFA searched without `re`'s dispatch and cache pool,
-        /// built on first use.
+        /// The same pattern as a DFA (full or lazy) searched without `re`'s dispatch and cache
+        /// pool, built on first use.
         fast: FastPath,
     },
     Backtracking {
@@ -1482,9 +1493,9 @@ const FAST_PATH_CACHE: usize = 256 * 1024;
 /// directly for the earliest match. `regex::Regex::is_match` runs the same kind of automaton but
 /// pays its strategy dispatch and a per-thread cache pool on every call; here the cache sits
 /// behind a `Mutex` taken with `try_lock`, so a contended search simply takes the `regex` path.
-/// Small programs are also determinized in full ([`DenseDfa`]): searched without the cache and
-/// its lock, and, for an anchored pattern, from the state after its literal prefix when the
-/// value starts with it.
+/// Small programs are determinized in full instead ([`DenseDfa`]): searched without a cache or
+/// lock, and, for an anchored pattern, from the state after its literal prefix when the value
+/// starts with it.
 ///
 /// Built on first use (not at config load), from `regex::Regex::as_str` with the same syntax
 /// configuration. When it cannot be built (a program too large for [`FAST_PATH_CACHE`]), when a
@@ -1493,26 +1504,39 @@ const FAST_PATH_CACHE: usize = 256 * 1024;
 /// answers: the outcome is the same either way, and the work charged is computed before the
 /// search. (The `regex` pool's own cache is then never created for a pattern the DFA serves.)
 #[derive(Default)]
-struct FastPath(std::sync::OnceLock<Option<Box<LazyDfa>>>);
+struct FastPath(std::sync::OnceLock<Option<FastAutomaton>>);
 
-struct LazyDfa {
-    dfa: regex_automata::hybrid::dfa::DFA,
+/// The automaton of a [`FastPath`] and how it is searched.
+struct FastAutomaton {
     /// Every match starts at the beginning (`^…`): searched anchored, so that a mismatch stops
     /// the search where it occurs (as `regex` does), not at the end of the value.
     anchored: regex_automata::Anchored,
-    cache: std::sync::Mutex<regex_automata::hybrid::dfa::Cache>,
-    /// The same automaton fully determinized, for small programs (most URL and keyword
-    /// patterns): searched without a cache, so without the lock. `None` when the program is
-    /// larger than [`DENSE_NFA_STATES`] or its DFA outgrows [`DENSE_DFA_SIZE`]; a search that
-    /// quits (a Unicode word boundary on non-ASCII input) falls back to `regex`, as the lazy
-    /// DFA's does.
-    dense: Option<DenseDfa>,
+    /// The automaton searched.
+    engine: FastEngine,
 }
 
-/// NFA states up to which a [`LazyDfa`] also gets a fully determinized DFA.
+/// The automaton of a [`FastAutomaton`].
+enum FastEngine {
+    /// The program fully determinized, for small programs (most URL and keyword patterns):
+    /// searched without a cache, so without a lock. Used when the program has at most
+    /// [`DENSE_NFA_STATES`] states and its DFA fits [`DENSE_DFA_SIZE`]; a search that quits (a
+    /// Unicode word boundary on non-ASCII input) falls back to `regex`, as the lazy DFA's does.
+    Dense(Box<DenseDfa>),
+    /// The lazy DFA, for the other programs.
+    Lazy(Box<LazyDfa>),
+}
+
+/// A lazy DFA with its cache behind a lock.
+struct LazyDfa {
+    dfa: regex_automata::hybrid::dfa::DFA,
+    cache: std::sync::Mutex<regex_automata::hybrid::dfa::Cache>,
+}
+
+/// NFA states up to which a [`FastAutomaton`] is a fully determinized DFA (above: a lazy one).
 const DENSE_NFA_STATES: usize = 256;
 
-/// Size limit of a [`LazyDfa`]'s full DFA and of its determinization (bytes).
+/// Size limit of a [`FastAutomaton`]'s full DFA and of its determinization (bytes); a program
+/// whose DFA outgrows it gets a lazy DFA.
 const DENSE_DFA_SIZE: usize = 64 * 1024;
 
 impl std::fmt::Debug for FastPath {
@@ -1520,31 +1544,34 @@ impl std::fmt::Debug for FastPath {
         let state = match self.0.get() {
             None => "not built",
             Some(None) => "unavailable",
-            Some(Some(_)) => "lazy DFA",
+            Some(Some(fast)) => match fast.engine {
+                FastEngine::Dense(_) => "dense DFA",
+                FastEngine::Lazy(_) => "lazy DFA",
+            },
         };
         f.debug_tuple("FastPath").field(&state).finish()
     }
 }
 
 impl FastPath {
-    /// `re.is_match(haystack)`, through the lazy DFA when it can be used.
+    /// `re.is_match(haystack)`, through the fast automaton when it can be used.
     fn is_match(&self, re: &regex::Regex, haystack: &str) -> bool {
         let found = self
             .0
-            .get_or_init(|| LazyDfa::build(re.as_str()))
+            .get_or_init(|| FastAutomaton::build(re.as_str()))
             .as_ref()
-            .and_then(|lazy| {
-                if let Some(dense) = &lazy.dense {
-                    return dense.is_match(haystack, lazy.anchored);
+            .and_then(|fast| match &fast.engine {
+                FastEngine::Dense(dense) => dense.is_match(haystack, fast.anchored),
+                FastEngine::Lazy(lazy) => {
+                    let mut cache = lazy.cache.try_lock().ok()?;
+                    let input = regex_automata::Input::new(haystack)
+                        .anchored(fast.anchored)
+                        .earliest(true);
+                    lazy.dfa
+                        .try_search_fwd(&mut cache, &input)
+                        .ok()
+                        .map(|m| m.is_some())
                 }
-                let mut cache = lazy.cache.try_lock().ok()?;
-                let input = regex_automata::Input::new(haystack)
-                    .anchored(lazy.anchored)
-                    .earliest(true);
-                lazy.dfa
-                    .try_search_fwd(&mut cache, &input)
-                    .ok()
-                    .map(|m| m.is_some())
             });
         match found {
             Some(found) => found,
@@ -1553,7 +1580,7 @@ impl FastPath {
     }
 }
 
-/// A [`LazyDfa`]'s full DFA, with the state it reaches after its literal prefix.
+/// A [`FastAutomaton`]'s full DFA, with the state it reaches after its literal prefix.
 struct DenseDfa {
     dfa: regex_automata::dfa::dense::DFA<Vec<u32>>,
     /// Bytes every match of an anchored pattern starts with in the lower-cased input (ASCII,
@@ -1652,11 +1679,12 @@ impl DenseDfa {
     }
 }
 
-impl LazyDfa {
-    /// The lazy DFA of `regex`-syntax `pattern`, configured as [`compile_linear`] configures
-    /// `regex::Regex` (and as its engine configures its own lazy DFA, prefix prefilter and
-    /// give-up heuristics included); `None` when it cannot be built.
-    fn build(pattern: &str) -> Option<Box<LazyDfa>> {
+impl FastAutomaton {
+    /// The automaton of `regex`-syntax `pattern`: its full DFA when the program is small enough,
+    /// else its lazy DFA (the lazy one is not built when the full one is), configured as
+    /// [`compile_linear`] configures `regex::Regex` (and as its engine configures its own lazy
+    /// DFA, prefix prefilter and give-up heuristics included); `None` when it cannot be built.
+    fn build(pattern: &str) -> Option<FastAutomaton> {
         use regex_automata::util::prefilter::Prefilter;
         use regex_automata::{Anchored, MatchKind, hybrid::dfa, nfa::thompson, util::syntax};
         let hir = syntax::parse_with(
@@ -1707,6 +1735,12 @@ impl LazyDfa {
                     .map(|d| DenseDfa::new(d, anchored == Anchored::Yes))
             })
             .flatten();
+        if let Some(dense) = dense {
+            return Some(FastAutomaton {
+                anchored,
+                engine: FastEngine::Dense(Box::new(dense)),
+            });
+        }
         let dfa = dfa::Builder::new()
             .configure(
                 dfa::Config::new()
@@ -1721,12 +1755,10 @@ impl LazyDfa {
             .build_from_nfa(nfa)
             .ok()?;
         let cache = std::sync::Mutex::new(dfa.create_cache());
-        Some(Box::new(LazyDfa {
-            dfa,
+        Some(FastAutomaton {
             anchored,
-            cache,
-            dense,
-        }))
+            engine: FastEngine::Lazy(Box::new(LazyDfa { dfa, cache })),
+        })
     }
 }
 
@@ -2920,7 +2952,7 @@ mod tests {
             Engine::Linear { fast, .. } => match fast.0.get() {
                 None => "not built",
                 Some(None) => "unavailable",
-                Some(Some(_)) => "lazy DFA",
+                Some(Some(_)) => "built",
             },
             _ => "not linear",
         }
@@ -2998,7 +3030,7 @@ mod tests {
                 Some((expected, expected)),
                 "{pattern} on {value:?}"
             );
-            assert_eq!(fast_state(&compiled), "lazy DFA", "{pattern}");
+            assert_eq!(fast_state(&compiled), "built", "{pattern}");
             // Through the rule path as well, with the work charged unchanged.
             let run = compiled.run_unrecorded(value);
             assert_eq!(run.outcome == RegexOutcome::Matched, expected, "{pattern}");
@@ -3054,14 +3086,16 @@ mod tests {
         let lower = js::js_lowercase(value);
         let units = utf16_units(&lower);
         fast.is_match(re, &units);
-        let lazy = fast.0.get()?.as_ref()?;
-        let dense = lazy.dense.as_ref()?;
+        let built = fast.0.get()?.as_ref()?;
+        let FastEngine::Dense(dense) = &built.engine else {
+            return None;
+        };
         let input = regex_automata::Input::new(&*units)
-            .anchored(lazy.anchored)
+            .anchored(built.anchored)
             .earliest(true);
         let general = dense.dfa.try_search_fwd(&input).ok().map(|m| m.is_some());
         Some((
-            dense.is_match(&units, lazy.anchored),
+            dense.is_match(&units, built.anchored),
             general,
             re.is_match(&units),
         ))
@@ -3075,12 +3109,15 @@ mod tests {
             Some((Some(true), Some(true), true))
         );
         let prefix = match &pricing.engine {
-            Engine::Linear { fast, .. } => fast
-                .0
-                .get()
-                .and_then(|l| l.as_ref())
-                .and_then(|l| l.dense.as_ref())
-                .map(|d| d.prefix.to_vec()),
+            Engine::Linear { fast, .. } => {
+                fast.0
+                    .get()
+                    .and_then(|l| l.as_ref())
+                    .and_then(|l| match &l.engine {
+                        FastEngine::Dense(d) => Some(d.prefix.to_vec()),
+                        FastEngine::Lazy(_) => None,
+                    })
+            }
             _ => None,
         };
         assert_eq!(
@@ -3181,7 +3218,7 @@ mod tests {
     #[test]
     fn the_fast_path_falls_back_when_it_cannot_answer() {
         // A Unicode word boundary (not produced by the JS translation, which keeps `\b` ASCII):
-        // the lazy DFA quits on non-ASCII input and `regex` answers.
+        // the DFA quits on non-ASCII input and `regex` answers.
         let unicode_boundary = Pattern {
             source: String::new(),
             engine: compile_linear(r"\bx\b"),
@@ -3191,7 +3228,7 @@ mod tests {
             fast_and_meta(&unicode_boundary, "a x b"),
             Some((true, true))
         );
-        assert_eq!(fast_state(&unicode_boundary), "lazy DFA");
+        assert_eq!(fast_state(&unicode_boundary), "built");
         assert_eq!(
             fast_and_meta(&unicode_boundary, "\u{e9}x"),
             Some((false, false))
