@@ -269,11 +269,8 @@ pub fn js_lowercase(s: &str) -> Cow<'_, str> {
     if is_ascii_lower(s) {
         Cow::Borrowed(s)
     } else if s.is_ascii() {
-        if s.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(s.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(s)
-        }
+        // ASCII but not lower-case: an upper-case letter is there.
+        Cow::Owned(s.to_ascii_lowercase())
     } else if s.chars().all(|c| {
         // Unchanged when every character maps to itself (the final-sigma rule only rewrites
         // capital sigma, which does not map to itself).
