@@ -279,8 +279,8 @@ const SERVED_LISTS: [&str; 6] = [
 ];
 
 impl Served {
-    /// `data` (an object node), with its `Value` form when the caller already has it.
-    fn new(data: Tree, full: Option<Value>) -> Served {
+    /// `data` (an object node).
+    fn new(data: Tree) -> Served {
         let entities = SERVED_LISTS.map(|field| {
             let n = data
                 .root()
@@ -289,10 +289,9 @@ impl Served {
                 .map_or(0, Items::len);
             std::iter::repeat_with(OnceLock::new).take(n).collect()
         });
-        let full = full.map_or_else(OnceLock::new, OnceLock::from);
         Served {
             data,
-            full,
+            full: OnceLock::new(),
             entities,
         }
     }
@@ -302,8 +301,12 @@ impl Served {
         self.data.root().get(field)?.as_array()
     }
 
-    /// Item `i` of the top-level list `SERVED_LISTS[list]` as a `Value`, converted on first use.
+    /// Item `i` of the top-level list `SERVED_LISTS[list]` as a `Value`, converted on first use
+    /// (read from the whole `Value` instead when that has been built).
     fn entity(&self, list: usize, i: usize) -> Option<&Value> {
+        if let Some(full) = self.full.get() {
+            return full.get(SERVED_LISTS[list])?.get(i);
+        }
         let node = self.list(SERVED_LISTS[list])?.get(i)?;
         Some(self.entities[list].get(i)?.get_or_init(|| node.to_value()))
     }
@@ -483,7 +486,7 @@ impl ProjectConfig {
     /// surrogate escape (`"\ud800"`) is accepted and becomes U+FFFD ([`js::json_parse`]).
     pub fn from_json(text: &str) -> Result<ProjectConfig, ConfigError> {
         match Tree::parse(text) {
-            Some(root) => Self::from_tree(root, None),
+            Some(root) => Self::from_tree(root),
             // Text the compact reader does not take (invalid JSON, mostly): `js::json_parse`
             // reads it, with its own error message.
             None => {
@@ -495,14 +498,14 @@ impl ProjectConfig {
     }
 
     /// Builds a config from a parsed JSON value (project config or envelope).
+    /// The value itself is not kept: the config holds its compact tree ([`Self::raw`] builds the
+    /// same value back when asked).
     pub fn from_value(v: Value) -> Result<ProjectConfig, ConfigError> {
-        let root = Tree::from_value(&v);
-        Self::from_tree(root, Some(v))
+        Self::from_tree(Tree::from_value(&v))
     }
 
-    /// Builds a config from the tree of the served JSON, and its `Value` form when the caller has
-    /// it (then [`Self::raw`] is that value's `data` object, as given).
-    fn from_tree(root: Tree, value: Option<Value>) -> Result<ProjectConfig, ConfigError> {
+    /// Builds a config from the tree of the served JSON.
+    fn from_tree(root: Tree) -> Result<ProjectConfig, ConfigError> {
         let Some(top) = root.root().as_object() else {
             return Err(ConfigError::InvalidType {
                 field: "(root)".into(),
@@ -514,28 +517,22 @@ impl ProjectConfig {
         let is_envelope = get(top, "account_id").is_none()
             && get(top, "data").is_some_and(|d| d.as_object().is_some());
         if !is_envelope {
-            let value = value.filter(Value::is_object);
-            return Self::from_data(root, value, None);
+            return Self::from_data(root, None);
         }
         let env = get(top, "environment")
             .and_then(NodeRef::as_str)
             .map(str::to_string);
         let data = root.into_member("data").unwrap_or_else(Tree::empty_object);
-        let value = match value {
-            Some(Value::Object(mut m)) => m.remove("data").filter(Value::is_object),
-            _ => None,
-        };
-        Self::from_data(data, value, env)
+        Self::from_data(data, env)
     }
 
     fn from_data(
         root: Tree,
-        value: Option<Value>,
         envelope_environment: Option<String>,
     ) -> Result<ProjectConfig, ConfigError> {
         let built = Self::build(root.root(), envelope_environment)?;
         Ok(ProjectConfig {
-            served: Served::new(root, value),
+            served: Served::new(root),
             ..built
         })
     }
@@ -692,7 +689,7 @@ impl ProjectConfig {
             exp_by_id,
             feature_by_id,
             segment_id_values,
-            served: Served::new(Tree::empty_object(), None),
+            served: Served::new(Tree::empty_object()),
         })
     }
 
@@ -868,7 +865,7 @@ impl ProjectConfig {
             exp_by_id: Index::default(),
             feature_by_id: Index::default(),
             segment_id_values: Vec::new(),
-            served: Served::new(Tree::empty_object(), Some(Value::Object(Map::new()))),
+            served: Served::new(Tree::empty_object()),
         }
     }
 

@@ -444,7 +444,8 @@ struct Parser<'t> {
 
 /// Short strings read lately, by a hash of their bytes. Keys and many values repeat throughout a
 /// config (`"id"`, `"rules"`, `"equals"`): a repeat is a copy of the stored [`Str`] instead of a
-/// new one.
+/// new one. Both are inline (no allocation), but copying a built `SmolStr` is cheaper than
+/// `SmolStr::new` building one: its construction was 17 % of the load's time in a profile.
 struct Recent(Vec<Str>);
 
 impl Recent {
