@@ -315,11 +315,6 @@ impl Served {
 /// The members of a JSON object of the served config.
 type Obj<'a> = Members<'a>;
 
-/// Member `key` of `obj`.
-fn get<'a>(obj: Obj<'a>, key: &str) -> Option<NodeRef<'a>> {
-    obj.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
-}
-
 /// JS `String(v)` where `None` is `undefined`.
 fn opt_js(v: Option<NodeRef<'_>>) -> std::borrow::Cow<'_, str> {
     match v {
@@ -343,7 +338,7 @@ impl<'a> List<'a> {
 }
 
 fn list<'a>(obj: Obj<'a>, field: &str) -> Result<List<'a>, ConfigError> {
-    as_list(get(obj, field), field)
+    as_list(obj.get(field), field)
 }
 
 /// `v` as a list: absent and `null` are empty, anything else but an array is an error.
@@ -392,7 +387,7 @@ fn opt_str(v: Option<NodeRef<'_>>) -> Option<Str> {
 }
 
 fn rules_of(obj: Obj<'_>) -> Option<RuleSet> {
-    compile_rules(get(obj, "rules"))
+    compile_rules(obj.get("rules"))
 }
 
 fn compile_rules(rules: Option<NodeRef<'_>>) -> Option<RuleSet> {
@@ -514,12 +509,13 @@ impl ProjectConfig {
             });
         };
         // The envelope form wraps the config under `data`.
-        let is_envelope = get(top, "account_id").is_none()
-            && get(top, "data").is_some_and(|d| d.as_object().is_some());
+        let is_envelope = top.get("account_id").is_none()
+            && top.get("data").is_some_and(|d| d.as_object().is_some());
         if !is_envelope {
             return Self::from_data(root, None);
         }
-        let env = get(top, "environment")
+        let env = top
+            .get("environment")
             .and_then(NodeRef::as_str)
             .map(str::to_string);
         let data = root.into_member("data").unwrap_or_else(Tree::empty_object);
@@ -545,13 +541,14 @@ impl ProjectConfig {
         let Some(data) = root.as_object() else {
             return Err(ConfigError::Missing("account_id".into()));
         };
-        if let Some(err) = get(data, "error").filter(|e| e.truthy()) {
+        if let Some(err) = data.get("error").filter(|e| e.truthy()) {
             return Err(ConfigError::ErrorResponse(match err.as_str() {
                 Some(s) => s.to_string(),
                 None => err.to_value().to_string(),
             }));
         }
-        let account_id = get(data, "account_id")
+        let account_id = data
+            .get("account_id")
             .filter(|v| v.truthy())
             .ok_or_else(|| ConfigError::Missing("account_id".into()))?;
         if account_id.as_str().is_none() && account_id.as_number().is_none() {
@@ -561,7 +558,7 @@ impl ProjectConfig {
                 found: account_id.type_name(),
             });
         }
-        let project = match get(data, "project") {
+        let project = match data.get("project") {
             None => return Err(ConfigError::Missing("project.id".into())),
             Some(p) if p.is_null() => return Err(ConfigError::Missing("project.id".into())),
             Some(p) => p.as_object().ok_or_else(|| ConfigError::InvalidType {
@@ -570,7 +567,8 @@ impl ProjectConfig {
                 found: p.type_name(),
             })?,
         };
-        let project_id = get(project, "id")
+        let project_id = project
+            .get("id")
             .filter(|v| v.truthy())
             .ok_or_else(|| ConfigError::Missing("project.id".into()))?;
         if project_id.as_str().is_none() && project_id.as_number().is_none() {
@@ -622,8 +620,8 @@ impl ProjectConfig {
         for (i, g) in list(data, "goals")?.iter().enumerate() {
             let obj = entity(g, "goals", i)?;
             goals.push(Goal {
-                id: get(obj, "id").map_or(Value::Null, NodeRef::to_value),
-                key: s(get(obj, "key")),
+                id: obj.get("id").map_or(Value::Null, NodeRef::to_value),
+                key: s(obj.get("key")),
                 rules: rules_of(obj),
             });
         }
@@ -640,14 +638,14 @@ impl ProjectConfig {
             {
                 let vo = entity(var, format_args!("{field}.variables"), j)?;
                 variables.push((
-                    opt_js(get(vo, "key")).into_owned(),
-                    opt_js(get(vo, "type")).into_owned(),
+                    opt_js(vo.get("key")).into_owned(),
+                    opt_js(vo.get("type")).into_owned(),
                 ));
             }
             features.push(Feature {
-                id: s(get(obj, "id")),
-                key: get(obj, "key").map(|k| config_str(&k.js_string())),
-                name: opt_str(get(obj, "name")),
+                id: s(obj.get("id")),
+                key: obj.get("key").map(|k| config_str(&k.js_string())),
+                name: opt_str(obj.get("name")),
                 variables,
             });
         }

@@ -182,21 +182,9 @@ impl Tree {
 }
 
 impl<'t> NodeRef<'t> {
-    fn at(self, slot: &'t Slot) -> NodeRef<'t> {
-        NodeRef {
-            tree: self.tree,
-            slot,
-        }
-    }
-
     /// Member `key` of an object (`None` for other values).
     pub(crate) fn get(self, key: &str) -> Option<NodeRef<'t>> {
-        let members = self.as_object()?;
-        members
-            .slots
-            .iter()
-            .find(|(k, _)| k.as_str() == key)
-            .map(|(_, v)| self.at(v))
+        self.as_object()?.get(key)
     }
 
     pub(crate) fn as_str(self) -> Option<&'t str> {
@@ -351,6 +339,17 @@ impl ExactSizeIterator for ItemIter<'_> {}
 impl<'t> Members<'t> {
     pub(crate) fn len(self) -> usize {
         self.slots.len()
+    }
+
+    /// Member `key` (the first with that name).
+    pub(crate) fn get(self, key: &str) -> Option<NodeRef<'t>> {
+        self.slots
+            .iter()
+            .find(|(k, _)| k.as_str() == key)
+            .map(|(_, slot)| NodeRef {
+                tree: self.tree,
+                slot,
+            })
     }
 
     /// `(key, value)` in text order.
