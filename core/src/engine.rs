@@ -751,23 +751,9 @@ impl<'a> Engine<'a> {
         opts: &RunOptions<'_>,
         fx: &mut Effects,
     ) -> Decision {
-        self.decide_with(visitor, exp, props, opts, fx, true)
-    }
-
-    /// [`Engine::decide`], with or without mirroring its writes. The decision is built here, from
-    /// the small [`Outcome`], so that a variation's `BucketedVariation` (about 170 bytes) is
-    /// written once, where the caller wants it, rather than built below and copied up.
-    #[inline(always)]
-    fn decide_with(
-        &self,
-        visitor: &mut VisitorState<'_>,
-        exp: &Experience,
-        props: &VisitorProps<'_>,
-        opts: &RunOptions<'_>,
-        fx: &mut Effects,
-        mirror: bool,
-    ) -> Decision {
-        self.outcome(visitor, exp, props, opts, fx, mirror)
+        // Built here from the small `Outcome`, so that a variation's `BucketedVariation` (about
+        // 170 bytes) is written once, where the caller wants it.
+        self.outcome(visitor, exp, props, opts, fx, true)
             .decision(exp)
     }
 
