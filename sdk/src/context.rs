@@ -399,11 +399,7 @@ impl Context {
                 if out.is_none() {
                     out = Some(self.decide_remote(&engine, key, &mut fx, &mut f));
                 }
-                if fx.is_empty() {
-                    fx.discard();
-                } else {
-                    self.apply(cfg, key, fx);
-                }
+                self.apply(cfg, key, fx);
             });
             reconcile_held(&self.core);
         });
@@ -516,10 +512,19 @@ impl Context {
         })
     }
 
+    /// Carries out a call's effects: store writes, tracking events, notices. In line, so that
+    /// the usual empty case (nothing to do, and nothing to free when it owns no memory: see
+    /// `Effects::discard`) costs no call.
+    #[inline]
     fn apply(&self, cfg: &ProjectConfig, key: Option<&str>, fx: Effects) {
         if fx.is_empty() {
-            return;
+            fx.discard();
+        } else {
+            self.apply_effects(cfg, key, fx);
         }
+    }
+
+    fn apply_effects(&self, cfg: &ProjectConfig, key: Option<&str>, fx: Effects) {
         self.write_at(key, &fx.store);
         self.core.enqueue(fx.tracking);
         for n in fx.notices {
