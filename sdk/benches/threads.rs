@@ -24,9 +24,8 @@ mod support;
 
 use convert_sdk::Core;
 use convert_sdk::stores::MemoryStore;
-use convert_testkit::thread_cpu_ns;
-use std::sync::{Arc, Barrier};
-use std::time::Instant;
+use convert_testkit::timed_threads;
+use std::sync::Arc;
 use support::{Workload, workload, workload_with_store};
 
 fn main() {
@@ -58,47 +57,36 @@ fn main() {
         }
     };
     let per = n / threads;
-    let start = Barrier::new(threads);
-    let results: Vec<(u64, f64)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let core = instance();
-                let (key, attrs, start) = (&key, &attrs, &start);
-                s.spawn(move || {
-                    for i in 0..20_000 {
-                        let ctx = core.create_context(format!("warmup-{t}-{i}"), None);
-                        std::hint::black_box(ctx.run_experience(key, attrs));
-                    }
-                    let ids = t * per..(t + 1) * per;
-                    let id = |i: usize| format!("bench-visitor-{i}");
-                    let (contexts, ids): (Vec<_>, Vec<_>) = if per_visitor_context {
-                        (Vec::new(), ids.map(id).collect())
-                    } else {
-                        let c = ids.map(|i| core.create_context(id(i), None)).collect();
-                        (c, Vec::new())
-                    };
-                    start.wait();
-                    let (cpu, wall) = (thread_cpu_ns(), Instant::now());
-                    for ctx in &contexts {
-                        std::hint::black_box(ctx.run_experience(key, attrs));
-                    }
-                    for id in ids {
-                        let ctx = core.create_context(id, None);
-                        std::hint::black_box(ctx.run_experience(key, attrs));
-                    }
-                    (
-                        (thread_cpu_ns() - cpu) / per as u64,
-                        wall.elapsed().as_secs_f64(),
-                    )
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let slowest = results.iter().map(|r| r.1).fold(0.0, f64::max);
-    let cpu: Vec<u64> = results.iter().map(|r| r.0).collect();
+    let times = timed_threads(
+        threads,
+        per,
+        |t| {
+            let core = instance();
+            for i in 0..20_000 {
+                let ctx = core.create_context(format!("warmup-{t}-{i}"), None);
+                std::hint::black_box(ctx.run_experience(&key, &attrs));
+            }
+            let ids = t * per..(t + 1) * per;
+            let id = |i: usize| format!("bench-visitor-{i}");
+            if per_visitor_context {
+                (core, Vec::new(), ids.map(id).collect())
+            } else {
+                let contexts = ids.map(|i| core.create_context(id(i), None)).collect();
+                (core, contexts, Vec::new())
+            }
+        },
+        |_, (core, contexts, ids): (Core, Vec<_>, Vec<String>)| {
+            for ctx in &contexts {
+                std::hint::black_box(ctx.run_experience(&key, &attrs));
+            }
+            for id in ids {
+                let ctx = core.create_context(id, None);
+                std::hint::black_box(ctx.run_experience(&key, &attrs));
+            }
+        },
+    );
+    let (cpu, per_second) = (times.cpu_ns_per_op, times.ops_per_second);
     println!(
-        "{name} threads={threads} layout={layout} context_per_visitor={per_visitor_context} cpu_ns_per_decision={cpu:?} decisions_per_second={:.0}",
-        (per * threads) as f64 / slowest
+        "{name} threads={threads} layout={layout} context_per_visitor={per_visitor_context} cpu_ns_per_decision={cpu:?} decisions_per_second={per_second:.0}"
     );
 }

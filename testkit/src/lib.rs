@@ -14,7 +14,7 @@
 pub mod delay_proxy;
 pub mod process;
 
-pub use process::{os_threads, thread_cpu_ns};
+pub use process::{ThreadTimes, os_threads, thread_cpu_ns, timed_threads};
 
 use serde_json::Value;
 use std::collections::VecDeque;

@@ -21,10 +21,20 @@
 
 use convert_ports::{DataStore, StoreData};
 use convert_store_memory::MemoryStore;
-use convert_testkit::thread_cpu_ns;
+use convert_testkit::timed_threads;
 use std::fmt::Write;
-use std::sync::Barrier;
-use std::time::Instant;
+
+/// The update of a bench operation: a new visitor gets the decision `template`; a stored one is
+/// read and left unchanged.
+fn decide(template: &StoreData) -> impl FnMut(&mut StoreData) -> bool + '_ {
+    move |d: &mut StoreData| {
+        let fresh = d.is_empty();
+        if fresh {
+            d.clone_from(template);
+        }
+        fresh
+    }
+}
 
 /// A decision's record: one bucketing entry and one location.
 fn decision() -> StoreData {
@@ -54,61 +64,43 @@ fn main() {
     let shared = MemoryStore::new();
     let template = decision();
     let per = n / threads;
-    let start = Barrier::new(threads);
-    let results: Vec<(u64, f64)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let (shared, start, template) = (&shared, &start, &template);
-                s.spawn(move || {
-                    let own;
-                    let store = match layout {
-                        "shared" => shared,
-                        "separate" => {
-                            own = MemoryStore::new();
-                            &own
-                        }
-                        other => panic!("unknown layout {other}"),
-                    };
-                    // A new visitor gets the decision; a stored one is read and left unchanged.
-                    let mut decide = |d: &mut StoreData| {
-                        let fresh = d.is_empty();
-                        if fresh {
-                            d.clone_from(template);
-                        }
-                        fresh
-                    };
-                    for i in 0..20_000 {
-                        let key = format!("100123-200456-warmup-{t}-{i}");
-                        let _ = store.update(&key, &mut decide);
-                    }
-                    // Keys are written into one buffer as they are used, so that the timed loop
-                    // reads no memory but the store's.
-                    let mut key = String::with_capacity(64);
-                    start.wait();
-                    let (cpu, wall) = (thread_cpu_ns(), Instant::now());
-                    for i in t * per..(t + 1) * per {
-                        key.clear();
-                        key.push_str(prefix);
-                        if sticky == 0 {
-                            let _ = write!(key, "{i}");
-                        } else {
-                            let _ = write!(key, "{t}-{}", 20_000 - 1 - i % sticky);
-                        }
-                        let _ = std::hint::black_box(store.update(&key, &mut decide));
-                    }
-                    (
-                        (thread_cpu_ns() - cpu) / per as u64,
-                        wall.elapsed().as_secs_f64(),
-                    )
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let slowest = results.iter().map(|r| r.1).fold(0.0, f64::max);
-    let cpu: Vec<u64> = results.iter().map(|r| r.0).collect();
+    // A thread works on the shared store, or on its own (made by its setup).
+    let times = timed_threads(
+        threads,
+        per,
+        |t| {
+            let own = match layout {
+                "shared" => None,
+                "separate" => Some(MemoryStore::new()),
+                other => panic!("unknown layout {other}"),
+            };
+            let store = own.as_ref().unwrap_or(&shared);
+            for i in 0..20_000 {
+                let key = format!("100123-200456-warmup-{t}-{i}");
+                let _ = store.update(&key, &mut decide(&template));
+            }
+            own
+        },
+        |t, own| {
+            let store = own.as_ref().unwrap_or(&shared);
+            let mut decide = decide(&template);
+            // Keys are written into one buffer as they are used, so that the timed loop reads no
+            // memory but the store's.
+            let mut key = String::with_capacity(64);
+            for i in t * per..(t + 1) * per {
+                key.clear();
+                key.push_str(prefix);
+                if sticky == 0 {
+                    let _ = write!(key, "{i}");
+                } else {
+                    let _ = write!(key, "{t}-{}", 20_000 - 1 - i % sticky);
+                }
+                let _ = std::hint::black_box(store.update(&key, &mut decide));
+            }
+        },
+    );
+    let (cpu, per_second) = (times.cpu_ns_per_op, times.ops_per_second);
     println!(
-        "store threads={threads} mode={mode} layout={layout} cpu_ns_per_op={cpu:?} ops_per_second={:.0}",
-        (per * threads) as f64 / slowest
+        "store threads={threads} mode={mode} layout={layout} cpu_ns_per_op={cpu:?} ops_per_second={per_second:.0}"
     );
 }
