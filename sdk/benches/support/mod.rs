@@ -52,6 +52,44 @@ pub fn workload_with_store(name: &str, store: impl convert_sdk::DataStore) -> Wo
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
+/// A store that keeps nothing: every `update` runs on a new, empty record in place (as the
+/// memory store runs a new visitor's), then discards it. A fresh decision through it is the
+/// SDK and the engine without the store's own work (key hash, set lookup, lock, insert and
+/// eviction, and the cache misses of a 10,000-visitor table): the layer between
+/// `engine_decision` (convert-core) and `fresh_decision`.
+#[derive(Debug, Default)]
+pub struct KeepNothing;
+
+impl convert_sdk::DataStore for KeepNothing {
+    fn get(&self, _: &str) -> Result<Option<convert_sdk::StoreData>, convert_sdk::StoreError> {
+        Ok(None)
+    }
+
+    fn set(&self, _: &str, _: &convert_sdk::StoreData) -> Result<(), convert_sdk::StoreError> {
+        Ok(())
+    }
+
+    fn delete(&self, _: &str) -> Result<(), convert_sdk::StoreError> {
+        Ok(())
+    }
+
+    fn update(
+        &self,
+        _: &str,
+        f: &mut dyn FnMut(&mut convert_sdk::StoreData) -> bool,
+    ) -> Result<bool, convert_sdk::StoreError> {
+        let mut record = convert_sdk::StoreData::default();
+        let changed = f(&mut record);
+        std::hint::black_box(&record);
+        record.discard();
+        Ok(changed)
+    }
+
+    fn updates_in_place(&self) -> bool {
+        true
+    }
+}
+
 /// A visitor id never used before in this process.
 pub fn fresh_visitor_id() -> String {
     format!("bench-visitor-{}", NEXT.fetch_add(1, Ordering::Relaxed))
