@@ -19,6 +19,11 @@ pub enum ConversionOutcome {
     AlreadyConverted,
     /// Nothing was tracked or stored: the context is in preview (QA) mode.
     Preview,
+    /// Nothing was tracked or stored: the context has an empty visitor id (the reference
+    /// returns without tracking too).
+    NoVisitorId,
+    /// Nothing was tracked or stored: the SDK has no config yet.
+    NotReady,
     /// The data store could not be reached: the conversion is held in this process and sent once
     /// the store confirms this visitor had not converted the goal yet (see the SDK's
     /// `docs/stores.md`). Held conversions that can never be confirmed are counted in metrics.

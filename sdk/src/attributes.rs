@@ -188,6 +188,13 @@ impl<K: Into<String>, V: Into<Value>, S> From<HashMap<K, V, S>> for Attributes {
     }
 }
 
+/// A borrowed `HashMap`, copied.
+impl<K: Clone + Into<String>, V: Clone + Into<Value>, S> From<&HashMap<K, V, S>> for Attributes {
+    fn from(m: &HashMap<K, V, S>) -> Self {
+        m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
 impl<K: Into<String>, V: Into<Value>> From<BTreeMap<K, V>> for Attributes {
     fn from(m: BTreeMap<K, V>) -> Self {
         m.into_iter().collect()

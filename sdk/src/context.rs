@@ -116,6 +116,14 @@ pub enum VariableError {
     /// The feature is disabled for this visitor.
     #[error("feature `{0}` is disabled for this visitor")]
     Disabled(String),
+    /// The config declares no feature with this key (the decision is a disabled entry without
+    /// a feature id, as the reference returns).
+    #[error("feature `{0}` is not in the config")]
+    UnknownFeature(String),
+    /// Nothing was decided: no config yet ([`FeatureDecision::not_ready`]), no visitor id, or
+    /// rule errors ([`FeatureDecision::rule_errors`]).
+    #[error("feature `{0}` was not decided (no config yet, no visitor id, or a rule error)")]
+    NotDecided(String),
     /// The variation carries no variable of that name.
     #[error("feature `{feature}` has no variable `{name}`")]
     Missing {
@@ -154,6 +162,13 @@ impl FeatureDecision {
             .any(|e| e.status == FeatureStatus::Enabled)
     }
 
+    /// Whether the config declares the requested feature. An unknown key decides like a
+    /// disabled feature (as in the reference), with an entry that has no feature id; this tells
+    /// the two apart. `false` when nothing was decided.
+    pub fn is_declared(&self) -> bool {
+        self.entries.iter().any(|e| e.feature_id.is_some())
+    }
+
     /// The variables of the first enabled entry.
     pub fn variables(&self) -> Option<&Map<String, Value>> {
         self.entries
@@ -167,7 +182,13 @@ impl FeatureDecision {
     /// `serde_json::Value`, or any `DeserializeOwned` type for JSON variables).
     pub fn variable<T: DeserializeOwned>(&self, name: &str) -> Result<T, VariableError> {
         if !self.is_enabled() {
-            return Err(VariableError::Disabled(self.key.clone()));
+            return Err(if self.entries.is_empty() {
+                VariableError::NotDecided(self.key.clone())
+            } else if !self.is_declared() {
+                VariableError::UnknownFeature(self.key.clone())
+            } else {
+                VariableError::Disabled(self.key.clone())
+            });
         }
         let v =
             self.variables()
@@ -331,10 +352,17 @@ impl Context {
         self.write(ops);
     }
 
+    /// Writes `ops` to the visitor's record. A context without a visitor id writes nothing: every
+    /// such context would share one record (`{accountId}-{projectId}-`).
     fn write(&self, ops: &[StoreOp]) {
-        if !ops.is_empty() {
-            self.with_current_key(|key| self.write_at(key, ops));
+        if ops.is_empty() {
+            return;
         }
+        if self.visitor_id.is_empty() {
+            log::debug!("convert: no visitor id; visitor data not stored");
+            return;
+        }
+        self.with_current_key(|key| self.write_at(key, ops));
     }
 
     fn write_at(&self, key: Option<&str>, ops: &[StoreOp]) {
@@ -884,12 +912,13 @@ impl Context {
     /// track (no visitor id, preview mode, no config yet).
     fn conversion_key(&self) -> Result<&str, ConversionOutcome> {
         if self.visitor_id.is_empty() {
-            return Err(ConversionOutcome::GoalNotFound);
+            log::debug!("convert: track_conversion without a visitor id");
+            return Err(ConversionOutcome::NoVisitorId);
         }
         if self.preview.is_some() {
             return Err(ConversionOutcome::Preview);
         }
-        self.store_key().ok_or(ConversionOutcome::GoalNotFound)
+        self.store_key().ok_or(ConversionOutcome::NotReady)
     }
 
     /// A conversion the store did not answer for: checks the goal and its rules on an empty
@@ -968,6 +997,10 @@ impl Context {
         segment_keys: &[&str],
         rule_data: impl Into<crate::Attributes>,
     ) -> Result<Option<Map<String, Value>>, RuleError> {
+        if self.visitor_id.is_empty() {
+            log::debug!("convert: run_custom_segments without a visitor id");
+            return Ok(None);
+        }
         let rule_data = rule_data.into();
         let rule_data = Some(rule_data.as_map()).filter(|m| !m.is_empty());
         self.with_props(rule_data, |engine, vs, props, fx| {

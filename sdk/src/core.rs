@@ -483,7 +483,16 @@ impl Core {
     /// `customSegments`) are stored; the others are kept by the context for audience rules.
     ///
     /// `attributes` takes anything [`Attributes`](crate::Attributes) converts from: `None`,
-    /// `Some(serde_json::Map)`, a `HashMap`, an array of pairs, a `json!({...})` object.
+    /// `Some(serde_json::Map)`, a `HashMap` (owned or borrowed), an array of pairs, a
+    /// `json!({...})` object (pass it as is, not in `Some`; `Value::Null` means none).
+    ///
+    /// An empty `visitor_id` gives a context that decides and stores nothing, as the reference
+    /// refuses such calls: `run_experience` returns
+    /// [`NotMatched(NoVisitorId)`](crate::NotMatchedReason::NoVisitorId), the list calls return
+    /// nothing, `run_feature` decides nothing ([`crate::VariableError::NotDecided`]),
+    /// `track_conversion` returns [`ConversionOutcome::NoVisitorId`](crate::ConversionOutcome),
+    /// and segments and properties are not written (they would all land in one record shared
+    /// by every such context).
     pub fn create_context(
         &self,
         visitor_id: impl Into<String>,

@@ -73,10 +73,89 @@ fn typed_variables_and_their_errors() {
         &BucketingAttributes::new().location_property("page", "cart"),
     );
     assert!(!off.is_enabled());
+    assert!(off.is_declared());
     assert!(matches!(
         off.variable::<bool>("on"),
         Err(VariableError::Disabled(_))
     ));
+    // A key the config does not declare decides like a disabled feature (as in the reference),
+    // but says so when a variable is asked for.
+    let unknown = ctx.run_feature("baner", &home);
+    assert!(!unknown.is_enabled());
+    assert!(!unknown.is_declared());
+    assert!(matches!(
+        unknown.variable::<bool>("on"),
+        Err(VariableError::UnknownFeature(k)) if k == "baner"
+    ));
+}
+
+/// A config with a goal, a report segment to store and a custom segment that matches.
+fn config_with_goal_and_segment() -> serde_json::Value {
+    let mut cfg = config();
+    cfg["goals"] = json!([{"id": "70", "key": "buy", "type": "advanced"}]);
+    cfg["segments"] = json!([{"id": "80", "key": "vip", "rules": {"OR": [{"AND": [{"OR_WHEN": [
+        {"key": "plan", "matching": {"match_type": "equals", "negated": false}, "value": "gold"}]}]}]}}]);
+    cfg
+}
+
+#[test]
+fn an_empty_visitor_id_decides_and_stores_nothing() {
+    use convert_sdk::{ConversionAttributes, ConversionOutcome, Decision, NotMatchedReason};
+    let sdk = Core::builder()
+        .config(config_with_goal_and_segment())
+        .tracking(false)
+        .build()
+        .unwrap();
+    let home = BucketingAttributes::new().location_property("page", "home");
+    let anon = sdk.create_context("", json!({"country": "US", "plan": "gold"}));
+    anon.set_default_segments(json!({"browser": "CH"}));
+    anon.update_visitor_properties(json!({"tier": 3}));
+    assert_eq!(
+        anon.run_custom_segments(&["vip"], json!({"plan": "gold"})),
+        Ok(None)
+    );
+    assert_eq!(
+        anon.track_conversion("buy", &ConversionAttributes::default()),
+        Ok(ConversionOutcome::NoVisitorId)
+    );
+    assert_eq!(
+        anon.run_experience("exp", &home),
+        Decision::NotMatched(NotMatchedReason::NoVisitorId)
+    );
+    assert!(anon.run_experiences(&home).is_empty());
+    assert!(matches!(
+        anon.run_feature("banner", &home).variable::<bool>("on"),
+        Err(VariableError::NotDecided(_))
+    ));
+    // Nothing reached the store: not under the key every id-less context would share, nor
+    // anywhere else.
+    let store = sdk.data_store();
+    assert_eq!(store.get("1-2-").unwrap(), None);
+    assert_eq!(anon.get_visitor_data(), convert_sdk::StoreData::default());
+
+    // The same calls with an id store what they should, so the checks above can fail.
+    let named = sdk.create_context("v", json!({"country": "US", "plan": "gold"}));
+    named.set_default_segments(json!({"browser": "CH"}));
+    assert!(
+        named
+            .run_custom_segments(&["vip"], json!({"plan": "gold"}))
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        named
+            .track_conversion("buy", &ConversionAttributes::default())
+            .unwrap()
+            .fired()
+    );
+    let stored = store
+        .get("1-2-v")
+        .unwrap()
+        .expect("a record for the named visitor");
+    let segments = stored.segments().cloned().unwrap_or_default();
+    assert_eq!(segments.get("country"), Some(&json!("US")));
+    assert_eq!(segments.get("browser"), Some(&json!("CH")));
+    assert_eq!(segments.get("customSegments"), Some(&json!(["80"])));
 }
 
 #[derive(Default)]

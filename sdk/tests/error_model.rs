@@ -39,10 +39,23 @@ fn before_the_first_config_decisions_are_not_ready() {
         f.not_ready && f.entries.is_empty() && !f.is_enabled(),
         "{f:?}"
     );
+    assert!(matches!(
+        f.variable::<bool>("enabled"),
+        Err(convert_sdk::VariableError::NotDecided(_))
+    ));
+    // A conversion says so too (it read as "goal not found").
+    assert_eq!(
+        ctx.track_conversion("purchase", &Default::default()),
+        Ok(convert_sdk::ConversionOutcome::NotReady)
+    );
 
     core.set_config(ProjectConfig::from_json(DEMO_CONFIG).unwrap());
     let d = ctx.run_experience("checkout-button", &checkout());
     assert!(d.is_variation(), "{d:?}");
+    assert!(
+        ctx.track_conversion("purchase", &Default::default())
+            .is_ok_and(|o| o.fired())
+    );
     let f = ctx.run_feature("search-v2", &checkout());
     assert!(!f.not_ready, "{f:?}");
     // A config without the experience: not matched, not "not ready".

@@ -140,7 +140,12 @@ impl Context {
     /// store answered fires no events. Without an async store (or a config), `decide` runs as is.
     async fn decide_async<R>(&self, decide: impl Fn(&Context) -> R) -> R {
         let shared = &self.core.inner.shared;
-        let (Some(astore), Some(key)) = (shared.async_store.as_ref(), self.store_key()) else {
+        // Without a visitor id nothing is decided or stored: there is no record to read.
+        let (Some(astore), Some(key), false) = (
+            shared.async_store.as_ref(),
+            self.store_key(),
+            self.visitor_id.is_empty(),
+        ) else {
             return decide(self);
         };
         let events = &shared.events;
