@@ -307,7 +307,11 @@ impl BucketingAttributes {
         self
     }
 
-    /// Forces a variation.
+    /// Forces variation `variation_id` of the experience `run_experience` decides, as the
+    /// reference's `forceVariationId` does: the experience's environment, location, audience and
+    /// segment checks still apply; an id the experience does not have is ignored; the forced
+    /// variation is stored like a fresh decision, so later calls without the force keep it.
+    /// `Context::set_preview` is the QA view that skips the checks and stores nothing.
     pub fn force_variation(mut self, variation_id: impl Into<String>) -> Self {
         self.force_variation_id = Some(variation_id.into());
         self
