@@ -107,6 +107,95 @@ impl AsyncStore {
     }
 }
 
+/// A sync [`DataStore`] (SQLite, a custom one) used as an [`AsyncDataStore`]: each operation
+/// runs on tokio's blocking thread pool, so the `Context::*_async` methods never block a
+/// runtime thread on the store's I/O (cargo feature `tokio`).
+///
+/// ```no_run
+/// # #[cfg(feature = "sqlite")]
+/// # fn demo(config: serde_json::Value) -> Result<(), Box<dyn std::error::Error>> {
+/// use convert_sdk::stores::{BlockingPool, SqliteStore};
+/// use std::sync::Arc;
+///
+/// let sqlite = Arc::new(SqliteStore::open("visitors.sqlite3")?);
+/// let core = convert_sdk::Core::builder()
+///     .config(config)
+///     // The sync methods and the async ones share the same file.
+///     .shared_data_store(sqlite.clone())
+///     .async_data_store(BlockingPool::new(sqlite))
+///     .build()?;
+/// # let _ = core; Ok(()) }
+/// ```
+///
+/// Each operation is atomic in the wrapped store. When the SDK stops waiting for one (its
+/// call deadline), the operation still runs to its end on the pool, as a command already sent
+/// to a remote store would.
+#[derive(Debug)]
+pub struct BlockingPool<S: ?Sized> {
+    store: Arc<S>,
+}
+
+impl<S: DataStore + ?Sized> BlockingPool<S> {
+    /// Wraps `store` (an `Arc`, so that the sync methods can share it through
+    /// [`CoreBuilder::shared_data_store`]).
+    pub fn new(store: Arc<S>) -> BlockingPool<S> {
+        BlockingPool { store }
+    }
+
+    /// Runs `op` on the blocking pool; outside a tokio runtime, in place.
+    async fn run<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&S) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = Arc::clone(&self.store);
+        if tokio::runtime::Handle::try_current().is_err() {
+            return op(&store);
+        }
+        tokio::task::spawn_blocking(move || op(&store))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Other(format!("store task failed: {e}"))))
+    }
+}
+
+impl<S: DataStore + ?Sized> AsyncDataStore for BlockingPool<S> {
+    fn get<'a>(&'a self, key: &'a str) -> convert_ports::StoreFuture<'a, Option<StoreData>> {
+        let key = key.to_string();
+        Box::pin(self.run(move |s| s.get(&key)))
+    }
+
+    fn apply<'a>(
+        &'a self,
+        key: &'a str,
+        seen: Option<&'a StoreData>,
+        ops: &'a [StoreOp],
+    ) -> convert_ports::StoreFuture<'a, Applied> {
+        let (key, seen, ops) = (key.to_string(), seen.cloned(), ops.to_vec());
+        Box::pin(self.run(move |s| s.apply(&key, seen.as_ref(), &ops)))
+    }
+
+    fn create<'a>(
+        &'a self,
+        key: &'a str,
+        record: &'a StoreData,
+    ) -> convert_ports::StoreFuture<'a, Option<StoreData>> {
+        let (key, record) = (key.to_string(), record.clone());
+        Box::pin(self.run(move |s| s.create(&key, &record)))
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> convert_ports::StoreFuture<'a, ()> {
+        let key = key.to_string();
+        Box::pin(self.run(move |s| s.delete(&key)))
+    }
+
+    fn name(&self) -> &'static str {
+        self.store.name()
+    }
+
+    fn is_persistent(&self) -> bool {
+        self.store.is_persistent()
+    }
+}
+
 impl CoreBuilder {
     /// Where visitor state lives for the `Context::*_async` methods (cargo feature `tokio`):
     /// an [`AsyncDataStore`] such as `stores::AsyncRedisStore`. It has its own circuit breaker,
@@ -115,7 +204,8 @@ impl CoreBuilder {
     /// The sync methods keep using the sync store ([`CoreBuilder::data_store`], memory by
     /// default): a service that also calls them for the same visitors should give both a store
     /// on the same backend (for Redis, a `RedisStore` and an `AsyncRedisStore` on the same URL
-    /// share keys and records).
+    /// share keys and records; for SQLite or a custom sync store, the store itself and a
+    /// [`BlockingPool`] around it).
     pub fn async_data_store(mut self, store: impl AsyncDataStore) -> Self {
         self.async_store = Some(Arc::new(store));
         self
@@ -153,5 +243,29 @@ impl Core {
         tokio::task::spawn_blocking(move || core.wait_until_ready(timeout))
             .await
             .unwrap_or_else(|_| self.wait_until_ready(Duration::ZERO))
+    }
+
+    /// [`Core::flush_timeout`] without blocking the calling task: the wait for delivery runs on
+    /// tokio's blocking pool. [`Error::Timeout`] when `timeout` elapses (delivery then goes on
+    /// in the background) or when the pool could not run the wait.
+    pub async fn flush_async(&self, timeout: Duration) -> Result<usize, Error> {
+        let core = self.clone();
+        tokio::task::spawn_blocking(move || core.flush_timeout(timeout))
+            .await
+            .unwrap_or_else(|e| {
+                log::error!("convert: the flush task failed: {e}");
+                Err(Error::Timeout)
+            })
+    }
+
+    /// [`Core::close`] without blocking the calling task: delivers what it can within
+    /// `timeout` and stops the background threads, waiting on tokio's blocking pool. Call it on
+    /// shutdown rather than dropping the last handle on a runtime thread, which would block
+    /// that thread for up to the close timeout.
+    pub async fn close_async(&self, timeout: Duration) {
+        let core = self.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || core.close(timeout)).await {
+            log::error!("convert: the close task failed: {e}");
+        }
     }
 }

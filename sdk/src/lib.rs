@@ -50,6 +50,9 @@ pub use convert_ports::{
 
 /// Data store adapters (Redis and SQLite under the `redis` and `sqlite` cargo features).
 pub mod stores {
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub use crate::asynchronous::BlockingPool;
     pub use convert_store_memory::MemoryStore;
     #[cfg(all(feature = "redis", feature = "tokio"))]
     #[cfg_attr(docsrs, doc(cfg(all(feature = "redis", feature = "tokio"))))]

@@ -84,3 +84,61 @@ fn build_async_and_ready_do_not_block_the_runtime() {
     drop(server);
     watchdog.join().unwrap();
 }
+
+/// `flush_async` and `close_async` wait for delivery without blocking the runtime: the tracking
+/// POST hangs, and a ticker task on the same current-thread runtime is the one that releases it.
+#[test]
+fn flush_async_and_close_async_do_not_block_the_runtime() {
+    let server = Arc::new(FakeConvert::start());
+    server.then_post([Mode::Hang]).post_default(Mode::ok());
+    let port = server.port();
+    let core = Core::builder()
+        .config_json(CONFIG)
+        .transport(UreqTransport::new())
+        .track_endpoint(format!("http://127.0.0.1:{port}/[project_id]/v1/"))
+        .tracking(false)
+        .build()
+        .unwrap();
+    let ctx = core.create_context("v", None);
+    assert!(
+        ctx.run_experience("exp", &convert_sdk::BucketingAttributes::new())
+            .is_variation()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let released_by_ticker = Arc::new(AtomicBool::new(false));
+    rt.block_on(async {
+        let ticker = {
+            let (server, released) = (Arc::clone(&server), Arc::clone(&released_by_ticker));
+            tokio::spawn(async move {
+                // Bounded, so that a regression fails instead of hanging.
+                for _ in 0..5_000 {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    if server.hung() > 0 {
+                        released.store(true, Ordering::SeqCst);
+                        server.release_hung();
+                        return;
+                    }
+                }
+            })
+        };
+        let sent = core.flush_async(Duration::from_secs(20)).await;
+        assert!(
+            released_by_ticker.load(Ordering::SeqCst),
+            "the flush finished without the ticker releasing its request"
+        );
+        ticker.await.unwrap();
+        // The released request ended without an answer: a transient failure, events kept.
+        assert!(sent.is_err(), "{sent:?}");
+        let again = core.flush_async(Duration::from_secs(20)).await;
+        assert!(again.is_ok(), "{again:?}");
+        core.close_async(Duration::from_secs(5)).await;
+    });
+    // The bucketing event arrived once, on the retry, and close left nothing behind.
+    let events = server.accepted_events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let m = core.metrics();
+    assert_eq!((m.abandoned_events, m.discarded_events), (0, 0), "{m:?}");
+}

@@ -1,0 +1,135 @@
+//! A sync store behind `stores::BlockingPool` serves the `Context::*_async` methods without
+//! running its I/O on the runtime's thread: a real SQLite file, shared with the sync methods.
+#![cfg(all(feature = "tokio", feature = "sqlite"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod support;
+
+use convert_sdk::stores::{BlockingPool, SqliteStore};
+use convert_sdk::{
+    BucketingAttributes, ConversionAttributes, ConversionOutcome, Core, DataStore, Decision,
+    StoreData, StoreError,
+};
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
+use support::{DEMO_CONFIG, current_thread_runtime};
+
+/// The SQLite store, noting the thread each operation ran on (`apply` and `create` take the
+/// trait's defaults, built on `update`).
+#[derive(Debug)]
+struct Noting {
+    inner: SqliteStore,
+    threads: Mutex<Vec<ThreadId>>,
+}
+
+impl Noting {
+    fn note(&self) {
+        self.threads
+            .lock()
+            .unwrap()
+            .push(std::thread::current().id());
+    }
+
+    fn take(&self) -> Vec<ThreadId> {
+        std::mem::take(&mut *self.threads.lock().unwrap())
+    }
+}
+
+impl DataStore for Noting {
+    fn get(&self, key: &str) -> Result<Option<StoreData>, StoreError> {
+        self.note();
+        self.inner.get(key)
+    }
+    fn set(&self, key: &str, value: &StoreData) -> Result<(), StoreError> {
+        self.note();
+        self.inner.set(key, value)
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.note();
+        self.inner.delete(key)
+    }
+    fn update(
+        &self,
+        key: &str,
+        f: &mut dyn FnMut(&mut StoreData) -> bool,
+    ) -> Result<bool, StoreError> {
+        self.note();
+        self.inner.update(key, f)
+    }
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn is_persistent(&self) -> bool {
+        self.inner.is_persistent()
+    }
+}
+
+fn checkout() -> BucketingAttributes {
+    BucketingAttributes::new()
+        .location_property("url", "https://shop.example/checkout")
+        .visitor_property("plan", "premium")
+}
+
+#[test]
+fn async_calls_use_a_sync_store_off_the_runtime_thread() {
+    let dir = std::env::temp_dir().join(format!("convert-sdk-pool-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("visitors.sqlite3");
+    let store = Arc::new(Noting {
+        inner: SqliteStore::open(&db).unwrap(),
+        threads: Mutex::new(Vec::new()),
+    });
+    let core = Core::builder()
+        .config_json(DEMO_CONFIG)
+        .environment("production")
+        .tracking(false)
+        .shared_data_store(store.clone())
+        .async_data_store(BlockingPool::new(store.clone()))
+        .build()
+        .unwrap();
+    let runtime = current_thread_runtime();
+    let ctx = core.create_context("pooled-visitor", None);
+    let attrs = checkout();
+
+    // A current-thread runtime runs its tasks on this thread: the store must not.
+    let (decided, converted) = runtime.block_on(async {
+        let d = ctx.run_experience_async("checkout-button", &attrs).await;
+        let c = ctx
+            .track_conversion_async("purchase", &ConversionAttributes::new())
+            .await;
+        (d, c)
+    });
+    let Decision::Variation(fresh) = decided else {
+        panic!("{decided:?}")
+    };
+    assert!(fresh.bucketing_allocation.is_some(), "a fresh decision");
+    assert!(converted.unwrap().fired());
+    let here = std::thread::current().id();
+    let threads = store.take();
+    assert!(!threads.is_empty(), "the async calls used the store");
+    assert!(
+        threads.iter().all(|t| *t != here),
+        "a store operation ran on the runtime's thread"
+    );
+
+    // The sync methods see what the async ones stored, in the same file: the sticky decision
+    // (no bucket value) and the converted goal.
+    let again = core.create_context("pooled-visitor", None);
+    match again.run_experience("checkout-button", &attrs) {
+        Decision::Variation(v) => {
+            assert_eq!(v.variation_id, fresh.variation_id);
+            assert_eq!(v.bucketing_allocation, None, "read back, not decided again");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        again.track_conversion("purchase", &ConversionAttributes::new()),
+        Ok(ConversionOutcome::AlreadyConverted)
+    );
+    // And another process opening the file finds the record.
+    let reopened = SqliteStore::open(&db).unwrap();
+    let key = ctx.store_key().unwrap().to_string();
+    assert!(reopened.get(&key).unwrap().is_some());
+    drop(core);
+    let _ = std::fs::remove_dir_all(&dir);
+}
