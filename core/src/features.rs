@@ -50,6 +50,17 @@ pub struct BucketedFeature {
 
 /// Borrowing accessors (the fields are [`Str`]).
 impl BucketedFeature {
+    /// Whether this entry turns the feature on.
+    pub fn is_enabled(&self) -> bool {
+        self.status == FeatureStatus::Enabled
+    }
+
+    /// The variables of an enabled entry as a map (`None` when disabled or when the change
+    /// carries no `variables_data`). Read a typed value with `serde_json::from_value`.
+    pub fn variables(&self) -> Option<&Map<String, Value>> {
+        self.variables.as_ref().and_then(Value::as_object)
+    }
+
     /// Feature id (`None` for an undeclared key).
     pub fn feature_id(&self) -> Option<&str> {
         self.feature_id.as_deref()

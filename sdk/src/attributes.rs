@@ -373,8 +373,13 @@ impl ConversionAttributes {
         Self::default()
     }
 
-    /// Revenue: adds `{key: "amount", value}` first.
+    /// Revenue: adds `{key: "amount", value}` first. Sent as given, as the reference sends it: a
+    /// negative amount stays negative, and a non-finite one (NaN, infinity) goes out as `null`
+    /// (with a warning in the log).
     pub fn revenue(mut self, amount: f64) -> Self {
+        if !amount.is_finite() {
+            log::warn!("convert: revenue {amount} is not a finite number; it is sent as null");
+        }
         let v = convert_core::js::number_value(amount);
         self.conversion_data.insert(0, ("amount".into(), v));
         self

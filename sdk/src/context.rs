@@ -157,9 +157,7 @@ impl FeatureDecision {
 
     /// Whether the feature is on for the visitor.
     pub fn is_enabled(&self) -> bool {
-        self.entries
-            .iter()
-            .any(|e| e.status == FeatureStatus::Enabled)
+        self.entries.iter().any(BucketedFeature::is_enabled)
     }
 
     /// Whether the config declares the requested feature. An unknown key decides like a
@@ -173,9 +171,8 @@ impl FeatureDecision {
     pub fn variables(&self) -> Option<&Map<String, Value>> {
         self.entries
             .iter()
-            .find(|e| e.status == FeatureStatus::Enabled)
-            .and_then(|e| e.variables.as_ref())
-            .and_then(Value::as_object)
+            .find(|e| e.is_enabled())
+            .and_then(BucketedFeature::variables)
     }
 
     /// Variable `name` of the first enabled entry, as `T` (`bool`, `i64`, `f64`, `String`,
@@ -839,7 +836,8 @@ impl Context {
     }
 
     /// Every declared feature: enabled entries first (per delivering experience), then the
-    /// disabled ones in the reference's roster order.
+    /// disabled ones in the reference's roster order. Each entry has
+    /// [`is_enabled`](BucketedFeature::is_enabled) and [`variables`](BucketedFeature::variables).
     pub fn run_features(
         &self,
         attrs: &BucketingAttributes,

@@ -310,6 +310,12 @@ impl CoreBuilder {
             None
         };
         let sdk_key = self.sdk_key.filter(|k| !k.is_empty());
+        if static_config.is_some() && sdk_key.is_some() {
+            // The reference fetches by key when given both; here the explicit config wins.
+            log::warn!(
+                "convert: both a static config and an SDK key were given; the static config is used and never refreshed, the SDK key is not used to fetch"
+            );
+        }
         #[cfg(feature = "ureq")]
         let transport: Option<Arc<dyn Transport>> = self
             .transport

@@ -78,6 +78,25 @@ fn typed_variables_and_their_errors() {
         off.variable::<bool>("on"),
         Err(VariableError::Disabled(_))
     ));
+    // The same through run_features: one entry per declared feature, with its variables.
+    let all = ctx.run_features(&home).unwrap();
+    let banner = all
+        .iter()
+        .find(|e| e.feature_key() == Some("banner"))
+        .unwrap();
+    assert!(banner.is_enabled());
+    assert_eq!(
+        banner.variables().and_then(|m| m.get("max")),
+        Some(&json!(7))
+    );
+    let all_off = ctx
+        .run_features(&BucketingAttributes::new().location_property("page", "cart"))
+        .unwrap();
+    assert!(
+        all_off
+            .iter()
+            .all(|e| !e.is_enabled() && e.variables().is_none())
+    );
     // A key the config does not declare decides like a disabled feature (as in the reference),
     // but says so when a variable is asked for.
     let unknown = ctx.run_feature("baner", &home);
