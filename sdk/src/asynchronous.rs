@@ -107,6 +107,22 @@ impl AsyncStore {
     }
 }
 
+/// Runs `f` on tokio's blocking pool and waits for it without blocking the task; outside a
+/// tokio runtime (another executor), runs it in place rather than panicking. `None` when the
+/// pool could not run it to the end (the runtime shutting down, or `f` panicked).
+async fn on_blocking_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Some(f());
+    }
+    match tokio::task::spawn_blocking(f).await {
+        Ok(t) => Some(t),
+        Err(e) => {
+            log::error!("convert: a task on the blocking pool failed: {e}");
+            None
+        }
+    }
+}
+
 /// A sync [`DataStore`] (SQLite, a custom one) used as an [`AsyncDataStore`]: each operation
 /// runs on tokio's blocking thread pool, so the `Context::*_async` methods never block a
 /// runtime thread on the store's I/O (cargo feature `tokio`).
@@ -129,7 +145,7 @@ impl AsyncStore {
 ///
 /// Each operation is atomic in the wrapped store. When the SDK stops waiting for one (its
 /// call deadline), the operation still runs to its end on the pool, as a command already sent
-/// to a remote store would.
+/// to a remote store would. Polled outside a tokio runtime, an operation runs in place.
 #[derive(Debug)]
 pub struct BlockingPool<S: ?Sized> {
     store: Arc<S>,
@@ -142,18 +158,15 @@ impl<S: DataStore + ?Sized> BlockingPool<S> {
         BlockingPool { store }
     }
 
-    /// Runs `op` on the blocking pool; outside a tokio runtime, in place.
+    /// Runs `op` on the blocking pool (see [`on_blocking_pool`]).
     async fn run<T: Send + 'static>(
         &self,
         op: impl FnOnce(&S) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let store = Arc::clone(&self.store);
-        if tokio::runtime::Handle::try_current().is_err() {
-            return op(&store);
-        }
-        tokio::task::spawn_blocking(move || op(&store))
+        on_blocking_pool(move || op(&store))
             .await
-            .unwrap_or_else(|e| Err(StoreError::Other(format!("store task failed: {e}"))))
+            .unwrap_or_else(|| Err(StoreError::Other("the store task failed".into())))
     }
 }
 
@@ -220,52 +233,47 @@ impl CoreBuilder {
     /// [`CoreBuilder::build`] without blocking the calling task: the build (in SDK-key mode,
     /// the first config fetch, made with the sync transport) runs on tokio's blocking pool, one
     /// blocking thread for the duration of that one fetch. Use [`Core::ready`] to wait for a
-    /// config.
+    /// config. Polled outside a tokio runtime, the build runs in place.
     pub async fn build_async(self) -> Result<Core, Error> {
-        tokio::task::spawn_blocking(move || self.build())
+        on_blocking_pool(move || self.build())
             .await
-            .unwrap_or_else(|e| {
-                log::error!("convert: the SDK build task failed: {e}");
-                Err(Error::NoConfig)
-            })
+            .unwrap_or(Err(Error::NoConfig))
     }
 }
 
 impl Core {
     /// Waits, without blocking the calling task, until a valid config is installed, up to
     /// `timeout`; fails with [`Error::NotReady`] as [`Core::wait_until_ready`] does. Returns at
-    /// once when ready; otherwise the wait runs on tokio's blocking pool.
+    /// once when ready; otherwise the wait runs on tokio's blocking pool (in place when polled
+    /// outside a tokio runtime).
     pub async fn ready(&self, timeout: Duration) -> Result<(), Error> {
         if self.is_ready() {
             return Ok(());
         }
         let core = self.clone();
-        tokio::task::spawn_blocking(move || core.wait_until_ready(timeout))
+        on_blocking_pool(move || core.wait_until_ready(timeout))
             .await
-            .unwrap_or_else(|_| self.wait_until_ready(Duration::ZERO))
+            .unwrap_or_else(|| self.wait_until_ready(Duration::ZERO))
     }
 
     /// [`Core::flush_timeout`] without blocking the calling task: the wait for delivery runs on
     /// tokio's blocking pool. [`Error::Timeout`] when `timeout` elapses (delivery then goes on
-    /// in the background) or when the pool could not run the wait.
+    /// in the background) or when the pool could not run the wait. Polled outside a tokio
+    /// runtime, the wait runs in place.
     pub async fn flush_async(&self, timeout: Duration) -> Result<usize, Error> {
         let core = self.clone();
-        tokio::task::spawn_blocking(move || core.flush_timeout(timeout))
+        on_blocking_pool(move || core.flush_timeout(timeout))
             .await
-            .unwrap_or_else(|e| {
-                log::error!("convert: the flush task failed: {e}");
-                Err(Error::Timeout)
-            })
+            .unwrap_or(Err(Error::Timeout))
     }
 
     /// [`Core::close`] without blocking the calling task: delivers what it can within
     /// `timeout` and stops the background threads, waiting on tokio's blocking pool. Call it on
     /// shutdown rather than dropping the last handle on a runtime thread, which would block
-    /// that thread for up to the close timeout.
+    /// that thread for up to the close timeout. Polled outside a tokio runtime, the wait runs
+    /// in place.
     pub async fn close_async(&self, timeout: Duration) {
         let core = self.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || core.close(timeout)).await {
-            log::error!("convert: the close task failed: {e}");
-        }
+        on_blocking_pool(move || core.close(timeout)).await;
     }
 }

@@ -142,3 +142,45 @@ fn flush_async_and_close_async_do_not_block_the_runtime() {
     let m = core.metrics();
     assert_eq!((m.abandoned_events, m.discarded_events), (0, 0), "{m:?}");
 }
+
+/// The async entry points polled by another executor (no tokio runtime): they run in place
+/// instead of panicking on the missing runtime.
+#[test]
+fn async_entry_points_run_in_place_outside_tokio() {
+    use convert_sdk::stores::{BlockingPool, MemoryStore};
+    use convert_sdk::{AsyncDataStore, DataStore};
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    /// Polls `f` once; everything here completes on its first poll.
+    fn poll_once<F: Future>(f: F) -> Poll<F::Output> {
+        let mut f = std::pin::pin!(f);
+        f.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    let core = poll_once(
+        Core::builder()
+            .config_json(CONFIG)
+            .tracking(false)
+            .build_async(),
+    );
+    let Poll::Ready(Ok(core)) = core else {
+        panic!("build_async did not finish in place")
+    };
+    assert!(matches!(
+        poll_once(core.ready(Duration::from_secs(1))),
+        Poll::Ready(Ok(()))
+    ));
+    let memory = Arc::new(MemoryStore::new());
+    let mut record = convert_sdk::StoreData::default();
+    record.set_bucketing("100", "101");
+    memory.set("k", &record).unwrap();
+    let pool = BlockingPool::new(memory);
+    assert!(matches!(poll_once(pool.get("k")), Poll::Ready(Ok(Some(r))) if r == record));
+    // Nothing queued: the flush has nothing to send and returns at once.
+    assert!(matches!(
+        poll_once(core.flush_async(Duration::from_secs(1))),
+        Poll::Ready(Ok(0))
+    ));
+    assert!(poll_once(core.close_async(Duration::from_secs(1))).is_ready());
+}
