@@ -143,6 +143,11 @@ async fn on_blocking_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'sta
 /// # let _ = core; Ok(()) }
 /// ```
 ///
+/// Only the `*_async` methods use the async store. The calls that have no async form
+/// (`create_context` with report-segment attributes, `set_default_segments`,
+/// `update_visitor_properties`, `get_visitor_data`) use the sync store on the calling thread;
+/// in a tokio service, run those with `spawn_blocking` or keep them off hot paths.
+///
 /// Each operation is atomic in the wrapped store. When the SDK stops waiting for one (its
 /// call deadline), the operation still runs to its end on the pool, as a command already sent
 /// to a remote store would. Polled outside a tokio runtime, an operation runs in place.
@@ -256,23 +261,35 @@ impl Core {
             .unwrap_or_else(|| self.wait_until_ready(Duration::ZERO))
     }
 
-    /// [`Core::flush_timeout`] without blocking the calling task: the wait for delivery runs on
-    /// tokio's blocking pool. [`Error::Timeout`] when `timeout` elapses (delivery then goes on
+    /// [`Core::flush_timeout`] without blocking the calling task, after reconciling the
+    /// conversions the async store held ([`Core::reconcile_store_async`]): the wait for delivery
+    /// runs on tokio's blocking pool. [`Error::Timeout`] when `timeout` elapses (delivery then goes on
     /// in the background) or when the pool could not run the wait. Polled outside a tokio
     /// runtime, the wait runs in place.
     pub async fn flush_async(&self, timeout: Duration) -> Result<usize, Error> {
+        // Conversions the async store held while it did not answer go out with this flush (the
+        // sync store's are reconciled by `flush_timeout`, on the pool).
+        if self.inner.shared.async_store.is_some() {
+            self.reconcile_store_async().await;
+        }
         let core = self.clone();
         on_blocking_pool(move || core.flush_timeout(timeout))
             .await
             .unwrap_or(Err(Error::Timeout))
     }
 
-    /// [`Core::close`] without blocking the calling task: delivers what it can within
-    /// `timeout` and stops the background threads, waiting on tokio's blocking pool. Call it on
+    /// [`Core::close`] without blocking the calling task: reconciles the conversions the async
+    /// store held ([`Core::reconcile_store_async`]; `close` alone gives them up), then delivers
+    /// what it can within `timeout` and stops the background threads, waiting on tokio's
+    /// blocking pool. Call it on
     /// shutdown rather than dropping the last handle on a runtime thread, which would block
     /// that thread for up to the close timeout. Polled outside a tokio runtime, the wait runs
     /// in place.
     pub async fn close_async(&self, timeout: Duration) {
+        // Settles what the async store still holds first (`close` gives it up).
+        if self.inner.shared.async_store.is_some() {
+            self.reconcile_store_async().await;
+        }
         let core = self.clone();
         on_blocking_pool(move || core.close(timeout)).await;
     }

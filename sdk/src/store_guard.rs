@@ -406,11 +406,17 @@ impl StoreGuard {
             }
         }
         let unsettled = Unsettled(&self.probing);
-        let out = match tokio::time::timeout_at(deadline.into(), f()).await {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::Unavailable(
-                "the call's store deadline passed".into(),
-            )),
+        // The deadline needs tokio's timer; polled by another executor the call runs without
+        // it (bounded by the store's own timeouts) rather than panicking.
+        let out = if tokio::runtime::Handle::try_current().is_err() {
+            f().await
+        } else {
+            match tokio::time::timeout_at(deadline.into(), f()).await {
+                Ok(r) => r,
+                Err(_) => Err(StoreError::Unavailable(
+                    "the call's store deadline passed".into(),
+                )),
+            }
         };
         std::mem::forget(unsettled);
         self.settle(events, out)

@@ -10,24 +10,38 @@ use convert_sdk::{
     BucketingAttributes, ConversionAttributes, ConversionOutcome, Core, DataStore, Decision,
     StoreData, StoreError,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use support::{DEMO_CONFIG, current_thread_runtime};
 
-/// The SQLite store, noting the thread each operation ran on (`apply` and `create` take the
-/// trait's defaults, built on `update`).
+/// The SQLite store, noting the thread each operation ran on, and failing every operation
+/// while `down` is set (`apply` and `create` take the trait's defaults, built on `update`).
 #[derive(Debug)]
 struct Noting {
     inner: SqliteStore,
     threads: Mutex<Vec<ThreadId>>,
+    down: AtomicBool,
 }
 
 impl Noting {
-    fn note(&self) {
+    fn open(db: &std::path::Path) -> Arc<Noting> {
+        Arc::new(Noting {
+            inner: SqliteStore::open(db).unwrap(),
+            threads: Mutex::new(Vec::new()),
+            down: AtomicBool::new(false),
+        })
+    }
+
+    fn note(&self) -> Result<(), StoreError> {
         self.threads
             .lock()
             .unwrap()
             .push(std::thread::current().id());
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("switched off by the test".into()));
+        }
+        Ok(())
     }
 
     fn take(&self) -> Vec<ThreadId> {
@@ -37,15 +51,15 @@ impl Noting {
 
 impl DataStore for Noting {
     fn get(&self, key: &str) -> Result<Option<StoreData>, StoreError> {
-        self.note();
+        self.note()?;
         self.inner.get(key)
     }
     fn set(&self, key: &str, value: &StoreData) -> Result<(), StoreError> {
-        self.note();
+        self.note()?;
         self.inner.set(key, value)
     }
     fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.note();
+        self.note()?;
         self.inner.delete(key)
     }
     fn update(
@@ -53,7 +67,7 @@ impl DataStore for Noting {
         key: &str,
         f: &mut dyn FnMut(&mut StoreData) -> bool,
     ) -> Result<bool, StoreError> {
-        self.note();
+        self.note()?;
         self.inner.update(key, f)
     }
     fn name(&self) -> &'static str {
@@ -75,10 +89,7 @@ fn async_calls_use_a_sync_store_off_the_runtime_thread() {
     let dir = std::env::temp_dir().join(format!("convert-sdk-pool-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("visitors.sqlite3");
-    let store = Arc::new(Noting {
-        inner: SqliteStore::open(&db).unwrap(),
-        threads: Mutex::new(Vec::new()),
-    });
+    let store = Noting::open(&db);
     let core = Core::builder()
         .config_json(DEMO_CONFIG)
         .environment("production")
@@ -130,6 +141,103 @@ fn async_calls_use_a_sync_store_off_the_runtime_thread() {
     let reopened = SqliteStore::open(&db).unwrap();
     let key = ctx.store_key().unwrap().to_string();
     assert!(reopened.get(&key).unwrap().is_some());
+    drop(core);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A pooled store on one file, its SDK, and the file's directory (removed by the caller).
+fn pooled(name: &str) -> (Arc<Noting>, Core, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("convert-sdk-pool-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = Noting::open(&dir.join("visitors.sqlite3"));
+    let core = Core::builder()
+        .config_json(DEMO_CONFIG)
+        .environment("production")
+        .tracking(false)
+        .store_options(
+            convert_sdk::StoreOptions::default()
+                .failure_threshold(100)
+                .cooldown(std::time::Duration::ZERO),
+        )
+        .shared_data_store(store.clone())
+        .async_data_store(BlockingPool::new(store.clone()))
+        .build()
+        .unwrap();
+    (store, core, dir)
+}
+
+/// A conversion held while the async store was down is settled by `close_async` once the store
+/// answers again (`close` alone gives held conversions up).
+#[test]
+fn close_async_settles_conversions_the_async_store_held() {
+    let (store, core, dir) = pooled("held");
+    let runtime = current_thread_runtime();
+    runtime.block_on(async {
+        store.down.store(true, Ordering::SeqCst);
+        let ctx = core.create_context("held-visitor", None);
+        let held = ctx
+            .track_conversion_async("purchase", &ConversionAttributes::new())
+            .await;
+        assert_eq!(held, Ok(ConversionOutcome::Deferred));
+        store.down.store(false, Ordering::SeqCst);
+        core.close_async(std::time::Duration::from_secs(5)).await;
+    });
+    let m = core.metrics();
+    assert_eq!(
+        (
+            m.held_conversions,
+            m.held_conversions_sent,
+            m.held_conversions_unconfirmed
+        ),
+        (0, 1, 0),
+        "{m:?}"
+    );
+    // The goal is marked in the file: a later conversion is a duplicate.
+    let again = core.create_context("held-visitor", None);
+    assert_eq!(
+        again.track_conversion("purchase", &ConversionAttributes::new()),
+        Ok(ConversionOutcome::AlreadyConverted)
+    );
+    drop(core);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A context without a visitor id makes no store call on the async path either.
+#[test]
+fn async_calls_without_a_visitor_id_touch_no_store() {
+    let (store, core, dir) = pooled("anon");
+    let runtime = current_thread_runtime();
+    let anon = core.create_context("", None);
+    let attrs = checkout();
+    runtime.block_on(async {
+        assert!(
+            !anon
+                .run_experience_async("checkout-button", &attrs)
+                .await
+                .is_variation()
+        );
+        assert!(anon.run_experiences_async(&attrs).await.is_empty());
+        assert_eq!(
+            anon.track_conversion_async("purchase", &ConversionAttributes::new())
+                .await,
+            Ok(ConversionOutcome::NoVisitorId)
+        );
+        assert_eq!(
+            anon.run_custom_segments_async(&["vip"], serde_json::json!({"plan": "gold"}))
+                .await,
+            Ok(None)
+        );
+    });
+    assert!(
+        store.take().is_empty(),
+        "a store call for an empty visitor id"
+    );
+    // The same calls with an id do use the store.
+    let named = core.create_context("named", None);
+    runtime.block_on(async {
+        let _ = named.run_experience_async("checkout-button", &attrs).await;
+    });
+    assert!(!store.take().is_empty());
     drop(core);
     let _ = std::fs::remove_dir_all(&dir);
 }

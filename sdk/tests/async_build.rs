@@ -158,10 +158,12 @@ fn async_entry_points_run_in_place_outside_tokio() {
         f.as_mut().poll(&mut Context::from_waker(Waker::noop()))
     }
 
+    let memory = Arc::new(MemoryStore::new());
     let core = poll_once(
         Core::builder()
             .config_json(CONFIG)
             .tracking(false)
+            .async_data_store(BlockingPool::new(memory.clone()))
             .build_async(),
     );
     let Poll::Ready(Ok(core)) = core else {
@@ -171,12 +173,23 @@ fn async_entry_points_run_in_place_outside_tokio() {
         poll_once(core.ready(Duration::from_secs(1))),
         Poll::Ready(Ok(()))
     ));
-    let memory = Arc::new(MemoryStore::new());
-    let mut record = convert_sdk::StoreData::default();
-    record.set_bucketing("100", "101");
-    memory.set("k", &record).unwrap();
+    // A decision through the async store: no tokio timer for its deadline, no panic.
+    let ctx = core.create_context("v", None);
+    // No tracking event: the flush below then has nothing to send anywhere.
+    let attrs = convert_sdk::BucketingAttributes::new().enable_tracking(false);
+    assert!(matches!(
+        poll_once(ctx.run_experience_async("exp", &attrs)),
+        Poll::Ready(d) if d.is_variation()
+    ));
+    let key = ctx.store_key().unwrap().to_string();
+    let stored = memory.get(&key).unwrap();
+    assert_eq!(
+        stored.as_ref().and_then(|r| r.bucketed_variation("100")),
+        Some("101"),
+        "{stored:?}"
+    );
     let pool = BlockingPool::new(memory);
-    assert!(matches!(poll_once(pool.get("k")), Poll::Ready(Ok(Some(r))) if r == record));
+    assert!(matches!(poll_once(pool.get(&key)), Poll::Ready(Ok(r)) if r == stored));
     // Nothing queued: the flush has nothing to send and returns at once.
     assert!(matches!(
         poll_once(core.flush_async(Duration::from_secs(1))),
