@@ -375,7 +375,14 @@ fn tcp_settings() -> redis::io::tcp::TcpSettings {
 /// The connection info of `url` with [`tcp_settings`].
 fn no_delay(url: &str) -> Result<redis::ConnectionInfo, RedisError> {
     use redis::IntoConnectionInfo;
-    Ok(url.into_connection_info()?.set_tcp_settings(tcp_settings()))
+    let info = url.into_connection_info()?;
+    // No `CLIENT SETINFO` at connect: a round trip per new connection for a name in
+    // `CLIENT LIST`, and against a hung server its two replies were each waited for with the
+    // whole time left, which doubled a call's store deadline.
+    let handshake = info.redis_settings().clone().set_skip_set_lib_name();
+    Ok(info
+        .set_tcp_settings(tcp_settings())
+        .set_redis_settings(handshake))
 }
 
 fn classify(e: &RedisError) -> StoreError {

@@ -482,3 +482,26 @@ fn tls_with_a_private_ca() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A new connection makes no round trip before its first command. redis-rs sends
+/// `CLIENT SETINFO` by default, pipelined with two replies, and waits for each with all the
+/// time the call has left: against a hung (SIGSTOPped) server, every call on a new connection
+/// took twice its store deadline. The server's command statistics show what was sent.
+#[test]
+fn new_connections_send_nothing_before_the_first_command() {
+    if !redis_available() {
+        return;
+    }
+    let server = Server::start("setinfo");
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    let store = RedisStore::open(&server.url()).unwrap();
+    assert_eq!(store.get("k").unwrap(), None);
+    let stats = server.cli(&["INFO", "commandstats"]);
+    let errors = server.cli(&["INFO", "errorstats"]);
+    // The store's read is there (so the statistics do count its connection) ...
+    assert!(stats.contains("cmdstat_get:"), "{stats}");
+    // ... and no `CLIENT` command: a server that knows `SETINFO` (7.2 and later) lists it, an
+    // older one rejects both of its parts as errors.
+    assert!(!stats.contains("cmdstat_client"), "{stats}");
+    assert!(!errors.contains("errorstat_"), "{errors}");
+}
