@@ -58,6 +58,9 @@ impl BucketedFeature {
     /// The variables of an enabled entry as a map (`None` when disabled or when the change
     /// carries no `variables_data`). Read a typed value with `serde_json::from_value`.
     pub fn variables(&self) -> Option<&Map<String, Value>> {
+        if !self.is_enabled() {
+            return None;
+        }
         self.variables.as_ref().and_then(Value::as_object)
     }
 

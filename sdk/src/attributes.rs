@@ -201,6 +201,13 @@ impl<K: Into<String>, V: Into<Value>> From<BTreeMap<K, V>> for Attributes {
     }
 }
 
+/// A borrowed `BTreeMap`, copied.
+impl<K: Clone + Into<String>, V: Clone + Into<Value>> From<&BTreeMap<K, V>> for Attributes {
+    fn from(m: &BTreeMap<K, V>) -> Self {
+        m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
 impl<K: Into<String>, V: Into<Value>> From<Vec<(K, V)>> for Attributes {
     fn from(m: Vec<(K, V)>) -> Self {
         m.into_iter().collect()

@@ -96,7 +96,9 @@ pub fn parse_preview_param(value: &str) -> Option<(String, String)> {
 }
 
 /// The outcome of [`Context::run_feature`]: one entry per experience that delivers the feature,
-/// or a single disabled entry.
+/// or a single disabled entry (without a feature id when the config does not declare the key).
+/// Nothing is decided, and `entries` is empty, before the first config (`not_ready`), on a rule
+/// error (`rule_errors`), and for a context without a visitor id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureDecision {
     /// The requested feature key.
@@ -1039,8 +1041,12 @@ impl Context {
             .cloned()
     }
 
-    /// The visitor's stored record.
+    /// The visitor's stored record (empty for a context without a visitor id, which stores
+    /// nothing).
     pub fn get_visitor_data(&self) -> StoreData {
+        if self.visitor_id.is_empty() {
+            return StoreData::default();
+        }
         self.store_key()
             .map(|k| self.core.load(k))
             .unwrap_or_default()

@@ -463,7 +463,7 @@ impl Core {
     }
 
     /// The config snapshot in use. Before the SDK is ready this is an empty config (no
-    /// experiences): decisions then return "not matched".
+    /// experiences); decisions then return [`Decision::NotReady`](crate::Decision::NotReady).
     pub fn config(&self) -> Arc<ProjectConfig> {
         self.inner.shared.config().unwrap_or_else(empty_config)
     }

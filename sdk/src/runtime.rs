@@ -1294,8 +1294,13 @@ fn refresh_loop(shared: &Shared, stop: &Receiver<()>, initial_failures: u32) {
                 permanent = f.permanent;
                 if failures == 1 || failures.is_power_of_two() {
                     log::warn!(
-                        "convert: config fetch failed: {} ({failures} in a row); the current config stays in use",
-                        f.error
+                        "convert: config fetch failed: {} ({failures} in a row); {}",
+                        f.error,
+                        if ready {
+                            "the current config stays in use"
+                        } else {
+                            "no config yet, retrying"
+                        }
                     );
                 }
                 shared.note_fetch_failure(f.error.to_string());

@@ -146,8 +146,7 @@ fn an_empty_visitor_id_decides_and_stores_nothing() {
         anon.run_feature("banner", &home).variable::<bool>("on"),
         Err(VariableError::NotDecided(_))
     ));
-    // Nothing reached the store: not under the key every id-less context would share, nor
-    // anywhere else.
+    // Nothing reached the key every id-less context would share.
     let store = sdk.data_store();
     assert_eq!(store.get("1-2-").unwrap(), None);
     assert_eq!(anon.get_visitor_data(), convert_sdk::StoreData::default());
@@ -155,6 +154,7 @@ fn an_empty_visitor_id_decides_and_stores_nothing() {
     // The same calls with an id store what they should, so the checks above can fail.
     let named = sdk.create_context("v", json!({"country": "US", "plan": "gold"}));
     named.set_default_segments(json!({"browser": "CH"}));
+    named.update_visitor_properties(json!({"tier": 3}));
     assert!(
         named
             .run_custom_segments(&["vip"], json!({"plan": "gold"}))
@@ -175,6 +175,7 @@ fn an_empty_visitor_id_decides_and_stores_nothing() {
     assert_eq!(segments.get("country"), Some(&json!("US")));
     assert_eq!(segments.get("browser"), Some(&json!("CH")));
     assert_eq!(segments.get("customSegments"), Some(&json!(["80"])));
+    assert_eq!(segments.get("tier"), Some(&json!(3)));
 }
 
 #[derive(Default)]

@@ -42,10 +42,10 @@ pub const META_VARIATION_KEY: &str = "variationKey";
 /// is stored and tracked exactly as that call is. See the crate documentation for the full
 /// mapping of results, reasons and error codes.
 ///
-/// The provider calls the synchronous SDK. With the default in-memory store a decision does no
-/// I/O and never blocks the async task; with a network data store (Redis) each decision blocks
-/// the calling task for a store round trip, so such services should prefer the SDK's async
-/// facade once available (the provider makes its one SDK call in a single private function).
+/// The provider decides through the SDK's async facade (`Context::run_feature_async`): with an
+/// async data store (`CoreBuilder::async_data_store`) the visitor's record is read and written
+/// without blocking the task; without one, the SDK's store is used in place (the default
+/// in-memory store does no I/O).
 #[derive(Debug, Clone)]
 pub struct ConvertProvider {
     core: Core,
@@ -66,24 +66,24 @@ impl ConvertProvider {
         &self.core
     }
 
-    /// The single call into the SDK: one visitor context, one `run_feature`.
-    ///
-    /// This is synchronous. With the memory store it does no I/O; with a network store it blocks
-    /// the calling task for the store round trips. When the SDK gains an async facade, this is the
-    /// one place to await it instead.
-    fn run_feature(&self, visitor: Visitor, feature_key: &str) -> FeatureDecision {
+    /// The single call into the SDK: one visitor context, one `run_feature_async`. With an async
+    /// data store (`CoreBuilder::async_data_store`) the visitor's record is read and written
+    /// without blocking the task; without one, the SDK's store is used in place (the memory
+    /// store does no I/O).
+    async fn run_feature(&self, visitor: Visitor, feature_key: &str) -> FeatureDecision {
         let attrs = BucketingAttributes {
             location_properties: visitor.location_properties,
             ..BucketingAttributes::default()
         };
         self.core
             .create_context(visitor.id, Some(visitor.properties))
-            .run_feature(feature_key, &attrs)
+            .run_feature_async(feature_key, &attrs)
+            .await
     }
 
     /// Resolves `flag_key` as `kind`: checks what the config alone can tell (readiness, flag,
     /// variable, type), decides, then reads the value.
-    fn resolve(
+    async fn resolve(
         &self,
         flag_key: &str,
         context: &EvaluationContext,
@@ -126,7 +126,7 @@ impl ConvertProvider {
             .iter()
             .any(|e| e.carries_feature(&feature_id));
         drop(config);
-        let decision = self.run_feature(visitor, &feature_key);
+        let decision = self.run_feature(visitor, &feature_key).await;
         if !decision.rule_errors.is_empty() {
             let codes: Vec<&str> = decision.rule_errors.iter().map(|e| e.code()).collect();
             return Err(error(
@@ -237,6 +237,7 @@ impl FeatureProvider for ConvertProvider {
         evaluation_context: &EvaluationContext,
     ) -> EvaluationResult<ResolutionDetails<bool>> {
         self.resolve(flag_key, evaluation_context, Kind::Bool)
+            .await
             .and_then(|d| typed(d, OfValue::as_bool))
     }
 
@@ -246,6 +247,7 @@ impl FeatureProvider for ConvertProvider {
         evaluation_context: &EvaluationContext,
     ) -> EvaluationResult<ResolutionDetails<i64>> {
         self.resolve(flag_key, evaluation_context, Kind::Int)
+            .await
             .and_then(|d| typed(d, OfValue::as_i64))
     }
 
@@ -255,6 +257,7 @@ impl FeatureProvider for ConvertProvider {
         evaluation_context: &EvaluationContext,
     ) -> EvaluationResult<ResolutionDetails<f64>> {
         self.resolve(flag_key, evaluation_context, Kind::Float)
+            .await
             .and_then(|d| typed(d, OfValue::as_f64))
     }
 
@@ -264,6 +267,7 @@ impl FeatureProvider for ConvertProvider {
         evaluation_context: &EvaluationContext,
     ) -> EvaluationResult<ResolutionDetails<String>> {
         self.resolve(flag_key, evaluation_context, Kind::String)
+            .await
             .and_then(|d| typed(d, |v| v.as_str().map(str::to_string)))
     }
 
@@ -273,6 +277,7 @@ impl FeatureProvider for ConvertProvider {
         evaluation_context: &EvaluationContext,
     ) -> EvaluationResult<ResolutionDetails<StructValue>> {
         self.resolve(flag_key, evaluation_context, Kind::Struct)
+            .await
             .and_then(|d| typed(d, |v| v.as_struct().cloned()))
     }
 }

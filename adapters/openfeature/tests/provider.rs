@@ -546,3 +546,40 @@ async fn float_and_date_time_fields_are_numeric_visitor_properties() {
     let e = on(visitor("ned", f64::NAN, y2000)).await.unwrap_err();
     assert_eq!(e.code, EvaluationErrorCode::InvalidContext);
 }
+
+/// With an async data store, an evaluation reads and writes the visitor's record through it
+/// (`run_feature_async`), not through the sync store.
+#[tokio::test]
+async fn evaluations_use_the_sdks_async_store() {
+    use convert_sdk::DataStore;
+    use convert_sdk::stores::{BlockingPool, MemoryStore};
+    use std::sync::Arc;
+    let sync_store = Arc::new(MemoryStore::new());
+    let async_store = Arc::new(MemoryStore::new());
+    let core = Core::builder()
+        .config(config())
+        .environment("production")
+        .tracking(false)
+        .shared_data_store(sync_store.clone())
+        .async_data_store(BlockingPool::new(async_store.clone()))
+        .build()
+        .unwrap();
+    let client = client("async-store", ConvertProvider::new(core.clone())).await;
+    let on = client
+        .get_bool_value("banner", Some(&premium_on_checkout("carol")), None)
+        .await
+        .unwrap();
+    assert!(on);
+    let key = core
+        .create_context("carol", None)
+        .store_key()
+        .unwrap()
+        .to_string();
+    let stored = async_store.get(&key).unwrap();
+    assert_eq!(
+        stored.as_ref().and_then(|r| r.bucketed_variation("100")),
+        Some("101"),
+        "{stored:?}"
+    );
+    assert_eq!(sync_store.get(&key).unwrap(), None);
+}
