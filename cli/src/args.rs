@@ -216,8 +216,9 @@ pub struct SimulateArgs {
     /// The experience to simulate
     #[arg(short, long, value_name = "KEY")]
     pub experience: String,
-    /// Number of synthetic visitors
-    #[arg(short = 'n', long, value_name = "N", default_value_t = 10_000)]
+    /// Number of synthetic visitors (at least 1)
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub visitors: usize,
     #[command(flatten)]
     #[allow(missing_docs)]

@@ -388,8 +388,9 @@ impl CoreBuilder {
                 match shared.fetch_config() {
                     Ok(cfg) => shared.install(cfg),
                     Err(e) => {
-                        log::warn!("convert: the first config fetch failed: {e}");
-                        shared.note_fetch_failure(e.to_string());
+                        let url = shared.config_url_shown();
+                        log::warn!("convert: the first config fetch (GET {url}) failed: {e}");
+                        shared.note_fetch_failure(format!("{e} (GET {url})"));
                         retry_soon = true;
                         if let Some(cached) = shared.load_cached_config() {
                             log::warn!(

@@ -391,6 +391,25 @@ impl Shared {
         }
     }
 
+    /// The config URL as it may be shown in logs and errors: the query's secrets redacted and
+    /// the SDK key replaced by `<sdk key>` (the endpoint is what a typo usually hides in).
+    pub fn config_url_shown(&self) -> String {
+        let (Some(req), Some(key)) = (self.config_request(), self.net.sdk_key.as_deref()) else {
+            return String::new();
+        };
+        let shown = convert_ports::transport::redact_url(&req.url);
+        let (base, query) = shown.split_once('?').unwrap_or((&shown, ""));
+        let base = base.strip_suffix(key).map_or_else(
+            || base.to_string(),
+            |endpoint| format!("{endpoint}<sdk key>"),
+        );
+        if query.is_empty() {
+            base
+        } else {
+            format!("{base}?{query}")
+        }
+    }
+
     pub fn note_fetch_failure(&self, message: String) {
         self.counters.fetch_errors.fetch_add(1, Ordering::Relaxed);
         let mut r = lock(&self.readiness);
@@ -1294,7 +1313,8 @@ fn refresh_loop(shared: &Shared, stop: &Receiver<()>, initial_failures: u32) {
                 permanent = f.permanent;
                 if failures == 1 || failures.is_power_of_two() {
                     log::warn!(
-                        "convert: config fetch failed: {} ({failures} in a row); {}",
+                        "convert: config fetch (GET {}) failed: {} ({failures} in a row); {}",
+                        shared.config_url_shown(),
                         f.error,
                         if ready {
                             "the current config stays in use"
@@ -1303,7 +1323,11 @@ fn refresh_loop(shared: &Shared, stop: &Receiver<()>, initial_failures: u32) {
                         }
                     );
                 }
-                shared.note_fetch_failure(f.error.to_string());
+                shared.note_fetch_failure(format!(
+                    "{} (GET {})",
+                    f.error,
+                    shared.config_url_shown()
+                ));
             }
         }
     }

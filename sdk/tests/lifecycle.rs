@@ -383,7 +383,11 @@ fn not_ready_until_a_valid_config_then_ready_fires_once() {
         .unwrap();
     assert!(!core.is_ready());
     match core.wait_until_ready(Duration::from_millis(1)) {
-        Err(Error::NotReady { cause }) => assert!(cause.contains("503"), "{cause}"),
+        Err(Error::NotReady { cause }) => {
+            assert!(cause.contains("503"), "{cause}");
+            // It names what was fetched, without the SDK key.
+            assert!(cause.contains("/config/<sdk key>"), "{cause}");
+        }
         other => panic!("expected NotReady, got {other:?}"),
     }
     let r = Arc::clone(&readies);
