@@ -269,6 +269,9 @@ pub enum ForceError {
     /// The SDK has no config yet.
     #[error("the SDK has no config yet")]
     NotReady,
+    /// The context has an empty visitor id: it stores nothing, so nothing can be forced.
+    #[error("the context has no visitor id")]
+    NoVisitorId,
     /// No experience with that key.
     #[error("no experience with key `{0}`")]
     UnknownExperience(String),
@@ -290,6 +293,9 @@ pub fn force_variation(
     experience_key: &str,
     variation_key: &str,
 ) -> Result<(), ForceError> {
+    if visitor.visitor_id().is_empty() {
+        return Err(ForceError::NoVisitorId);
+    }
     let cfg = visitor.core().try_config().ok_or(ForceError::NotReady)?;
     let exp = cfg
         .experience_by_key(experience_key)

@@ -85,6 +85,25 @@ fn build_async_and_ready_do_not_block_the_runtime() {
     watchdog.join().unwrap();
 }
 
+/// A task on the current runtime that releases `server`'s hanging requests as soon as there is
+/// one, and records that it did. Bounded, so that a regression fails instead of hanging.
+fn releasing_ticker(
+    server: &Arc<FakeConvert>,
+    released: &Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    let (server, released) = (Arc::clone(server), Arc::clone(released));
+    tokio::spawn(async move {
+        for _ in 0..5_000 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            if server.hung() > 0 {
+                released.store(true, Ordering::SeqCst);
+                server.release_hung();
+                return;
+            }
+        }
+    })
+}
+
 /// `flush_async` and `close_async` wait for delivery without blocking the runtime: the tracking
 /// POST hangs, and a ticker task on the same current-thread runtime is the one that releases it.
 #[test]
@@ -110,20 +129,7 @@ fn flush_async_and_close_async_do_not_block_the_runtime() {
         .unwrap();
     let released_by_ticker = Arc::new(AtomicBool::new(false));
     rt.block_on(async {
-        let ticker = {
-            let (server, released) = (Arc::clone(&server), Arc::clone(&released_by_ticker));
-            tokio::spawn(async move {
-                // Bounded, so that a regression fails instead of hanging.
-                for _ in 0..5_000 {
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                    if server.hung() > 0 {
-                        released.store(true, Ordering::SeqCst);
-                        server.release_hung();
-                        return;
-                    }
-                }
-            })
-        };
+        let ticker = releasing_ticker(&server, &released_by_ticker);
         let sent = core.flush_async(Duration::from_secs(20)).await;
         assert!(
             released_by_ticker.load(Ordering::SeqCst),
@@ -141,6 +147,35 @@ fn flush_async_and_close_async_do_not_block_the_runtime() {
     assert_eq!(events.len(), 1, "{events:?}");
     let m = core.metrics();
     assert_eq!((m.abandoned_events, m.discarded_events), (0, 0), "{m:?}");
+
+    // close_async delivering with automatic delivery on: its request hangs too (on a second
+    // server: a released one lets every later request through), and only the ticker on the
+    // same runtime can release it.
+    let server = Arc::new(FakeConvert::start());
+    server.then_post([Mode::Hang]).post_default(Mode::ok());
+    let port = server.port();
+    let live = Core::builder()
+        .config_json(CONFIG)
+        .transport(UreqTransport::new())
+        .track_endpoint(format!("http://127.0.0.1:{port}/[project_id]/v1/"))
+        .events(1_000, Duration::from_secs(3600), 10_000)
+        .build()
+        .unwrap();
+    assert!(
+        live.create_context("w", None)
+            .run_experience("exp", &convert_sdk::BucketingAttributes::new())
+            .is_variation()
+    );
+    let released = Arc::new(AtomicBool::new(false));
+    rt.block_on(async {
+        let ticker = releasing_ticker(&server, &released);
+        live.close_async(Duration::from_secs(10)).await;
+        assert!(
+            released.load(Ordering::SeqCst),
+            "close finished without the ticker releasing its request"
+        );
+        ticker.await.unwrap();
+    });
 }
 
 /// The async entry points polled by another executor (no tokio runtime): they run in place

@@ -100,6 +100,11 @@ fn forced_variations_stick_and_events_are_recorded() {
         force_variation(&v, "search-test", "nope"),
         Err(ForceError::UnknownVariation { .. })
     ));
+    // A context without a visitor id stores nothing: forcing says so instead of doing nothing.
+    assert!(matches!(
+        force_variation(&sdk.create_context("", None), "search-test", "wide"),
+        Err(ForceError::NoVisitorId)
+    ));
 }
 
 #[test]
