@@ -892,15 +892,25 @@ fn check_schema(r: &mut Report, data: &Map<String, Value>) {
 
 /// Cross-entity lints on the parsed config: what resolves to what.
 fn check_references(r: &mut Report, cfg: &ProjectConfig) {
-    let mut seen_keys: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut seen_keys: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut seen_ids: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, e) in cfg.experiences.iter().enumerate() {
         let path = format!("experiences[{i}]");
-        if let Some(prev) = seen_keys.insert(&e.key, &e.id) {
+        if let Some(prev) = seen_keys.insert(&e.key, i) {
             r.warning(
                 &at(&path, "key"),
                 format!(
-                    "experience key {:?} is used by {prev} and {}: lookups by key find the first",
-                    e.key, e.id
+                    "experience key {:?} is also used by experiences[{prev}]: lookups by key find the first",
+                    e.key
+                ),
+            );
+        }
+        if let Some(prev) = seen_ids.insert(&e.id, i).filter(|_| !e.id.is_empty()) {
+            r.warning(
+                &at(&path, "id"),
+                format!(
+                    "experience id {:?} is also used by experiences[{prev}]: lookups by id find the first, and both share a visitor's stored decision",
+                    e.id
                 ),
             );
         }

@@ -70,6 +70,23 @@ fn every_mistake_is_reported_with_its_path() {
 }
 
 #[test]
+fn duplicate_experience_ids_and_keys_are_warned_about() {
+    let cfg = r#"{"account_id": "1", "project": {"id": "2"}, "experiences": [
+      {"id": "10", "key": "a", "variations": [{"id": "101", "key": "x", "traffic_allocation": 100}]},
+      {"id": "10", "key": "b", "variations": [{"id": "102", "key": "y", "traffic_allocation": 100}]},
+      {"id": "11", "key": "a", "variations": [{"id": "103", "key": "z", "traffic_allocation": 100}]}
+    ]}"#;
+    let file = temp_file("duplicates.json", cfg);
+    let (_, out, err) = convert(&["validate", "--config", &file]);
+    for needle in [
+        "warning: experiences[1].id: experience id \"10\" is also used by experiences[0]",
+        "warning: experiences[2].key: experience key \"a\" is also used by experiences[0]",
+    ] {
+        assert!(out.contains(needle), "{needle:?} missing from:\n{out}{err}");
+    }
+}
+
+#[test]
 fn json_output_lists_every_problem() {
     let file = temp_file("mistakes-json.json", MISTAKES);
     let (code, out, err) = convert(&["validate", "--config", &file, "--format", "json"]);
