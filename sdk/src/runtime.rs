@@ -845,6 +845,8 @@ struct Delivery<'a> {
     outage: Option<Outage>,
     /// Full batches keep coming: poll every [`BUSY_POLL`] instead of waiting to be woken.
     busy: bool,
+    /// While shutting down: when to stop sending, however many events producers still add.
+    stop_by: Option<Instant>,
 }
 
 /// How often a busy delivery thread looks at the queue on its own.
@@ -872,6 +874,7 @@ impl<'a> Delivery<'a> {
             split: VecDeque::new(),
             outage: None,
             busy: false,
+            stop_by: None,
         }
     }
 
@@ -992,6 +995,9 @@ impl<'a> Delivery<'a> {
             }
             if reason != "flush" && reason != "close" && !self.ctl.is_empty() {
                 break; // a flush or shutdown is waiting; the backlog goes on after it
+            }
+            if self.stop_by.is_some_and(|t| Instant::now() >= t) {
+                break; // shutting down: producers may keep the queue full for ever
             }
         }
         self.timer = None;
@@ -1228,6 +1234,7 @@ impl<'a> Delivery<'a> {
     /// is left: abandoned, or discarded when delivery was manual.
     fn shutdown(&mut self, deadline: Instant) {
         let shared = self.shared;
+        self.stop_by = Some(deadline);
         if shared.net.tracking_enabled {
             while self.queued() > 0 && Instant::now() < deadline {
                 if self.release("close", usize::MAX).is_ok() {

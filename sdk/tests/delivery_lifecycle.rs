@@ -205,3 +205,44 @@ fn queue_released_announces_success_with_its_status() {
     assert_eq!(core.flush().unwrap(), 1);
     assert_eq!(*seen.lock().unwrap(), [(Some(200), None, 0, 1)]);
 }
+
+/// `close` stops delivery even while producers keep the queue full: four threads keep
+/// converting, each event a batch of its own, and after `close` returns the server sees at
+/// most the one request that was in flight. (The delivery loop used to take batch after batch
+/// until the queue was empty, which producers never let happen: it went on sending after
+/// `close` returned, for as long as they ran.)
+#[test]
+fn close_stops_delivery_while_producers_keep_the_queue_full() {
+    let server = FakeConvert::start();
+    let core = sdk(&server, true);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producers: Vec<_> = (0..4)
+        .map(|t| {
+            let (core, stop) = (core.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let ctx = core.create_context(format!("p{t}-{i}"), None);
+                    let _ = ctx.track_conversion("g1", &ConversionAttributes::new());
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    eventually("deliveries under way", || server.posts() > 10);
+    core.close(Duration::from_millis(300));
+    let at_close = server.posts();
+    // Producers go on; a delivery thread still running would keep posting.
+    std::thread::sleep(Duration::from_millis(300));
+    let after = server.posts();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for p in producers {
+        p.join().unwrap();
+    }
+    assert!(
+        after <= at_close + 1,
+        "{} requests after close returned",
+        after - at_close
+    );
+    assert!(core.metrics().abandoned_events > 0, "{:?}", core.metrics());
+}
