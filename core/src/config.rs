@@ -496,6 +496,14 @@ impl ProjectConfig {
     /// The value itself is not kept: the config holds its compact tree ([`Self::raw`] builds the
     /// same value back when asked).
     pub fn from_value(v: Value) -> Result<ProjectConfig, ConfigError> {
+        // The tree is built recursively: a value nested as deep as JSON text may not be (which
+        // only code can build) is refused as that text is, rather than overflowing the stack.
+        if crate::tree::nested_too_deep(&v) {
+            return Err(ConfigError::Json(format!(
+                "the config nests arrays and objects more than {} levels deep",
+                crate::tree::MAX_DEPTH
+            )));
+        }
         Self::from_tree(Tree::from_value(&v))
     }
 
@@ -1205,6 +1213,49 @@ mod tests {
             assert_eq!(id("k1").is_some(), n > 3, "{n} experiences");
             assert_eq!(id("missing"), None, "{n} experiences");
         }
+    }
+
+    /// A config value built in code is held to the nesting limit JSON text is read with (the
+    /// tree is built recursively: a deep enough value overflowed the stack and aborted).
+    #[test]
+    fn values_nested_past_the_text_limit_are_refused_like_text() {
+        fn nested(levels: usize) -> (Value, String) {
+            let mut v = json!([]);
+            for _ in 1..levels {
+                v = Value::Array(vec![v]);
+            }
+            let text = format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+            let cfg = json!({"account_id": "1", "project": {"id": "2"}, "extra": v});
+            let text =
+                format!(r#"{{"account_id": "1", "project": {{"id": "2"}}, "extra": {text}}}"#);
+            (cfg, text)
+        }
+        // The root object is level 1, so `extra` starts at level 2.
+        for (levels, ok) in [
+            (crate::tree::MAX_DEPTH - 2, true),
+            (crate::tree::MAX_DEPTH - 1, false),
+        ] {
+            let (value, text) = nested(levels);
+            assert_eq!(
+                ProjectConfig::from_json(&text).is_ok(),
+                ok,
+                "text, {levels}"
+            );
+            assert_eq!(
+                ProjectConfig::from_value(value).is_ok(),
+                ok,
+                "value, {levels}"
+            );
+        }
+        // Far deeper: refused without recursing (run with room for building and dropping it).
+        let deep = std::thread::Builder::new()
+            .stack_size(256 << 20)
+            .spawn(|| ProjectConfig::from_value(nested(50_000).0).err())
+            .and_then(|h| h.join().map_err(|_| std::io::Error::other("panicked")));
+        assert!(
+            matches!(&deep, Ok(Some(ConfigError::Json(m))) if m.contains("levels deep")),
+            "{deep:?}"
+        );
     }
 
     #[test]
