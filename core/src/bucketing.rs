@@ -58,11 +58,38 @@ impl ArmSpec<'_> {
     }
 }
 
+/// Ids repeat rarely and experiences have few arms: up to this many, ids are found by a scan;
+/// beyond it, through an index, so that a hostile config with thousands of arms still loads in
+/// linear time.
+const SCAN_ARMS: usize = 16;
+
 /// The index of the first arm whose id is `id` (the variation the reference re-reads by id).
-fn first_arm_with_id(arms: &[ArmSpec<'_>], id: &str, fallback: usize) -> usize {
-    arms.iter()
-        .position(|a| a.id == Some(id))
+struct FirstArm<'s, 'a> {
+    arms: &'s [ArmSpec<'a>],
+    index: Option<std::collections::HashMap<&'a str, usize>>,
+}
+
+impl<'s, 'a> FirstArm<'s, 'a> {
+    fn new(arms: &'s [ArmSpec<'a>]) -> Self {
+        let index = (arms.len() > SCAN_ARMS).then(|| {
+            let mut index = std::collections::HashMap::new();
+            for (i, a) in arms.iter().enumerate() {
+                if let Some(id) = a.id {
+                    index.entry(id).or_insert(i);
+                }
+            }
+            index
+        });
+        FirstArm { arms, index }
+    }
+
+    fn of(&self, id: &str, fallback: usize) -> usize {
+        match &self.index {
+            Some(index) => index.get(id).copied(),
+            None => self.arms.iter().position(|a| a.id == Some(id)),
+        }
         .unwrap_or(fallback)
+    }
 }
 
 /// A JS object `{id: width}` built by assignments in insertion order, then walked in JS key order
@@ -70,12 +97,28 @@ fn first_arm_with_id(arms: &[ArmSpec<'_>], id: &str, fallback: usize) -> usize {
 fn packed_walk<'a>(
     assignments: impl IntoIterator<Item = (usize, &'a str, f64)>,
 ) -> Vec<(usize, f64)> {
-    // `obj[id] = width`: a repeated key keeps its first position and takes the last value.
+    // `obj[id] = width`: a repeated key keeps its first position and takes the last value
+    // (found by a scan among few keys, through an index among many: see `SCAN_ARMS`).
+    const SCAN: usize = SCAN_ARMS;
     let mut obj: Vec<(usize, &str, f64)> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for (pos, id, width) in assignments {
-        match obj.iter_mut().find(|(_, k, _)| *k == id) {
+        let found = if obj.len() <= SCAN {
+            obj.iter().position(|(_, k, _)| *k == id)
+        } else {
+            if index.is_empty() {
+                index.extend(obj.iter().enumerate().rev().map(|(i, (_, k, _))| (*k, i)));
+            }
+            index.get(id).copied()
+        };
+        match found.and_then(|i| obj.get_mut(i)) {
             Some(slot) => slot.2 = width,
-            None => obj.push((pos, id, width)),
+            None => {
+                if !index.is_empty() {
+                    index.insert(id, obj.len());
+                }
+                obj.push((pos, id, width));
+            }
         }
     }
     let keys: Vec<&str> = obj.iter().map(|(_, k, _)| *k).collect();
@@ -104,6 +147,7 @@ impl PackedLayout {
     /// Builds the packed walk from the arms in config order (SPEC §4.4): arms that are active
     /// ([`ArmSpec::is_active`]) and have an id become `bucket[id] = traffic_allocation || 100`.
     pub fn build(arms: &[ArmSpec<'_>]) -> Self {
+        let first = FirstArm::new(arms);
         let assignments = arms.iter().enumerate().filter_map(|(i, a)| {
             let id = a.id?;
             if !a.is_active() {
@@ -114,7 +158,7 @@ impl PackedLayout {
                 Some(v) if js::truthy(v) => js::to_number(Some(v)),
                 _ => 100.0,
             };
-            Some((first_arm_with_id(arms, id, i), id, width))
+            Some((first.of(id, i), id, width))
         });
         PackedLayout {
             walk: packed_walk(assignments),
@@ -145,6 +189,7 @@ impl AnchoredLayout {
     /// weighs `isNaN(ta) ? 100 : Number(ta)`, is anchored at `(weights before it / total) × 10000`
     /// and is `weight × 100` wide when active ([`ArmSpec::is_active`]), 0 wide otherwise.
     pub fn build(arms: &[ArmSpec<'_>]) -> Self {
+        let first = FirstArm::new(arms);
         let weighted: Vec<(usize, f64, bool)> = arms
             .iter()
             .enumerate()
@@ -155,7 +200,7 @@ impl AnchoredLayout {
                 } else {
                     js::to_number(a.traffic_allocation)
                 };
-                Some((first_arm_with_id(arms, id, i), weight, a.is_active()))
+                Some((first.of(id, i), weight, a.is_active()))
             })
             .collect();
         let total = weighted.iter().fold(0.0f64, |sum, &(_, w, _)| sum + w);

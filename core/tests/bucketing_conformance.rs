@@ -384,6 +384,26 @@ proptest! {
         }
     }
 
+    /// The same agreement with the model for experiences with many arms (more than the 16 the
+    /// layout builder scans for repeated ids before it indexes them), ids repeating.
+    #[test]
+    fn packed_choice_matches_the_model_with_many_arms(
+        spec in proptest::collection::vec((0usize..40, alloc(), prop::bool::weighted(0.85)), 17..60),
+        value in 0u32..12000,
+    ) {
+        let pool: Vec<String> = (0..40)
+            .map(|i| if i % 3 == 0 { format!("{}", 1000 - i) } else { format!("v{i}") })
+            .collect();
+        let arms: Vec<(&str, Alloc, bool)> = spec.iter().map(|(i, a, r)| (pool[*i].as_str(), a.clone(), *r)).collect();
+        let tas: Vec<Option<Value>> = arms.iter().map(|(_, a, _)| a.json()).collect();
+        let statuses: Vec<Value> = arms.iter().map(|(_, _, r)| json!(if *r { "running" } else { "stopped" })).collect();
+        let specs: Vec<ArmSpec<'_>> = (0..arms.len())
+            .map(|i| ArmSpec { id: Some(arms[i].0), traffic_allocation: tas[i].as_ref(), status: Some(&statuses[i]) })
+            .collect();
+        let chosen = PackedLayout::build(&specs).select(f64::from(value));
+        prop_assert_eq!(chosen.map(|i| arms[i].0.to_string()), model_packed(&arms, f64::from(value)));
+    }
+
     /// The packed choice is the first walk entry whose band `[previous bound, bound)` contains
     /// the value, and it agrees with an independent model of the reference's JS object walk
     /// (numeric-key order, duplicate ids, string/NaN/null/absent/true allocations, stopped arms).
@@ -409,5 +429,42 @@ proptest! {
             prop_assert_eq!(arms.iter().position(|a| a.0 == arms[i].0), Some(i));
         }
         prop_assert_eq!(chosen.map(|i| arms[i].0.to_string()), model_packed(&arms, v));
+    }
+}
+
+/// With many arms (more than the builders scan for repeated ids before they index them), every
+/// anchored range and packed walk entry names the first arm carrying its id.
+#[test]
+fn many_arms_report_the_first_arm_with_their_id() {
+    let ids: Vec<String> = (0..50)
+        .map(|k| match (k * 7) % 20 {
+            n if n % 3 == 0 => format!("{}", 500 + n),
+            n => format!("v{n}"),
+        })
+        .collect();
+    let ta = json!(2);
+    let running = json!("running");
+    let arms: Vec<ArmSpec<'_>> = ids
+        .iter()
+        .map(|id| ArmSpec {
+            id: Some(id.as_str()),
+            traffic_allocation: Some(&ta),
+            status: Some(&running),
+        })
+        .collect();
+    let first = |id: &str| ids.iter().position(|i| i == id);
+    let anchored = AnchoredLayout::build(&arms);
+    assert_eq!(anchored.ranges.len(), arms.len());
+    for (k, &(arm, _, _)) in anchored.ranges.iter().enumerate() {
+        assert_eq!(Some(arm), first(&ids[k]), "anchored range {k}");
+    }
+    let packed = PackedLayout::build(&arms);
+    // One walk entry per distinct id, each on the first arm that carries it.
+    let mut distinct = ids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(packed.walk.len(), distinct.len());
+    for &(arm, _) in &packed.walk {
+        assert_eq!(Some(arm), first(&ids[arm]));
     }
 }
