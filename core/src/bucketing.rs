@@ -58,37 +58,64 @@ impl ArmSpec<'_> {
     }
 }
 
-/// Ids repeat rarely and experiences have few arms: up to this many, ids are found by a scan;
-/// beyond it, through an index, so that a hostile config with thousands of arms still loads in
-/// linear time.
-const SCAN_ARMS: usize = 16;
+/// Ids repeat rarely and experiences have few arms: up to this many keys, [`FirstSeen`] finds
+/// a key by a scan; beyond it, through an index, so that a hostile config with thousands of
+/// arms still loads in linear time.
+const SCAN_KEYS: usize = 16;
 
-/// The index of the first arm whose id is `id` (the variation the reference re-reads by id).
-struct FirstArm<'s, 'a> {
-    arms: &'s [ArmSpec<'a>],
+/// Where each key was first seen, among the keys inserted so far (variation ids, JS object
+/// keys): scanned while there are few, hashed once there are more than [`SCAN_KEYS`].
+#[derive(Debug, Default)]
+pub(crate) struct FirstSeen<'a> {
+    keys: Vec<(&'a str, usize)>,
     index: Option<std::collections::HashMap<&'a str, usize>>,
 }
 
-impl<'s, 'a> FirstArm<'s, 'a> {
-    fn new(arms: &'s [ArmSpec<'a>]) -> Self {
-        let index = (arms.len() > SCAN_ARMS).then(|| {
-            let mut index = std::collections::HashMap::new();
-            for (i, a) in arms.iter().enumerate() {
-                if let Some(id) = a.id {
-                    index.entry(id).or_insert(i);
-                }
+impl<'a> FirstSeen<'a> {
+    /// Where `key` was first seen.
+    pub(crate) fn get(&self, key: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(key).copied(),
+            None => self.keys.iter().find(|(k, _)| *k == key).map(|&(_, at)| at),
+        }
+    }
+
+    /// Records `key` as seen at `at` unless it was seen before; returns where it was first
+    /// seen (`None`: it is new, and now recorded at `at`).
+    pub(crate) fn insert(&mut self, key: &'a str, at: usize) -> Option<usize> {
+        if let Some(first) = self.get(key) {
+            return Some(first);
+        }
+        self.keys.push((key, at));
+        match &mut self.index {
+            Some(index) => {
+                index.insert(key, at);
             }
-            index
-        });
-        FirstArm { arms, index }
+            None if self.keys.len() > SCAN_KEYS => {
+                self.index = Some(self.keys.iter().copied().collect());
+            }
+            None => {}
+        }
+        None
+    }
+}
+
+/// The index of the first arm whose id is `id` (the variation the reference re-reads by id).
+struct FirstArm<'a>(FirstSeen<'a>);
+
+impl<'a> FirstArm<'a> {
+    fn new(arms: &[ArmSpec<'a>]) -> Self {
+        let mut seen = FirstSeen::default();
+        for (i, a) in arms.iter().enumerate() {
+            if let Some(id) = a.id {
+                seen.insert(id, i);
+            }
+        }
+        FirstArm(seen)
     }
 
     fn of(&self, id: &str, fallback: usize) -> usize {
-        match &self.index {
-            Some(index) => index.get(id).copied(),
-            None => self.arms.iter().position(|a| a.id == Some(id)),
-        }
-        .unwrap_or(fallback)
+        self.0.get(id).unwrap_or(fallback)
     }
 }
 
@@ -97,28 +124,13 @@ impl<'s, 'a> FirstArm<'s, 'a> {
 fn packed_walk<'a>(
     assignments: impl IntoIterator<Item = (usize, &'a str, f64)>,
 ) -> Vec<(usize, f64)> {
-    // `obj[id] = width`: a repeated key keeps its first position and takes the last value
-    // (found by a scan among few keys, through an index among many: see `SCAN_ARMS`).
-    const SCAN: usize = SCAN_ARMS;
+    // `obj[id] = width`: a repeated key keeps its first position and takes the last value.
     let mut obj: Vec<(usize, &str, f64)> = Vec::new();
-    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut seen = FirstSeen::default();
     for (pos, id, width) in assignments {
-        let found = if obj.len() <= SCAN {
-            obj.iter().position(|(_, k, _)| *k == id)
-        } else {
-            if index.is_empty() {
-                index.extend(obj.iter().enumerate().rev().map(|(i, (_, k, _))| (*k, i)));
-            }
-            index.get(id).copied()
-        };
-        match found.and_then(|i| obj.get_mut(i)) {
+        match seen.insert(id, obj.len()).and_then(|j| obj.get_mut(j)) {
             Some(slot) => slot.2 = width,
-            None => {
-                if !index.is_empty() {
-                    index.insert(id, obj.len());
-                }
-                obj.push((pos, id, width));
-            }
+            None => obj.push((pos, id, width)),
         }
     }
     let keys: Vec<&str> = obj.iter().map(|(_, k, _)| *k).collect();

@@ -779,27 +779,17 @@ impl ProjectConfig {
                 status.map(NodeRef::to_value),
             ));
         }
-        // The first string-id arm of each id: scanned for the usual handful of arms, indexed
-        // for more (a hostile config may have thousands in one experience).
-        if variations.len() <= 16 {
-            for i in 0..variations.len() {
-                let id = &variations[i].id;
-                let first = variations
-                    .iter()
-                    .position(|v| v.id_is_string && v.id == *id);
-                variations[i].returned_as = first;
+        // The first string-id arm of each id.
+        let mut first_string = crate::bucketing::FirstSeen::default();
+        for (i, v) in variations.iter().enumerate() {
+            if v.id_is_string {
+                first_string.insert(&v.id, i);
             }
-        } else {
-            let mut first_string: std::collections::HashMap<Str, usize> =
-                std::collections::HashMap::with_capacity(variations.len());
-            for (i, v) in variations.iter().enumerate() {
-                if v.id_is_string {
-                    first_string.entry(v.id.clone()).or_insert(i);
-                }
-            }
-            for v in &mut variations {
-                v.returned_as = first_string.get(&v.id).copied();
-            }
+        }
+        let returned: Vec<Option<usize>> =
+            variations.iter().map(|v| first_string.get(&v.id)).collect();
+        for (v, r) in variations.iter_mut().zip(returned) {
+            v.returned_as = r;
         }
         let arms: Vec<ArmSpec<'_>> = arms
             .iter()
@@ -1127,7 +1117,9 @@ mod tests {
         for n in [5usize, 40] {
             let mut arms: Vec<Value> = (0..n)
                 .map(|i| {
-                    let id = (i * 7) % 11; // repeats once i reaches 11
+                    // Repeats once i reaches 23: 40 arms carry more distinct string ids than
+                    // the lookup scans (16), so they go through its index.
+                    let id = (i * 7) % 23;
                     if i % 4 == 1 {
                         json!({"id": id})
                     } else {
