@@ -104,25 +104,35 @@ fn releasing_ticker(
     })
 }
 
+/// A local server whose first tracking POST hangs (until released) and later ones succeed, and
+/// an SDK (`configure`d) tracking to it with one bucketing event queued.
+fn one_event_before_a_hanging_post(
+    configure: impl FnOnce(convert_sdk::CoreBuilder) -> convert_sdk::CoreBuilder,
+) -> (Arc<FakeConvert>, Core) {
+    let server = Arc::new(FakeConvert::start());
+    server.then_post([Mode::Hang]).post_default(Mode::ok());
+    let port = server.port();
+    let core = configure(
+        Core::builder()
+            .config_json(CONFIG)
+            .transport(UreqTransport::new())
+            .track_endpoint(format!("http://127.0.0.1:{port}/[project_id]/v1/")),
+    )
+    .build()
+    .unwrap();
+    assert!(
+        core.create_context("v", None)
+            .run_experience("exp", &convert_sdk::BucketingAttributes::new())
+            .is_variation()
+    );
+    (server, core)
+}
+
 /// `flush_async` and `close_async` wait for delivery without blocking the runtime: the tracking
 /// POST hangs, and a ticker task on the same current-thread runtime is the one that releases it.
 #[test]
 fn flush_async_and_close_async_do_not_block_the_runtime() {
-    let server = Arc::new(FakeConvert::start());
-    server.then_post([Mode::Hang]).post_default(Mode::ok());
-    let port = server.port();
-    let core = Core::builder()
-        .config_json(CONFIG)
-        .transport(UreqTransport::new())
-        .track_endpoint(format!("http://127.0.0.1:{port}/[project_id]/v1/"))
-        .tracking(false)
-        .build()
-        .unwrap();
-    let ctx = core.create_context("v", None);
-    assert!(
-        ctx.run_experience("exp", &convert_sdk::BucketingAttributes::new())
-            .is_variation()
-    );
+    let (server, core) = one_event_before_a_hanging_post(|b| b.tracking(false));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -151,21 +161,8 @@ fn flush_async_and_close_async_do_not_block_the_runtime() {
     // close_async delivering with automatic delivery on: its request hangs too (on a second
     // server: a released one lets every later request through), and only the ticker on the
     // same runtime can release it.
-    let server = Arc::new(FakeConvert::start());
-    server.then_post([Mode::Hang]).post_default(Mode::ok());
-    let port = server.port();
-    let live = Core::builder()
-        .config_json(CONFIG)
-        .transport(UreqTransport::new())
-        .track_endpoint(format!("http://127.0.0.1:{port}/[project_id]/v1/"))
-        .events(1_000, Duration::from_secs(3600), 10_000)
-        .build()
-        .unwrap();
-    assert!(
-        live.create_context("w", None)
-            .run_experience("exp", &convert_sdk::BucketingAttributes::new())
-            .is_variation()
-    );
+    let (server, live) =
+        one_event_before_a_hanging_post(|b| b.events(1_000, Duration::from_secs(3600), 10_000));
     let released = Arc::new(AtomicBool::new(false));
     rt.block_on(async {
         let ticker = releasing_ticker(&server, &released);
