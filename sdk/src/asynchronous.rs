@@ -261,17 +261,22 @@ impl Core {
             .unwrap_or_else(|| self.wait_until_ready(Duration::ZERO))
     }
 
+    /// Reconciles the conversions the async store held while it did not answer, before a
+    /// flush or a close (which gives them up). The sync store's are left to `flush_timeout`
+    /// and `close`, on the blocking pool.
+    async fn settle_async_held(&self) {
+        if self.inner.shared.async_store.is_some() {
+            self.reconcile_store_async().await;
+        }
+    }
+
     /// [`Core::flush_timeout`] without blocking the calling task, after reconciling the
     /// conversions the async store held ([`Core::reconcile_store_async`]): the wait for delivery
     /// runs on tokio's blocking pool. [`Error::Timeout`] when `timeout` elapses (delivery then goes on
     /// in the background) or when the pool could not run the wait. Polled outside a tokio
     /// runtime, the wait runs in place.
     pub async fn flush_async(&self, timeout: Duration) -> Result<usize, Error> {
-        // Conversions the async store held while it did not answer go out with this flush (the
-        // sync store's are reconciled by `flush_timeout`, on the pool).
-        if self.inner.shared.async_store.is_some() {
-            self.reconcile_store_async().await;
-        }
+        self.settle_async_held().await;
         let core = self.clone();
         on_blocking_pool(move || core.flush_timeout(timeout))
             .await
@@ -286,10 +291,7 @@ impl Core {
     /// that thread for up to the close timeout. Polled outside a tokio runtime, the wait runs
     /// in place.
     pub async fn close_async(&self, timeout: Duration) {
-        // Settles what the async store still holds first (`close` gives it up).
-        if self.inner.shared.async_store.is_some() {
-            self.reconcile_store_async().await;
-        }
+        self.settle_async_held().await;
         let core = self.clone();
         on_blocking_pool(move || core.close(timeout)).await;
     }
