@@ -132,7 +132,8 @@ pub struct RedisStore {
 
 /// Where the store connects.
 enum Target {
-    Single(Client),
+    /// The client, whose handshake selects no database, and the database to select (0: none).
+    Single(Client, i64),
     /// The client and the number of seed nodes in the URL.
     Cluster(ClusterClient, u32),
 }
@@ -343,7 +344,7 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The connection info may hold a password: show only where it points.
         let addr = match &self.client {
-            Target::Single(c) => c.get_connection_info().addr().to_string(),
+            Target::Single(c, _) => c.get_connection_info().addr().to_string(),
             Target::Cluster(..) => "cluster".to_string(),
         };
         f.debug_struct("RedisStore")
@@ -383,6 +384,16 @@ fn no_delay(url: &str) -> Result<redis::ConnectionInfo, RedisError> {
     Ok(info
         .set_tcp_settings(tcp_settings())
         .set_redis_settings(handshake))
+}
+
+/// `info` without its database, and that database, for the sync store to select after the
+/// handshake. redis-rs sends the handshake's commands (`AUTH` or `HELLO`, then `SELECT`) as one
+/// pipeline and, when a reply times out, still waits for the next one with the same timeout: a
+/// URL with both a password and a database waited twice the connect limit for a hung server.
+fn without_select(info: redis::ConnectionInfo) -> (redis::ConnectionInfo, i64) {
+    let db = info.redis_settings().db();
+    let settings = info.redis_settings().clone().set_db(0);
+    (info.set_redis_settings(settings), db)
 }
 
 fn classify(e: &RedisError) -> StoreError {
@@ -550,9 +561,9 @@ impl RedisStore {
             let (client, seeds) = Self::cluster_client(url, &options)?;
             Target::Cluster(client, u32::try_from(seeds).unwrap_or(u32::MAX).max(1))
         } else {
-            let client =
-                Self::client(url, tls, &options).map_err(|e| bad_url(url, &describe(&e)))?;
-            Target::Single(client)
+            let invalid = |e: RedisError| bad_url(url, &describe(&e));
+            let (info, db) = without_select(no_delay(url).map_err(invalid)?);
+            Target::Single(Self::client(info, tls, &options).map_err(invalid)?, db)
         };
         Ok(RedisStore {
             client,
@@ -582,8 +593,13 @@ impl RedisStore {
         Ok((client, seeds))
     }
 
+    /// The client of connection info `info` (from [`no_delay`]), with the TLS root of `options`.
     #[cfg(feature = "tls")]
-    fn client(url: &str, tls: bool, options: &RedisOptions) -> Result<Client, RedisError> {
+    fn client(
+        info: redis::ConnectionInfo,
+        tls: bool,
+        options: &RedisOptions,
+    ) -> Result<Client, RedisError> {
         if tls {
             // rustls needs a process-wide crypto provider; install ring's unless the application
             // chose one (without one, the first TLS handshake would abort the process).
@@ -593,7 +609,7 @@ impl RedisStore {
             }
             if let Some(ca) = &options.tls_ca_pem {
                 return Client::build_with_tls(
-                    no_delay(url)?,
+                    info,
                     redis::TlsCertificates {
                         client_tls: None,
                         root_cert: Some(ca.clone()),
@@ -601,12 +617,17 @@ impl RedisStore {
                 );
             }
         }
-        Client::open(no_delay(url)?)
+        Client::open(info)
     }
 
+    /// The client of connection info `info` (from [`no_delay`]).
     #[cfg(not(feature = "tls"))]
-    fn client(url: &str, _tls: bool, _options: &RedisOptions) -> Result<Client, RedisError> {
-        Client::open(no_delay(url)?)
+    fn client(
+        info: redis::ConnectionInfo,
+        _tls: bool,
+        _options: &RedisOptions,
+    ) -> Result<Client, RedisError> {
+        Client::open(info)
     }
 
     /// Whether this store talks to a Redis Cluster.
@@ -641,8 +662,21 @@ impl RedisStore {
 
     fn connect(&self, limit: Duration) -> Result<Conn, RedisError> {
         match &self.client {
-            Target::Single(client) => {
-                let c = client.get_connection_with_timeout(limit)?;
+            Target::Single(client, db) => {
+                let start = Instant::now();
+                let mut c = client.get_connection_with_timeout(limit)?;
+                if *db != 0 {
+                    // On its own, after the handshake's reply: see [`without_select`].
+                    let left = limit
+                        .checked_sub(start.elapsed())
+                        .filter(|l| !l.is_zero())
+                        .ok_or_else(|| {
+                            RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+                        })?;
+                    c.set_read_timeout(Some(left))?;
+                    c.set_write_timeout(Some(left))?;
+                    redis::cmd("SELECT").arg(*db).query::<()>(&mut c)?;
+                }
                 Ok(Conn::new(Link::Single(c)))
             }
             // The client's own timeouts are the store's upper bounds; this connection's are cut

@@ -125,7 +125,8 @@ impl AsyncRedisStore {
                 no_set_nx_get: AtomicBool::new(false),
             });
         }
-        let client = RedisStore::client(url, tls, &options).map_err(invalid)?;
+        let client = RedisStore::client(crate::no_delay(url).map_err(invalid)?, tls, &options)
+            .map_err(invalid)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.io_timeout))

@@ -505,3 +505,76 @@ fn new_connections_send_nothing_before_the_first_command() {
     assert!(!stats.contains("cmdstat_client"), "{stats}");
     assert!(!errors.contains("errorstat_"), "{errors}");
 }
+
+/// A server that accepts connections and never answers: what a hung Redis looks like from the
+/// client. It records the bytes each connection sent.
+fn silent_server() -> (String, Arc<std::sync::Mutex<Vec<u8>>>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let sink = Arc::clone(&sink);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+    });
+    (format!("127.0.0.1:{}", addr.port()), seen)
+}
+
+#[test]
+fn a_password_and_a_database_put_one_reply_in_flight_at_a_time() {
+    // redis-rs sends `AUTH` and `SELECT` as one pipeline and, when the first reply times out,
+    // waits for the second one as long again: against a hung server, a call on a new
+    // connection took twice the store's connect limit. The store selects the database itself,
+    // after the handshake's reply, so a hung server sees `AUTH` and nothing after it.
+    let (addr, seen) = silent_server();
+    let options = RedisOptions::default()
+        .connect_timeout(Duration::from_millis(300))
+        .io_timeout(Duration::from_millis(300));
+    let store = RedisStore::open_with(&format!("redis://:secret@{addr}/3"), options).unwrap();
+    assert!(matches!(store.get("k"), Err(StoreError::Unavailable(_))));
+    let sent = String::from_utf8_lossy(&seen.lock().unwrap()).to_uppercase();
+    assert!(sent.contains("AUTH"), "{sent:?}");
+    assert!(!sent.contains("SELECT"), "{sent:?}");
+}
+
+#[test]
+fn a_database_in_the_url_is_selected_with_a_password() {
+    if !redis_available() {
+        return;
+    }
+    let server = Server::start("select-db");
+    server.cli(&["CONFIG", "SET", "requirepass", "secret"]);
+    let port = server
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let url = format!("redis://:secret@127.0.0.1:{port}/3");
+    let store = RedisStore::open(&url).unwrap();
+    let data = StoreData::from_value(serde_json::json!({"goals": {"g": true}})).unwrap();
+    store.set("db-check", &data).unwrap();
+    assert_eq!(store.get("db-check").unwrap(), Some(data));
+    // The key is in database 3, not in database 0.
+    let mut c = raw(&url);
+    let in_3: bool = redis::cmd("EXISTS")
+        .arg("convert:db-check")
+        .query(&mut c)
+        .unwrap();
+    let mut c0 = raw(&format!("redis://:secret@127.0.0.1:{port}/0"));
+    let in_0: bool = redis::cmd("EXISTS")
+        .arg("convert:db-check")
+        .query(&mut c0)
+        .unwrap();
+    assert!(in_3 && !in_0, "db 3: {in_3}, db 0: {in_0}");
+}
