@@ -28,6 +28,10 @@ pub enum ConversionOutcome {
     /// the store confirms this visitor had not converted the goal yet (see the SDK's
     /// `docs/stores.md`). Held conversions that can never be confirmed are counted in metrics.
     Deferred,
+    /// The data store could not be reached and the SDK already holds its limit of unconfirmed
+    /// conversions (`StoreOptions::max_held_conversions`): this conversion was dropped, not
+    /// sent, and counted in metrics (`held_conversions_overflow`).
+    Dropped,
     /// The goal is (now) marked converted; `events` tracking events were queued (0 for a forced
     /// repeat without goal data).
     Converted {

@@ -952,7 +952,8 @@ impl Context {
                 force,
             }) {
                 HoldOutcome::Duplicate => Ok(ConversionOutcome::AlreadyConverted),
-                HoldOutcome::Held | HoldOutcome::Overflow => Ok(ConversionOutcome::Deferred),
+                HoldOutcome::Held => Ok(ConversionOutcome::Deferred),
+                HoldOutcome::Overflow => Ok(ConversionOutcome::Dropped),
             },
             other => other,
         }

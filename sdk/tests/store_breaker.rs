@@ -145,11 +145,16 @@ fn a_full_held_list_drops_and_counts() {
         .build()
         .unwrap();
     store.failing.store(true, Ordering::SeqCst);
-    for i in 0..5 {
-        core.create_context(format!("v{i}"), None)
-            .track_conversion("buy", &ConversionAttributes::new())
-            .unwrap();
-    }
+    let outcomes: Vec<ConversionOutcome> = (0..5)
+        .map(|i| {
+            core.create_context(format!("v{i}"), None)
+                .track_conversion("buy", &ConversionAttributes::new())
+                .unwrap()
+        })
+        .collect();
     let m = core.metrics();
     assert_eq!((m.held_conversions, m.held_conversions_overflow), (2, 3));
+    // The caller is told which ones were dropped: they are not `Deferred` (held to be sent).
+    use ConversionOutcome::{Deferred, Dropped};
+    assert_eq!(outcomes, [Deferred, Deferred, Dropped, Dropped, Dropped]);
 }
