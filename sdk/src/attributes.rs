@@ -39,7 +39,8 @@ use serde_json::{Map, Value};
 /// # Ok::<(), convert_sdk::AttributesError>(())
 /// ```
 ///
-/// Keys keep their insertion order. A JSON value that is not an object converts (through
+/// Keys iterate in the order of `serde_json::Map` in your build: sorted by key, or in insertion
+/// order when some crate enables serde_json's `preserve_order` feature. A JSON value that is not an object converts (through
 /// `From<Value>`) to empty attributes and logs a warning; use [`Attributes::try_from_value`]
 /// or [`Attributes::from_serialize`] to get an error instead.
 #[derive(Debug, Clone, Default, PartialEq)]

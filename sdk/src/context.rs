@@ -744,6 +744,8 @@ impl Context {
 
     /// Explains the decision for experience `key` without side effects: nothing is stored, tracked
     /// or announced. Returns the decision the visitor would get now and the steps that led to it.
+    /// An active preview ([`Context::set_preview`]) is not applied: the explanation is the
+    /// engine's own decision.
     pub fn explain_experience(
         &self,
         key: &str,
@@ -774,7 +776,8 @@ impl Context {
         (d, fx.trace.unwrap_or_default())
     }
 
-    /// Every experience the visitor is in, in config order.
+    /// Every experience the visitor is in, in config order (a previewed experience, see
+    /// [`Context::set_preview`], comes last, with its forced variation).
     pub fn run_experiences(&self, attrs: &BucketingAttributes) -> Vec<BucketedVariation> {
         if self.visitor_id.is_empty() {
             return Vec::new();
@@ -989,10 +992,12 @@ impl Context {
         }
     }
 
-    /// Evaluates custom segments `segment_keys` against the visitor's properties merged with
-    /// `rule_data`, and stores the ids that matched. Returns the visitor's updated segments, or
-    /// `None` when nothing new was added. `rule_data` takes anything
-    /// [`Attributes`](crate::Attributes) converts from; `None` (or empty data) adds nothing.
+    /// Evaluates custom segments `segment_keys` against `rule_data` merged over the context's
+    /// properties and the visitor's stored segments, and stores the ids that matched. Returns the
+    /// visitor's updated segments, or `None` when nothing new was added. `rule_data` takes
+    /// anything [`Attributes`](crate::Attributes) converts from; `None` (or empty data) evaluates
+    /// the segments against the context's own data alone, so they can still match (a segment
+    /// without rules always matches).
     pub fn run_custom_segments(
         &self,
         segment_keys: &[&str],

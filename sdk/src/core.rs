@@ -239,10 +239,20 @@ impl CoreBuilder {
         release_interval: Duration,
         max_queue: usize,
     ) -> Self {
+        self.events_options(EventsOptions {
+            batch_size,
+            release_interval,
+            max_queue,
+        })
+    }
+
+    /// [`CoreBuilder::events`] from an [`EventsOptions`]. Zero values are raised to the
+    /// smallest that work: a batch of 1, an interval of 1 ms, a queue of 1.
+    pub fn events_options(mut self, options: EventsOptions) -> Self {
         self.events = EventsOptions {
-            batch_size: batch_size.max(1),
-            release_interval: release_interval.max(Duration::from_millis(1)),
-            max_queue: max_queue.max(1),
+            batch_size: options.batch_size.max(1),
+            release_interval: options.release_interval.max(Duration::from_millis(1)),
+            max_queue: options.max_queue.max(1),
         };
         self
     }
@@ -665,4 +675,27 @@ impl Core {
 fn empty_config() -> Arc<ProjectConfig> {
     static EMPTY: std::sync::OnceLock<Arc<ProjectConfig>> = std::sync::OnceLock::new();
     Arc::clone(EMPTY.get_or_init(|| Arc::new(ProjectConfig::empty())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_options_are_clamped_like_events() {
+        let zero = EventsOptions::default()
+            .batch_size(0)
+            .release_interval(Duration::ZERO)
+            .max_queue(0);
+        let from_struct = Core::builder().events_options(zero).events;
+        let from_args = Core::builder().events(0, Duration::ZERO, 0).events;
+        let smallest = EventsOptions::default()
+            .batch_size(1)
+            .release_interval(Duration::from_millis(1))
+            .max_queue(1);
+        assert_eq!(from_struct, smallest);
+        assert_eq!(from_args, smallest);
+        let custom = EventsOptions::default().batch_size(7);
+        assert_eq!(Core::builder().events_options(custom).events, custom);
+    }
 }
