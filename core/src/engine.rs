@@ -625,6 +625,24 @@ impl<'a> VisitorState<'a> {
         self.changed
     }
 
+    /// Merges report segments the visitor was given outside a decision (an SDK context's
+    /// attributes) into the record, so that the decision or conversion about to run sees them
+    /// and its write-back stores them. Written like a decision's own writes (in place, or
+    /// returned in `fx.store`), and only when they change the record: a visitor that already
+    /// holds them writes nothing. Returns whether they changed it.
+    pub fn seed_segments(&mut self, segments: &Map<String, Value>, fx: &mut Effects) -> bool {
+        let op = StoreOp::MergeSegments(segments.clone());
+        if !self.data.apply(&op) {
+            return false;
+        }
+        if self.in_place {
+            self.changed = true;
+        } else {
+            fx.store.push(op);
+        }
+        true
+    }
+
     /// Records a write. In place it is applied to the record; otherwise it is returned in
     /// `fx.store`, and also applied to the local copy when `mirror` is set (later decisions of the
     /// same call must see it).
@@ -1177,6 +1195,31 @@ impl std::error::Error for RuleError {}
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn seeded_segments_are_written_once_in_either_mode() {
+        let seg = json!({"country": "US"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        // A copy: the op is returned, and the copy shows the segments to the decision.
+        let mut data = StoreData::default();
+        let mut fx = Effects::default();
+        let mut vs = VisitorState::new("v", &mut data);
+        assert!(vs.seed_segments(&seg, &mut fx));
+        assert_eq!(fx.store, vec![StoreOp::MergeSegments(seg.clone())]);
+        assert_eq!(vs.data.segments(), Some(&seg));
+        // Already held: nothing to write.
+        fx.clear();
+        assert!(!vs.seed_segments(&seg, &mut fx));
+        assert!(fx.store.is_empty());
+        // In place: applied to the record and reported as a change, no op returned.
+        let mut stored = StoreData::default();
+        let mut vs = VisitorState::in_place("v", &mut stored);
+        assert!(vs.seed_segments(&seg, &mut fx));
+        assert!(vs.changed() && fx.store.is_empty());
+        assert_eq!(stored.segments(), Some(&seg));
+    }
 
     #[test]
     fn js_value_carries_the_served_experience_name_and_variation_members() {

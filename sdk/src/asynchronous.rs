@@ -143,10 +143,13 @@ async fn on_blocking_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'sta
 /// # let _ = core; Ok(()) }
 /// ```
 ///
-/// Only the `*_async` methods use the async store. The calls that have no async form
-/// (`create_context` with report-segment attributes, `set_default_segments`,
+/// Only the `*_async` methods use the async store. Report segments given to `create_context`
+/// are not written when the context is made: each call that reads the visitor's record (async
+/// or sync) merges them in and stores them once, so they reach the async store and the
+/// tracking payloads. The calls that have no async form (`set_default_segments`,
 /// `update_visitor_properties`, `get_visitor_data`) use the sync store on the calling thread;
-/// in a tokio service, run those with `spawn_blocking` or keep them off hot paths.
+/// in a tokio service, run those with `spawn_blocking` or keep them off hot paths, and prefer
+/// passing report segments to `create_context`.
 ///
 /// Each operation is atomic in the wrapped store. When the SDK stops waiting for one (its
 /// call deadline), the operation still runs to its end on the pool, as a command already sent

@@ -59,6 +59,11 @@ pub struct Context {
     /// builds the key in a per-thread buffer, so a context allocates nothing for it.
     store_key: std::sync::OnceLock<String>,
     properties: Map<String, Value>,
+    /// Report segments given at creation on an SDK with an async store: not written then (that
+    /// would block on the sync store, which is not where the async calls keep the record), but
+    /// merged into the record by each call that reads it ([`VisitorState::seed_segments`]),
+    /// which stores them once.
+    seeded: Option<std::sync::Arc<Map<String, Value>>>,
     preview: Option<Preview>,
 }
 
@@ -271,12 +276,17 @@ impl Context {
             visitor_id,
             store_key: std::sync::OnceLock::new(),
             properties: attributes.into_map(),
+            seeded: None,
             preview: None,
         };
         if !ctx.properties.is_empty() {
             crate::attributes::retain_checked(&mut ctx.properties, "visitor attribute");
             if let Some(report) = report_segments(&ctx.properties) {
-                ctx.write(&[StoreOp::MergeSegments(report)]);
+                if ctx.core.has_async_store() && !ctx.visitor_id.is_empty() {
+                    ctx.seeded = Some(std::sync::Arc::new(report));
+                } else {
+                    ctx.write(&[StoreOp::MergeSegments(report)]);
+                }
             }
             ctx.properties
                 .retain(|k, _| !convert_core::store::is_report_segment_key(k));
@@ -390,6 +400,13 @@ impl Context {
         guard: &ConfigGuard,
         mut f: impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &mut Effects) -> R,
     ) -> R {
+        let seeded = self.seeded.as_deref();
+        let mut f = |engine: &Engine<'_>, vs: &mut VisitorState<'_>, fx: &mut Effects| {
+            if let Some(segments) = seeded {
+                vs.seed_segments(segments, fx);
+            }
+            f(engine, vs, fx)
+        };
         #[cfg(feature = "tokio")]
         if let Some(r) = self.decide_prefetched(&mut f) {
             return r;
@@ -886,7 +903,10 @@ impl Context {
         let stored = shared.guard.within_deadline(|| {
             let r = convert_in_store(
                 &self.core,
-                &self.visitor_id,
+                Who {
+                    id: &self.visitor_id,
+                    seeded: self.seeded.as_deref(),
+                },
                 key,
                 goal_key,
                 rule_data,
@@ -938,7 +958,10 @@ impl Context {
         let mut data = StoreData::default();
         match convert_on(
             &self.core,
-            &self.visitor_id,
+            Who {
+                id: &self.visitor_id,
+                seeded: None,
+            },
             goal_key,
             rule_data,
             goal_data.as_ref(),
@@ -1069,6 +1092,14 @@ impl Context {
     }
 }
 
+/// Whose conversion: the visitor id, and the report segments its record is seeded with
+/// ([`VisitorState::seed_segments`]; `None` for a held conversion, made without its context).
+#[derive(Clone, Copy)]
+pub(crate) struct Who<'a> {
+    id: &'a str,
+    seeded: Option<&'a Map<String, Value>>,
+}
+
 /// A conversion decided against the store: read the record, decide, then mark the goal in one
 /// atomic store operation; the conversion's events are kept only when this call's mark won (a
 /// mark lost to another process or thread is re-decided on the record with the goal marked, so
@@ -1076,7 +1107,7 @@ impl Context {
 #[allow(clippy::too_many_arguments)]
 fn convert_in_store(
     core: &Core,
-    visitor_id: &str,
+    who: Who<'_>,
     key: &str,
     goal_key: &str,
     rule_data: Option<&dyn convert_core::rules::RuleData>,
@@ -1088,7 +1119,10 @@ fn convert_in_store(
     let engine = Engine::new(&cfg, &core.inner.settings);
     let convert = |data: &mut StoreData, fx: &mut Effects| {
         fx.clear();
-        let mut vs = VisitorState::new(visitor_id, data);
+        let mut vs = VisitorState::new(who.id, data);
+        if let Some(segments) = who.seeded {
+            vs.seed_segments(segments, fx);
+        }
         engine.convert(&mut vs, goal_key, rule_data, goal_data, force, fx)
     };
     let mut fx = Effects::default();
@@ -1137,7 +1171,7 @@ fn mark_lost(seen: Option<&StoreData>, applied: &Applied, ops: &[StoreOp], goal_
 /// Decides a conversion on `data` (pure: the store ops and events are in the effects).
 fn convert_on(
     core: &Core,
-    visitor_id: &str,
+    who: Who<'_>,
     goal_key: &str,
     rule_data: Option<&dyn convert_core::rules::RuleData>,
     goal_data: Option<&Value>,
@@ -1147,7 +1181,10 @@ fn convert_on(
     let cfg = core.config();
     let engine = Engine::new(&cfg, &core.inner.settings);
     let mut fx = Effects::default();
-    let mut vs = VisitorState::new(visitor_id, data);
+    let mut vs = VisitorState::new(who.id, data);
+    if let Some(segments) = who.seeded {
+        vs.seed_segments(segments, &mut fx);
+    }
     let r = engine.convert(&mut vs, goal_key, rule_data, goal_data, force, &mut fx);
     (r, fx)
 }
@@ -1172,7 +1209,10 @@ fn reconcile_batch(core: &Core, mut batch: crate::store_guard::HeldBatch<'_>) {
         }
         let outcome = convert_in_store(
             core,
-            &h.visitor_id,
+            Who {
+                id: &h.visitor_id,
+                seeded: None,
+            },
             &h.key,
             &h.goal_key,
             None,

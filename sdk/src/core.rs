@@ -233,12 +233,7 @@ impl CoreBuilder {
 
     /// Tracking queue settings: release at `batch_size` events or every `release_interval`, keep
     /// at most `max_queue` events while delivery fails (see [`EventsOptions::max_queue`]).
-    pub fn events(
-        mut self,
-        batch_size: usize,
-        release_interval: Duration,
-        max_queue: usize,
-    ) -> Self {
+    pub fn events(self, batch_size: usize, release_interval: Duration, max_queue: usize) -> Self {
         self.events_options(EventsOptions {
             batch_size,
             release_interval,
@@ -466,6 +461,16 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// Whether the SDK was built with an async data store (`CoreBuilder::async_data_store`).
+    pub(crate) fn has_async_store(&self) -> bool {
+        #[cfg(feature = "tokio")]
+        {
+            self.inner.shared.async_store.is_some()
+        }
+        #[cfg(not(feature = "tokio"))]
+        false
     }
 
     /// The config snapshot in use (`None` before the first valid config is installed).

@@ -425,13 +425,27 @@ impl Shared {
         }
     }
 
+    /// Whether visitor state outlives the process: the sync store or the async store is
+    /// persistent (Redis, SQLite). Decides the tracking payload's `enrichData`.
+    fn keeps_visitors(&self) -> bool {
+        #[cfg(feature = "tokio")]
+        if self
+            .async_store
+            .as_ref()
+            .is_some_and(|a| a.store.is_persistent())
+        {
+            return true;
+        }
+        self.store.is_persistent()
+    }
+
     pub fn track_request<'a>(
         &self,
         cfg: &ProjectConfig,
         events: impl IntoIterator<Item = &'a TrackingEvent>,
     ) -> HttpRequest {
         let meta = PayloadMeta {
-            enrich_data: !self.store.is_persistent(),
+            enrich_data: !self.keeps_visitors(),
             account_id: &cfg.account_id,
             project_id: &cfg.project_id,
             source: tracking::SOURCE,

@@ -241,3 +241,85 @@ fn async_calls_without_a_visitor_id_touch_no_store() {
     drop(core);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Report segments given at `create_context` on an SDK with an async store reach that store
+/// and the tracking payload, and creating the context does no sync-store I/O (it ran on the
+/// runtime's thread and, with a network store, blocked it for the store's deadline). The
+/// payload's `enrichData` follows the async store too: `false`, the state is persistent.
+#[test]
+fn segments_given_at_create_context_go_to_the_async_store() {
+    let dir = std::env::temp_dir().join(format!("convert-sdk-seeded-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The memory store (not persistent) for the sync methods, counting its calls.
+    let sync_store = support::InstrumentedStore::new(true);
+    let async_file = Arc::new(SqliteStore::open(dir.join("async.sqlite3")).unwrap());
+    let recorder = support::Recorder::default();
+    let core = Core::builder()
+        .config_json(DEMO_CONFIG)
+        .environment("production")
+        .tracking(false)
+        .transport(recorder.clone())
+        .shared_data_store(sync_store.clone() as Arc<dyn DataStore>)
+        .async_data_store(BlockingPool::new(Arc::clone(&async_file)))
+        .build()
+        .unwrap();
+    let ctx = core.create_context("seeded-visitor", serde_json::json!({"country": "US"}));
+    assert_eq!(
+        sync_store.take_counts(),
+        (0, 0, 0),
+        "create_context used the sync store"
+    );
+
+    let runtime = current_thread_runtime();
+    let (decided, converted) = runtime.block_on(async {
+        let d = ctx
+            .run_experience_async("checkout-button", &checkout())
+            .await;
+        let c = ctx
+            .track_conversion_async("purchase", &ConversionAttributes::new())
+            .await;
+        (d, c)
+    });
+    assert!(decided.is_variation(), "{decided:?}");
+    assert!(converted.unwrap().fired());
+    assert_eq!(
+        sync_store.take_counts(),
+        (0, 0, 0),
+        "an async call used the sync store"
+    );
+
+    let key = ctx.store_key().unwrap().to_string();
+    let record = async_file.get(&key).unwrap().unwrap();
+    assert_eq!(
+        record.segments().and_then(|s| s.get("country")),
+        Some(&serde_json::json!("US")),
+        "{record:?}"
+    );
+    core.flush().unwrap();
+    let bodies: Vec<serde_json::Value> = recorder
+        .requests()
+        .iter()
+        .map(|r| serde_json::from_str(r.body.as_deref().unwrap()).unwrap())
+        .collect();
+    assert!(!bodies.is_empty());
+    for body in &bodies {
+        assert_eq!(body["enrichData"], false, "{body}");
+        for visitor in body["visitors"].as_array().unwrap() {
+            assert_eq!(visitor["segments"]["country"], "US", "{visitor}");
+        }
+    }
+    // The sync methods keep their own store: a sync decision stores the segments there too.
+    assert!(
+        ctx.run_experience("checkout-button", &checkout())
+            .is_variation()
+    );
+    let written = sync_store.take_written();
+    assert!(
+        written
+            .iter()
+            .any(|d| d.segments().is_some_and(|s| s.get("country").is_some())),
+        "{written:?}"
+    );
+    drop(core);
+    let _ = std::fs::remove_dir_all(&dir);
+}

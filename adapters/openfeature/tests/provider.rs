@@ -548,7 +548,9 @@ async fn float_and_date_time_fields_are_numeric_visitor_properties() {
 }
 
 /// With an async data store, an evaluation reads and writes the visitor's record through it
-/// (`run_feature_async`), not through the sync store.
+/// (`run_feature_async`), not through the sync store: report segments in the evaluation
+/// context included (they were written to the sync store, blocking the task, and never reached
+/// the async one).
 #[tokio::test]
 async fn evaluations_use_the_sdks_async_store() {
     use convert_sdk::DataStore;
@@ -565,8 +567,9 @@ async fn evaluations_use_the_sdks_async_store() {
         .build()
         .unwrap();
     let client = client("async-store", ConvertProvider::new(core.clone())).await;
+    let context = premium_on_checkout("carol").with_custom_field("country", "US");
     let on = client
-        .get_bool_value("banner", Some(&premium_on_checkout("carol")), None)
+        .get_bool_value("banner", Some(&context), None)
         .await
         .unwrap();
     assert!(on);
@@ -579,6 +582,11 @@ async fn evaluations_use_the_sdks_async_store() {
     assert_eq!(
         stored.as_ref().and_then(|r| r.bucketed_variation("100")),
         Some("101"),
+        "{stored:?}"
+    );
+    assert_eq!(
+        stored.as_ref().and_then(|r| r.segments()?.get("country")),
+        Some(&json!("US")),
         "{stored:?}"
     );
     assert_eq!(sync_store.get(&key).unwrap(), None);

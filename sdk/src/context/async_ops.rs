@@ -9,7 +9,7 @@
 //! the speculative first step are held until its decision is known to stand. A conversion is
 //! "read (await), decide (sync), mark the goal atomically (await)".
 
-use super::{Context, FeatureDecision, Stored, convert_on, mark_lost, settle_held};
+use super::{Context, FeatureDecision, Stored, Who, convert_on, mark_lost, settle_held};
 use crate::asynchronous::AsyncStore;
 use crate::attributes::{BucketingAttributes, ConversionAttributes};
 use crate::core::Core;
@@ -289,7 +289,10 @@ impl Context {
         let stored = convert_in_async_store(
             &self.core,
             astore,
-            &self.visitor_id,
+            Who {
+                id: &self.visitor_id,
+                seeded: self.seeded.as_deref(),
+            },
             key,
             goal_key,
             attrs.rule_data.as_ref(),
@@ -327,7 +330,7 @@ impl Context {
 async fn convert_in_async_store(
     core: &Core,
     astore: &AsyncStore,
-    visitor_id: &str,
+    who: Who<'_>,
     key: &str,
     goal_key: &str,
     rule_data: Option<&Map<String, Value>>,
@@ -339,15 +342,8 @@ async fn convert_in_async_store(
     let rules = || rule_data.map(|m| m as &dyn convert_core::rules::RuleData);
     let seen = astore.read(events, key, deadline).await?;
     let mut data = seen.clone().unwrap_or_default();
-    let (mut result, mut fx) = convert_on(
-        core,
-        visitor_id,
-        goal_key,
-        rules(),
-        goal_data,
-        force,
-        &mut data,
-    );
+    let (mut result, mut fx) =
+        convert_on(core, who, goal_key, rules(), goal_data, force, &mut data);
     if fx.store.is_empty() {
         return Ok((result, fx.tracking));
     }
@@ -362,15 +358,7 @@ async fn convert_in_async_store(
     if mark_lost(seen.as_ref(), &applied, &fx.store, goal_key) {
         let mut marked = seen.unwrap_or_default();
         marked.mark_goal(goal_key);
-        (result, fx) = convert_on(
-            core,
-            visitor_id,
-            goal_key,
-            rules(),
-            goal_data,
-            force,
-            &mut marked,
-        );
+        (result, fx) = convert_on(core, who, goal_key, rules(), goal_data, force, &mut marked);
     }
     Ok((result, fx.tracking))
 }
@@ -389,7 +377,10 @@ async fn reconcile_held_async(core: &Core, astore: &AsyncStore, deadline: Instan
         let outcome = convert_in_async_store(
             core,
             astore,
-            &h.visitor_id,
+            Who {
+                id: &h.visitor_id,
+                seeded: None,
+            },
             &h.key,
             &h.goal_key,
             None,
