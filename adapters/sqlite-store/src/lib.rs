@@ -7,8 +7,8 @@ use convert_ports::{
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Options of [`SqliteStore::open_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,14 +47,83 @@ impl SqliteOptions {
 /// A [`DataStore`] in one SQLite file (bundled SQLite, WAL mode), safe for several processes on
 /// one host.
 ///
-/// Each store holds one connection behind a mutex; `update` is a `BEGIN IMMEDIATE` transaction.
-/// A database locked by another writer for longer than the busy timeout gives
-/// [`StoreError::Unavailable`].
+/// Each store holds one connection, used by one call at a time; `update` is a `BEGIN IMMEDIATE`
+/// transaction. A database locked by another writer for longer than the busy timeout gives
+/// [`StoreError::Unavailable`]. Within an SDK call's store deadline, both waits (for this
+/// store's connection, held by other threads' calls, and for the database) end at the
+/// deadline.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Turns at `conn` for the calls that have a deadline: a wait for a `Mutex` cannot be
+    /// bounded, and with several threads one could wait for many holders in a row.
+    turns: Turns,
     path: PathBuf,
     ttl: Option<Duration>,
     busy_timeout: Duration,
+}
+
+/// Turns at the connection, taken one at a time and waited for until a deadline.
+#[derive(Default)]
+struct Turns {
+    busy: Mutex<bool>,
+    freed: Condvar,
+}
+
+impl Turns {
+    /// Waits for the turn until `until` (`None`: as long as it takes); `None` when the time
+    /// ran out first.
+    fn take(&self, until: Option<Instant>) -> Option<Turn<'_>> {
+        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        while *busy {
+            busy = match until {
+                None => self
+                    .freed
+                    .wait(busy)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(until) => {
+                    let left = until.checked_duration_since(Instant::now())?;
+                    if left.is_zero() {
+                        return None;
+                    }
+                    self.freed
+                        .wait_timeout(busy, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+        *busy = true;
+        Some(Turn(self))
+    }
+}
+
+/// A turn at the connection, given back when dropped (also when unwinding).
+struct Turn<'a>(&'a Turns);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *self.0.busy.lock().unwrap_or_else(PoisonError::into_inner) = false;
+        self.0.freed.notify_one();
+    }
+}
+
+/// The connection during a turn. The connection's lock is released before the turn.
+struct Held<'a> {
+    conn: MutexGuard<'a, Connection>,
+    _turn: Turn<'a>,
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -120,6 +189,7 @@ impl SqliteStore {
         };
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            turns: Turns::default(),
             path,
             ttl: options.ttl,
             busy_timeout: options.busy_timeout,
@@ -161,9 +231,21 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The connection, its lock wait cut to the SDK call's store deadline (when one is set).
-    fn lock_within_deadline(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
-        let conn = self.lock();
+    /// The connection, its lock wait cut to the SDK call's store deadline (when one is set):
+    /// both the wait for this store's connection (other threads' calls) and SQLite's wait for
+    /// the database (other connections' transactions).
+    fn lock_within_deadline(&self) -> Result<Held<'_>, StoreError> {
+        let until = store_time_left().map(|left| Instant::now() + left);
+        let turn = self.turns.take(until).ok_or_else(|| {
+            StoreError::Unavailable(
+                "sqlite: the call's store deadline passed while other calls held the connection"
+                    .into(),
+            )
+        })?;
+        let conn = Held {
+            conn: self.lock(),
+            _turn: turn,
+        };
         if let Some(left) = store_time_left() {
             if left.is_zero() {
                 return Err(StoreError::Unavailable(
