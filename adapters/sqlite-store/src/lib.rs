@@ -62,6 +62,21 @@ pub struct SqliteStore {
     busy_timeout: Duration,
 }
 
+/// The `file:` URI of `path` opened as immutable (`None` for a path that is not UTF-8).
+fn immutable_uri(path: &Path) -> Option<String> {
+    let mut uri = String::from("file:");
+    for c in path.to_str()?.chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    Some(uri)
+}
+
 /// Turns at the connection, taken one at a time and waited for until a deadline.
 #[derive(Default)]
 struct Turns {
@@ -176,9 +191,7 @@ impl SqliteStore {
             // A file (or file system) that cannot be written: open it for reading, so decisions
             // still see stored state; every write fails with `StoreError::Unavailable`.
             Err(StoreError::Unavailable(why)) if path.exists() => {
-                let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-                    .map_err(map_err)?;
-                conn.busy_timeout(options.busy_timeout).map_err(map_err)?;
+                let conn = Self::open_read_only(&path, &options)?;
                 log::warn!(
                     "convert: SQLite store {} opened read-only ({why}): writes will fail",
                     path.display()
@@ -194,6 +207,37 @@ impl SqliteStore {
             ttl: options.ttl,
             busy_timeout: options.busy_timeout,
         })
+    }
+
+    /// The file opened for reading. A WAL database needs its shared-memory file (`-shm`) even
+    /// to be read; where that cannot be created (a read-only file system or directory) every
+    /// read failed, so the file is then opened as immutable: read as it is, without the WAL
+    /// (which a clean close has folded into it), and without seeing later changes.
+    fn open_read_only(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(map_err)?;
+        conn.busy_timeout(options.busy_timeout).map_err(map_err)?;
+        let readable = |c: &Connection| {
+            c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+                .is_ok()
+        };
+        if readable(&conn) {
+            return Ok(conn);
+        }
+        let Some(uri) = immutable_uri(path) else {
+            return Ok(conn);
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI;
+        match Connection::open_with_flags(&uri, flags) {
+            Ok(immutable) if readable(&immutable) => {
+                log::warn!(
+                    "convert: SQLite store {} read as immutable (its directory cannot be written): changes other processes make to it are not seen",
+                    path.display()
+                );
+                Ok(immutable)
+            }
+            _ => Ok(conn),
+        }
     }
 
     fn open_rw(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
