@@ -400,7 +400,8 @@ impl Context {
         guard: &ConfigGuard,
         mut f: impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &mut Effects) -> R,
     ) -> R {
-        let seeded = self.seeded.as_deref();
+        // Not in preview mode, which stores nothing: the segments are stored once it ends.
+        let seeded = self.seeded.as_deref().filter(|_| self.preview.is_none());
         let mut f = |engine: &Engine<'_>, vs: &mut VisitorState<'_>, fx: &mut Effects| {
             if let Some(segments) = seeded {
                 vs.seed_segments(segments, fx);
