@@ -40,9 +40,9 @@ use serde_json::{Map, Value};
 /// ```
 ///
 /// Keys iterate in the order of `serde_json::Map` in your build: sorted by key, or in insertion
-/// order when some crate enables serde_json's `preserve_order` feature. A JSON value that is not an object converts (through
-/// `From<Value>`) to empty attributes and logs a warning; use [`Attributes::try_from_value`]
-/// or [`Attributes::from_serialize`] to get an error instead.
+/// order when some crate enables serde_json's `preserve_order` feature. A JSON value that is not
+/// an object converts (through `From<Value>`) to empty attributes and logs a warning; use
+/// [`Attributes::try_from_value`] or [`Attributes::from_serialize`] to get an error instead.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Attributes(Map<String, Value>);
 

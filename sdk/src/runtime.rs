@@ -18,7 +18,8 @@ use std::time::{Duration, Instant, SystemTime};
 /// The `User-Agent` sent with every request (the reference's bot-filter invariant).
 pub const USER_AGENT: &str = "ConvertAgent/1.0";
 
-/// Tracking queue settings, given to [`CoreBuilder::events_options`](crate::CoreBuilder::events_options).
+/// Tracking queue settings, given to
+/// [`CoreBuilder::events_options`](crate::CoreBuilder::events_options).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EventsOptions {
