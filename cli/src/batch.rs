@@ -389,7 +389,8 @@ pub fn feature_json(cfg: &ProjectConfig, f: &BucketedFeature) -> Value {
 fn context<'a>(inst: &'a mut Instance, c: &Case) -> Result<&'a Context, String> {
     let vid = match &c.visitor_id {
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
+        // JavaScript's `String(value)`: `100.0` is "100", `1e21` is "1e+21".
+        Some(n @ Value::Number(_)) => js::to_js_string(n).into_owned(),
         _ => return Err("missing field `visitorId`".into()),
     };
     let core = inst.core.clone();

@@ -19,18 +19,40 @@ impl Transport for Sink {
     }
 }
 
+/// The most timed decisions (and warm-up decisions) a `context+decide` run takes.
+pub const MAX_N: u64 = 1_000_000_000;
+/// The most timed decisions a `decide-only` run takes: it creates every context first.
+pub const MAX_N_DECIDE_ONLY: u64 = 20_000_000;
+
 /// Runs a bench request and returns its result object.
 pub fn run(request: &Value) -> Result<Value, RequestError> {
     let req: BenchRequest = request::parse(request)?;
     let bench = &*req.bench;
     let key = bench.key.clone();
-    let n = bench.n.unwrap_or(100_000) as usize;
-    let warmup = bench.warmup.unwrap_or(10_000) as usize;
+    let mode = bench.mode.unwrap_or(BenchMode::ContextDecide);
+    // `decide-only` holds every context at once: its bound keeps that within a few GB.
+    let max_n = match mode {
+        BenchMode::DecideOnly => MAX_N_DECIDE_ONLY,
+        BenchMode::ContextDecide => MAX_N,
+    };
+    let n = bench.n.unwrap_or(100_000);
+    if n > max_n {
+        return Err(RequestError(format!(
+            "bench.n: {n} is more than {max_n}, the most a {} run takes",
+            mode.as_str()
+        )));
+    }
+    let warmup = bench.warmup.unwrap_or(10_000);
+    if warmup > MAX_N {
+        return Err(RequestError(format!(
+            "bench.warmup: {warmup} is more than {MAX_N}"
+        )));
+    }
+    let (n, warmup) = (n as usize, warmup as usize);
     let prefix = bench
         .visitor_prefix
         .clone()
         .unwrap_or_else(|| "bench-visitor-".to_string());
-    let mode = bench.mode.unwrap_or(BenchMode::ContextDecide);
     let threads = bench.threads.unwrap_or(1).clamp(1, 256) as usize;
     let attrs = BucketingAttributes {
         visitor_properties: bench.attributes.clone(),

@@ -104,6 +104,12 @@ fn truthy<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     Value::deserialize(d).map(|v| js::truthy(&v))
 }
 
+/// A switch whose default is on: `null` is the default (as an absent field), any other value
+/// its JS truthiness.
+fn truthy_or_yes<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Value::deserialize(d).map(|v| v.is_null() || js::truthy(&v))
+}
+
 /// Any JSON value when present (`null` included), read as its JS truthiness.
 fn present_truthy<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     truthy(d).map(Some)
@@ -195,8 +201,9 @@ pub struct BatchRequest {
     /// `isolated` (default) or `shared`.
     #[serde(default)]
     pub state: Option<State>,
-    /// Flush after each case and attach what would be sent (default true; JS truthiness).
-    #[serde(default = "yes", deserialize_with = "truthy")]
+    /// Flush after each case and attach what would be sent (default true, also for `null`;
+    /// otherwise JS truthiness).
+    #[serde(default = "yes", deserialize_with = "truthy_or_yes")]
     pub capture_tracking: bool,
     /// The cases, run in order.
     pub cases: Vec<Obj<Case>>,

@@ -177,6 +177,20 @@ fn bench_numbers_and_switches_are_checked() {
             json!({"key": 7}),
             "bench.key: invalid type: integer `7`, expected a string",
         ),
+        // Beyond the bounds: a thread panicked with a capacity overflow (exit 0, figures of
+        // nothing) or the process aborted allocating every context (exit 134).
+        (
+            json!({"key": "exp", "n": u64::MAX}),
+            "bench.n: 18446744073709551615 is more than 1000000000, the most a context+decide run takes",
+        ),
+        (
+            json!({"key": "exp", "n": 1u64 << 40, "mode": "decide-only"}),
+            "bench.n: 1099511627776 is more than 20000000, the most a decide-only run takes",
+        ),
+        (
+            json!({"key": "exp", "warmup": u64::MAX}),
+            "bench.warmup: 18446744073709551615 is more than 1000000000",
+        ),
     ] {
         let request = json!({"config": config(), "bench": bench});
         assert_eq!(refused("bench", &request), message);
@@ -303,4 +317,41 @@ fn a_case_sdk_block_overrides_the_request_one_member_by_member() {
         ),
         default_seed
     );
+}
+
+/// A numeric `visitorId` is the visitor JavaScript's `String(value)` names: `100.0` and `1e2`
+/// are visitor "100", and `-0.0` is "0" (they were visitors "100.0" and "-0.0", with buckets of
+/// their own). Each case runs on a fresh instance, so each decision is a fresh one, tracked
+/// under the visitor id it was made for.
+#[test]
+fn numeric_visitor_ids_are_their_javascript_strings() {
+    let case = |id: Value| json!({"op": "runExperience", "visitorId": id, "key": "exp"});
+    let records = batch(&json!({
+        "config": config(),
+        "state": "isolated",
+        "cases": [case(json!("100")), case(json!(100.0)), case(json!(1e2)),
+                  case(json!("0")), case(json!(-0.0))]
+    }));
+    let tracked = |r: &Value| r["tracking"][0]["body"]["visitors"][0]["visitorId"].clone();
+    for (r, named) in records.iter().zip(["100", "100", "100", "0", "0"]) {
+        assert_eq!(tracked(r), json!(named), "{r}");
+    }
+    assert_eq!(records[1]["result"], records[0]["result"]);
+    assert_eq!(records[2]["result"], records[0]["result"]);
+    assert_eq!(records[4]["result"], records[3]["result"]);
+}
+
+/// `captureTracking: null` is an absent field: tracking is captured (it was turned off).
+#[test]
+fn capture_tracking_null_captures() {
+    let records = batch(&json!({
+        "config": config(),
+        "captureTracking": null,
+        "cases": [{"op": "runExperience", "visitorId": "v", "key": "exp"}]
+    }));
+    let tracking = records[0]["tracking"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!tracking.is_empty(), "{}", records[0]);
 }

@@ -401,7 +401,9 @@ async function main() {
     return;
   }
   const shared = request.state === 'shared';
-  const capture = request.captureTracking !== false;
+  // Default true (also for null, as an absent field); otherwise JavaScript truthiness, as the
+  // other switches.
+  const capture = request.captureTracking == null ? true : Boolean(request.captureTracking);
   const instances = new Map();
   const output = [];
   for (let i = 0; i < request.cases.length; i++) {
