@@ -306,7 +306,8 @@ pub(crate) struct Shared {
     /// Set (under the queue lock) once `close` gave up waiting: a batch whose request is still
     /// unanswered is then counted as abandoned if it fails, instead of going back to the queue.
     pub abandoned: AtomicBool,
-    /// Whether the "queue full" warning of the current outage was logged.
+    /// Whether the "queue full" warning of the current overflow was logged (re-armed when a
+    /// delivery succeeds with the queue drained).
     pub overflow_warned: AtomicBool,
     /// The delivery thread sleeps and wants a wake-up for a first event or a full batch.
     pub parked: AtomicBool,
@@ -1100,6 +1101,8 @@ impl<'a> Delivery<'a> {
                 self.failures = self.failures.saturating_add(1);
                 self.retry_at =
                     Some(Instant::now() + shared.net.retry.delay_after(self.failures, retry_after));
+                // Failing: the queue is bounded by `max_queue` again (`keep` trims it below).
+                shared.healthy.store(false, Ordering::Relaxed);
                 self.note_failure(&e);
                 let released = Released {
                     error: Some(e.to_string()),
@@ -1242,7 +1245,11 @@ impl<'a> Delivery<'a> {
                 shared.counters.dropped.load(Ordering::Relaxed) - o.dropped_at_start
             );
         }
-        shared.overflow_warned.store(false, Ordering::Relaxed);
+        // The next overflow is a new one (worth a warning) once the queue has drained; while
+        // producers outpace a healthy endpoint, every success would otherwise re-arm it.
+        if shared.lock_queue().len() == 0 {
+            shared.overflow_warned.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Sends what can be sent before `deadline` (with automatic delivery on), then counts what

@@ -410,6 +410,44 @@ fn the_queue_stays_bounded_while_the_server_is_down_and_recovers() {
     );
 }
 
+/// After deliveries have succeeded, an outage bounds the queue by `max_queue` again. The
+/// allowance for a healthy endpoint (`HEALTHY_SLACK` × `max_queue`) used to stay on for the
+/// life of the SDK after the first success: an outage then held 8 times the configured bound.
+#[test]
+fn an_outage_after_a_success_bounds_the_queue_by_max_queue() {
+    let server = FakeConvert::start();
+    let core = Core::builder()
+        .config(config())
+        .transport(UreqTransport::new())
+        .track_endpoint(format!("{}/v1/", server.base_url()))
+        .events(4, Duration::from_millis(10), 8)
+        .retry(
+            RetryPolicy::default()
+                .initial(Duration::from_millis(10))
+                .max(Duration::from_millis(50)),
+        )
+        .build()
+        .unwrap();
+    track(&core, 1);
+    eventually("a first success", || core.metrics().delivered_events == 1);
+    server.post_default(Mode::Status(503));
+    core.create_context("w", None)
+        .track_conversion("g1", &ConversionAttributes::new())
+        .unwrap();
+    eventually("a failed attempt", || core.metrics().failed_batches >= 1);
+    // 29 more events (the first visitor's first goal is already converted).
+    track(&core, 30);
+    assert!(
+        core.queued_events() <= 8,
+        "{} events queued during the outage",
+        core.queued_events()
+    );
+    server.post_default(Mode::ok());
+    let _ = core.flush();
+    let m = core.metrics();
+    assert_eq!(m.delivered_events + m.dropped_events, 31, "{m:?}");
+}
+
 #[test]
 fn a_healthy_but_slow_endpoint_loses_nothing() {
     // Each answer trickles in over ~20 ms, so the delivery thread falls behind a burst of
