@@ -1247,7 +1247,7 @@ impl<'a> Delivery<'a> {
         }
         // The next overflow is a new one (worth a warning) once the queue has drained; while
         // producers outpace a healthy endpoint, every success would otherwise re-arm it.
-        if shared.lock_queue().len() == 0 {
+        if shared.lock_queue().is_empty() {
             shared.overflow_warned.store(false, Ordering::Relaxed);
         }
     }
