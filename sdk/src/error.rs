@@ -25,6 +25,15 @@ pub enum Error {
         /// The status code.
         status: u16,
     },
+    /// A fetched config belongs to another account or project than the SDK key names (or,
+    /// for a key that names none, than the config in use): refused, the config in use is kept.
+    #[error("the fetched config is for project {found}, not {expected}")]
+    OtherProject {
+        /// `account/project` of the SDK key (or of the config in use).
+        expected: String,
+        /// `account/project` of the fetched config.
+        found: String,
+    },
     /// No valid config was installed within the wait.
     #[error("the SDK is not ready: {cause}")]
     NotReady {

@@ -504,8 +504,37 @@ impl Shared {
         }
         let text = String::from_utf8_lossy(&resp.body);
         let cfg = ProjectConfig::from_json(&text).map_err(Error::from)?;
+        if let Some(e) = self.other_project(&cfg) {
+            return Err(FetchFailure {
+                error: e,
+                retry_after: None,
+                permanent: true,
+            });
+        }
         self.save_cached_config(&text);
         Ok(cfg)
+    }
+
+    /// The error for a fetched config of another account or project than expected: the SDK
+    /// key's when it has the `account/project` form of Convert's keys (two numeric ids), else
+    /// the config in use. Installing it would make decisions from another project's
+    /// experiences and send tracking to that project.
+    fn other_project(&self, cfg: &ProjectConfig) -> Option<Error> {
+        let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let from_key = self
+            .net
+            .sdk_key
+            .as_deref()
+            .and_then(|k| k.split_once('/'))
+            .filter(|(a, p)| numeric(a) && numeric(p))
+            .map(|(a, p)| format!("{a}/{p}"));
+        let expected = from_key.or_else(|| {
+            self.config_guard()
+                .as_deref()
+                .map(|c| format!("{}/{}", c.account_id, c.project_id))
+        })?;
+        let found = format!("{}/{}", cfg.account_id, cfg.project_id);
+        (found != expected).then_some(Error::OtherProject { expected, found })
     }
 
     fn cache_key(&self) -> Option<String> {

@@ -445,6 +445,50 @@ fn refresh_swaps_the_snapshot_and_keeps_the_old_one_on_bad_configs() {
     assert_eq!(updates.load(Ordering::SeqCst), before);
 }
 
+/// A fetched config of another account or project is refused, the config in use kept: that of
+/// the SDK key's `account/project` (also at the first fetch), or, for a key of another form,
+/// that of the config in use. It was installed: decisions from another project's experiences,
+/// tracking sent to that project.
+#[test]
+fn a_config_of_another_project_is_refused() {
+    const OTHER: &str = r#"{"account_id":"1","project":{"id":"2"},"goals":[{"id":"9","key":"x"}]}"#;
+    // The key names 10/20: the first fetch brings 1/2.
+    let t = Scripted::new();
+    t.then_get(ok(OTHER));
+    t.set_get_default(ok(CONFIG_A));
+    let core = Core::builder()
+        .sdk_key("10/20")
+        .shared_transport(t.clone())
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    assert!(!core.is_ready());
+    let why = core
+        .wait_until_ready(Duration::ZERO)
+        .unwrap_err()
+        .to_string();
+    assert!(why.contains("for project 1/2, not 10/20"), "{why}");
+    eventually("the key's own config", || core.is_ready());
+    assert!(core.config().goal_by_key("a").is_some());
+
+    // An opaque key: the config in use (10/20) sets the project a refresh must keep.
+    let t = Scripted::new();
+    t.then_get(ok(CONFIG_A));
+    t.set_get_default(ok(OTHER));
+    let core = Core::builder()
+        .sdk_key("k")
+        .shared_transport(t.clone())
+        .refresh_interval(Duration::from_millis(10))
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    eventually("refused refreshes", || {
+        core.metrics().config_fetch_errors >= 3
+    });
+    assert!(core.config().goal_by_key("a").is_some());
+    assert!(core.config().goal_by_key("x").is_none());
+}
+
 #[test]
 fn authorization_is_per_instance() {
     let t1 = Scripted::new();
