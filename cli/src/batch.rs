@@ -257,7 +257,11 @@ fn error_result(msg: &str) -> (Value, Value) {
 
 fn engine_op(op: &str, c: &Case) -> Option<Value> {
     let a = &c.engine;
-    let seed = || a.seed.as_f64().map_or(9999, js_to_uint32);
+    let seed = || {
+        a.seed
+            .as_ref()
+            .map_or(9999, |s| js_to_uint32(js::to_number(Some(s))))
+    };
     Some(match op {
         "hash" => {
             let input = js::opt_to_js_string(a.input.as_ref());

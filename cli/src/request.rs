@@ -452,9 +452,11 @@ pub struct EngineArgs {
     /// `hash`: the input (JS `String(value)`, absent `"undefined"`; present).
     #[serde(default, deserialize_with = "present")]
     pub input: Option<Value>,
-    /// MurmurHash seed (a number, ToUint32; otherwise 9999).
-    #[serde(default)]
-    pub seed: Value,
+    /// MurmurHash seed: absent is 9999; any value, `null` included, is JavaScript's
+    /// `ToUint32(Number(value))` (`"12"` is 12, `null`, `"abc"` and `{}` are 0), as the reference
+    /// feeds it to the hash's bit operations.
+    #[serde(default, deserialize_with = "present")]
+    pub seed: Option<Value>,
     /// `bucketValue`: the experience id (JS `String(value)`, absent `""`; present).
     #[serde(default, deserialize_with = "present")]
     pub experience_id: Option<Value>,

@@ -355,3 +355,25 @@ fn capture_tracking_null_captures() {
         .unwrap_or_default();
     assert!(!tracking.is_empty(), "{}", records[0]);
 }
+
+/// The engine operations' `seed` is read as the reference feeds it to the hash's bit operations:
+/// absent is 9999, anything else `ToUint32(Number(seed))`. Non-numbers were all 9999.
+#[test]
+fn engine_seeds_are_javascript_numbers() {
+    let hash = |seed: Option<Value>| {
+        let mut case = json!({"op": "hash", "input": "abc"});
+        if let Some(s) = seed {
+            case["seed"] = s;
+        }
+        batch(&json!({"cases": [case]}))[0]["result"]["value"].clone()
+    };
+    assert_eq!(hash(None), hash(Some(json!(9999))));
+    assert_eq!(hash(Some(json!("12"))), hash(Some(json!(12))));
+    assert_eq!(hash(Some(json!(true))), hash(Some(json!(1))));
+    assert_eq!(hash(Some(json!([5]))), hash(Some(json!(5))));
+    assert_eq!(hash(Some(json!("0x10"))), hash(Some(json!(16))));
+    for zero in [json!(null), json!("abc"), json!({})] {
+        assert_eq!(hash(Some(zero.clone())), hash(Some(json!(0))), "{zero}");
+    }
+    assert_ne!(hash(Some(json!(0))), hash(None));
+}
