@@ -255,9 +255,12 @@ pub fn decide(a: &DecideArgs, quiet: bool) -> Result<String, String> {
 /// `convert validate`: the report (text or JSON) and whether validation failed.
 pub fn validate(a: &ValidateArgs) -> Result<(String, bool), String> {
     let path = &a.config.config;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let report = crate::validate::validate(&path.display().to_string(), &text);
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let report = match String::from_utf8(bytes) {
+        Ok(text) => crate::validate::validate(&path.display().to_string(), &text),
+        // Read, but not JSON text: a validation failure (exit 1), like any other non-JSON file.
+        Err(e) => crate::validate::not_utf8(&path.display().to_string(), e.utf8_error()),
+    };
     let out = match a.format {
         Format::Text => report.to_text(),
         Format::Json => format!(

@@ -917,6 +917,18 @@ fn check_references(r: &mut Report, cfg: &ProjectConfig) {
         if e.variations.is_empty() {
             r.warning(&at(&path, "variations"), "the experience has no variations");
         }
+        let mut variation_ids: BTreeMap<&str, usize> = BTreeMap::new();
+        for (j, v) in e.variations.iter().enumerate() {
+            if let Some(prev) = variation_ids.insert(&v.id, j).filter(|_| !v.id.is_empty()) {
+                r.warning(
+                    &format!("{path}.variations[{j}].id"),
+                    format!(
+                        "variation id {:?} is also used by variations[{prev}]: the two arms share one bucket, so visitors are not split as the allocations say (see `convert simulate`)",
+                        v.id
+                    ),
+                );
+            }
+        }
         let raw = cfg.experience_raw(e.index);
         let raw_audiences = raw
             .and_then(|o| o.get("audiences"))
@@ -1001,6 +1013,25 @@ fn core_error_path(e: &ConfigError) -> Option<&str> {
         ConfigError::InvalidType { field, .. } | ConfigError::Missing(field) => Some(field),
         _ => None,
     }
+}
+
+/// The report of a file that is not UTF-8 text (JSON must be): one error, at the first byte
+/// that is not.
+pub fn not_utf8(file: &str, e: std::str::Utf8Error) -> Report {
+    let mut r = Report {
+        file: file.to_string(),
+        summary: None,
+        problems: Vec::new(),
+        prefix: String::new(),
+    };
+    r.error(
+        "",
+        format!(
+            "not valid JSON: the file is not UTF-8 text (invalid byte at offset {})",
+            e.valid_up_to()
+        ),
+    );
+    r
 }
 
 /// Validates the text of `file` (a project config, an envelope `{"data": {...}}`, or a batch

@@ -86,6 +86,40 @@ fn duplicate_experience_ids_and_keys_are_warned_about() {
     }
 }
 
+/// Two arms with one id share a bucket: the split is not what the allocations say (it was
+/// "ok: no problems found").
+#[test]
+fn duplicate_variation_ids_are_warned_about() {
+    let cfg = r#"{"account_id": "1", "project": {"id": "2"}, "experiences": [
+      {"id": "10", "key": "a", "variations": [
+        {"id": "101", "key": "x", "traffic_allocation": 50},
+        {"id": "101", "key": "y", "traffic_allocation": 50}]}
+    ]}"#;
+    let file = temp_file("duplicate-variations.json", cfg);
+    let (code, out, err) = convert(&["validate", "--config", &file]);
+    let needle = "warning: experiences[0].variations[1].id: variation id \"101\" is also used by variations[0]";
+    assert!(out.contains(needle), "{needle:?} missing from:\n{out}{err}");
+    assert_eq!(code, 0, "a warning");
+}
+
+/// A file that is not UTF-8 is a file that is not JSON: exit 1 with the error in the report,
+/// in text and JSON (it exited 2, "cannot read", and printed nothing with `--format json`).
+#[test]
+fn a_file_that_is_not_utf8_fails_validation() {
+    let dir = std::env::temp_dir().join(format!("convert-validate-bytes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("binary.json");
+    std::fs::write(&path, [b'{', 0xff, 0xfe, b'}']).unwrap();
+    let file = path.display().to_string();
+    let (code, out, err) = convert(&["validate", "--config", &file]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("not UTF-8"), "{out}{err}");
+    let (code, out, _) = convert(&["validate", "--config", &file, "--format", "json"]);
+    assert_eq!(code, 1);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["errors"], 1, "{report}");
+}
+
 #[test]
 fn json_output_lists_every_problem() {
     let file = temp_file("mistakes-json.json", MISTAKES);
