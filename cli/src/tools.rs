@@ -287,6 +287,11 @@ fn not_matched_reason(steps: &[Step]) -> String {
         Some(Step::Segments { .. }) => "segments: the visitor is in none".into(),
         Some(Step::Archived) => "archived".into(),
         Some(Step::NoVariations) => "no variations".into(),
+        // Bucketed, then not returned: one reason per variation, not one per bucket value.
+        Some(Step::Bucket { variation, .. }) => format!(
+            "invalid config: the bucket chose variation {}, whose id is not a string, and the reference returns none (see `convert validate`)",
+            variation.as_deref().unwrap_or("?")
+        ),
         Some(other) => describe(other),
         None => "unknown".into(),
     }

@@ -124,3 +124,37 @@ fn simulate_matches_the_configured_split() {
         assert!((s - 33.33).abs() < 1.5, "{s} in\n{out}");
     }
 }
+
+/// Variations whose ids are JSON numbers are bucketed but never returned: simulate gives one
+/// reason per variation (it printed one line per bucket value, 10,010 of them).
+#[test]
+fn simulate_groups_variations_that_are_never_returned() {
+    let cfg = r#"{"account_id": "1", "project": {"id": "2"}, "experiences": [
+      {"id": "10", "key": "numeric", "variations": [
+        {"id": 101, "key": "x", "traffic_allocation": 50},
+        {"id": 102, "key": "y", "traffic_allocation": 50}]}]}"#;
+    let dir = std::env::temp_dir().join(format!("convert-simulate-ids-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("numeric-ids.json");
+    std::fs::write(&file, cfg).unwrap();
+    let (code, out, err) = convert(&[
+        "simulate",
+        "--config",
+        &file.display().to_string(),
+        "--experience",
+        "numeric",
+        "--visitors",
+        "5000",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let reasons: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("  not matched"))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{out}");
+    assert!(
+        reasons.iter().all(|r| r.contains("is not a string")),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
