@@ -10,7 +10,9 @@ pub enum SdkEvent {
     Ready,
     /// A refresh installed a different config (`"config.updated"`).
     ConfigUpdated,
-    /// A decision was returned to the integrator (`"bucketing"`).
+    /// A decision was returned to the integrator (`"bucketing"`): every decision, a sticky
+    /// one included, as the reference fires it. It is not the tracking event, which is sent
+    /// only for a fresh decision.
     Bucketing {
         /// Visitor id.
         visitor_id: String,
