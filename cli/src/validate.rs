@@ -68,6 +68,16 @@ pub struct Summary {
 }
 
 impl Report {
+    /// An empty report about `file`.
+    fn new(file: &str) -> Report {
+        Report {
+            file: file.to_string(),
+            summary: None,
+            problems: Vec::new(),
+            prefix: String::new(),
+        }
+    }
+
     fn push(&mut self, severity: Severity, path: &str, message: String) -> &mut Problem {
         let path = format!("{}{path}", self.prefix);
         self.problems.push(Problem {
@@ -1018,12 +1028,7 @@ fn core_error_path(e: &ConfigError) -> Option<&str> {
 /// The report of a file that is not UTF-8 text (JSON must be): one error, at the first byte
 /// that is not.
 pub fn not_utf8(file: &str, e: std::str::Utf8Error) -> Report {
-    let mut r = Report {
-        file: file.to_string(),
-        summary: None,
-        problems: Vec::new(),
-        prefix: String::new(),
-    };
+    let mut r = Report::new(file);
     r.error(
         "",
         format!(
@@ -1037,12 +1042,7 @@ pub fn not_utf8(file: &str, e: std::str::Utf8Error) -> Report {
 /// Validates the text of `file` (a project config, an envelope `{"data": {...}}`, or a batch
 /// request whose `config` member is used).
 pub fn validate(file: &str, text: &str) -> Report {
-    let mut r = Report {
-        file: file.to_string(),
-        summary: None,
-        problems: Vec::new(),
-        prefix: String::new(),
-    };
+    let mut r = Report::new(file);
     let doc: Value = match convert_core::js::json_parse(text) {
         Ok(v) => v,
         Err(e) => {
