@@ -151,7 +151,10 @@ const VISITOR_OPS: &[&str] = &[
 /// says it is missing (a case that cannot run), any other value is a request error.
 fn check_visitor_ids(req: &BatchRequest) -> Result<(), RequestError> {
     for (i, c) in req.cases.iter().enumerate() {
-        let visitor_op = c.op.as_str().is_some_and(|op| VISITOR_OPS.contains(&op));
+        let visitor_op =
+            c.op.as_ref()
+                .and_then(Value::as_str)
+                .is_some_and(|op| VISITOR_OPS.contains(&op));
         if let (true, Some(v)) = (visitor_op, &c.visitor_id) {
             if !matches!(v, Value::Null | Value::String(_) | Value::Number(_)) {
                 let e = serde_json::Error::invalid_type(unexpected(v), &"a string or a number");
@@ -174,11 +177,11 @@ pub fn run(request: &Value) -> Result<Value, RequestError> {
     let mut instances: HashMap<String, Result<Instance, String>> = HashMap::new();
     let mut out = Vec::with_capacity(req.cases.len());
     for (i, c) in req.cases.iter().enumerate() {
-        let op = c.op.as_str().unwrap_or("");
+        let op = c.op.as_ref().and_then(Value::as_str).unwrap_or("");
         let mut record = Map::new();
         record.insert("i".into(), json!(i));
         record.insert("id".into(), c.id.clone().unwrap_or(Value::Null));
-        record.insert("op".into(), c.op.clone());
+        record.insert("op".into(), c.op.clone().unwrap_or(Value::Null));
         record.insert(
             "visitorId".into(),
             c.visitor_id.clone().unwrap_or(Value::Null),
@@ -253,6 +256,15 @@ fn error_result(msg: &str) -> (Value, Value) {
         json!({"type": "error", "message": msg}),
         Value::String(msg.to_string()),
     )
+}
+
+/// The op as JavaScript's `String(value)` names it in the reference's message (`undefined`
+/// when absent).
+fn op_name(c: &Case) -> std::borrow::Cow<'_, str> {
+    match &c.op {
+        None => "undefined".into(),
+        Some(v) => js::to_js_string(v),
+    }
 }
 
 fn engine_op(op: &str, c: &Case) -> Option<Value> {
@@ -415,7 +427,7 @@ fn visitor_op(inst: &mut Instance, op: &str, c: &Case) -> (Value, Value) {
     }
     let key = key.unwrap_or_default();
     if !VISITOR_OPS.contains(&op) {
-        return error_result(&format!("unknown op `{op}`"));
+        return error_result(&format!("unknown op `{}`", op_name(c)));
     }
     let ctx = match context(inst, c) {
         Ok(ctx) => ctx.clone(),
@@ -538,7 +550,7 @@ fn visitor_op(inst: &mut Instance, op: &str, c: &Case) -> (Value, Value) {
             }
             json!({"type": "ok"})
         }
-        _ => return error_result(&format!("unknown op `{op}`")),
+        _ => return error_result(&format!("unknown op `{}`", op_name(c))),
     };
     (result, Value::Null)
 }

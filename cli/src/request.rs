@@ -358,9 +358,10 @@ pub struct Case {
     /// Echoed in the record; also the entity id of `getConfigEntityById` (present).
     #[serde(default, deserialize_with = "present")]
     pub id: Option<Value>,
-    /// The operation; echoed in the record as given (a non-string is an unknown operation).
-    #[serde(default)]
-    pub op: Value,
+    /// The operation (present; echoed in the record as given, `null` when absent; a non-string
+    /// is an unknown operation).
+    #[serde(default, deserialize_with = "present")]
+    pub op: Option<Value>,
     /// The visitor (present; echoed): a string or a number for visitor operations, any value
     /// (JS `String(value)`) for `bucketValue`.
     #[serde(default, deserialize_with = "present")]

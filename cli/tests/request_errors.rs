@@ -270,11 +270,16 @@ fn lenient_inputs_keep_their_meaning() {
             {"op": "runExperience", "key": "exp"},
             {"op": "runExperience", "visitorId": null, "key": "exp"},
             {"op": "getConfigEntity", "visitorId": "v", "key": "exp", "entityType": "planet"},
-            {"op": "runExperience", "visitorId": "v", "key": "exp", "sdk": {"dataStore": "mongodb://db"}}
+            {"op": "runExperience", "visitorId": "v", "key": "exp", "sdk": {"dataStore": "mongodb://db"}},
+            {"visitorId": "v"},
+            {"op": 5, "visitorId": "v"}
         ]}),
     );
     let errors: Vec<&str> = out.iter().map(|r| r["error"].as_str().unwrap()).collect();
     assert_eq!(errors[0], "unknown op `noSuchOp`");
+    // A missing or non-string op is named as JavaScript's `String(op)` names it (it was empty).
+    assert_eq!(errors[5], "unknown op `undefined`");
+    assert_eq!(errors[6], "unknown op `5`");
     assert_eq!(errors[1], "missing field `visitorId`");
     assert_eq!(errors[2], "missing field `visitorId`");
     assert_eq!(errors[3], "missing or unknown field `entityType`");
