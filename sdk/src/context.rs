@@ -61,10 +61,21 @@ pub struct Context {
     properties: Map<String, Value>,
     /// Report segments given at creation on an SDK with an async store: not written then (that
     /// would block on the sync store, which is not where the async calls keep the record), but
-    /// merged into the record by each call that reads it ([`VisitorState::seed_segments`]),
-    /// which stores them once.
-    seeded: Option<std::sync::Arc<Map<String, Value>>>,
+    /// by the first call that reads or writes the record ([`Seeded`]). Shared by clones.
+    seeded: Option<std::sync::Arc<Seeded>>,
     preview: Option<Preview>,
+}
+
+/// Report segments given at `create_context` on an SDK with an async store, stored by the
+/// context's first call that reads or writes the visitor's record (a decision, a conversion, a
+/// segment or property write): that call merges them into the record first
+/// ([`VisitorState::seed_segments`]), as `create_context` writes them on other SDKs, and later
+/// calls leave the record to what was written since.
+#[derive(Debug)]
+struct Seeded {
+    segments: Map<String, Value>,
+    /// Not stored yet.
+    pending: std::sync::atomic::AtomicBool,
 }
 
 /// An active preview (QA) forcing of one variation in this context.
@@ -283,7 +294,10 @@ impl Context {
             crate::attributes::retain_checked(&mut ctx.properties, "visitor attribute");
             if let Some(report) = report_segments(&ctx.properties) {
                 if ctx.core.has_async_store() && !ctx.visitor_id.is_empty() {
-                    ctx.seeded = Some(std::sync::Arc::new(report));
+                    ctx.seeded = Some(std::sync::Arc::new(Seeded {
+                        segments: report,
+                        pending: std::sync::atomic::AtomicBool::new(true),
+                    }));
                 } else {
                     ctx.write(&[StoreOp::MergeSegments(report)]);
                 }
@@ -371,6 +385,15 @@ impl Context {
             log::debug!("convert: no visitor id; visitor data not stored");
             return;
         }
+        // Segments given at creation and not stored yet go first, so that these writes win.
+        if let Some(seed) = self.seed_to_store() {
+            let mut all = Vec::with_capacity(ops.len() + 1);
+            all.push(StoreOp::MergeSegments(seed.clone()));
+            all.extend_from_slice(ops);
+            self.with_current_key(|key| self.write_at(key, &all));
+            self.seed_stored();
+            return;
+        }
         self.with_current_key(|key| self.write_at(key, ops));
     }
 
@@ -400,18 +423,61 @@ impl Context {
         guard: &ConfigGuard,
         mut f: impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &mut Effects) -> R,
     ) -> R {
-        // Not in preview mode, which stores nothing: the segments are stored once it ends.
-        let seeded = self.seeded.as_deref().filter(|_| self.preview.is_none());
+        let seed = self.seed_to_store();
         let mut f = |engine: &Engine<'_>, vs: &mut VisitorState<'_>, fx: &mut Effects| {
-            if let Some(segments) = seeded {
+            if let Some(segments) = seed {
                 vs.seed_segments(segments, fx);
             }
             f(engine, vs, fx)
         };
+        // A step of an async call, which marks the segments stored once it is done.
         #[cfg(feature = "tokio")]
         if let Some(r) = self.decide_prefetched(&mut f) {
             return r;
         }
+        let r = self.with_stored_state(guard, f);
+        if seed.is_some() {
+            self.seed_stored();
+        }
+        r
+    }
+
+    /// The segments given at creation while the first call that stores them is yet to come
+    /// (never in preview mode, which stores nothing).
+    fn seed_to_store(&self) -> Option<&Map<String, Value>> {
+        self.seeded
+            .as_deref()
+            .filter(|s| s.pending.load(std::sync::atomic::Ordering::Acquire))
+            .filter(|_| self.preview.is_none())
+            .map(|s| &s.segments)
+    }
+
+    /// The segments given at creation were merged by a call that wrote the record (or tried:
+    /// a store that did not answer loses them, as it loses `create_context`'s own write).
+    fn seed_stored(&self) {
+        if let Some(s) = &self.seeded {
+            s.pending.store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// In preview mode, which stores nothing, the segments given at creation count for the
+    /// rules until stored: `stored` with them merged in.
+    fn with_preview_seed(&self, stored: Option<Map<String, Value>>) -> Option<Map<String, Value>> {
+        let seeded = self.seeded.as_deref()?;
+        if self.preview.is_none() || !seeded.pending.load(std::sync::atomic::Ordering::Acquire) {
+            return stored;
+        }
+        let mut merged = stored.unwrap_or_default();
+        convert_core::store::merge_into(&mut merged, &seeded.segments);
+        Some(merged)
+    }
+
+    /// [`Context::with_state_on`] on the stored record (the sync store).
+    fn with_stored_state<R>(
+        &self,
+        guard: &ConfigGuard,
+        mut f: impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &mut Effects) -> R,
+    ) -> R {
         let empty;
         let cfg: &ProjectConfig = match guard.as_deref() {
             Some(cfg) => cfg,
@@ -551,7 +617,10 @@ impl Context {
         mut f: impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &VisitorProps<'_>, &mut Effects) -> R,
     ) -> R {
         self.with_state_on(guard, |engine, vs, fx| {
-            let stored = vs.data.segments().cloned();
+            let mut stored = vs.data.segments().cloned();
+            if self.seeded.is_some() {
+                stored = self.with_preview_seed(stored);
+            }
             let props = VisitorProps::new(call, Some(&self.properties), stored.as_ref());
             f(engine, vs, &props, fx)
         })
@@ -783,6 +852,12 @@ impl Context {
             trace: Some(Vec::new()),
             ..Effects::default()
         };
+        // Segments given at creation and not stored yet count as the decision would count them.
+        if let Some(seeded) = self.seeded.as_deref() {
+            if seeded.pending.load(std::sync::atomic::Ordering::Acquire) {
+                data.apply(&StoreOp::MergeSegments(seeded.segments.clone()));
+            }
+        }
         let stored = data.segments().cloned();
         let props = VisitorProps::new(
             attrs.visitor_properties.as_ref(),
@@ -906,7 +981,7 @@ impl Context {
                 &self.core,
                 Who {
                     id: &self.visitor_id,
-                    seeded: self.seeded.as_deref(),
+                    seeded: self.seed_to_store(),
                 },
                 key,
                 goal_key,
@@ -914,6 +989,7 @@ impl Context {
                 goal_data.as_ref(),
                 force,
             );
+            self.seed_stored();
             if r.is_ok() {
                 reconcile_held(&self.core);
             }

@@ -515,26 +515,27 @@ impl Shared {
         Ok(cfg)
     }
 
-    /// The error for a fetched config of another account or project than expected: the SDK
-    /// key's when it has the `account/project` form of Convert's keys (two numeric ids), else
-    /// the config in use. Installing it would make decisions from another project's
-    /// experiences and send tracking to that project.
+    /// The error for a fetched (or cached) config of another account or project than the SDK
+    /// key names, when the key has the `account/project` form of Convert's keys (two numeric
+    /// ids). Installing it would make decisions from another project's experiences and send
+    /// tracking to that project. A key of another form names no project: nothing is checked
+    /// (the config in use is no safe reference: a wrong first config would refuse every
+    /// right one after it).
     fn other_project(&self, cfg: &ProjectConfig) -> Option<Error> {
         let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        let from_key = self
+        let (account, project) = self
             .net
             .sdk_key
             .as_deref()
             .and_then(|k| k.split_once('/'))
-            .filter(|(a, p)| numeric(a) && numeric(p))
-            .map(|(a, p)| format!("{a}/{p}"));
-        let expected = from_key.or_else(|| {
-            self.config_guard()
-                .as_deref()
-                .map(|c| format!("{}/{}", c.account_id, c.project_id))
-        })?;
-        let found = format!("{}/{}", cfg.account_id, cfg.project_id);
-        (found != expected).then_some(Error::OtherProject { expected, found })
+            .filter(|(a, p)| numeric(a) && numeric(p))?;
+        if *cfg.account_id == *account && *cfg.project_id == *project {
+            return None;
+        }
+        Some(Error::OtherProject {
+            expected: format!("{account}/{project}"),
+            found: format!("{}/{}", cfg.account_id, cfg.project_id),
+        })
     }
 
     fn cache_key(&self) -> Option<String> {
@@ -567,7 +568,12 @@ impl Shared {
         }
         let data = self.store.get(&key).ok().flatten()?;
         let value = data.extra()?.get("config")?.clone();
-        ProjectConfig::from_value(value).ok()
+        let cfg = ProjectConfig::from_value(value).ok()?;
+        if let Some(e) = self.other_project(&cfg) {
+            log::warn!("convert: the cached config is not used: {e}");
+            return None;
+        }
+        Some(cfg)
     }
 
     /// Queues events (constant time per event; the oldest are dropped beyond `max_queue`).
@@ -1274,9 +1280,10 @@ impl<'a> Delivery<'a> {
                 shared.counters.dropped.load(Ordering::Relaxed) - o.dropped_at_start
             );
         }
-        // The next overflow is a new one (worth a warning) once the queue has drained; while
-        // producers outpace a healthy endpoint, every success would otherwise re-arm it.
-        if shared.lock_queue().is_empty() {
+        // The next overflow is a new one (worth a warning) once the queue is back under
+        // `max_queue`; while producers outpace a healthy endpoint (the queue near its healthy
+        // bound), every success would otherwise re-arm it.
+        if shared.lock_queue().len() < shared.net.events.max_queue {
             shared.overflow_warned.store(false, Ordering::Relaxed);
         }
     }

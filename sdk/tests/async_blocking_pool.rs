@@ -308,18 +308,6 @@ fn segments_given_at_create_context_go_to_the_async_store() {
             assert_eq!(visitor["segments"]["country"], "US", "{visitor}");
         }
     }
-    // The sync methods keep their own store: a sync decision stores the segments there too.
-    assert!(
-        ctx.run_experience("checkout-button", &checkout())
-            .is_variation()
-    );
-    let written = sync_store.take_written();
-    assert!(
-        written
-            .iter()
-            .any(|d| d.segments().is_some_and(|s| s.get("country").is_some())),
-        "{written:?}"
-    );
     drop(core);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -371,6 +359,87 @@ fn seeded_segments_wait_for_the_preview_to_end() {
             .is_some_and(|s| s.get("country").is_some()),
         "{record:?}"
     );
+    drop(core);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two experiences, the first for visitors whose `country` is US.
+const US_CONFIG: &str = r#"{"account_id": "1", "project": {"id": "2"},
+  "audiences": [{"id": "5", "key": "us", "rules": {"OR": [{"AND": [{"OR_WHEN": [
+    {"rule_type": "generic_text_key_value", "key": "country",
+     "matching": {"match_type": "equals", "negated": false}, "value": "US"}]}]}]}}],
+  "experiences": [
+    {"id": "10", "key": "us-only", "audiences": ["5"],
+     "variations": [{"id": "11", "key": "a", "traffic_allocation": 100}]},
+    {"id": "20", "key": "other",
+     "variations": [{"id": "21", "key": "b", "traffic_allocation": 100}]}]}"#;
+
+/// An SDK on `US_CONFIG` whose async store is a SQLite file in a new directory.
+fn us_core(tag: &str) -> (Core, Arc<SqliteStore>, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("convert-sdk-seed-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = Arc::new(SqliteStore::open(dir.join("async.sqlite3")).unwrap());
+    let core = Core::builder()
+        .config_json(US_CONFIG)
+        .tracking(false)
+        .async_data_store(BlockingPool::new(Arc::clone(&file)))
+        .build()
+        .unwrap();
+    (core, file, dir)
+}
+
+/// The segments given at `create_context` are stored once, by the first call, as
+/// `create_context` stores them on other SDKs: a later write wins, and a segment holding an
+/// object is not appended again by every call. (Merged by every call, they reverted a newer
+/// `country` and grew `devices` by one object per decision.)
+#[test]
+fn seeded_segments_are_stored_once_and_later_writes_win() {
+    let (core, file, dir) = us_core("once");
+    let runtime = current_thread_runtime();
+    let moved = core.create_context("moved", serde_json::json!({"country": "US"}));
+    let mobile = core.create_context(
+        "mobile",
+        serde_json::json!({"devices": [{"type": "mobile"}]}),
+    );
+    let update = BucketingAttributes::new()
+        .visitor_property("country", "DE")
+        .update_visitor_properties(true);
+    runtime.block_on(async {
+        // The first decision stores the segments given at creation, then its own `country`.
+        let _ = moved.run_experience_async("other", &update).await;
+        for ctx in [&moved, &mobile, &mobile, &mobile] {
+            let _ = ctx
+                .run_experience_async("other", &BucketingAttributes::new())
+                .await;
+        }
+    });
+    let segments = |ctx: &convert_sdk::Context| {
+        let record = file.get(ctx.store_key().unwrap()).unwrap().unwrap();
+        record.segments().cloned().unwrap_or_default()
+    };
+    assert_eq!(segments(&moved)["country"], "DE");
+    let devices = segments(&mobile)["devices"].clone();
+    assert_eq!(devices.as_array().map(Vec::len), Some(1), "{devices}");
+    drop(core);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Until they are stored, the segments given at `create_context` count in `explain_experience`
+/// and in the decisions of a preview (which stores nothing), as they would have on an SDK
+/// without an async store (both said "audience did not match").
+#[test]
+fn seeded_segments_count_before_they_are_stored() {
+    let (core, file, dir) = us_core("explain");
+    let mut ctx = core.create_context("us-visitor", serde_json::json!({"country": "US"}));
+    let key = ctx.store_key().unwrap().to_string();
+    let (explained, _) = ctx.explain_experience("us-only", &BucketingAttributes::new());
+    assert!(explained.is_variation(), "{explained:?}");
+    ctx.set_preview("20", "21").unwrap();
+    let runtime = current_thread_runtime();
+    let decided =
+        runtime.block_on(ctx.run_experience_async("us-only", &BucketingAttributes::new()));
+    assert!(decided.is_variation(), "{decided:?}");
+    assert_eq!(file.get(&key).unwrap(), None, "stored during a preview");
     drop(core);
     let _ = std::fs::remove_dir_all(&dir);
 }

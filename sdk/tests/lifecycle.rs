@@ -445,14 +445,14 @@ fn refresh_swaps_the_snapshot_and_keeps_the_old_one_on_bad_configs() {
     assert_eq!(updates.load(Ordering::SeqCst), before);
 }
 
-/// A fetched config of another account or project is refused, the config in use kept: that of
-/// the SDK key's `account/project` (also at the first fetch), or, for a key of another form,
-/// that of the config in use. It was installed: decisions from another project's experiences,
-/// tracking sent to that project.
+/// A fetched config of another account or project than the SDK key names (`account/project`)
+/// is refused and the config in use kept, at the first fetch and at a refresh. It was
+/// installed: decisions from another project's experiences, tracking sent to that project.
+/// A key of another form names no project, and nothing is refused.
 #[test]
 fn a_config_of_another_project_is_refused() {
     const OTHER: &str = r#"{"account_id":"1","project":{"id":"2"},"goals":[{"id":"9","key":"x"}]}"#;
-    // The key names 10/20: the first fetch brings 1/2.
+    // The first fetch brings 1/2.
     let t = Scripted::new();
     t.then_get(ok(OTHER));
     t.set_get_default(ok(CONFIG_A));
@@ -471,12 +471,12 @@ fn a_config_of_another_project_is_refused() {
     eventually("the key's own config", || core.is_ready());
     assert!(core.config().goal_by_key("a").is_some());
 
-    // An opaque key: the config in use (10/20) sets the project a refresh must keep.
+    // Refreshes bring 1/2.
     let t = Scripted::new();
     t.then_get(ok(CONFIG_A));
     t.set_get_default(ok(OTHER));
     let core = Core::builder()
-        .sdk_key("k")
+        .sdk_key("10/20")
         .shared_transport(t.clone())
         .refresh_interval(Duration::from_millis(10))
         .retry(fast_retry())
@@ -487,6 +487,16 @@ fn a_config_of_another_project_is_refused() {
     });
     assert!(core.config().goal_by_key("a").is_some());
     assert!(core.config().goal_by_key("x").is_none());
+
+    // An opaque key: the config is whatever the CDN serves for it.
+    let t = Scripted::new();
+    t.set_get_default(ok(OTHER));
+    let core = Core::builder()
+        .sdk_key("k")
+        .shared_transport(t.clone())
+        .build()
+        .unwrap();
+    assert!(core.config().goal_by_key("x").is_some());
 }
 
 #[test]

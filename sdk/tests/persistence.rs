@@ -194,6 +194,36 @@ fn the_last_good_config_is_used_when_the_cdn_is_down_at_boot() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A cached config of another project than the SDK key names (left by a version that took
+/// one from the CDN) is not installed when the CDN is down at boot.
+#[test]
+fn a_cached_config_of_another_project_is_not_used() {
+    let dir = std::env::temp_dir().join(format!("convert-sdk-cache-other-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("cache.db");
+    let store = SqliteStore::open(&db).unwrap();
+    let mut cached = convert_sdk::StoreData::default();
+    let other: serde_json::Value = serde_json::from_str(CONFIG).unwrap();
+    let mut other = other.as_object().cloned().unwrap();
+    other.insert("account_id".into(), serde_json::json!("1"));
+    cached
+        .extra_mut()
+        .insert("config".into(), serde_json::Value::Object(other));
+    store
+        .set("convert-config-cache:10/20:staging", &cached)
+        .unwrap();
+    let offline = Core::builder()
+        .sdk_key("10/20")
+        .data_store(store)
+        .transport(Down)
+        .tracking(false)
+        .refresh_interval(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    assert!(!offline.is_ready(), "started from another project's config");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn decisions_survive_a_locked_sqlite_database() {
     let dir = std::env::temp_dir().join(format!("convert-sdk-locked-{}", std::process::id()));

@@ -150,6 +150,8 @@ impl Context {
         };
         let events = &shared.events;
         let deadline = astore.deadline();
+        // Both steps merge the segments given at creation; this call stores them.
+        let seeding = self.seed_to_store().is_some();
         let slot = Slot::fill(StoreData::default(), true);
         let first = decide(self);
         let (ops, held) = slot.take();
@@ -188,6 +190,9 @@ impl Context {
                 first
             }
         };
+        if seeding {
+            self.seed_stored();
+        }
         if answered {
             reconcile_held_async(&self.core, astore, deadline).await;
         }
@@ -291,7 +296,7 @@ impl Context {
             astore,
             Who {
                 id: &self.visitor_id,
-                seeded: self.seeded.as_deref(),
+                seeded: self.seed_to_store(),
             },
             key,
             goal_key,
@@ -301,6 +306,7 @@ impl Context {
             deadline,
         )
         .await;
+        self.seed_stored();
         let result = match stored {
             Ok((result, events)) => {
                 self.core.enqueue(events);
