@@ -395,7 +395,7 @@ impl CoreBuilder {
                     Err(e) => {
                         let url = shared.config_url_shown();
                         log::warn!("convert: the first config fetch (GET {url}) failed: {e}");
-                        shared.note_fetch_failure(format!("{e} (GET {url})"));
+                        shared.note_fetch_failure(&e, &url);
                         retry_soon = true;
                         if let Some(cached) = shared.load_cached_config() {
                             log::warn!(

@@ -307,7 +307,7 @@ pub(crate) struct Shared {
     /// unanswered is then counted as abandoned if it fails, instead of going back to the queue.
     pub abandoned: AtomicBool,
     /// Whether the "queue full" warning of the current overflow was logged (re-armed when a
-    /// delivery succeeds with the queue drained).
+    /// delivery succeeds with the queue back under `max_queue`).
     pub overflow_warned: AtomicBool,
     /// The delivery thread sleeps and wants a wake-up for a first event or a full batch.
     pub parked: AtomicBool,
@@ -412,11 +412,13 @@ impl Shared {
         }
     }
 
-    pub fn note_fetch_failure(&self, message: String) {
+    /// Counts a failed config fetch of `url` ([`Shared::config_url_shown`]) and, until the SDK
+    /// is ready, keeps it as the cause `wait_until_ready` reports.
+    pub fn note_fetch_failure(&self, error: &Error, url: &str) {
         self.counters.fetch_errors.fetch_add(1, Ordering::Relaxed);
         let mut r = lock(&self.readiness);
         if let Readiness::Pending(last) = &mut *r {
-            *last = Some(message);
+            *last = Some(format!("{error} (GET {url})"));
         }
     }
 
@@ -1376,10 +1378,10 @@ fn refresh_loop(shared: &Shared, stop: &Receiver<()>, initial_failures: u32) {
                 failures = failures.saturating_add(1);
                 retry_after = f.retry_after;
                 permanent = f.permanent;
+                let url = shared.config_url_shown();
                 if failures == 1 || failures.is_power_of_two() {
                     log::warn!(
-                        "convert: config fetch (GET {}) failed: {} ({failures} in a row); {}",
-                        shared.config_url_shown(),
+                        "convert: config fetch (GET {url}) failed: {} ({failures} in a row); {}",
                         f.error,
                         if ready {
                             "the current config stays in use"
@@ -1388,11 +1390,7 @@ fn refresh_loop(shared: &Shared, stop: &Receiver<()>, initial_failures: u32) {
                         }
                     );
                 }
-                shared.note_fetch_failure(format!(
-                    "{} (GET {})",
-                    f.error,
-                    shared.config_url_shown()
-                ));
+                shared.note_fetch_failure(&f.error, &url);
             }
         }
     }
