@@ -442,14 +442,18 @@ impl Context {
         r
     }
 
-    /// The segments given at creation while the first call that stores them is yet to come
-    /// (never in preview mode, which stores nothing).
-    fn seed_to_store(&self) -> Option<&Map<String, Value>> {
+    /// The segments given at creation while the first call that stores them is yet to come.
+    fn seed_pending(&self) -> Option<&Map<String, Value>> {
         self.seeded
             .as_deref()
             .filter(|s| s.pending.load(std::sync::atomic::Ordering::Acquire))
-            .filter(|_| self.preview.is_none())
             .map(|s| &s.segments)
+    }
+
+    /// [`Context::seed_pending`] for a call that stores them: never in preview mode, which
+    /// stores nothing.
+    fn seed_to_store(&self) -> Option<&Map<String, Value>> {
+        self.seed_pending().filter(|_| self.preview.is_none())
     }
 
     /// The segments given at creation were merged by a call that wrote the record (or tried:
@@ -463,12 +467,11 @@ impl Context {
     /// In preview mode, which stores nothing, the segments given at creation count for the
     /// rules until stored: `stored` with them merged in.
     fn with_preview_seed(&self, stored: Option<Map<String, Value>>) -> Option<Map<String, Value>> {
-        let seeded = self.seeded.as_deref()?;
-        if self.preview.is_none() || !seeded.pending.load(std::sync::atomic::Ordering::Acquire) {
+        let Some(seed) = self.seed_pending().filter(|_| self.preview.is_some()) else {
             return stored;
-        }
+        };
         let mut merged = stored.unwrap_or_default();
-        convert_core::store::merge_into(&mut merged, &seeded.segments);
+        convert_core::store::merge_into(&mut merged, seed);
         Some(merged)
     }
 
@@ -853,10 +856,8 @@ impl Context {
             ..Effects::default()
         };
         // Segments given at creation and not stored yet count as the decision would count them.
-        if let Some(seeded) = self.seeded.as_deref() {
-            if seeded.pending.load(std::sync::atomic::Ordering::Acquire) {
-                data.apply(&StoreOp::MergeSegments(seeded.segments.clone()));
-            }
+        if let Some(seed) = self.seed_pending() {
+            data.apply(&StoreOp::MergeSegments(seed.clone()));
         }
         let stored = data.segments().cloned();
         let props = VisitorProps::new(
