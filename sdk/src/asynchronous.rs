@@ -146,10 +146,10 @@ async fn on_blocking_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'sta
 /// Only the `*_async` methods use the async store. Report segments given to `create_context`
 /// are not written when the context is made: the context's first call that reads or writes the
 /// visitor's record merges them in and stores them, so they reach the async store (when that
-/// call is an async one) and the tracking payloads. The calls that have no async form (`set_default_segments`,
-/// `update_visitor_properties`, `get_visitor_data`) use the sync store on the calling thread;
-/// in a tokio service, run those with `spawn_blocking` or keep them off hot paths, and prefer
-/// passing report segments to `create_context`.
+/// call is an async one) and the tracking payloads. The calls that have no async form
+/// (`set_default_segments`, `update_visitor_properties`, `get_visitor_data`) use the sync store
+/// on the calling thread; in a tokio service, run those with `spawn_blocking` or keep them off
+/// hot paths, and prefer passing report segments to `create_context`.
 ///
 /// Each operation is atomic in the wrapped store. When the SDK stops waiting for one (its
 /// call deadline), the operation still runs to its end on the pool, as a command already sent
@@ -275,9 +275,9 @@ impl Core {
 
     /// [`Core::flush_timeout`] without blocking the calling task, after reconciling the
     /// conversions the async store held ([`Core::reconcile_store_async`]): the wait for delivery
-    /// runs on tokio's blocking pool. [`Error::Timeout`] when `timeout` elapses (delivery then goes on
-    /// in the background) or when the pool could not run the wait. Polled outside a tokio
-    /// runtime, the wait runs in place.
+    /// runs on tokio's blocking pool. [`Error::Timeout`] when `timeout` elapses (delivery then
+    /// goes on in the background) or when the pool could not run the wait. Polled outside a
+    /// tokio runtime, the wait runs in place.
     pub async fn flush_async(&self, timeout: Duration) -> Result<usize, Error> {
         self.settle_async_held().await;
         let core = self.clone();
@@ -289,10 +289,9 @@ impl Core {
     /// [`Core::close`] without blocking the calling task: reconciles the conversions the async
     /// store held ([`Core::reconcile_store_async`]; `close` alone gives them up), then delivers
     /// what it can within `timeout` and stops the background threads, waiting on tokio's
-    /// blocking pool. Call it on
-    /// shutdown rather than dropping the last handle on a runtime thread, which would block
-    /// that thread for up to the close timeout. Polled outside a tokio runtime, the wait runs
-    /// in place.
+    /// blocking pool. Call it on shutdown rather than dropping the last handle on a runtime
+    /// thread, which would block that thread for up to the close timeout. Polled outside a
+    /// tokio runtime, the wait runs in place.
     pub async fn close_async(&self, timeout: Duration) {
         self.settle_async_held().await;
         let core = self.clone();

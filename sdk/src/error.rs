@@ -25,11 +25,11 @@ pub enum Error {
         /// The status code.
         status: u16,
     },
-    /// A fetched config belongs to another account or project than the SDK key names (or,
-    /// for a key that names none, than the config in use): refused, the config in use is kept.
+    /// A fetched config belongs to another account or project than the SDK key names (a key of
+    /// Convert's `account/project` form): refused, the config in use is kept.
     #[error("the fetched config is for project {found}, not {expected}")]
     OtherProject {
-        /// `account/project` of the SDK key (or of the config in use).
+        /// `account/project` of the SDK key.
         expected: String,
         /// `account/project` of the fetched config.
         found: String,
