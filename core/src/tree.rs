@@ -72,21 +72,11 @@ pub(crate) struct ItemIter<'t> {
 /// Nesting at which `serde_json` stops with "recursion limit exceeded" (128 arrays or objects).
 pub(crate) const MAX_DEPTH: usize = 128;
 
-/// Whether `v` nests arrays and objects deeper than [`MAX_DEPTH`], the limit JSON text is read
-/// with. Walks the value without recursion, so any depth is checked without using the stack.
+/// Whether `v` nests arrays and objects as deep as the JSON text reader refuses (a container
+/// at level [`MAX_DEPTH`], the root being level 1). Measured without recursion
+/// ([`nesting_depth`](crate::tracking::nesting_depth)), so any depth is checked safely.
 pub(crate) fn nested_too_deep(v: &Value) -> bool {
-    // (value, its nesting level: 1 for the root); a container at level `MAX_DEPTH` or deeper
-    // is refused, as the text reader refuses it.
-    let mut stack: Vec<(&Value, usize)> = vec![(v, 1)];
-    while let Some((v, level)) = stack.pop() {
-        match v {
-            Value::Array(_) | Value::Object(_) if level >= MAX_DEPTH => return true,
-            Value::Array(a) => stack.extend(a.iter().map(|c| (c, level + 1))),
-            Value::Object(o) => stack.extend(o.values().map(|c| (c, level + 1))),
-            _ => {}
-        }
-    }
-    false
+    crate::tracking::nesting_depth(v, MAX_DEPTH - 1) >= MAX_DEPTH
 }
 
 /// Objects with more members than this are checked for repeated keys with a hash set.
