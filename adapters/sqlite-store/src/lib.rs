@@ -262,12 +262,9 @@ impl SqliteStore {
     pub fn cleanup(&self) -> Result<usize, StoreError> {
         let Some(ttl) = self.ttl else { return Ok(0) };
         let cutoff = now_secs() - i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
-        // A turn like any call (without a deadline: it waits for the calls before it), so that
-        // no call waits for the connection behind it without a bound; SQLite's wait is the
-        // store's own, not what the last call left.
-        let _turn = self.turns.take(None);
-        let conn = self.lock();
-        conn.busy_timeout(self.busy_timeout).map_err(map_err)?;
+        // A turn like any call, so that no call waits for the connection behind it without a
+        // bound; outside an SDK call no deadline applies, and SQLite waits the busy timeout.
+        let conn = self.lock_within_deadline()?;
         conn.execute(
             "DELETE FROM convert_visitors WHERE updated_at < ?1",
             params![cutoff],
