@@ -316,43 +316,22 @@ fn segments_given_at_create_context_go_to_the_async_store() {
 /// stored by the first call after the preview ends.
 #[test]
 fn seeded_segments_wait_for_the_preview_to_end() {
-    let dir = std::env::temp_dir().join(format!("convert-sdk-seeded-qa-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let async_file = Arc::new(SqliteStore::open(dir.join("async.sqlite3")).unwrap());
-    let core = Core::builder()
-        .config_json(DEMO_CONFIG)
-        .environment("production")
-        .tracking(false)
-        .async_data_store(BlockingPool::new(Arc::clone(&async_file)))
-        .build()
-        .unwrap();
+    let (core, file, dir) = us_core("preview");
     let mut ctx = core.create_context("qa-visitor", serde_json::json!({"country": "US"}));
-    let exp = core
-        .config()
-        .experience_by_key("checkout-button")
-        .unwrap()
-        .clone();
-    ctx.set_preview(&exp.id, &exp.variations[0].id).unwrap();
+    ctx.set_preview("20", "21").unwrap();
     let key = ctx.store_key().unwrap().to_string();
     let runtime = current_thread_runtime();
+    let plain = BucketingAttributes::new();
     runtime.block_on(async {
-        let _ = ctx
-            .run_experience_async("checkout-button", &checkout())
-            .await;
-        let _ = ctx.run_features_async(&checkout()).await;
+        let _ = ctx.run_experience_async("us-only", &plain).await;
+        let _ = ctx.run_features_async(&plain).await;
     });
-    assert_eq!(
-        async_file.get(&key).unwrap(),
-        None,
-        "stored during a preview"
-    );
+    assert_eq!(file.get(&key).unwrap(), None, "stored during a preview");
     ctx.clear_preview();
     runtime.block_on(async {
-        let _ = ctx
-            .run_experience_async("checkout-button", &checkout())
-            .await;
+        let _ = ctx.run_experience_async("us-only", &plain).await;
     });
-    let record = async_file.get(&key).unwrap().unwrap();
+    let record = file.get(&key).unwrap().unwrap();
     assert!(
         record
             .segments()
