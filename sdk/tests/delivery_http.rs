@@ -367,11 +367,10 @@ fn a_closed_port_keeps_events_until_close() {
     assert_eq!(core.metrics().undelivered_events(), 1);
 }
 
-#[test]
-fn the_queue_stays_bounded_while_the_server_is_down_and_recovers() {
-    let server = FakeConvert::start();
-    server.post_default(Mode::Status(503));
-    let core = Core::builder()
+/// An SDK delivering to `server` on its own: batches of 4 released every 10 ms, at most 8
+/// events kept while delivery fails, retried after 10–50 ms.
+fn small_queue_sdk(server: &FakeConvert) -> Core {
+    Core::builder()
         .config(config())
         .transport(UreqTransport::new())
         .track_endpoint(format!("{}/v1/", server.base_url()))
@@ -382,7 +381,14 @@ fn the_queue_stays_bounded_while_the_server_is_down_and_recovers() {
                 .max(Duration::from_millis(50)),
         )
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn the_queue_stays_bounded_while_the_server_is_down_and_recovers() {
+    let server = FakeConvert::start();
+    server.post_default(Mode::Status(503));
+    let core = small_queue_sdk(&server);
     eventually("nothing sent yet", || server.posts() == 0);
     track(&core, 30);
     assert!(core.queued_events() <= 8);
@@ -416,18 +422,7 @@ fn the_queue_stays_bounded_while_the_server_is_down_and_recovers() {
 #[test]
 fn an_outage_after_a_success_bounds_the_queue_by_max_queue() {
     let server = FakeConvert::start();
-    let core = Core::builder()
-        .config(config())
-        .transport(UreqTransport::new())
-        .track_endpoint(format!("{}/v1/", server.base_url()))
-        .events(4, Duration::from_millis(10), 8)
-        .retry(
-            RetryPolicy::default()
-                .initial(Duration::from_millis(10))
-                .max(Duration::from_millis(50)),
-        )
-        .build()
-        .unwrap();
+    let core = small_queue_sdk(&server);
     track(&core, 1);
     eventually("a first success", || core.metrics().delivered_events == 1);
     server.post_default(Mode::Status(503));
