@@ -424,6 +424,8 @@ impl Context {
         mut f: impl FnMut(&Engine<'_>, &mut VisitorState<'_>, &mut Effects) -> R,
     ) -> R {
         let seed = self.seed_to_store();
+        // Mutable for the async step below, which exists with the `tokio` feature only.
+        #[cfg_attr(not(feature = "tokio"), allow(unused_mut))]
         let mut f = |engine: &Engine<'_>, vs: &mut VisitorState<'_>, fx: &mut Effects| {
             if let Some(segments) = seed {
                 vs.seed_segments(segments, fx);

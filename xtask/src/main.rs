@@ -347,6 +347,19 @@ fn test_steps(env: &[(String, String)]) -> Vec<Step> {
                 "warnings",
             ]),
         ),
+        // The SDK's code under `cfg(not(feature = ...))` is only compiled without the features.
+        Step::new(
+            "clippy (convert-sdk, default features)",
+            cargo_with_env(&[
+                "clippy",
+                "-p",
+                "convert-sdk",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        ),
         Step::new("docs", {
             let mut c = cargo_with_env(&[
                 "doc",
