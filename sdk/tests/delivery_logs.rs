@@ -7,29 +7,16 @@ use convert_sdk::{ConversionAttributes, Core, RetryPolicy};
 use convert_testkit::{FakeConvert, Mode};
 use convert_transport_ureq::UreqTransport;
 use serde_json::json;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-static WARNINGS: AtomicUsize = AtomicUsize::new(0);
+#[path = "support/warnings.rs"]
+mod warnings;
 
-struct CountWarnings;
-
-impl log::Log for CountWarnings {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= log::Level::Warn
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        if r.level() <= log::Level::Warn {
-            WARNINGS.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    fn flush(&self) {}
-}
+static WARNINGS: warnings::CountWarnings = warnings::CountWarnings::new("");
 
 #[test]
 fn an_outage_with_a_full_queue_logs_a_few_lines_and_counts_every_drop() {
-    log::set_logger(&CountWarnings).unwrap();
-    log::set_max_level(log::LevelFilter::Warn);
+    WARNINGS.install();
     let server = FakeConvert::start();
     server.post_default(Mode::Status(503));
     let core = Core::builder()
@@ -57,7 +44,7 @@ fn an_outage_with_a_full_queue_logs_a_few_lines_and_counts_every_drop() {
     assert_eq!(core.queued_events(), 100);
     assert_eq!(m.dropped_events, 4_900, "{m:?}");
     assert_eq!(m.delivered_events, 0);
-    let lines = WARNINGS.load(Ordering::SeqCst);
+    let lines = WARNINGS.count();
     assert!(lines <= 5, "{lines} WARN lines for one outage");
     assert!(
         lines >= 2,

@@ -8,29 +8,16 @@ use convert_sdk::{ConversionAttributes, Core};
 use convert_testkit::{FakeConvert, Mode};
 use convert_transport_ureq::UreqTransport;
 use serde_json::json;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-static QUEUE_FULL: AtomicUsize = AtomicUsize::new(0);
+#[path = "support/warnings.rs"]
+mod warnings;
 
-struct CountQueueFull;
-
-impl log::Log for CountQueueFull {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= log::Level::Warn
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        if r.args().to_string().contains("tracking queue full") {
-            QUEUE_FULL.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    fn flush(&self) {}
-}
+static QUEUE_FULL: warnings::CountWarnings = warnings::CountWarnings::new("tracking queue full");
 
 #[test]
 fn an_overload_of_a_healthy_endpoint_warns_once() {
-    log::set_logger(&CountQueueFull).unwrap();
-    log::set_max_level(log::LevelFilter::Warn);
+    QUEUE_FULL.install();
     let server = FakeConvert::start();
     // Every answer takes ~20 ms: far fewer events per second than the producer below makes.
     server.post_default(Mode::Trickle(2, Duration::from_millis(10)));
@@ -57,7 +44,7 @@ fn an_overload_of_a_healthy_endpoint_warns_once() {
         "deliveries succeeded meanwhile: {m:?}"
     );
     assert!(m.dropped_events > 0, "the queue overflowed: {m:?}");
-    let lines = QUEUE_FULL.load(Ordering::SeqCst);
+    let lines = QUEUE_FULL.count();
     assert_eq!(lines, 1, "{lines} \"queue full\" lines for one overload");
     core.close(Duration::from_millis(100));
 }
