@@ -146,10 +146,10 @@ async fn on_blocking_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'sta
 /// Only the `*_async` methods use the async store. Report segments given to `create_context`
 /// are not written when the context is made: the context's first call that reads or writes the
 /// visitor's record merges them in and stores them, so they reach the async store (when that
-/// call is an async one) and the tracking payloads. The calls that have no async form
-/// (`set_default_segments`, `update_visitor_properties`, `get_visitor_data`) use the sync store
-/// on the calling thread; in a tokio service, run those with `spawn_blocking` or keep them off
-/// hot paths, and prefer passing report segments to `create_context`.
+/// call is an async one) and the tracking payloads. The sync methods (`set_default_segments`,
+/// `update_visitor_properties`, `get_visitor_data`, ...) use the sync store on the calling
+/// thread; in a tokio service call their `_async` forms (`set_default_segments_async`,
+/// `update_visitor_properties_async`, `get_visitor_data_async`), which use the async store.
 ///
 /// Each operation is atomic in the wrapped store. When the SDK stops waiting for one (its
 /// call deadline), the operation still runs to its end on the pool, as a command already sent

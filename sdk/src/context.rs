@@ -1083,15 +1083,14 @@ impl Context {
     /// [`crate::MAX_VISITOR_DATA_BYTES`]) are dropped with a log line; the rest is stored.
     ///
     /// Takes anything [`Attributes`](crate::Attributes) converts from (`&Map`, `HashMap`,
-    /// `[(k, v)]`, `json!({...})`, ...).
+    /// `[(k, v)]`, `json!({...})`, ...). Writes the sync store: on an SDK with an async store,
+    /// call `set_default_segments_async` (feature `tokio`).
     pub fn set_default_segments(&self, segments: impl Into<crate::Attributes>) {
         if self.preview.is_some() {
             return;
         }
-        let segments = segments.into();
-        let segments = crate::attributes::checked(segments.as_map(), "segment");
-        if let Some(report) = report_segments(&segments) {
-            self.write(&[StoreOp::MergeSegments(report)]);
+        if let Some(op) = default_segments_op(segments.into()) {
+            self.write(&[op]);
         }
     }
 
@@ -1124,14 +1123,13 @@ impl Context {
     /// log line; the rest is stored, so every record the SDK writes can be read back.
     ///
     /// Takes anything [`Attributes`](crate::Attributes) converts from (`&Map`, `HashMap`,
-    /// `[(k, v)]`, `json!({...})`, ...).
+    /// `[(k, v)]`, `json!({...})`, ...). Writes the sync store: on an SDK with an async store,
+    /// call `update_visitor_properties_async` (feature `tokio`).
     pub fn update_visitor_properties(&self, properties: impl Into<crate::Attributes>) {
         if self.preview.is_some() {
             return;
         }
-        let properties = properties.into();
-        let properties = crate::attributes::checked(properties.as_map(), "visitor property");
-        self.write(&[StoreOp::MergeSegments(properties.into_owned())]);
+        self.write(&[visitor_properties_op(properties.into())]);
     }
 
     /// A config entity by key, as served.
@@ -1178,6 +1176,20 @@ impl Context {
 pub(crate) struct Who<'a> {
     id: &'a str,
     seeded: Option<&'a Map<String, Value>>,
+}
+
+/// The store write of [`Context::set_default_segments`]: the report segments among `segments`
+/// that are within the visitor data limits (`None` when there are none).
+fn default_segments_op(segments: crate::Attributes) -> Option<StoreOp> {
+    let segments = crate::attributes::checked(segments.as_map(), "segment");
+    report_segments(&segments).map(StoreOp::MergeSegments)
+}
+
+/// The store write of [`Context::update_visitor_properties`]: the properties within the
+/// visitor data limits.
+fn visitor_properties_op(properties: crate::Attributes) -> StoreOp {
+    let properties = crate::attributes::checked(properties.as_map(), "visitor property");
+    StoreOp::MergeSegments(properties.into_owned())
 }
 
 /// A conversion decided against the store: read the record, decide, then mark the goal in one

@@ -422,3 +422,86 @@ fn seeded_segments_count_before_they_are_stored() {
     drop(core);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Segment and property writes have async forms that write the async store (the sync
+/// `set_default_segments` and `update_visitor_properties` write the sync store, which an async
+/// SDK's async calls do not read). The first of them stores the segments given at
+/// `create_context` too, before its own, so its own win; `get_visitor_data_async` reads the
+/// record back, and shows segments given at creation before any call stored them.
+#[test]
+fn segment_and_property_writes_have_async_forms() {
+    let (core, file, dir) = us_core("writes");
+    let runtime = current_thread_runtime();
+    let ctx = core.create_context(
+        "writer",
+        serde_json::json!({"country": "US", "source": "ad"}),
+    );
+    let key = ctx.store_key().unwrap().to_string();
+    let seeded_view = runtime.block_on(ctx.get_visitor_data_async());
+    assert_eq!(
+        seeded_view.segments().map(|s| s["country"].clone()),
+        Some(serde_json::json!("US")),
+        "{seeded_view:?}"
+    );
+    assert_eq!(file.get(&key).unwrap(), None, "a read stored the record");
+
+    runtime.block_on(async {
+        ctx.set_default_segments_async(
+            serde_json::json!({"country": "DE", "browser": "FF", "plan": "x"}),
+        )
+        .await;
+        ctx.update_visitor_properties_async(serde_json::json!({"plan": "pro"}))
+            .await;
+    });
+    let stored = file.get(&key).unwrap().unwrap();
+    let segments = stored.segments().cloned().unwrap_or_default();
+    assert_eq!(segments["country"], "DE", "{stored:?}");
+    assert_eq!(segments["browser"], "FF", "{stored:?}");
+    assert_eq!(segments["source"], "ad", "{stored:?}");
+    // `plan` is not a report segment: only the property write stores it.
+    assert_eq!(segments["plan"], "pro", "{stored:?}");
+    assert_eq!(runtime.block_on(ctx.get_visitor_data_async()), stored);
+    // The sync store was not written.
+    assert_eq!(ctx.get_visitor_data(), StoreData::default());
+
+    // In preview mode nothing is stored.
+    let mut qa = core.create_context("qa", serde_json::json!({}));
+    qa.set_preview("20", "21").unwrap();
+    runtime.block_on(async {
+        qa.set_default_segments_async(serde_json::json!({"country": "FR"}))
+            .await;
+        qa.update_visitor_properties_async(serde_json::json!({"plan": "pro"}))
+            .await;
+    });
+    assert_eq!(file.get(qa.store_key().unwrap()).unwrap(), None);
+    drop(core);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Without an async store, the async forms are the sync methods.
+#[test]
+fn async_segment_writes_without_an_async_store_use_the_sync_store() {
+    let core = Core::builder()
+        .config_json(US_CONFIG)
+        .tracking(false)
+        .build()
+        .unwrap();
+    let ctx = core.create_context("plain", serde_json::json!({}));
+    let runtime = current_thread_runtime();
+    runtime.block_on(async {
+        ctx.set_default_segments_async(serde_json::json!({"country": "DE"}))
+            .await;
+        ctx.update_visitor_properties_async(serde_json::json!({"plan": "pro"}))
+            .await;
+    });
+    let record = ctx.get_visitor_data();
+    assert_eq!(
+        record.segments().map(|s| s["country"].clone()),
+        Some(serde_json::json!("DE"))
+    );
+    assert_eq!(
+        record.segments().map(|s| s["plan"].clone()),
+        Some(serde_json::json!("pro"))
+    );
+    assert_eq!(runtime.block_on(ctx.get_visitor_data_async()), record);
+}

@@ -9,7 +9,10 @@
 //! the speculative first step are held until its decision is known to stand. A conversion is
 //! "read (await), decide (sync), mark the goal atomically (await)".
 
-use super::{Context, FeatureDecision, Stored, Who, convert_on, mark_lost, settle_held};
+use super::{
+    Context, FeatureDecision, Stored, Who, convert_on, default_segments_op, mark_lost, settle_held,
+    visitor_properties_op,
+};
 use crate::asynchronous::AsyncStore;
 use crate::attributes::{BucketingAttributes, ConversionAttributes};
 use crate::core::Core;
@@ -241,6 +244,83 @@ impl Context {
         let rule_data = rule_data.into();
         self.decide_async(|c| c.run_custom_segments(segment_keys, rule_data.as_map()))
             .await
+    }
+
+    /// [`Context::set_default_segments`] on the async store: the report segments are merged into
+    /// the visitor's record there in one atomic write, bounded by the call deadline. When the
+    /// store does not answer, the write is counted and logged, not retried (as with the sync
+    /// store). Without an async store this is `set_default_segments`.
+    pub async fn set_default_segments_async(&self, segments: impl Into<crate::Attributes>) {
+        if self.preview.is_some() {
+            return;
+        }
+        if let Some(op) = default_segments_op(segments.into()) {
+            self.write_async(op).await;
+        }
+    }
+
+    /// [`Context::update_visitor_properties`] on the async store (see
+    /// [`Context::set_default_segments_async`]).
+    pub async fn update_visitor_properties_async(&self, properties: impl Into<crate::Attributes>) {
+        if self.preview.is_some() {
+            return;
+        }
+        self.write_async(visitor_properties_op(properties.into()))
+            .await;
+    }
+
+    /// [`Context::get_visitor_data`] from the async store: the visitor's record as stored, with
+    /// the report segments given at `create_context` merged in while no call has stored them
+    /// yet (the record as the context's next call sees it). An empty record when the store does
+    /// not answer within the call deadline, or without a visitor id. Without an async store this
+    /// is `get_visitor_data`.
+    pub async fn get_visitor_data_async(&self) -> StoreData {
+        let shared = &self.core.inner.shared;
+        let Some(astore) = shared.async_store.as_ref() else {
+            return self.get_visitor_data();
+        };
+        let Some(key) = self.store_key().filter(|_| !self.visitor_id.is_empty()) else {
+            return StoreData::default();
+        };
+        let mut data = astore
+            .read(&shared.events, key, astore.deadline())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if let Some(seed) = self.seed_pending() {
+            data.apply_owned(StoreOp::MergeSegments(seed.clone()));
+        }
+        data
+    }
+
+    /// Writes `op` to the visitor's record in the async store, after the report segments given
+    /// at creation when they are not stored yet (so this write wins over them).
+    async fn write_async(&self, op: StoreOp) {
+        let shared = &self.core.inner.shared;
+        let Some(astore) = shared.async_store.as_ref() else {
+            return self.write(&[op]);
+        };
+        if self.visitor_id.is_empty() {
+            log::debug!("convert: no visitor id; visitor data not stored");
+            return;
+        }
+        let Some(key) = self.store_key() else {
+            log::debug!("convert: no config yet; visitor data not stored");
+            return;
+        };
+        let seed = self.seed_to_store();
+        let ops = match seed {
+            Some(seed) => vec![StoreOp::MergeSegments(seed.clone()), op],
+            None => vec![op],
+        };
+        // A failure is counted and logged by the guard; the write is not retried.
+        let _ = astore
+            .apply(&shared.events, key, None, &ops, astore.deadline())
+            .await;
+        if seed.is_some() {
+            self.seed_stored();
+        }
     }
 
     /// [`Context::track_conversion`] on the async store: the same exactly-once protocol (the
