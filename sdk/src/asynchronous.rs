@@ -123,6 +123,27 @@ async fn on_blocking_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'sta
     }
 }
 
+/// Runs `work` as its own tokio task and waits for it, so that a caller that stops awaiting (a
+/// timeout, `select!`, a client that went away) cannot cut a store operation from what must
+/// follow it (the events of a stored decision, the conversion of a marked goal). Outside a
+/// tokio runtime it runs in place. `None` when the task did not run to its end (the runtime
+/// shutting down, or a panic), with a log line naming `what`.
+pub(crate) async fn detached<T: Send + 'static>(
+    what: &str,
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return Some(work.await);
+    };
+    match runtime.spawn(work).await {
+        Ok(t) => Some(t),
+        Err(e) => {
+            log::error!("convert: {what} task failed: {e}");
+            None
+        }
+    }
+}
+
 /// A sync [`DataStore`] (SQLite, a custom one) used as an [`AsyncDataStore`]: each operation
 /// runs on tokio's blocking thread pool, so the `Context::*_async` methods never block a
 /// runtime thread on the store's I/O (cargo feature `tokio`).

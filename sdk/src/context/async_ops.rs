@@ -13,7 +13,7 @@ use super::{
     Context, FeatureDecision, Stored, Who, convert_on, default_segments_op, mark_lost, settle_held,
     visitor_properties_op,
 };
-use crate::asynchronous::AsyncStore;
+use crate::asynchronous::{AsyncStore, detached};
 use crate::attributes::{BucketingAttributes, ConversionAttributes};
 use crate::core::Core;
 use crate::store_guard::Unanswered;
@@ -139,8 +139,10 @@ impl Context {
     /// writes nothing, `get`. A new visitor's decision then stands; a returning visitor is
     /// decided again on the stored record and only what changed is written, against it. When
     /// the store does not answer, the decision comes from the hash and nothing is written (a
-    /// stored decision the store shows later is not overwritten). A call dropped before the
-    /// store answered fires no events. Without an async store (or a config), `decide` runs as is.
+    /// stored decision the store shows later is not overwritten). The `_async` methods run this
+    /// as its own task ([`Context::decide_detached`]), so a caller's drop cannot cut it between
+    /// the store's command and the events. Without an async store (or a config), `decide` runs
+    /// as is.
     async fn decide_async<R>(&self, decide: impl Fn(&Context) -> R) -> R {
         let shared = &self.core.inner.shared;
         // Without a visitor id nothing is decided or stored: there is no record to read.
@@ -158,6 +160,8 @@ impl Context {
         let slot = Slot::fill(StoreData::default(), true);
         let first = decide(self);
         let (ops, held) = slot.take();
+        // Whether this call's writes (and the segments given at creation among them) are stored.
+        let mut written = true;
         let stored = if ops.is_empty() {
             astore.read(events, key, deadline).await
         } else {
@@ -167,7 +171,8 @@ impl Context {
                 Ok(Ok(found)) => Ok(found),
                 // Unreadable: decided as new, and the record is replaced by this call's writes.
                 Ok(Err(_)) => {
-                    let _ = astore.apply(events, key, None, &ops, deadline).await;
+                    let r = astore.apply(events, key, None, &ops, deadline).await;
+                    written = matches!(r, Ok(Ok(_)));
                     Ok(None)
                 }
                 Err(e) => Err(e),
@@ -182,9 +187,10 @@ impl Context {
                 let (ops, _) = slot.take();
                 if !ops.is_empty() {
                     // A failure is counted and logged by the guard; the write is not retried.
-                    let _ = astore
+                    let r = astore
                         .apply(events, key, Some(&stored), &ops, deadline)
                         .await;
+                    written = matches!(r, Ok(Ok(_)));
                 }
                 out
             }
@@ -193,20 +199,55 @@ impl Context {
                 first
             }
         };
-        if seeding {
-            self.seed_stored();
-        }
         if answered {
+            // Stored with this call's writes; when the store did not answer or the write failed,
+            // they are left to a later call.
+            if seeding && written {
+                self.seed_stored();
+            }
             reconcile_held_async(&self.core, astore, deadline).await;
         }
         out
     }
 
+    /// Whether the `_async` methods have an async store to work on for this context (otherwise
+    /// they are the sync methods).
+    fn uses_async_store(&self) -> bool {
+        self.core.inner.shared.async_store.is_some() && !self.visitor_id.is_empty()
+    }
+
+    /// [`Context::decide_async`] as its own task ([`detached`]): a caller that stops awaiting
+    /// after the store wrote a new visitor's decision cannot keep its events from being sent,
+    /// nor stop a reconciliation halfway. A task that fails (a panic, the runtime shutting
+    /// down) is logged, and the sync method answers instead.
+    async fn decide_detached<R: Send + 'static>(
+        &self,
+        decide: impl Fn(&Context) -> R + Send + Sync + 'static,
+    ) -> R {
+        let decide = std::sync::Arc::new(decide);
+        let ctx = self.clone();
+        let work = {
+            let decide = std::sync::Arc::clone(&decide);
+            async move { ctx.decide_async(|c| decide(c)).await }
+        };
+        match detached("decision", work).await {
+            Some(r) => r,
+            None => decide(self),
+        }
+    }
+
     /// [`Context::run_experience`] for async hosts: the visitor's record comes from the async
-    /// store (`CoreBuilder::async_data_store`) without blocking the task. Without an async store
-    /// this is `run_experience`.
+    /// store (`CoreBuilder::async_data_store`) without blocking the task. The work runs as its
+    /// own tokio task (inline outside a tokio runtime): dropping this future stops the wait, not
+    /// the work, so a decision the store wrote is still reported. Without an async store this is
+    /// `run_experience`.
     pub async fn run_experience_async(&self, key: &str, attrs: &BucketingAttributes) -> Decision {
-        self.decide_async(|c| c.run_experience(key, attrs)).await
+        if !self.uses_async_store() {
+            return self.run_experience(key, attrs);
+        }
+        let (key, attrs) = (key.to_owned(), attrs.clone());
+        self.decide_detached(move |c| c.run_experience(&key, &attrs))
+            .await
     }
 
     /// [`Context::run_experiences`] on the async store (see [`Context::run_experience_async`]).
@@ -214,7 +255,12 @@ impl Context {
         &self,
         attrs: &BucketingAttributes,
     ) -> Vec<BucketedVariation> {
-        self.decide_async(|c| c.run_experiences(attrs)).await
+        if !self.uses_async_store() {
+            return self.run_experiences(attrs);
+        }
+        let attrs = attrs.clone();
+        self.decide_detached(move |c| c.run_experiences(&attrs))
+            .await
     }
 
     /// [`Context::run_feature`] on the async store (see [`Context::run_experience_async`]).
@@ -223,7 +269,12 @@ impl Context {
         key: &str,
         attrs: &BucketingAttributes,
     ) -> FeatureDecision {
-        self.decide_async(|c| c.run_feature(key, attrs)).await
+        if !self.uses_async_store() {
+            return self.run_feature(key, attrs);
+        }
+        let (key, attrs) = (key.to_owned(), attrs.clone());
+        self.decide_detached(move |c| c.run_feature(&key, &attrs))
+            .await
     }
 
     /// [`Context::run_features`] on the async store (see [`Context::run_experience_async`]).
@@ -231,7 +282,11 @@ impl Context {
         &self,
         attrs: &BucketingAttributes,
     ) -> Result<Vec<BucketedFeature>, crate::RuleErrors> {
-        self.decide_async(|c| c.run_features(attrs)).await
+        if !self.uses_async_store() {
+            return self.run_features(attrs);
+        }
+        let attrs = attrs.clone();
+        self.decide_detached(move |c| c.run_features(&attrs)).await
     }
 
     /// [`Context::run_custom_segments`] on the async store (see
@@ -242,8 +297,15 @@ impl Context {
         rule_data: impl Into<crate::Attributes>,
     ) -> Result<Option<Map<String, Value>>, RuleError> {
         let rule_data = rule_data.into();
-        self.decide_async(|c| c.run_custom_segments(segment_keys, rule_data.as_map()))
-            .await
+        if !self.uses_async_store() {
+            return self.run_custom_segments(segment_keys, rule_data.as_map());
+        }
+        let keys: Vec<String> = segment_keys.iter().map(|k| (*k).to_owned()).collect();
+        self.decide_detached(move |c| {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            c.run_custom_segments(&keys, rule_data.as_map())
+        })
+        .await
     }
 
     /// [`Context::set_default_segments`] on the async store: the report segments are merged into
@@ -297,10 +359,9 @@ impl Context {
     /// Writes `op` to the visitor's record in the async store, after the report segments given
     /// at creation when they are not stored yet (so this write wins over them).
     async fn write_async(&self, op: StoreOp) {
-        let shared = &self.core.inner.shared;
-        let Some(astore) = shared.async_store.as_ref() else {
+        if self.core.inner.shared.async_store.is_none() {
             return self.write(&[op]);
-        };
+        }
         if self.visitor_id.is_empty() {
             log::debug!("convert: no visitor id; visitor data not stored");
             return;
@@ -314,13 +375,25 @@ impl Context {
             Some(seed) => vec![StoreOp::MergeSegments(seed.clone()), op],
             None => vec![op],
         };
-        // A failure is counted and logged by the guard; the write is not retried.
-        let _ = astore
-            .apply(&shared.events, key, None, &ops, astore.deadline())
-            .await;
-        if seed.is_some() {
-            self.seed_stored();
-        }
+        // Its own task, so that the segments given at creation are marked stored exactly when
+        // the write that holds them was (a dropped caller cannot leave them to be merged again
+        // over this newer write).
+        let (ctx, key, seeding) = (self.clone(), key.to_owned(), seed.is_some());
+        detached("segment write", async move {
+            let Some(astore) = ctx.core.inner.shared.async_store.as_ref() else {
+                return;
+            };
+            let events = &ctx.core.inner.shared.events;
+            // A failure is counted and logged by the guard; the write is not retried, and the
+            // segments given at creation are left to a later call.
+            let written = astore
+                .apply(events, &key, None, &ops, astore.deadline())
+                .await;
+            if seeding && matches!(written, Ok(Ok(_))) {
+                ctx.seed_stored();
+            }
+        })
+        .await;
     }
 
     /// [`Context::track_conversion`] on the async store: the same exactly-once protocol (the
@@ -336,23 +409,14 @@ impl Context {
         if self.core.inner.shared.async_store.is_none() {
             return self.track_conversion(goal_key, attrs);
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // Not polled by tokio: the work runs inline (and cannot be detached from the caller).
-            return self.convert_async(goal_key, attrs).await;
-        };
         let ctx = self.clone();
         let goal = goal_key.to_string();
         let attrs = attrs.clone();
-        match runtime
-            .spawn(async move { ctx.convert_async(&goal, &attrs).await })
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                log::error!("convert: conversion task of goal `{goal_key}` failed: {e}");
-                Ok(ConversionOutcome::Deferred)
-            }
-        }
+        detached("conversion", async move {
+            ctx.convert_async(&goal, &attrs).await
+        })
+        .await
+        .unwrap_or(Ok(ConversionOutcome::Deferred))
     }
 
     async fn convert_async(
@@ -386,7 +450,9 @@ impl Context {
             deadline,
         )
         .await;
-        self.seed_stored();
+        if stored.is_ok() {
+            self.seed_stored();
+        }
         let result = match stored {
             Ok((result, events)) => {
                 self.core.enqueue(events);
@@ -492,7 +558,15 @@ impl Core {
         let Some(astore) = self.inner.shared.async_store.as_ref() else {
             return self.reconcile_store();
         };
-        reconcile_held_async(self, astore, astore.deadline()).await;
+        // Its own task: a caller that stops awaiting cannot stop it between a goal's mark and
+        // its conversion.
+        let core = self.clone();
+        detached("reconciliation", async move {
+            if let Some(astore) = core.inner.shared.async_store.as_ref() {
+                reconcile_held_async(&core, astore, astore.deadline()).await;
+            }
+        })
+        .await;
         astore.guard.held_count()
     }
 }
