@@ -711,8 +711,15 @@ impl StoreData {
         serde_json::to_value(self).unwrap_or_else(|_| Value::Object(Map::new()))
     }
 
-    /// Reads a record from the shared JSON object.
+    /// Reads a record from the shared JSON object. A value nested deeper than 128 levels is an
+    /// error, as it is for [`StoreData::from_json`] (reading it would recurse that deep, and
+    /// overflow the thread's stack long before a `Value` built in memory runs out of room).
     pub fn from_value(value: Value) -> Result<StoreData, serde_json::Error> {
+        const LIMIT: usize = 128;
+        if crate::tracking::nesting_depth(&value, LIMIT) > LIMIT {
+            dismantle(value);
+            return Err(serde::de::Error::custom("recursion limit exceeded"));
+        }
         serde_json::from_value(value)
     }
 
@@ -902,10 +909,52 @@ pub fn strict_eq(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Drops `value` level by level: dropping a deeply nested `Value` the usual way recurses once
+/// per level.
+fn dismantle(value: Value) {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Array(items) => stack.extend(items),
+            Value::Object(members) => stack.extend(members.into_iter().map(|(_, v)| v)),
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A record built in memory as a `Value` nested 5,000 levels deep is refused, on a 2 MiB
+    /// thread stack (reading it recursed once per level and overflowed that stack: an abort, not
+    /// an error); the depths `from_json` reads are read by `from_value` too.
+    #[test]
+    fn from_value_refuses_what_from_json_refuses() {
+        // Built level by level: `json!` would copy the nested value recursively.
+        let nested = |depth: usize| {
+            let mut v = json!("x");
+            for _ in 0..depth {
+                v = Value::Array(vec![v]);
+            }
+            let segments = Map::from_iter([("deep".to_string(), v)]);
+            Value::Object(Map::from_iter([(
+                "segments".to_string(),
+                Value::Object(segments),
+            )]))
+        };
+        let shallow = nested(100);
+        assert!(StoreData::from_json(&shallow.to_string()).is_ok());
+        assert!(StoreData::from_value(shallow).is_ok());
+        let worker = std::thread::Builder::new().stack_size(2 << 20);
+        let refused = worker
+            .spawn(move || StoreData::from_value(nested(5_000)).is_err())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(refused);
+    }
 
     /// Only a record whose drop frees nothing may be forgotten: every string inline, no
     /// allocated list, no JSON value, no goals, segments or other members.

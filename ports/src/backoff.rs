@@ -71,13 +71,44 @@ impl Backoff {
         }
         // Uniform in [1 - jitter, 1 + jitter).
         let factor = 1.0 + self.jitter * (2.0 * fastrand::f64() - 1.0);
-        base.mul_f64(factor.max(0.0)).min(self.max)
+        // `mul_f64` panics past `Duration::MAX`; a base that large is simply the cap.
+        Duration::try_from_secs_f64(base.as_secs_f64() * factor.max(0.0))
+            .unwrap_or(self.max)
+            .min(self.max)
     }
+}
+
+/// `now + d`, saturating: a duration too long for [`std::time::Instant`] (such as
+/// `Duration::MAX`, read as "no limit") gives an instant about a century away instead of
+/// panicking on overflow. Every deadline the SDK and its adapters compute from a caller's
+/// duration goes through it.
+pub fn instant_after(now: std::time::Instant, d: Duration) -> std::time::Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(d.min(CENTURY))
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_durations_saturate_instead_of_panicking() {
+        let b = Backoff::new(Duration::MAX, Duration::MAX);
+        for attempt in [0, 1, 2, 40, u32::MAX] {
+            assert!(b.delay(attempt) >= Duration::from_secs(u64::MAX / 2));
+        }
+        let b = Backoff::new(Duration::from_secs(u64::MAX / 2), Duration::MAX);
+        assert!(b.delay(3) > Duration::ZERO);
+        let now = std::time::Instant::now();
+        let far = instant_after(now, Duration::MAX);
+        assert!(far > now + Duration::from_secs(50 * 365 * 24 * 3600));
+        assert_eq!(
+            instant_after(now, Duration::from_millis(5)),
+            now + Duration::from_millis(5)
+        );
+    }
 
     #[test]
     fn doubles_up_to_the_cap() {

@@ -59,7 +59,7 @@ impl AsyncStore {
 
     /// The end of the store work of a call starting now.
     pub fn deadline(&self) -> Instant {
-        Instant::now() + self.guard.call_deadline()
+        convert_ports::instant_after(Instant::now(), self.guard.call_deadline())
     }
 
     /// Reads a record; an unreadable one counts as absent (the next write replaces it).

@@ -435,7 +435,7 @@ impl Core {
     /// `timeout` and fails with [`Error::NotReady`] naming the last fetch failure.
     pub fn wait_until_ready(&self, timeout: Duration) -> Result<(), Error> {
         let shared = &self.inner.shared;
-        let deadline = Instant::now() + timeout;
+        let deadline = convert_ports::instant_after(Instant::now(), timeout);
         let mut r = shared
             .readiness
             .lock()

@@ -8,7 +8,9 @@ use crate::events::EventHub;
 use arc_swap::ArcSwapOption;
 use convert_core::tracking::{self, PayloadMeta, TrackingQueue};
 use convert_core::{ProjectConfig, StoreData, TrackingEvent};
-use convert_ports::{Backoff, DataStore, HttpRequest, Method, SdkEvent, StatusClass, Transport};
+use convert_ports::{
+    Backoff, DataStore, HttpRequest, Method, SdkEvent, StatusClass, Transport, instant_after,
+};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -846,7 +848,7 @@ impl Workers {
         if self.stopped.swap(true, Ordering::AcqRel) {
             return true;
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = instant_after(Instant::now(), timeout);
         drop(lock(&self.closing).take());
         if let Some(ctl) = &self.ctl {
             let _ = ctl.send(Command::Shutdown(deadline));
@@ -951,7 +953,7 @@ impl<'a> Delivery<'a> {
             if queued == 0 {
                 self.timer = None;
             } else if self.timer.is_none() {
-                self.timer = Some(now + self.shared.net.events.release_interval);
+                self.timer = Some(instant_after(now, self.shared.net.events.release_interval));
             }
             let due = match (auto, self.retry_at, self.timer) {
                 (false, _, _) => None,
@@ -1085,7 +1087,7 @@ impl<'a> Delivery<'a> {
         let (Some(transport), Some(cfg)) = (shared.transport.as_ref(), shared.config()) else {
             // No config yet (SDK-key mode before the first fetch): keep the events.
             self.keep(batch);
-            self.retry_at = Some(Instant::now() + shared.net.retry.delay(1));
+            self.retry_at = Some(instant_after(Instant::now(), shared.net.retry.delay(1)));
             return Err(Failure::Transient(Error::NotReady {
                 cause: "no config yet".into(),
             }));
@@ -1136,8 +1138,10 @@ impl<'a> Delivery<'a> {
                     .failed_batches
                     .fetch_add(1, Ordering::Relaxed);
                 self.failures = self.failures.saturating_add(1);
-                self.retry_at =
-                    Some(Instant::now() + shared.net.retry.delay_after(self.failures, retry_after));
+                self.retry_at = Some(instant_after(
+                    Instant::now(),
+                    shared.net.retry.delay_after(self.failures, retry_after),
+                ));
                 // Failing: the queue is bounded by `max_queue` again (`keep` trims it below).
                 shared.healthy.store(false, Ordering::Relaxed);
                 self.note_failure(&e);

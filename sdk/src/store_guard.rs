@@ -190,9 +190,9 @@ impl StoreGuard {
         if self.in_place {
             return f();
         }
-        let deadline = Instant::now() + self.opts.call_deadline;
+        let deadline = convert_ports::instant_after(Instant::now(), self.opts.call_deadline);
         let out = convert_ports::with_store_deadline(deadline, f);
-        if Instant::now() > deadline + self.opts.call_deadline {
+        if Instant::now() > convert_ports::instant_after(deadline, self.opts.call_deadline) {
             self.counters
                 .deadline_exceeded
                 .fetch_add(1, Ordering::Relaxed);

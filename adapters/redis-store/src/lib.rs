@@ -699,7 +699,7 @@ impl RedisStore {
     fn checkout(&self) -> Result<(Conn, bool), StoreError> {
         let gone = || StoreError::Unavailable("redis: the call's store deadline passed".into());
         let wait = store_wait_limit(self.options.pool_wait).ok_or_else(gone)?;
-        let until = Instant::now() + wait;
+        let until = convert_ports::instant_after(Instant::now(), wait);
         let mut pool = self.pool();
         loop {
             while let Some(c) = pool.idle.pop() {

@@ -44,6 +44,12 @@ impl SqliteOptions {
     }
 }
 
+/// `d` within what SQLite's busy handler takes (`i32` milliseconds, about 24.8 days; rusqlite
+/// panics beyond it): a longer wait is that long.
+fn busy_limit(d: Duration) -> Duration {
+    d.min(Duration::from_millis(i32::MAX.unsigned_abs().into()))
+}
+
 /// A [`DataStore`] in one SQLite file (bundled SQLite, WAL mode), safe for several processes on
 /// one host.
 ///
@@ -216,7 +222,8 @@ impl SqliteStore {
     fn open_read_only(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(map_err)?;
-        conn.busy_timeout(options.busy_timeout).map_err(map_err)?;
+        conn.busy_timeout(busy_limit(options.busy_timeout))
+            .map_err(map_err)?;
         let readable = |c: &Connection| {
             c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
                 .is_ok()
@@ -242,7 +249,8 @@ impl SqliteStore {
 
     fn open_rw(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
         let conn = Connection::open(path).map_err(map_err)?;
-        conn.busy_timeout(options.busy_timeout).map_err(map_err)?;
+        conn.busy_timeout(busy_limit(options.busy_timeout))
+            .map_err(map_err)?;
         // WAL lets readers proceed while one process writes; NORMAL sync is durable across
         // application crashes (an OS crash may lose the last commits).
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -281,7 +289,8 @@ impl SqliteStore {
     /// both the wait for this store's connection (other threads' calls) and SQLite's wait for
     /// the database (other connections' transactions).
     fn lock_within_deadline(&self) -> Result<Held<'_>, StoreError> {
-        let until = store_time_left().map(|left| Instant::now() + left);
+        let until =
+            store_time_left().map(|left| convert_ports::instant_after(Instant::now(), left));
         let turn = self.turns.take(until).ok_or_else(|| {
             StoreError::Unavailable(
                 "sqlite: the call's store deadline passed while other calls held the connection"
@@ -298,10 +307,11 @@ impl SqliteStore {
                     "sqlite: the call's store deadline passed".into(),
                 ));
             }
-            conn.busy_timeout(left.min(self.busy_timeout))
+            conn.busy_timeout(busy_limit(left.min(self.busy_timeout)))
                 .map_err(map_err)?;
         } else {
-            conn.busy_timeout(self.busy_timeout).map_err(map_err)?;
+            conn.busy_timeout(busy_limit(self.busy_timeout))
+                .map_err(map_err)?;
         }
         Ok(conn)
     }
