@@ -238,10 +238,16 @@ enum Cas {
     Current(Option<Vec<u8>>),
 }
 
+/// The longest TTL sent: a century, in ms. Redis refuses an expiry past what its clock can add
+/// (`Duration::MAX` made every write fail with "invalid expire time").
+const MAX_TTL_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
+
 /// The TTL argument of the writes, in ms (`0`: none).
 fn ttl_ms(options: &RedisOptions) -> u64 {
     options.ttl.map_or(0, |t| {
-        u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
+        u64::try_from(t.as_millis())
+            .unwrap_or(u64::MAX)
+            .clamp(1, MAX_TTL_MS)
     })
 }
 

@@ -98,6 +98,30 @@ fn ttl_is_applied_on_every_write() {
     assert!(ttl > 50_000 && ttl <= 60_000, "{ttl}");
 }
 
+/// A TTL too long for Redis (`Duration::MAX`, "keep for ever") is sent as a century: every write
+/// failed with "invalid expire time" before.
+#[test]
+fn the_longest_ttl_is_kept_as_a_century() {
+    let Some(url) = shared() else { return };
+    let store = RedisStore::open_with(url, RedisOptions::default().ttl(Duration::MAX)).unwrap();
+    store
+        .update("ttl-max-1-2-v", &mut |d| {
+            d.extra_mut().insert("x".into(), serde_json::json!(1));
+            true
+        })
+        .unwrap();
+    assert!(store.get("ttl-max-1-2-v").unwrap().is_some());
+    let mut raw = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("convert:ttl-max-1-2-v")
+        .query(&mut raw)
+        .unwrap();
+    assert!(ttl > 99 * 365 * 24 * 3600 * 1000, "{ttl}");
+}
+
 #[test]
 fn corrupt_values_are_reported() {
     let Some(url) = shared() else { return };
