@@ -43,6 +43,12 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The visitors per set and the number of sets of a store of `capacity` visitors.
+fn set_layout(capacity: usize) -> (usize, usize) {
+    let ways = capacity.clamp(1, WAYS);
+    (ways, capacity.div_ceil(ways).max(1))
+}
+
 /// Ways per set: how many visitors share one set (and one lock).
 const WAYS: usize = 16;
 
@@ -354,13 +360,25 @@ impl MemoryStore {
     }
 
     /// A store keeping up to `capacity` visitors (at least one; rounded up to a multiple of 16,
-    /// the visitors per set, above 16), without a TTL.
+    /// the visitors per set, above 16), without a TTL. Its sets (one cache line per 16 visitors)
+    /// are allocated now; a capacity whose sets cannot be allocated (more than the address space
+    /// holds, such as `usize::MAX`) is logged as an error and [`DEFAULT_CAPACITY`] is used.
     pub fn with_capacity(capacity: usize) -> Self {
-        let ways = capacity.clamp(1, WAYS);
+        let (ways, count) = set_layout(capacity);
+        let mut sets = Vec::new();
+        let (ways, count) = if sets.try_reserve_exact(count).is_ok() {
+            (ways, count)
+        } else {
+            log::error!(
+                "convert: a memory store of {capacity} visitors cannot be allocated; keeping {DEFAULT_CAPACITY}"
+            );
+            let (ways, count) = set_layout(DEFAULT_CAPACITY);
+            sets.reserve_exact(count);
+            (ways, count)
+        };
+        sets.extend((0..count).map(|_| PaddedSet::default()));
         MemoryStore {
-            sets: (0..capacity.div_ceil(ways).max(1))
-                .map(|_| PaddedSet::default())
-                .collect(),
+            sets: sets.into_boxed_slice(),
             ways,
             hasher: foldhash::fast::RandomState::default(),
             ttl: None,
@@ -517,6 +535,19 @@ mod tests {
 
     fn mark(d: &mut StoreData, goal: &str) -> bool {
         d.mark_goal(goal)
+    }
+
+    /// A capacity whose sets cannot be allocated falls back to the default ("capacity overflow"
+    /// panicked at `usize::MAX` before; `1 << 50` asked for 4 PiB and aborted).
+    #[test]
+    fn a_capacity_that_cannot_be_allocated_falls_back_to_the_default() {
+        for capacity in [usize::MAX, 1 << 50] {
+            let store = MemoryStore::with_capacity(capacity);
+            assert_eq!(store.capacity(), DEFAULT_CAPACITY);
+            assert!(store.set("v", &StoreData::default()).is_ok());
+            assert!(store.get("v").ok().flatten().is_some());
+        }
+        assert_eq!(MemoryStore::with_capacity(40).capacity(), 48);
     }
 
     #[test]
