@@ -123,23 +123,55 @@ async fn on_blocking_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'sta
     }
 }
 
-/// Runs `work` as its own tokio task and waits for it, so that a caller that stops awaiting (a
-/// timeout, `select!`, a client that went away) cannot cut a store operation from what must
-/// follow it (the events of a stored decision, the conversion of a marked goal). Outside a
-/// tokio runtime it runs in place. `None` when the task did not run to its end (the runtime
-/// shutting down, or a panic), with a log line naming `what`.
+/// Runs `work` to its end even if the caller stops awaiting (a timeout, `select!`, a client that
+/// went away), so that a store operation cannot be cut from what must follow it (the events of a
+/// stored decision, the conversion of a marked goal). The caller's task polls `work` in place
+/// (no task is spawned for a call that runs to its end); if the caller drops it unfinished, the
+/// rest runs as a tokio task of its own. Polled outside a
+/// tokio runtime and dropped unfinished, the rest is abandoned with a log line naming `what`.
 pub(crate) async fn detached<T: Send + 'static>(
-    what: &str,
+    what: &'static str,
     work: impl std::future::Future<Output = T> + Send + 'static,
-) -> Option<T> {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return Some(work.await);
+) -> T {
+    let mut guard = FinishOnDrop {
+        work: Some(Box::pin(work)),
+        what,
     };
-    match runtime.spawn(work).await {
-        Ok(t) => Some(t),
-        Err(e) => {
-            log::error!("convert: {what} task failed: {e}");
-            None
+    let out = std::future::poll_fn(|cx| match guard.work.as_mut() {
+        Some(work) => work.as_mut().poll(cx),
+        // Taken only below, after the work is done; never polled again after that.
+        None => std::task::Poll::Pending,
+    })
+    .await;
+    guard.work = None;
+    out
+}
+
+/// The unfinished work of [`detached`]: spawned when dropped before it is done.
+struct FinishOnDrop<T: Send + 'static> {
+    work: Option<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>>,
+    what: &'static str,
+}
+
+impl<T: Send + 'static> Drop for FinishOnDrop<T> {
+    fn drop(&mut self) {
+        let Some(work) = self.work.take() else {
+            return;
+        };
+        if std::thread::panicking() {
+            // The work itself panicked while polled: it cannot be resumed.
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let _ = work.await;
+                });
+            }
+            Err(_) => log::warn!(
+                "convert: a {} was dropped unfinished outside a tokio runtime; the rest of its work is abandoned",
+                self.what
+            ),
         }
     }
 }

@@ -140,9 +140,9 @@ impl Context {
     /// decided again on the stored record and only what changed is written, against it. When
     /// the store does not answer, the decision comes from the hash and nothing is written (a
     /// stored decision the store shows later is not overwritten). The `_async` methods run this
-    /// as its own task ([`Context::decide_detached`]), so a caller's drop cannot cut it between
-    /// the store's command and the events. Without an async store (or a config), `decide` runs
-    /// as is.
+    /// to its end even when their caller stops awaiting ([`Context::decide_detached`]), so a
+    /// caller's drop cannot cut it between the store's command and the events. Without an async
+    /// store (or a config), `decide` runs as is.
     async fn decide_async<R>(&self, decide: impl Fn(&Context) -> R) -> R {
         let shared = &self.core.inner.shared;
         // Without a visitor id nothing is decided or stored: there is no record to read.
@@ -216,30 +216,21 @@ impl Context {
         self.core.inner.shared.async_store.is_some() && !self.visitor_id.is_empty()
     }
 
-    /// [`Context::decide_async`] as its own task ([`detached`]): a caller that stops awaiting
-    /// after the store wrote a new visitor's decision cannot keep its events from being sent,
-    /// nor stop a reconciliation halfway. A task that fails (a panic, the runtime shutting
-    /// down) is logged, and the sync method answers instead.
+    /// [`Context::decide_async`], run to its end even if the caller stops awaiting
+    /// ([`detached`]): a new visitor's decision the store wrote still sends its events, and a
+    /// reconciliation is not stopped halfway.
     async fn decide_detached<R: Send + 'static>(
         &self,
         decide: impl Fn(&Context) -> R + Send + Sync + 'static,
     ) -> R {
-        let decide = std::sync::Arc::new(decide);
         let ctx = self.clone();
-        let work = {
-            let decide = std::sync::Arc::clone(&decide);
-            async move { ctx.decide_async(|c| decide(c)).await }
-        };
-        match detached("decision", work).await {
-            Some(r) => r,
-            None => decide(self),
-        }
+        detached("decision", async move { ctx.decide_async(decide).await }).await
     }
 
     /// [`Context::run_experience`] for async hosts: the visitor's record comes from the async
-    /// store (`CoreBuilder::async_data_store`) without blocking the task. The work runs as its
-    /// own tokio task (inline outside a tokio runtime): dropping this future stops the wait, not
-    /// the work, so a decision the store wrote is still reported. Without an async store this is
+    /// store (`CoreBuilder::async_data_store`) without blocking the task. Dropping this future
+    /// before it is done stops the wait, not the work (the rest runs as a tokio task), so a
+    /// decision the store wrote is still reported. Without an async store this is
     /// `run_experience`.
     pub async fn run_experience_async(&self, key: &str, attrs: &BucketingAttributes) -> Decision {
         if !self.uses_async_store() {
@@ -375,9 +366,9 @@ impl Context {
             Some(seed) => vec![StoreOp::MergeSegments(seed.clone()), op],
             None => vec![op],
         };
-        // Its own task, so that the segments given at creation are marked stored exactly when
-        // the write that holds them was (a dropped caller cannot leave them to be merged again
-        // over this newer write).
+        // Run to its end even if the caller stops awaiting, so that the segments given at
+        // creation are marked stored exactly when the write that holds them was (a dropped
+        // caller cannot leave them to be merged again over this newer write).
         let (ctx, key, seeding) = (self.clone(), key.to_owned(), seed.is_some());
         detached("segment write", async move {
             let Some(astore) = ctx.core.inner.shared.async_store.as_ref() else {
@@ -398,9 +389,9 @@ impl Context {
 
     /// [`Context::track_conversion`] on the async store: the same exactly-once protocol (the
     /// goal mark and the decision to send are one atomic store operation; while the store does
-    /// not answer, the conversion is held and reconciled later). The work runs as its own tokio
-    /// task, so a caller that stops awaiting (a client that disconnected) cannot leave a goal
-    /// marked in the store without its conversion queued (outside a tokio runtime it runs inline).
+    /// not answer, the conversion is held and reconciled later). The work runs to its end even
+    /// if the caller stops awaiting (the rest runs as a tokio task), so a client that
+    /// disconnected cannot leave a goal marked in the store without its conversion queued.
     pub async fn track_conversion_async(
         &self,
         goal_key: &str,
@@ -416,7 +407,6 @@ impl Context {
             ctx.convert_async(&goal, &attrs).await
         })
         .await
-        .unwrap_or(Ok(ConversionOutcome::Deferred))
     }
 
     async fn convert_async(
@@ -558,8 +548,8 @@ impl Core {
         let Some(astore) = self.inner.shared.async_store.as_ref() else {
             return self.reconcile_store();
         };
-        // Its own task: a caller that stops awaiting cannot stop it between a goal's mark and
-        // its conversion.
+        // Run to its end even if the caller stops awaiting: it cannot be stopped between a
+        // goal's mark and its conversion.
         let core = self.clone();
         detached("reconciliation", async move {
             if let Some(astore) = core.inner.shared.async_store.as_ref() {
