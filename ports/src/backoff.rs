@@ -1,5 +1,6 @@
 //! Exponential backoff with jitter, shared by every retry loop of the SDK and its adapters
-//! (tracking delivery, config fetches, a data store's conflict retries).
+//! (tracking delivery, config fetches, a data store's conflict retries), and [`instant_after`],
+//! the saturating deadline arithmetic they all use.
 //!
 //! Works at any scale: a conflict-retry loop can use microseconds, a network retry seconds.
 //!

@@ -127,8 +127,8 @@ async fn on_blocking_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'sta
 /// went away), so that a store operation cannot be cut from what must follow it (the events of a
 /// stored decision, the conversion of a marked goal). The caller's task polls `work` in place
 /// (no task is spawned for a call that runs to its end); if the caller drops it unfinished, the
-/// rest runs as a tokio task of its own. Polled outside a
-/// tokio runtime and dropped unfinished, the rest is abandoned with a log line naming `what`.
+/// rest runs as a tokio task of its own. Polled outside a tokio runtime and dropped unfinished,
+/// the rest is abandoned with a log line naming `what`.
 pub(crate) async fn detached<T: Send + 'static>(
     what: &'static str,
     work: impl std::future::Future<Output = T> + Send + 'static,

@@ -239,7 +239,7 @@ enum Cas {
 }
 
 /// The longest TTL sent: a century, in ms. Redis refuses an expiry past what its clock can add
-/// (`Duration::MAX` made every write fail with "invalid expire time").
+/// (`Duration::MAX` made every write fail with "value is not an integer or out of range").
 const MAX_TTL_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
 
 /// The TTL argument of the writes, in ms (`0`: none).
