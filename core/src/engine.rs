@@ -643,6 +643,24 @@ impl<'a> VisitorState<'a> {
         true
     }
 
+    /// [`VisitorState::seed_segments`] for the segments the record does not hold yet: a segment
+    /// it holds, whatever its value, is left as it is. For segments that may have been stored
+    /// already by an earlier write whose outcome is unknown (its reply never came): merging them
+    /// again in full could undo a newer value written since. Returns whether they changed it.
+    pub fn seed_absent_segments(
+        &mut self,
+        segments: &Map<String, Value>,
+        fx: &mut Effects,
+    ) -> bool {
+        let held = self.data.segments();
+        let absent: Map<String, Value> = segments
+            .iter()
+            .filter(|(k, _)| !held.is_some_and(|h| h.contains_key(k.as_str())))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        !absent.is_empty() && self.seed_segments(&absent, fx)
+    }
+
     /// Records a write. In place it is applied to the record; otherwise it is returned in
     /// `fx.store`, and also applied to the local copy when `mirror` is set (later decisions of the
     /// same call must see it).
@@ -1195,6 +1213,21 @@ impl std::error::Error for RuleError {}
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn absent_seeded_segments_leave_held_ones_alone() {
+        let mut data = StoreData::default();
+        data.segments_mut().insert("country".into(), json!("DE"));
+        let seg: Map<String, Value> =
+            serde_json::from_value(json!({"country": "US", "source": "ad"})).unwrap_or_default();
+        let mut fx = Effects::default();
+        let mut vs = VisitorState::new("v", &mut data);
+        assert!(vs.seed_absent_segments(&seg, &mut fx));
+        assert!(!vs.seed_absent_segments(&seg, &mut fx));
+        let segments = data.segments().cloned().unwrap_or_default();
+        assert_eq!(segments.get("country"), Some(&json!("DE")));
+        assert_eq!(segments.get("source"), Some(&json!("ad")));
+    }
 
     #[test]
     fn seeded_segments_are_written_once_in_either_mode() {

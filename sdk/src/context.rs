@@ -74,8 +74,42 @@ pub struct Context {
 #[derive(Debug)]
 struct Seeded {
     segments: Map<String, Value>,
-    /// Not stored yet.
-    pending: std::sync::atomic::AtomicBool,
+    /// [`SEED_PENDING`], [`SEED_UNCONFIRMED`] or [`SEED_STORED`].
+    state: std::sync::atomic::AtomicU8,
+}
+
+/// No call has tried to store the segments given at creation yet.
+const SEED_PENDING: u8 = 2;
+/// A call tried and its store did not confirm (no answer: they may or may not be stored). The
+/// next call that reads the record stores those the record does not hold
+/// ([`VisitorState::seed_absent_segments`]), so a newer value written since is not undone.
+const SEED_UNCONFIRMED: u8 = 1;
+/// Stored (or given up on, see [`Context::seed_stored`]).
+const SEED_STORED: u8 = 0;
+
+/// The segments given at creation, for a call that stores them: all of them, or (after an
+/// unconfirmed attempt) only those the record does not hold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seed<'a> {
+    segments: &'a Map<String, Value>,
+    absent_only: bool,
+}
+
+impl Seed<'_> {
+    /// Merges the segments into the record about to be decided on.
+    fn merge(self, vs: &mut VisitorState<'_>, fx: &mut Effects) {
+        if self.absent_only {
+            vs.seed_absent_segments(self.segments, fx);
+        } else {
+            vs.seed_segments(self.segments, fx);
+        }
+    }
+
+    /// The segments as a write of their own, when the record is not read first: only before any
+    /// attempt (after one, they wait for a call that reads the record).
+    fn as_blind_write(self) -> Option<StoreOp> {
+        (!self.absent_only).then(|| StoreOp::MergeSegments(self.segments.clone()))
+    }
 }
 
 /// An active preview (QA) forcing of one variation in this context.
@@ -296,7 +330,7 @@ impl Context {
                 if ctx.core.has_async_store() && !ctx.visitor_id.is_empty() {
                     ctx.seeded = Some(std::sync::Arc::new(Seeded {
                         segments: report,
-                        pending: std::sync::atomic::AtomicBool::new(true),
+                        state: std::sync::atomic::AtomicU8::new(SEED_PENDING),
                     }));
                 } else {
                     ctx.write(&[StoreOp::MergeSegments(report)]);
@@ -386,9 +420,9 @@ impl Context {
             return;
         }
         // Segments given at creation and not stored yet go first, so that these writes win.
-        if let Some(seed) = self.seed_to_store() {
+        if let Some(seed) = self.seed_to_store().and_then(Seed::as_blind_write) {
             let mut all = Vec::with_capacity(ops.len() + 1);
-            all.push(StoreOp::MergeSegments(seed.clone()));
+            all.push(seed);
             all.extend_from_slice(ops);
             self.with_current_key(|key| self.write_at(key, &all));
             self.seed_stored();
@@ -427,8 +461,8 @@ impl Context {
         // Mutable for the async step below, which exists with the `tokio` feature only.
         #[cfg_attr(not(feature = "tokio"), allow(unused_mut))]
         let mut f = |engine: &Engine<'_>, vs: &mut VisitorState<'_>, fx: &mut Effects| {
-            if let Some(segments) = seed {
-                vs.seed_segments(segments, fx);
+            if let Some(seed) = seed {
+                seed.merge(vs, fx);
             }
             f(engine, vs, fx)
         };
@@ -444,25 +478,54 @@ impl Context {
         r
     }
 
-    /// The segments given at creation while the first call that stores them is yet to come.
+    /// The segments given at creation while no call has stored them.
     fn seed_pending(&self) -> Option<&Map<String, Value>> {
-        self.seeded
-            .as_deref()
-            .filter(|s| s.pending.load(std::sync::atomic::Ordering::Acquire))
-            .map(|s| &s.segments)
+        self.seed_state()
+            .filter(|(_, state)| *state != SEED_STORED)
+            .map(|(s, _)| &s.segments)
+    }
+
+    fn seed_state(&self) -> Option<(&Seeded, u8)> {
+        let s = self.seeded.as_deref()?;
+        Some((s, s.state.load(std::sync::atomic::Ordering::Acquire)))
     }
 
     /// [`Context::seed_pending`] for a call that stores them: never in preview mode, which
     /// stores nothing.
-    fn seed_to_store(&self) -> Option<&Map<String, Value>> {
-        self.seed_pending().filter(|_| self.preview.is_none())
+    fn seed_to_store(&self) -> Option<Seed<'_>> {
+        if self.preview.is_some() {
+            return None;
+        }
+        match self.seed_state()? {
+            (_, SEED_STORED) => None,
+            (s, state) => Some(Seed {
+                segments: &s.segments,
+                absent_only: state == SEED_UNCONFIRMED,
+            }),
+        }
     }
 
-    /// The segments given at creation were merged by a call that wrote the record (or tried:
-    /// a store that did not answer loses them, as it loses `create_context`'s own write).
+    /// The segments given at creation were merged by a call whose write the store confirmed;
+    /// or by a sync call, which does not know (a sync store that did not answer loses them, as
+    /// it loses `create_context`'s own write on an SDK without an async store).
     fn seed_stored(&self) {
         if let Some(s) = &self.seeded {
-            s.pending.store(false, std::sync::atomic::Ordering::Release);
+            s.state
+                .store(SEED_STORED, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// An async call tried to store the segments given at creation and its store did not
+    /// confirm: the next call that reads the record stores those the record does not hold.
+    #[cfg(feature = "tokio")]
+    fn seed_unconfirmed(&self) {
+        if let Some(s) = &self.seeded {
+            let _ = s.state.compare_exchange(
+                SEED_PENDING,
+                SEED_UNCONFIRMED,
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+            );
         }
     }
 
@@ -1149,14 +1212,21 @@ impl Context {
     }
 
     /// The visitor's stored record (empty for a context without a visitor id, which stores
-    /// nothing).
+    /// nothing). On an SDK with an async store this reads the sync store; see
+    /// `get_visitor_data_async`. Either way the report segments given at `create_context` are
+    /// merged in while no call has stored them yet.
     pub fn get_visitor_data(&self) -> StoreData {
         if self.visitor_id.is_empty() {
             return StoreData::default();
         }
-        self.store_key()
+        let mut data: StoreData = self
+            .store_key()
             .map(|k| self.core.load(k))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Some(seed) = self.seed_pending() {
+            data.apply_owned(StoreOp::MergeSegments(seed.clone()));
+        }
+        data
     }
 
     /// Delivers queued tracking events now (see [`Core::flush`]).
@@ -1171,11 +1241,11 @@ impl Context {
 }
 
 /// Whose conversion: the visitor id, and the report segments its record is seeded with
-/// ([`VisitorState::seed_segments`]; `None` for a held conversion, made without its context).
+/// ([`Seed`]; `None` for a held conversion, made without its context).
 #[derive(Clone, Copy)]
 pub(crate) struct Who<'a> {
     id: &'a str,
-    seeded: Option<&'a Map<String, Value>>,
+    seeded: Option<Seed<'a>>,
 }
 
 /// The store write of [`Context::set_default_segments`]: the report segments among `segments`
@@ -1212,8 +1282,8 @@ fn convert_in_store(
     let convert = |data: &mut StoreData, fx: &mut Effects| {
         fx.clear();
         let mut vs = VisitorState::new(who.id, data);
-        if let Some(segments) = who.seeded {
-            vs.seed_segments(segments, fx);
+        if let Some(seed) = who.seeded {
+            seed.merge(&mut vs, fx);
         }
         engine.convert(&mut vs, goal_key, rule_data, goal_data, force, fx)
     };
@@ -1274,8 +1344,8 @@ fn convert_on(
     let engine = Engine::new(&cfg, &core.inner.settings);
     let mut fx = Effects::default();
     let mut vs = VisitorState::new(who.id, data);
-    if let Some(segments) = who.seeded {
-        vs.seed_segments(segments, &mut fx);
+    if let Some(seed) = who.seeded {
+        seed.merge(&mut vs, &mut fx);
     }
     let r = engine.convert(&mut vs, goal_key, rule_data, goal_data, force, &mut fx);
     (r, fx)

@@ -72,12 +72,16 @@ impl AsyncDataStore for SlowReplies {
 /// An SDK on the demo config whose async store is `store` (a call deadline of 2 s, far longer
 /// than the replies take), tracking delivered only by `flush`, to `recorder`.
 fn sdk(store: &Arc<SlowReplies>, recorder: &Recorder) -> Core {
+    sdk_with_deadline(store, recorder, Duration::from_secs(2))
+}
+
+fn sdk_with_deadline(store: &Arc<SlowReplies>, recorder: &Recorder, deadline: Duration) -> Core {
     Core::builder()
         .config_json(DEMO_CONFIG)
         .environment("production")
         .tracking(false)
         .transport(recorder.clone())
-        .store_options(StoreOptions::default().call_deadline(Duration::from_secs(2)))
+        .store_options(StoreOptions::default().call_deadline(deadline))
         .async_data_store(Arc::clone(store))
         .build()
         .unwrap()
@@ -201,4 +205,39 @@ fn creation_segments_outlive_a_first_call_during_an_outage() {
         Some(serde_json::json!("US")),
         "{stored:?}"
     );
+}
+
+/// A segment write that reached the store but whose reply came after the call deadline is not
+/// undone either: the segments given at creation, unconfirmed, are later stored only where the
+/// record lacks them (merged in full again, `US` went back over `DE`); those it lacks are still
+/// stored.
+#[test]
+fn a_write_answered_after_the_deadline_is_not_undone_by_the_creation_segments() {
+    let store = Arc::new(SlowReplies::default());
+    let core = sdk_with_deadline(&store, &Recorder::default(), Duration::from_millis(50));
+    let ctx = core.create_context("late", serde_json::json!({"country": "US"}));
+    let key = ctx.store_key().unwrap().to_string();
+    let runtime = current_thread_runtime();
+    store.delay_ms.store(200, Ordering::SeqCst);
+    runtime.block_on(ctx.set_default_segments_async(serde_json::json!({"country": "DE"})));
+    store.delay_ms.store(0, Ordering::SeqCst);
+    // The write landed (country DE, with US merged first) though the call gave up waiting.
+    let landed = store.inner.get(&key).unwrap().unwrap();
+    assert_eq!(landed.segments().unwrap()["country"], "DE", "{landed:?}");
+    let _ = runtime.block_on(ctx.run_experience_async("checkout-button", &checkout()));
+    let stored = store.inner.get(&key).unwrap().unwrap();
+    assert_eq!(stored.segments().unwrap()["country"], "DE", "{stored:?}");
+
+    // Unconfirmed and never stored: the next call that reads the record stores them.
+    let other = core.create_context("late-2", serde_json::json!({"country": "US"}));
+    store.down.store(true, Ordering::SeqCst);
+    runtime.block_on(other.set_default_segments_async(serde_json::json!({"browser": "FF"})));
+    store.down.store(false, Ordering::SeqCst);
+    let _ = runtime.block_on(other.run_experience_async("checkout-button", &checkout()));
+    let stored = store
+        .inner
+        .get(other.store_key().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.segments().unwrap()["country"], "US", "{stored:?}");
 }

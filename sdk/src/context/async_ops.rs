@@ -10,8 +10,8 @@
 //! "read (await), decide (sync), mark the goal atomically (await)".
 
 use super::{
-    Context, FeatureDecision, Stored, Who, convert_on, default_segments_op, mark_lost, settle_held,
-    visitor_properties_op,
+    Context, FeatureDecision, Seed, Stored, Who, convert_on, default_segments_op, mark_lost,
+    settle_held, visitor_properties_op,
 };
 use crate::asynchronous::{AsyncStore, detached};
 use crate::attributes::{BucketingAttributes, ConversionAttributes};
@@ -199,12 +199,16 @@ impl Context {
                 first
             }
         };
-        if answered {
-            // Stored with this call's writes; when the store did not answer or the write failed,
-            // they are left to a later call.
-            if seeding && written {
+        // The segments given at creation are stored with this call's writes once the store
+        // confirmed them; otherwise a later call that reads the record stores what it lacks.
+        if seeding {
+            if answered && written {
                 self.seed_stored();
+            } else {
+                self.seed_unconfirmed();
             }
+        }
+        if answered {
             reconcile_held_async(&self.core, astore, deadline).await;
         }
         out
@@ -361,15 +365,18 @@ impl Context {
             log::debug!("convert: no config yet; visitor data not stored");
             return;
         };
-        let seed = self.seed_to_store();
+        // After an unconfirmed attempt, the segments given at creation wait for a call that reads
+        // the record: merged blind, they could undo a newer value.
+        let seed = self.seed_to_store().and_then(Seed::as_blind_write);
+        let seeding = seed.is_some();
         let ops = match seed {
-            Some(seed) => vec![StoreOp::MergeSegments(seed.clone()), op],
+            Some(seed) => vec![seed, op],
             None => vec![op],
         };
         // Run to its end even if the caller stops awaiting, so that the segments given at
         // creation are marked stored exactly when the write that holds them was (a dropped
         // caller cannot leave them to be merged again over this newer write).
-        let (ctx, key, seeding) = (self.clone(), key.to_owned(), seed.is_some());
+        let (ctx, key) = (self.clone(), key.to_owned());
         detached("segment write", async move {
             let Some(astore) = ctx.core.inner.shared.async_store.as_ref() else {
                 return;
@@ -380,8 +387,12 @@ impl Context {
             let written = astore
                 .apply(events, &key, None, &ops, astore.deadline())
                 .await;
-            if seeding && matches!(written, Ok(Ok(_))) {
-                ctx.seed_stored();
+            if seeding {
+                if matches!(written, Ok(Ok(_))) {
+                    ctx.seed_stored();
+                } else {
+                    ctx.seed_unconfirmed();
+                }
             }
         })
         .await;
@@ -442,6 +453,8 @@ impl Context {
         .await;
         if stored.is_ok() {
             self.seed_stored();
+        } else {
+            self.seed_unconfirmed();
         }
         let result = match stored {
             Ok((result, events)) => {
