@@ -711,12 +711,13 @@ impl StoreData {
         serde_json::to_value(self).unwrap_or_else(|_| Value::Object(Map::new()))
     }
 
-    /// Reads a record from the shared JSON object. A value nested deeper than 128 levels is an
-    /// error, as it is for [`StoreData::from_json`] (reading it would recurse that deep, and
-    /// overflow the thread's stack long before a `Value` built in memory runs out of room).
+    /// Reads a record from the shared JSON object. A value nested 128 levels deep or more is an
+    /// error, as it is for [`StoreData::from_json`] (serde_json's limit; reading it would recurse
+    /// that deep, and overflow the thread's stack long before a `Value` built in memory runs out
+    /// of room).
     pub fn from_value(value: Value) -> Result<StoreData, serde_json::Error> {
         const LIMIT: usize = 128;
-        if crate::tracking::nesting_depth(&value, LIMIT) > LIMIT {
+        if crate::tracking::nesting_depth(&value, LIMIT) >= LIMIT {
             dismantle(value);
             return Err(serde::de::Error::custom("recursion limit exceeded"));
         }
@@ -944,9 +945,15 @@ mod tests {
                 Value::Object(segments),
             )]))
         };
-        let shallow = nested(100);
-        assert!(StoreData::from_json(&shallow.to_string()).is_ok());
-        assert!(StoreData::from_value(shallow).is_ok());
+        for depth in [100, 124, 125, 126, 127, 128] {
+            let v = nested(depth);
+            assert_eq!(
+                StoreData::from_value(v.clone()).is_ok(),
+                StoreData::from_json(&v.to_string()).is_ok(),
+                "{depth}"
+            );
+        }
+        assert!(StoreData::from_value(nested(100)).is_ok());
         let worker = std::thread::Builder::new().stack_size(2 << 20);
         let refused = worker
             .spawn(move || StoreData::from_value(nested(5_000)).is_err())
