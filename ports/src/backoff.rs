@@ -79,14 +79,18 @@ impl Backoff {
     }
 }
 
-/// `now + d`, saturating: a duration too long for [`std::time::Instant`] (such as
-/// `Duration::MAX`, read as "no limit") gives an instant about a century away instead of
-/// panicking on overflow. Every deadline the SDK and its adapters compute from a caller's
-/// duration goes through it.
+/// The longest wait the SDK and its adapters act on: a century. A longer duration (such as
+/// `Duration::MAX`, read as "no limit") is taken as this one.
+pub const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `now + d`, saturating: a duration too long for [`std::time::Instant`] gives an instant
+/// [`LONGEST_WAIT`] away instead of panicking on overflow. Every deadline the SDK and its
+/// adapters compute from a caller's duration goes through it.
 pub fn instant_after(now: std::time::Instant, d: Duration) -> std::time::Instant {
-    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-    now.checked_add(d.min(CENTURY))
+    now.checked_add(d.min(LONGEST_WAIT))
         .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        // No platform's monotonic clock is within a year of its end; were it, the latest
+        // instant it can represent is not at hand, and `now` is the one known to exist.
         .unwrap_or(now)
 }
 

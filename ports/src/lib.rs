@@ -11,7 +11,7 @@ pub mod transport;
 
 #[cfg(feature = "async")]
 pub use async_store::{AsyncDataStore, StoreFuture};
-pub use backoff::{Backoff, instant_after};
+pub use backoff::{Backoff, LONGEST_WAIT, instant_after};
 pub use event::{EventBus, SdkEvent};
 pub use store::{
     Applied, DataStore, StoreData, StoreError, StoreOp, apply_ops, apply_with_update,

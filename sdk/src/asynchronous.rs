@@ -159,7 +159,11 @@ impl<T: Send + 'static> Drop for FinishOnDrop<T> {
             return;
         };
         if std::thread::panicking() {
-            // The work itself panicked while polled: it cannot be resumed.
+            // Dropped while unwinding (the work itself may be what panicked): not resumed.
+            log::warn!(
+                "convert: a {} was dropped unfinished during a panic; the rest of its work is abandoned",
+                self.what
+            );
             return;
         }
         match tokio::runtime::Handle::try_current() {

@@ -862,7 +862,7 @@ impl Workers {
             return false;
         }
         // A small grace past the deadline lets a thread that has just finished end cleanly.
-        let grace = deadline + Duration::from_millis(20);
+        let grace = instant_after(deadline, Duration::from_millis(20));
         let ended = delivery.is_none_or(|t| t.finish(grace));
         if let Some((_, t)) = refresher {
             t.finish(grace);

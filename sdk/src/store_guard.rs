@@ -47,9 +47,11 @@ impl Default for StoreOptions {
 
 impl StoreOptions {
     /// The most time one public SDK call spends on store work, all of its store operations
-    /// together (default 150 ms). Stores that can wait (network, locks) give up at it.
+    /// together (default 150 ms). Stores that can wait (network, locks) give up at it. At least
+    /// 1 ms; at most [`convert_ports::LONGEST_WAIT`] (a longer one, such as `Duration::MAX`, is
+    /// that).
     pub fn call_deadline(mut self, d: Duration) -> Self {
-        self.call_deadline = d.max(Duration::from_millis(1));
+        self.call_deadline = d.clamp(Duration::from_millis(1), convert_ports::LONGEST_WAIT);
         self
     }
 
@@ -695,6 +697,24 @@ mod tests {
         fn updates_in_place(&self) -> bool {
             self.in_place
         }
+    }
+
+    /// A `Duration::MAX` call deadline ("no limit") leaves a call all of its time: the deadline
+    /// saturates at `LONGEST_WAIT`, and so does the setting, so reconciliation is not stopped for
+    /// want of time (the setting stayed `MAX`, half of which was more than any deadline left).
+    #[test]
+    fn the_longest_call_deadline_leaves_time_to_reconcile() {
+        let guard = StoreGuard::new(
+            ModeStore::new(false),
+            StoreOptions::default().call_deadline(Duration::MAX),
+        );
+        assert!(guard.within_deadline(|| !guard.time_short()));
+        assert_eq!(
+            StoreOptions::default()
+                .call_deadline(Duration::MAX)
+                .get_call_deadline(),
+            convert_ports::LONGEST_WAIT
+        );
     }
 
     #[test]

@@ -238,9 +238,10 @@ enum Cas {
     Current(Option<Vec<u8>>),
 }
 
-/// The longest TTL sent: a century, in ms. Redis refuses an expiry past what its clock can add
-/// (`Duration::MAX` made every write fail with "value is not an integer or out of range").
-const MAX_TTL_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
+/// The longest TTL sent, [`convert_ports::LONGEST_WAIT`] in ms. Redis refuses an expiry past what
+/// its clock can add (`Duration::MAX` made every write fail with "value is not an integer or out
+/// of range").
+const MAX_TTL_MS: u64 = convert_ports::LONGEST_WAIT.as_secs() * 1000;
 
 /// The TTL argument of the writes, in ms (`0`: none).
 fn ttl_ms(options: &RedisOptions) -> u64 {

@@ -99,7 +99,7 @@ fn ttl_is_applied_on_every_write() {
 }
 
 /// A TTL too long for Redis (`Duration::MAX`, "keep for ever") is sent as a century: every write
-/// failed with "invalid expire time" before.
+/// failed with "value is not an integer or out of range" before.
 #[test]
 fn the_longest_ttl_is_kept_as_a_century() {
     let Some(url) = shared() else { return };

@@ -161,6 +161,9 @@ impl UreqTransport {
 
     /// A transport with the given settings.
     pub fn with_config(config: TransportConfig) -> Self {
+        // ureq adds its timeouts to an `Instant` and panics past what one holds.
+        let connect_timeout = config.connect_timeout.min(convert_ports::LONGEST_WAIT);
+        let timeout = config.timeout.min(convert_ports::LONGEST_WAIT);
         let secure = Agent::config_builder()
             .https_only(true)
             .max_redirects(config.max_redirects)
@@ -168,8 +171,8 @@ impl UreqTransport {
             .redirect_auth_headers(RedirectAuthHeaders::SameHost)
             .http_status_as_error(false)
             .user_agent(AutoHeaderValue::None)
-            .timeout_connect(Some(config.connect_timeout))
-            .timeout_global(Some(config.timeout))
+            .timeout_connect(Some(connect_timeout))
+            .timeout_global(Some(timeout))
             .tls_config(tls_config())
             .build()
             .new_agent();
@@ -179,8 +182,8 @@ impl UreqTransport {
             .max_redirects_will_error(false)
             .http_status_as_error(false)
             .user_agent(AutoHeaderValue::None)
-            .timeout_connect(Some(config.connect_timeout))
-            .timeout_global(Some(config.timeout))
+            .timeout_connect(Some(connect_timeout))
+            .timeout_global(Some(timeout))
             .build()
             .new_agent();
         Self {

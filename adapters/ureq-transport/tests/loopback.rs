@@ -182,6 +182,22 @@ fn status_500_is_returned_as_ok() {
     server.join().expect("server thread");
 }
 
+/// `Duration::MAX` timeouts ("no limit") are taken as a century: ureq panicked adding them to
+/// an `Instant`.
+#[test]
+fn the_longest_timeouts_do_not_panic() {
+    let (base, server) = serve_once(json_response(200, "{}"));
+    let request = get(format!("{base}/api/v1/config/k"));
+    let response = UreqTransport::builder()
+        .connect_timeout(Duration::MAX)
+        .timeout(Duration::MAX)
+        .build()
+        .send(&request)
+        .expect("a 200");
+    assert_eq!(response.status, 200);
+    server.join().expect("server thread");
+}
+
 #[test]
 fn status_404_is_returned_as_ok() {
     let (base, server) = serve_once(json_response(404, r#"{"error":"not found"}"#));
