@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 pub(crate) struct AsyncStore {
     pub store: Arc<dyn AsyncDataStore>,
     pub guard: StoreGuard,
+    /// Work of async calls whose caller stopped awaiting, still running as tasks of their own
+    /// ([`detached`]); `flush_async` and `close_async` wait for it.
+    pub unfinished: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Stands for the async store inside its [`StoreGuard`], which only asks it for its name (the
@@ -54,7 +57,11 @@ impl DataStore for Named {
 impl AsyncStore {
     pub fn new(store: Arc<dyn AsyncDataStore>, opts: StoreOptions) -> AsyncStore {
         let guard = StoreGuard::new(Arc::new(Named(store.name())), opts);
-        AsyncStore { store, guard }
+        AsyncStore {
+            store,
+            guard,
+            unfinished: Arc::default(),
+        }
     }
 
     /// The end of the store work of a call starting now.
@@ -130,12 +137,14 @@ async fn on_blocking_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'sta
 /// rest runs as a tokio task of its own. Polled outside a tokio runtime and dropped unfinished,
 /// the rest is abandoned with a log line naming `what`.
 pub(crate) async fn detached<T: Send + 'static>(
+    astore: &AsyncStore,
     what: &'static str,
     work: impl std::future::Future<Output = T> + Send + 'static,
 ) -> T {
     let mut guard = FinishOnDrop {
         work: Some(Box::pin(work)),
         what,
+        unfinished: &astore.unfinished,
     };
     let out = std::future::poll_fn(|cx| match guard.work.as_mut() {
         Some(work) => work.as_mut().poll(cx),
@@ -148,12 +157,30 @@ pub(crate) async fn detached<T: Send + 'static>(
 }
 
 /// The unfinished work of [`detached`]: spawned when dropped before it is done.
-struct FinishOnDrop<T: Send + 'static> {
+struct FinishOnDrop<'a, T: Send + 'static> {
     work: Option<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>>,
     what: &'static str,
+    unfinished: &'a Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl<T: Send + 'static> Drop for FinishOnDrop<T> {
+/// Counts one spawned [`FinishOnDrop`] task as unfinished until it ends (or is dropped by a
+/// runtime shutting down).
+struct Unfinished(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Unfinished {
+    fn start(count: &Arc<std::sync::atomic::AtomicUsize>) -> Unfinished {
+        count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Unfinished(Arc::clone(count))
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl<T: Send + 'static> Drop for FinishOnDrop<'_, T> {
     fn drop(&mut self) {
         let Some(work) = self.work.take() else {
             return;
@@ -168,8 +195,10 @@ impl<T: Send + 'static> Drop for FinishOnDrop<T> {
         }
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
+                let unfinished = Unfinished::start(self.unfinished);
                 runtime.spawn(async move {
                     let _ = work.await;
+                    drop(unfinished);
                 });
             }
             Err(_) => log::warn!(
@@ -330,12 +359,35 @@ impl Core {
         }
     }
 
-    /// [`Core::flush_timeout`] without blocking the calling task, after reconciling the
+    /// Waits up to `timeout` for the work of async calls whose callers stopped awaiting (a
+    /// decision's events, a conversion) to end, so that a flush or close that follows includes
+    /// what it queues. Returns the time it took.
+    async fn wait_unfinished(&self, timeout: Duration) -> Duration {
+        let started = Instant::now();
+        let Some(astore) = self.inner.shared.async_store.as_ref() else {
+            return Duration::ZERO;
+        };
+        // Such work only exists on a tokio runtime, whose timer the wait needs.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Duration::ZERO;
+        }
+        let deadline = convert_ports::instant_after(started, timeout);
+        while astore.unfinished.load(std::sync::atomic::Ordering::Acquire) > 0
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        started.elapsed()
+    }
+
+    /// [`Core::flush_timeout`] without blocking the calling task, after waiting (within `timeout`)
+    /// for the work of async calls whose callers stopped awaiting and reconciling the
     /// conversions the async store held ([`Core::reconcile_store_async`]): the wait for delivery
     /// runs on tokio's blocking pool. [`Error::Timeout`] when `timeout` elapses (delivery then
     /// goes on in the background) or when the pool could not run the wait. Polled outside a
     /// tokio runtime, the wait runs in place.
     pub async fn flush_async(&self, timeout: Duration) -> Result<usize, Error> {
+        let timeout = timeout.saturating_sub(self.wait_unfinished(timeout).await);
         self.settle_async_held().await;
         let core = self.clone();
         on_blocking_pool(move || core.flush_timeout(timeout))
@@ -343,13 +395,15 @@ impl Core {
             .unwrap_or(Err(Error::Timeout))
     }
 
-    /// [`Core::close`] without blocking the calling task: reconciles the conversions the async
+    /// [`Core::close`] without blocking the calling task: waits (within `timeout`) for the
+    /// work of async calls whose callers stopped awaiting, reconciles the conversions the async
     /// store held ([`Core::reconcile_store_async`]; `close` alone gives them up), then delivers
-    /// what it can within `timeout` and stops the background threads, waiting on tokio's
-    /// blocking pool. Call it on shutdown rather than dropping the last handle on a runtime
-    /// thread, which would block that thread for up to the close timeout. Polled outside a
-    /// tokio runtime, the wait runs in place.
+    /// what it can within the rest of `timeout` and stops the background threads, waiting on
+    /// tokio's blocking pool. Call it on shutdown rather than dropping the last handle on a
+    /// runtime thread, which would block that thread for up to the close timeout. Polled outside
+    /// a tokio runtime, the wait runs in place.
     pub async fn close_async(&self, timeout: Duration) {
+        let timeout = timeout.saturating_sub(self.wait_unfinished(timeout).await);
         self.settle_async_held().await;
         let core = self.clone();
         on_blocking_pool(move || core.close(timeout)).await;

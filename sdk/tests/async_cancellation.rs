@@ -241,3 +241,43 @@ fn a_write_answered_after_the_deadline_is_not_undone_by_the_creation_segments() 
         .unwrap();
     assert_eq!(stored.segments().unwrap()["country"], "US", "{stored:?}");
 }
+
+/// `flush_async` and `close_async` right after a caller gave up wait for the abandoned work: the
+/// decision's bucketing event is queued before they deliver (it was queued after, and was not
+/// sent by them).
+#[test]
+fn flush_async_and_close_async_wait_for_abandoned_work() {
+    for close in [false, true] {
+        let store = Arc::new(SlowReplies::default());
+        let recorder = Recorder::default();
+        let core = Core::builder()
+            .config_json(DEMO_CONFIG)
+            .environment("production")
+            .transport(recorder.clone())
+            .events(100, Duration::from_secs(3600), 1000)
+            .async_data_store(Arc::clone(&store))
+            .build()
+            .unwrap();
+        let ctx = core.create_context("closing", None);
+        store.delay_ms.store(300, Ordering::SeqCst);
+        let runtime = current_thread_runtime();
+        runtime.block_on(async {
+            let given_up = tokio::time::timeout(
+                Duration::from_millis(30),
+                ctx.run_experience_async("checkout-button", &checkout()),
+            )
+            .await;
+            assert!(given_up.is_err());
+            if close {
+                core.close_async(Duration::from_secs(5)).await;
+            } else {
+                core.flush_async(Duration::from_secs(5)).await.unwrap();
+            }
+        });
+        assert_eq!(
+            events_of(&recorder, "closing", "bucketing"),
+            1,
+            "close: {close}"
+        );
+    }
+}

@@ -227,8 +227,16 @@ impl Context {
         &self,
         decide: impl Fn(&Context) -> R + Send + Sync + 'static,
     ) -> R {
+        let Some(astore) = self.core.inner.shared.async_store.as_ref() else {
+            return decide(self);
+        };
         let ctx = self.clone();
-        detached("decision", async move { ctx.decide_async(decide).await }).await
+        detached(
+            astore,
+            "decision",
+            async move { ctx.decide_async(decide).await },
+        )
+        .await
     }
 
     /// [`Context::run_experience`] for async hosts: the visitor's record comes from the async
@@ -354,9 +362,9 @@ impl Context {
     /// Writes `op` to the visitor's record in the async store, after the report segments given
     /// at creation when they are not stored yet (so this write wins over them).
     async fn write_async(&self, op: StoreOp) {
-        if self.core.inner.shared.async_store.is_none() {
+        let Some(astore) = self.core.inner.shared.async_store.as_ref() else {
             return self.write(&[op]);
-        }
+        };
         if self.visitor_id.is_empty() {
             log::debug!("convert: no visitor id; visitor data not stored");
             return;
@@ -377,7 +385,7 @@ impl Context {
         // creation are marked stored exactly when the write that holds them was (a dropped
         // caller cannot leave them to be merged again over this newer write).
         let (ctx, key) = (self.clone(), key.to_owned());
-        detached("segment write", async move {
+        detached(astore, "segment write", async move {
             let Some(astore) = ctx.core.inner.shared.async_store.as_ref() else {
                 return;
             };
@@ -408,13 +416,13 @@ impl Context {
         goal_key: &str,
         attrs: &ConversionAttributes,
     ) -> Result<ConversionOutcome, RuleError> {
-        if self.core.inner.shared.async_store.is_none() {
+        let Some(astore) = self.core.inner.shared.async_store.as_ref() else {
             return self.track_conversion(goal_key, attrs);
-        }
+        };
         let ctx = self.clone();
         let goal = goal_key.to_string();
         let attrs = attrs.clone();
-        detached("conversion", async move {
+        detached(astore, "conversion", async move {
             ctx.convert_async(&goal, &attrs).await
         })
         .await
@@ -564,7 +572,7 @@ impl Core {
         // Run to its end even if the caller stops awaiting: it cannot be stopped between a
         // goal's mark and its conversion.
         let core = self.clone();
-        detached("reconciliation", async move {
+        detached(astore, "reconciliation", async move {
             if let Some(astore) = core.inner.shared.async_store.as_ref() {
                 reconcile_held_async(&core, astore, astore.deadline()).await;
             }
