@@ -1223,10 +1223,25 @@ impl Context {
             .store_key()
             .map(|k| self.core.load(k))
             .unwrap_or_default();
-        if let Some(seed) = self.seed_pending() {
-            data.apply_owned(StoreOp::MergeSegments(seed.clone()));
-        }
+        self.merge_pending_seed(&mut data);
         data
+    }
+
+    /// `data` as the context's next call will see it: with the segments given at creation
+    /// merged in while no call has stored them (after an unconfirmed attempt, only those it
+    /// lacks).
+    fn merge_pending_seed(&self, data: &mut StoreData) {
+        let Some((s, state)) = self.seed_state().filter(|(_, st)| *st != SEED_STORED) else {
+            return;
+        };
+        let seed = Seed {
+            segments: &s.segments,
+            absent_only: state == SEED_UNCONFIRMED,
+        };
+        seed.merge(
+            &mut VisitorState::new(&self.visitor_id, data),
+            &mut Effects::default(),
+        );
     }
 
     /// Delivers queued tracking events now (see [`Core::flush`]).

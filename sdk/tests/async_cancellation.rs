@@ -224,6 +224,9 @@ fn a_write_answered_after_the_deadline_is_not_undone_by_the_creation_segments() 
     // The write landed (country DE, with US merged first) though the call gave up waiting.
     let landed = store.inner.get(&key).unwrap().unwrap();
     assert_eq!(landed.segments().unwrap()["country"], "DE", "{landed:?}");
+    // And the record as the next call sees it says DE too.
+    let seen = runtime.block_on(ctx.get_visitor_data_async());
+    assert_eq!(seen.segments().unwrap()["country"], "DE", "{seen:?}");
     let _ = runtime.block_on(ctx.run_experience_async("checkout-button", &checkout()));
     let stored = store.inner.get(&key).unwrap().unwrap();
     assert_eq!(stored.segments().unwrap()["country"], "DE", "{stored:?}");

@@ -353,9 +353,7 @@ impl Context {
             .ok()
             .flatten()
             .unwrap_or_default();
-        if let Some(seed) = self.seed_pending() {
-            data.apply_owned(StoreOp::MergeSegments(seed.clone()));
-        }
+        self.merge_pending_seed(&mut data);
         data
     }
 
