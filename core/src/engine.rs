@@ -652,12 +652,7 @@ impl<'a> VisitorState<'a> {
         segments: &Map<String, Value>,
         fx: &mut Effects,
     ) -> bool {
-        let held = self.data.segments();
-        let absent: Map<String, Value> = segments
-            .iter()
-            .filter(|(k, _)| !held.is_some_and(|h| h.contains_key(k.as_str())))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let absent = crate::store::absent_segments(self.data.segments(), segments);
         !absent.is_empty() && self.seed_segments(&absent, fx)
     }
 

@@ -858,6 +858,19 @@ pub fn merge_into(target: &mut Map<String, Value>, new: &Map<String, Value>) {
     }
 }
 
+/// The members of `segments` that `held` lacks (all of them when there is no `held`): what
+/// merging `segments` adds without changing a member `held` has.
+pub fn absent_segments(
+    held: Option<&Map<String, Value>>,
+    segments: &Map<String, Value>,
+) -> Map<String, Value> {
+    segments
+        .iter()
+        .filter(|(k, _)| !held.is_some_and(|h| h.contains_key(k.as_str())))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// Merges `new` into `old` in place with the rules of [`merge_into`].
 pub fn merge_value(old: &mut Value, new: &Value) {
     match (&mut *old, new) {

@@ -105,6 +105,17 @@ impl Seed<'_> {
         }
     }
 
+    /// Merges the segments into a copy of the record's segments (preview and `explain`, which
+    /// store nothing), as [`Seed::merge`] would merge them into the record.
+    fn merge_into_segments(self, segments: &mut Map<String, Value>) {
+        if self.absent_only {
+            let absent = convert_core::store::absent_segments(Some(segments), self.segments);
+            convert_core::store::merge_into(segments, &absent);
+        } else {
+            convert_core::store::merge_into(segments, self.segments);
+        }
+    }
+
     /// The segments as a write of their own, when the record is not read first: only before any
     /// attempt (after one, they wait for a call that reads the record).
     fn as_blind_write(self) -> Option<StoreOp> {
@@ -419,11 +430,7 @@ impl Context {
             log::debug!("convert: no visitor id; visitor data not stored");
             return;
         }
-        // Segments given at creation and not stored yet go first, so that these writes win.
-        if let Some(seed) = self.seed_to_store().and_then(Seed::as_blind_write) {
-            let mut all = Vec::with_capacity(ops.len() + 1);
-            all.push(seed);
-            all.extend_from_slice(ops);
+        if let Some(all) = self.with_blind_seed(ops) {
             self.with_current_key(|key| self.write_at(key, &all));
             self.seed_stored();
             return;
@@ -478,31 +485,32 @@ impl Context {
         r
     }
 
-    /// The segments given at creation while no call has stored them.
-    fn seed_pending(&self) -> Option<&Map<String, Value>> {
-        self.seed_state()
-            .filter(|(_, state)| *state != SEED_STORED)
-            .map(|(s, _)| &s.segments)
+    /// `ops` after the segments given at creation, when they go with a write that does not read
+    /// the record first ([`Seed::as_blind_write`]); they go first, so that `ops` win.
+    fn with_blind_seed(&self, ops: &[StoreOp]) -> Option<Vec<StoreOp>> {
+        let seed = self.seed_to_store().and_then(Seed::as_blind_write)?;
+        let mut all = Vec::with_capacity(ops.len() + 1);
+        all.push(seed);
+        all.extend_from_slice(ops);
+        Some(all)
     }
 
-    fn seed_state(&self) -> Option<(&Seeded, u8)> {
+    /// The segments given at creation while no call has stored them.
+    fn seed_pending(&self) -> Option<Seed<'_>> {
         let s = self.seeded.as_deref()?;
-        Some((s, s.state.load(std::sync::atomic::Ordering::Acquire)))
+        match s.state.load(std::sync::atomic::Ordering::Acquire) {
+            SEED_STORED => None,
+            state => Some(Seed {
+                segments: &s.segments,
+                absent_only: state == SEED_UNCONFIRMED,
+            }),
+        }
     }
 
     /// [`Context::seed_pending`] for a call that stores them: never in preview mode, which
     /// stores nothing.
     fn seed_to_store(&self) -> Option<Seed<'_>> {
-        if self.preview.is_some() {
-            return None;
-        }
-        match self.seed_state()? {
-            (_, SEED_STORED) => None,
-            (s, state) => Some(Seed {
-                segments: &s.segments,
-                absent_only: state == SEED_UNCONFIRMED,
-            }),
-        }
+        self.seed_pending().filter(|_| self.preview.is_none())
     }
 
     /// The segments given at creation were merged by a call whose write the store confirmed;
@@ -536,7 +544,7 @@ impl Context {
             return stored;
         };
         let mut merged = stored.unwrap_or_default();
-        convert_core::store::merge_into(&mut merged, seed);
+        seed.merge_into_segments(&mut merged);
         Some(merged)
     }
 
@@ -921,9 +929,7 @@ impl Context {
             ..Effects::default()
         };
         // Segments given at creation and not stored yet count as the decision would count them.
-        if let Some(seed) = self.seed_pending() {
-            data.apply(&StoreOp::MergeSegments(seed.clone()));
-        }
+        self.merge_pending_seed(&mut data);
         let stored = data.segments().cloned();
         let props = VisitorProps::new(
             attrs.visitor_properties.as_ref(),
@@ -1231,17 +1237,9 @@ impl Context {
     /// merged in while no call has stored them (after an unconfirmed attempt, only those it
     /// lacks).
     fn merge_pending_seed(&self, data: &mut StoreData) {
-        let Some((s, state)) = self.seed_state().filter(|(_, st)| *st != SEED_STORED) else {
-            return;
-        };
-        let seed = Seed {
-            segments: &s.segments,
-            absent_only: state == SEED_UNCONFIRMED,
-        };
-        seed.merge(
-            &mut VisitorState::new(&self.visitor_id, data),
-            &mut Effects::default(),
-        );
+        if let Some(seed) = self.seed_pending() {
+            seed.merge_into_segments(data.segments_mut());
+        }
     }
 
     /// Delivers queued tracking events now (see [`Core::flush`]).

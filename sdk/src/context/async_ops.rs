@@ -10,8 +10,8 @@
 //! "read (await), decide (sync), mark the goal atomically (await)".
 
 use super::{
-    Context, FeatureDecision, Seed, Stored, Who, convert_on, default_segments_op, mark_lost,
-    settle_held, visitor_properties_op,
+    Context, FeatureDecision, Stored, Who, convert_on, default_segments_op, mark_lost, settle_held,
+    visitor_properties_op,
 };
 use crate::asynchronous::{AsyncStore, detached};
 use crate::attributes::{BucketingAttributes, ConversionAttributes};
@@ -373,12 +373,9 @@ impl Context {
         };
         // After an unconfirmed attempt, the segments given at creation wait for a call that reads
         // the record: merged blind, they could undo a newer value.
-        let seed = self.seed_to_store().and_then(Seed::as_blind_write);
-        let seeding = seed.is_some();
-        let ops = match seed {
-            Some(seed) => vec![seed, op],
-            None => vec![op],
-        };
+        let seeded = self.with_blind_seed(std::slice::from_ref(&op));
+        let seeding = seeded.is_some();
+        let ops = seeded.unwrap_or_else(|| vec![op]);
         // Run to its end even if the caller stops awaiting, so that the segments given at
         // creation are marked stored exactly when the write that holds them was (a dropped
         // caller cannot leave them to be merged again over this newer write).
