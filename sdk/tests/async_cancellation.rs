@@ -106,15 +106,23 @@ fn events_of(recorder: &Recorder, visitor: &str, event_type: &str) -> usize {
         .count()
 }
 
-/// Gives up on `call` after 30 ms (a write's reply takes 300 ms), then lets the runtime run for
-/// 600 ms.
-async fn abandon<F: std::future::Future>(call: F) {
-    let given_up = tokio::time::timeout(Duration::from_millis(30), call).await;
-    assert!(
-        given_up.is_err(),
-        "the call finished before the caller gave up"
-    );
-    tokio::time::sleep(Duration::from_millis(600)).await;
+/// Gives up on `call` after 30 ms while `store` holds a write's reply back for 300 ms, lets the
+/// runtime run for 600 ms, then has the store reply at once again.
+fn abandon<F: std::future::Future>(
+    store: &SlowReplies,
+    runtime: &tokio::runtime::Runtime,
+    call: F,
+) {
+    store.delay_ms.store(300, Ordering::SeqCst);
+    runtime.block_on(async {
+        let given_up = tokio::time::timeout(Duration::from_millis(30), call).await;
+        assert!(
+            given_up.is_err(),
+            "the call finished before the caller gave up"
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    });
+    store.delay_ms.store(0, Ordering::SeqCst);
 }
 
 /// A new visitor's decision whose caller gave up after the store wrote it is still reported:
@@ -127,12 +135,12 @@ fn a_decision_abandoned_after_its_write_is_still_reported() {
     let recorder = Recorder::default();
     let core = sdk(&store, &recorder);
     let ctx = core.create_context("abandoned", None);
-    store.delay_ms.store(300, Ordering::SeqCst);
     let runtime = current_thread_runtime();
-    runtime.block_on(abandon(
+    abandon(
+        &store,
+        &runtime,
         ctx.run_experience_async("checkout-button", &checkout()),
-    ));
-    store.delay_ms.store(0, Ordering::SeqCst);
+    );
     let stored = store.inner.get(ctx.store_key().unwrap()).unwrap().unwrap();
     assert!(stored.bucketing().next().is_some(), "{stored:?}");
     let again = runtime.block_on(ctx.run_experience_async("checkout-button", &checkout()));
@@ -149,12 +157,12 @@ fn an_abandoned_segment_write_is_not_undone_by_the_creation_segments() {
     let store = Arc::new(SlowReplies::default());
     let core = sdk(&store, &Recorder::default());
     let ctx = core.create_context("moved", serde_json::json!({"country": "US"}));
-    store.delay_ms.store(300, Ordering::SeqCst);
     let runtime = current_thread_runtime();
-    runtime.block_on(abandon(
+    abandon(
+        &store,
+        &runtime,
         ctx.set_default_segments_async(serde_json::json!({"country": "DE"})),
-    ));
-    store.delay_ms.store(0, Ordering::SeqCst);
+    );
     let _ = runtime.block_on(ctx.run_experience_async("checkout-button", &checkout()));
     let stored = store.inner.get(ctx.store_key().unwrap()).unwrap().unwrap();
     assert_eq!(stored.segments().unwrap()["country"], "DE", "{stored:?}");
@@ -176,9 +184,7 @@ fn an_abandoned_reconciliation_still_sends_the_conversion() {
         .unwrap();
     assert_eq!(outcome, ConversionOutcome::Deferred);
     store.down.store(false, Ordering::SeqCst);
-    store.delay_ms.store(300, Ordering::SeqCst);
-    runtime.block_on(abandon(core.reconcile_store_async()));
-    store.delay_ms.store(0, Ordering::SeqCst);
+    abandon(&store, &runtime, core.reconcile_store_async());
     assert_eq!(runtime.block_on(core.reconcile_store_async()), 0);
     core.flush().unwrap();
     assert!(conversion_events(&recorder) >= 1, "the conversion was lost");
