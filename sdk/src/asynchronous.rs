@@ -399,9 +399,10 @@ impl Core {
     /// work of async calls whose callers stopped awaiting, reconciles the conversions the async
     /// store held ([`Core::reconcile_store_async`]; `close` alone gives them up), then delivers
     /// what it can within the rest of `timeout` and stops the background threads, waiting on
-    /// tokio's blocking pool. Call it on shutdown rather than dropping the last handle on a
-    /// runtime thread, which would block that thread for up to the close timeout. Polled outside
-    /// a tokio runtime, the wait runs in place.
+    /// tokio's blocking pool. Call it on shutdown: dropping the last handle on a runtime thread
+    /// does not block that thread either (the delivery then runs on the blocking pool, and the
+    /// runtime's shutdown waits for it), but it gives up the held conversions and cannot be
+    /// awaited. Polled outside a tokio runtime, the wait runs in place.
     pub async fn close_async(&self, timeout: Duration) {
         let timeout = timeout.saturating_sub(self.wait_unfinished(timeout).await);
         self.settle_async_held().await;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 pub(crate) struct Inner {
     pub(crate) shared: Arc<Shared>,
     pub(crate) settings: EngineSettings,
-    workers: Workers,
+    workers: Arc<Workers>,
     close_timeout: Duration,
 }
 
@@ -31,7 +31,45 @@ impl Drop for Inner {
         if let Some(a) = &self.shared.async_store {
             a.guard.abandon_held();
         }
-        self.workers.stop(&self.shared, self.close_timeout);
+        let close = FinalClose {
+            shared: Arc::clone(&self.shared),
+            workers: Arc::clone(&self.workers),
+            timeout: self.close_timeout,
+            done: false,
+        };
+        // On a tokio runtime thread, the wait for the delivery would hold the thread (and every
+        // task on it) for up to the close timeout: the runtime's blocking pool runs it instead,
+        // and the runtime's shutdown waits for it. A pool that cannot take it (the runtime is
+        // shutting down) drops it, and then it runs here, in `FinalClose`'s drop.
+        #[cfg(feature = "tokio")]
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            drop(runtime.spawn_blocking(move || close.run()));
+            return;
+        }
+        close.run();
+    }
+}
+
+/// What the drop of the last handle still has to do: deliver what is queued within the close
+/// timeout, stop the background threads, and mark the SDK closed. Done once, when run or, if
+/// never run, when dropped.
+struct FinalClose {
+    shared: Arc<Shared>,
+    workers: Arc<Workers>,
+    timeout: Duration,
+    done: bool,
+}
+
+impl FinalClose {
+    fn run(mut self) {
+        self.close_now();
+    }
+
+    fn close_now(&mut self) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        self.workers.stop(&self.shared, self.timeout);
         // Events queued after an explicit `close` have nobody left to send them.
         let left = self.shared.lock_queue().take_all().len();
         if left > 0 {
@@ -52,10 +90,19 @@ impl Drop for Inner {
     }
 }
 
+impl Drop for FinalClose {
+    fn drop(&mut self) {
+        self.close_now();
+    }
+}
+
 /// The SDK: a cheap, cloneable handle (`Send + Sync`) shared by every thread of the application.
 ///
 /// Build it once with [`Core::builder`], then create a [`Context`] per visitor. Dropping the last
 /// handle stops the background threads after delivering what is queued (see [`Core::close`]).
+/// With the `tokio` feature, a last handle dropped on a tokio runtime thread does not wait there:
+/// the delivery runs on the runtime's blocking pool, and the runtime's shutdown waits for it
+/// ([`Core::close_async`] also reconciles what an async store held, and can be awaited).
 #[derive(Clone)]
 pub struct Core {
     pub(crate) inner: Arc<Inner>,
@@ -413,7 +460,7 @@ impl CoreBuilder {
             inner: Arc::new(Inner {
                 shared,
                 settings,
-                workers,
+                workers: Arc::new(workers),
                 close_timeout: self.close_timeout.unwrap_or(Duration::from_secs(5)),
             }),
         })
