@@ -175,6 +175,14 @@ impl Experience {
             .position(|v| v.id_is_string && &*v.id == id)
     }
 
+    /// Whether the experience runs in `environment`: it names none (no truthy `environment`
+    /// member), or names this one, case-sensitively (SPEC §5.2, step 3).
+    pub fn runs_in(&self, environment: &str) -> bool {
+        self.environment
+            .as_ref()
+            .is_none_or(|e| e.as_str() == Some(environment))
+    }
+
     /// Whether a variation of this experience carries a change for feature `feature_id`.
     pub fn carries_feature(&self, feature_id: &str) -> bool {
         self.variations

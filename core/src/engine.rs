@@ -822,7 +822,7 @@ impl<'a> Engine<'a> {
         }
         if let Some(env) = &exp.environment {
             let wanted = opts.environment.unwrap_or(&self.settings.environment);
-            let matched = env.as_str() == Some(wanted);
+            let matched = exp.runs_in(wanted);
             fx.step(|| Step::Environment {
                 experience: js::to_js_string(env).into_owned(),
                 wanted: wanted.to_string(),

@@ -4,7 +4,9 @@
 #![cfg(feature = "tokio")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use convert_sdk::{ConversionAttributes, Core, HttpRequest, HttpResponse, Transport, TransportError};
+use convert_sdk::{
+    ConversionAttributes, Core, HttpRequest, HttpResponse, Transport, TransportError,
+};
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::json;
 use std::sync::Mutex;

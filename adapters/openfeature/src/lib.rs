@@ -10,6 +10,7 @@ use open_feature::{
     EvaluationReason, EvaluationResult, FlagMetadata, StructValue, Value as OfValue,
 };
 use serde_json::{Map, Number, Value};
+use std::time::Duration;
 
 /// The name the provider reports in its [`ProviderMetadata`].
 pub const PROVIDER_NAME: &str = "convert";
@@ -50,7 +51,12 @@ pub const META_VARIATION_KEY: &str = "variationKey";
 pub struct ConvertProvider {
     core: Core,
     metadata: ProviderMetadata,
+    init_timeout: Duration,
 }
+
+/// How long [`FeatureProvider::initialize`] (awaited by `OpenFeature::set_provider`) waits by
+/// default for the SDK's first project config.
+pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl ConvertProvider {
     /// A provider deciding with `core` (a cheap clone of the application's SDK handle).
@@ -58,7 +64,19 @@ impl ConvertProvider {
         ConvertProvider {
             core,
             metadata: ProviderMetadata::new(PROVIDER_NAME),
+            init_timeout: DEFAULT_INIT_TIMEOUT,
         }
+    }
+
+    /// How long `initialize` (which `OpenFeature::set_provider` awaits) waits for the SDK's first
+    /// project config ([`DEFAULT_INIT_TIMEOUT`] by default; `Duration::ZERO` does not wait).
+    /// With a static config the SDK is ready at once; in SDK-key mode this is the time the first
+    /// fetch, and its retries, get before `set_provider` returns. The open-feature crate holds
+    /// its provider registry while it initializes a provider, so evaluations of other clients
+    /// wait for this too.
+    pub fn with_init_timeout(mut self, timeout: Duration) -> Self {
+        self.init_timeout = timeout;
+        self
     }
 
     /// The SDK this provider decides with.
@@ -90,9 +108,13 @@ impl ConvertProvider {
         kind: Kind,
     ) -> EvaluationResult<ResolutionDetails<OfValue>> {
         let Some(config) = self.core.try_config() else {
+            let why = match self.core.wait_until_ready(Duration::ZERO) {
+                Err(e) => e.to_string(),
+                Ok(()) => "it was installed during this call".to_string(),
+            };
             return Err(error(
                 EvaluationErrorCode::ProviderNotReady,
-                "the Convert SDK has no project config yet",
+                format!("the Convert SDK has no project config yet: {why}"),
             ));
         };
         let flag = Flag::parse(&config, flag_key)?;
@@ -121,10 +143,12 @@ impl ConvertProvider {
         let visitor = Visitor::from_context(context)?;
         let feature_key = flag.feature_key().to_string();
         let feature_id = flag.feature_id().to_string();
+        // An archived experience, or one restricted to another environment, delivers nothing.
+        let environment = self.core.environment();
         let has_experience = config
             .experiences
             .iter()
-            .any(|e| e.carries_feature(&feature_id));
+            .any(|e| !e.archived && e.runs_in(environment) && e.carries_feature(&feature_id));
         drop(config);
         let decision = self.run_feature(visitor, &feature_key).await;
         if !decision.rule_errors.is_empty() {
@@ -145,7 +169,7 @@ impl ConvertProvider {
             .iter()
             .find(|e| e.status == FeatureStatus::Enabled)
         else {
-            // Off for this visitor: DEFAULT when no experience in the config delivers the
+            // Off for this visitor: DEFAULT when no experience that can run here delivers the
             // feature at all (nothing was targeted), DISABLED when targeting ran and did not.
             let reason = if has_experience {
                 EvaluationReason::Disabled
@@ -217,13 +241,32 @@ impl ConvertProvider {
 
 #[open_feature::async_trait]
 impl FeatureProvider for ConvertProvider {
-    /// Ready once the SDK has a project config (at once with a static config; after the first
-    /// successful fetch in SDK-key mode). Resolutions before that answer `PROVIDER_NOT_READY`.
+    /// Waits, up to the provider's init timeout ([`ConvertProvider::with_init_timeout`]), for the
+    /// SDK's first project config, so that evaluations after `set_provider` do not answer
+    /// `PROVIDER_NOT_READY` while the first fetch is under way. Without a config by then, logs
+    /// why and returns: the SDK keeps fetching, and the provider answers once it has one.
+    async fn initialize(&mut self, _context: &EvaluationContext) {
+        if let Err(e) = self.core.ready(self.init_timeout).await {
+            log::warn!(
+                "convert-openfeature: no project config after {:?} ({e}); evaluations answer PROVIDER_NOT_READY until the SDK has one",
+                self.init_timeout
+            );
+        }
+    }
+
+    /// `Ready` once the SDK has a project config (at once with a static config; after the first
+    /// successful fetch in SDK-key mode). Before that, `Error` once a config fetch has failed
+    /// (the SDK keeps retrying; resolutions name the failure) or once the SDK is closed, and
+    /// `NotReady` otherwise. Resolutions answer `PROVIDER_NOT_READY` until it is `Ready`.
     fn status(&self) -> ProviderStatus {
         if self.core.is_ready() {
-            ProviderStatus::Ready
-        } else {
-            ProviderStatus::NotReady
+            return ProviderStatus::Ready;
+        }
+        match self.core.wait_until_ready(Duration::ZERO) {
+            Ok(()) => ProviderStatus::Ready,
+            Err(convert_sdk::Error::Closed) => ProviderStatus::Error,
+            Err(_) if self.core.metrics().config_fetch_errors > 0 => ProviderStatus::Error,
+            Err(_) => ProviderStatus::NotReady,
         }
     }
 
@@ -432,8 +475,9 @@ enum Flag<'a> {
 }
 
 impl<'a> Flag<'a> {
-    /// `FEATURE_KEY` when the whole key is a declared feature, otherwise `FEATURE_KEY.VARIABLE`
-    /// split at the first dot whose prefix is a declared feature (feature keys may hold dots).
+    /// `FEATURE_KEY` when the whole key is a declared feature, otherwise `FEATURE_KEY.VARIABLE`:
+    /// feature keys may hold dots, so every split of the key at a dot is tried, the longest
+    /// feature key first, and the first split whose feature declares the variable wins.
     fn parse(config: &ProjectConfig, flag_key: &'a str) -> EvaluationResult<Flag<'a>> {
         if let Some(f) = config.feature_by_key(flag_key) {
             return Ok(Flag::Feature {
@@ -441,27 +485,29 @@ impl<'a> Flag<'a> {
                 key: flag_key,
             });
         }
-        for (dot, _) in flag_key.match_indices('.') {
+        // The longest feature key that is a prefix, for the error when no split resolves.
+        let mut nearest = None;
+        for (dot, _) in flag_key.rmatch_indices('.') {
             let (key, name) = (&flag_key[..dot], &flag_key[dot + 1..]);
             let Some(f) = config.feature_by_key(key) else {
                 continue;
             };
-            return match f.variables.iter().find(|(n, _)| n == name) {
-                Some((_, declared)) => Ok(Flag::Variable {
+            if let Some((_, declared)) = f.variables.iter().find(|(n, _)| n == name) {
+                return Ok(Flag::Variable {
                     id: f.id.to_string(),
                     key,
                     name,
                     declared: declared.clone(),
-                }),
-                None => Err(error(
-                    EvaluationErrorCode::FlagNotFound,
-                    format!("feature `{key}` declares no variable `{name}`"),
-                )),
-            };
+                });
+            }
+            nearest.get_or_insert((key, name));
         }
         Err(error(
             EvaluationErrorCode::FlagNotFound,
-            format!("no feature `{flag_key}` in the project config"),
+            match nearest {
+                Some((key, name)) => format!("feature `{key}` declares no variable `{name}`"),
+                None => format!("no feature `{flag_key}` in the project config"),
+            },
         ))
     }
 

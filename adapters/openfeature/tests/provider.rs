@@ -11,6 +11,7 @@ use open_feature::{
     provider::ProviderStatus,
 };
 use serde_json::{Map, Value, json};
+use std::time::Duration;
 
 /// The one test transport: records the tracking requests an SDK sends.
 mod recording {
@@ -90,9 +91,14 @@ fn config() -> Value {
 
 /// An SDK on the test config whose tracking goes, on `flush`, to a fresh recorder.
 fn sdk() -> (Core, Recorder) {
+    sdk_on(config())
+}
+
+/// An SDK (environment `production`) on `config`, tracking to a fresh recorder on `flush`.
+fn sdk_on(config: Value) -> (Core, Recorder) {
     let recorder = Recorder::default();
     let core = Core::builder()
-        .config(config())
+        .config(config)
         .environment("production")
         .transport(recorder.clone())
         .tracking(false)
@@ -319,6 +325,78 @@ async fn a_feature_no_experience_delivers_is_default() {
     assert_eq!(e.code, EvaluationErrorCode::General("DEFAULT".into()));
 }
 
+/// Before: only the first dot whose prefix was a feature was tried, so `a.b.c` looked for a
+/// variable `b.c` of `a` and was not found, although feature `a.b` declares `c`.
+#[tokio::test]
+async fn dotted_feature_keys_resolve_their_variables_whatever_prefix_is_a_feature() {
+    let feature = |id: &str, key: &str, var: &str| json!({"id": id, "key": key, "variables": [{"key": var, "type": "string"}]});
+    let change = |id: u64, var: &str, value: &str| json!({"type": "fullStackFeature", "data": {"feature_id": id, "variables_data": {var: value}}});
+    let (core, _rec) = sdk_on(json!({
+        "account_id": "10", "project": {"id": "20"},
+        "features": [feature("1", "a", "x"), feature("2", "a.b", "c"), feature("3", "p", "q.r")],
+        "experiences": [{"id": "100", "key": "e", "variations": [{"id": "101", "key": "v",
+            "traffic_allocation": 100,
+            "changes": [change(1, "x", "ax"), change(2, "c", "abc"), change(3, "q.r", "pqr")]}]}]
+    }));
+    let client = client("dotted", ConvertProvider::new(core.clone())).await;
+    let ctx = EvaluationContext::default().with_targeting_key("zoe");
+    let string = |flag: &'static str| {
+        let client = &client;
+        let ctx = &ctx;
+        async move { client.get_string_value(flag, Some(ctx), None).await }
+    };
+    assert_eq!(string("a.b.c").await, Ok("abc".to_string()));
+    assert_eq!(string("a.x").await, Ok("ax".to_string()));
+    assert_eq!(string("p.q.r").await, Ok("pqr".to_string()));
+    assert_eq!(
+        client.get_bool_value("a.b", Some(&ctx), None).await,
+        Ok(true)
+    );
+    // The SDK's own API gives the same value.
+    let direct = core
+        .create_context("zoe", None)
+        .run_feature("a.b", &BucketingAttributes::default());
+    assert_eq!(direct.variable::<String>("c").unwrap(), "abc");
+    let e = string("a.b.nope").await.unwrap_err();
+    assert_eq!(e.code, EvaluationErrorCode::FlagNotFound);
+    assert!(
+        e.message
+            .unwrap()
+            .contains("feature `a.b` declares no variable `nope`"),
+        "the error names the longest feature key"
+    );
+}
+
+/// Before: a feature only an experience of another environment delivers was `DISABLED`, as if
+/// targeting had run; no experience can deliver it here, which the table calls `DEFAULT`.
+#[tokio::test]
+async fn a_feature_only_another_environment_or_an_archived_experience_delivers_is_default() {
+    let mut cfg = config();
+    cfg["features"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "4", "key": "staged", "variables": []}));
+    let delivers = |id: &str, key: &str| {
+        json!({"id": id, "key": key, "variations": [{"id": format!("{id}1"), "key": "s1",
+            "traffic_allocation": 100,
+            "changes": [{"type": "fullStackFeature", "data": {"feature_id": 4}}]}]})
+    };
+    let mut staging = delivers("400", "staging-only");
+    staging["environment"] = json!("staging");
+    let exps = cfg["experiences"].as_array_mut().unwrap();
+    exps.push(staging);
+    exps.push(delivers("410", "gone"));
+    cfg["archived_experiences"] = json!(["410"]);
+    let (core, _rec) = sdk_on(cfg);
+    let client = client("environment", ConvertProvider::new(core)).await;
+    let d = client
+        .get_bool_details("staged", Some(&premium_on_checkout("yan")), None)
+        .await
+        .unwrap();
+    assert!(!d.value);
+    assert_eq!(d.reason, Some(EvaluationReason::Default));
+}
+
 #[tokio::test]
 async fn unknown_features_and_variables_are_not_found() {
     let (core, rec) = sdk();
@@ -432,8 +510,10 @@ async fn an_unreadable_value_is_a_parse_error_after_a_tracked_decision() {
     assert!(!same_tracking((&core, &rec), (&direct, &direct_rec)).is_empty());
 }
 
+/// Before: `status()` stayed `NotReady` after the first fetch failed, and the error did not say
+/// why.
 #[tokio::test]
-async fn without_a_config_the_provider_is_not_ready() {
+async fn without_a_config_the_provider_is_in_error_and_says_why() {
     let mut transport = Recorder::default();
     transport.failing = true;
     let core = Core::builder()
@@ -442,8 +522,8 @@ async fn without_a_config_the_provider_is_not_ready() {
         .tracking(false)
         .build()
         .unwrap();
-    let provider = ConvertProvider::new(core.clone());
-    assert_eq!(provider.status(), ProviderStatus::NotReady);
+    let provider = ConvertProvider::new(core.clone()).with_init_timeout(Duration::from_millis(50));
+    assert_eq!(provider.status(), ProviderStatus::Error);
     let client = client("not-ready", provider).await;
     let ctx = premium_on_checkout("hank");
     let e = client
@@ -451,6 +531,8 @@ async fn without_a_config_the_provider_is_not_ready() {
         .await
         .unwrap_err();
     assert_eq!(e.code, EvaluationErrorCode::ProviderNotReady);
+    let message = e.message.unwrap();
+    assert!(message.contains("refused by the test"), "{message}");
     let e = client
         .get_int_value("banner.max", Some(&ctx), None)
         .await
@@ -466,7 +548,36 @@ async fn without_a_config_the_provider_is_not_ready() {
         client.get_int_value("banner.max", Some(&ctx), None).await,
         Ok(7)
     );
-    core.close(std::time::Duration::from_millis(100));
+    core.close(Duration::from_millis(100));
+}
+
+/// `set_provider` awaits `initialize`, which waits for the SDK's first config: the first
+/// evaluation after it has a value. Before: it answered `PROVIDER_NOT_READY`.
+#[tokio::test]
+async fn set_provider_waits_for_the_first_config() {
+    let mut transport = Recorder::default();
+    transport.failing = true;
+    let core = Core::builder()
+        .sdk_key("10/20")
+        .transport(transport)
+        .tracking(false)
+        .build()
+        .unwrap();
+    let later = core.clone();
+    let installed = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        later.set_config(convert_sdk::ProjectConfig::from_value(config()).unwrap());
+    });
+    let provider = ConvertProvider::new(core.clone()).with_init_timeout(Duration::from_secs(20));
+    let client = client("init-wait", provider).await;
+    assert_eq!(
+        client
+            .get_int_value("banner.max", Some(&premium_on_checkout("ivy")), None)
+            .await,
+        Ok(7)
+    );
+    installed.await.unwrap();
+    core.close(Duration::from_millis(100));
 }
 
 #[tokio::test]
