@@ -353,9 +353,19 @@ impl Core {
     /// Reconciles the conversions the async store held while it did not answer, before a
     /// flush or a close (which gives them up). The sync store's are left to `flush_timeout`
     /// and `close`, on the blocking pool.
-    async fn settle_async_held(&self) {
-        if self.inner.shared.async_store.is_some() {
-            self.reconcile_store_async().await;
+    async fn settle_async_held(&self, until: Instant) {
+        let Some(astore) = self.inner.shared.async_store.as_ref() else {
+            return;
+        };
+        // Batch after batch, as `close` does for the sync store's.
+        loop {
+            let before = astore.guard.held_count();
+            if before == 0
+                || self.reconcile_store_async().await >= before
+                || Instant::now() >= until
+            {
+                return;
+            }
         }
     }
 
@@ -388,7 +398,10 @@ impl Core {
     /// tokio runtime, the wait runs in place.
     pub async fn flush_async(&self, timeout: Duration) -> Result<usize, Error> {
         let timeout = timeout.saturating_sub(self.wait_unfinished(timeout).await);
-        self.settle_async_held().await;
+        let started = Instant::now();
+        self.settle_async_held(convert_ports::instant_after(started, timeout / 2))
+            .await;
+        let timeout = timeout.saturating_sub(started.elapsed());
         let core = self.clone();
         on_blocking_pool(move || core.flush_timeout(timeout))
             .await
@@ -405,7 +418,10 @@ impl Core {
     /// awaited. Polled outside a tokio runtime, the wait runs in place.
     pub async fn close_async(&self, timeout: Duration) {
         let timeout = timeout.saturating_sub(self.wait_unfinished(timeout).await);
-        self.settle_async_held().await;
+        let started = Instant::now();
+        self.settle_async_held(convert_ports::instant_after(started, timeout / 2))
+            .await;
+        let timeout = timeout.saturating_sub(started.elapsed());
         let core = self.clone();
         on_blocking_pool(move || core.close(timeout)).await;
     }

@@ -650,8 +650,24 @@ impl Core {
     /// [`Core::flush`] with an explicit wait limit ([`Error::Timeout`] when it elapses; delivery
     /// then goes on in the background).
     pub fn flush_timeout(&self, timeout: Duration) -> Result<usize, Error> {
-        self.reconcile_store();
-        self.inner.workers.flush(timeout)
+        let started = Instant::now();
+        self.settle_held(convert_ports::instant_after(started, timeout / 2));
+        self.inner
+            .workers
+            .flush(timeout.saturating_sub(started.elapsed()))
+    }
+
+    /// Reconciles held conversions batch after batch (each within the call deadline) until none
+    /// is held, a batch settles none (the store stopped answering, or another call is probing
+    /// it), or `until` has passed.
+    fn settle_held(&self, until: Instant) {
+        let guard = &self.inner.shared.guard;
+        loop {
+            let before = guard.held_count();
+            if before == 0 || self.reconcile_store() >= before || Instant::now() >= until {
+                return;
+            }
+        }
     }
 
     /// Stops the background threads after delivering what can be delivered within `timeout`,
@@ -665,7 +681,9 @@ impl Core {
     /// Called from an event handler on one of the SDK's own threads, it starts the shutdown and
     /// returns at once (a thread cannot wait for itself).
     pub fn close(&self, timeout: Duration) {
-        self.reconcile_store();
+        let started = Instant::now();
+        self.settle_held(convert_ports::instant_after(started, timeout / 2));
+        let timeout = timeout.saturating_sub(started.elapsed());
         self.inner.shared.guard.abandon_held();
         #[cfg(feature = "tokio")]
         if let Some(a) = &self.inner.shared.async_store {

@@ -224,6 +224,23 @@ impl StoreGuard {
         self.state.load(Ordering::Relaxed) != CLOSED
     }
 
+    /// Whether a call would be let through now ([`StoreGuard::admit`] without its effects): the
+    /// circuit is closed, or open with its cooldown over, or half-open with no probe under way.
+    fn may_probe(&self) -> bool {
+        match self.state.load(Ordering::Acquire) {
+            CLOSED => true,
+            OPEN => self.cooled(),
+            _ => !self.probing.load(Ordering::Acquire),
+        }
+    }
+
+    /// Whether the cooldown of an open circuit is over.
+    fn cooled(&self) -> bool {
+        self.now_ms()
+            .saturating_sub(self.opened_at.load(Ordering::Relaxed))
+            >= u64::try_from(self.opts.cooldown.as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// Whether a call may use the store now; moves an open circuit whose cooldown is over to
     /// half-open (this call is then the probe).
     #[inline]
@@ -240,11 +257,7 @@ impl StoreGuard {
         match self.state.load(Ordering::Acquire) {
             CLOSED => true,
             OPEN => {
-                let cooled = self
-                    .now_ms()
-                    .saturating_sub(self.opened_at.load(Ordering::Relaxed))
-                    >= u64::try_from(self.opts.cooldown.as_millis()).unwrap_or(u64::MAX);
-                if cooled
+                if self.cooled()
                     && self
                         .state
                         .compare_exchange(OPEN, HALF_OPEN, Ordering::AcqRel, Ordering::Relaxed)
@@ -523,10 +536,13 @@ impl StoreGuard {
         self.held_len.load(Ordering::Relaxed)
     }
 
-    /// Takes up to one batch of held conversions, to reconcile now (only while the circuit is
-    /// closed). What the batch still holds when dropped goes back to the front of the list.
-    /// `None` when nothing is held (the usual case: one relaxed load, nothing built or dropped)
-    /// or the circuit is open.
+    /// Takes up to one batch of held conversions, to reconcile now: while the circuit is closed,
+    /// or when it may be probed (the cooldown is over and no probe is under way; the batch's
+    /// first store call is then the probe, so that `reconcile_store`, `flush` and `close` settle
+    /// held conversions without waiting for a decision to probe). What the batch still holds
+    /// when dropped goes back to the front of the list. `None` when nothing is held (the usual
+    /// case: one relaxed load, nothing built or dropped) or the circuit is open and may not be
+    /// probed yet.
     #[inline]
     pub fn take_batch(&self) -> Option<HeldBatch<'_>> {
         if self.held_count() == 0 {
@@ -538,7 +554,7 @@ impl StoreGuard {
     /// [`StoreGuard::take_batch`] when something is held.
     #[cold]
     fn take_held_batch(&self) -> Option<HeldBatch<'_>> {
-        if self.is_open() {
+        if !self.may_probe() {
             return None;
         }
         let mut held = self.held();

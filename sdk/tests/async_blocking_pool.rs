@@ -147,6 +147,19 @@ fn async_calls_use_a_sync_store_off_the_runtime_thread() {
 
 /// A pooled store on one file, its SDK, and the file's directory (removed by the caller).
 fn pooled(name: &str) -> (Arc<Noting>, Core, std::path::PathBuf) {
+    pooled_with(
+        name,
+        convert_sdk::StoreOptions::default()
+            .failure_threshold(100)
+            .cooldown(std::time::Duration::ZERO),
+    )
+}
+
+/// [`pooled`] with other store options.
+fn pooled_with(
+    name: &str,
+    options: convert_sdk::StoreOptions,
+) -> (Arc<Noting>, Core, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("convert-sdk-pool-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let store = Noting::open(&dir.join("visitors.sqlite3"));
@@ -154,11 +167,7 @@ fn pooled(name: &str) -> (Arc<Noting>, Core, std::path::PathBuf) {
         .config_json(DEMO_CONFIG)
         .environment("production")
         .tracking(false)
-        .store_options(
-            convert_sdk::StoreOptions::default()
-                .failure_threshold(100)
-                .cooldown(std::time::Duration::ZERO),
-        )
+        .store_options(options)
         .shared_data_store(store.clone())
         .async_data_store(BlockingPool::new(store.clone()))
         .build()
@@ -197,6 +206,42 @@ fn close_async_settles_conversions_the_async_store_held() {
     assert_eq!(
         again.track_conversion("purchase", &ConversionAttributes::new()),
         Ok(ConversionOutcome::AlreadyConverted)
+    );
+    drop(core);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With the async store's circuit open and more held conversions than one reconciliation batch,
+/// `close_async` probes the store once the cooldown is over and settles them all. Before: it
+/// skipped them while the circuit was open (only a decision could probe), then gave them up.
+#[test]
+fn close_async_probes_an_open_circuit_and_settles_every_batch() {
+    let (store, core, dir) = pooled_with(
+        "held-open",
+        convert_sdk::StoreOptions::default()
+            .failure_threshold(1)
+            .cooldown(std::time::Duration::from_millis(50)),
+    );
+    let runtime = current_thread_runtime();
+    runtime.block_on(async {
+        store.down.store(true, Ordering::SeqCst);
+        for i in 0..100 {
+            let ctx = core.create_context(format!("held-{i}"), None);
+            let held = ctx
+                .track_conversion_async("purchase", &ConversionAttributes::new())
+                .await;
+            assert_eq!(held, Ok(ConversionOutcome::Deferred));
+        }
+        assert!(core.metrics().store_circuit_open || core.metrics().store_circuit_opened > 0);
+        store.down.store(false, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+        core.close_async(std::time::Duration::from_secs(5)).await;
+    });
+    let m = core.metrics();
+    assert_eq!(
+        (m.held_conversions_sent, m.held_conversions_unconfirmed),
+        (100, 0),
+        "{m:?}"
     );
     drop(core);
     let _ = std::fs::remove_dir_all(&dir);

@@ -134,6 +134,57 @@ fn a_failed_probe_reopens_and_held_conversions_left_at_close_are_counted() {
     assert_eq!(conversions(&rec), 0, "never sent without the store's mark");
 }
 
+/// With no decisions or conversions after the store comes back, `reconcile_store` and `close`
+/// are what settle the held conversions: after the cooldown they probe the store themselves.
+/// Before: they skipped the held list while the circuit was open, and only a decision or a
+/// conversion could probe, so `reconcile_store` sent nothing and `close` gave them all up
+/// (found by the resource trial: 10,000 held conversions lost at close with Redis back).
+#[test]
+fn reconcile_store_and_close_probe_the_store_and_send_held_conversions() {
+    for by_close in [false, true] {
+        let store = InstrumentedStore::new(false);
+        let rec = Recorder::default();
+        let core = sdk(Arc::clone(&store), &rec);
+        store.failing.store(true, Ordering::SeqCst);
+        // More than one reconciliation batch (64 by default).
+        for i in 0..100 {
+            let ctx = core.create_context(format!("v{i}"), None);
+            assert_eq!(
+                ctx.track_conversion("buy", &ConversionAttributes::new())
+                    .unwrap(),
+                ConversionOutcome::Deferred
+            );
+        }
+        assert!(core.metrics().store_circuit_open);
+        // Still cooling down: the store is not probed.
+        store.failing.store(false, Ordering::SeqCst);
+        store.take_counts();
+        assert_eq!(core.reconcile_store(), 100);
+        assert_eq!(store.take_counts(), (0, 0, 0));
+        std::thread::sleep(Duration::from_millis(80));
+        if by_close {
+            core.close(Duration::from_secs(5));
+        } else {
+            // One batch, as documented; `flush` settles the rest.
+            assert_eq!(core.reconcile_store(), 36);
+            core.flush().unwrap();
+        }
+        let m = core.metrics();
+        assert!(
+            !m.store_circuit_open,
+            "closed by the probe (close: {by_close})"
+        );
+        assert_eq!(
+            (m.held_conversions_sent, m.held_conversions_unconfirmed),
+            (100, 0),
+            "close: {by_close}"
+        );
+        if !by_close {
+            assert_eq!(conversions(&rec), 100);
+        }
+    }
+}
+
 #[test]
 fn a_full_held_list_drops_and_counts() {
     let store = InstrumentedStore::new(false);
