@@ -865,7 +865,9 @@ impl Workers {
         let grace = instant_after(deadline, Duration::from_millis(20));
         let ended = delivery.is_none_or(|t| t.finish(grace));
         if let Some((_, t)) = refresher {
-            t.finish(grace);
+            // Nobody needs a refresh any more: a refresher that does not end at once is in a
+            // request, and is left to end when that request does (it was told to stop).
+            t.finish(instant_after(Instant::now(), Duration::from_millis(20)));
         }
         if !ended {
             // The delivery thread is stuck in a request past the deadline: give up on it.

@@ -562,3 +562,65 @@ fn build_errors_are_typed() {
         Err(Error::Config(_))
     ));
 }
+
+/// A config endpoint whose first GET answers and whose later GETs hang until the test opens a
+/// gate (or a safety timeout passes, which it records).
+struct HangingRefresh {
+    gets: AtomicUsize,
+    gate: crossbeam_channel::Receiver<()>,
+    in_request: std::sync::atomic::AtomicBool,
+    answered_on_timeout: AtomicUsize,
+}
+
+impl Transport for HangingRefresh {
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        if request.method != Method::Get {
+            return Ok(HttpResponse::new(200, Vec::new()));
+        }
+        if self.gets.fetch_add(1, Ordering::SeqCst) == 0 {
+            return ok(CONFIG_A);
+        }
+        self.in_request.store(true, Ordering::SeqCst);
+        if self.gate.recv_timeout(Duration::from_secs(2)).is_err() {
+            self.answered_on_timeout.fetch_add(1, Ordering::SeqCst);
+        }
+        self.in_request.store(false, Ordering::SeqCst);
+        ok(CONFIG_A)
+    }
+}
+
+/// `close` with nothing to deliver returns while a config refresh hangs, rather than waiting
+/// for the refresher (whose result nobody needs any more) up to its timeout. Before: it waited
+/// until the refresh ended (here the endpoint's 2 s safety timeout; with the default transport,
+/// the close timeout: dropping the last handle took 5 s with nothing queued).
+#[test]
+fn close_does_not_wait_for_a_hanging_config_refresh() {
+    let (open, gate) = crossbeam_channel::unbounded();
+    let t = Arc::new(HangingRefresh {
+        gets: AtomicUsize::new(0),
+        gate,
+        in_request: std::sync::atomic::AtomicBool::new(false),
+        answered_on_timeout: AtomicUsize::new(0),
+    });
+    let core = Core::builder()
+        .sdk_key("k")
+        .shared_transport(t.clone())
+        .refresh_interval(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    assert!(core.is_ready());
+    eventually("a refresh in its request", || {
+        t.in_request.load(Ordering::SeqCst)
+    });
+    core.close(Duration::from_secs(30));
+    assert!(
+        t.in_request.load(Ordering::SeqCst),
+        "close waited for the refresh to end"
+    );
+    open.send(()).unwrap();
+    eventually("the refresh answered", || {
+        !t.in_request.load(Ordering::SeqCst)
+    });
+    assert_eq!(t.answered_on_timeout.load(Ordering::SeqCst), 0);
+    assert_eq!(t.gets.load(Ordering::SeqCst), 2, "no refresh after close");
+}
