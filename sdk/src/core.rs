@@ -96,6 +96,21 @@ impl Drop for FinalClose {
     }
 }
 
+/// A handle that does not keep the SDK alive ([`Core::downgrade`]), for what the SDK itself holds:
+/// an event handler, or a cache. [`WeakCore::upgrade`] gives a [`Core`] while some other handle
+/// (a `Core` or a `Context`) is alive.
+#[derive(Clone, Debug, Default)]
+pub struct WeakCore {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl WeakCore {
+    /// The SDK, unless every `Core` and `Context` handle has been dropped.
+    pub fn upgrade(&self) -> Option<Core> {
+        self.inner.upgrade().map(|inner| Core { inner })
+    }
+}
+
 /// The SDK: a cheap, cloneable handle (`Send + Sync`) shared by every thread of the application.
 ///
 /// Build it once with [`Core::builder`], then create a [`Context`] per visitor. Dropping the last
@@ -547,6 +562,13 @@ impl Core {
         Arc::clone(&self.inner.shared.store)
     }
 
+    /// A handle that does not keep the SDK alive (see [`Core::on`]).
+    pub fn downgrade(&self) -> WeakCore {
+        WeakCore {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
     /// Creates the context of one visitor. `attributes` are the visitor's properties: report
     /// segments among them (`country`, `browser`, `devices`, `source`, `campaign`, `visitorType`,
     /// `customSegments`) are stored; the others are kept by the context for audience rules.
@@ -572,6 +594,22 @@ impl Core {
 
     /// Subscribes `handler` to events of `kind`. A panicking handler is contained and logged. A
     /// `Ready` subscriber added after the SDK became ready is called once, at once.
+    ///
+    /// Handlers live as long as the SDK. A handler that needs the SDK (to read its metrics, or
+    /// to flush) should hold a [`WeakCore`] ([`Core::downgrade`]) rather than a `Core`: a `Core`
+    /// held by its own handler keeps the instance, with its threads, from ever being freed.
+    ///
+    /// ```
+    /// # use convert_sdk::{Core, EventKind};
+    /// # let sdk = Core::builder().config(serde_json::json!({"account_id": "1", "project": {"id": "2"}})).build()?;
+    /// let weak = sdk.downgrade();
+    /// sdk.on(EventKind::QueueReleased, move |_| {
+    ///     if let Some(sdk) = weak.upgrade() {
+    ///         log::info!("{} events delivered so far", sdk.metrics().delivered_events);
+    ///     }
+    /// });
+    /// # Ok::<(), convert_sdk::Error>(())
+    /// ```
     pub fn on(&self, kind: EventKind, handler: impl Fn(&SdkEvent) + Send + Sync + 'static) {
         self.inner.shared.events.on(kind, Arc::new(handler));
     }

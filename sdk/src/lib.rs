@@ -24,7 +24,7 @@ pub use crate::context::{
 };
 pub use crate::core::{
     BatchLimits, Core, CoreBuilder, EventsOptions, HEALTHY_SLACK, MAX_RETRY_AFTER, Metrics,
-    RetryPolicy, StoreOptions, USER_AGENT,
+    RetryPolicy, StoreOptions, USER_AGENT, WeakCore,
 };
 pub use crate::error::{Error, RuleErrors};
 pub use crate::events::EventKind;
