@@ -900,6 +900,9 @@ struct Delivery<'a> {
     /// Halves of a batch split for size, sent before anything else.
     split: VecDeque<Vec<TrackingEvent>>,
     outage: Option<Outage>,
+    /// `dropped_events` at the last successful delivery: an outage counts its drops from there,
+    /// so that those made while its first request hung (before it failed) are counted too.
+    dropped_at_success: u64,
     /// Full batches keep coming: poll every [`BUSY_POLL`] instead of waiting to be woken.
     busy: bool,
     /// While shutting down: when to stop sending, however many events producers still add.
@@ -930,6 +933,7 @@ impl<'a> Delivery<'a> {
             timer: None,
             split: VecDeque::new(),
             outage: None,
+            dropped_at_success: shared.counters.dropped.load(Ordering::Relaxed),
             busy: false,
             stop_by: None,
         }
@@ -1256,7 +1260,7 @@ impl<'a> Delivery<'a> {
                     since: now,
                     last_summary: now,
                     attempts: 1,
-                    dropped_at_start: shared.counters.dropped.load(Ordering::Relaxed),
+                    dropped_at_start: self.dropped_at_success,
                 });
             }
             Some(o) => {
@@ -1288,6 +1292,7 @@ impl<'a> Delivery<'a> {
                 shared.counters.dropped.load(Ordering::Relaxed) - o.dropped_at_start
             );
         }
+        self.dropped_at_success = shared.counters.dropped.load(Ordering::Relaxed);
         // The next overflow is a new one (worth a warning) once the queue is back under
         // `max_queue`; while producers outpace a healthy endpoint (the queue near its healthy
         // bound), every success would otherwise re-arm it.

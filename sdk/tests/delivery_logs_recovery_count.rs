@@ -1,0 +1,109 @@
+//! The warning logged when delivery recovers gives the number of events dropped on overflow
+//! during the outage, including those dropped while its first request hung (before it failed).
+//! Its own test binary, because it installs the process-wide logger.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use convert_sdk::{
+    ConversionAttributes, Core, HttpRequest, HttpResponse, Method, RetryPolicy, Transport,
+    TransportError,
+};
+use serde_json::json;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Keeps the WARN lines that contain "recovered".
+struct Recoveries(Mutex<Vec<String>>);
+
+impl log::Log for Recoveries {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::Level::Warn
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        let text = r.args().to_string();
+        if r.level() <= log::Level::Warn && text.contains("recovered") {
+            self.0.lock().unwrap().push(text);
+        }
+    }
+    fn flush(&self) {}
+}
+
+static RECOVERIES: Recoveries = Recoveries(Mutex::new(Vec::new()));
+
+/// A tracking endpoint whose first request hangs until the test opens the gate and then fails
+/// (HTTP 503); every later request succeeds.
+struct HangThenFail {
+    posts: AtomicUsize,
+    hanging: AtomicBool,
+    gate: crossbeam_channel::Receiver<()>,
+}
+
+impl Transport for HangThenFail {
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        if request.method == Method::Post && self.posts.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.hanging.store(true, Ordering::SeqCst);
+            let _ = self.gate.recv_timeout(Duration::from_secs(10));
+            return Ok(HttpResponse::new(503, Vec::new()));
+        }
+        Ok(HttpResponse::new(200, Vec::new()))
+    }
+}
+
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Before: the count started at the first failure, so the 120 events dropped while the first
+/// request hung were left out of the line ("0 events dropped").
+#[test]
+fn the_recovery_warning_counts_the_drops_while_the_first_request_hung() {
+    log::set_logger(&RECOVERIES).unwrap();
+    log::set_max_level(log::LevelFilter::Warn);
+    let (open, gate) = crossbeam_channel::unbounded();
+    let t = std::sync::Arc::new(HangThenFail {
+        posts: AtomicUsize::new(0),
+        hanging: AtomicBool::new(false),
+        gate,
+    });
+    let core = Core::builder()
+        .config(
+            json!({"account_id": "1", "project": {"id": "2"}, "goals": [{"id": "7", "key": "g"}]}),
+        )
+        .shared_transport(t.clone())
+        .events(1, Duration::from_millis(5), 10)
+        .retry(
+            RetryPolicy::default()
+                .initial(Duration::from_millis(5))
+                .max(Duration::from_millis(20)),
+        )
+        .build()
+        .unwrap();
+    let convert = |i: usize| {
+        core.create_context(format!("v{i}"), None)
+            .track_conversion("g", &ConversionAttributes::new())
+            .unwrap();
+    };
+    convert(0);
+    eventually("the first request hanging", || {
+        t.hanging.load(Ordering::SeqCst)
+    });
+    // The queue may hold 8 × 10 while the endpoint counts as healthy: 120 dropped meanwhile.
+    for i in 1..=200 {
+        convert(i);
+    }
+    assert!(core.metrics().dropped_events >= 120);
+    open.send(()).unwrap();
+    eventually("delivery recovered", || {
+        !RECOVERIES.0.lock().unwrap().is_empty()
+    });
+    let dropped = core.metrics().dropped_events;
+    let line = RECOVERIES.0.lock().unwrap()[0].clone();
+    assert!(
+        line.contains(&format!("; {dropped} events dropped on overflow")),
+        "{line} (dropped_events = {dropped})"
+    );
+}
