@@ -107,15 +107,22 @@ impl ConvertProvider {
         context: &EvaluationContext,
         kind: Kind,
     ) -> EvaluationResult<ResolutionDetails<OfValue>> {
-        let Some(config) = self.core.try_config() else {
-            let why = match self.core.wait_until_ready(Duration::ZERO) {
-                Err(e) => e.to_string(),
-                Ok(()) => "it was installed during this call".to_string(),
-            };
-            return Err(error(
+        let not_ready = |why: String| {
+            error(
                 EvaluationErrorCode::ProviderNotReady,
                 format!("the Convert SDK has no project config yet: {why}"),
-            ));
+            )
+        };
+        let config = match self.core.try_config() {
+            Some(config) => config,
+            // Ready since `try_config`: the config installed meanwhile is used.
+            None => match self.core.wait_until_ready(Duration::ZERO) {
+                Ok(()) => self
+                    .core
+                    .try_config()
+                    .ok_or_else(|| not_ready("no config installed".into()))?,
+                Err(e) => return Err(not_ready(e.to_string())),
+            },
         };
         let flag = Flag::parse(&config, flag_key)?;
         let declared = match &flag {
@@ -256,17 +263,15 @@ impl FeatureProvider for ConvertProvider {
 
     /// `Ready` once the SDK has a project config (at once with a static config; after the first
     /// successful fetch in SDK-key mode). Before that, `Error` once a config fetch has failed
-    /// (the SDK keeps retrying; resolutions name the failure) or once the SDK is closed, and
-    /// `NotReady` otherwise. Resolutions answer `PROVIDER_NOT_READY` until it is `Ready`.
+    /// (the SDK keeps retrying; resolutions name the failure), and `NotReady` otherwise.
+    /// Resolutions answer `PROVIDER_NOT_READY` until it is `Ready`.
     fn status(&self) -> ProviderStatus {
         if self.core.is_ready() {
-            return ProviderStatus::Ready;
-        }
-        match self.core.wait_until_ready(Duration::ZERO) {
-            Ok(()) => ProviderStatus::Ready,
-            Err(convert_sdk::Error::Closed) => ProviderStatus::Error,
-            Err(_) if self.core.metrics().config_fetch_errors > 0 => ProviderStatus::Error,
-            Err(_) => ProviderStatus::NotReady,
+            ProviderStatus::Ready
+        } else if self.core.metrics().config_fetch_errors > 0 {
+            ProviderStatus::Error
+        } else {
+            ProviderStatus::NotReady
         }
     }
 
