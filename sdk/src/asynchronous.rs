@@ -357,14 +357,28 @@ impl Core {
         let Some(astore) = self.inner.shared.async_store.as_ref() else {
             return;
         };
-        // Batch after batch, as `close` does for the sync store's.
+        // Batch after batch, as `close` does for the sync store's; none once the SDK is closed
+        // (nobody would send what a reconciliation queues).
+        if self.inner.workers.is_stopped() {
+            return;
+        }
         loop {
             let before = astore.guard.held_count();
-            if before == 0
-                || self.reconcile_store_async().await >= before
-                || Instant::now() >= until
-            {
+            if before == 0 {
                 return;
+            }
+            let after = self.reconcile_store_async().await;
+            if Instant::now() >= until {
+                return;
+            }
+            if after >= before {
+                if !astore.guard.probe_in_flight() {
+                    return;
+                }
+                // Another call is probing the store: its answer decides.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            } else {
+                tokio::task::yield_now().await;
             }
         }
     }
@@ -410,12 +424,13 @@ impl Core {
 
     /// [`Core::close`] without blocking the calling task: waits (within `timeout`) for the
     /// work of async calls whose callers stopped awaiting, reconciles the conversions the async
-    /// store held ([`Core::reconcile_store_async`]; `close` alone gives them up), then delivers
-    /// what it can within the rest of `timeout` and stops the background threads, waiting on
-    /// tokio's blocking pool. Call it on shutdown: dropping the last handle on a runtime thread
-    /// does not block that thread either (the delivery then runs on the blocking pool, and the
-    /// runtime's shutdown waits for it), but it gives up the held conversions and cannot be
-    /// awaited. Polled outside a tokio runtime, the wait runs in place.
+    /// store held ([`Core::reconcile_store_async`], batch after batch within half of
+    /// `timeout`; `close` alone settles only the sync store's), then delivers what it can within
+    /// the rest of `timeout` and stops the background threads, waiting on tokio's blocking pool.
+    /// Call it on shutdown: dropping the last handle in a task does not block the runtime thread
+    /// either (the delivery then runs on the blocking pool, and dropping the runtime waits for
+    /// it), but it gives up the held conversions and cannot be awaited. Polled outside a tokio
+    /// runtime, the wait runs in place.
     pub async fn close_async(&self, timeout: Duration) {
         let timeout = timeout.saturating_sub(self.wait_unfinished(timeout).await);
         let started = Instant::now();

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 pub(crate) struct Inner {
     pub(crate) shared: Arc<Shared>,
     pub(crate) settings: EngineSettings,
-    workers: Arc<Workers>,
+    pub(crate) workers: Arc<Workers>,
     close_timeout: Duration,
 }
 
@@ -37,14 +37,20 @@ impl Drop for Inner {
             timeout: self.close_timeout,
             done: false,
         };
-        // On a tokio runtime thread, the wait for the delivery would hold the thread (and every
+        // In a tokio task, the wait for the delivery would hold the runtime thread (and every
         // task on it) for up to the close timeout: the runtime's blocking pool runs it instead,
-        // and the runtime's shutdown waits for it. A pool that cannot take it (the runtime is
-        // shutting down) drops it, and then it runs here, in `FinalClose`'s drop.
+        // and dropping the runtime waits for it. A pool that cannot take it (the runtime is
+        // shutting down, or no thread can be started) drops it, and then it runs here, in
+        // `FinalClose`'s drop. Outside a task (in `block_on`, or no runtime) it runs here, so
+        // that what is queued is delivered before the drop returns, as without tokio.
         #[cfg(feature = "tokio")]
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            drop(runtime.spawn_blocking(move || close.run()));
-            return;
+        if tokio::task::try_id().is_some() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    drop(runtime.spawn_blocking(move || close.run()));
+                }));
+                return;
+            }
         }
         close.run();
     }
@@ -70,6 +76,13 @@ impl FinalClose {
             return;
         }
         self.workers.stop(&self.shared, self.timeout);
+        if self.workers.on_worker_thread() {
+            // The last handle went with an event handler on the SDK's own thread, which cannot
+            // wait for itself: that thread delivers the queue when the handler returns, as it
+            // was told to stop.
+            self.mark_closed();
+            return;
+        }
         // Events queued after an explicit `close` have nobody left to send them.
         let left = self.shared.lock_queue().take_all().len();
         if left > 0 {
@@ -81,6 +94,10 @@ impl FinalClose {
                 "convert: dropped with {left} tracking events queued after close (counted as abandoned)"
             );
         }
+        self.mark_closed();
+    }
+
+    fn mark_closed(&self) {
         let mut r = self
             .shared
             .readiness
@@ -99,13 +116,14 @@ impl Drop for FinalClose {
 /// A handle that does not keep the SDK alive ([`Core::downgrade`]), for what the SDK itself holds:
 /// an event handler, or a cache. [`WeakCore::upgrade`] gives a [`Core`] while some other handle
 /// (a `Core` or a `Context`) is alive.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct WeakCore {
     inner: std::sync::Weak<Inner>,
 }
 
 impl WeakCore {
     /// The SDK, unless every `Core` and `Context` handle has been dropped.
+    #[must_use]
     pub fn upgrade(&self) -> Option<Core> {
         self.inner.upgrade().map(|inner| Core { inner })
     }
@@ -115,8 +133,9 @@ impl WeakCore {
 ///
 /// Build it once with [`Core::builder`], then create a [`Context`] per visitor. Dropping the last
 /// handle stops the background threads after delivering what is queued (see [`Core::close`]).
-/// With the `tokio` feature, a last handle dropped on a tokio runtime thread does not wait there:
-/// the delivery runs on the runtime's blocking pool, and the runtime's shutdown waits for it
+/// With the `tokio` feature, a last handle dropped in a tokio task does not hold the runtime
+/// thread: the delivery runs on the runtime's blocking pool, and dropping the runtime waits for
+/// it (`shutdown_background` and `shutdown_timeout` do not)
 /// ([`Core::close_async`] also reconciles what an async store held, and can be awaited).
 #[derive(Clone)]
 pub struct Core {
@@ -442,6 +461,7 @@ impl CoreBuilder {
             net,
             counters: Default::default(),
             abandoned: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             overflow_warned: AtomicBool::new(false),
             parked: AtomicBool::new(false),
             healthy: AtomicBool::new(false),
@@ -563,6 +583,7 @@ impl Core {
     }
 
     /// A handle that does not keep the SDK alive (see [`Core::on`]).
+    #[must_use]
     pub fn downgrade(&self) -> WeakCore {
         WeakCore {
             inner: Arc::downgrade(&self.inner),
@@ -698,12 +719,35 @@ impl Core {
     /// Reconciles held conversions batch after batch (each within the call deadline) until none
     /// is held, a batch settles none (the store stopped answering, or another call is probing
     /// it), or `until` has passed.
+    ///
+    /// On one of the SDK's own threads (an event handler), or once the SDK is closed, it takes
+    /// one batch at most: a handler's `flush` and `close` return at once, and after `close`
+    /// nobody would send what a reconciliation queues.
     fn settle_held(&self, until: Instant) {
+        let workers = &self.inner.workers;
+        if workers.is_stopped() {
+            return;
+        }
+        if workers.on_worker_thread() {
+            self.reconcile_store();
+            return;
+        }
         let guard = &self.inner.shared.guard;
         loop {
             let before = guard.held_count();
-            if before == 0 || self.reconcile_store() >= before || Instant::now() >= until {
+            if before == 0 {
                 return;
+            }
+            let after = self.reconcile_store();
+            if Instant::now() >= until {
+                return;
+            }
+            if after >= before {
+                if !guard.probe_in_flight() {
+                    return;
+                }
+                // Another call is probing the store: its answer decides.
+                std::thread::sleep(Duration::from_millis(2));
             }
         }
     }

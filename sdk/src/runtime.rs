@@ -308,6 +308,9 @@ pub(crate) struct Shared {
     /// Set (under the queue lock) once `close` gave up waiting: a batch whose request is still
     /// unanswered is then counted as abandoned if it fails, instead of going back to the queue.
     pub abandoned: AtomicBool,
+    /// Set when the background threads are told to stop: a config refresh still in its request
+    /// then neither writes the config cache nor installs what it fetched.
+    pub stopping: AtomicBool,
     /// Whether the "queue full" warning of the current overflow was logged (re-armed when a
     /// delivery succeeds with the queue back under `max_queue`).
     pub overflow_warned: AtomicBool,
@@ -515,7 +518,9 @@ impl Shared {
                 permanent: true,
             });
         }
-        self.save_cached_config(&text);
+        if !self.stopping.load(Ordering::Acquire) {
+            self.save_cached_config(&text);
+        }
         Ok(cfg)
     }
 
@@ -811,7 +816,13 @@ impl Workers {
         }
     }
 
-    fn on_worker_thread(&self) -> bool {
+    /// Whether the background threads were told to stop (`close`, or the last drop).
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Whether the caller is one of the SDK's own threads (an event handler runs there).
+    pub fn on_worker_thread(&self) -> bool {
         let me = Some(std::thread::current().id());
         me == self.delivery_id || me == self.refresher_id
     }
@@ -848,6 +859,7 @@ impl Workers {
         if self.stopped.swap(true, Ordering::AcqRel) {
             return true;
         }
+        shared.stopping.store(true, Ordering::Release);
         let deadline = instant_after(Instant::now(), timeout);
         drop(lock(&self.closing).take());
         if let Some(ctl) = &self.ctl {
@@ -1378,7 +1390,12 @@ fn refresh_loop(shared: &Shared, stop: &Receiver<()>, initial_failures: u32) {
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {}
         }
-        match shared.fetch_config_classified() {
+        let fetched = shared.fetch_config_classified();
+        if shared.stopping.load(Ordering::Acquire) {
+            // Closed while the request was out: nobody wants its config any more.
+            return;
+        }
+        match fetched {
             Ok(cfg) => {
                 failures = 0;
                 retry_after = None;

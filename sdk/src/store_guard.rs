@@ -234,6 +234,11 @@ impl StoreGuard {
         }
     }
 
+    /// Whether the circuit is half-open with a probe under way (its answer closes or reopens it).
+    pub fn probe_in_flight(&self) -> bool {
+        self.state.load(Ordering::Acquire) == HALF_OPEN && self.probing.load(Ordering::Acquire)
+    }
+
     /// Whether the cooldown of an open circuit is over.
     fn cooled(&self) -> bool {
         self.now_ms()

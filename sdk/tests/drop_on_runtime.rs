@@ -70,7 +70,7 @@ fn core_with_one_conversion(t: std::sync::Arc<Gated>) -> Core {
     core
 }
 
-/// The last handle dropped inside a task returns at once, while the delivery of the queued
+/// The last handle dropped in a task returns at once, while the delivery of the queued
 /// conversion is still in its request; the runtime's shutdown then waits for that delivery.
 /// Before: the drop held the runtime thread until the request was answered (here, until the
 /// endpoint's safety timeout, since the gate is opened by the same thread).
@@ -84,12 +84,16 @@ fn dropping_the_last_handle_on_a_runtime_thread_does_not_hold_it() {
     let core = core_with_one_conversion(t.clone());
     let endpoint = t.clone();
     let held = rt.block_on(async move {
-        drop(core);
-        // Still in the request, or not yet in it: the drop did not wait for it.
-        let held = endpoint.in_request.load(Ordering::SeqCst)
-            || endpoint.bodies.lock().unwrap().is_empty();
-        open.send(()).unwrap();
-        held
+        tokio::spawn(async move {
+            drop(core);
+            // Still in the request, or not yet in it: the drop did not wait for it.
+            let held = endpoint.in_request.load(Ordering::SeqCst)
+                || endpoint.bodies.lock().unwrap().is_empty();
+            open.send(()).unwrap();
+            held
+        })
+        .await
+        .unwrap()
     });
     assert!(held, "the drop waited for the delivery to end");
     // Dropping the runtime waits for the close it handed to the blocking pool.
@@ -98,4 +102,25 @@ fn dropping_the_last_handle_on_a_runtime_thread_does_not_hold_it() {
     assert_eq!(t.answered_on_gate.load(Ordering::SeqCst), 1);
     let body: serde_json::Value = serde_json::from_str(&t.bodies.lock().unwrap()[0]).unwrap();
     assert_eq!(body["visitors"][0]["visitorId"], "v1");
+}
+
+/// Outside a task (in `block_on` itself) nothing else waits on the thread, and the process may
+/// exit right after: the drop delivers before it returns, as without tokio. (Handing the close
+/// to the blocking pool there lost it when the runtime was never dropped.)
+#[test]
+fn dropping_the_last_handle_in_block_on_delivers_before_it_returns() {
+    let (t, open) = gated();
+    open.send(()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let core = core_with_one_conversion(t.clone());
+    let endpoint = t.clone();
+    let delivered = rt.block_on(async move {
+        drop(core);
+        endpoint.answered_on_gate.load(Ordering::SeqCst)
+    });
+    assert_eq!(delivered, 1);
+    std::mem::forget(rt); // as a runtime kept in a static is never dropped
 }

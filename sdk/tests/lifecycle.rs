@@ -585,7 +585,7 @@ impl Transport for HangingRefresh {
             self.answered_on_timeout.fetch_add(1, Ordering::SeqCst);
         }
         self.in_request.store(false, Ordering::SeqCst);
-        ok(CONFIG_A)
+        ok(CONFIG_B)
     }
 }
 
@@ -623,6 +623,44 @@ fn close_does_not_wait_for_a_hanging_config_refresh() {
     });
     assert_eq!(t.answered_on_timeout.load(Ordering::SeqCst), 0);
     assert_eq!(t.gets.load(Ordering::SeqCst), 2, "no refresh after close");
+    // What the refresh brought after close is not installed.
+    std::thread::sleep(Duration::from_millis(30));
+    assert!(core.config().goal_by_key("b").is_none());
+    assert!(core.config().goal_by_key("a").is_some());
+}
+
+/// The application drops its last handle while a `QueueReleased` handler holds an upgraded
+/// `WeakCore`: the handler's handle is the last one, dropped on the delivery thread, which then
+/// delivers what is queued. Before: that drop counted the queue as abandoned and emptied it
+/// (1 of 2 conversions sent; found by the review).
+#[test]
+fn the_last_handle_dropped_by_a_handler_on_the_delivery_thread_still_delivers() {
+    let t = Scripted::new();
+    let core = Core::builder()
+        .config(config(1))
+        .shared_transport(t.clone())
+        .events(1, Duration::from_secs(3600), 100)
+        .build()
+        .unwrap();
+    let (holding, held) = crossbeam_channel::bounded::<()>(1);
+    let (release, released) = crossbeam_channel::bounded::<()>(1);
+    let weak = core.downgrade();
+    let first = std::sync::atomic::AtomicBool::new(true);
+    core.on(EventKind::QueueReleased, move |_| {
+        if !first.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let sdk = weak.upgrade();
+        holding.send(()).unwrap();
+        released.recv_timeout(Duration::from_secs(10)).unwrap();
+        drop(sdk); // the last handle, on the delivery thread
+    });
+    convert(&core, "v1", 0);
+    held.recv_timeout(Duration::from_secs(10)).unwrap();
+    convert(&core, "v2", 0);
+    drop(core);
+    release.send(()).unwrap();
+    eventually("both conversions sent", || events_in(&t.posts()).len() == 2);
 }
 
 /// A handler that needs the SDK holds a `WeakCore`: the SDK is freed when the application's

@@ -17,6 +17,11 @@ use std::time::Duration;
 use support::{InstrumentedStore, Recorder};
 
 fn sdk(store: Arc<InstrumentedStore>, rec: &Recorder) -> Core {
+    sdk_cooling(store, rec, Duration::from_millis(50))
+}
+
+/// [`sdk`] with another circuit cooldown.
+fn sdk_cooling(store: Arc<InstrumentedStore>, rec: &Recorder, cooldown: Duration) -> Core {
     Core::builder()
         .config(json!({
             "account_id": "1", "project": {"id": "2"},
@@ -29,7 +34,7 @@ fn sdk(store: Arc<InstrumentedStore>, rec: &Recorder) -> Core {
         .store_options(
             StoreOptions::default()
                 .failure_threshold(2)
-                .cooldown(Duration::from_millis(50)),
+                .cooldown(cooldown),
         )
         .transport(rec.clone())
         .tracking(false)
@@ -144,7 +149,8 @@ fn reconcile_store_and_close_probe_the_store_and_send_held_conversions() {
     for by_close in [false, true] {
         let store = InstrumentedStore::new(false);
         let rec = Recorder::default();
-        let core = sdk(Arc::clone(&store), &rec);
+        // A cooldown long enough that no scheduling stall ends it before the check below.
+        let core = sdk_cooling(Arc::clone(&store), &rec, Duration::from_millis(400));
         store.failing.store(true, Ordering::SeqCst);
         // More than one reconciliation batch (64 by default).
         for i in 0..100 {
@@ -161,7 +167,7 @@ fn reconcile_store_and_close_probe_the_store_and_send_held_conversions() {
         store.take_counts();
         assert_eq!(core.reconcile_store(), 100);
         assert_eq!(store.take_counts(), (0, 0, 0));
-        std::thread::sleep(Duration::from_millis(80));
+        std::thread::sleep(Duration::from_millis(450));
         if by_close {
             core.close(Duration::from_secs(5));
         } else {
