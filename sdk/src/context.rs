@@ -588,7 +588,7 @@ impl Context {
                 }
                 self.apply(cfg, key, fx);
             });
-            reconcile_held(&self.core);
+            reconcile_held(&self.core, false);
         });
         match out {
             Some(r) => r,
@@ -1063,7 +1063,7 @@ impl Context {
             );
             self.seed_stored();
             if r.is_ok() {
-                reconcile_held(&self.core);
+                reconcile_held(&self.core, false);
             }
             r
         });
@@ -1367,9 +1367,9 @@ fn convert_on(
 /// Reconciles held conversions (a batch per call) once the store answers again: each is marked
 /// atomically and sent only when its mark wins.
 #[inline]
-pub(crate) fn reconcile_held(core: &Core) {
+pub(crate) fn reconcile_held(core: &Core, probe: bool) {
     // Nothing held (the usual case): no batch, after one relaxed load (inlined into the caller).
-    if let Some(batch) = core.inner.shared.guard.take_batch() {
+    if let Some(batch) = core.inner.shared.guard.take_batch(probe) {
         reconcile_batch(core, batch);
     }
 }

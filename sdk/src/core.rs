@@ -779,7 +779,7 @@ impl Core {
     /// Returns the number still held.
     pub fn reconcile_store(&self) -> u64 {
         let guard = &self.inner.shared.guard;
-        guard.within_deadline(|| crate::context::reconcile_held(self));
+        guard.within_deadline(|| crate::context::reconcile_held(self, true));
         guard.held_count()
     }
 

@@ -541,25 +541,29 @@ impl StoreGuard {
         self.held_len.load(Ordering::Relaxed)
     }
 
-    /// Takes up to one batch of held conversions, to reconcile now: while the circuit is closed,
-    /// or when it may be probed (the cooldown is over and no probe is under way; the batch's
-    /// first store call is then the probe, so that `reconcile_store`, `flush` and `close` settle
-    /// held conversions without waiting for a decision to probe). What the batch still holds
-    /// when dropped goes back to the front of the list. `None` when nothing is held (the usual
-    /// case: one relaxed load, nothing built or dropped) or the circuit is open and may not be
-    /// probed yet.
+    /// Takes up to one batch of held conversions, to reconcile now, while the circuit is closed;
+    /// with `probe`, also when it may be probed (the cooldown is over and no probe is under way:
+    /// the batch's first store call is then the probe, so that `reconcile_store`, `flush` and
+    /// `close` settle held conversions without waiting for a decision to probe; a decision that
+    /// just used the store does not probe again). What the batch still holds when dropped goes
+    /// back to the front of the list. `None` when nothing is held (the usual case: one relaxed
+    /// load, nothing built or dropped) or the store may not be called.
     #[inline]
-    pub fn take_batch(&self) -> Option<HeldBatch<'_>> {
+    pub fn take_batch(&self, probe: bool) -> Option<HeldBatch<'_>> {
         if self.held_count() == 0 {
             return None;
         }
-        self.take_held_batch()
+        self.take_held_batch(probe)
     }
 
     /// [`StoreGuard::take_batch`] when something is held.
     #[cold]
-    fn take_held_batch(&self) -> Option<HeldBatch<'_>> {
-        if !self.may_probe() {
+    fn take_held_batch(&self, probe: bool) -> Option<HeldBatch<'_>> {
+        if if probe {
+            !self.may_probe()
+        } else {
+            self.is_open()
+        } {
             return None;
         }
         let mut held = self.held();

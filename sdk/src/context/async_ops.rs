@@ -209,7 +209,7 @@ impl Context {
             }
         }
         if answered {
-            reconcile_held_async(&self.core, astore, deadline).await;
+            reconcile_held_async(&self.core, astore, deadline, false).await;
         }
         out
     }
@@ -462,7 +462,7 @@ impl Context {
         let result = match stored {
             Ok((result, events)) => {
                 self.core.enqueue(events);
-                reconcile_held_async(&self.core, astore, deadline).await;
+                reconcile_held_async(&self.core, astore, deadline, false).await;
                 result
             }
             Err(_) => self.convert_unanswered(
@@ -522,10 +522,11 @@ async fn convert_in_async_store(
 }
 
 /// `reconcile_held` on the async store: a batch of held conversions, each marked atomically and
-/// sent only when its mark wins, while at least half of the call's deadline is left.
-async fn reconcile_held_async(core: &Core, astore: &AsyncStore, deadline: Instant) {
+/// sent only when its mark wins, while at least half of the call's deadline is left (`probe`:
+/// as [`StoreGuard::take_batch`](crate::store_guard::StoreGuard::take_batch)).
+async fn reconcile_held_async(core: &Core, astore: &AsyncStore, deadline: Instant, probe: bool) {
     let guard = &astore.guard;
-    let Some(mut batch) = guard.take_batch() else {
+    let Some(mut batch) = guard.take_batch(probe) else {
         return;
     };
     while let Some(h) = batch.next() {
@@ -569,7 +570,7 @@ impl Core {
         let core = self.clone();
         detached(astore, "reconciliation", async move {
             if let Some(astore) = core.inner.shared.async_store.as_ref() {
-                reconcile_held_async(&core, astore, astore.deadline()).await;
+                reconcile_held_async(&core, astore, astore.deadline(), true).await;
             }
         })
         .await;
