@@ -55,6 +55,13 @@ fn gated() -> (std::sync::Arc<Gated>, Sender<()>) {
     (t, open)
 }
 
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn core_with_one_conversion(t: std::sync::Arc<Gated>) -> Core {
     let core = Core::builder()
         .config(json!({"account_id": "10", "project": {"id": "20"},
@@ -77,10 +84,7 @@ fn core_with_one_conversion(t: std::sync::Arc<Gated>) -> Core {
 #[test]
 fn dropping_the_last_handle_on_a_runtime_thread_does_not_hold_it() {
     let (t, open) = gated();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread();
     let core = core_with_one_conversion(t.clone());
     let endpoint = t.clone();
     let held = rt.block_on(async move {
@@ -111,10 +115,7 @@ fn dropping_the_last_handle_on_a_runtime_thread_does_not_hold_it() {
 fn dropping_the_last_handle_in_block_on_delivers_before_it_returns() {
     let (t, open) = gated();
     open.send(()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread();
     let core = core_with_one_conversion(t.clone());
     let endpoint = t.clone();
     let delivered = rt.block_on(async move {

@@ -510,18 +510,23 @@ async fn an_unreadable_value_is_a_parse_error_after_a_tracked_decision() {
     assert!(!same_tracking((&core, &rec), (&direct, &direct_rec)).is_empty());
 }
 
-/// Before: `status()` stayed `NotReady` after the first fetch failed, and the error did not say
-/// why.
-#[tokio::test]
-async fn without_a_config_the_provider_is_in_error_and_says_why() {
+/// An SDK in SDK-key mode whose config fetches all fail (no config until the test sets one).
+fn unreachable_cdn() -> Core {
     let mut transport = Recorder::default();
     transport.failing = true;
-    let core = Core::builder()
+    Core::builder()
         .sdk_key("10/20")
         .transport(transport)
         .tracking(false)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// Before: `status()` stayed `NotReady` after the first fetch failed, and the error did not say
+/// why.
+#[tokio::test]
+async fn without_a_config_the_provider_is_in_error_and_says_why() {
+    let core = unreachable_cdn();
     let provider = ConvertProvider::new(core.clone()).with_init_timeout(Duration::from_millis(50));
     assert_eq!(provider.status(), ProviderStatus::Error);
     let client = client("not-ready", provider).await;
@@ -555,14 +560,7 @@ async fn without_a_config_the_provider_is_in_error_and_says_why() {
 /// evaluation after it has a value. Before: it answered `PROVIDER_NOT_READY`.
 #[tokio::test]
 async fn set_provider_waits_for_the_first_config() {
-    let mut transport = Recorder::default();
-    transport.failing = true;
-    let core = Core::builder()
-        .sdk_key("10/20")
-        .transport(transport)
-        .tracking(false)
-        .build()
-        .unwrap();
+    let core = unreachable_cdn();
     let later = core.clone();
     let installed = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(30)).await;
