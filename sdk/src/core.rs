@@ -135,8 +135,8 @@ impl WeakCore {
 /// handle stops the background threads after delivering what is queued (see [`Core::close`]).
 /// With the `tokio` feature, a last handle dropped in a tokio task does not hold the runtime
 /// thread: the delivery runs on the runtime's blocking pool, and dropping the runtime waits for
-/// it (`shutdown_background` and `shutdown_timeout` do not)
-/// ([`Core::close_async`] also reconciles what an async store held, and can be awaited).
+/// it (`shutdown_background` and `shutdown_timeout` do not). [`Core::close_async`] can be
+/// awaited, and also settles what an async store held.
 #[derive(Clone)]
 pub struct Core {
     pub(crate) inner: Arc<Inner>,

@@ -559,11 +559,12 @@ impl StoreGuard {
     /// [`StoreGuard::take_batch`] when something is held.
     #[cold]
     fn take_held_batch(&self, probe: bool) -> Option<HeldBatch<'_>> {
-        if if probe {
-            !self.may_probe()
+        let callable = if probe {
+            self.may_probe()
         } else {
-            self.is_open()
-        } {
+            !self.is_open()
+        };
+        if !callable {
             return None;
         }
         let mut held = self.held();
