@@ -353,12 +353,12 @@ impl Core {
     /// Reconciles the conversions the async store held while it did not answer, before a
     /// flush or a close (which gives them up). The sync store's are left to `flush_timeout`
     /// and `close`, on the blocking pool.
-    async fn settle_async_held(&self, until: Instant) {
+    async fn settle_async_held(&self, until: Instant, wait_for_store: bool) {
         let Some(astore) = self.inner.shared.async_store.as_ref() else {
             return;
         };
-        // Batch after batch, as `close` does for the sync store's; none once the SDK is closed
-        // (nobody would send what a reconciliation queues).
+        // Batch after batch, as `close` does for the sync store's (`Core::settle_held`); none
+        // once the SDK is closed (nobody would send what a reconciliation queues).
         if self.inner.workers.is_stopped() {
             return;
         }
@@ -367,19 +367,19 @@ impl Core {
             if before == 0 {
                 return;
             }
-            let after = self.reconcile_store_async().await;
-            if Instant::now() >= until {
+            let after = self.reconcile_async_until(Some(until)).await;
+            let now = Instant::now();
+            if now >= until {
                 return;
             }
-            if after >= before {
-                if !astore.guard.probe_in_flight() {
-                    return;
-                }
-                // Another call is probing the store: its answer decides.
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            } else {
+            if after < before {
                 tokio::task::yield_now().await;
+                continue;
             }
+            if !astore.guard.probe_in_flight() && !wait_for_store {
+                return;
+            }
+            tokio::time::sleep((until - now).min(Duration::from_millis(10))).await;
         }
     }
 
@@ -413,7 +413,7 @@ impl Core {
     pub async fn flush_async(&self, timeout: Duration) -> Result<usize, Error> {
         let timeout = timeout.saturating_sub(self.wait_unfinished(timeout).await);
         let started = Instant::now();
-        self.settle_async_held(convert_ports::instant_after(started, timeout / 2))
+        self.settle_async_held(convert_ports::instant_after(started, timeout / 2), false)
             .await;
         let timeout = timeout.saturating_sub(started.elapsed());
         let core = self.clone();
@@ -434,7 +434,7 @@ impl Core {
     pub async fn close_async(&self, timeout: Duration) {
         let timeout = timeout.saturating_sub(self.wait_unfinished(timeout).await);
         let started = Instant::now();
-        self.settle_async_held(convert_ports::instant_after(started, timeout / 2))
+        self.settle_async_held(convert_ports::instant_after(started, timeout / 2), true)
             .await;
         let timeout = timeout.saturating_sub(started.elapsed());
         let core = self.clone();

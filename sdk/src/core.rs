@@ -710,26 +710,31 @@ impl Core {
     /// then goes on in the background).
     pub fn flush_timeout(&self, timeout: Duration) -> Result<usize, Error> {
         let started = Instant::now();
-        self.settle_held(convert_ports::instant_after(started, timeout / 2));
+        self.settle_held(convert_ports::instant_after(started, timeout / 2), false);
         self.inner
             .workers
             .flush(timeout.saturating_sub(started.elapsed()))
     }
 
-    /// Reconciles held conversions batch after batch (each within the call deadline) until none
-    /// is held, a batch settles none (the store stopped answering, or another call is probing
-    /// it), or `until` has passed.
+    /// Reconciles held conversions batch after batch, each within the call deadline and none
+    /// started with less than half a call deadline left before `until` (a conversion marked
+    /// must leave time to send it), until none is held or `until` has passed. Without
+    /// `wait_for_store` (`flush`) it stops at the first batch that settles none, unless another
+    /// call is probing the store; with it (`close`) it waits out the circuit's cooldown and
+    /// probes again, so that a store back from an outage a moment ago, or one whose first call
+    /// after it fails, still gets the held conversions.
     ///
     /// On one of the SDK's own threads (an event handler), or once the SDK is closed, it takes
     /// one batch at most: a handler's `flush` and `close` return at once, and after `close`
     /// nobody would send what a reconciliation queues.
-    fn settle_held(&self, until: Instant) {
+    fn settle_held(&self, until: Instant, wait_for_store: bool) {
         let workers = &self.inner.workers;
         if workers.is_stopped() {
             return;
         }
+        let bounded = || convert_ports::with_store_deadline(until, || self.reconcile_store());
         if workers.on_worker_thread() {
-            self.reconcile_store();
+            bounded();
             return;
         }
         let guard = &self.inner.shared.guard;
@@ -738,17 +743,20 @@ impl Core {
             if before == 0 {
                 return;
             }
-            let after = self.reconcile_store();
-            if Instant::now() >= until {
+            let after = bounded();
+            let now = Instant::now();
+            if now >= until {
                 return;
             }
-            if after >= before {
-                if !guard.probe_in_flight() {
-                    return;
-                }
-                // Another call is probing the store: its answer decides.
-                std::thread::sleep(Duration::from_millis(2));
+            if after < before {
+                continue;
             }
+            if !guard.probe_in_flight() && !wait_for_store {
+                return;
+            }
+            // Another call is probing the store, or the circuit cools down before the next
+            // probe: wait a little, within `until`.
+            std::thread::sleep((until - now).min(Duration::from_millis(10)));
         }
     }
 
@@ -764,7 +772,7 @@ impl Core {
     /// returns at once (a thread cannot wait for itself).
     pub fn close(&self, timeout: Duration) {
         let started = Instant::now();
-        self.settle_held(convert_ports::instant_after(started, timeout / 2));
+        self.settle_held(convert_ports::instant_after(started, timeout / 2), true);
         let timeout = timeout.saturating_sub(started.elapsed());
         self.inner.shared.guard.abandon_held();
         #[cfg(feature = "tokio")]

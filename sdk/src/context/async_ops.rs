@@ -562,6 +562,12 @@ impl Core {
     /// still holds (without an async store: `reconcile_store`). Async calls do this too, once
     /// the store answers again; call it before `close` to settle what is left.
     pub async fn reconcile_store_async(&self) -> u64 {
+        self.reconcile_async_until(None).await
+    }
+
+    /// [`Core::reconcile_store_async`], stopping (as it stops at half its call deadline) when
+    /// less than half a call deadline is left before `until`.
+    pub(crate) async fn reconcile_async_until(&self, until: Option<Instant>) -> u64 {
         let Some(astore) = self.inner.shared.async_store.as_ref() else {
             return self.reconcile_store();
         };
@@ -570,7 +576,9 @@ impl Core {
         let core = self.clone();
         detached(astore, "reconciliation", async move {
             if let Some(astore) = core.inner.shared.async_store.as_ref() {
-                reconcile_held_async(&core, astore, astore.deadline(), true).await;
+                let deadline = astore.deadline();
+                let deadline = until.map_or(deadline, |u| u.min(deadline));
+                reconcile_held_async(&core, astore, deadline, true).await;
             }
         })
         .await;
