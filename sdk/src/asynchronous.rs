@@ -379,7 +379,10 @@ impl Core {
             if !astore.guard.probe_in_flight() && !wait_for_store {
                 return;
             }
-            tokio::time::sleep((until - now).min(Duration::from_millis(10))).await;
+            // On the blocking pool: this needs neither tokio's timer (a runtime may be built
+            // without it) nor a tokio runtime at all (outside one, it sleeps in place).
+            let pause = (until - now).min(Duration::from_millis(10));
+            on_blocking_pool(move || std::thread::sleep(pause)).await;
         }
     }
 
