@@ -147,24 +147,11 @@ fn a_failed_probe_reopens_and_held_conversions_left_at_close_are_counted() {
 #[test]
 fn reconcile_store_and_close_probe_the_store_and_send_held_conversions() {
     for by_close in [false, true] {
-        let store = InstrumentedStore::new(false);
-        let rec = Recorder::default();
-        // A cooldown long enough that no scheduling stall ends it before the check below.
-        let core = sdk_cooling(Arc::clone(&store), &rec, Duration::from_millis(400));
-        store.failing.store(true, Ordering::SeqCst);
-        // More than one reconciliation batch (64 by default).
-        for i in 0..100 {
-            let ctx = core.create_context(format!("v{i}"), None);
-            assert_eq!(
-                ctx.track_conversion("buy", &ConversionAttributes::new())
-                    .unwrap(),
-                ConversionOutcome::Deferred
-            );
-        }
+        // More than one reconciliation batch (64 by default), and a cooldown long enough that
+        // no scheduling stall ends it before the check below.
+        let (store, rec, core) = held_hundred(Duration::from_millis(400));
         assert!(core.metrics().store_circuit_open);
         // Still cooling down: the store is not probed.
-        store.failing.store(false, Ordering::SeqCst);
-        store.take_counts();
         assert_eq!(core.reconcile_store(), 100);
         assert_eq!(store.take_counts(), (0, 0, 0));
         std::thread::sleep(Duration::from_millis(450));
