@@ -523,10 +523,14 @@ impl Context {
         }
     }
 
-    /// An async call tried to store the segments given at creation and its store did not
-    /// confirm: the next call that reads the record stores those the record does not hold.
+    /// An async call tried to store the segments given at creation: stored when its store
+    /// `confirmed` the write ([`Context::seed_stored`]); otherwise the next call that reads the
+    /// record stores those the record does not hold.
     #[cfg(feature = "tokio")]
-    fn seed_unconfirmed(&self) {
+    fn seed_attempted(&self, confirmed: bool) {
+        if confirmed {
+            return self.seed_stored();
+        }
         if let Some(s) = &self.seeded {
             let _ = s.state.compare_exchange(
                 SEED_PENDING,

@@ -202,11 +202,7 @@ impl Context {
         // The segments given at creation are stored with this call's writes once the store
         // confirmed them; otherwise a later call that reads the record stores what it lacks.
         if seeding {
-            if answered && written {
-                self.seed_stored();
-            } else {
-                self.seed_unconfirmed();
-            }
+            self.seed_attempted(answered && written);
         }
         if answered {
             reconcile_held_async(&self.core, astore, deadline, false).await;
@@ -391,11 +387,7 @@ impl Context {
                 .apply(events, &key, None, &ops, astore.deadline())
                 .await;
             if seeding {
-                if matches!(written, Ok(Ok(_))) {
-                    ctx.seed_stored();
-                } else {
-                    ctx.seed_unconfirmed();
-                }
+                ctx.seed_attempted(matches!(written, Ok(Ok(_))));
             }
         })
         .await;
@@ -454,11 +446,7 @@ impl Context {
             deadline,
         )
         .await;
-        if stored.is_ok() {
-            self.seed_stored();
-        } else {
-            self.seed_unconfirmed();
-        }
+        self.seed_attempted(stored.is_ok());
         let result = match stored {
             Ok((result, events)) => {
                 self.core.enqueue(events);
