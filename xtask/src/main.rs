@@ -603,7 +603,64 @@ fn check_serde_json_features() -> Result<(), String> {
     Ok(())
 }
 
+/// The only file allowed to use `unsafe` (the workspace denies `unsafe_code`; see its
+/// `Cargo.toml`).
+const UNSAFE_ALLOWED_IN: &str = "adapters/memory-store/src/prefetch.rs";
+
+/// Whether Rust source `text` has an attribute that opts out of the workspace's `unsafe_code`
+/// lint (`allow`, `expect`, also inside `cfg_attr`).
+fn allows_unsafe(text: &str) -> bool {
+    text.lines().any(|l| {
+        let l = l.trim_start();
+        (l.starts_with("#[") || l.starts_with("#!["))
+            && l.contains("unsafe_code")
+            && (l.contains("allow") || l.contains("expect"))
+    })
+}
+
+/// The `.rs` files under `dir`, skipping build output and Node modules.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if path.is_dir() {
+            if !matches!(name, "target" | "node_modules" | ".git") {
+                rust_files(&path, out)?;
+            }
+        } else if name.ends_with(".rs") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Checks that no file but [`UNSAFE_ALLOWED_IN`] allows `unsafe` code.
+fn check_unsafe() -> Result<(), String> {
+    eprintln!("\n==> unsafe code");
+    let root = root();
+    let mut files = Vec::new();
+    rust_files(&root, &mut files)?;
+    let allowed = root.join(UNSAFE_ALLOWED_IN);
+    for file in files {
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        if file != allowed && allows_unsafe(&text) {
+            return Err(format!(
+                "{} allows unsafe_code; only {UNSAFE_ALLOWED_IN} may",
+                file.display()
+            ));
+        }
+    }
+    eprintln!("    only {UNSAFE_ALLOWED_IN} allows it");
+    Ok(())
+}
+
 fn test(install: bool) -> Result<(), String> {
+    check_unsafe()?;
     check_boundaries()?;
     check_serde_json_features()?;
     let (env, redis) = test_env(install)?;
@@ -952,6 +1009,25 @@ mod tests {
         assert_eq!(got[at("--features") + 1], AXUM_FEATURES);
         // The benchmark's own arguments come after `--`, in order.
         assert_eq!(got[at("--") + 1..], ["--bench", "--redis-delay-ms", "0,20"]);
+    }
+
+    #[test]
+    fn finds_files_that_allow_unsafe_code() {
+        assert!(allows_unsafe("#[allow(unsafe_code)]\nfn f() {}"));
+        assert!(allows_unsafe("#![allow(unsafe_code)]"));
+        assert!(allows_unsafe("#[expect(unsafe_code)]"));
+        assert!(allows_unsafe("  #[cfg_attr(x, allow(unsafe_code))]"));
+        assert!(!allows_unsafe(
+            "// allow(unsafe_code) in a comment\nfn f() {}"
+        ));
+        assert!(!allows_unsafe("#![deny(unsafe_code)]"));
+        let mut files = Vec::new();
+        rust_files(&root(), &mut files).unwrap();
+        let allowing: Vec<_> = files
+            .iter()
+            .filter(|f| allows_unsafe(&std::fs::read_to_string(f).unwrap()))
+            .collect();
+        assert_eq!(allowing, [&root().join(UNSAFE_ALLOWED_IN)]);
     }
 
     #[test]

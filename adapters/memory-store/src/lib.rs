@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod prefetch;
+
 use convert_ports::{DataStore, StoreData, StoreError};
 use std::fmt;
 use std::hash::BuildHasher;
@@ -315,6 +317,16 @@ impl Set {
         std::mem::replace(&mut s.data, data)
     }
 
+    /// Starts loading the slot that [`Set::insert`] would fill now (without a TTL): the first
+    /// free way, or the least recently used one of a full set.
+    #[inline(always)]
+    fn prefetch_victim(&self, ways: usize) {
+        let p = usize::from(self.len).min(ways - 1);
+        if let Some(slot) = self.slot(self.way(p)) {
+            prefetch::prefetch(slot);
+        }
+    }
+
     fn remove(&mut self, tag: u16, key: &str, ways: usize) -> Option<(StoreData, Key)> {
         let p = self.find(tag, key)?;
         self.remove_at(p, ways)
@@ -505,6 +517,8 @@ impl DataStore for MemoryStore {
         if let Some(existing) = set.use_mut(tag, key, self.ways, now) {
             return Ok(f(existing));
         }
+        // The decision below runs while the slot it will write is brought into the cache.
+        set.prefetch_victim(self.ways);
         let mut fresh = StoreData::default();
         if !f(&mut fresh) {
             return Ok(false);
