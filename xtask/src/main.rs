@@ -618,7 +618,21 @@ fn allows_unsafe(text: &str) -> bool {
     })
 }
 
-/// The `.rs` files under `dir`, skipping build output and Node modules.
+/// Whether a member crate's manifest `text` takes the workspace's lints (and so its
+/// `unsafe_code = "deny"`).
+fn uses_workspace_lints(text: &str) -> bool {
+    let mut in_lints = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_lints = line == "[lints]";
+        } else if in_lints && line.replace(' ', "") == "workspace=true" {
+            return true;
+        }
+    }
+    false
+}
+
+/// The `.rs` and `Cargo.toml` files under `dir`, skipping build output and Node modules.
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for entry in entries {
@@ -631,14 +645,15 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
             if !matches!(name, "target" | "node_modules" | ".git") {
                 rust_files(&path, out)?;
             }
-        } else if name.ends_with(".rs") {
+        } else if name.ends_with(".rs") || name == "Cargo.toml" {
             out.push(path);
         }
     }
     Ok(())
 }
 
-/// Checks that no file but [`UNSAFE_ALLOWED_IN`] allows `unsafe` code.
+/// Checks that every member crate takes the workspace's lints and that no file but
+/// [`UNSAFE_ALLOWED_IN`] allows `unsafe` code.
 fn check_unsafe() -> Result<(), String> {
     eprintln!("\n==> unsafe code");
     let root = root();
@@ -648,7 +663,14 @@ fn check_unsafe() -> Result<(), String> {
     for file in files {
         let text =
             std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-        if file != allowed && allows_unsafe(&text) {
+        if file.ends_with("Cargo.toml") {
+            if file != root.join("Cargo.toml") && !uses_workspace_lints(&text) {
+                return Err(format!(
+                    "{} does not take the workspace's lints ([lints] workspace = true)",
+                    file.display()
+                ));
+            }
+        } else if file != allowed && allows_unsafe(&text) {
             return Err(format!(
                 "{} allows unsafe_code; only {UNSAFE_ALLOWED_IN} may",
                 file.display()
@@ -1025,9 +1047,17 @@ mod tests {
         rust_files(&root(), &mut files).unwrap();
         let allowing: Vec<_> = files
             .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "rs"))
             .filter(|f| allows_unsafe(&std::fs::read_to_string(f).unwrap()))
             .collect();
         assert_eq!(allowing, [&root().join(UNSAFE_ALLOWED_IN)]);
+        assert!(uses_workspace_lints(
+            "[package]\nname = \"x\"\n\n[lints]\nworkspace = true\n"
+        ));
+        assert!(!uses_workspace_lints(
+            "[package]\nworkspace = true\n[lints.rust]\nunsafe_code = \"allow\"\n"
+        ));
+        assert!(check_unsafe().is_ok());
     }
 
     #[test]
