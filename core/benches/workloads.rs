@@ -16,13 +16,14 @@
 //! comparison.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use convert_core::config::LocationTarget;
 use convert_core::engine::{
     Effects, Engine, EngineSettings, RunOptions, VisitorProps, VisitorState,
 };
-use convert_core::hash::bucket_value;
 use convert_core::{ProjectConfig, StoreData};
 use serde_json::{Map, Value, json};
+
+#[path = "shared/floor.rs"]
+mod floor;
 
 fn main() {
     // `CONVERT_DUMP_LARGE_CONFIG=path` writes the generated config for the JS comparison.
@@ -64,36 +65,21 @@ fn workload(name: &str) -> Workload {
     }
 }
 
-/// Location rules ("any"), audience rules ("any") and the bucket hash of one visitor.
+/// Location rules ("any"), audience rules ("any") and the bucket hash of one visitor
+/// ([`floor::hash_and_rules`]).
 #[divan::bench(args = WORKLOADS)]
 fn hash_and_rules(bencher: divan::Bencher, name: &str) {
     let w = workload(name);
     let exp = w.cfg.experience_by_key(&w.key).unwrap();
     let props = VisitorProps::new(Some(&w.attributes), None, None);
     bencher.bench_local(|| {
-        let location = match &exp.location {
-            LocationTarget::Locations(ids) => ids.iter().any(|&i| {
-                w.cfg.locations[i]
-                    .rules
-                    .as_ref()
-                    .is_some_and(|r| r.evaluate(divan::black_box(&w.location)).is_match())
-            }),
-            _ => true,
-        };
-        let audience = exp.audiences.is_empty()
-            || exp.audiences.iter().any(|&i| {
-                w.cfg.audiences[i]
-                    .rules
-                    .as_ref()
-                    .is_some_and(|r| r.evaluate(divan::black_box(&props)).is_match())
-            });
-        let bucket = bucket_value(
-            &exp.id,
+        floor::hash_and_rules(
+            &w.cfg,
+            exp,
+            divan::black_box(&w.location),
+            &props,
             divan::black_box("bench-visitor-123456"),
-            9999,
-            10000.0,
-        );
-        (location, audience, bucket)
+        )
     });
 }
 

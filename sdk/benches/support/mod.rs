@@ -25,14 +25,19 @@ pub fn workload(name: &str) -> Workload {
     workload_with_store(name, convert_sdk::stores::MemoryStore::new())
 }
 
-/// [`workload`] with another store.
-pub fn workload_with_store(name: &str, store: impl convert_sdk::DataStore) -> Workload {
+/// The bench request `examples/data/{name}.json`.
+pub fn request(name: &str) -> Value {
     let text = match name {
         "bench-3arm" => include_str!("../../../examples/data/bench-3arm.json"),
         "bench-targeted" => include_str!("../../../examples/data/bench-targeted.json"),
         _ => panic!("unknown workload {name}"),
     };
-    let req: Value = serde_json::from_str(text).unwrap();
+    serde_json::from_str(text).unwrap()
+}
+
+/// [`workload`] with another store.
+pub fn workload_with_store(name: &str, store: impl convert_sdk::DataStore) -> Workload {
+    let req = request(name);
     let bench = &req["bench"];
     let core = Core::builder()
         .config(req["config"].clone())
