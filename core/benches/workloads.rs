@@ -77,7 +77,7 @@ fn hash_and_rules(bencher: divan::Bencher, name: &str) {
             &w.cfg,
             exp,
             divan::black_box(&w.location),
-            &props,
+            divan::black_box(&props),
             divan::black_box("bench-visitor-123456"),
         )
     });

@@ -72,7 +72,7 @@ fn run(name: &str, rounds: usize) {
                     &cfg,
                     exp,
                     black_box(&location),
-                    &props,
+                    black_box(&props),
                     black_box("bench-visitor-123456"),
                 ));
             })
