@@ -8,27 +8,13 @@ use convert_sdk::{
     TransportError,
 };
 use serde_json::json;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// Keeps the WARN lines that contain "recovered".
-struct Recoveries(Mutex<Vec<String>>);
+#[path = "support/warnings.rs"]
+mod warnings;
 
-impl log::Log for Recoveries {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= log::Level::Warn
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        let text = r.args().to_string();
-        if r.level() <= log::Level::Warn && text.contains("recovered") {
-            self.0.lock().unwrap().push(text);
-        }
-    }
-    fn flush(&self) {}
-}
-
-static RECOVERIES: Recoveries = Recoveries(Mutex::new(Vec::new()));
+static RECOVERIES: warnings::CountWarnings = warnings::CountWarnings::new("recovered");
 
 /// A tracking endpoint whose first request hangs until the test opens the gate and then fails
 /// (HTTP 503); every later request succeeds.
@@ -61,8 +47,7 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 /// request hung were left out of the line ("1 events dropped" with 191 dropped).
 #[test]
 fn the_recovery_warning_counts_the_drops_while_the_first_request_hung() {
-    log::set_logger(&RECOVERIES).unwrap();
-    log::set_max_level(log::LevelFilter::Warn);
+    RECOVERIES.install();
     let (open, gate) = crossbeam_channel::unbounded();
     let t = std::sync::Arc::new(HangThenFail {
         posts: AtomicUsize::new(0),
@@ -97,11 +82,9 @@ fn the_recovery_warning_counts_the_drops_while_the_first_request_hung() {
     }
     assert!(core.metrics().dropped_events >= 180);
     open.send(()).unwrap();
-    eventually("delivery recovered", || {
-        !RECOVERIES.0.lock().unwrap().is_empty()
-    });
+    eventually("delivery recovered", || RECOVERIES.count() > 0);
     let dropped = core.metrics().dropped_events;
-    let line = RECOVERIES.0.lock().unwrap()[0].clone();
+    let line = RECOVERIES.lines()[0].clone();
     assert!(
         line.contains(&format!("; {dropped} events dropped on overflow")),
         "{line} (dropped_events = {dropped})"

@@ -130,6 +130,17 @@ fn events_in(posts: &[HttpRequest]) -> Vec<(String, String)> {
     out
 }
 
+/// An SDK on the scripted transport `t`, with a config of `goals` goals, releasing a batch at
+/// `batch` events or every `release`, with a queue of 100.
+fn on_scripted(t: &Arc<Scripted>, goals: usize, batch: usize, release: Duration) -> Core {
+    Core::builder()
+        .config(config(goals))
+        .shared_transport(t.clone())
+        .events(batch, release, 100)
+        .build()
+        .unwrap()
+}
+
 fn convert(core: &Core, visitor: &str, goal: usize) {
     let ctx = core.create_context(visitor, None);
     ctx.track_conversion(&format!("goal-{goal}"), &ConversionAttributes::new())
@@ -139,12 +150,7 @@ fn convert(core: &Core, visitor: &str, goal: usize) {
 #[test]
 fn size_trigger_delivers_in_background_without_flush() {
     let t = Scripted::new();
-    let core = Core::builder()
-        .config(config(5))
-        .shared_transport(t.clone())
-        .events(3, Duration::from_secs(3600), 100)
-        .build()
-        .unwrap();
+    let core = on_scripted(&t, 5, 3, Duration::from_secs(3600));
     for g in 0..3 {
         convert(&core, "v1", g);
     }
@@ -156,12 +162,7 @@ fn size_trigger_delivers_in_background_without_flush() {
 #[test]
 fn release_interval_delivers_a_partial_batch() {
     let t = Scripted::new();
-    let core = Core::builder()
-        .config(config(1))
-        .shared_transport(t.clone())
-        .events(100, Duration::from_millis(20), 100)
-        .build()
-        .unwrap();
+    let core = on_scripted(&t, 1, 100, Duration::from_millis(20));
     convert(&core, "v1", 0);
     eventually("a timer-triggered POST", || t.posts().len() == 1);
 }
@@ -171,12 +172,7 @@ fn an_idle_delivery_thread_starts_its_timer_for_the_first_event() {
     // Regression: the delivery thread, idle on an empty queue, used to sleep until the next
     // batch-size kick, so a lone event below the batch size waited indefinitely.
     let t = Scripted::new();
-    let core = Core::builder()
-        .config(config(2))
-        .shared_transport(t.clone())
-        .events(100, Duration::from_millis(20), 100)
-        .build()
-        .unwrap();
+    let core = on_scripted(&t, 2, 100, Duration::from_millis(20));
     std::thread::sleep(Duration::from_millis(100)); // let the thread settle on the empty queue
     convert(&core, "v1", 0);
     eventually("the first partial batch", || t.posts().len() == 1);
@@ -300,12 +296,7 @@ fn flush_reports_failure_and_keeps_events() {
 fn dropping_the_last_handle_delivers_what_is_queued() {
     let t = Scripted::new();
     {
-        let core = Core::builder()
-            .config(config(2))
-            .shared_transport(t.clone())
-            .events(100, Duration::from_secs(3600), 100)
-            .build()
-            .unwrap();
+        let core = on_scripted(&t, 2, 100, Duration::from_secs(3600));
         let clone = core.clone();
         convert(&clone, "v", 0);
         convert(&core, "v", 1);
@@ -321,12 +312,7 @@ fn dropping_the_last_handle_delivers_what_is_queued() {
 #[test]
 fn close_then_decisions_still_work() {
     let t = Scripted::new();
-    let core = Core::builder()
-        .config(config(2))
-        .shared_transport(t.clone())
-        .events(100, Duration::from_secs(3600), 100)
-        .build()
-        .unwrap();
+    let core = on_scripted(&t, 2, 100, Duration::from_secs(3600));
     convert(&core, "v", 0);
     core.close(Duration::from_secs(2));
     assert_eq!(events_in(&t.posts()).len(), 1);
@@ -636,12 +622,7 @@ fn close_does_not_wait_for_a_hanging_config_refresh() {
 #[test]
 fn the_last_handle_dropped_by_a_handler_on_the_delivery_thread_still_delivers() {
     let t = Scripted::new();
-    let core = Core::builder()
-        .config(config(1))
-        .shared_transport(t.clone())
-        .events(1, Duration::from_secs(3600), 100)
-        .build()
-        .unwrap();
+    let core = on_scripted(&t, 1, 1, Duration::from_secs(3600));
     let (holding, held) = crossbeam_channel::bounded::<()>(1);
     let (release, released) = crossbeam_channel::bounded::<()>(1);
     let weak = core.downgrade();
@@ -669,12 +650,7 @@ fn the_last_handle_dropped_by_a_handler_on_the_delivery_thread_still_delivers() 
 #[test]
 fn a_handler_holding_a_weak_handle_lets_the_sdk_go() {
     let t = Scripted::new();
-    let core = Core::builder()
-        .config(config(1))
-        .shared_transport(t.clone())
-        .events(1, Duration::from_secs(3600), 100)
-        .build()
-        .unwrap();
+    let core = on_scripted(&t, 1, 1, Duration::from_secs(3600));
     let weak = core.downgrade();
     let delivered = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&delivered);

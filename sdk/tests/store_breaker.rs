@@ -198,6 +198,12 @@ fn held_hundred(cooldown: Duration) -> (Arc<InstrumentedStore>, Recorder, Core) 
     (store, rec, core)
 }
 
+/// The held conversions sent and given up as unconfirmed so far.
+fn sent_and_unconfirmed(core: &Core) -> (u64, u64) {
+    let m = core.metrics();
+    (m.held_conversions_sent, m.held_conversions_unconfirmed)
+}
+
 /// A close with no time to settle marks no goal it could not send. Before: it reconciled a whole
 /// batch whatever its timeout (a `close(1 ms)` took 50 ms on Redis, and in a fleet the goals
 /// it marked but could not deliver were lost to the other processes; found by the fleet
@@ -208,11 +214,7 @@ fn a_close_without_time_to_settle_marks_nothing() {
     std::thread::sleep(Duration::from_millis(80));
     core.close(Duration::from_millis(1));
     assert_eq!(store.take_counts(), (0, 0, 0), "the store was called");
-    let m = core.metrics();
-    assert_eq!(
-        (m.held_conversions_sent, m.held_conversions_unconfirmed),
-        (0, 100)
-    );
+    assert_eq!(sent_and_unconfirmed(&core), (0, 100));
 }
 
 /// `close` waits out the circuit's cooldown (within half its timeout) and settles the held
@@ -229,11 +231,7 @@ fn close_waits_out_the_cooldown_and_flush_does_not() {
         "flush waited for the store"
     );
     core.close(Duration::from_secs(5));
-    let m = core.metrics();
-    assert_eq!(
-        (m.held_conversions_sent, m.held_conversions_unconfirmed),
-        (100, 0)
-    );
+    assert_eq!(sent_and_unconfirmed(&core), (100, 0));
 }
 
 #[test]

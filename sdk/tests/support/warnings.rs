@@ -1,21 +1,21 @@
-//! A process-wide logger that counts WARN (and worse) lines, for the test binaries that check
-//! how much the SDK logs. Each such binary installs it once (`log::set_logger`), so it is the
-//! only test of its binary.
+//! A process-wide logger that keeps WARN (and worse) lines, for the test binaries that check
+//! how much and what the SDK logs. Each such binary installs it once (`log::set_logger`), so it
+//! is the only test of its binary.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
-/// Counts the warnings whose text contains `needle` (every warning when it is empty).
+/// Keeps the warnings whose text contains `needle` (every warning when it is empty).
 pub struct CountWarnings {
     needle: &'static str,
-    count: AtomicUsize,
+    lines: Mutex<Vec<String>>,
 }
 
 impl CountWarnings {
-    /// A counter of the warnings containing `needle` (`""`: all of them).
+    /// A logger keeping the warnings containing `needle` (`""`: all of them).
     pub const fn new(needle: &'static str) -> Self {
         CountWarnings {
             needle,
-            count: AtomicUsize::new(0),
+            lines: Mutex::new(Vec::new()),
         }
     }
 
@@ -25,9 +25,15 @@ impl CountWarnings {
         log::set_max_level(log::LevelFilter::Warn);
     }
 
-    /// The warnings counted so far.
+    /// The number of warnings kept so far.
     pub fn count(&self) -> usize {
-        self.count.load(Ordering::SeqCst)
+        self.lines.lock().unwrap().len()
+    }
+
+    /// The warnings kept so far, in order.
+    #[allow(dead_code)] // not every binary reads the text
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
     }
 }
 
@@ -36,10 +42,11 @@ impl log::Log for CountWarnings {
         m.level() <= log::Level::Warn
     }
     fn log(&self, r: &log::Record<'_>) {
-        if r.level() <= log::Level::Warn
-            && (self.needle.is_empty() || r.args().to_string().contains(self.needle))
-        {
-            self.count.fetch_add(1, Ordering::SeqCst);
+        if r.level() <= log::Level::Warn {
+            let text = r.args().to_string();
+            if self.needle.is_empty() || text.contains(self.needle) {
+                self.lines.lock().unwrap().push(text);
+            }
         }
     }
     fn flush(&self) {}
