@@ -359,7 +359,7 @@ impl Core {
         };
         // Batch after batch, as `close` does for the sync store's (`Core::settle_held`); none
         // once the SDK is closed (nobody would send what a reconciliation queues).
-        if self.inner.workers.is_stopped() {
+        if self.inner.shared.is_stopping() {
             return;
         }
         loop {

@@ -711,9 +711,10 @@ impl Core {
     pub fn flush_timeout(&self, timeout: Duration) -> Result<usize, Error> {
         let started = Instant::now();
         self.settle_held(convert_ports::instant_after(started, timeout / 2), false);
-        self.inner
-            .workers
-            .flush(timeout.saturating_sub(started.elapsed()))
+        self.inner.workers.flush(
+            &self.inner.shared,
+            timeout.saturating_sub(started.elapsed()),
+        )
     }
 
     /// Reconciles held conversions batch after batch, each within the call deadline and none
@@ -729,7 +730,7 @@ impl Core {
     /// nobody would send what a reconciliation queues.
     fn settle_held(&self, until: Instant, wait_for_store: bool) {
         let workers = &self.inner.workers;
-        if workers.is_stopped() {
+        if self.inner.shared.is_stopping() {
             return;
         }
         let bounded = || convert_ports::with_store_deadline(until, || self.reconcile_store());

@@ -308,8 +308,9 @@ pub(crate) struct Shared {
     /// Set (under the queue lock) once `close` gave up waiting: a batch whose request is still
     /// unanswered is then counted as abandoned if it fails, instead of going back to the queue.
     pub abandoned: AtomicBool,
-    /// Set when the background threads are told to stop: a config refresh still in its request
-    /// then neither writes the config cache nor installs what it fetched.
+    /// Set, once, when the background threads are told to stop (`close`, or the last drop):
+    /// `flush` then fails with `Closed`, and a config refresh still in its request neither
+    /// writes the config cache nor installs what it fetched.
     pub stopping: AtomicBool,
     /// Whether the "queue full" warning of the current overflow was logged (re-armed when a
     /// delivery succeeds with the queue back under `max_queue`).
@@ -343,6 +344,11 @@ pub(crate) fn base_headers(secret: Option<&str>, json_body: bool) -> Vec<(String
 }
 
 impl Shared {
+    /// Whether the background threads were told to stop (`close`, or the last drop).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
     pub fn config(&self) -> Option<Arc<ProjectConfig>> {
         self.config.load_full()
     }
@@ -518,7 +524,7 @@ impl Shared {
                 permanent: true,
             });
         }
-        if !self.stopping.load(Ordering::Acquire) {
+        if !self.is_stopping() {
             self.save_cached_config(&text);
         }
         Ok(cfg)
@@ -755,7 +761,6 @@ pub(crate) struct Workers {
     refresher_id: Option<std::thread::ThreadId>,
     delivery: Mutex<Option<Thread>>,
     refresher: Mutex<Option<(Sender<()>, Thread)>>,
-    stopped: AtomicBool,
     /// Dropped by `stop`: disconnects `closed`, which wakes every caller waiting in `flush`.
     closing: Mutex<Option<Sender<()>>>,
     closed: Receiver<()>,
@@ -773,7 +778,6 @@ impl Workers {
             refresher_id: None,
             delivery: Mutex::new(None),
             refresher: Mutex::new(None),
-            stopped: AtomicBool::new(false),
         };
         if shared.transport.is_some() {
             // Wake-ups go through a channel of one slot (coalesced); commands have their own.
@@ -816,11 +820,6 @@ impl Workers {
         }
     }
 
-    /// Whether the background threads were told to stop (`close`, or the last drop).
-    pub fn is_stopped(&self) -> bool {
-        self.stopped.load(Ordering::Acquire)
-    }
-
     /// Whether the caller is one of the SDK's own threads (an event handler runs there).
     pub fn on_worker_thread(&self) -> bool {
         let me = Some(std::thread::current().id());
@@ -828,8 +827,8 @@ impl Workers {
     }
 
     /// Asks the delivery thread to deliver what is queued and waits up to `timeout` for it.
-    pub fn flush(&self, timeout: Duration) -> Result<usize, Error> {
-        if self.stopped.load(Ordering::Acquire) {
+    pub fn flush(&self, shared: &Shared, timeout: Duration) -> Result<usize, Error> {
+        if shared.is_stopping() {
             return Err(Error::Closed);
         }
         let Some(ctl) = &self.ctl else {
@@ -856,10 +855,9 @@ impl Workers {
     /// whether the delivery thread ended (`false`: it is still in a request and was abandoned,
     /// or this is called from a worker thread, which cannot wait for itself).
     pub fn stop(&self, shared: &Shared, timeout: Duration) -> bool {
-        if self.stopped.swap(true, Ordering::AcqRel) {
+        if shared.stopping.swap(true, Ordering::AcqRel) {
             return true;
         }
-        shared.stopping.store(true, Ordering::Release);
         let deadline = instant_after(Instant::now(), timeout);
         drop(lock(&self.closing).take());
         if let Some(ctl) = &self.ctl {
@@ -1391,7 +1389,7 @@ fn refresh_loop(shared: &Shared, stop: &Receiver<()>, initial_failures: u32) {
             Err(RecvTimeoutError::Timeout) => {}
         }
         let fetched = shared.fetch_config_classified();
-        if shared.stopping.load(Ordering::Acquire) {
+        if shared.is_stopping() {
             // Closed while the request was out: nobody wants its config any more.
             return;
         }
