@@ -2,7 +2,7 @@
 //! breaker, call deadline and held conversions, the builder's async entry points, and
 //! `Core::ready`. The `Context::*_async` methods are in `context/async_ops.rs`.
 
-use crate::core::{Core, CoreBuilder};
+use crate::core::{Core, CoreBuilder, Settle, settle_step};
 use crate::error::Error;
 use crate::events::EventHub;
 use crate::store_guard::{StoreGuard, StoreOptions, Unanswered};
@@ -368,21 +368,15 @@ impl Core {
                 return;
             }
             let after = self.reconcile_async_until(Some(until)).await;
-            let now = Instant::now();
-            if now >= until {
-                return;
+            match settle_step(&astore.guard, before, after, until, wait_for_store) {
+                Settle::Done => return,
+                Settle::Again => tokio::task::yield_now().await,
+                // On the blocking pool: this needs neither tokio's timer (a runtime may be
+                // built without it) nor a tokio runtime at all (outside one, it sleeps in place).
+                Settle::Pause(pause) => {
+                    on_blocking_pool(move || std::thread::sleep(pause)).await;
+                }
             }
-            if after < before {
-                tokio::task::yield_now().await;
-                continue;
-            }
-            if !astore.guard.probe_in_flight() && !wait_for_store {
-                return;
-            }
-            // On the blocking pool: this needs neither tokio's timer (a runtime may be built
-            // without it) nor a tokio runtime at all (outside one, it sleeps in place).
-            let pause = (until - now).min(Duration::from_millis(10));
-            on_blocking_pool(move || std::thread::sleep(pause)).await;
         }
     }
 

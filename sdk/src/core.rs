@@ -107,6 +107,38 @@ impl FinalClose {
     }
 }
 
+/// What a loop settling held conversions ([`Core::settle_held`], and the async store's
+/// `Core::settle_async_held`) does after a reconciliation left `after` of `before` held.
+pub(crate) enum Settle {
+    /// `until` has passed, or nothing settles and nothing is worth waiting for.
+    Done,
+    /// The batch settled some: take the next one.
+    Again,
+    /// Another call is probing the store, or (`wait_for_store`) the circuit cools down before
+    /// the next probe: wait this long, within `until`, then try again.
+    Pause(Duration),
+}
+
+/// The step after one reconciliation of a settling loop (see [`Core::settle_held`]).
+pub(crate) fn settle_step(
+    guard: &crate::store_guard::StoreGuard,
+    before: u64,
+    after: u64,
+    until: Instant,
+    wait_for_store: bool,
+) -> Settle {
+    let now = Instant::now();
+    if now >= until {
+        Settle::Done
+    } else if after < before {
+        Settle::Again
+    } else if !guard.probe_in_flight() && !wait_for_store {
+        Settle::Done
+    } else {
+        Settle::Pause((until - now).min(Duration::from_millis(10)))
+    }
+}
+
 impl Drop for FinalClose {
     fn drop(&mut self) {
         self.close_now();
@@ -745,19 +777,11 @@ impl Core {
                 return;
             }
             let after = bounded();
-            let now = Instant::now();
-            if now >= until {
-                return;
+            match settle_step(guard, before, after, until, wait_for_store) {
+                Settle::Done => return,
+                Settle::Again => {}
+                Settle::Pause(pause) => std::thread::sleep(pause),
             }
-            if after < before {
-                continue;
-            }
-            if !guard.probe_in_flight() && !wait_for_store {
-                return;
-            }
-            // Another call is probing the store, or the circuit cools down before the next
-            // probe: wait a little, within `until`.
-            std::thread::sleep((until - now).min(Duration::from_millis(10)));
         }
     }
 
