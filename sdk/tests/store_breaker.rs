@@ -113,18 +113,7 @@ fn the_circuit_opens_skips_probes_and_closes_and_held_conversions_are_sent_once(
 
 #[test]
 fn a_failed_probe_reopens_and_held_conversions_left_at_close_are_counted() {
-    let store = InstrumentedStore::new(false);
-    let rec = Recorder::default();
-    let core = sdk(Arc::clone(&store), &rec);
-    store.failing.store(true, Ordering::SeqCst);
-    for i in 0..3 {
-        let ctx = core.create_context(format!("v{i}"), None);
-        assert_eq!(
-            ctx.track_conversion("buy", &ConversionAttributes::new())
-                .unwrap(),
-            ConversionOutcome::Deferred
-        );
-    }
+    let (_store, rec, core) = holding(3, Duration::from_millis(50));
     std::thread::sleep(Duration::from_millis(80));
     // The probe fails: open again, counted once as an opening.
     core.create_context("v9", None)
@@ -178,14 +167,14 @@ fn reconcile_store_and_close_probe_the_store_and_send_held_conversions() {
     }
 }
 
-/// An SDK holding 100 conversions, deferred while its store was off (which opened the
-/// circuit), with the store switched on again and its call counts reset.
-fn held_hundred(cooldown: Duration) -> (Arc<InstrumentedStore>, Recorder, Core) {
+/// An SDK holding `n` conversions of `n` visitors, deferred while its store fails (which opens
+/// the circuit); the store still fails.
+fn holding(n: usize, cooldown: Duration) -> (Arc<InstrumentedStore>, Recorder, Core) {
     let store = InstrumentedStore::new(false);
     let rec = Recorder::default();
     let core = sdk_cooling(Arc::clone(&store), &rec, cooldown);
     store.failing.store(true, Ordering::SeqCst);
-    for i in 0..100 {
+    for i in 0..n {
         let ctx = core.create_context(format!("v{i}"), None);
         assert_eq!(
             ctx.track_conversion("buy", &ConversionAttributes::new())
@@ -193,6 +182,13 @@ fn held_hundred(cooldown: Duration) -> (Arc<InstrumentedStore>, Recorder, Core) 
             ConversionOutcome::Deferred
         );
     }
+    (store, rec, core)
+}
+
+/// An SDK holding 100 conversions ([`holding`]), with the store switched on again and its call
+/// counts reset.
+fn held_hundred(cooldown: Duration) -> (Arc<InstrumentedStore>, Recorder, Core) {
+    let (store, rec, core) = holding(100, cooldown);
     store.failing.store(false, Ordering::SeqCst);
     store.take_counts();
     (store, rec, core)
