@@ -3,10 +3,9 @@
 //! lines). Its own test binary, because it installs the process-wide logger.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use convert_sdk::{ConversionAttributes, Core, RetryPolicy};
+use convert_sdk::{ConversionAttributes, Core};
 use convert_testkit::{FakeConvert, Mode};
 use convert_transport_ureq::UreqTransport;
-use serde_json::json;
 use std::time::Duration;
 
 #[path = "support/warnings.rs"]
@@ -20,17 +19,11 @@ fn an_outage_with_a_full_queue_logs_a_few_lines_and_counts_every_drop() {
     let server = FakeConvert::start();
     server.post_default(Mode::Status(503));
     let core = Core::builder()
-        .config(
-            json!({"account_id": "1", "project": {"id": "2"}, "goals": [{"id": "7", "key": "g"}]}),
-        )
+        .config(warnings::one_goal_config())
         .transport(UreqTransport::new())
         .track_endpoint(format!("{}/v1/", server.base_url()))
         .events(10, Duration::from_millis(5), 100)
-        .retry(
-            RetryPolicy::default()
-                .initial(Duration::from_millis(5))
-                .max(Duration::from_millis(20)),
-        )
+        .retry(warnings::quick_retry())
         .build()
         .unwrap();
     for i in 0..5_000 {

@@ -7,7 +7,6 @@
 use convert_sdk::{ConversionAttributes, Core};
 use convert_testkit::{FakeConvert, Mode};
 use convert_transport_ureq::UreqTransport;
-use serde_json::json;
 use std::time::{Duration, Instant};
 
 #[path = "support/warnings.rs"]
@@ -22,9 +21,7 @@ fn an_overload_of_a_healthy_endpoint_warns_once() {
     // Every answer takes ~20 ms: far fewer events per second than the producer below makes.
     server.post_default(Mode::Trickle(2, Duration::from_millis(10)));
     let core = Core::builder()
-        .config(
-            json!({"account_id": "1", "project": {"id": "2"}, "goals": [{"id": "7", "key": "g"}]}),
-        )
+        .config(warnings::one_goal_config())
         .transport(UreqTransport::new())
         .track_endpoint(format!("{}/v1/", server.base_url()))
         .events(10, Duration::from_millis(5), 20)

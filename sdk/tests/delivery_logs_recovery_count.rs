@@ -4,10 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use convert_sdk::{
-    ConversionAttributes, Core, HttpRequest, HttpResponse, Method, RetryPolicy, Transport,
-    TransportError,
+    ConversionAttributes, Core, HttpRequest, HttpResponse, Method, Transport, TransportError,
 };
-use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -55,16 +53,10 @@ fn the_recovery_warning_counts_the_drops_while_the_first_request_hung() {
         gate,
     });
     let core = Core::builder()
-        .config(
-            json!({"account_id": "1", "project": {"id": "2"}, "goals": [{"id": "7", "key": "g"}]}),
-        )
+        .config(warnings::one_goal_config())
         .shared_transport(t.clone())
         .events(1, Duration::from_millis(5), 10)
-        .retry(
-            RetryPolicy::default()
-                .initial(Duration::from_millis(5))
-                .max(Duration::from_millis(20)),
-        )
+        .retry(warnings::quick_retry())
         .build()
         .unwrap();
     let convert = |i: usize| {

@@ -1,8 +1,22 @@
 //! A process-wide logger that keeps WARN (and worse) lines, for the test binaries that check
-//! how much and what the SDK logs. Each such binary installs it once (`log::set_logger`), so it
-//! is the only test of its binary.
+//! how much and what the SDK logs, and the project and retry policy they share. Each such binary
+//! installs the logger once (`log::set_logger`), so it is the only test of its binary.
 
 use std::sync::Mutex;
+use std::time::Duration;
+
+/// The project of the delivery-log tests: one goal, `g`.
+pub fn one_goal_config() -> serde_json::Value {
+    serde_json::json!({"account_id": "1", "project": {"id": "2"}, "goals": [{"id": "7", "key": "g"}]})
+}
+
+/// Retries 5 ms after a failure at first, 20 ms apart at most: a test's outage is retried often.
+#[allow(dead_code)] // not every binary retries
+pub fn quick_retry() -> convert_sdk::RetryPolicy {
+    convert_sdk::RetryPolicy::default()
+        .initial(Duration::from_millis(5))
+        .max(Duration::from_millis(20))
+}
 
 /// Keeps the warnings whose text contains `needle` (every warning when it is empty).
 pub struct CountWarnings {
