@@ -83,12 +83,13 @@ impl Default for RunOptions<'_> {
 
 /// The visitor properties a rule sees: call attributes over context properties over stored
 /// segments, combined with the reference's deep merge, without copying in the common case.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct VisitorProps<'a> {
     layers: [Option<&'a Map<String, Value>>; 3],
     /// Whether the merged properties hold `name: "RuleData"` (the reference then takes them for
-    /// a custom rule-data object), found once here rather than on every rule tree evaluated.
-    names_rule_data: bool,
+    /// a custom rule-data object): found at the first rule tree evaluated on them, and kept for
+    /// the others. A decision whose experience has no audience never looks.
+    names_rule_data: std::cell::Cell<Option<bool>>,
 }
 
 impl<'a> VisitorProps<'a> {
@@ -99,20 +100,24 @@ impl<'a> VisitorProps<'a> {
         context: Option<&'a Map<String, Value>>,
         stored: Option<&'a Map<String, Value>>,
     ) -> Self {
-        let layers = [call, context, stored];
-        // The merged `name` is the top layer's when that is a string (a lower layer's value only
-        // merges into an array or an object, never a string).
-        let mut names_rule_data = false;
-        for layer in layers.iter().flatten() {
-            if let Some(name) = crate::rules::property(layer, "name") {
-                names_rule_data = name.as_str() == Some("RuleData");
-                break;
-            }
-        }
         VisitorProps {
-            layers,
-            names_rule_data,
+            layers: [call, context, stored],
+            names_rule_data: std::cell::Cell::new(None),
         }
+    }
+
+    /// Whether the merged `name` is the string `"RuleData"`. The merged `name` is the top
+    /// layer's when that is a string (a lower layer's value only merges into an array or an
+    /// object, never a string).
+    fn find_rule_data_name(&self) -> bool {
+        let found = self
+            .layers
+            .iter()
+            .flatten()
+            .find_map(|layer| crate::rules::property(layer, "name"))
+            .is_some_and(|name| name.as_str() == Some("RuleData"));
+        self.names_rule_data.set(Some(found));
+        found
     }
 
     /// The merged properties as one map (`merge(stored, merge(context, call))`).
@@ -158,7 +163,10 @@ impl RuleData for VisitorProps<'_> {
 
     #[inline]
     fn names_rule_data(&self) -> bool {
-        self.names_rule_data
+        match self.names_rule_data.get() {
+            Some(known) => known,
+            None => self.find_rule_data_name(),
+        }
     }
 }
 
