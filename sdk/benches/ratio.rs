@@ -5,14 +5,23 @@
 //! Not a divan bench. Timing the two in separate processes, as `cargo bench -p convert-core` and
 //! `cargo bench -p convert-sdk` do, lets a shared machine change speed between them: on the
 //! development VM the same-round ratio of those two figures ranged from 4.5× to 11.7×. Here each
-//! round times a batch of 2,000 of each back to back in one process (the order alternates
-//! between rounds), and the figure is the median of the per-round ratios. Contexts are created
-//! outside the timed loops; each decision is dropped in it, as a caller drops it (keeping 2,000
+//! round times a batch of 2,000 of each back to back in one process (the order rotates between
+//! rounds), and the figure is the median of the per-round ratios. Contexts are created outside
+//! the timed loops; each decision is dropped in it, as a caller drops it (keeping 2,000
 //! decisions, 350 KB, to drop later pushed the store out of the cache and cost a third more).
 //!
+//! A third batch times the least any fresh decision on the default store can cost: hash +
+//! rules, then one `update` of a second memory store (10,000 visitors, also full) that writes
+//! for a new visitor key what a fresh decision writes (its location list and its variation),
+//! with no SDK, no engine and no result. Its ratio to hash + rules is the bound's floor on
+//! this store: a fresh decision can come no closer to hash + rules than that.
+//!
 //! ```sh
-//! cargo bench -p convert-sdk --bench ratio -- [rounds]     # default 200
+//! cargo bench -p convert-sdk --bench ratio -- [rounds] [workload]   # default 200, both
+//! RATIO_ONLY=fresh cargo bench -p convert-sdk --bench ratio -- 20 bench-3arm  # for a profiler
 //! ```
+//! `RATIO_ONLY` (`floor`, `store` or `fresh`) times that batch alone, in a function of its own
+//! (`ratio::only`), for `perf` or `valgrind --toggle-collect`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../core/benches/shared/floor.rs"]
@@ -20,8 +29,12 @@ mod floor;
 mod support;
 
 use convert_core::ProjectConfig;
+use convert_core::config::Experience;
 use convert_core::engine::VisitorProps;
-use convert_sdk::Context;
+use convert_core::store::{StoredValue, ValueList};
+use convert_sdk::stores::MemoryStore;
+use convert_sdk::{Context, DataStore, StoreData};
+use serde_json::{Map, Value};
 use std::hint::black_box;
 use std::time::Instant;
 use support::{WORKLOADS, fresh_context, request, workload};
@@ -30,14 +43,20 @@ use support::{WORKLOADS, fresh_context, request, workload};
 const BATCH: usize = 2_000;
 
 fn main() {
-    // `cargo bench` passes `--bench`; the first other argument is the number of rounds.
-    let rounds = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
+    // `cargo bench` passes `--bench`; the other arguments are the rounds and a workload.
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with('-'));
+    let rounds = args
+        .next()
         .map_or(200, |a| a.parse().expect("rounds: a number"));
-    println!("workload         hash+rules  fresh      fresh ÷ hash+rules: median (p10–p90)");
+    let only_workload = args.next();
+    let only = std::env::var("RATIO_ONLY").ok();
+    println!(
+        "workload         hash+rules  +store write  fresh     +store write ÷ hash+rules  fresh ÷ hash+rules: median (p10–p90)"
+    );
     for name in WORKLOADS {
-        run(name, rounds.max(1));
+        if only_workload.as_deref().is_none_or(|w| w == name) {
+            run(name, rounds.max(1), only.as_deref());
+        }
     }
 }
 
@@ -50,54 +69,142 @@ fn per_call(mut f: impl FnMut(usize)) -> f64 {
     start.elapsed().as_nanos() as f64 / BATCH as f64
 }
 
-fn run(name: &str, rounds: usize) {
+/// What one timed batch needs.
+struct Batch<'a> {
+    cfg: &'a ProjectConfig,
+    exp: &'a Experience,
+    location: &'a Map<String, Value>,
+    props: &'a VisitorProps<'a>,
+    contexts: &'a [Context],
+    /// The store keys of `contexts`' visitors, for the store-write batch.
+    keys: &'a [String],
+    store: &'a MemoryStore,
+    /// What a fresh decision writes (the location list, then the variation).
+    record: &'a dyn Fn(&mut StoreData) -> bool,
+    key: &'a str,
+    attrs: &'a convert_sdk::BucketingAttributes,
+}
+
+impl Batch<'_> {
+    #[inline(always)]
+    fn floor(&self, i: usize) {
+        black_box(floor::hash_and_rules(
+            self.cfg,
+            self.exp,
+            black_box(self.location),
+            black_box(self.props),
+            black_box(self.contexts[i].visitor_id()),
+        ));
+    }
+
+    fn time(&self, what: &str) -> f64 {
+        match what {
+            "floor" => per_call(|i| self.floor(i)),
+            "store" => per_call(|i| {
+                self.floor(i);
+                let written = self.store.update(&self.keys[i], &mut |d| (self.record)(d));
+                black_box(written.unwrap());
+            }),
+            _ => per_call(|i| {
+                drop(black_box(
+                    self.contexts[i].run_experience(self.key, self.attrs),
+                ))
+            }),
+        }
+    }
+}
+
+/// [`Batch::time`] in a function that a profiler can single out.
+#[inline(never)]
+fn only(batch: &Batch<'_>, what: &str) -> f64 {
+    batch.time(what)
+}
+
+fn run(name: &str, rounds: usize, only_batch: Option<&str>) {
     let req = request(name);
     let cfg = ProjectConfig::from_value(req["config"].clone()).unwrap();
     let w = workload(name);
     let exp = cfg.experience_by_key(&w.key).unwrap();
     let location = w.attrs.location_properties.clone().unwrap_or_default();
     let props = VisitorProps::new(w.attrs.visitor_properties.as_ref(), None, None);
-    // Fill the store, so that every decision below evicts a visitor, as in the steady state.
-    for _ in 0..20_000 {
+    let store = MemoryStore::new();
+    let locations: Vec<StoredValue> = match &exp.location {
+        convert_core::config::LocationTarget::Locations(ids) => ids
+            .iter()
+            .take(1)
+            .map(|&i| StoredValue::Str(cfg.locations[i].key.clone()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let variation = &exp.variations[0].id;
+    let record = |d: &mut StoreData| {
+        if !locations.is_empty() {
+            d.set_locations(ValueList::from(locations.as_slice()));
+        }
+        d.set_bucketing(exp.id.clone(), variation.clone())
+    };
+    // Fill both stores, so that every decision below evicts a visitor, as in the steady state.
+    for n in 0..20_000 {
         black_box(fresh_context(&w.core).run_experience(&w.key, &w.attrs));
+        store
+            .update(&format!("fill-{n}"), &mut |d| record(d))
+            .unwrap();
     }
-    let mut floors = Vec::with_capacity(rounds);
-    let mut fresh = Vec::with_capacity(rounds);
-    let mut ratios = Vec::with_capacity(rounds);
+    let mut times: [Vec<f64>; 3] = Default::default();
+    let mut ratios: [Vec<f64>; 2] = Default::default();
+    const ORDER: [&str; 3] = ["floor", "store", "fresh"];
     for round in 0..rounds {
         let contexts: Vec<Context> = (0..BATCH).map(|_| fresh_context(&w.core)).collect();
-        let time_floor = || {
-            per_call(|_| {
-                black_box(floor::hash_and_rules(
-                    &cfg,
-                    exp,
-                    black_box(&location),
-                    black_box(&props),
-                    black_box("bench-visitor-123456"),
-                ));
-            })
+        let keys: Vec<String> = contexts
+            .iter()
+            // From a clone: the context itself keeps building its key per call, as in use.
+            .map(|c| c.clone().store_key().unwrap().to_string())
+            .collect();
+        let batch = Batch {
+            cfg: &cfg,
+            exp,
+            location: &location,
+            props: &props,
+            contexts: &contexts,
+            keys: &keys,
+            store: &store,
+            record: &record,
+            key: &w.key,
+            attrs: &w.attrs,
         };
-        let time_fresh =
-            || per_call(|i| drop(black_box(contexts[i].run_experience(&w.key, &w.attrs))));
-        let (f, d) = if round % 2 == 0 {
-            let f = time_floor();
-            (f, time_fresh())
-        } else {
-            let d = time_fresh();
-            (time_floor(), d)
-        };
-        drop(contexts);
-        floors.push(f);
-        fresh.push(d);
-        ratios.push(d / f);
+        if let Some(what) = only_batch {
+            times[0].push(only(&batch, what));
+            continue;
+        }
+        let mut t = [0.0; 3];
+        // Each batch goes first, second and third in turn.
+        for k in 0..3 {
+            let j = (round + k) % 3;
+            t[j] = batch.time(ORDER[j]);
+        }
+        for (j, v) in t.iter().enumerate() {
+            times[j].push(*v);
+        }
+        ratios[0].push(t[1] / t[0]);
+        ratios[1].push(t[2] / t[0]);
     }
+    if only_batch.is_some() {
+        println!("{name:<16} {:.1} ns", quantile(&mut times[0], 0.5));
+        return;
+    }
+    let [floor, store, fresh] = &mut times;
+    let [store_ratio, fresh_ratio] = &mut ratios;
     println!(
-        "{name:<16} {:>7.1} ns  {:>7.1} ns  {:.2}× ({:.2}–{:.2}×), {rounds} rounds",
-        quantile(&mut floors, 0.5),
-        quantile(&mut fresh, 0.5),
-        quantile(&mut ratios, 0.5),
-        quantile(&mut ratios, 0.1),
-        quantile(&mut ratios, 0.9),
+        "{name:<16} {:>7.1} ns  {:>8.1} ns  {:>7.1} ns  {:>5.2}× ({:.2}–{:.2}×)        {:.2}× ({:.2}–{:.2}×), {rounds} rounds",
+        quantile(floor, 0.5),
+        quantile(store, 0.5),
+        quantile(fresh, 0.5),
+        quantile(store_ratio, 0.5),
+        quantile(store_ratio, 0.1),
+        quantile(store_ratio, 0.9),
+        quantile(fresh_ratio, 0.5),
+        quantile(fresh_ratio, 0.1),
+        quantile(fresh_ratio, 0.9),
     );
 }
 
