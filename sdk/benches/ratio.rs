@@ -30,8 +30,10 @@ mod support;
 
 use convert_core::ProjectConfig;
 use convert_core::config::Experience;
-use convert_core::engine::VisitorProps;
-use convert_core::store::{StoredValue, ValueList};
+
+use convert_core::engine::{
+    Effects, Engine, EngineSettings, RunOptions, VisitorProps, VisitorState,
+};
 use convert_sdk::stores::MemoryStore;
 use convert_sdk::{Context, DataStore, StoreData};
 use serde_json::{Map, Value};
@@ -79,7 +81,7 @@ struct Batch<'a> {
     /// The store keys of `contexts`' visitors, for the store-write batch.
     keys: &'a [String],
     store: &'a MemoryStore,
-    /// What a fresh decision writes (the location list, then the variation).
+    /// Writes what a fresh decision writes.
     record: &'a dyn Fn(&mut StoreData) -> bool,
     key: &'a str,
     attrs: &'a convert_sdk::BucketingAttributes,
@@ -105,11 +107,12 @@ impl Batch<'_> {
                 let written = self.store.update(&self.keys[i], &mut |d| (self.record)(d));
                 black_box(written.unwrap());
             }),
-            _ => per_call(|i| {
+            "fresh" => per_call(|i| {
                 drop(black_box(
                     self.contexts[i].run_experience(self.key, self.attrs),
                 ))
             }),
+            other => panic!("RATIO_ONLY: floor, store or fresh, not {other:?}"),
         }
     }
 }
@@ -128,21 +131,29 @@ fn run(name: &str, rounds: usize, only_batch: Option<&str>) {
     let location = w.attrs.location_properties.clone().unwrap_or_default();
     let props = VisitorProps::new(w.attrs.visitor_properties.as_ref(), None, None);
     let store = MemoryStore::new();
-    let locations: Vec<StoredValue> = match &exp.location {
-        convert_core::config::LocationTarget::Locations(ids) => ids
-            .iter()
-            .take(1)
-            .map(|&i| StoredValue::Str(cfg.locations[i].key.clone()))
-            .collect(),
-        _ => Vec::new(),
+    // What a fresh decision writes, as the engine asks for it (for bench-3arm: the location
+    // list, then the variation).
+    let settings = EngineSettings::default();
+    let opts = RunOptions {
+        location_properties: Some(&location),
+        enable_tracking: false,
+        ..RunOptions::default()
     };
-    let variation = &exp.variations[0].id;
-    let record = |d: &mut StoreData| {
-        if !locations.is_empty() {
-            d.set_locations(ValueList::from(locations.as_slice()));
-        }
-        d.set_bucketing(exp.id.clone(), variation.clone())
-    };
+    let mut fx = Effects::default();
+    let mut first = StoreData::default();
+    Engine::new(&cfg, &settings).run_experience(
+        &mut VisitorState::new("bench-visitor-0", &mut first),
+        &w.key,
+        &props,
+        &opts,
+        &mut fx,
+    );
+    let ops = fx.store;
+    assert!(
+        !ops.is_empty(),
+        "{name}: a fresh decision writes its record"
+    );
+    let record = |d: &mut StoreData| d.apply_all(&ops);
     // Fill both stores, so that every decision below evicts a visitor, as in the steady state.
     for n in 0..20_000 {
         black_box(fresh_context(&w.core).run_experience(&w.key, &w.attrs));
