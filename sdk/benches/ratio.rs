@@ -39,7 +39,7 @@ use convert_sdk::{Context, DataStore, StoreData};
 use serde_json::{Map, Value};
 use std::hint::black_box;
 use std::time::Instant;
-use support::{WORKLOADS, fresh_context, request, workload};
+use support::{WORKLOADS, fresh_context, workload};
 
 /// Calls per timed batch.
 const BATCH: usize = 2_000;
@@ -124,9 +124,9 @@ fn only(batch: &Batch<'_>, what: &str) -> f64 {
 }
 
 fn run(name: &str, rounds: usize, only_batch: Option<&str>) {
-    let req = request(name);
-    let cfg = ProjectConfig::from_value(req["config"].clone()).unwrap();
     let w = workload(name);
+    // The snapshot the SDK decides on, so that both batches read the same config.
+    let cfg = w.core.config();
     let exp = cfg.experience_by_key(&w.key).unwrap();
     let location = w.attrs.location_properties.clone().unwrap_or_default();
     let props = VisitorProps::new(w.attrs.visitor_properties.as_ref(), None, None);
