@@ -16,11 +16,16 @@
 //! with no SDK, no engine and no result. Its ratio to hash + rules is the bound's floor on
 //! this store: a fresh decision can come no closer to hash + rules than that.
 //!
+//! A fourth batch times the same fresh decision through an SDK whose store keeps nothing
+//! (`support::KeepNothing`: every `update` runs on a new, empty record, then drops it): the SDK
+//! and the engine without any of the store's own work. Its ratio to hash + rules is what those
+//! layers cost on top of the rules and the hash, whatever store the SDK is given.
+//!
 //! ```sh
 //! cargo bench -p convert-sdk --bench ratio -- [rounds] [workload]   # default 200, both
 //! RATIO_ONLY=fresh cargo bench -p convert-sdk --bench ratio -- 20 bench-3arm  # for a profiler
 //! ```
-//! `RATIO_ONLY` (`floor`, `store` or `fresh`) times that batch alone, in a function of its own
+//! `RATIO_ONLY` (`floor`, `store`, `fresh` or `nothing`) times that batch alone, in a function of its own
 //! (`ratio::only`), for `perf` or `valgrind --toggle-collect`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -53,7 +58,7 @@ fn main() {
     let only_workload = args.next();
     let only = std::env::var("RATIO_ONLY").ok();
     println!(
-        "workload         hash+rules  +store write  fresh     +store write ÷ hash+rules  fresh ÷ hash+rules: median (p10–p90)"
+        "workload         hash+rules  +store write  fresh      no store    +store write ÷ h+r      no store ÷ h+r          fresh ÷ hash+rules: median (p10–p90)"
     );
     for name in WORKLOADS {
         if only_workload.as_deref().is_none_or(|w| w == name) {
@@ -78,6 +83,8 @@ struct Batch<'a> {
     location: &'a Map<String, Value>,
     props: &'a VisitorProps<'a>,
     contexts: &'a [Context],
+    /// Contexts of an SDK whose store keeps nothing ([`support::KeepNothing`]).
+    nothing: &'a [Context],
     /// The store keys of `contexts`' visitors, for the store-write batch.
     keys: &'a [String],
     store: &'a MemoryStore,
@@ -112,7 +119,12 @@ impl Batch<'_> {
                     self.contexts[i].run_experience(self.key, self.attrs),
                 ))
             }),
-            other => panic!("RATIO_ONLY: floor, store or fresh, not {other:?}"),
+            "nothing" => per_call(|i| {
+                drop(black_box(
+                    self.nothing[i].run_experience(self.key, self.attrs),
+                ))
+            }),
+            other => panic!("RATIO_ONLY: floor, store, fresh or nothing, not {other:?}"),
         }
     }
 }
@@ -125,6 +137,7 @@ fn only(batch: &Batch<'_>, what: &str) -> f64 {
 
 fn run(name: &str, rounds: usize, only_batch: Option<&str>) {
     let w = workload(name);
+    let keep_nothing = support::workload_with_store(name, support::KeepNothing);
     // The snapshot the SDK decides on, so that both batches read the same config.
     let cfg = w.core.config();
     let exp = cfg.experience_by_key(&w.key).unwrap();
@@ -161,11 +174,14 @@ fn run(name: &str, rounds: usize, only_batch: Option<&str>) {
             .update(&format!("fill-{n}"), &mut |d| record(d))
             .unwrap();
     }
-    let mut times: [Vec<f64>; 3] = Default::default();
-    let mut ratios: [Vec<f64>; 2] = Default::default();
-    const ORDER: [&str; 3] = ["floor", "store", "fresh"];
+    let mut times: [Vec<f64>; 4] = Default::default();
+    let mut ratios: [Vec<f64>; 3] = Default::default();
+    const ORDER: [&str; 4] = ["floor", "store", "fresh", "nothing"];
     for round in 0..rounds {
         let contexts: Vec<Context> = (0..BATCH).map(|_| fresh_context(&w.core)).collect();
+        let nothing: Vec<Context> = (0..BATCH)
+            .map(|_| fresh_context(&keep_nothing.core))
+            .collect();
         let keys: Vec<String> = contexts
             .iter()
             // From a clone: the context itself keeps building its key per call, as in use.
@@ -177,6 +193,7 @@ fn run(name: &str, rounds: usize, only_batch: Option<&str>) {
             location: &location,
             props: &props,
             contexts: &contexts,
+            nothing: &nothing,
             keys: &keys,
             store: &store,
             record: &record,
@@ -187,35 +204,42 @@ fn run(name: &str, rounds: usize, only_batch: Option<&str>) {
             times[0].push(only(&batch, what));
             continue;
         }
-        let mut t = [0.0; 3];
-        // Each batch goes first, second and third in turn.
-        for k in 0..3 {
-            let j = (round + k) % 3;
+        let mut t = [0.0; 4];
+        // Each batch takes each place in the order in turn.
+        for k in 0..4 {
+            let j = (round + k) % 4;
             t[j] = batch.time(ORDER[j]);
         }
         for (j, v) in t.iter().enumerate() {
             times[j].push(*v);
         }
-        ratios[0].push(t[1] / t[0]);
-        ratios[1].push(t[2] / t[0]);
+        for (r, v) in ratios.iter_mut().zip(&t[1..]) {
+            r.push(v / t[0]);
+        }
     }
     if only_batch.is_some() {
         println!("{name:<16} {:.1} ns", quantile(&mut times[0], 0.5));
         return;
     }
-    let [floor, store, fresh] = &mut times;
-    let [store_ratio, fresh_ratio] = &mut ratios;
+    let [floor, store, fresh, nothing] = &mut times;
+    let [store_ratio, fresh_ratio, nothing_ratio] = &mut ratios;
+    let spread = |v: &mut Vec<f64>| {
+        format!(
+            "{:.2}× ({:.2}–{:.2}×)",
+            quantile(v, 0.5),
+            quantile(v, 0.1),
+            quantile(v, 0.9)
+        )
+    };
     println!(
-        "{name:<16} {:>7.1} ns  {:>8.1} ns  {:>7.1} ns  {:>5.2}× ({:.2}–{:.2}×)        {:.2}× ({:.2}–{:.2}×), {rounds} rounds",
+        "{name:<16} {:>7.1} ns  {:>8.1} ns  {:>7.1} ns  {:>7.1} ns  {:<22}  {:<22}  {}, {rounds} rounds",
         quantile(floor, 0.5),
         quantile(store, 0.5),
         quantile(fresh, 0.5),
-        quantile(store_ratio, 0.5),
-        quantile(store_ratio, 0.1),
-        quantile(store_ratio, 0.9),
-        quantile(fresh_ratio, 0.5),
-        quantile(fresh_ratio, 0.1),
-        quantile(fresh_ratio, 0.9),
+        quantile(nothing, 0.5),
+        spread(store_ratio),
+        spread(nothing_ratio),
+        spread(fresh_ratio),
     );
 }
 
