@@ -25,8 +25,8 @@
 //! cargo bench -p convert-sdk --bench ratio -- [rounds] [workload]   # default 200, both
 //! RATIO_ONLY=fresh cargo bench -p convert-sdk --bench ratio -- 20 bench-3arm  # for a profiler
 //! ```
-//! `RATIO_ONLY` (`floor`, `store`, `fresh` or `nothing`) times that batch alone, in a function of its own
-//! (`ratio::only`), for `perf` or `valgrind --toggle-collect`.
+//! `RATIO_ONLY` (`floor`, `store`, `fresh` or `nothing`) times that batch alone, in a function
+//! of its own (`ratio::only`), for `perf` or `valgrind --toggle-collect`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../core/benches/shared/floor.rs"]
@@ -138,7 +138,7 @@ fn only(batch: &Batch<'_>, what: &str) -> f64 {
 fn run(name: &str, rounds: usize, only_batch: Option<&str>) {
     let w = workload(name);
     let keep_nothing = support::workload_with_store(name, support::KeepNothing);
-    // The snapshot the SDK decides on, so that both batches read the same config.
+    // The snapshot the SDK decides on, so that hash + rules reads the config the decisions read.
     let cfg = w.core.config();
     let exp = cfg.experience_by_key(&w.key).unwrap();
     let location = w.attrs.location_properties.clone().unwrap_or_default();
