@@ -3,6 +3,7 @@
 
 pub mod bucketing;
 pub mod config;
+mod ecma;
 pub mod engine;
 pub mod features;
 pub mod goals;
