@@ -312,9 +312,10 @@ function write(name, request, dir = OUT) {
 // 7b. regexMatches with ECMAScript semantics (SPEC Part A Q28): look-ahead, look-behind,
 // backreferences (numbered, named, to a group that has not captured), Annex B syntax, the `i`
 // flag on a lower-cased value, UTF-16 code units, patterns JavaScript rejects; then the same
-// constructs in site areas, locations, audiences, custom segments and goal rules. Left out: a
-// backreference to a group of a quantified group that a later iteration skips (`^(?:(a)|b)+\1$` on
-// "abab"): JS resets the group, the backtracking engine keeps it (docs/differences-from-js.md).
+// constructs in site areas, locations, audiences, custom segments and goal rules. Then what
+// only a matcher with ECMAScript's own semantics gets right: captures reset at each iteration of a
+// quantified group, look-behind read from right to left (its captures and backreferences), a
+// quantified group holding a look-around, and a program too large for the linear engine.
 {
   const compares = [
     ['Free trial', '^(?!free)', false], ['paid plan', '^(?!free)', false], ['free', '^(?!free)', true],
@@ -328,6 +329,12 @@ function write(name, request, dir = OUT) {
     ['😀', '^(?=.)..$', false], ['😀', '^(?=.).$', false], ['a]', 'a(?=]$)', false], ['a{,2}', '(?=a)a{,2}', false],
     ['ſ', '(?=s)', false], ['\\c', '^(?=\\\\)\\c$', false], ['a1', '(?=\\w)\\1', false], ['a\u0001', '(a)(?=\\1)', false],
     ['Order-123', '^(?!.*test)order-(\\d)\\d*$', false], [12321, '^(\\d)(\\d)\\d\\2\\1$', false], [true, '^(?=t)true$', false],
+    ['abab', '^(?:(a)|b)+\\1$', false], ['aba', '^(?:(a)|b)+\\1$', false], ['abac', '^(?:(a)|b){2}\\1c$', false],
+    ['abc', '^(?:(a)|b){2}\\1c$', false], ['zaza', '^(?:z(a)?){2}\\1$', false], ['zaz', '^(?:z(a)?){2}\\1$', false],
+    ['aab', '(?<=\\1(a))b', false], ['cab', '(?<=\\1(a))b', false], ['1053-1', '^(?=.*(?<=(\\d+)(\\d+))-)\\d*-\\1$', false],
+    ['1053-053', '^(?=.*(?<=(\\d+)(\\d+))-)\\d*-\\1$', false], ['xx', '(?:(?=x))+x', false], ['b', '(?:(?!a))?b', false],
+    ['ab', '^a(?:(?<=a))*b$', false], ['ba', '(?<=(b)|(a))a\\2', false], ['aab', '^(?:a|(?=b))*b', false],
+    ['ab', '^(?:(?=(a)))*\\1b', false], ['ab', '^(?:(?=(a))){1}\\1b', false],
   ];
   const cases = compares.map(([value, testAgainst, negation], i) =>
     ({ id: `regex-${i}`, op: 'compare', method: 'regexMatches', value, testAgainst, negation }));
@@ -339,6 +346,10 @@ function write(name, request, dir = OUT) {
   ];
   rejected.forEach(([value, pattern, negated], i) => cases.push({
     id: `regex-rejected-${i}`, op: 'ruleMatch', data: { v: value }, ruleSet: tree([[rule('v', 'regexMatches', pattern, negated)]]),
+  }));
+  // A program too large for the linear engine (a thousand times a thousand `a`s) still runs.
+  [['a', true], ['aa', false]].forEach(([value, negated], i) => cases.push({
+    id: `regex-large-${i}`, op: 'ruleMatch', data: { v: value }, ruleSet: tree([[rule('v', 'regexMatches', '(?:a{1000}){1000}', negated)]]),
   }));
   cases.push({ id: 'regex-tree', op: 'ruleMatch', data: { a: 'Hello', b: 'xx' },
     ruleSet: tree([[rule('a', 'regexMatches', '^(?!h)', false)], [rule('b', 'regexMatches', '(x)\\1', false)]],
