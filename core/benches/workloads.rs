@@ -177,3 +177,15 @@ fn config_drop(bencher: divan::Bencher) {
         .with_inputs(|| ProjectConfig::from_json(&text).unwrap())
         .bench_local_values(drop);
 }
+
+/// Backtracking patterns (look-around, backreferences) in a one-rule tree, on short values as
+/// audiences and locations see them: `regexMatches` on the backtracking engine, compile excluded.
+#[divan::bench(args = ["^(?!free)", "(.)\\1", "^(?!.*/admin)(?=.*/shop)", "(?<=//)shop\\."])]
+fn backtracking_rule(bencher: divan::Bencher, pattern: &str) {
+    let rules = convert_core::rules::RuleSet::compile(&json!({"OR": [{"AND": [{"OR_WHEN": [
+        {"key": "v", "matching": {"match_type": "regexMatches", "negated": false}, "value": pattern}
+    ]}]}]}));
+    let data = json!({"v": "https://www.example.com/shop/item-42?ref=newsletter"});
+    let data = data.as_object().unwrap();
+    bencher.bench_local(|| rules.evaluate(divan::black_box(data)));
+}
