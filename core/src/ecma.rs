@@ -869,6 +869,9 @@ pub(crate) struct Program {
     slots: usize,
     /// Whether every match starts at the beginning of the subject.
     anchored: bool,
+    /// The canonical form of the unit every match starts with, when there is one: other start
+    /// positions are skipped without running the program.
+    first: Option<u16>,
 }
 
 const UNSET: u32 = u32::MAX;
@@ -1044,6 +1047,27 @@ impl Compiler {
     }
 }
 
+/// The canonical unit that every match of `n` (run forward) consumes first, if there is one.
+fn first_unit(n: &Node) -> Option<u16> {
+    match n {
+        Node::Unit(c) => Some(*c),
+        // Zero-width assertions only add conditions: the first unit read is still the next one.
+        Node::Seq(items) => items
+            .iter()
+            .find(|i| !matches!(i, Node::Look { .. } | Node::WordBoundary(_)))
+            .and_then(first_unit),
+        Node::Group(_, body) => first_unit(body),
+        Node::Repeat { body, min, .. } if *min > 0 => first_unit(body),
+        Node::Alt(alts) => {
+            let first = first_unit(alts.first()?)?;
+            alts.iter()
+                .all(|a| first_unit(a) == Some(first))
+                .then_some(first)
+        }
+        _ => None,
+    }
+}
+
 fn starts_anchored(n: &Node) -> bool {
     match n {
         Node::Start => true,
@@ -1080,6 +1104,7 @@ impl Program {
         c.emit(Inst::Succeed);
         Ok(Program {
             anchored: starts_anchored(&tree),
+            first: first_unit(&tree),
             slots: c.next_reg as usize,
             code: c.code,
             classes: p.classes,
@@ -1093,14 +1118,32 @@ impl Program {
 
     /// `RegExp.prototype.test` on `subject` (UTF-16 units, already lower-cased by the caller as
     /// the reference does), within `budget` steps. Returns the outcome and the steps taken.
+    #[cfg(test)]
     pub(crate) fn test(&self, subject: &[u16], budget: u64) -> (Search, u64) {
+        self.test_with(subject, budget, &mut Scratch::default())
+    }
+
+    /// [`Program::test`] on `subject` as UTF-16 code units (the caller lower-cases it first).
+    pub(crate) fn test_str(&self, subject: &str, budget: u64) -> (Search, u64) {
         thread_local! {
-            /// The stacks of the last search on this thread, kept for the next one.
-            static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+            /// The buffers of the last search on this thread, kept for the next one.
+            static SCRATCH: std::cell::RefCell<(Vec<u16>, Scratch)> = std::cell::RefCell::default();
         }
+        let run = |units: &mut Vec<u16>, scratch: &mut Scratch| {
+            units.clear();
+            units.extend(subject.encode_utf16());
+            let out = self.test_with(units, budget, scratch);
+            if units.capacity() > SCRATCH_KEPT {
+                *units = Vec::new();
+            }
+            out
+        };
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut scratch) => self.test_with(subject, budget, &mut scratch),
-            Err(_) => self.test_with(subject, budget, &mut Scratch::default()),
+            Ok(mut buffers) => {
+                let (units, scratch) = &mut *buffers;
+                run(units, scratch)
+            }
+            Err(_) => run(&mut Vec::new(), &mut Scratch::default()),
         })
     }
 
@@ -1123,6 +1166,13 @@ impl Program {
         let last = if self.anchored { 0 } else { subject.len() };
         let mut outcome = Search::Done(false);
         for start in 0..=last {
+            if let Some(first) = self.first {
+                let at = subject.get(start).map(|&x| m.f.canon[usize::from(x)]);
+                if at != Some(first) {
+                    m.steps += 1;
+                    continue;
+                }
+            }
             m.slots.fill(UNSET);
             m.undo.clear();
             match m.run(0, start as u32) {
@@ -1226,6 +1276,33 @@ impl Machine<'_> {
             undo: self.undo.len() as u32,
             kind,
         });
+    }
+
+    /// How many units in a row from `pos` (forward, or backward with `back`) `what` matches, up
+    /// to `most`.
+    fn span(&self, what: Single, pos: u32, back: bool, most: u32) -> u32 {
+        fn count(s: &[u16], back: bool, most: usize, ok: impl Fn(u16) -> bool) -> u32 {
+            let n = if back {
+                s.iter().rev().take(most).take_while(|&&x| ok(x)).count()
+            } else {
+                s.iter().take(most).take_while(|&&x| ok(x)).count()
+            };
+            n as u32
+        }
+        let s = if back {
+            &self.s[..pos as usize]
+        } else {
+            &self.s[pos as usize..]
+        };
+        let most = most as usize;
+        match what {
+            Single::Unit(canon) => count(s, back, most, |x| self.f.canon[usize::from(x)] == canon),
+            Single::Any => count(s, back, most, |x| !is_line_terminator(x)),
+            Single::Class(index) => {
+                let class = &self.p.classes[index as usize];
+                count(s, back, most, |x| class.matches(x, self.f))
+            }
+        }
     }
 
     /// Whether `what` matches the unit read from `pos` (forward, or backward with `back`); the
@@ -1364,42 +1441,23 @@ impl Machine<'_> {
                     max,
                     greedy,
                 } => {
-                    let mut count = 0;
-                    let mut ok = true;
-                    while count < min {
-                        match self.single(what, pos, back) {
-                            Some(next) => {
-                                pos = next;
-                                count += 1;
-                            }
-                            None => {
-                                ok = false;
-                                break;
-                            }
-                        }
-                    }
-                    self.steps += u64::from(count);
-                    if ok && count < max {
-                        if greedy {
-                            let limit = pos;
-                            while count < max {
-                                match self.single(what, pos, back) {
-                                    Some(next) => {
-                                        pos = next;
-                                        count += 1;
-                                    }
-                                    None => break,
+                    let taken = self.span(what, pos, back, min);
+                    self.steps += u64::from(taken);
+                    let ok = taken == min;
+                    if ok {
+                        pos = if back { pos - taken } else { pos + taken };
+                        if min < max {
+                            if greedy {
+                                let limit = pos;
+                                let more = self.span(what, pos, back, max - min);
+                                self.steps += u64::from(more);
+                                pos = if back { pos - more } else { pos + more };
+                                if pos != limit {
+                                    self.push_kind(pc + 1, pos, FrameKind::Greedy { limit, back });
                                 }
-                                self.steps += 1;
-                                if self.steps > self.budget {
-                                    return Err(Over);
-                                }
+                            } else {
+                                self.push_kind(pc + 1, pos, FrameKind::Lazy { count: min });
                             }
-                            if pos != limit {
-                                self.push_kind(pc + 1, pos, FrameKind::Greedy { limit, back });
-                            }
-                        } else {
-                            self.push_kind(pc + 1, pos, FrameKind::Lazy { count });
                         }
                     }
                     ok
@@ -1444,8 +1502,24 @@ impl Machine<'_> {
                 match frame.kind {
                     FrameKind::Plain => break,
                     FrameKind::Greedy { limit, back } => {
-                        // One unit given back; the frame stays while more can be.
+                        // One unit given back; the frame stays while more can be. When a
+                        // literal unit follows, positions where it cannot match are skipped.
                         pos = if back { pos + 1 } else { pos - 1 };
+                        if let Inst::Unit {
+                            canon,
+                            back: next_back,
+                        } = self.p.code[pc as usize]
+                        {
+                            while pos != limit
+                                && next_back == back
+                                && self
+                                    .read(pos, back)
+                                    .is_none_or(|(x, _)| self.f.canon[usize::from(x)] != canon)
+                            {
+                                pos = if back { pos + 1 } else { pos - 1 };
+                                self.steps += 1;
+                            }
+                        }
                         if pos != limit {
                             self.push_kind(pc, pos, frame.kind);
                         }
@@ -1559,6 +1633,21 @@ mod tests {
         assert!(test("(?<=(\\d+)(\\d+))$", "1053"));
         // Backwards, the greedy group to the left takes what is left.
         assert!(test("(?<=\\1(a))b", "aab") && !test("(?<=\\1(a))b", "cab"));
+    }
+
+    /// Repeated single units (one instruction, one frame) and the first-unit scan, against
+    /// answers from Node.js.
+    #[test]
+    fn single_unit_repetitions_and_the_start_scan() {
+        assert!(test("^a+?b", "aab") && test("a{2,3}?c", "aaac") && !test("^.{2,3}?$", "aaaa"));
+        assert!(test("(?<=^a{2,})b", "aab") && !test("(?<=^a{2,})b", "ab"));
+        assert!(!test("x.*y", "x\ny") && test("x[^\\n]*?y", "xaay"));
+        assert!(test("(?<=a)bc|(?<=x)bd", "xbd") && test("(?:ab|ac)", "zac"));
+        let prog = Program::compile("(?<=x)bd");
+        assert_eq!(
+            prog.as_ref().ok().and_then(|p| p.first),
+            Some(u16::from(b'B'))
+        );
     }
 
     /// The matcher alone: the subject is not lower-cased first here, as `regexMatches` does.
