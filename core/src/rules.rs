@@ -1254,7 +1254,7 @@ impl std::fmt::Display for RegexConcern {
             ),
             RegexConcern::Backtracking { .. } => write!(
                 f,
-                "the pattern needs backtracking (look-around, backreferences or a large program): an evaluation stops after {REGEX_BACKTRACK_BUDGET} steps (rule false)"
+                "the pattern runs on the backtracking engine (look-around, backreferences or a large program): an evaluation that would take more than {REGEX_BACKTRACK_BUDGET} steps is stopped and the rule is false"
             ),
         }
     }
