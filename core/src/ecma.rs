@@ -1557,7 +1557,10 @@ impl Machine<'_> {
         if a == UNSET || b == UNSET {
             return true;
         }
-        let len = b - a;
+        // Both ends of a capture are set together, the start never after the end.
+        let Some(len) = b.checked_sub(a) else {
+            return true;
+        };
         let from = if back {
             match pos.checked_sub(len) {
                 Some(f) => f,
@@ -1648,6 +1651,30 @@ mod tests {
             prog.as_ref().ok().and_then(|p| p.first),
             Some(u16::from(b'B'))
         );
+    }
+
+    /// Nesting up to the limit compiles and runs, with look-arounds nested as deep, on a thread
+    /// with half the 2 MiB stack a spawned thread gets by default, in an unoptimized build (an
+    /// optimized one needs less than 256 KiB); one level more is refused.
+    #[test]
+    fn deep_nesting() {
+        let run = || {
+            let deep = |open: &str| format!("{}a{}", open.repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+            for open in ["(", "(?:", "(?=", "(?<=", "(?:a|"] {
+                let p = deep(open);
+                let prog = Program::compile(&p);
+                let units: Vec<u16> = "a".encode_utf16().collect();
+                let found = prog.as_ref().map(|p| p.test(&units, 1 << 24).0);
+                assert_eq!(found, Ok(Search::Done(true)), "{open}");
+                let deeper = format!("({p})");
+                assert_eq!(Program::compile(&deeper).err(), Some(ParseError::TooDeep));
+            }
+        };
+        let joined = std::thread::Builder::new()
+            .stack_size(1024 * 1024)
+            .spawn(run)
+            .map(|t| t.join().is_ok());
+        assert_eq!(joined.ok(), Some(true));
     }
 
     /// The matcher alone: the subject is not lower-cased first here, as `regexMatches` does.
