@@ -30,8 +30,8 @@ use std::sync::OnceLock;
 pub(crate) const MAX_DEPTH: usize = 200;
 
 /// Entries the backtracking and undo stacks may hold together in one search; past it the search
-/// stops as over budget (at most 24 MiB).
-const MAX_STACK: usize = 1 << 21;
+/// stops as over budget (20 MiB at most: a frame takes 20 bytes, an undo entry 8).
+const MAX_STACK: usize = 1 << 20;
 
 /// Why a pattern is not compiled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1675,6 +1675,26 @@ mod tests {
             .spawn(run)
             .map(|t| t.join().is_ok());
         assert_eq!(joined.ok(), Some(true));
+    }
+
+    /// The backtracking state has a bound: a million optional iterations, each leaving a frame,
+    /// stop the search as over budget well within the step budget (Node.js answers true).
+    #[test]
+    fn backtracking_state_is_bounded() {
+        assert_eq!(std::mem::size_of::<Frame>(), 20);
+        let prog = Program::compile("^(?:ab)*$");
+        let units: Vec<u16> = "ab".repeat(1 << 20).encode_utf16().collect();
+        let (found, steps) = prog
+            .map(|p| p.test(&units, 1 << 24))
+            .unwrap_or((Search::Done(false), 0));
+        assert_eq!(found, Search::OverBudget);
+        assert!(steps < 1 << 24, "{steps}");
+        let short: Vec<u16> = "ab".repeat(1000).encode_utf16().collect();
+        let prog = Program::compile("^(?:ab)*$");
+        assert_eq!(
+            prog.map(|p| p.test(&short, 1 << 24).0),
+            Ok(Search::Done(true))
+        );
     }
 
     /// The matcher alone: the subject is not lower-cased first here, as `regexMatches` does.

@@ -104,7 +104,7 @@
 //!   at worst, and the check is made before running;
 //! * backtracking matcher: at most [`REGEX_BACKTRACK_BUDGET`] (2²⁴) steps, one per instruction
 //!   run and one per code unit a backreference compares, counted while it runs; its backtracking
-//!   state is bounded too (about 24 MiB).
+//!   state is bounded too (about 20 MiB).
 //!
 //! Over budget, the rule is false (negation not applied), the pattern's counter goes up
 //! ([`RuleSet::regex_over_budget`]) and a warning is logged (`log` crate) the first time for each
@@ -1199,7 +1199,7 @@ pub const REGEX_WORK_BUDGET: u64 = 1 << 24;
 /// matcher runs is one step, and so is each code unit that a repeated character, a
 /// backreference or the scan for a start position reads. Exponential backtracking
 /// (`^(?=(a|a)*\1b)`) and quadratic scans (`(?=.*x)y` on 64 KiB of `y`) stop there, as does a
-/// search whose backtracking state would exceed about 24 MiB. One evaluation at the budget took
+/// search whose backtracking state would exceed about 20 MiB. One evaluation at the budget took
 /// about 80 ms on the development machine; Node.js took 6 s on that `(?=.*x)y` value and 134 s
 /// on a 13-character value of one exponential pattern.
 pub const REGEX_BACKTRACK_BUDGET: u64 = 1 << 24;
