@@ -10,8 +10,13 @@
 //!   vs `spawn_blocking` + the sync Redis store), a release build of
 //!   `axum_service --bench ARGS` (see `examples/support/axum_bench.rs`).
 //! - `cargo xtask vectors`: regenerates the golden vectors under `tests/golden/` by running the
-//!   published `@convertcom/js-sdk` through the batch protocol (the only command that needs
-//!   Node.js and npm).
+//!   published `@convertcom/js-sdk` through the batch protocol.
+//! - `cargo xtask differential [--seed N] [--rounds N]`: random configs, visitors and operations
+//!   replayed through the published `@convertcom/js-sdk` and the release `convert batch`.
+//! - `cargo xtask regex-differential [--seed N] [--rounds N]`: the same for `regexMatches` alone,
+//!   on random ECMAScript patterns and values.
+//!
+//! Only `vectors` and the two differentials need Node.js and npm.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -33,13 +38,22 @@ COMMANDS:
                --rounds R (1; interleaved, then median lines), --redis-url URL (default: a
                throw-away redis-server on a free port)
     vectors    regenerate tests/golden/**/*.js-output.json with the published @convertcom/js-sdk
-               (needs node + npm; nothing else does)
+               (needs node + npm, as the differentials do; nothing else does)
     differential [--seed N] [--rounds N]
                random configs, visitors and operations replayed through the published
                @convertcom/js-sdk and the release `convert batch`, compared record by record
                (needs node + npm; xtask/js-harness/differential.js). Seeds default to the clock;
                rounds to 200. A disagreement prints the case and keeps its request in the
                system temp folder. Not part of `test`.
+    regex-differential [--seed N] [--rounds N]
+               `regexMatches` alone: random ECMAScript patterns (look-around, backreferences,
+               named groups, quantifiers, Annex B corners, patterns JavaScript rejects) and
+               values with case-folding corners, asked as `ruleMatch` cases of both tools and
+               compared (needs node + npm; xtask/js-harness/regex-differential.js). Seeds
+               default to the clock; rounds (300 patterns each) to 20. Patterns V8 needs over
+               20 ms for are left out. A disagreement prints the pattern, the value and both
+               answers, and keeps the round's request in the system temp folder. Not part of
+               `test`.
     help       this text
 
 ENVIRONMENT:
@@ -741,34 +755,61 @@ fn bench_axum(args: &[String]) -> Result<(), String> {
     }
 }
 
-// ---- cargo xtask differential ---------------------------------------------------------------
+// ---- cargo xtask differential, cargo xtask regex-differential --------------------------------
 
-/// The arguments `differential.js` takes from `cargo xtask differential ARGS`: `--seed N` and
+/// A random differential against the published @convertcom/js-sdk: a script of
+/// `xtask/js-harness` that replays its requests through `batch.js` and the release `convert batch`.
+struct Differential {
+    /// The xtask command, for the messages.
+    command: &'static str,
+    /// The script in `xtask/js-harness`.
+    script: &'static str,
+    /// `--rounds` when none is given.
+    rounds: &'static str,
+}
+
+/// Random configs, visitors and operations (`differential.js`).
+const CONFIGS: Differential = Differential {
+    command: "differential",
+    script: "differential.js",
+    rounds: "200",
+};
+
+/// Random ECMAScript patterns and values for `regexMatches` (`regex-differential.js`).
+const REGEX: Differential = Differential {
+    command: "regex-differential",
+    script: "regex-differential.js",
+    rounds: "20",
+};
+
+/// The arguments a differential script takes from `cargo xtask <command> ARGS`: `--seed N` and
 /// `--rounds N`, checked here so that a typo fails before anything is built.
-fn differential_args(args: &[String]) -> Result<Vec<String>, String> {
+fn differential_args(d: &Differential, args: &[String]) -> Result<Vec<String>, String> {
+    let command = d.command;
     let mut out = Vec::new();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         if flag != "--seed" && flag != "--rounds" {
-            return Err(format!("differential: unknown argument `{flag}`\n\n{HELP}"));
+            return Err(format!("{command}: unknown argument `{flag}`\n\n{HELP}"));
         }
         match it.next() {
             Some(n) if n.parse::<u64>().is_ok() => out.extend([flag.clone(), n.clone()]),
-            _ => return Err(format!("differential: `{flag}` needs a whole number")),
+            _ => return Err(format!("{command}: `{flag}` needs a whole number")),
         }
     }
     if !out.iter().any(|a| a == "--rounds") {
-        out.extend(["--rounds".to_string(), "200".to_string()]);
+        out.extend(["--rounds".to_string(), d.rounds.to_string()]);
     }
     Ok(out)
 }
 
-fn differential(args: &[String]) -> Result<(), String> {
-    let forwarded = differential_args(args)?;
+fn run_differential(d: &Differential, args: &[String]) -> Result<(), String> {
+    let forwarded = differential_args(d, args)?;
     for tool in ["node", "npm"] {
         if !have(tool) {
             return Err(format!(
-                "`cargo xtask differential` needs Node.js and npm on PATH (`{tool}` not found)"
+                "`cargo xtask {}` needs Node.js and npm on PATH (`{tool}` not found)",
+                d.command
             ));
         }
     }
@@ -785,12 +826,12 @@ fn differential(args: &[String]) -> Result<(), String> {
             c
         }));
     }
-    run_pipeline("xtask differential", steps)?;
+    run_pipeline(&format!("xtask {}", d.command), steps)?;
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
     let convert = target.join("release/convert");
     let status = in_dir("node", &harness)
-        .arg("differential.js")
+        .arg(d.script)
         .arg("--convert")
         .arg(&convert)
         .args(&forwarded)
@@ -801,6 +842,14 @@ fn differential(args: &[String]) -> Result<(), String> {
     } else {
         Err("the reference and convert-rs disagreed (cases above)".into())
     }
+}
+
+fn differential(args: &[String]) -> Result<(), String> {
+    run_differential(&CONFIGS, args)
+}
+
+fn regex_differential(args: &[String]) -> Result<(), String> {
+    run_differential(&REGEX, args)
 }
 
 // ---- cargo xtask vectors --------------------------------------------------------------------
@@ -846,7 +895,7 @@ fn vectors() -> Result<(), String> {
         if !have(tool) {
             return Err(format!(
                 "`cargo xtask vectors` needs Node.js and npm on PATH (`{tool}` not found); \
-                 no other xtask command needs them"
+                 only it and the differentials need them"
             ));
         }
     }
@@ -929,6 +978,7 @@ fn main() -> ExitCode {
     // Commands that take their own arguments get the rest of the command line.
     let with_args: Option<WithArgs> = match command.as_str() {
         "differential" => Some(differential),
+        "regex-differential" => Some(regex_differential),
         "bench-axum" => Some(bench_axum),
         _ => None,
     };
@@ -1005,16 +1055,42 @@ mod tests {
     fn differential_forwards_seed_and_rounds_and_rejects_anything_else() {
         let args = |v: &[&str]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
         assert_eq!(
-            differential_args(&args(&["--seed", "7"])).unwrap(),
+            differential_args(&CONFIGS, &args(&["--seed", "7"])).unwrap(),
             args(&["--seed", "7", "--rounds", "200"])
         );
         assert_eq!(
-            differential_args(&args(&["--rounds", "5", "--seed", "1"])).unwrap(),
+            differential_args(&CONFIGS, &args(&["--rounds", "5", "--seed", "1"])).unwrap(),
             args(&["--rounds", "5", "--seed", "1"])
         );
-        assert!(differential_args(&args(&["--seed"])).is_err());
-        assert!(differential_args(&args(&["--seed", "x"])).is_err());
-        assert!(differential_args(&args(&["--out", "/tmp"])).is_err());
+        assert!(differential_args(&CONFIGS, &args(&["--seed"])).is_err());
+        assert!(differential_args(&CONFIGS, &args(&["--seed", "x"])).is_err());
+        assert!(differential_args(&CONFIGS, &args(&["--out", "/tmp"])).is_err());
+    }
+
+    #[test]
+    fn regex_differential_defaults_to_20_rounds_and_rejects_anything_else() {
+        let args = |v: &[&str]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            differential_args(&REGEX, &[]).unwrap(),
+            args(&["--rounds", "20"])
+        );
+        assert_eq!(
+            differential_args(&REGEX, &args(&["--seed", "1"])).unwrap(),
+            args(&["--seed", "1", "--rounds", "20"])
+        );
+        assert_eq!(
+            differential_args(&REGEX, &args(&["--seed", "3", "--rounds", "2"])).unwrap(),
+            args(&["--seed", "3", "--rounds", "2"])
+        );
+        assert!(differential_args(&REGEX, &args(&["--rounds", "-1"])).is_err());
+        // --patterns and --out are the script's own; the command does not forward them.
+        let err = differential_args(&REGEX, &args(&["--patterns", "10"])).unwrap_err();
+        assert!(
+            err.starts_with("regex-differential: unknown argument `--patterns`"),
+            "{err}"
+        );
+        // The script the command runs is in the harness folder.
+        assert!(root().join("xtask/js-harness").join(REGEX.script).is_file());
     }
 
     #[test]
