@@ -19,7 +19,8 @@
 //! * `\w`, `\b` are ASCII, `\s` is the JS white space and line terminator set, `.` excludes the
 //!   four line terminators.
 //!
-//! Every instruction run counts one step against the caller's budget, and the stacks are bounded
+//! Every instruction run, and every code unit a repetition, a backreference or the scan for a
+//! start position reads, counts one step against the caller's budget, and the stacks are bounded
 //! too: a search that would go past either stops and reports it, so no pattern or input can run
 //! unbounded.
 

@@ -103,8 +103,8 @@
 //!   the size of the compiled program (states); the engine's work is proportional to that product
 //!   at worst, and the check is made before running;
 //! * backtracking matcher: at most [`REGEX_BACKTRACK_BUDGET`] (2²⁴) steps, one per instruction
-//!   run and one per code unit a backreference compares, counted while it runs; its backtracking
-//!   state is bounded too (about 20 MiB).
+//!   run and one per code unit read by a repetition, a backreference or the scan for a start,
+//!   counted while it runs; its backtracking state is bounded too (about 20 MiB).
 //!
 //! Over budget, the rule is false (negation not applied), the pattern's counter goes up
 //! ([`RuleSet::regex_over_budget`]) and a warning is logged (`log` crate) the first time for each
@@ -1198,10 +1198,10 @@ pub const REGEX_WORK_BUDGET: u64 = 1 << 24;
 /// backreferences, and those too large for the linear engine), in steps: each instruction the
 /// matcher runs is one step, and so is each code unit that a repeated character, a
 /// backreference or the scan for a start position reads. Exponential backtracking
-/// (`^(?=(a|a)*\1b)`) and quadratic scans (`(?=.*x)y` on an `x` and 64 KiB of `y`) stop there, as does a
-/// search whose backtracking state would exceed about 20 MiB. One evaluation at the budget took
-/// about 80 ms on the development machine; Node.js took 3.3 s on that `(?=.*x)y` value and 134 s
-/// on a 13-character value of one exponential pattern.
+/// (`^(?=(a|a)*\1b)`) and quadratic scans (`(?=.*x)y` on an `x` and 64 KiB of `y`) stop there,
+/// as does a search whose backtracking state would exceed about 20 MiB. One evaluation at the
+/// budget took about 80 ms on the development machine; Node.js took 3.3 s on that `(?=.*x)y`
+/// value and 134 s on a 13-character value of one exponential pattern.
 pub const REGEX_BACKTRACK_BUDGET: u64 = 1 << 24;
 
 /// The input size (bytes) for which [`RegexConcern::LargeProgram`] is reported: a linear-time
@@ -2665,7 +2665,10 @@ mod tests {
         assert_eq!(concerns.len(), 1);
         assert_eq!(concerns[0].0, "(x)\\1");
         assert!(
-            matches!(concerns[0].1, RegexConcern::Backtracking { instructions } if instructions > 3),
+            matches!(
+                concerns[0].1,
+                RegexConcern::Backtracking { instructions } if instructions > 3
+            ),
             "{:?}",
             concerns[0].1
         );
@@ -3041,7 +3044,8 @@ mod tests {
             };
             match (&linear.engine, &backtracking.engine) {
                 (Engine::Linear { .. }, Engine::Backtracking { .. }) => {
-                    let (a, b) = (linear.run_unrecorded(&value), backtracking.run_unrecorded(&value));
+                    let a = linear.run_unrecorded(&value);
+                    let b = backtracking.run_unrecorded(&value);
                     proptest::prop_assert_eq!(a.outcome, b.outcome, "{:?} on {:?}", pattern, value);
                 }
                 (Engine::NotRun(RegexConcern::Rejected(_)), b) => proptest::prop_assert!(
