@@ -56,7 +56,8 @@ pub(crate) enum Search {
 
 /// Per code unit: its `Canonicalize` (non-Unicode, ignore case) and the next unit with the same
 /// canonical form (a cycle through the units that match each other; a unit alone points to
-/// itself).
+/// itself). Built once per process, when the matcher parses its first pattern (256 KiB, about 8.5
+/// million instructions).
 struct Folding {
     canon: Vec<u16>,
     next: Vec<u16>,
