@@ -1170,14 +1170,15 @@ impl Program {
         self.code.len()
     }
 
-    /// `RegExp.prototype.test` on `subject` (UTF-16 units, already lower-cased by the caller as
-    /// the reference does), within `budget` steps. Returns the outcome and the steps taken.
+    /// [`Program::test_str`] on code units, with buffers of its own (for tests).
     #[cfg(test)]
     pub(crate) fn test(&self, subject: &[u16], budget: u64) -> (Search, u64) {
         self.test_with(subject, budget, &mut Scratch::default())
     }
 
-    /// [`Program::test`] on `subject` as UTF-16 code units (the caller lower-cases it first).
+    /// `RegExp.prototype.test` on `subject` taken as UTF-16 code units (already lower-cased by
+    /// the caller, as the reference does), within `budget` steps: the outcome and the steps
+    /// taken. The buffers of the search are kept per thread for the next one.
     pub(crate) fn test_str(&self, subject: &str, budget: u64) -> (Search, u64) {
         thread_local! {
             /// The buffers of the last search on this thread, kept for the next one.
