@@ -322,23 +322,50 @@ fn valid_name(name: &[u16]) -> bool {
         && it.all(|c| c.is_alphanumeric() || c == '_' || c == '$')
 }
 
-/// A counted quantifier `{n}`, `{n,}` or `{n,m}` starting at `s[i]` (the `{`): its bounds and
-/// length. Counts too large for `u32` saturate (no pattern can tell them apart).
-fn braced(s: &[u16], i: usize) -> Option<(u32, Option<u32>, usize)> {
-    let mut j = i + 1;
+/// The largest repetition count: V8 reads any larger count as this (2³¹ − 1) before it checks
+/// that a quantifier's minimum is not above its maximum, so `{99999999999,4294967296}` is
+/// accepted there and `{2147483647,2147483646}` is not.
+const MAX_COUNT: u32 = i32::MAX as u32;
+
+/// A counted quantifier (`{n}`, `{n,}`, `{n,m}`), as both engines read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Braced {
+    /// The minimum count, at most [`MAX_COUNT`].
+    pub(crate) min: u32,
+    /// The maximum count (at most [`MAX_COUNT`]); `None` for `{n,}`.
+    pub(crate) max: Option<u32>,
+    /// Length of the quantifier, braces included.
+    pub(crate) len: usize,
+}
+
+impl Braced {
+    /// `{n,m}` with `n > m`: a SyntaxError.
+    pub(crate) fn out_of_order(&self) -> bool {
+        self.max.is_some_and(|m| m < self.min)
+    }
+}
+
+/// The counted quantifier at the start of `s` (its `{`), if one is there; `s` holds code units,
+/// or the translator's characters.
+pub(crate) fn braced<T: Copy + Into<u32>>(s: &[T]) -> Option<Braced> {
+    let at = |j: usize| s.get(j).map(|&c| c.into());
+    if at(0) != Some(u32::from(u('{'))) {
+        return None;
+    }
     let number = |j: &mut usize| -> Option<u32> {
         let start = *j;
         let mut n: u32 = 0;
-        while *j < s.len() && is_digit(s[*j]) {
-            n = n.saturating_mul(10).saturating_add(u32::from(s[*j] - 0x30));
+        while let Some(d) = at(*j).filter(|d| (0x30..=0x39).contains(d)) {
+            n = n.saturating_mul(10).saturating_add(d - 0x30);
             *j += 1;
         }
-        (*j > start).then_some(n)
+        (*j > start).then_some(n.min(MAX_COUNT))
     };
+    let mut j = 1;
     let min = number(&mut j)?;
-    let max = if s.get(j) == Some(&u(',')) {
+    let max = if at(j) == Some(u32::from(u(','))) {
         j += 1;
-        if s.get(j) == Some(&u('}')) {
+        if at(j) == Some(u32::from(u('}'))) {
             None
         } else {
             Some(number(&mut j)?)
@@ -346,7 +373,11 @@ fn braced(s: &[u16], i: usize) -> Option<(u32, Option<u32>, usize)> {
     } else {
         Some(min)
     };
-    (s.get(j) == Some(&u('}'))).then_some((min, max, j + 1 - i))
+    (at(j) == Some(u32::from(u('}')))).then_some(Braced {
+        min,
+        max,
+        len: j + 1,
+    })
 }
 
 /// One piece of a class: a code unit or a set (a class escape).
@@ -453,16 +484,14 @@ impl<'p> Parser<'p> {
             Some(c) if c == u('*') => (0, None, 1),
             Some(c) if c == u('+') => (1, None, 1),
             Some(c) if c == u('?') => (0, Some(1), 1),
-            Some(c) if c == u('{') => match braced(self.s, self.i) {
-                Some(q) => q,
+            Some(c) if c == u('{') => match braced(&self.s[self.i..]) {
+                Some(q) if q.out_of_order() => return Err(ParseError::Syntax),
+                Some(q) => (q.min, q.max, q.len),
                 None => return Ok(atom), // Annex B: a literal `{` follows
             },
             _ => return Ok(atom),
         };
         self.i += len;
-        if max.is_some_and(|m| m < min) {
-            return Err(ParseError::Syntax);
-        }
         let greedy = !self.eat('?');
         Ok(Node::Repeat {
             body: Box::new(atom),
@@ -482,7 +511,7 @@ impl<'p> Parser<'p> {
             0x28 => self.group(depth),
             0x5B => self.class(),
             0x2A | 0x2B | 0x3F => Err(ParseError::Syntax), // * + ?: nothing to repeat
-            0x7B if braced(self.s, self.i - 1).is_some() => Err(ParseError::Syntax),
+            0x7B if braced(&self.s[self.i - 1..]).is_some() => Err(ParseError::Syntax),
             0x5C => self.atom_escape(),
             0xD800..=0xDBFF if self.peek().is_some_and(|l| (0xDC00..=0xDFFF).contains(&l)) => {
                 // An astral character: two units; a quantifier takes the second only.

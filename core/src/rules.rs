@@ -1820,27 +1820,6 @@ fn scan_groups(chars: &[char]) -> (usize, Vec<(String, usize)>) {
     (groups, names)
 }
 
-/// Length of a counted quantifier's tail after its `{` (`n}`, `n,}`, `n,m}`), if `rest` starts
-/// with one.
-fn quantifier_len(rest: &[char]) -> Option<usize> {
-    let digits = |from: usize| {
-        rest.get(from..)
-            .unwrap_or_default()
-            .iter()
-            .take_while(|c| c.is_ascii_digit())
-            .count()
-    };
-    let n = digits(0);
-    if n == 0 {
-        return None;
-    }
-    let mut i = n;
-    if rest.get(i) == Some(&',') {
-        i += 1 + digits(i + 1);
-    }
-    (rest.get(i) == Some(&'}')).then_some(i + 1)
-}
-
 fn hex_value(chars: &[char]) -> Option<u32> {
     chars
         .iter()
@@ -2272,24 +2251,6 @@ enum Last {
 /// own limit is [`ecma::MAX_DEPTH`]).
 const NEST_LIMIT: usize = 64;
 
-/// Whether counted quantifier text `{n,m}` has `n > m` (a SyntaxError in JS).
-fn quantifier_out_of_order(q: &[char]) -> bool {
-    let text: String = q.iter().collect();
-    let Some((lo, hi)) = text
-        .trim_start_matches('{')
-        .trim_end_matches('}')
-        .split_once(',')
-    else {
-        return false;
-    };
-    let num = |s: &str| {
-        let digits = s.trim_start_matches('0');
-        // Compare as decimal strings: the counts may not fit any integer type.
-        (digits.len(), digits.to_string())
-    };
-    !hi.is_empty() && num(lo) > num(hi)
-}
-
 /// Translates an ECMAScript pattern (Annex B, non-Unicode mode) into `regex` syntax, in linear
 /// time. `None` when the pattern needs backtracking or is invalid in JavaScript.
 fn translate_js_regex(pattern: &str) -> Result<String, Reject> {
@@ -2335,18 +2296,18 @@ fn translate_into(t: &mut Translator<'_>) -> Option<()> {
     let mut last = Last::Nothing;
     while let Some(c) = t.peek(0) {
         t.i += 1;
-        // A quantifier token, if `c` starts one.
+        // A quantifier token, if `c` starts one: its length after `c`.
         let quantifier = match c {
             '*' | '+' | '?' => Some(0),
-            '{' => quantifier_len(&chars[t.i..]),
+            '{' => match ecma::braced(&chars[t.i - 1..]) {
+                Some(q) if q.out_of_order() => return None,
+                q => q.map(|q| q.len - 1),
+            },
             _ => None,
         };
         if let Some(len) = quantifier {
             let q = &chars[t.i - 1..t.i + len];
             t.i += len;
-            if quantifier_out_of_order(q) {
-                return None;
-            }
             match (last, c) {
                 (Last::Atom, _) => last = Last::Quantifier,
                 (Last::Quantifier, '?') => last = Last::Lazy,
@@ -2672,6 +2633,32 @@ mod tests {
             "{:?}",
             concerns[0].1
         );
+    }
+
+    /// Counts past 2³¹ − 1 are read as 2³¹ − 1 before the order check, as V8 does (answers from
+    /// Node.js 20): accepted patterns are false here and true negated; rejected ones are false
+    /// either way. Both engines read counts through `ecma::braced`.
+    #[test]
+    fn quantifier_counts_read_as_v8_reads_them() {
+        for p in [
+            "a{99999999999,4294967296}",
+            "a{2147483648,2147483647}",
+            "(?=a)a{99999999999,4294967296}",
+            "(?=a)a{2147483648,2147483647}",
+        ] {
+            assert!(
+                !re(p, "aaa") && c("regexMatches", json!("aaa"), json!(p), true),
+                "{p}"
+            );
+        }
+        for p in [
+            "a{2147483647,2147483646}",
+            "(?=a)a{2147483647,2147483646}",
+            "a{0004,3}",
+        ] {
+            assert!(!c("regexMatches", json!("aaa"), json!(p), true), "{p}");
+        }
+        assert!(re("^a{0002,3}$", "aaa") && re("(?=a)^a{3,0004}$", "aaa"));
     }
 
     #[test]
