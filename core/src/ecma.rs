@@ -187,21 +187,22 @@ fn words() -> Ranges {
     Ranges::of(&[(0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)])
 }
 
+/// `\s`: the units [`crate::js::is_js_whitespace`] accepts (white space and line terminators),
+/// read from it once.
 fn spaces() -> Ranges {
-    let mut r = Ranges::of(&[
-        (0x09, 0x0D),
-        (0x20, 0x20),
-        (0xA0, 0xA0),
-        (0x1680, 0x1680),
-        (0x2000, 0x200A),
-        (0x2028, 0x2029),
-        (0x202F, 0x202F),
-        (0x205F, 0x205F),
-        (0x3000, 0x3000),
-        (0xFEFF, 0xFEFF),
-    ]);
-    r.normalize();
-    r
+    static SPACES: OnceLock<Ranges> = OnceLock::new();
+    SPACES
+        .get_or_init(|| {
+            let mut r = Ranges::default();
+            for unit in 0..=0xFFFFu16 {
+                if char::from_u32(u32::from(unit)).is_some_and(crate::js::is_js_whitespace) {
+                    r.add(unit, unit);
+                }
+            }
+            r.normalize();
+            r
+        })
+        .clone()
 }
 
 /// A compiled character class: whether a subject unit belongs to it, through canonical forms.
