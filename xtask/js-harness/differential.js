@@ -28,36 +28,15 @@
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { execFileSync } = require('child_process');
+const { option, rng, runTool, stable } = require('./random-run');
 
-function arg(name, fallback) {
-  const i = process.argv.indexOf(name);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
-}
-
-const CONVERT = arg('--convert');
-const FIRST_SEED = Number(arg('--seed', String(Date.now() % 1000000)));
-const ROUNDS = Number(arg('--rounds', '20'));
-const OUT = arg('--out', os.tmpdir());
+const CONVERT = option('--convert');
+const FIRST_SEED = Number(option('--seed', String(Date.now() % 1000000)));
+const ROUNDS = Number(option('--rounds', '20'));
+const OUT = option('--out', os.tmpdir());
 if (!CONVERT) {
   process.stderr.write('differential.js: --convert PATH (the convert binary) is required\n');
   process.exit(2);
-}
-
-// ---- a small seeded generator (mulberry32) --------------------------------------------------------
-function rng(seed) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n) => Math.floor(next() * n);
-  const pick = (list) => list[int(list.length)];
-  const chance = (p) => next() < p;
-  return { next, int, pick, chance };
 }
 
 // ---- value pools ----------------------------------------------------------------------------------
@@ -316,11 +295,6 @@ function featureCases(r, cfg) {
 }
 
 // ---- running and comparing ---------------------------------------------------------------------------
-function runTool(cmd, args, file) {
-  const text = execFileSync(cmd, [...args, '--input', file], { maxBuffer: 1 << 28 });
-  return JSON.parse(text);
-}
-
 /** `source` is "rust-sdk" in our payloads and "js4.4.3" in the reference's (SPEC Part A). */
 function neutralise(records) {
   for (const rec of records) {
@@ -346,11 +320,6 @@ function reportSegmentsOnly(records) {
       }
     }
   }
-}
-
-function stable(v) {
-  return JSON.stringify(v, (_, x) => (x && typeof x === 'object' && !Array.isArray(x)
-    ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, x[k]])) : x));
 }
 
 /** What the reference's answers covered, so that a run that agrees is seen not to be vacuous. */

@@ -43,12 +43,8 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const vm = require('vm');
-const { execFileSync, spawnSync } = require('child_process');
-
-function option(name, fallback) {
-  const at = process.argv.indexOf(name);
-  return at >= 0 && at + 1 < process.argv.length ? process.argv[at + 1] : fallback;
-}
+const { spawnSync } = require('child_process');
+const { option, rng, runTool, stable } = require('./random-run');
 
 const CONVERT = option('--convert');
 const FIRST_SEED = Number(option('--seed', String(Date.now() % 1000000)));
@@ -58,22 +54,6 @@ const OUT = option('--out', os.tmpdir());
 if (!CONVERT) {
   process.stderr.write('regex-differential.js: --convert PATH (the convert binary) is required\n');
   process.exit(2);
-}
-
-// ---- seeded generator (mulberry32) ----------------------------------------------------------------
-function generator(seed) {
-  let state = seed >>> 0;
-  const next = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(state ^ (state >>> 15), state | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n) => Math.floor(next() * n);
-  const between = (lo, hi) => lo + int(hi - lo + 1);
-  const pick = (list) => list[int(list.length)];
-  const chance = (p) => next() < p;
-  return { int, between, pick, chance };
 }
 
 // ---- characters -------------------------------------------------------------------------------------
@@ -356,22 +336,12 @@ function javaScriptMillis(pattern, values) {
 const BUDGET_MS = 1;
 
 // ---- running and comparing ----------------------------------------------------------------------------
-function runTool(cmd, args, file) {
-  const text = execFileSync(cmd, [...args, '--input', file], { maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'pipe'] });
-  return JSON.parse(text);
-}
-
 /** Whether `convert -v batch` logs that the case went over the work budget (asked alone). */
 function overBudget(c, file) {
   fs.writeFileSync(file, format({ state: 'isolated', captureTracking: false, cases: [c] }));
   const run = spawnSync(CONVERT, ['-v', 'batch', '--input', file], { encoding: 'utf8' });
   fs.unlinkSync(file);
   return run.status === 0 && /went over the work budget/.test(run.stderr);
-}
-
-function stable(v) {
-  return JSON.stringify(v, (_, x) => (x && typeof x === 'object' && !Array.isArray(x)
-    ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, x[k]])) : x));
 }
 
 const answer = (rec) => (rec && rec.result && rec.result.type === 'ruleMatch' ? rec.result.value : stable(rec));
@@ -381,7 +351,7 @@ const totals = { cases: 0, matched: 0, patterns: 0, rejected: 0, slow: 0, overBu
 let failed = 0;
 for (let round = 0; round < ROUNDS; round++) {
   const seed = FIRST_SEED + round;
-  const r = generator(seed);
+  const r = rng(seed);
   const millis = new Map();
   const cases = [];
   for (let p = 0; p < PATTERNS; p++) {
@@ -411,8 +381,8 @@ for (let round = 0; round < ROUNDS; round++) {
   let js;
   let ours;
   try {
-    js = runTool(process.execPath, [path.join(__dirname, 'batch.js')], file);
-    ours = runTool(CONVERT, ['batch'], file);
+    js = runTool(process.execPath, [path.join(__dirname, 'batch.js')], file, true);
+    ours = runTool(CONVERT, ['batch'], file, true);
   } catch (e) {
     const stderr = e.stderr ? String(e.stderr).trim() : '';
     process.stdout.write(`seed ${seed}: a tool failed (request: ${file}): ${e.message}${stderr ? `\n  ${stderr}` : ''}\n`);
