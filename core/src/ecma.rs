@@ -284,8 +284,8 @@ struct Parser<'p> {
 
 type Parsed<T> = Result<T, ParseError>;
 
-/// Group names (as code units) with their group numbers.
-type Names = Vec<(Vec<u16>, usize)>;
+/// Group names (decoded) with their group numbers.
+type Names = Vec<(String, usize)>;
 
 fn is_hex(c: u16) -> bool {
     matches!(c, 0x30..=0x39 | 0x41..=0x46 | 0x61..=0x66)
@@ -311,16 +311,76 @@ fn is_ascii_letter(c: u16) -> bool {
     matches!(c, 0x41..=0x5A | 0x61..=0x7A)
 }
 
-/// Whether `name` is a valid group name (as the translator for the linear engine checks it: an
-/// alphabetic character, `_` or `$` first, then alphanumerics, `_` or `$`).
-fn valid_name(name: &[u16]) -> bool {
-    let Ok(text) = String::from_utf16(name) else {
-        return false;
+/// A group name, read after the `<` of `(?<` or `\k<` from code units, as both engines read
+/// it: the name decoded (`\uXXXX` and `\u{…}` escapes, surrogate pairs joined) and the number of
+/// units read, the closing `>` included. `None` when JavaScript rejects it: an empty name, a bad
+/// escape, a lone surrogate, or a character that cannot start or continue an identifier
+/// (alphabetic, `$` or `_` first; then alphanumeric, `$`, `_`, U+200C or U+200D).
+pub(crate) fn group_name(units: impl IntoIterator<Item = u32>) -> Option<(String, usize)> {
+    let mut it = units.into_iter();
+    let mut read = 0;
+    let mut next = || {
+        read += 1;
+        it.next()
     };
-    let mut it = text.chars();
-    it.next()
-        .is_some_and(|c| c.is_alphabetic() || c == '_' || c == '$')
-        && it.all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+    let hex = |c: u32| char::from_u32(c).and_then(|c| c.to_digit(16));
+    let mut points: Vec<u32> = Vec::new();
+    loop {
+        let c = next()?;
+        if c == u32::from(b'>') {
+            break;
+        }
+        if c != u32::from(b'\\') {
+            points.push(c);
+            continue;
+        }
+        if next()? != u32::from(b'u') {
+            return None;
+        }
+        let first = next()?;
+        let value = if first == u32::from(b'{') {
+            let mut v: u32 = 0;
+            let mut digits = 0;
+            loop {
+                let d = next()?;
+                if d == u32::from(b'}') && digits > 0 {
+                    break v;
+                }
+                v = v.checked_mul(16)?.checked_add(hex(d)?)?;
+                digits += 1;
+                if v > 0x10FFFF {
+                    return None;
+                }
+            }
+        } else {
+            let mut v = hex(first)?;
+            for _ in 0..3 {
+                v = v * 16 + hex(next()?)?;
+            }
+            v
+        };
+        points.push(value);
+    }
+    let mut name = String::new();
+    let mut i = 0;
+    while i < points.len() {
+        let p = points[i];
+        let joined = match points.get(i + 1) {
+            Some(&t) if (0xD800..0xDC00).contains(&p) && (0xDC00..0xE000).contains(&t) => {
+                i += 1;
+                0x10000 + ((p - 0xD800) << 10) + (t - 0xDC00)
+            }
+            _ => p,
+        };
+        name.push(char::from_u32(joined)?);
+        i += 1;
+    }
+    let mut chars = name.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '$' || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || matches!(c, '$' | '_' | '\u{200C}' | '\u{200D}'));
+    valid.then_some((name, read))
 }
 
 /// The largest repetition count: V8 reads any larger count as this (2³¹ − 1) before it checks
@@ -544,11 +604,9 @@ impl<'p> Parser<'p> {
                 }
                 Some(k) if k == u('<') => {
                     self.i += 1;
-                    let end = self.s[self.i..]
-                        .iter()
-                        .position(|&c| c == u('>'))
+                    let (_, len) = group_name(self.s[self.i..].iter().map(|&c| u32::from(c)))
                         .ok_or(ParseError::Syntax)?;
-                    self.i += end + 1;
+                    self.i += len;
                     self.opened += 1;
                     number = Some(self.opened);
                 }
@@ -586,16 +644,13 @@ impl<'p> Parser<'p> {
             if !self.eat('<') {
                 return Err(ParseError::Syntax);
             }
-            let end = self.s[self.i..]
-                .iter()
-                .position(|&c| c == u('>'))
+            let (name, len) = group_name(self.s[self.i..].iter().map(|&c| u32::from(c)))
                 .ok_or(ParseError::Syntax)?;
-            let name = &self.s[self.i..self.i + end];
-            self.i += end + 1;
+            self.i += len;
             let n = self
                 .names
                 .iter()
-                .find(|(nm, _)| nm.as_slice() == name)
+                .find(|(nm, _)| *nm == name)
                 .map(|(_, n)| *n)
                 .ok_or(ParseError::Syntax)?;
             return Ok(Node::BackRef(n));
@@ -785,13 +840,9 @@ fn scan(s: &[u16]) -> Parsed<(usize, Names)> {
                 && !matches!(s.get(i + 3), Some(&k) if k == u('=') || k == u('!'))
             {
                 groups += 1;
-                let rest = &s[i + 3..];
-                let len = rest
-                    .iter()
-                    .position(|&c| c == u('>'))
+                let (name, _) = group_name(s[i + 3..].iter().map(|&c| u32::from(c)))
                     .ok_or(ParseError::Syntax)?;
-                let name = rest[..len].to_vec();
-                if !valid_name(&name) || names.iter().any(|(n, _)| *n == name) {
+                if names.iter().any(|(n, _)| *n == name) {
                     return Err(ParseError::Syntax);
                 }
                 names.push((name, groups));

@@ -1808,8 +1808,9 @@ fn scan_groups(chars: &[char]) -> (usize, Vec<(String, usize)>) {
                 {
                     groups += 1;
                     let rest = chars.get(i + 3..).unwrap_or_default();
-                    if let Some(len) = rest.iter().position(|&c| c == '>') {
-                        names.push((rest[..len].iter().collect(), groups));
+                    // An invalid name is rejected where the group is translated.
+                    if let Some((name, _)) = ecma::group_name(rest.iter().map(|&c| unit_of(c))) {
+                        names.push((name, groups));
                     }
                 }
             }
@@ -2088,10 +2089,9 @@ impl Translator<'_> {
                     return None;
                 }
                 let rest = &self.chars[self.i + 1..];
-                let len = rest.iter().position(|&c| c == '>')?;
-                let name: String = rest[..len].iter().collect();
+                let (name, len) = ecma::group_name(rest.iter().map(|&c| unit_of(c)))?;
                 self.names.iter().find(|(m, _)| *m == name)?;
-                self.i += len + 2;
+                self.i += len + 1;
                 return self.backtracking_only();
             }
             c => push_literal(&mut self.out, c), // identity escape: `\a` is `a`, `\/` is `/`
@@ -2210,21 +2210,14 @@ impl Translator<'_> {
                 // Named group: JS rejects bad or duplicate names; the name itself does not
                 // matter to `is_match`, so a plain group is emitted.
                 let start = self.i + 2;
-                let len = self.chars[start..].iter().position(|&c| c == '>')?;
-                let name: String = self.chars[start..start + len].iter().collect();
-                let mut it = name.chars();
-                let first_ok = it
-                    .next()
-                    .is_some_and(|c| c.is_alphabetic() || c == '_' || c == '$');
-                if !first_ok
-                    || !it.all(|c| c.is_alphanumeric() || c == '_' || c == '$')
-                    || names.contains(&name)
-                {
+                let (name, len) =
+                    ecma::group_name(self.chars[start..].iter().map(|&c| unit_of(c)))?;
+                if names.contains(&name) {
                     return None;
                 }
                 names.push(name);
                 self.out.push('(');
-                self.i = start + len + 1;
+                self.i = start + len;
             }
             // Group syntax JavaScript rejects (`(?i)`…).
             _ => return None,
@@ -2633,6 +2626,35 @@ mod tests {
             "{:?}",
             concerns[0].1
         );
+    }
+
+    /// Group names as JavaScript reads them, through `ecma::group_name` in both engines: escapes
+    /// decoded, astral characters and ZWNJ allowed, names compared decoded (answers from
+    /// Node.js 20; all seven accepted ones were rejected before).
+    #[test]
+    fn group_names_read_as_js_reads_them() {
+        for (p, v) in [
+            ("(?<a\\u0062>a)\\k<ab>", "aa"),
+            ("(?<ab>a)\\k<a\\u{62}>", "aa"),
+            ("(?<\\u{1d49c}>a)", "a"),
+            ("(?<a\\u200cb>a)", "a"),
+            ("(?<\\uD835\\uDC9C>a)", "a"),
+            ("(?<\u{1d49c}>a)\\k<\\u{1d49c}>", "aa"),
+            ("(?<\u{1d49c}>a)", "a"),
+        ] {
+            assert!(re(p, v), "{p}");
+        }
+        for p in [
+            "(?<a\\u0020>a)",
+            "(?<a>a)(?<\\u0061>b)",
+            "(?<\\uD835>a)",
+            "(?<a\\u{}>a)",
+            "(?<a\\u{110000}>a)",
+            "(?<\\u0031>a)",
+            "(?<a\\x62>a)",
+        ] {
+            assert!(!c("regexMatches", json!("a"), json!(p), true), "{p}");
+        }
     }
 
     /// Counts past 2³¹ − 1 are read as 2³¹ − 1 before the order check, as V8 does (answers from
