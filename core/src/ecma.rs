@@ -285,7 +285,7 @@ struct Parser<'p> {
 type Parsed<T> = Result<T, ParseError>;
 
 /// Group names (decoded) with their group numbers.
-type Names = Vec<(String, usize)>;
+pub(crate) type Names = Vec<(String, usize)>;
 
 fn is_hex(c: u16) -> bool {
     matches!(c, 0x30..=0x39 | 0x41..=0x46 | 0x61..=0x66)
@@ -816,7 +816,7 @@ impl<'p> Parser<'p> {
 
 /// Counts the capturing groups of `s` and lists the named ones (the pre-scan the parser needs
 /// for `\N` and `\k<name>`). `Err` when a group name is invalid or used twice.
-fn scan(s: &[u16]) -> Parsed<(usize, Names)> {
+pub(crate) fn scan(s: &[u16]) -> Parsed<(usize, Names)> {
     let mut groups = 0;
     let mut names: Names = Vec::new();
     let mut in_class = false;

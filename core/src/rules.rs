@@ -1780,47 +1780,6 @@ fn first_line(s: &str) -> String {
         .to_string()
 }
 
-/// Counts the capturing groups of a JS pattern and lists its named groups with their numbers.
-fn scan_groups(chars: &[char]) -> (usize, Vec<(String, usize)>) {
-    let mut groups = 0;
-    let mut names = Vec::new();
-    let mut in_class = false;
-    let mut i = 0;
-    while i < chars.len() {
-        match chars[i] {
-            '\\' => i += 1,
-            '[' if !in_class => {
-                in_class = true;
-                if chars.get(i + 1) == Some(&'^') {
-                    i += 1;
-                }
-                if chars.get(i + 1) == Some(&']') {
-                    in_class = false; // `[]` / `[^]`
-                    i += 1;
-                }
-            }
-            ']' if in_class => in_class = false,
-            '(' if !in_class => {
-                if chars.get(i + 1) != Some(&'?') {
-                    groups += 1;
-                } else if chars.get(i + 2) == Some(&'<')
-                    && !matches!(chars.get(i + 3), Some('=' | '!'))
-                {
-                    groups += 1;
-                    let rest = chars.get(i + 3..).unwrap_or_default();
-                    // An invalid name is rejected where the group is translated.
-                    if let Some((name, _)) = ecma::group_name(rest.iter().map(|&c| unit_of(c))) {
-                        names.push((name, groups));
-                    }
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    (groups, names)
-}
-
 fn hex_value(chars: &[char]) -> Option<u32> {
     chars
         .iter()
@@ -2199,7 +2158,7 @@ impl Translator<'_> {
 
     /// A group opened by `(?` (`self.i` at the `?`): non-capturing and named groups pass;
     /// look-around (for the backtracking engine) and anything JS would reject do not.
-    fn group_prefix(&mut self, names: &mut Vec<String>) -> Option<()> {
+    fn group_prefix(&mut self) -> Option<()> {
         match (self.peek(1), self.peek(2)) {
             (Some(':'), _) => {
                 self.out.push_str("(?:");
@@ -2207,15 +2166,10 @@ impl Translator<'_> {
             }
             (Some('=' | '!'), _) | (Some('<'), Some('=' | '!')) => return self.backtracking_only(),
             (Some('<'), Some(c2)) if c2 != '=' && c2 != '!' => {
-                // Named group: JS rejects bad or duplicate names; the name itself does not
-                // matter to `is_match`, so a plain group is emitted.
+                // Named group (its name checked, and unique, by the scan before translating): the
+                // name does not matter to `is_match`, so a plain group is emitted.
                 let start = self.i + 2;
-                let (name, len) =
-                    ecma::group_name(self.chars[start..].iter().map(|&c| unit_of(c)))?;
-                if names.contains(&name) {
-                    return None;
-                }
-                names.push(name);
+                let (_, len) = ecma::group_name(self.chars[start..].iter().map(|&c| unit_of(c)))?;
                 self.out.push('(');
                 self.i = start + len;
             }
@@ -2252,7 +2206,12 @@ fn translate_js_regex(pattern: &str) -> Result<String, Reject> {
     for c in pattern.chars() {
         push_units(&mut chars, c);
     }
-    let (groups, names) = scan_groups(&chars);
+    // Group count and names, as the backtracking matcher reads them (bad or repeated names are
+    // a SyntaxError).
+    let units: Vec<u16> = pattern.encode_utf16().collect();
+    let Ok((groups, names)) = ecma::scan(&units) else {
+        return Err(Reject::Invalid);
+    };
     let mut t = Translator {
         chars: &chars,
         i: 0,
@@ -2283,7 +2242,6 @@ enum Reject {
 
 fn translate_into(t: &mut Translator<'_>) -> Option<()> {
     let chars = t.chars;
-    let mut names: Vec<String> = Vec::new();
     // Groups open (look-around never gets this far: it goes to the backtracking engine).
     let mut open = 0usize;
     let mut last = Last::Nothing;
@@ -2329,7 +2287,7 @@ fn translate_into(t: &mut Translator<'_>) -> Option<()> {
                     return None;
                 }
                 if t.peek(0) == Some('?') {
-                    t.group_prefix(&mut names)?;
+                    t.group_prefix()?;
                 } else {
                     t.out.push('(');
                 }
@@ -3361,14 +3319,12 @@ mod tests {
 
     #[test]
     fn group_counting() {
+        let scan = |p: &str| ecma::scan(&p.encode_utf16().collect::<Vec<_>>());
         assert_eq!(
-            scan_groups(&"(a)(?:b)(?<n>c)[(](?=d)\\(".chars().collect::<Vec<_>>()),
-            (2, vec![("n".to_string(), 2)])
+            scan("(a)(?:b)(?<n>c)[(](?=d)\\("),
+            Ok((2, vec![("n".to_string(), 2)]))
         );
-        assert_eq!(
-            scan_groups(&"[]](a)".chars().collect::<Vec<_>>()),
-            (1, vec![])
-        );
+        assert_eq!(scan("[]](a)"), Ok((1, vec![])));
     }
 
     fn tree(items: Value) -> RuleSet {
