@@ -303,10 +303,6 @@ fn is_digit(c: u16) -> bool {
     (0x30..=0x39).contains(&c)
 }
 
-fn is_octal(c: u16) -> bool {
-    (0x30..=0x37).contains(&c)
-}
-
 fn is_ascii_letter(c: u16) -> bool {
     matches!(c, 0x41..=0x5A | 0x61..=0x7A)
 }
@@ -381,6 +377,30 @@ pub(crate) fn group_name(units: impl IntoIterator<Item = u32>) -> Option<(String
         .is_some_and(|c| c.is_alphabetic() || c == '$' || c == '_')
         && chars.all(|c| c.is_alphanumeric() || matches!(c, '$' | '_' | '\u{200C}' | '\u{200D}'));
     valid.then_some((name, read))
+}
+
+/// The Annex B legacy octal escape at the start of `s` (its first digit, 0 to 7; `s` holds code
+/// units, or the translator's characters): up to three digits, at most 0o377. Its value and the
+/// number of digits read.
+pub(crate) fn legacy_octal<T: Copy + Into<u32>>(s: &[T]) -> (u16, usize) {
+    let digit = |k: usize| {
+        s.get(k)
+            .map(|&c| c.into())
+            .filter(|d| (0x30..=0x37).contains(d))
+            .map(|d| d - 0x30)
+    };
+    let first = digit(0).unwrap_or(0);
+    let most = if first <= 3 { 3 } else { 2 };
+    let mut value = first;
+    let mut len = 1;
+    while len < most {
+        match digit(len) {
+            Some(d) => value = value * 8 + d,
+            None => break,
+        }
+        len += 1;
+    }
+    (value as u16, len)
 }
 
 /// The largest repetition count: V8 reads any larger count as this (2³¹ − 1) before it checks
@@ -714,18 +734,9 @@ impl<'p> Parser<'p> {
             },
             0x30..=0x37 => {
                 // `\0` alone is NUL; Annex B legacy octal escapes otherwise.
-                let mut value = u32::from(c - 0x30);
-                if let Some(d) = self.peek().filter(|&d| is_octal(d)) {
-                    value = value * 8 + u32::from(d - 0x30);
-                    self.i += 1;
-                    if c <= u('3') {
-                        if let Some(d) = self.peek().filter(|&d| is_octal(d)) {
-                            value = value * 8 + u32::from(d - 0x30);
-                            self.i += 1;
-                        }
-                    }
-                }
-                value as u16
+                let (value, len) = legacy_octal(&self.s[self.i - 1..]);
+                self.i += len - 1;
+                value
             }
             0x78 => match (self.peek(), self.peek_at(1)) {
                 (Some(a), Some(b)) if is_hex(a) && is_hex(b) => {

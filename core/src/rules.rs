@@ -1950,20 +1950,9 @@ impl Translator<'_> {
 
     /// A legacy octal escape whose first digit is at `self.i`: up to three digits, at most 0o377.
     fn legacy_octal(&mut self) -> char {
-        let octal = |t: &Self, k: usize| t.peek(k).and_then(|c| c.to_digit(8));
-        let first = octal(self, 0).unwrap_or(0);
-        self.i += 1;
-        let mut v = first;
-        for _ in 0..(if first <= 3 { 2 } else { 1 }) {
-            match octal(self, 0) {
-                Some(d) => {
-                    v = v * 8 + d;
-                    self.i += 1;
-                }
-                None => break,
-            }
-        }
-        char::from_u32(v).unwrap_or('\0')
+        let (value, len) = ecma::legacy_octal(&self.chars[self.i..]);
+        self.i += len;
+        char::from(u8::try_from(value).unwrap_or(0))
     }
 
     /// A construct only the backtracking engine runs (look-around, a backreference): notes it
