@@ -91,7 +91,7 @@ fn folding() -> &'static Folding {
 /// ECMAScript `Canonicalize(rer, ch)` without the `u` and `v` flags, with ignore case: the code
 /// unit upper-cased, unless that gives several characters, or leaves the BMP, or maps a
 /// non-ASCII unit to ASCII.
-fn canonicalize(u: u32) -> u16 {
+pub(crate) fn canonicalize(u: u32) -> u16 {
     let same = u as u16;
     let Some(c) = char::from_u32(u) else {
         return same; // a surrogate

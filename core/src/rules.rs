@@ -76,9 +76,11 @@
 //!   that has not captured matches the empty string, as in JS;
 //! * matching is by UTF-16 code unit, as in a non-Unicode JS pattern: an astral character is two
 //!   units (`/^.$/` does not match `"😀"`, `/^..$/` does), and surrogate escapes (`\uD83D`) work;
-//! * case-insensitive matching follows ECMAScript's `Canonicalize`: the few characters on which
-//!   the engine's Unicode simple case folding disagrees (such as `ſ` U+017F against `s`, the Kelvin
-//!   sign against `k`, `Ω` U+2126 against `ω`) match only themselves, as in JS.
+//! * case-insensitive matching follows ECMAScript's `Canonicalize` (with Rust's Unicode tables) in
+//!   both engines: where the linear engine's Unicode simple case folding disagrees, characters
+//!   match only themselves (`ſ` U+017F against `s`, the Kelvin sign against `k`, `Ω` U+2126
+//!   against `ω`, `ΐ` U+1FD3 against `ΐ` U+0390) or match each other (`꟎` U+A7CE and `꟏` U+A7CF,
+//!   newer than the folding tables), as in JS.
 //!
 //! Patterns JavaScript rejects (unbalanced groups or classes, nothing to repeat as in `a**` or
 //! `^*`, a quantified look-behind, out-of-order ranges and counts, `(?i)`, bad group names,
@@ -1788,6 +1790,7 @@ fn hex_value(chars: &[char]) -> Option<u32> {
 
 /// Appends a literal character in `regex` syntax (valid inside and outside a class).
 fn push_literal(out: &mut String, c: char) {
+    let c = matched_as(c);
     if c.is_alphanumeric() {
         out.push(c);
     } else {
@@ -1800,28 +1803,85 @@ fn push_literal(out: &mut String, c: char) {
 /// is astral, so it is itself turned into two surrogate placeholders: no confusion is possible.)
 const SURROGATE_BASE: u32 = 0xF0000;
 
-/// First placeholder of the [`FOLD_EXCEPTIONS`].
+/// First placeholder of the [`FOLD_SPECIAL`] units.
 const FOLD_BASE: u32 = 0xF0800;
 
-/// Characters whose case-insensitive equivalents differ between ECMAScript's non-Unicode
-/// `Canonicalize` (upper-casing, but never from non-ASCII to ASCII nor to several characters) and
-/// the `regex` crate's simple case folding. In JS each of them matches only itself; here each is
-/// represented by its own placeholder (`FOLD_BASE + index`), which has no case. Sorted.
-const FOLD_EXCEPTIONS: [u32; 33] = [
-    0x017F, 0x03F4, 0x1E9E, 0x1F88, 0x1F89, 0x1F8A, 0x1F8B, 0x1F8C, 0x1F8D, 0x1F8E, 0x1F8F, 0x1F98,
-    0x1F99, 0x1F9A, 0x1F9B, 0x1F9C, 0x1F9D, 0x1F9E, 0x1F9F, 0x1FA8, 0x1FA9, 0x1FAA, 0x1FAB, 0x1FAC,
-    0x1FAD, 0x1FAE, 0x1FAF, 0x1FBC, 0x1FCC, 0x1FFC, 0x2126, 0x212A, 0x212B,
+/// The UTF-16 code units that the linear engine cannot leave to the `regex` crate's simple case
+/// folding, because ECMAScript's non-Unicode `Canonicalize` (upper-casing, but never from
+/// non-ASCII to ASCII nor to several characters, with Rust's Unicode tables) makes them
+/// equivalent to other units than that folding does. Each is given as `(unit, matched as)`, sorted
+/// by unit:
+///
+/// * a unit matched as itself matches only itself in JS (`ſ` U+017F is not `s`, the Kelvin sign
+///   is not `k`, `ΐ` U+1FD3 is not `ΐ` U+0390), while the folding makes it equivalent to others;
+/// * units matched as the same unit are equivalent in JS and not in the folding (letters newer
+///   than the `regex` crate's Unicode tables, such as `꟎` U+A7CE and `꟏` U+A7CF).
+///
+/// In the pattern each has a placeholder of its own, `FOLD_BASE + index` (so that ranges keep their
+/// ends); what the engine compares, in the pattern and in the value, is the placeholder of the
+/// unit it is matched as, which has no case. Kept exact by the test
+/// `fold_exceptions_are_where_case_folding_and_canonicalize_differ`.
+const FOLD_SPECIAL: [(u32, u32); 42] = [
+    (0x017F, 0x017F),
+    (0x03F4, 0x03F4),
+    (0x1E9E, 0x1E9E),
+    (0x1F88, 0x1F88),
+    (0x1F89, 0x1F89),
+    (0x1F8A, 0x1F8A),
+    (0x1F8B, 0x1F8B),
+    (0x1F8C, 0x1F8C),
+    (0x1F8D, 0x1F8D),
+    (0x1F8E, 0x1F8E),
+    (0x1F8F, 0x1F8F),
+    (0x1F98, 0x1F98),
+    (0x1F99, 0x1F99),
+    (0x1F9A, 0x1F9A),
+    (0x1F9B, 0x1F9B),
+    (0x1F9C, 0x1F9C),
+    (0x1F9D, 0x1F9D),
+    (0x1F9E, 0x1F9E),
+    (0x1F9F, 0x1F9F),
+    (0x1FA8, 0x1FA8),
+    (0x1FA9, 0x1FA9),
+    (0x1FAA, 0x1FAA),
+    (0x1FAB, 0x1FAB),
+    (0x1FAC, 0x1FAC),
+    (0x1FAD, 0x1FAD),
+    (0x1FAE, 0x1FAE),
+    (0x1FAF, 0x1FAF),
+    (0x1FBC, 0x1FBC),
+    (0x1FCC, 0x1FCC),
+    (0x1FD3, 0x1FD3),
+    (0x1FE3, 0x1FE3),
+    (0x1FFC, 0x1FFC),
+    (0x2126, 0x2126),
+    (0x212A, 0x212A),
+    (0x212B, 0x212B),
+    (0xA7CE, 0xA7CE),
+    (0xA7CF, 0xA7CE),
+    (0xA7D2, 0xA7D2),
+    (0xA7D3, 0xA7D2),
+    (0xA7D4, 0xA7D4),
+    (0xA7D5, 0xA7D4),
+    (0xFB05, 0xFB05),
 ];
 
-/// The character standing for UTF-16 code unit `u`: a placeholder for surrogates and for the
-/// [`FOLD_EXCEPTIONS`], the character itself otherwise.
+/// The index of `u` in [`FOLD_SPECIAL`].
+fn fold_special(u: u32) -> Option<usize> {
+    FOLD_SPECIAL
+        .binary_search_by_key(&u, |&(unit, _)| unit)
+        .ok()
+}
+
+/// The character standing for UTF-16 code unit `u` in a pattern: a placeholder for surrogates and
+/// for the [`FOLD_SPECIAL`] units, the character itself otherwise.
 fn unit_char(u: u32) -> Option<char> {
     if (0xD800..=0xDFFF).contains(&u) {
         return char::from_u32(SURROGATE_BASE + (u - 0xD800));
     }
-    match FOLD_EXCEPTIONS.binary_search(&u) {
-        Ok(i) => char::from_u32(FOLD_BASE + u32::try_from(i).ok()?),
-        Err(_) => char::from_u32(u),
+    match fold_special(u) {
+        Some(i) => char::from_u32(FOLD_BASE + u32::try_from(i).ok()?),
+        None => char::from_u32(u),
     }
 }
 
@@ -1830,11 +1890,31 @@ fn unit_of(c: char) -> u32 {
     let v = u32::from(c);
     if (SURROGATE_BASE..SURROGATE_BASE + 0x800).contains(&v) {
         0xD800 + (v - SURROGATE_BASE)
-    } else if (FOLD_BASE..FOLD_BASE + 33).contains(&v) {
-        FOLD_EXCEPTIONS[(v - FOLD_BASE) as usize]
+    } else if let Some(&(unit, _)) = v
+        .checked_sub(FOLD_BASE)
+        .and_then(|i| FOLD_SPECIAL.get(i as usize))
+    {
+        unit
     } else {
         v
     }
+}
+
+/// What the engine compares for a character of the unit form: the placeholder of the unit a
+/// [`FOLD_SPECIAL`] unit is matched as, the character itself otherwise.
+fn matched_as(c: char) -> char {
+    let Some(&(unit, like)) = u32::from(c)
+        .checked_sub(FOLD_BASE)
+        .and_then(|i| FOLD_SPECIAL.get(i as usize))
+    else {
+        return c;
+    };
+    // A pair the Unicode tables of the Rust in use do not know yet (an older toolchain) stays
+    // apart, as the backtracking matcher keeps it.
+    if unit != like && ecma::canonicalize(unit) != ecma::canonicalize(like) {
+        return c;
+    }
+    unit_char(like).unwrap_or(c)
 }
 
 /// Pushes the characters standing for the UTF-16 code units of `c` (one, or a surrogate pair).
@@ -1847,25 +1927,26 @@ fn push_units(out: &mut impl Extend<char>, c: char) {
     );
 }
 
-/// `s` in unit form: what a non-Unicode ECMAScript regular expression matches against (astral
-/// characters are two surrogate placeholders, fold exceptions their placeholder).
+/// `s` in unit form, as the linear engine compares it: what a non-Unicode ECMAScript regular
+/// expression matches against (astral characters are two surrogate placeholders, the
+/// [`FOLD_SPECIAL`] units the placeholder they are matched as).
 fn utf16_units(s: &str) -> Cow<'_, str> {
     if s.is_ascii()
         || !s
             .chars()
-            .any(|c| u32::from(c) > 0xFFFF || FOLD_EXCEPTIONS.binary_search(&u32::from(c)).is_ok())
+            .any(|c| u32::from(c) > 0xFFFF || fold_special(u32::from(c)).is_some())
     {
         return Cow::Borrowed(s);
     }
-    let mut out = String::with_capacity(s.len() + 8);
+    let mut units = Vec::with_capacity(s.len() + 8);
     for c in s.chars() {
-        push_units(&mut out, c);
+        push_units(&mut units, c);
     }
-    Cow::Owned(out)
+    Cow::Owned(units.into_iter().map(matched_as).collect())
 }
 
 /// Pushes the class range of code units `a..=b` in unit form: split around the surrogate block and
-/// the fold exceptions, whose placeholders are added separately. `None` when the range is out of
+/// the [`FOLD_SPECIAL`] units, whose placeholders are added separately. `None` when the range is out of
 /// order (a SyntaxError in JS).
 fn push_unit_range(out: &mut String, a: u32, b: u32) -> Option<()> {
     if a > b {
@@ -1879,9 +1960,9 @@ fn push_unit_range(out: &mut String, a: u32, b: u32) -> Option<()> {
         }
         Some(())
     };
-    let exceptions = FOLD_EXCEPTIONS
+    let exceptions = FOLD_SPECIAL
         .iter()
-        .copied()
+        .map(|&(unit, _)| unit)
         .filter(|u| (a..=b).contains(u));
     for (lo, hi) in [(0, 0xD7FF), (0xD800, 0xDFFF), (0xE000, 0xFFFF)] {
         let (from, to) = (a.max(lo), b.min(hi));
@@ -3545,6 +3626,46 @@ mod tests {
 
     /// The ASCII fast paths of `equals`, `startsWith` and `endsWith` against the plain
     /// definitions (JS-lower-case the whole value, then compare).
+    /// The linear engine runs case-insensitive patterns with the `regex` crate's simple case
+    /// folding, except for the [`FOLD_SPECIAL`] units, which it compares through caseless
+    /// placeholders. Checked here for every BMP code unit, against the folding tables of the
+    /// `regex` crate in use and `Canonicalize` with Rust's Unicode tables (a new Unicode version
+    /// can add equivalences to either: Unicode 15 made `ΐ` U+0390 and `ΐ` U+1FD3 fold together,
+    /// Unicode 17 added the cased pair `꟎` U+A7CE, `꟏` U+A7CF): the units the linear engine
+    /// makes equivalent to a unit are those JavaScript makes equivalent to it.
+    #[test]
+    fn fold_exceptions_are_where_case_folding_and_canonicalize_differ() {
+        use regex_syntax::hir::{ClassUnicode, ClassUnicodeRange};
+        let units = || (0..=0xFFFF_u32).filter(|u| !(0xD800..=0xDFFF).contains(u));
+        let mut by_canon: std::collections::HashMap<u16, Vec<u32>> = Default::default();
+        for u in units() {
+            by_canon.entry(ecma::canonicalize(u)).or_default().push(u);
+        }
+        let special = |u: u32| fold_special(u).and_then(|_| unit_char(u)).map(matched_as);
+        let mut wrong = Vec::new();
+        for u in units() {
+            let js = &by_canon[&ecma::canonicalize(u)];
+            let linear: Vec<u32> = match special(u) {
+                Some(like) => units().filter(|&v| special(v) == Some(like)).collect(),
+                None => {
+                    let Some(c) = char::from_u32(u) else { continue };
+                    let mut class = ClassUnicode::new([ClassUnicodeRange::new(c, c)]);
+                    class.case_fold_simple();
+                    class
+                        .iter()
+                        .flat_map(|r| u32::from(r.start())..=u32::from(r.end()))
+                        .filter(|&v| v <= 0xFFFF && special(v).is_none())
+                        .collect()
+                }
+            };
+            if &linear != js {
+                wrong.push(format!("U+{u:04X}: linear engine {linear:X?}, JS {js:X?}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{} units: {wrong:#?}", wrong.len());
+        assert!(FOLD_SPECIAL.windows(2).all(|w| w[0].0 < w[1].0), "sorted");
+    }
+
     #[test]
     fn case_insensitive_fast_paths_match_the_definitions() {
         let values = [
