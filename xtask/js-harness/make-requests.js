@@ -335,6 +335,13 @@ function write(name, request, dir = OUT) {
     ['1053-053', '^(?=.*(?<=(\\d+)(\\d+))-)\\d*-\\1$', false], ['xx', '(?:(?=x))+x', false], ['b', '(?:(?!a))?b', false],
     ['ab', '^a(?:(?<=a))*b$', false], ['ba', '(?<=(b)|(a))a\\2', false], ['aab', '^(?:a|(?=b))*b', false],
     ['ab', '^(?:(?=(a)))*\\1b', false], ['ab', '^(?:(?=(a))){1}\\1b', false],
+    // Case-insensitive classes and literals where the Unicode simple case folding of the linear
+    // engine's tables and ECMAScript's Canonicalize differ: ΐ U+0390 and ΐ U+1FD3, ΰ U+03B0 and
+    // ΰ U+1FE3, ﬅ U+FB05 and ﬆ U+FB06 fold together but match only themselves in JS; ꟎ U+A7CE
+    // and ꟏ U+A7CF (Unicode 17) are equivalent in JS.
+    ['В𝐀ß0ΰ', '[a\\u1f88-ⰰ]', false], ['ÿΐǰ', '[ᾼ-\\u2028\\u0130\\d]', false], ['ΐ', '\\u1fd3', false],
+    ['ΐ', '^[^\\u1fd3]$', false], ['ﬅ', '\\ufb06', false], ['\ua7cf', '[\\ua7ce]', false], ['\ua7ce', '^\\ua7cf$', false],
+    ['\ua7ce', '[\\ua7c0-\\ua7ce]', false], ['\ua7d3', '^[^\\ua7d2]$', false],
   ];
   const cases = compares.map(([value, testAgainst, negation], i) =>
     ({ id: `regex-${i}`, op: 'compare', method: 'regexMatches', value, testAgainst, negation }));
