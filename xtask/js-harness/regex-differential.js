@@ -59,9 +59,12 @@ if (!CONVERT) {
 // ---- characters -------------------------------------------------------------------------------------
 // Whole code points only (😀 is one element), so that no slice of a value is a lone surrogate.
 // The corners: ß, ſ (U+017F) and K (U+212A, Kelvin) fold to ASCII under full or simple case
-// mapping, İ lower-cases to two code units, ς/σ/Σ and ǅ have three cases, U+2028 ends a line for `.`.
+// mapping, İ lower-cases to two code units, ς/σ/Σ and ǅ have three cases, U+2028 ends a line for `.`;
+// ΐ U+0390 and ΐ U+1FD3, ΰ U+03B0 and ΰ U+1FE3, ﬅ U+FB05 and ﬆ U+FB06 share a simple case folding
+// but match only themselves in JS; ꟎ U+A7CE and ꟏ U+A7CF are a case pair new in Unicode 17.
 const ALPHABET = ['a', 'b', 'A', 'B', 'k', 'K', 's', 'S', 'x', 'i', 'I', '1', '0', ' ', '-', '_', '.', '/',
-  'é', 'É', 'ß', 'ẞ', 'ſ', '\u212a', 'İ', 'ı', 'Σ', 'σ', 'ς', 'ǅ', '😀', '\n', '\t', '\u2028', '\u00a0'];
+  'é', 'É', 'ß', 'ẞ', 'ſ', '\u212a', 'İ', 'ı', 'Σ', 'σ', 'ς', 'ǅ', '😀', '\n', '\t', '\u2028', '\u00a0',
+  '\u0390', '\u1fd3', '\u03b0', '\u1fe3', '\ufb05', '\ufb06', '\ua7ce', '\ua7cf'];
 const LINE_ENDS = new Set(['\n', '\r', '\u2028', '\u2029']);
 const WORD = ['a', 'b', 'k', 'K', 'S', 'x', '_', '1', '0'];
 const DIGITS = ['0', '1', '7', '9'];
@@ -89,7 +92,8 @@ const LITERALS = [
   [' ', ' '], ['_', '_'], ['é', 'é'], ['É', 'É'], ['ß', 'ß'], ['ſ', 'ſ'], ['\u212a', '\u212a'], ['İ', 'İ'],
   ['Σ', 'σ'], ['ς', 'ς'], ['😀', '😀'], ['\\.', '.'], ['\\/', '/'], ['\\u0041', 'A'], ['\\x6b', 'k'],
   ['\\u017f', 'ſ'], ['\\u212A', 'K'], ['\\u00DF', 'ß'], ['\\u0130', 'İ'], ['\\cJ', '\n'], ['\\t', '\t'],
-  ['\\n', '\n'], ['\\-', '-'], ['\\$', '$'], ['\\0', '\u0000'],
+  ['\\n', '\n'], ['\\-', '-'], ['\\$', '$'], ['\\0', '\u0000'], ['\\u1fd3', '\u1fd3'], ['\u0390', '\u0390'],
+  ['\\ufb06', '\ufb06'], ['\\ua7ce', '\ua7cf'], ['\ua7cf', '\ua7cf'],
 ];
 
 // [source, members a sample may use]
@@ -100,6 +104,8 @@ const CLASSES = [
   ['[é-ë]', ['é', 'ê', 'É']], ['[^\\s]', ['a', '1', 'é']], ['[\\b]', ['\b']], ['[.]', ['.']],
   ['[\\u017f-\\u0180]', ['ſ', 'ƀ']], ['[^\\W]', ['a', '1']], ['[ß-ẞ]', ['ß', 'ẞ', 'é']],
   ['[\\D]', ['a', '-']], ['[-a]', ['-', 'a']], ['[a-]', ['a', '-']], ['[\\x41-\\x43]', ['a', 'b', 'c']],
+  ['[\\u1f80-\\u1fff]', ['\u1fd3', '\u1fe3', '\u1f88']], ['[\\ua7c0-\\ua7ce]', ['\ua7ce', '\ua7cf']],
+  ['[^\\u0390]', ['\u1fd3', 'a']], ['[\\ufb00-\\ufb05]', ['\ufb05', '\ufb06']],
 ];
 
 const ESCAPES = [
