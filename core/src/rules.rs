@@ -1946,8 +1946,8 @@ fn utf16_units(s: &str) -> Cow<'_, str> {
 }
 
 /// Pushes the class range of code units `a..=b` in unit form: split around the surrogate block and
-/// the [`FOLD_SPECIAL`] units, whose placeholders are added separately. `None` when the range is out of
-/// order (a SyntaxError in JS).
+/// the [`FOLD_SPECIAL`] units, whose placeholders are added separately. `None` when the range is
+/// out of order (a SyntaxError in JS).
 fn push_unit_range(out: &mut String, a: u32, b: u32) -> Option<()> {
     if a > b {
         return None;
@@ -3624,8 +3624,6 @@ mod tests {
         assert!(!key_eq("é", "e\u{301}"));
     }
 
-    /// The ASCII fast paths of `equals`, `startsWith` and `endsWith` against the plain
-    /// definitions (JS-lower-case the whole value, then compare).
     /// The linear engine runs case-insensitive patterns with the `regex` crate's simple case
     /// folding, except for the [`FOLD_SPECIAL`] units, which it compares through caseless
     /// placeholders. Checked here for every BMP code unit, against the folding tables of the
@@ -3666,6 +3664,8 @@ mod tests {
         assert!(FOLD_SPECIAL.windows(2).all(|w| w[0].0 < w[1].0), "sorted");
     }
 
+    /// The ASCII fast paths of `equals`, `startsWith` and `endsWith` against the plain
+    /// definitions (JS-lower-case the whole value, then compare).
     #[test]
     fn case_insensitive_fast_paths_match_the_definitions() {
         let values = [
