@@ -1296,6 +1296,12 @@ enum Engine {
         /// The same pattern as a DFA (full or lazy) searched without `re`'s dispatch and cache
         /// pool, built on first use.
         fast: FastPath,
+        /// The pattern holds a JS `\B`, which the translation makes an ASCII (byte) assertion:
+        /// it also holds between the bytes of a non-ASCII character, where JavaScript has no
+        /// position. `re.find` skips such empty matches and searches on; an earliest-match search
+        /// (`is_match`, the [`FastPath`]) can stop at one and miss a match that began before it
+        /// (`\B|é` on `aéa`). A non-ASCII value is therefore searched with `re.find`.
+        inner_positions: bool,
     },
     /// The ECMAScript backtracking engine, for look-around, backreferences and programs too
     /// large for the linear one.
@@ -1386,7 +1392,12 @@ impl Pattern {
                 outcome: RegexOutcome::NotRun,
                 work: 0,
             },
-            Engine::Linear { re, states, fast } => {
+            Engine::Linear {
+                re,
+                states,
+                fast,
+                inner_positions,
+            } => {
                 // The unit form is never shorter than the value: check before building it.
                 let cost = |n: usize| (n as u64 + 1).saturating_mul(*states);
                 if cost(value.len()) > REGEX_WORK_BUDGET {
@@ -1405,8 +1416,13 @@ impl Pattern {
                 if work > REGEX_WORK_BUDGET {
                     return over;
                 }
+                let found = if *inner_positions {
+                    re.find(&units).is_some()
+                } else {
+                    fast.is_match(re, &units)
+                };
                 RegexRun {
-                    outcome: verdict(fast.is_match(re, &units)),
+                    outcome: verdict(found),
                     work,
                 }
             }
@@ -1441,6 +1457,10 @@ fn rejected() -> Engine {
     Engine::NotRun(RegexConcern::Rejected("SyntaxError".to_string()))
 }
 
+/// JS `\B` in `regex` syntax: an ASCII non-word-boundary, as in JS (non-ASCII units are not word
+/// characters). No other part of a translation writes this text (a literal `(` is escaped).
+const NOT_WORD_BOUNDARY: &str = r"(?-u:\B)";
+
 /// Compiled-size limit of either engine's program (bytes).
 const SIZE_LIMIT: usize = 1 << 20;
 
@@ -1456,6 +1476,7 @@ fn compile_linear(translated: &str) -> Engine {
             re,
             states,
             fast: FastPath::default(),
+            inner_positions: translated.contains(NOT_WORD_BOUNDARY),
         },
         (Err(e), _) => Engine::NotRun(RegexConcern::Unsupported(first_line(&e.to_string()))),
         (_, Err(e)) => Engine::NotRun(RegexConcern::Unsupported(e)),
@@ -2060,7 +2081,7 @@ impl Translator<'_> {
             }
             // ASCII word boundaries.
             'b' => self.out.push_str(r"(?-u:\b)"),
-            'B' => self.out.push_str(r"(?-u:\B)"),
+            'B' => self.out.push_str(NOT_WORD_BOUNDARY),
             'f' | 'n' | 'r' | 't' => {
                 self.out.push('\\');
                 self.out.push(c);
@@ -3622,6 +3643,36 @@ mod tests {
             assert!(!key_eq(&a, &longer) && !key_eq(&longer, &a));
         }
         assert!(!key_eq("é", "e\u{301}"));
+    }
+
+    /// `\B` becomes an ASCII assertion, which also holds between the bytes of a non-ASCII
+    /// character. An earliest-match search stopped at such an empty match and missed the `é`
+    /// that began before it: `\B|é` on `aéa` was false (found by
+    /// `the_engines_agree_where_both_run`, on `\B|é|]|]`). Answers from Node.js 20.20.
+    #[test]
+    fn a_non_word_boundary_never_falls_inside_a_character() {
+        let cases = [
+            ("\\B|é", "aéa", true),
+            ("é|\\B", "a aéa", true),
+            ("\\B", "aéa", false),
+            ("\\B", "aé", true),
+            ("(?:\\B|é)a", "aéa", true),
+            ("\\B|é|]|]", "a aéa", true),
+            ("\\B(?:é|x)", "aéx", false),
+            ("a\\Bé|é", "aéa", true),
+            ("\\Bé", "aéa", false),
+            ("\\B|😀", "a😀a", true),
+            ("\\B|ü", "xüy", true),
+        ];
+        for (pattern, value, js) in cases {
+            let compiled = Pattern::compile(pattern);
+            assert!(
+                matches!(compiled.engine, Engine::Linear { .. }),
+                "{pattern}"
+            );
+            let got = compiled.run_unrecorded(value).outcome == RegexOutcome::Matched;
+            assert_eq!(got, js, "{pattern:?} on {value:?}");
+        }
     }
 
     /// The linear engine runs case-insensitive patterns with the `regex` crate's simple case
