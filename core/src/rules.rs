@@ -1911,23 +1911,25 @@ fn unit_of(c: char) -> u32 {
     let v = u32::from(c);
     if (SURROGATE_BASE..SURROGATE_BASE + 0x800).contains(&v) {
         0xD800 + (v - SURROGATE_BASE)
-    } else if let Some(&(unit, _)) = v
-        .checked_sub(FOLD_BASE)
-        .and_then(|i| FOLD_SPECIAL.get(i as usize))
-    {
+    } else if let Some((unit, _)) = placeholder_of(c) {
         unit
     } else {
         v
     }
 }
 
+/// The [`FOLD_SPECIAL`] entry whose placeholder `c` is.
+fn placeholder_of(c: char) -> Option<(u32, u32)> {
+    u32::from(c)
+        .checked_sub(FOLD_BASE)
+        .and_then(|i| FOLD_SPECIAL.get(i as usize))
+        .copied()
+}
+
 /// What the engine compares for a character of the unit form: the placeholder of the unit a
 /// [`FOLD_SPECIAL`] unit is matched as, the character itself otherwise.
 fn matched_as(c: char) -> char {
-    let Some(&(unit, like)) = u32::from(c)
-        .checked_sub(FOLD_BASE)
-        .and_then(|i| FOLD_SPECIAL.get(i as usize))
-    else {
+    let Some((unit, like)) = placeholder_of(c) else {
         return c;
     };
     // A pair the Unicode tables of the Rust in use do not know yet (an older toolchain) stays
