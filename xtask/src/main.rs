@@ -1018,6 +1018,11 @@ fn exit_code(result: Result<(), String>) -> ExitCode {
 mod tests {
     use super::*;
 
+    /// Command-line arguments as `cargo xtask` receives them.
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(ToString::to_string).collect()
+    }
+
     #[test]
     fn redis_is_installed_only_in_ci_or_when_asked() {
         // (installed, ci, install, root, apt)
@@ -1053,7 +1058,6 @@ mod tests {
 
     #[test]
     fn differential_forwards_seed_and_rounds_and_rejects_anything_else() {
-        let args = |v: &[&str]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
         assert_eq!(
             differential_args(&CONFIGS, &args(&["--seed", "7"])).unwrap(),
             args(&["--seed", "7", "--rounds", "200"])
@@ -1069,7 +1073,6 @@ mod tests {
 
     #[test]
     fn regex_differential_defaults_to_20_rounds_and_rejects_anything_else() {
-        let args = |v: &[&str]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
         assert_eq!(
             differential_args(&REGEX, &[]).unwrap(),
             args(&["--rounds", "20"])
