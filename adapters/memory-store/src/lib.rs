@@ -286,6 +286,7 @@ impl Set {
     /// Inserts a record that is not in the set yet, as the most recently used, after removing
     /// expired ones. A full set gives the slot of its least recently used visitor to the new
     /// one; the record it held is returned, for the caller to drop after releasing the lock.
+    /// The slot the set's next new visitor will take is then prefetched.
     #[inline(always)]
     fn insert(
         &mut self,
@@ -314,7 +315,13 @@ impl Set {
         if let Some((now, _)) = now {
             s.used = now;
         }
-        std::mem::replace(&mut s.data, data)
+        let evicted = std::mem::replace(&mut s.data, data);
+        // The set's next new visitor will take the slot that is now least recently used, which
+        // in a full store has rarely been touched since it was last written. Start loading it
+        // now, so that the next insert into this set (many calls later, in a store of
+        // thousands of visitors) finds it in the cache rather than waiting for memory.
+        self.prefetch_victim(ways);
+        evicted
     }
 
     /// Starts loading the slot that [`Set::insert`] would fill now (without a TTL): the first
