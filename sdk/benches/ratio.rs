@@ -21,11 +21,19 @@
 //! and the engine without any of the store's own work. Its ratio to hash + rules is what those
 //! layers cost on top of the rules and the hash, whatever store the SDK is given.
 //!
+//! A fifth batch (`least`) is the least any SDK with this API could do for a fresh decision,
+//! written straight, with no layers: load the config snapshot (arc-swap, as the SDK), find the
+//! experience by key, build the store key in a reused buffer, and in one `update` of a third
+//! full memory store evaluate every location rule and the audiences, hash, pick the variation
+//! and write the location list and the variation; then build the decision (its six strings)
+//! and drop it. No options, no effects, no preview, segment or tracking checks. Its ratio to
+//! hash + rules is what the 4× bound leaves to an implementation of this API on this machine.
+//!
 //! ```sh
 //! cargo bench -p convert-sdk --bench ratio -- [rounds] [workload]   # default 200, both
 //! RATIO_ONLY=fresh cargo bench -p convert-sdk --bench ratio -- 20 bench-3arm  # for a profiler
 //! ```
-//! `RATIO_ONLY` (`floor`, `store`, `fresh` or `nothing`) times that batch alone, in a function
+//! `RATIO_ONLY` (`floor`, `store`, `fresh`, `nothing` or `least`) times that batch alone, in a function
 //! of its own (`ratio::only`), for `perf` or `valgrind --toggle-collect`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -33,8 +41,10 @@
 mod floor;
 mod support;
 
-use convert_core::ProjectConfig;
-use convert_core::config::Experience;
+use convert_core::config::{Experience, LocationTarget};
+use convert_core::engine::{BucketedVariation, Decision};
+use convert_core::store::StoredValue;
+use convert_core::{ProjectConfig, ValueList};
 
 use convert_core::engine::{
     Effects, Engine, EngineSettings, RunOptions, VisitorProps, VisitorState,
@@ -42,7 +52,9 @@ use convert_core::engine::{
 use convert_sdk::stores::MemoryStore;
 use convert_sdk::{Context, DataStore, StoreData};
 use serde_json::{Map, Value};
+use std::cell::RefCell;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Instant;
 use support::{WORKLOADS, fresh_context, workload};
 
@@ -58,7 +70,7 @@ fn main() {
     let only_workload = args.next();
     let only = std::env::var("RATIO_ONLY").ok();
     println!(
-        "workload         hash+rules  +store write  fresh      no store    +store write ÷ h+r      no store ÷ h+r          fresh ÷ hash+rules: median (p10–p90)"
+        "workload         hash+rules  +store write  fresh      no store    least       +store write ÷ h+r      no store ÷ h+r          least ÷ h+r             fresh ÷ hash+rules: median (p10–p90)"
     );
     for name in WORKLOADS {
         if only_workload.as_deref().is_none_or(|w| w == name) {
@@ -92,6 +104,13 @@ struct Batch<'a> {
     record: &'a dyn Fn(&mut StoreData) -> bool,
     key: &'a str,
     attrs: &'a convert_sdk::BucketingAttributes,
+    /// The config as the SDK holds it, for the `least` batch.
+    swap: &'a arc_swap::ArcSwapOption<ProjectConfig>,
+    /// The `least` batch's store (full, as `store`) and its key buffer, which holds the
+    /// `{account}-{project}-` prefix.
+    least_store: &'a MemoryStore,
+    key_buf: &'a RefCell<String>,
+    prefix_len: usize,
 }
 
 impl Batch<'_> {
@@ -104,6 +123,66 @@ impl Batch<'_> {
             black_box(self.props),
             black_box(self.contexts[i].visitor_id()),
         ));
+    }
+
+    /// The `least` batch's decision for `contexts[i]`'s visitor (see the module's doc).
+    #[inline(always)]
+    fn least(&self, i: usize) -> Option<Decision> {
+        let guard = self.swap.load();
+        let cfg = guard.as_deref()?;
+        let exp = cfg.experience_by_key(black_box(self.key))?;
+        let visitor = self.contexts[i].visitor_id();
+        let mut key = self.key_buf.borrow_mut();
+        key.truncate(self.prefix_len);
+        key.push_str(visitor);
+        let location = black_box(self.location);
+        let props = black_box(self.props);
+        let mut chosen = None;
+        let _ = self.least_store.update(&key, &mut |d| {
+            // A returning visitor keeps its variation (never the case in this batch).
+            if let Some(vi) = d
+                .bucketed_variation(&exp.id)
+                .and_then(|v| exp.variation_by_id(v))
+            {
+                chosen = Some((vi, None));
+                return false;
+            }
+            let mut list = ValueList::new();
+            if let LocationTarget::Locations(ids) = &exp.location {
+                for &li in ids {
+                    let loc = &cfg.locations[li];
+                    if loc
+                        .rules
+                        .as_ref()
+                        .is_some_and(|r| r.evaluate(location).is_match())
+                    {
+                        list.push(StoredValue::Str(loc.key.clone()));
+                    }
+                }
+                if list.as_slice().is_empty() {
+                    return false;
+                }
+            }
+            let audiences = exp.audiences.iter().map(|&a| {
+                cfg.audiences[a]
+                    .rules
+                    .as_ref()
+                    .is_some_and(|r| r.evaluate(props).is_match())
+            });
+            if !exp.audiences.is_empty() && !audiences.fold(false, |any, m| any | m) {
+                return false;
+            }
+            let value = convert_core::hash::bucket_value(&exp.id, visitor, 9999, 10000.0);
+            let Some(vi) = exp.packed.select(f64::from(value)) else {
+                return false;
+            };
+            d.set_locations(list);
+            d.set_bucketing(exp.id.clone(), exp.variations[vi].id.clone());
+            chosen = Some((vi, Some(value)));
+            true
+        });
+        let (vi, value) = chosen?;
+        Some(Decision::Variation(BucketedVariation::of(exp, vi, value)))
     }
 
     fn time(&self, what: &str) -> f64 {
@@ -124,7 +203,8 @@ impl Batch<'_> {
                     self.nothing[i].run_experience(self.key, self.attrs),
                 ))
             }),
-            other => panic!("RATIO_ONLY: floor, store, fresh or nothing, not {other:?}"),
+            "least" => per_call(|i| drop(black_box(self.least(i)))),
+            other => panic!("RATIO_ONLY: floor, store, fresh, nothing or least, not {other:?}"),
         }
     }
 }
@@ -144,6 +224,8 @@ fn run(name: &str, rounds: usize, only_batch: Option<&str>) {
     let location = w.attrs.location_properties.clone().unwrap_or_default();
     let props = VisitorProps::new(w.attrs.visitor_properties.as_ref(), None, None);
     let store = MemoryStore::new();
+    let least_store = MemoryStore::new();
+    let swap = arc_swap::ArcSwapOption::new(Some(Arc::clone(&cfg)));
     // What a fresh decision writes, as the engine asks for it (for bench-3arm: the location
     // list, then the variation).
     let settings = EngineSettings::default();
@@ -173,10 +255,15 @@ fn run(name: &str, rounds: usize, only_batch: Option<&str>) {
         store
             .update(&format!("fill-{n}"), &mut |d| record(d))
             .unwrap();
+        least_store
+            .update(&format!("fill-{n}"), &mut |d| record(d))
+            .unwrap();
     }
-    let mut times: [Vec<f64>; 4] = Default::default();
-    let mut ratios: [Vec<f64>; 3] = Default::default();
-    const ORDER: [&str; 4] = ["floor", "store", "fresh", "nothing"];
+    let prefix = format!("{}-{}-", cfg.account_id, cfg.project_id);
+    let key_buf = RefCell::new(prefix.clone());
+    let mut times: [Vec<f64>; 5] = Default::default();
+    let mut ratios: [Vec<f64>; 4] = Default::default();
+    const ORDER: [&str; 5] = ["floor", "store", "fresh", "nothing", "least"];
     for round in 0..rounds {
         let contexts: Vec<Context> = (0..BATCH).map(|_| fresh_context(&w.core)).collect();
         let nothing: Vec<Context> = (0..BATCH)
@@ -199,15 +286,21 @@ fn run(name: &str, rounds: usize, only_batch: Option<&str>) {
             record: &record,
             key: &w.key,
             attrs: &w.attrs,
+            swap: &swap,
+            least_store: &least_store,
+            key_buf: &key_buf,
+            prefix_len: prefix.len(),
         };
+        // The least batch stores under the key a context stores under.
+        assert_eq!(format!("{prefix}{}", contexts[0].visitor_id()), keys[0]);
         if let Some(what) = only_batch {
             times[0].push(only(&batch, what));
             continue;
         }
-        let mut t = [0.0; 4];
+        let mut t = [0.0; 5];
         // Each batch takes each place in the order in turn.
-        for k in 0..4 {
-            let j = (round + k) % 4;
+        for k in 0..5 {
+            let j = (round + k) % 5;
             t[j] = batch.time(ORDER[j]);
         }
         for (j, v) in t.iter().enumerate() {
@@ -221,8 +314,8 @@ fn run(name: &str, rounds: usize, only_batch: Option<&str>) {
         println!("{name:<16} {:.1} ns", quantile(&mut times[0], 0.5));
         return;
     }
-    let [floor, store, fresh, nothing] = &mut times;
-    let [store_ratio, fresh_ratio, nothing_ratio] = &mut ratios;
+    let [floor, store, fresh, nothing, least] = &mut times;
+    let [store_ratio, fresh_ratio, nothing_ratio, least_ratio] = &mut ratios;
     let spread = |v: &mut Vec<f64>| {
         format!(
             "{:.2}× ({:.2}–{:.2}×)",
@@ -232,13 +325,15 @@ fn run(name: &str, rounds: usize, only_batch: Option<&str>) {
         )
     };
     println!(
-        "{name:<16} {:>7.1} ns  {:>8.1} ns  {:>7.1} ns  {:>7.1} ns  {:<22}  {:<22}  {}, {rounds} rounds",
+        "{name:<16} {:>7.1} ns  {:>8.1} ns  {:>7.1} ns  {:>7.1} ns  {:>7.1} ns  {:<22}  {:<22}  {:<22}  {}, {rounds} rounds",
         quantile(floor, 0.5),
         quantile(store, 0.5),
         quantile(fresh, 0.5),
         quantile(nothing, 0.5),
+        quantile(least, 0.5),
         spread(store_ratio),
         spread(nothing_ratio),
+        spread(least_ratio),
         spread(fresh_ratio),
     );
 }
