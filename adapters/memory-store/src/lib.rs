@@ -696,6 +696,66 @@ mod tests {
         }
     }
 
+    /// An update for a new visitor that writes nothing (even after changing the record it was
+    /// given) leaves a full set as it was: nobody is evicted for it.
+    #[test]
+    fn a_new_visitor_whose_update_writes_nothing_evicts_nobody() {
+        let s = MemoryStore::with_capacity(WAYS);
+        let (target, same) = same_set_keys(&s, WAYS + 1);
+        for k in &same[..WAYS] {
+            let _ = s.update(k, &mut |d| mark(d, k));
+        }
+        let r = s.update(&same[WAYS], &mut |d| {
+            d.set_bucketing("1", "2");
+            false
+        });
+        assert!(matches!(r, Ok(false)));
+        assert_eq!(s.get(&same[WAYS]).ok().flatten(), None);
+        assert_eq!(s.lock(target).len as usize, WAYS);
+        assert_order_is_a_permutation(&s.lock(target), s.ways);
+        for k in &same[..WAYS] {
+            let mut expected = StoreData::default();
+            mark(&mut expected, k);
+            assert_eq!(s.get(k).ok().flatten(), Some(expected), "{k}");
+        }
+    }
+
+    /// A panic in a new visitor's update leaves the set as it was (the lock it poisons is taken
+    /// over): the new visitor is absent, every other keeps its record, and the set takes new
+    /// visitors again.
+    #[test]
+    #[allow(clippy::panic)] // the panic is the case under test
+    fn a_panic_in_a_new_visitors_update_leaves_the_set_consistent() {
+        let s = MemoryStore::with_capacity(WAYS);
+        let (target, same) = same_set_keys(&s, WAYS + 2);
+        for k in &same[..WAYS] {
+            let _ = s.update(k, &mut |d| mark(d, k));
+        }
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = s.update(&same[WAYS], &mut |d| {
+                d.set_bucketing("1", "2");
+                panic!("a closure that fails half-way")
+            });
+        }));
+        assert!(caught.is_err());
+        assert_order_is_a_permutation(&s.lock(target), s.ways);
+        assert_eq!(s.len(), WAYS);
+        assert_eq!(s.get(&same[WAYS]).ok().flatten(), None);
+        for k in &same[..WAYS] {
+            let mut expected = StoreData::default();
+            mark(&mut expected, k);
+            assert_eq!(s.get(k).ok().flatten(), Some(expected), "{k}");
+        }
+        assert!(matches!(
+            s.update(&same[WAYS + 1], &mut |d| mark(d, "g")),
+            Ok(true)
+        ));
+        assert_eq!(s.len(), WAYS);
+        let mut expected = StoreData::default();
+        mark(&mut expected, "g");
+        assert_eq!(s.get(&same[WAYS + 1]).ok().flatten(), Some(expected));
+    }
+
     #[test]
     fn a_reused_way_holds_only_the_new_record() {
         let s = MemoryStore::with_capacity(2);
