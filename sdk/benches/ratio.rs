@@ -33,8 +33,8 @@
 //! cargo bench -p convert-sdk --bench ratio -- [rounds] [workload]   # default 200, both
 //! RATIO_ONLY=fresh cargo bench -p convert-sdk --bench ratio -- 20 bench-3arm  # for a profiler
 //! ```
-//! `RATIO_ONLY` (`floor`, `store`, `fresh`, `nothing` or `least`) times that batch alone, in a function
-//! of its own (`ratio::only`), for `perf` or `valgrind --toggle-collect`.
+//! `RATIO_ONLY` (`floor`, `store`, `fresh`, `nothing` or `least`) times that batch alone, in a
+//! function of its own (`ratio::only`), for `perf` or `valgrind --toggle-collect`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../core/benches/shared/floor.rs"]
