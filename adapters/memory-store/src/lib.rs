@@ -558,6 +558,13 @@ mod tests {
         d.mark_goal(goal)
     }
 
+    /// A record with one goal marked.
+    fn marked(goal: &str) -> StoreData {
+        let mut d = StoreData::default();
+        mark(&mut d, goal);
+        d
+    }
+
     /// A capacity whose sets cannot be allocated falls back to the default ("capacity overflow"
     /// panicked at `usize::MAX` before; `1 << 50` asked for 4 PiB and aborted).
     #[test]
@@ -579,8 +586,7 @@ mod tests {
     fn get_set_delete() {
         let s = MemoryStore::new();
         assert_eq!(s.get("k").ok().flatten(), None);
-        let mut d = StoreData::default();
-        mark(&mut d, "g");
+        let d = marked("g");
         assert!(s.set("k", &d).is_ok());
         assert_eq!(s.get("k").ok().flatten(), Some(d));
         assert!(s.delete("k").is_ok());
@@ -702,9 +708,7 @@ mod tests {
     fn a_new_visitor_whose_update_writes_nothing_evicts_nobody() {
         let s = MemoryStore::with_capacity(WAYS);
         let (target, same) = same_set_keys(&s, WAYS + 1);
-        for k in &same[..WAYS] {
-            let _ = s.update(k, &mut |d| mark(d, k));
-        }
+        fill_with_own_marks(&s, &same[..WAYS]);
         let r = s.update(&same[WAYS], &mut |d| {
             d.set_bucketing("1", "2");
             false
@@ -713,10 +717,20 @@ mod tests {
         assert_eq!(s.get(&same[WAYS]).ok().flatten(), None);
         assert_eq!(s.lock(target).len as usize, WAYS);
         assert_order_is_a_permutation(&s.lock(target), s.ways);
-        for k in &same[..WAYS] {
-            let mut expected = StoreData::default();
-            mark(&mut expected, k);
-            assert_eq!(s.get(k).ok().flatten(), Some(expected), "{k}");
+        assert_own_marks_kept(&s, &same[..WAYS]);
+    }
+
+    /// Writes each key's record, marking the key itself as a goal.
+    fn fill_with_own_marks(s: &MemoryStore, keys: &[String]) {
+        for k in keys {
+            let _ = s.update(k, &mut |d| mark(d, k));
+        }
+    }
+
+    /// Each key still holds the record [`fill_with_own_marks`] wrote for it.
+    fn assert_own_marks_kept(s: &MemoryStore, keys: &[String]) {
+        for k in keys {
+            assert_eq!(s.get(k).ok().flatten(), Some(marked(k)), "{k}");
         }
     }
 
@@ -728,9 +742,7 @@ mod tests {
     fn a_panic_in_a_new_visitors_update_leaves_the_set_consistent() {
         let s = MemoryStore::with_capacity(WAYS);
         let (target, same) = same_set_keys(&s, WAYS + 2);
-        for k in &same[..WAYS] {
-            let _ = s.update(k, &mut |d| mark(d, k));
-        }
+        fill_with_own_marks(&s, &same[..WAYS]);
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _ = s.update(&same[WAYS], &mut |d| {
                 d.set_bucketing("1", "2");
@@ -741,19 +753,13 @@ mod tests {
         assert_order_is_a_permutation(&s.lock(target), s.ways);
         assert_eq!(s.len(), WAYS);
         assert_eq!(s.get(&same[WAYS]).ok().flatten(), None);
-        for k in &same[..WAYS] {
-            let mut expected = StoreData::default();
-            mark(&mut expected, k);
-            assert_eq!(s.get(k).ok().flatten(), Some(expected), "{k}");
-        }
+        assert_own_marks_kept(&s, &same[..WAYS]);
         assert!(matches!(
             s.update(&same[WAYS + 1], &mut |d| mark(d, "g")),
             Ok(true)
         ));
         assert_eq!(s.len(), WAYS);
-        let mut expected = StoreData::default();
-        mark(&mut expected, "g");
-        assert_eq!(s.get(&same[WAYS + 1]).ok().flatten(), Some(expected));
+        assert_eq!(s.get(&same[WAYS + 1]).ok().flatten(), Some(marked("g")));
     }
 
     #[test]
@@ -771,9 +777,7 @@ mod tests {
         // The third visitor takes the first one's way: its record is its own, nothing left
         // over from the evicted visitor.
         let _ = s.update(&same[2], &mut |d| mark(d, "c"));
-        let mut expected = StoreData::default();
-        mark(&mut expected, "c");
-        assert_eq!(s.get(&same[2]).ok().flatten(), Some(expected));
+        assert_eq!(s.get(&same[2]).ok().flatten(), Some(marked("c")));
         assert_eq!(s.get(&same[0]).ok().flatten(), None);
         let mut second = StoreData::default();
         rich(&mut second);
@@ -841,11 +845,9 @@ mod tests {
             ));
         }
         for (n, k) in keys.iter().enumerate() {
-            let mut expected = StoreData::default();
-            mark(&mut expected, &n.to_string());
             assert_eq!(
                 s.get(k).ok().flatten(),
-                Some(expected),
+                Some(marked(&n.to_string())),
                 "key of {} bytes",
                 k.len()
             );
