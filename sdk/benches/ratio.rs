@@ -21,13 +21,14 @@
 //! and the engine without any of the store's own work. Its ratio to hash + rules is what those
 //! layers cost on top of the rules and the hash, whatever store the SDK is given.
 //!
-//! A fifth batch (`least`) is the least any SDK with this API could do for a fresh decision,
-//! written straight, with no layers: load the config snapshot (arc-swap, as the SDK), find the
-//! experience by key, build the store key in a reused buffer, and in one `update` of a third
-//! full memory store evaluate every location rule and the audiences, hash, pick the variation
-//! and write the location list and the variation; then build the decision (its six strings)
-//! and drop it. No options, no effects, no preview, segment or tracking checks. Its ratio to
-//! hash + rules is what the 4× bound leaves to an implementation of this API on this machine.
+//! A fifth batch (`least`) is the least an SDK with this API could do for a fresh decision on the
+//! default memory store, written straight, with no layers: load the config snapshot (arc-swap, as
+//! the SDK), find the experience by key, build the store key in a reused buffer, and in one
+//! `update` of a third full memory store evaluate every location rule and the audiences, hash, pick
+//! the variation and write the location list and the variation; then build the decision (its six
+//! strings) and drop it. No options, no effects, no preview, segment or tracking checks. Its ratio
+//! to hash + rules is what the 4× bound leaves to an implementation of this API on this store and
+//! machine.
 //!
 //! ```sh
 //! cargo bench -p convert-sdk --bench ratio -- [rounds] [workload]   # default 200, both
@@ -252,12 +253,10 @@ fn run(name: &str, rounds: usize, only_batch: Option<&str>) {
     // Fill both stores, so that every decision below evicts a visitor, as in the steady state.
     for n in 0..20_000 {
         black_box(fresh_context(&w.core).run_experience(&w.key, &w.attrs));
-        store
-            .update(&format!("fill-{n}"), &mut |d| record(d))
-            .unwrap();
-        least_store
-            .update(&format!("fill-{n}"), &mut |d| record(d))
-            .unwrap();
+        let key = format!("fill-{n}");
+        for s in [&store, &least_store] {
+            s.update(&key, &mut |d| record(d)).unwrap();
+        }
     }
     let prefix = format!("{}-{}-", cfg.account_id, cfg.project_id);
     let key_buf = RefCell::new(prefix.clone());
