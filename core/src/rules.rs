@@ -1940,14 +1940,13 @@ fn matched_as(c: char) -> char {
     unit_char(like).unwrap_or(c)
 }
 
-/// Pushes the characters standing for the UTF-16 code units of `c` (one, or a surrogate pair).
-fn push_units(out: &mut impl Extend<char>, c: char) {
+/// The characters standing for the UTF-16 code units of `c` (one, or a surrogate pair).
+fn unit_chars(c: char) -> impl Iterator<Item = char> {
     let mut buf = [0u16; 2];
-    out.extend(
-        c.encode_utf16(&mut buf)
-            .iter()
-            .filter_map(|&u| unit_char(u32::from(u))),
-    );
+    let n = c.encode_utf16(&mut buf).len();
+    buf.into_iter()
+        .take(n)
+        .filter_map(|u| unit_char(u32::from(u)))
 }
 
 /// `s` in unit form, as the linear engine compares it: what a non-Unicode ECMAScript regular
@@ -1961,11 +1960,7 @@ fn utf16_units(s: &str) -> Cow<'_, str> {
     {
         return Cow::Borrowed(s);
     }
-    let mut units = Vec::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        push_units(&mut units, c);
-    }
-    Cow::Owned(units.into_iter().map(matched_as).collect())
+    Cow::Owned(s.chars().flat_map(unit_chars).map(matched_as).collect())
 }
 
 /// Pushes the class range of code units `a..=b` in unit form: split around the surrogate block and
@@ -2295,10 +2290,7 @@ const NEST_LIMIT: usize = 64;
 /// time. `None` when the pattern needs backtracking or is invalid in JavaScript.
 fn translate_js_regex(pattern: &str) -> Result<String, Reject> {
     // Work on UTF-16 code units, as a non-Unicode JS pattern does.
-    let mut chars: Vec<char> = Vec::with_capacity(pattern.len());
-    for c in pattern.chars() {
-        push_units(&mut chars, c);
-    }
+    let chars: Vec<char> = pattern.chars().flat_map(unit_chars).collect();
     // Group count and names, as the backtracking matcher reads them (bad or repeated names are
     // a SyntaxError).
     let units: Vec<u16> = pattern.encode_utf16().collect();
